@@ -1,0 +1,238 @@
+//! The command line: clap definitions only. Each subcommand's work is in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// orch: a durable, local-first orchestrator for AI coding agents and command pipelines.
+///
+/// Tasks with dependencies are stored in an embedded SQLite database under the orch home
+/// (`--home`, `ORCH_HOME`, or the per-user data directory). Workers claim them with leases, so a
+/// crash never loses a task or completes one twice.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// The orch home: database, run bundles, worktrees [env: ORCH_HOME] [default: the per-user
+    /// data directory, e.g. ~/.local/share/orch]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Log more (repeat for more detail); logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the orch home and register a project directory.
+    Init(InitArgs),
+    /// Add, list, inspect and steer tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Submit a workflow file: several tasks with `needs:` dependencies, all or nothing.
+    Run(RunArgs),
+    /// Count tasks by status.
+    Status(JsonArgs),
+    /// Check the database: replay every task's events and compare with its state.
+    ///
+    /// Exits 1 if any task disagrees with its event log or breaks an invariant.
+    Doctor(JsonArgs),
+    /// Run stale recovery now: expired leases are lost, their tasks retried or sent to review;
+    /// retries whose backoff elapsed are queued.
+    Recover(JsonArgs),
+    /// Print the version.
+    Version(JsonArgs),
+    /// Print the JSON Schema of workflow or task files.
+    Schema(SchemaArgs),
+    /// Internal tools for tests and benchmarks.
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project directory to register [default: the repository or directory you are in].
+    pub dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow file (YAML). See `orch schema workflow` for its format.
+    pub file: PathBuf,
+    /// The project the tasks belong to [default: the repository containing the file].
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file format.
+    #[arg(value_enum)]
+    pub kind: SchemaKind,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// Workflow files (`orch run`).
+    Workflow,
+    /// Single-task files (`orch task add --file`).
+    Task,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Add one task, from flags or from a task file.
+    Add(TaskAddArgs),
+    /// List tasks, oldest first.
+    List(TaskListArgs),
+    /// Show one task with its runs and events.
+    Get(TaskIdArgs),
+    /// Cancel a task that has not finished (a running one loses its lease).
+    Cancel(TaskCancelArgs),
+    /// Give a failed, needs_review or cancelled task a fresh set of attempts.
+    Retry(TaskRetryArgs),
+    /// Move a blocked task back into the queue once nothing blocks it.
+    Unblock(TaskIdArgs),
+    /// Approve a task that waits for approval.
+    Approve(TaskIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskAddArgs {
+    /// One-line title (or use --file).
+    #[arg(required_unless_present = "file")]
+    pub title: Option<String>,
+    /// Read the task from a YAML task file instead (see `orch schema task`).
+    #[arg(long, short = 'f', conflicts_with_all = ["title", "body", "exec", "agent"])]
+    pub file: Option<PathBuf>,
+    /// Longer description; the prompt of agent steps.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// A label (repeatable), e.g. `agent:claude`.
+    #[arg(long = "label", short = 'l', value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// Higher runs first.
+    #[arg(long, short = 'p', allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// A task that must be done first (repeatable).
+    #[arg(long = "needs", value_name = "TASK_ID")]
+    pub needs: Vec<i64>,
+    /// Attempts before the task ends failed.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// A command to run, split like a shell would but run without one (repeatable: one exec
+    /// step with these commands in order), e.g. --exec "cargo test --quiet".
+    #[arg(long, value_name = "COMMAND")]
+    pub exec: Vec<String>,
+    /// Run this agent with the body (or title) as its prompt, e.g. --agent sim.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Wait for `orch task approve` before running.
+    #[arg(long)]
+    pub requires_approval: bool,
+    /// The project directory [default: the repository or directory you are in].
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskListArgs {
+    /// Only tasks in this status (waiting, queued, running, done, failed, ...).
+    #[arg(long, short = 's')]
+    pub status: Option<String>,
+    /// Only tasks of this project (its name or directory).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Show at most this many.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskIdArgs {
+    /// The task's number.
+    pub id: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskCancelArgs {
+    /// The task's number.
+    pub id: i64,
+    /// Why, recorded in the event log.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskRetryArgs {
+    /// The task's number.
+    pub id: i64,
+    /// Wait this long before the next attempt, e.g. `30s` or `5m`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub delay: Option<std::time::Duration>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Claim and complete tasks in a loop, printing one JSON line per action.
+    ClaimLoop(ClaimLoopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClaimLoopArgs {
+    /// The worker name recorded as lease owner.
+    #[arg(long)]
+    pub owner: String,
+    /// Lease length in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub lease_ms: u64,
+    /// Hold each claim this long (heartbeating) before completing, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub hold_ms: u64,
+    /// Heartbeat every this many milliseconds while holding.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Stop after this many claims.
+    #[arg(long)]
+    pub max: Option<u64>,
+    /// Exit after finding nothing to claim this many times in a row (50 ms apart).
+    #[arg(long, default_value_t = 20)]
+    pub idle_polls: u32,
+    /// Still try to complete after a heartbeat was refused (to test fencing).
+    #[arg(long)]
+    pub complete_after_lost_lease: bool,
+    /// Report this outcome: succeeded, failed or needs_review.
+    #[arg(long, default_value = "succeeded")]
+    pub outcome: String,
+}

@@ -1,0 +1,108 @@
+//! The `orch` binary: parses arguments, runs one command, maps errors to exit codes
+//! (0 ok, 1 the operation failed, 2 usage or input error).
+
+mod cli;
+mod commands;
+mod config;
+mod debug;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, DebugCommand};
+
+/// An error in what the user gave us (a file, a flag, an id): exit code 2.
+#[derive(Debug)]
+pub struct UserError(String);
+
+impl UserError {
+    pub fn new(message: impl Into<String>) -> Self {
+        UserError(message.into())
+    }
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORCH_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<UserError>().is_some() {
+            return 2;
+        }
+        if let Some(store) = cause.downcast_ref::<orch_store::StoreError>() {
+            return match store {
+                orch_store::StoreError::TaskNotFound(_)
+                | orch_store::StoreError::RunNotFound(_)
+                | orch_store::StoreError::Invalid { .. } => 2,
+                _ => 1,
+            };
+        }
+    }
+    1
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Command::Version(args) = cli.command {
+        commands::version(args)?;
+        return Ok(true);
+    }
+    if let Command::Schema(args) = cli.command {
+        commands::schema(args)?;
+        return Ok(true);
+    }
+    let settings = config::Settings::load(cli.home.as_deref())?;
+    match cli.command {
+        Command::Init(args) => commands::init(&settings, args).await?,
+        Command::Task(command) => commands::task(&settings, command).await?,
+        Command::Run(args) => commands::run_workflow(&settings, args).await?,
+        Command::Status(args) => commands::status(&settings, args).await?,
+        Command::Doctor(args) => return commands::doctor(&settings, args).await,
+        Command::Recover(args) => commands::recover(&settings, args).await?,
+        Command::Debug(DebugCommand::ClaimLoop(args)) => debug::claim_loop(&settings, args).await?,
+        Command::Version(_) | Command::Schema(_) => {
+            unreachable!("handled before settings are loaded")
+        }
+    }
+    Ok(true)
+}

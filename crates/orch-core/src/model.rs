@@ -1,0 +1,400 @@
+//! Domain types: projects, tasks, steps, runs, leases and events.
+//!
+//! These are what the rest of orch passes around. The spec types (`TaskSpec`, `Step`, ...) are
+//! also stored as JSON in the database and written as `job.json`, so they derive serde; their
+//! file formats live in [`crate::spec`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::{EventKind, Status};
+use crate::retry::RetryPolicy;
+
+/// Milliseconds since the Unix epoch. Passed in by callers so the domain stays deterministic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The instant `duration` after this one (saturating).
+    pub fn after(self, duration: Duration) -> Timestamp {
+        let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(ms))
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A task's number, unique in one orch home.
+    TaskId
+);
+id_type!(
+    /// A run's number, unique in one orch home.
+    RunId
+);
+id_type!(
+    /// A registered project.
+    ProjectId
+);
+id_type!(
+    /// A submitted workflow.
+    WorkflowId
+);
+
+/// The fencing token of a lease. Strictly increasing across all claims in a home, so a token
+/// from an earlier lease is always smaller than the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FencingToken(pub i64);
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A task title: one line, not empty, at most 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskTitle(String);
+
+/// Why a title was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TitleError {
+    /// Empty or only whitespace.
+    #[error("the title is empty; give the task a short one-line title")]
+    Empty,
+    /// Longer than 200 characters.
+    #[error("the title has {0} characters; keep it under 200 and put details in the body")]
+    TooLong(usize),
+    /// Contains a line break.
+    #[error("the title spans several lines; keep it to one line and put details in the body")]
+    MultiLine,
+}
+
+impl TaskTitle {
+    /// Validate a title.
+    pub fn parse(raw: impl Into<String>) -> Result<Self, TitleError> {
+        let raw: String = raw.into();
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(TitleError::Empty);
+        }
+        if trimmed.contains(['\n', '\r']) {
+            return Err(TitleError::MultiLine);
+        }
+        let count = trimmed.chars().count();
+        if count > 200 {
+            return Err(TitleError::TooLong(count));
+        }
+        Ok(TaskTitle(trimmed.to_owned()))
+    }
+
+    /// The title text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TaskTitle {
+    type Error = TitleError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        TaskTitle::parse(value)
+    }
+}
+
+impl From<TaskTitle> for String {
+    fn from(title: TaskTitle) -> String {
+        title.0
+    }
+}
+
+impl fmt::Display for TaskTitle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One command of an exec step: an argv array, never a shell string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Extra environment variables for this command.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory, relative to the task's workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// The command is killed (with its process group) after this long.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration_ms::option"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum StepAction {
+    /// Run commands in order; the step fails at the first command that fails.
+    Exec {
+        /// The commands.
+        commands: Vec<Command>,
+    },
+    /// Run an AI coding agent with a prompt.
+    Agent {
+        /// Which agent adapter (`sim`, `claude`, `codex`, ...).
+        agent: String,
+        /// The prompt.
+        prompt: String,
+        /// Model name, if not the agent's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        /// Agent profile name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
+    },
+}
+
+/// One step of a task. Steps run in order in the task's workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// A name unique within the task; used for `steps/<name>/` in the bundle.
+    pub name: String,
+    /// What the step does.
+    #[serde(flatten)]
+    pub action: StepAction,
+    /// The whole step is stopped after this long.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration_ms::option"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+/// Everything about a task that its submitter chose: the normalized spec (`job.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The id given in the workflow file, if any (unique within its workflow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// One-line title.
+    pub title: TaskTitle,
+    /// Longer description; the default prompt for agent steps.
+    #[serde(default)]
+    pub body: String,
+    /// Free-form labels (`agent:claude`, `complexity:high`, ...).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: i32,
+    /// The steps, in order.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// The whole run is stopped after this long.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration_ms::option"
+    )]
+    pub timeout: Option<Duration>,
+    /// Wait for a human's approval before running.
+    #[serde(default)]
+    pub requires_approval: bool,
+}
+
+/// A task to create, with its dependencies given as indices into the same batch or as ids of
+/// tasks that already exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    /// The spec.
+    pub spec: TaskSpec,
+    /// Indices into the batch of tasks this one needs.
+    pub needs_in_batch: Vec<usize>,
+    /// Existing tasks this one needs.
+    pub needs_existing: Vec<TaskId>,
+    /// Parent task, if any.
+    pub parent: Option<TaskId>,
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Its number.
+    pub id: TaskId,
+    /// Its project.
+    pub project: ProjectId,
+    /// The workflow it was submitted with, if any.
+    pub workflow: Option<WorkflowId>,
+    /// Parent task, if any.
+    pub parent: Option<TaskId>,
+    /// The spec.
+    pub spec: TaskSpec,
+    /// Current status.
+    pub status: Status,
+    /// Why it is in that status (for `blocked`, `failed`, `needs_review`, ...).
+    pub status_reason: Option<String>,
+    /// Attempts used since the task was created or last retried by hand.
+    pub attempts_used: u32,
+    /// Runs created over the task's whole life; the next run's number is this plus one.
+    pub run_count: u32,
+    /// Tasks this one needs.
+    pub needs: Vec<TaskId>,
+    /// For `retry_wait`: not before this instant.
+    pub not_before: Option<Timestamp>,
+    /// The active run, if one is running.
+    pub current_run: Option<RunId>,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// When its status last changed.
+    pub updated_at: Timestamp,
+}
+
+/// How a run ended, or that it has not yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunState {
+    /// A worker holds its lease.
+    Active,
+    /// It succeeded.
+    Succeeded,
+    /// It failed.
+    Failed,
+    /// It ended asking for a human.
+    Escalated,
+    /// Its lease expired.
+    Lost,
+    /// Its task was cancelled while it ran.
+    Cancelled,
+    /// The worker gave it back to be run again later.
+    Requeued,
+}
+
+impl RunState {
+    /// Stable name for storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Active => "active",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Escalated => "escalated",
+            RunState::Lost => "lost",
+            RunState::Cancelled => "cancelled",
+            RunState::Requeued => "requeued",
+        }
+    }
+}
+
+impl std::str::FromStr for RunState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            RunState::Active,
+            RunState::Succeeded,
+            RunState::Failed,
+            RunState::Escalated,
+            RunState::Lost,
+            RunState::Cancelled,
+            RunState::Requeued,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+        .ok_or_else(|| format!("unknown run state `{s}`"))
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The right to work on a run until `expires_at`, proven by `token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Who holds it (a worker name).
+    pub owner: String,
+    /// It is void after this instant unless heartbeated.
+    pub expires_at: Timestamp,
+    /// Every request about the run must carry this.
+    pub token: FencingToken,
+}
+
+/// One attempt at a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Its number.
+    pub id: RunId,
+    /// Its task.
+    pub task: TaskId,
+    /// 1 for the first run of the task, 2 for the second, ...
+    pub attempt: u32,
+    /// The lease (its expiry is meaningful only while the run is active).
+    pub lease: Lease,
+    /// How it ended.
+    pub state: RunState,
+    /// When it was claimed.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub ended_at: Option<Timestamp>,
+    /// A short description of how it ended.
+    pub outcome: Option<String>,
+}
+
+/// How a worker says a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded: the task is `done`.
+    Succeeded,
+    /// It failed: retry if attempts are left, else `failed`.
+    Failed,
+    /// A human must look: `needs_review`.
+    NeedsReview,
+}
+
+/// One record of the append-only event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Its number; events of one task are ordered by it.
+    pub id: i64,
+    /// The task.
+    pub task: TaskId,
+    /// The run, if the event concerns one.
+    pub run: Option<RunId>,
+    /// When.
+    pub at: Timestamp,
+    /// Who (`cli`, `scheduler`, a worker name, ...).
+    pub actor: String,
+    /// What.
+    pub kind: EventKind,
+    /// Status before (`None` for `create`).
+    pub from: Option<Status>,
+    /// Status after.
+    pub to: Status,
+    /// Why, in words.
+    pub reason: Option<String>,
+    /// Anything else, as JSON.
+    pub data: serde_json::Value,
+}

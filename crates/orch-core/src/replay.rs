@@ -1,0 +1,127 @@
+//! Event replay: rebuild a task's status from its events and check every step against the table.
+
+use crate::lifecycle::{transition, Status, TransitionError};
+use crate::model::Event;
+
+/// Why a task's events do not replay.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The task has no events at all.
+    #[error("the task has no events")]
+    NoEvents,
+    /// An event's `from` is not the status the earlier events lead to.
+    #[error("event {event} says the task went from {} but the earlier events leave it {}", fmt_status(*recorded_from), fmt_status(*replayed))]
+    Gap {
+        /// The event's id.
+        event: i64,
+        /// What the event says the status was.
+        recorded_from: Option<Status>,
+        /// What replay says it was.
+        replayed: Option<Status>,
+    },
+    /// An event's transition is not in the table.
+    #[error("event {event}: {source}")]
+    Refused {
+        /// The event's id.
+        event: i64,
+        /// The table's refusal.
+        source: TransitionError,
+    },
+    /// More than one `done` was recorded.
+    #[error("the task was completed {0} times")]
+    DoneTwice(usize),
+}
+
+fn fmt_status(status: Option<Status>) -> String {
+    status.map_or_else(|| "nothing (not created)".to_owned(), |s| s.to_string())
+}
+
+/// Replay `events` (one task's, in id order) and return the status they lead to.
+pub fn replay(events: &[Event]) -> Result<Status, ReplayError> {
+    let mut status: Option<Status> = None;
+    let mut dones = 0;
+    for event in events {
+        if event.from != status {
+            return Err(ReplayError::Gap {
+                event: event.id,
+                recorded_from: event.from,
+                replayed: status,
+            });
+        }
+        let next =
+            transition(status, event.kind, event.to).map_err(|source| ReplayError::Refused {
+                event: event.id,
+                source,
+            })?;
+        if next == Status::Done && status != Some(Status::Done) {
+            dones += 1;
+        }
+        status = Some(next);
+    }
+    if dones > 1 {
+        return Err(ReplayError::DoneTwice(dones));
+    }
+    status.ok_or(ReplayError::NoEvents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::EventKind;
+    use crate::model::{TaskId, Timestamp};
+
+    fn event(id: i64, kind: EventKind, from: Option<Status>, to: Status) -> Event {
+        Event {
+            id,
+            task: TaskId(1),
+            run: None,
+            at: Timestamp(0),
+            actor: "test".into(),
+            kind,
+            from,
+            to,
+            reason: None,
+            data: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_clean_history_replays_to_its_last_status() {
+        let events = [
+            event(1, EventKind::Create, None, Status::Queued),
+            event(2, EventKind::Claim, Some(Status::Queued), Status::Running),
+            event(
+                3,
+                EventKind::Refused,
+                Some(Status::Running),
+                Status::Running,
+            ),
+            event(4, EventKind::Complete, Some(Status::Running), Status::Done),
+        ];
+        assert_eq!(replay(&events), Ok(Status::Done));
+    }
+
+    #[test]
+    fn a_missing_event_is_a_gap() {
+        let events = [
+            event(1, EventKind::Create, None, Status::Queued),
+            event(3, EventKind::Complete, Some(Status::Running), Status::Done),
+        ];
+        assert!(matches!(
+            replay(&events),
+            Err(ReplayError::Gap { event: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_forbidden_transition_is_refused() {
+        let events = [
+            event(1, EventKind::Create, None, Status::Queued),
+            event(2, EventKind::Complete, Some(Status::Queued), Status::Done),
+        ];
+        assert!(matches!(
+            replay(&events),
+            Err(ReplayError::Refused { event: 2, .. })
+        ));
+    }
+}

@@ -1,0 +1,895 @@
+//! Workflow and task files: the YAML formats, their JSON Schemas, and validation that points at
+//! the file, line and column of every problem.
+//!
+//! Parsing has two passes. Serde (through `marked_yaml`, which keeps positions) refuses unknown
+//! keys and wrong types; then [`validate`] checks what serde cannot: unique ids, `needs` that name
+//! real tasks, no cycles, one action per step, durations that parse.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use marked_yaml::Node;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+
+use crate::dag;
+use crate::model::{Command, NewTask, Step, StepAction, TaskSpec, TaskTitle};
+use crate::retry::RetryPolicy;
+
+/// A value with the line and column (both 1-based) where it starts in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// Its position.
+    pub at: Position,
+}
+
+/// A 1-based line and column in a file; 0 means unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+}
+
+impl Position {
+    fn of_marker(marker: Option<&marked_yaml::Marker>) -> Position {
+        marker.map_or_else(Position::default, |m| Position {
+            line: m.line(),
+            column: m.column(),
+        })
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Located<T>
+where
+    T: Deserialize<'de> + Clone,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = marked_yaml::Spanned::<T>::deserialize(deserializer)?;
+        Ok(Located {
+            at: Position::of_marker(spanned.span().start()),
+            value: (*spanned).clone(),
+        })
+    }
+}
+
+/// A workflow file: several tasks with `needs:` dependencies between them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "orch workflow file")]
+pub struct WorkflowFile {
+    /// A name for the workflow, shown in listings.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Values every task gets unless it sets its own.
+    #[serde(default)]
+    pub defaults: Option<DefaultsFile>,
+    /// The tasks. Each needs an `id` unique in this file.
+    #[schemars(with = "Vec<TaskFile>")]
+    pub tasks: Located<Vec<Located<TaskFile>>>,
+}
+
+/// Defaults for the tasks of a workflow.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsFile {
+    /// Default retry policy.
+    #[serde(default)]
+    pub retry: Option<RetryFile>,
+    /// Default timeout of a whole run, such as `30m`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Located<String>>,
+    /// Default priority.
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// Labels added to every task.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// One task: in a workflow's `tasks:` list, or alone in a task file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "orch task file")]
+pub struct TaskFile {
+    /// Identifier other tasks use in `needs`. Required in a workflow, optional in a task file.
+    #[serde(default)]
+    #[schemars(
+        with = "Option<String>",
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    )]
+    pub id: Option<Located<String>>,
+    /// One-line title.
+    #[schemars(with = "String")]
+    pub title: Located<String>,
+    /// Longer description; agent steps without a prompt get it as their prompt.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Higher runs first. Default 0.
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// Ids of tasks in the same workflow that must be `done` first.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub needs: Vec<Located<String>>,
+    /// The steps, run in order in the task's workspace.
+    #[serde(default)]
+    #[schemars(with = "Vec<StepFile>")]
+    pub steps: Vec<Located<StepFile>>,
+    /// Retry policy for this task.
+    #[serde(default)]
+    pub retry: Option<RetryFile>,
+    /// Timeout of a whole run, such as `30m`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Located<String>>,
+    /// Wait for `orch task approve` before running.
+    #[serde(default)]
+    pub requires_approval: bool,
+}
+
+/// A retry policy in a file; unset fields keep their defaults.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    /// Runs the task may have in all (at least 1).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_attempts: Option<Located<u32>>,
+    /// Wait after the first failure, such as `10s`; doubles after each further one.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub backoff: Option<Located<String>>,
+    /// The wait never grows past this, such as `10m`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub max_backoff: Option<Located<String>>,
+    /// Up to this much random delay is added, such as `2s`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub jitter: Option<Located<String>>,
+}
+
+/// One step: either `exec` (commands) or `agent` (an AI agent with a prompt).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepFile {
+    /// Name, unique within the task. Default: `step-<n>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Commands to run in order, each an argv array (never a shell string).
+    #[serde(default)]
+    pub exec: Option<Vec<CommandFile>>,
+    /// The agent to run: `sim`, `claude`, `codex`, `opencode`, ...
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The agent's prompt. Default: the task's body, or its title.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub prompt: Option<Located<String>>,
+    /// Model for the agent.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub model: Option<Located<String>>,
+    /// Agent profile.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub profile: Option<Located<String>>,
+    /// Timeout of the whole step, such as `5m`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Located<String>>,
+}
+
+/// One command of an exec step.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandFile {
+    /// Program and arguments, such as `[cargo, test, --quiet]`.
+    #[schemars(with = "Vec<String>", length(min = 1))]
+    pub argv: Located<Vec<String>>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory relative to the workspace.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cwd: Option<Located<String>>,
+    /// Timeout, such as `90s`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Located<String>>,
+}
+
+/// A problem in a workflow or task file, with where it is and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{}:{}: {message}", at.line, at.column)]
+pub struct SpecError {
+    /// The file, as the user named it.
+    pub file: String,
+    /// Where in the file.
+    pub at: Position,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// A validated workflow: tasks in submission order with dependencies as batch indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    /// The workflow's name.
+    pub name: Option<String>,
+    /// Its tasks; every `needs_in_batch` index points at an earlier task.
+    pub tasks: Vec<NewTask>,
+}
+
+fn error(file: &str, at: Position, message: impl Into<String>) -> SpecError {
+    SpecError {
+        file: file.to_owned(),
+        at,
+        message: message.into(),
+    }
+}
+
+fn load_error(file: &str, text: &str, err: &marked_yaml::LoadError) -> SpecError {
+    use marked_yaml::LoadError as L;
+    let (marker, message) = match err {
+        L::TopLevelMustBeMapping(m) => (
+            Some(*m),
+            "the file must be a YAML mapping (`key: value` lines)".to_owned(),
+        ),
+        L::TopLevelMustBeSequence(m) => (Some(*m), "the file must be a YAML list".to_owned()),
+        L::UnexpectedAnchor(m) => (
+            Some(*m),
+            "YAML anchors and aliases are not supported; write the value out".to_owned(),
+        ),
+        L::MappingKeyMustBeScalar(m) => (Some(*m), "keys must be plain words".to_owned()),
+        L::UnexpectedTag(m) => (
+            Some(*m),
+            "YAML tags (`!name`) are not supported; remove the tag".to_owned(),
+        ),
+        L::ScanError(m, scan) => {
+            // The scanner's own Display repeats the position as a byte offset and a 0-based
+            // column; the prefix of our message already says where, so keep only the words.
+            let info = scan.info();
+            if info.contains("found a tab") {
+                // The scanner reports the start of the token it was reading, which is often a
+                // line above the tab; point at the tab itself.
+                let at = Position::of_marker(Some(m));
+                let tab = first_tab_in_indentation(text, at.line).unwrap_or(at);
+                return error(
+                    file,
+                    tab,
+                    "this is not valid YAML: a tab is used for indentation; indent with spaces",
+                );
+            }
+            (Some(*m), format!("this is not valid YAML: {info}"))
+        }
+        L::DuplicateKey(inner) => (
+            inner.key.span().start().copied(),
+            format!(
+                "the key `{}` appears twice in this mapping (first at line {}); keep one",
+                inner.key.as_str(),
+                Position::of_marker(inner.prev_key.span().start()).line
+            ),
+        ),
+    };
+    error(file, Position::of_marker(marker.as_ref()), message)
+}
+
+/// The first tab in the leading whitespace of a line at or after `from_line` (1-based).
+fn first_tab_in_indentation(text: &str, from_line: usize) -> Option<Position> {
+    text.lines()
+        .enumerate()
+        .skip(from_line.saturating_sub(1))
+        .find_map(|(index, line)| {
+            let column = line
+                .chars()
+                .take_while(|c| c.is_whitespace())
+                .position(|c| c == '\t')?;
+            Some(Position {
+                line: index + 1,
+                column: column + 1,
+            })
+        })
+}
+
+/// One step of a path such as `tasks[1].steps[0].name`, as `marked_yaml` renders it.
+enum PathSegment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Split a rendered path into segments; `None` if it is not in the shape we expect (a map key
+/// that itself contains `.` or `[`, say), in which case the caller keeps `marked_yaml`'s marker.
+fn path_segments(path: &str) -> Option<Vec<PathSegment<'_>>> {
+    let mut segments = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !key.is_empty() {
+            segments.push(PathSegment::Key(key));
+        }
+        while !rest.is_empty() {
+            let close = rest.find(']')?;
+            let index = rest.get(1..close)?.parse().ok()?;
+            segments.push(PathSegment::Index(index));
+            rest = &rest[close + 1..];
+            if !rest.is_empty() && !rest.starts_with('[') {
+                return None;
+            }
+        }
+    }
+    Some(segments)
+}
+
+/// The node at the end of `segments`, if every step exists.
+fn node_at<'n>(root: &'n Node, segments: &[PathSegment<'_>]) -> Option<&'n Node> {
+    segments
+        .iter()
+        .try_fold(root, |node, segment| match segment {
+            PathSegment::Key(key) => node.as_mapping()?.get_node(key),
+            PathSegment::Index(index) => node.as_sequence()?.get(*index),
+        })
+}
+
+/// Block mappings start, for `marked_yaml`, at the `:` after their first key. Move the start to
+/// the first key itself so that an error about a whole mapping (a task, a step) points at the
+/// beginning of its first line rather than into the middle of it.
+fn start_mappings_at_their_first_key(node: &mut Node) {
+    match node {
+        Node::Scalar(_) => {}
+        Node::Sequence(sequence) => {
+            for item in sequence.iter_mut() {
+                start_mappings_at_their_first_key(item);
+            }
+        }
+        Node::Mapping(mapping) => {
+            let first_key = mapping
+                .keys()
+                .next()
+                .and_then(|k| k.span().start().copied());
+            let starts_after_key = match (mapping.span().start(), first_key) {
+                (Some(start), Some(key)) => {
+                    (start.line(), start.column()) > (key.line(), key.column())
+                }
+                _ => false,
+            };
+            if starts_after_key {
+                mapping.span_mut().set_start(first_key);
+            }
+            for (_, value) in mapping.iter_mut() {
+                start_mappings_at_their_first_key(value);
+            }
+        }
+    }
+}
+
+fn node_error(file: &str, root: &Node, err: &marked_yaml::FromNodeError) -> SpecError {
+    use marked_yaml::Error as E;
+    let path = err.path().filter(|p| !p.is_empty() && *p != ".");
+    let segments = path.and_then(path_segments);
+    // `marked_yaml` finds the node of an error by following the path, but stops at the first
+    // `Located` wrapper (its path holds an internal key), so errors inside a task would point at
+    // the `tasks` list. Follow the path ourselves and keep its marker only as a fallback.
+    let node = segments.as_deref().and_then(|s| node_at(root, s));
+    let text = node.and_then(Node::as_scalar).map(|scalar| scalar.as_str());
+    let mut at = node.map_or_else(
+        || Position::of_marker(err.start_mark().as_ref()),
+        |node| Position::of_marker(node.span().start()),
+    );
+    // An unknown key is reported at the key and under the path of the mapping that holds it.
+    let mut shown_path = path.map(str::to_owned);
+    let what = match &**err {
+        E::NotBoolean(_) => match text {
+            Some(text) => format!("expected `true` or `false`, not `{text}`"),
+            None => "expected `true` or `false`".to_owned(),
+        },
+        E::IntegerParseFailure(e, _) => integer_message(e, text),
+        E::FloatParseFailure(_, _) => match text {
+            Some(text) => format!("expected a number, not `{text}`"),
+            None => "expected a number".to_owned(),
+        },
+        E::UnknownFieldError(field, expected, _) => {
+            if let Some(segments) = &segments {
+                let parent = &segments[..segments.len().saturating_sub(1)];
+                let key = node_at(root, parent)
+                    .and_then(Node::as_mapping)
+                    .and_then(|m| m.keys().find(|k| k.as_str() == field));
+                if let Some(key) = key {
+                    at = Position::of_marker(key.span().start());
+                }
+            }
+            shown_path = path
+                .and_then(|p| p.rsplit_once('.'))
+                .map(|(parent, _)| parent.to_owned());
+            unknown_key_message(field, expected)
+        }
+        E::Other(message, _) => serde_message(message, text),
+    };
+    let message = match shown_path {
+        Some(path) => format!("{path}: {what}"),
+        None => what,
+    };
+    error(file, at, message)
+}
+
+fn integer_message(err: &std::num::ParseIntError, text: Option<&str>) -> String {
+    use std::num::IntErrorKind as K;
+    let Some(text) = text else {
+        return "expected a whole number".to_owned();
+    };
+    let negative = text
+        .strip_prefix('-')
+        .is_some_and(|digits| !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()));
+    match err.kind() {
+        K::PosOverflow => format!("`{text}` is too large for this field"),
+        K::NegOverflow => format!("`{text}` is too small for this field"),
+        K::InvalidDigit if negative => format!("`{text}` is negative; give 0 or more"),
+        _ => format!("expected a whole number, not `{text}`"),
+    }
+}
+
+fn unknown_key_message(field: &str, expected: &[&str]) -> String {
+    let close = expected
+        .iter()
+        .map(|candidate| (edit_distance(field, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min();
+    let allowed = expected
+        .iter()
+        .map(|key| format!("`{key}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match close {
+        Some((_, candidate)) => {
+            format!("unknown key `{field}`; did you mean `{candidate}`? The keys allowed here are: {allowed}")
+        }
+        None => format!("unknown key `{field}`; the keys allowed here are: {allowed}"),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// Reword serde's own messages (`missing field`, `invalid type`) as sentences that say what to
+/// write instead.
+fn serde_message(message: &str, text: Option<&str>) -> String {
+    if let Some(field) = message.strip_prefix("missing field ") {
+        return format!("the required key {field} is missing; add it");
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            let expected = match expected {
+                "a sequence" => "a list such as `[a, b]`",
+                "a string" => "a single value (text)",
+                "a boolean" => "`true` or `false`",
+                "a map" => "a mapping (`key: value` lines)",
+                other if other.starts_with("struct ") => "a mapping (`key: value` lines)",
+                other => other,
+            };
+            let found = match found {
+                "sequence" => "a list".to_owned(),
+                "map" => "a mapping".to_owned(),
+                other => other.to_owned(),
+            };
+            let hint = match (expected.starts_with("a list"), text) {
+                (true, Some(text)) => {
+                    let items: Vec<&str> = text
+                        .split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|item| !item.is_empty())
+                        .collect();
+                    format!("; write it as `[{}]`", items.join(", "))
+                }
+                _ => String::new(),
+            };
+            return format!("expected {expected}, found {found}{hint}");
+        }
+    }
+    message.to_owned()
+}
+
+fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, SpecError> {
+    let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+    let mut node = marked_yaml::parse_yaml_with_options(0, text, options)
+        .map_err(|e| load_error(file, text, &e))?;
+    start_mappings_at_their_first_key(&mut node);
+    marked_yaml::from_node(&node).map_err(|e| node_error(file, &node, &e))
+}
+
+/// Parse and validate a workflow file. `file` is the name used in error messages.
+pub fn parse_workflow(file: &str, text: &str) -> Result<Workflow, SpecError> {
+    let parsed: WorkflowFile = parse_yaml(file, text)?;
+    validate_workflow(file, parsed)
+}
+
+/// Parse and validate a single-task file.
+pub fn parse_task(file: &str, text: &str) -> Result<TaskSpec, SpecError> {
+    let parsed: TaskFile = parse_yaml(file, text)?;
+    let defaults = Defaults::default();
+    task_spec(file, &parsed, &defaults, Position { line: 1, column: 1 })
+}
+
+#[derive(Default)]
+struct Defaults {
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+    priority: i32,
+    labels: Vec<String>,
+}
+
+fn parse_duration(file: &str, field: &str, raw: &Located<String>) -> Result<Duration, SpecError> {
+    humantime::parse_duration(raw.value.trim()).map_err(|e| {
+        error(
+            file,
+            raw.at,
+            format!(
+                "`{field}: {}` is not a duration ({e}); write it like `30s`, `5m` or `1h 30m`",
+                raw.value
+            ),
+        )
+    })
+}
+
+fn optional_duration(
+    file: &str,
+    field: &str,
+    raw: &Option<Located<String>>,
+) -> Result<Option<Duration>, SpecError> {
+    raw.as_ref()
+        .map(|r| parse_duration(file, field, r))
+        .transpose()
+}
+
+fn retry_policy(
+    file: &str,
+    raw: Option<&RetryFile>,
+    base: RetryPolicy,
+) -> Result<RetryPolicy, SpecError> {
+    let Some(raw) = raw else { return Ok(base) };
+    if let Some(max_attempts) = raw.max_attempts.as_ref().filter(|m| m.value == 0) {
+        return Err(error(
+            file,
+            max_attempts.at,
+            "`max_attempts: 0` leaves no attempt to run the task; set it to 1 or more",
+        ));
+    }
+    let policy = RetryPolicy {
+        max_attempts: raw
+            .max_attempts
+            .as_ref()
+            .map_or(base.max_attempts, |m| m.value),
+        backoff_base: optional_duration(file, "backoff", &raw.backoff)?
+            .unwrap_or(base.backoff_base),
+        backoff_max: optional_duration(file, "max_backoff", &raw.max_backoff)?
+            .unwrap_or(base.backoff_max),
+        jitter: optional_duration(file, "jitter", &raw.jitter)?.unwrap_or(base.jitter),
+    };
+    Ok(policy)
+}
+
+fn task_spec(
+    file: &str,
+    raw: &TaskFile,
+    defaults: &Defaults,
+    at: Position,
+) -> Result<TaskSpec, SpecError> {
+    let title = TaskTitle::parse(raw.title.value.clone())
+        .map_err(|e| error(file, raw.title.at, format!("`title`: {e}")))?;
+    let body = raw.body.clone().unwrap_or_default();
+    let mut steps = Vec::with_capacity(raw.steps.len());
+    let mut step_names: HashMap<String, Position> = HashMap::new();
+    for (index, located) in raw.steps.iter().enumerate() {
+        let step = step(file, &located.value, located.at, index, &title, &body)?;
+        if let Some(first) = step_names.insert(step.name.clone(), located.at) {
+            return Err(error(
+                file,
+                located.at,
+                format!(
+                    "step name `{}` is used twice in this task (first at line {}); give each step a unique `name`",
+                    step.name, first.line
+                ),
+            ));
+        }
+        steps.push(step);
+    }
+    let mut labels = defaults.labels.clone();
+    for label in &raw.labels {
+        if !labels.contains(label) {
+            labels.push(label.clone());
+        }
+    }
+    Ok(TaskSpec {
+        key: raw.id.as_ref().map(|id| id.value.clone()),
+        title,
+        body,
+        labels,
+        priority: raw.priority.unwrap_or(defaults.priority),
+        steps,
+        retry: retry_policy(file, raw.retry.as_ref(), defaults.retry)?,
+        timeout: optional_duration(file, "timeout", &raw.timeout)?.or(defaults.timeout),
+        requires_approval: raw.requires_approval,
+    })
+}
+
+fn step(
+    file: &str,
+    raw: &StepFile,
+    at: Position,
+    index: usize,
+    title: &TaskTitle,
+    body: &str,
+) -> Result<Step, SpecError> {
+    let name = raw
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("step-{}", index + 1));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || name.starts_with('.')
+    {
+        return Err(error(
+            file,
+            at,
+            format!("step name `{name}` must be letters, digits, `-`, `_` or `.` (it names a directory in the bundle)"),
+        ));
+    }
+    let action = match (&raw.exec, &raw.agent) {
+        (Some(_), Some(_)) => {
+            return Err(error(
+                file,
+                at,
+                format!("step `{name}` has both `exec` and `agent`; a step does one of them, so split it into two steps"),
+            ))
+        }
+        (None, None) => {
+            return Err(error(
+                file,
+                at,
+                format!("step `{name}` has neither `exec` nor `agent`; add `exec: [{{argv: [...]}}]` or `agent: sim`"),
+            ))
+        }
+        (Some(commands), None) => {
+            if raw.prompt.is_some() || raw.model.is_some() || raw.profile.is_some() {
+                return Err(error(
+                    file,
+                    at,
+                    format!("step `{name}` is an `exec` step; `prompt`, `model` and `profile` belong to `agent` steps"),
+                ));
+            }
+            if commands.is_empty() {
+                return Err(error(file, at, format!("step `{name}` has an empty `exec` list; add at least one command")));
+            }
+            let commands = commands
+                .iter()
+                .map(|c| command(file, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            StepAction::Exec { commands }
+        }
+        (None, Some(agent)) => {
+            if agent.trim().is_empty() {
+                return Err(error(file, at, format!("step `{name}` has an empty `agent`; name one, such as `sim`")));
+            }
+            let prompt = raw.prompt.clone().unwrap_or_else(|| {
+                if body.trim().is_empty() {
+                    title.as_str().to_owned()
+                } else {
+                    body.to_owned()
+                }
+            });
+            StepAction::Agent {
+                agent: agent.clone(),
+                prompt,
+                model: raw.model.clone(),
+                profile: raw.profile.clone(),
+            }
+        }
+    };
+    Ok(Step {
+        name,
+        action,
+        timeout: optional_duration(file, "timeout", &raw.timeout)?,
+    })
+}
+
+fn command(file: &str, raw: &CommandFile) -> Result<Command, SpecError> {
+    match raw.argv.value.first() {
+        None => return Err(error(file, raw.argv.at, "`argv` is empty; give the program and its arguments, such as `[cargo, test]`")),
+        Some(program) if program.trim().is_empty() => {
+            return Err(error(file, raw.argv.at, "`argv` starts with an empty program name"))
+        }
+        Some(program) if program.contains(char::is_whitespace) && raw.argv.value.len() == 1 => {
+            return Err(error(
+                file,
+                raw.argv.at,
+                format!("`argv` is one string with spaces (`{program}`); orch runs no shell, so split it into a list: [{}]",
+                    program.split_whitespace().collect::<Vec<_>>().join(", ")),
+            ))
+        }
+        Some(_) => {}
+    }
+    if let Some(cwd) = &raw.cwd {
+        if std::path::Path::new(cwd).is_absolute()
+            || cwd.split(['/', '\\']).any(|part| part == "..")
+        {
+            return Err(error(
+                file,
+                raw.argv.at,
+                format!("`cwd: {cwd}` leaves the workspace; give a path relative to the workspace without `..`"),
+            ));
+        }
+    }
+    Ok(Command {
+        argv: raw.argv.value.clone(),
+        env: raw.env.clone(),
+        cwd: raw.cwd.clone(),
+        timeout: optional_duration(file, "timeout", &raw.timeout)?,
+    })
+}
+
+fn valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+fn validate_workflow(file: &str, raw: WorkflowFile) -> Result<Workflow, SpecError> {
+    let defaults = match &raw.defaults {
+        None => Defaults::default(),
+        Some(d) => Defaults {
+            retry: retry_policy(file, d.retry.as_ref(), RetryPolicy::default())?,
+            timeout: optional_duration(file, "defaults.timeout", &d.timeout)?,
+            priority: d.priority.unwrap_or(0),
+            labels: d.labels.clone(),
+        },
+    };
+    if raw.tasks.value.is_empty() {
+        return Err(error(
+            file,
+            raw.tasks.at,
+            "`tasks` is empty; a workflow needs at least one task",
+        ));
+    }
+    // Ids first, so that `needs` can point forwards as well as backwards.
+    let mut ids: HashMap<&str, (usize, Position)> = HashMap::new();
+    for (index, task) in raw.tasks.value.iter().enumerate() {
+        let Some(id) = &task.value.id else {
+            return Err(error(
+                file,
+                task.at,
+                format!(
+                    "task {} (`{}`) has no `id`; every task in a workflow needs one so that others can name it in `needs`",
+                    index + 1,
+                    task.value.title.value
+                ),
+            ));
+        };
+        if !valid_id(&id.value) {
+            return Err(error(
+                file,
+                id.at,
+                format!("task id `{}` must start with a letter or digit and use only letters, digits, `_`, `.` and `-`", id.value),
+            ));
+        }
+        if let Some((_, first)) = ids.insert(&id.value, (index, id.at)) {
+            return Err(error(
+                file,
+                id.at,
+                format!(
+                    "task id `{}` is used twice (first at line {}); give each task a unique id",
+                    id.value, first.line
+                ),
+            ));
+        }
+    }
+    let mut needs: Vec<Vec<usize>> = Vec::with_capacity(raw.tasks.value.len());
+    for task in &raw.tasks.value {
+        let mut deps = Vec::new();
+        for need in &task.value.needs {
+            match ids.get(need.value.as_str()) {
+                Some((index, _)) => {
+                    if !deps.contains(index) {
+                        deps.push(*index);
+                    }
+                }
+                None => {
+                    let mut known: Vec<&str> = ids.keys().copied().collect();
+                    known.sort_unstable();
+                    return Err(error(
+                        file,
+                        need.at,
+                        format!(
+                            "`needs` names `{}`, but no task in this file has that id; the ids are: {}",
+                            need.value,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        needs.push(deps);
+    }
+    let order = dag::topo_order(&needs).map_err(|cycle| {
+        let key = |i: usize| -> String {
+            raw.tasks.value[i]
+                .value
+                .id
+                .as_ref()
+                .map_or_else(String::new, |id| id.value.clone())
+        };
+        let mut path: Vec<String> = cycle.nodes.iter().map(|&i| format!("`{}`", key(i))).collect();
+        path.push(format!("`{}`", key(cycle.nodes[0])));
+        let first = &raw.tasks.value[cycle.nodes[0]];
+        let at = first.value.id.as_ref().map_or(first.at, |id| id.at);
+        error(
+            file,
+            at,
+            format!(
+                "the tasks form a dependency cycle: {} (each is needed by the next); remove one of these `needs`",
+                path.join(" -> ")
+            ),
+        )
+    })?;
+    // Submit in dependency order so every dependency index points backwards.
+    let mut position_of = vec![0usize; order.len()];
+    for (position, &index) in order.iter().enumerate() {
+        position_of[index] = position;
+    }
+    let mut tasks = Vec::with_capacity(order.len());
+    for &index in &order {
+        let task = &raw.tasks.value[index];
+        let spec = task_spec(file, &task.value, &defaults, task.at)?;
+        tasks.push(NewTask {
+            spec,
+            needs_in_batch: needs[index].iter().map(|&d| position_of[d]).collect(),
+            needs_existing: Vec::new(),
+            parent: None,
+        });
+    }
+    Ok(Workflow {
+        name: raw.name,
+        tasks,
+    })
+}
+
+/// The JSON Schema of workflow files, pretty-printed.
+pub fn workflow_schema() -> String {
+    pretty(schemars::schema_for!(WorkflowFile))
+}
+
+/// The JSON Schema of single-task files, pretty-printed.
+pub fn task_schema() -> String {
+    pretty(schemars::schema_for!(TaskFile))
+}
+
+fn pretty(schema: schemars::Schema) -> String {
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema is plain JSON");
+    text.push('\n');
+    text
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}

@@ -1,0 +1,1 @@
+UPDATE tasks SET approved = 1 WHERE id = ?1

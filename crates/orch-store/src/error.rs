@@ -1,0 +1,86 @@
+//! The store's error type: the variants callers act on, and the database's own errors.
+
+use orch_core::{RunId, Status, TaskId, TransitionError};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such task.
+    #[error("task {0} does not exist; `orch task list` shows the tasks there are")]
+    TaskNotFound(TaskId),
+    /// No such run.
+    #[error("run {0} does not exist")]
+    RunNotFound(RunId),
+    /// The request carried a fencing token that is not the run's current lease. It was refused
+    /// and the refusal recorded as an event.
+    #[error(
+        "run {run} of task {task}: {reason}; the lease is no longer yours, so stop working on it"
+    )]
+    StaleLease {
+        /// The run named in the request.
+        run: RunId,
+        /// Its task.
+        task: TaskId,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The operation does not apply to the task in its current status.
+    #[error("task {task}: {source}")]
+    Transition {
+        /// The task.
+        task: TaskId,
+        /// The refusal from the transition table.
+        source: TransitionError,
+    },
+    /// The operation does not apply now, for a reason stated in words.
+    #[error("task {task} is {status}: {message}")]
+    Conflict {
+        /// The task.
+        task: TaskId,
+        /// Its status.
+        status: Status,
+        /// What is in the way and what to do.
+        message: String,
+    },
+    /// The request itself is wrong.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The offending field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A stored value could not be read back (a hand-edited or corrupt database).
+    #[error("the database holds a value orch cannot read: {0}; run `orch doctor`")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Bringing the schema up to date failed.
+    #[error("could not migrate the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A file next to the database could not be used.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Whether the caller did something that does not apply (as opposed to a failure of the
+    /// database), so a CLI can exit with a usage code.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::TaskNotFound(_)
+                | StoreError::RunNotFound(_)
+                | StoreError::StaleLease { .. }
+                | StoreError::Transition { .. }
+                | StoreError::Conflict { .. }
+                | StoreError::Invalid { .. }
+        )
+    }
+}

@@ -1,0 +1,281 @@
+//! Persistence for orch: projects, tasks, dependencies, runs with leases, and the append-only
+//! event log.
+//!
+//! Architecture invariant: every SQL statement orch runs lives in this crate, one file per query
+//! under `queries/<backend>/`. Callers see one [`Store`] whatever the backend; the store decides
+//! with `orch-core` (the transition table, the retry policy) and persists with conditional
+//! updates, writing an event in the same transaction as every status change.
+
+mod error;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+pub use error::StoreError;
+use orch_core::{
+    Event, FencingToken, NewTask, Outcome, ProjectId, Run, RunId, Status, Task, TaskId, Timestamp,
+    WorkflowId,
+};
+pub use sqlite::{SqliteOptions, Synchronous};
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Who is acting and when. Every write takes one, so the store itself never reads a clock or a
+/// random number generator and tests can move time forward without sleeping.
+#[derive(Debug, Clone, Copy)]
+pub struct Op<'a> {
+    /// Recorded as the event's actor (`cli`, `scheduler`, a worker name).
+    pub actor: &'a str,
+    /// The current time.
+    pub now: Timestamp,
+    /// A random number in `[0, 1)` for retry jitter.
+    pub jitter_unit: f64,
+}
+
+/// A registered project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// Its id.
+    pub id: ProjectId,
+    /// A short unique name (the directory's name, made unique).
+    pub name: String,
+    /// The absolute directory.
+    pub path: String,
+    /// When it was registered.
+    pub created_at: Timestamp,
+}
+
+/// A successful claim: the task (now `running`) and its new run with the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The task.
+    pub task: Task,
+    /// The run; `run.lease.token` must accompany every later request about it.
+    pub run: Run,
+}
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this project.
+    pub project: Option<ProjectId>,
+    /// Only this workflow.
+    pub workflow: Option<WorkflowId>,
+    /// At most this many (default: all).
+    pub limit: Option<u32>,
+}
+
+/// One submission: tasks (and optionally the workflow they came from) for one project.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The project.
+    pub project: ProjectId,
+    /// The workflow's name and source text, if the tasks came from a workflow file.
+    pub workflow: Option<(Option<String>, String)>,
+    /// The tasks; `needs_in_batch` indices must point at earlier tasks.
+    pub tasks: Vec<NewTask>,
+}
+
+/// What one stale-recovery pass did to one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// The lost run.
+    pub run: RunId,
+    /// Its task.
+    pub task: TaskId,
+    /// Where the task went (`retry_wait` or `needs_review`).
+    pub status: Status,
+}
+
+/// What the scheduler's periodic pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Runs whose leases had expired.
+    pub recovered: Vec<Recovered>,
+    /// Tasks whose backoff had elapsed and went back to `queued`.
+    pub requeued: Vec<TaskId>,
+}
+
+/// A disagreement found by [`Store::check_consistency`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The task concerned.
+    pub task: TaskId,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The store: one closed set of backends, chosen at open time.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// An SQLite file (the embedded default).
+    Sqlite(sqlite::SqliteStore),
+}
+
+macro_rules! delegate {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Open (creating if needed) an SQLite database file and bring its schema up to date.
+    pub async fn open_sqlite(path: &Path, options: SqliteOptions) -> Result<Store> {
+        Ok(Store::Sqlite(
+            sqlite::SqliteStore::open(path, options).await?,
+        ))
+    }
+
+    /// Find the project registered for `path`, registering it if it is new.
+    pub async fn ensure_project(&self, path: &str, now: Timestamp) -> Result<Project> {
+        delegate!(self.ensure_project(path, now))
+    }
+
+    /// Every registered project.
+    pub async fn projects(&self) -> Result<Vec<Project>> {
+        delegate!(self.projects())
+    }
+
+    /// Create tasks atomically: all of them with their dependencies and `create` events, or none.
+    pub async fn submit(&self, submission: &Submission, op: Op<'_>) -> Result<Vec<TaskId>> {
+        delegate!(self.submit(submission, op))
+    }
+
+    /// Claim the highest-priority, oldest `queued` task, if any, with a lease of `lease`.
+    pub async fn claim_next(
+        &self,
+        owner: &str,
+        lease: Duration,
+        op: Op<'_>,
+    ) -> Result<Option<Claim>> {
+        delegate!(self.claim_next(owner, lease, op))
+    }
+
+    /// Extend a run's lease to `now + lease`. Refused (and recorded) unless the run is still the
+    /// task's active run and `token` is its token.
+    pub async fn heartbeat(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        lease: Duration,
+        op: Op<'_>,
+    ) -> Result<Timestamp> {
+        delegate!(self.heartbeat(run, token, lease, op))
+    }
+
+    /// End a run with its outcome. Refused (and recorded) with a stale token.
+    pub async fn complete(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        outcome: Outcome,
+        reason: Option<&str>,
+        op: Op<'_>,
+    ) -> Result<Status> {
+        delegate!(self.complete(run, token, outcome, reason, op))
+    }
+
+    /// Give a running task back to be run again after `delay`, without using up an attempt.
+    pub async fn requeue(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        delay: Duration,
+        reason: Option<&str>,
+        op: Op<'_>,
+    ) -> Result<Status> {
+        delegate!(self.requeue(run, token, delay, reason, op))
+    }
+
+    /// Stale recovery: every active run whose lease expired before `now` is lost; its task goes
+    /// to `retry_wait`, or to `needs_review` at max attempts.
+    pub async fn recover_expired(&self, op: Op<'_>) -> Result<Vec<Recovered>> {
+        delegate!(self.recover_expired(op))
+    }
+
+    /// Move `retry_wait` tasks whose backoff has elapsed back to `queued`.
+    pub async fn promote_due(&self, op: Op<'_>) -> Result<Vec<TaskId>> {
+        delegate!(self.promote_due(op))
+    }
+
+    /// One scheduler pass: stale recovery, then due retries.
+    pub async fn tick(&self, op: Op<'_>) -> Result<TickReport> {
+        let recovered = self.recover_expired(op).await?;
+        let requeued = self.promote_due(op).await?;
+        Ok(TickReport {
+            recovered,
+            requeued,
+        })
+    }
+
+    /// Cancel a task that has not finished; a running task's run is ended and its lease void.
+    pub async fn cancel(&self, task: TaskId, reason: Option<&str>, op: Op<'_>) -> Result<Status> {
+        delegate!(self.cancel(task, reason, op))
+    }
+
+    /// Give a `failed`, `needs_review` or `cancelled` task a fresh set of attempts, now or after
+    /// `delay`. Dependents it was blocking are re-evaluated.
+    pub async fn retry(&self, task: TaskId, delay: Option<Duration>, op: Op<'_>) -> Result<Status> {
+        delegate!(self.retry(task, delay, op))
+    }
+
+    /// Move a `blocked` task back to `waiting`/`queued` once nothing blocks it any more.
+    pub async fn unblock(&self, task: TaskId, op: Op<'_>) -> Result<Status> {
+        delegate!(self.unblock(task, op))
+    }
+
+    /// Approve a task that waits for approval.
+    pub async fn approve(&self, task: TaskId, op: Op<'_>) -> Result<Status> {
+        delegate!(self.approve(task, op))
+    }
+
+    /// One task.
+    pub async fn task(&self, task: TaskId) -> Result<Task> {
+        delegate!(self.task(task))
+    }
+
+    /// Tasks matching a filter, oldest first.
+    pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
+        delegate!(self.tasks(filter))
+    }
+
+    /// One run.
+    pub async fn run(&self, run: RunId) -> Result<Run> {
+        delegate!(self.run(run))
+    }
+
+    /// The runs of a task, first attempt first.
+    pub async fn runs(&self, task: TaskId) -> Result<Vec<Run>> {
+        delegate!(self.runs(task))
+    }
+
+    /// The events of a task, oldest first.
+    pub async fn events(&self, task: TaskId) -> Result<Vec<Event>> {
+        delegate!(self.events(task))
+    }
+
+    /// How many tasks are in each status (statuses with none are left out).
+    pub async fn status_counts(&self) -> Result<BTreeMap<Status, u64>> {
+        delegate!(self.status_counts())
+    }
+
+    /// Replay every task's events and check the invariants the store keeps; an empty list means
+    /// the database is consistent.
+    pub async fn check_consistency(&self) -> Result<Vec<Problem>> {
+        delegate!(self.check_consistency())
+    }
+
+    /// Close the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(store) => store.close().await,
+        }
+    }
+}
