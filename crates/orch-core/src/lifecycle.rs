@@ -237,6 +237,7 @@ use Status as S;
 pub const TRANSITIONS: &[(Option<Status>, EventKind, Status)] = &[
     (None, K::Create, S::Waiting),
     (None, K::Create, S::Queued),
+    (None, K::Create, S::Blocked),
     (Some(S::Waiting), K::Promote, S::Queued),
     (Some(S::Blocked), K::Promote, S::Queued),
     (Some(S::Blocked), K::DepWait, S::Waiting),
@@ -452,6 +453,78 @@ mod tests {
         assert_eq!(decide_after_failure(3, 3), S::Failed);
         assert_eq!(decide_after_lost_lease(2, 3), S::RetryWait);
         assert_eq!(decide_after_lost_lease(3, 3), S::NeedsReview);
+    }
+
+    #[test]
+    fn every_status_is_reachable_and_only_done_is_a_dead_end() {
+        let mut reached = std::collections::BTreeSet::new();
+        let mut frontier = vec![None];
+        while let Some(from) = frontier.pop() {
+            for (f, _, to) in TRANSITIONS {
+                if *f == from && reached.insert(*to) {
+                    frontier.push(Some(*to));
+                }
+            }
+        }
+        assert_eq!(
+            reached.len(),
+            Status::ALL.len(),
+            "unreachable: {:?}",
+            Status::ALL
+                .iter()
+                .filter(|s| !reached.contains(s))
+                .collect::<Vec<_>>()
+        );
+        for status in Status::ALL {
+            let leaves = TRANSITIONS.iter().any(|(f, _, _)| *f == Some(status));
+            assert_eq!(leaves, !status.is_terminal(), "{status}");
+        }
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #[test]
+        fn random_requests_only_ever_take_allowed_steps_and_replay_to_the_state(
+            requests in proptest::collection::vec(
+                proptest::prop_oneof![
+                    // Mostly requests that are allowed from some status, so histories get long...
+                    3 => (0..TRANSITIONS.len()).prop_map(|i| (TRANSITIONS[i].1, TRANSITIONS[i].2)),
+                    // ...and some that are nonsense anywhere.
+                    1 => (0..EventKind::ALL.len(), 0..Status::ALL.len()).prop_map(|(k, s)| (EventKind::ALL[k], Status::ALL[s])),
+                ],
+                0..80,
+            )
+        ) {
+            let mut state: Option<Status> = None;
+            let mut events = Vec::new();
+            for (i, (kind, to)) in requests.into_iter().enumerate() {
+                let before = state;
+                match transition(state, kind, to) {
+                    Ok(next) => {
+                        proptest::prop_assert!(kind.is_note() || TRANSITIONS.contains(&(before, kind, next)));
+                        events.push(crate::model::Event {
+                            id: i64::try_from(i).unwrap_or(0),
+                            task: crate::model::TaskId(1),
+                            run: None,
+                            at: crate::model::Timestamp(0),
+                            actor: "prop".into(),
+                            kind,
+                            from: before,
+                            to: next,
+                            reason: None,
+                            data: serde_json::Value::Null,
+                        });
+                        state = Some(next);
+                    }
+                    Err(_) => proptest::prop_assert_eq!(state, before, "a refused request changes nothing"),
+                }
+            }
+            match state {
+                None => proptest::prop_assert!(events.is_empty()),
+                Some(state) => proptest::prop_assert_eq!(crate::replay::replay(&events), Ok(state)),
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! Eight OS threads, each with its own connection pool, claim from one SQLite file at once:
+//! every task is held by exactly one claimer at a time and completed exactly once.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use orch_core::{EventKind, Outcome, Status, TaskId, Timestamp};
+use orch_store::{Op, SqliteOptions, Store, TaskFilter};
+use support::*;
+
+fn wall_clock() -> i64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis();
+    i64::try_from(ms).expect("ms fit in i64")
+}
+
+/// One held lease: which claimer held it.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    claimer: usize,
+}
+
+#[test]
+fn eight_threads_claiming_from_one_file_never_share_a_task() {
+    const TASKS: usize = 400;
+    const THREADS: usize = 8;
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = setup.block_on(TestDb::new());
+    let path = db.path();
+    setup.block_on(async {
+        let tasks = (0..TASKS).map(|i| task(&format!("t{i}"), &[])).collect();
+        db.submit(tasks, wall_clock()).await;
+    });
+    let holds: Arc<Mutex<BTreeMap<TaskId, Vec<Hold>>>> = Arc::default();
+    let mut threads = Vec::new();
+    for claimer in 0..THREADS {
+        let path = path.clone();
+        let holds = Arc::clone(&holds);
+        threads.push(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let options = SqliteOptions {
+                    max_connections: 1,
+                    ..SqliteOptions::default()
+                };
+                let store = Store::open_sqlite(&path, options).await.unwrap();
+                let name = format!("claimer-{claimer}");
+                let op = |now| Op {
+                    actor: &name,
+                    now: Timestamp(now),
+                    jitter_unit: 0.5,
+                };
+                loop {
+                    let Some(claim) = store
+                        .claim_next(&name, Duration::from_secs(60), op(wall_clock()))
+                        .await
+                        .unwrap()
+                    else {
+                        break;
+                    };
+                    // Hold the lease briefly so other claimers run while it is held.
+                    tokio::task::yield_now().await;
+                    store
+                        .complete(
+                            claim.run.id,
+                            claim.run.lease.token,
+                            Outcome::Succeeded,
+                            None,
+                            op(wall_clock()),
+                        )
+                        .await
+                        .unwrap();
+                    holds
+                        .lock()
+                        .unwrap()
+                        .entry(claim.task.id)
+                        .or_default()
+                        .push(Hold { claimer });
+                }
+                store.close().await;
+            });
+        }));
+    }
+    for thread in threads {
+        thread.join().expect("claimer thread panicked");
+    }
+    let holds = holds.lock().unwrap();
+    assert_eq!(holds.len(), TASKS, "every task was claimed");
+    for (task, task_holds) in holds.iter() {
+        assert_eq!(
+            task_holds.len(),
+            1,
+            "task {task} was claimed more than once: {task_holds:?}"
+        );
+    }
+    let claimers: std::collections::BTreeSet<usize> =
+        holds.values().flatten().map(|h| h.claimer).collect();
+    assert!(
+        claimers.len() > 1,
+        "the work was actually shared: {claimers:?}"
+    );
+    setup.block_on(async {
+        let tasks = db.store.tasks(&TaskFilter::default()).await.unwrap();
+        assert!(tasks.iter().all(|t| t.status == Status::Done));
+        for task in &tasks {
+            let events = db.store.events(task.id).await.unwrap();
+            assert_eq!(
+                events.iter().filter(|e| e.kind == EventKind::Claim).count(),
+                1
+            );
+            assert_eq!(
+                events
+                    .iter()
+                    .filter(|e| e.kind == EventKind::Complete)
+                    .count(),
+                1
+            );
+        }
+        let problems = db.store.check_consistency().await.unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    });
+}

@@ -1,0 +1,776 @@
+//! The task queue on a real SQLite file: claim order, dependencies, leases, fencing, retries,
+//! stale recovery, cancel, approval and the append-only event log.
+
+mod support;
+
+use std::time::Duration;
+
+use orch_core::{EventKind, FencingToken, Outcome, RunState, Status, TaskId};
+use orch_store::{StoreError, TaskFilter};
+use support::*;
+
+async fn status(db: &TestDb, id: TaskId) -> Status {
+    db.store.task(id).await.expect("task").status
+}
+
+async fn assert_consistent(db: &TestDb) {
+    let problems = db.store.check_consistency().await.expect("doctor");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[tokio::test]
+async fn claims_take_the_highest_priority_then_the_oldest_task() {
+    let db = TestDb::new().await;
+    let ids = db
+        .submit(
+            vec![
+                task_with("low", &[], 0, policy(1)),
+                task_with("high-old", &[], 5, policy(1)),
+                task_with("high-new", &[], 5, policy(1)),
+            ],
+            0,
+        )
+        .await;
+    let mut order = Vec::new();
+    while let Some(claim) = db.store.claim_next("w", LEASE, op("w", 1)).await.unwrap() {
+        order.push(claim.task.id);
+    }
+    assert_eq!(order, vec![ids[1], ids[2], ids[0]]);
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn a_diamond_becomes_claimable_in_dependency_order() {
+    let db = TestDb::new().await;
+    // A; B and C need A; D needs B and C.
+    let ids = db
+        .submit(
+            vec![
+                task("a", &[]),
+                task("b", &[0]),
+                task("c", &[0]),
+                task("d", &[1, 2]),
+            ],
+            0,
+        )
+        .await;
+    let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+    assert_eq!(status(&db, a).await, Status::Queued);
+    for id in [b, c, d] {
+        assert_eq!(status(&db, id).await, Status::Waiting);
+    }
+    let claim_a = db
+        .store
+        .claim_next("w", LEASE, op("w", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim_a.task.id, a);
+    assert!(
+        db.store
+            .claim_next("w", LEASE, op("w", 1))
+            .await
+            .unwrap()
+            .is_none(),
+        "B and C wait for A"
+    );
+    db.store
+        .complete(
+            claim_a.run.id,
+            claim_a.run.lease.token,
+            Outcome::Succeeded,
+            None,
+            op("w", 2),
+        )
+        .await
+        .unwrap();
+    let first = db
+        .store
+        .claim_next("w", LEASE, op("w", 3))
+        .await
+        .unwrap()
+        .unwrap();
+    let second = db
+        .store
+        .claim_next("w", LEASE, op("w", 3))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut pair = vec![first.task.id, second.task.id];
+    pair.sort();
+    assert_eq!(pair, vec![b, c], "B and C run side by side");
+    assert!(
+        db.store
+            .claim_next("w", LEASE, op("w", 3))
+            .await
+            .unwrap()
+            .is_none(),
+        "D waits for both"
+    );
+    db.store
+        .complete(
+            first.run.id,
+            first.run.lease.token,
+            Outcome::Succeeded,
+            None,
+            op("w", 4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status(&db, d).await, Status::Waiting);
+    db.store
+        .complete(
+            second.run.id,
+            second.run.lease.token,
+            Outcome::Succeeded,
+            None,
+            op("w", 5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status(&db, d).await, Status::Queued);
+    assert_eq!(
+        db.store
+            .claim_next("w", LEASE, op("w", 6))
+            .await
+            .unwrap()
+            .unwrap()
+            .task
+            .id,
+        d
+    );
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them() {
+    let db = TestDb::new().await;
+    let ids = db
+        .submit(
+            vec![
+                task_with("a", &[], 0, policy(1)),
+                task_with("b", &[0], 0, policy(1)),
+                task_with("c", &[0], 0, policy(1)),
+                task_with("d", &[1, 2], 0, policy(1)),
+            ],
+            0,
+        )
+        .await;
+    let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+    let claim = db
+        .store
+        .claim_next("w", LEASE, op("w", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    db.store
+        .complete(
+            claim.run.id,
+            claim.run.lease.token,
+            Outcome::Succeeded,
+            None,
+            op("w", 2),
+        )
+        .await
+        .unwrap();
+    // B fails with no attempts left.
+    let claim_b = loop {
+        let claim = db
+            .store
+            .claim_next("w", LEASE, op("w", 3))
+            .await
+            .unwrap()
+            .unwrap();
+        if claim.task.id == b {
+            break claim;
+        }
+        db.store
+            .complete(
+                claim.run.id,
+                claim.run.lease.token,
+                Outcome::Succeeded,
+                None,
+                op("w", 3),
+            )
+            .await
+            .unwrap();
+    };
+    let to = db
+        .store
+        .complete(
+            claim_b.run.id,
+            claim_b.run.lease.token,
+            Outcome::Failed,
+            Some("tests failed"),
+            op("w", 4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(to, Status::Failed);
+    let task_d = db.store.task(d).await.unwrap();
+    assert_eq!(task_d.status, Status::Blocked);
+    let reason = task_d.status_reason.unwrap();
+    assert!(
+        reason.contains(&format!("dependency {b}")) && reason.contains("failed"),
+        "{reason}"
+    );
+    // Unblocking by hand is refused while B is still failed, with the way out named.
+    let err = db.store.unblock(d, op("cli", 5)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("retry or cancel that dependency"),
+        "{err}"
+    );
+
+    db.store.retry(b, None, op("cli", 6)).await.unwrap();
+    assert_eq!(
+        status(&db, d).await,
+        Status::Waiting,
+        "D waits again while B is retried"
+    );
+    // C is still running or queued; finish everything else.
+    while let Some(claim) = db.store.claim_next("w", LEASE, op("w", 7)).await.unwrap() {
+        assert_ne!(claim.task.id, d, "D must not run before B and C are done");
+        db.store
+            .complete(
+                claim.run.id,
+                claim.run.lease.token,
+                Outcome::Succeeded,
+                None,
+                op("w", 8),
+            )
+            .await
+            .unwrap();
+        if status(&db, b).await == Status::Done && status(&db, c).await == Status::Done {
+            break;
+        }
+    }
+    assert_eq!(status(&db, d).await, Status::Queued);
+    assert_eq!(status(&db, a).await, Status::Done);
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn blocking_is_transitive_down_a_chain() {
+    let db = TestDb::new().await;
+    let ids = db
+        .submit(
+            vec![
+                task_with("a", &[], 0, policy(1)),
+                task("b", &[0]),
+                task("c", &[1]),
+            ],
+            0,
+        )
+        .await;
+    db.store
+        .cancel(ids[0], Some("not needed"), op("cli", 1))
+        .await
+        .unwrap();
+    assert_eq!(status(&db, ids[1]).await, Status::Blocked);
+    assert_eq!(status(&db, ids[2]).await, Status::Blocked);
+    db.store.retry(ids[0], None, op("cli", 2)).await.unwrap();
+    assert_eq!(status(&db, ids[1]).await, Status::Waiting);
+    assert_eq!(status(&db, ids[2]).await, Status::Waiting);
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event() {
+    let db = TestDb::new().await;
+    let ids = db.submit(vec![task("a", &[])], 0).await;
+    let first = db
+        .store
+        .claim_next("w1", Duration::from_millis(100), op("w1", 0))
+        .await
+        .unwrap()
+        .unwrap();
+    // The lease runs out; recovery hands the task to someone else.
+    let recovered = db
+        .store
+        .recover_expired(op("scheduler", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].status, Status::RetryWait);
+    db.store.promote_due(op("scheduler", 1_000)).await.unwrap();
+    let second = db
+        .store
+        .claim_next("w2", LEASE, op("w2", 1_001))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.task.id, ids[0]);
+    assert_eq!(second.run.attempt, 2);
+    assert!(
+        second.run.lease.token > first.run.lease.token,
+        "tokens only grow"
+    );
+
+    let heartbeat = db
+        .store
+        .heartbeat(first.run.id, first.run.lease.token, LEASE, op("w1", 1_002))
+        .await;
+    assert!(
+        matches!(heartbeat, Err(StoreError::StaleLease { .. })),
+        "{heartbeat:?}"
+    );
+    let late = db
+        .store
+        .complete(
+            first.run.id,
+            first.run.lease.token,
+            Outcome::Succeeded,
+            None,
+            op("w1", 1_003),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::StaleLease { .. })),
+        "{late:?}"
+    );
+    // A forged token for the live run is refused too.
+    let forged = db
+        .store
+        .complete(
+            second.run.id,
+            FencingToken(second.run.lease.token.0 + 100),
+            Outcome::Succeeded,
+            None,
+            op("w1", 1_004),
+        )
+        .await;
+    assert!(
+        matches!(forged, Err(StoreError::StaleLease { .. })),
+        "{forged:?}"
+    );
+    assert_eq!(
+        status(&db, ids[0]).await,
+        Status::Running,
+        "refusals change nothing"
+    );
+
+    db.store
+        .complete(
+            second.run.id,
+            second.run.lease.token,
+            Outcome::Succeeded,
+            None,
+            op("w2", 1_005),
+        )
+        .await
+        .unwrap();
+    let events = db.store.events(ids[0]).await.unwrap();
+    let refused = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Refused)
+        .count();
+    assert_eq!(refused, 3);
+    let completes = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Complete)
+        .count();
+    assert_eq!(completes, 1);
+    let runs = db.store.runs(ids[0]).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.state).collect::<Vec<_>>(),
+        vec![RunState::Lost, RunState::Succeeded]
+    );
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn a_heartbeat_extends_the_lease_so_recovery_leaves_it_alone() {
+    let db = TestDb::new().await;
+    db.submit(vec![task("a", &[])], 0).await;
+    let claim = db
+        .store
+        .claim_next("w", Duration::from_millis(100), op("w", 0))
+        .await
+        .unwrap()
+        .unwrap();
+    let expires = db
+        .store
+        .heartbeat(
+            claim.run.id,
+            claim.run.lease.token,
+            Duration::from_millis(100),
+            op("w", 90),
+        )
+        .await
+        .unwrap();
+    assert_eq!(expires.0, 190);
+    assert!(db
+        .store
+        .recover_expired(op("scheduler", 150))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        db.store
+            .recover_expired(op("scheduler", 191))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_lease_that_keeps_expiring_ends_in_needs_review_at_max_attempts() {
+    let db = TestDb::new().await;
+    let ids = db
+        .submit(vec![task_with("a", &[], 0, policy(2)), task("b", &[0])], 0)
+        .await;
+    let lease = Duration::from_millis(10);
+    let first = db
+        .store
+        .claim_next("w", lease, op("w", 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.run.attempt, 1);
+    db.store.tick(op("scheduler", 100)).await.unwrap();
+    let second = db
+        .store
+        .claim_next("w", lease, op("w", 101))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((second.task.id, second.run.attempt), (ids[0], 2));
+    let report = db.store.tick(op("scheduler", 200)).await.unwrap();
+    assert_eq!(report.recovered[0].status, Status::NeedsReview);
+    let task = db.store.task(ids[0]).await.unwrap();
+    assert_eq!(task.status, Status::NeedsReview);
+    assert!(task.status_reason.unwrap().contains("no attempts are left"));
+    assert_eq!(
+        status(&db, ids[1]).await,
+        Status::Blocked,
+        "a task needing review blocks its dependents"
+    );
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn failures_back_off_exponentially_before_the_next_attempt() {
+    let db = TestDb::new().await;
+    let retry = orch_core::RetryPolicy {
+        max_attempts: 3,
+        backoff_base: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(60),
+        jitter: Duration::ZERO,
+    };
+    let ids = db.submit(vec![task_with("a", &[], 0, retry)], 0).await;
+    let claim = db
+        .store
+        .claim_next("w", LEASE, op("w", 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        db.store
+            .complete(
+                claim.run.id,
+                claim.run.lease.token,
+                Outcome::Failed,
+                None,
+                op("w", 0)
+            )
+            .await
+            .unwrap(),
+        Status::RetryWait
+    );
+    assert_eq!(
+        db.store.task(ids[0]).await.unwrap().not_before.unwrap().0,
+        1_000
+    );
+    assert!(
+        db.store.promote_due(op("s", 999)).await.unwrap().is_empty(),
+        "not before the backoff"
+    );
+    assert!(db
+        .store
+        .claim_next("w", LEASE, op("w", 999))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        db.store.promote_due(op("s", 1_000)).await.unwrap(),
+        vec![ids[0]]
+    );
+    let claim = db
+        .store
+        .claim_next("w", LEASE, op("w", 1_000))
+        .await
+        .unwrap()
+        .unwrap();
+    db.store
+        .complete(
+            claim.run.id,
+            claim.run.lease.token,
+            Outcome::Failed,
+            None,
+            op("w", 1_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.task(ids[0]).await.unwrap().not_before.unwrap().0,
+        3_000,
+        "the second wait doubles"
+    );
+    db.store.promote_due(op("s", 3_000)).await.unwrap();
+    let claim = db
+        .store
+        .claim_next("w", LEASE, op("w", 3_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        db.store
+            .complete(
+                claim.run.id,
+                claim.run.lease.token,
+                Outcome::Failed,
+                None,
+                op("w", 3_000)
+            )
+            .await
+            .unwrap(),
+        Status::Failed
+    );
+    // A retry by hand gives a fresh set of attempts, here after a delay.
+    assert_eq!(
+        db.store
+            .retry(ids[0], Some(Duration::from_secs(5)), op("cli", 4_000))
+            .await
+            .unwrap(),
+        Status::RetryWait
+    );
+    assert_eq!(db.store.task(ids[0]).await.unwrap().attempts_used, 0);
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn a_requeue_waits_its_delay_and_does_not_use_up_an_attempt() {
+    let db = TestDb::new().await;
+    let ids = db.submit(vec![task_with("a", &[], 0, policy(1))], 0).await;
+    let claim = db
+        .store
+        .claim_next("w", LEASE, op("w", 0))
+        .await
+        .unwrap()
+        .unwrap();
+    db.store
+        .requeue(
+            claim.run.id,
+            claim.run.lease.token,
+            Duration::from_secs(30),
+            Some("rate limited"),
+            op("w", 10),
+        )
+        .await
+        .unwrap();
+    let task = db.store.task(ids[0]).await.unwrap();
+    assert_eq!(
+        (task.status, task.attempts_used, task.not_before.unwrap().0),
+        (Status::RetryWait, 0, 30_010)
+    );
+    db.store.promote_due(op("s", 30_010)).await.unwrap();
+    let claim = db
+        .store
+        .claim_next("w", LEASE, op("w", 30_011))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.run.attempt, 2);
+    assert_eq!(
+        db.store
+            .complete(
+                claim.run.id,
+                claim.run.lease.token,
+                Outcome::Failed,
+                None,
+                op("w", 30_012)
+            )
+            .await
+            .unwrap(),
+        Status::Failed
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_running_task_voids_its_lease() {
+    let db = TestDb::new().await;
+    let ids = db.submit(vec![task("a", &[]), task("b", &[0])], 0).await;
+    let claim = db
+        .store
+        .claim_next("w", LEASE, op("w", 0))
+        .await
+        .unwrap()
+        .unwrap();
+    db.store
+        .cancel(ids[0], Some("wrong branch"), op("cli", 1))
+        .await
+        .unwrap();
+    let heartbeat = db
+        .store
+        .heartbeat(claim.run.id, claim.run.lease.token, LEASE, op("w", 2))
+        .await;
+    assert!(matches!(heartbeat, Err(StoreError::StaleLease { .. })));
+    assert_eq!(status(&db, ids[1]).await, Status::Blocked);
+    let again = db
+        .store
+        .cancel(ids[0], None, op("cli", 3))
+        .await
+        .unwrap_err();
+    assert!(
+        again.to_string().contains("cannot `cancel`")
+            || again
+                .to_string()
+                .contains("only tasks that have not finished"),
+        "{again}"
+    );
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn a_task_that_requires_approval_waits_for_it() {
+    let db = TestDb::new().await;
+    let mut gated = task("deploy", &[0]);
+    gated.spec.requires_approval = true;
+    let ids = db.submit(vec![task("build", &[]), gated], 0).await;
+    let build = db
+        .store
+        .claim_next("w", LEASE, op("w", 0))
+        .await
+        .unwrap()
+        .unwrap();
+    db.store
+        .complete(
+            build.run.id,
+            build.run.lease.token,
+            Outcome::Succeeded,
+            None,
+            op("w", 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status(&db, ids[1]).await, Status::AwaitingApproval);
+    assert!(db
+        .store
+        .claim_next("w", LEASE, op("w", 2))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        db.store.approve(ids[1], op("cli", 3)).await.unwrap(),
+        Status::Queued
+    );
+    assert_eq!(
+        db.store
+            .claim_next("w", LEASE, op("w", 4))
+            .await
+            .unwrap()
+            .unwrap()
+            .task
+            .id,
+        ids[1]
+    );
+    assert_consistent(&db).await;
+}
+
+#[tokio::test]
+async fn a_retry_of_a_task_that_is_not_finished_is_refused_with_a_reason() {
+    let db = TestDb::new().await;
+    let ids = db.submit(vec![task("a", &[])], 0).await;
+    let err = db
+        .store
+        .retry(ids[0], None, op("cli", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                status: Status::Queued,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = db.store.task(TaskId(999)).await.unwrap_err();
+    assert!(matches!(err, StoreError::TaskNotFound(TaskId(999))));
+}
+
+#[tokio::test]
+async fn a_submission_naming_a_missing_task_creates_nothing() {
+    let db = TestDb::new().await;
+    let mut dangling = task("x", &[]);
+    dangling.needs_existing = vec![TaskId(42)];
+    let result = db
+        .store
+        .submit(
+            &orch_store::Submission {
+                project: db.project,
+                workflow: None,
+                tasks: vec![task("ok", &[]), dangling],
+            },
+            op("cli", 0),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::Invalid { .. })),
+        "{result:?}"
+    );
+    assert!(
+        db.store
+            .tasks(&TaskFilter::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "all or nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_event_log_refuses_update_and_delete() {
+    let db = TestDb::new().await;
+    db.submit(vec![task("a", &[])], 0).await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.path().display()))
+        .await
+        .unwrap();
+    let update = sqlx::query("UPDATE events SET kind = 'complete'")
+        .execute(&pool)
+        .await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM events").execute(&pool).await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+}
+
+#[tokio::test]
+async fn doctor_finds_a_task_whose_state_was_changed_by_hand() {
+    let db = TestDb::new().await;
+    let ids = db.submit(vec![task("a", &[]), task("b", &[0])], 0).await;
+    assert_consistent(&db).await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.path().display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tasks SET status = 'done' WHERE id = ?1")
+        .bind(ids[0].0)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let problems = db.store.check_consistency().await.unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.task == ids[0] && p.message.contains("replay to queued")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.task == ids[1] && p.message.contains("should be queued")),
+        "B's dependencies are all done now, yet it waits: {problems:#?}"
+    );
+}

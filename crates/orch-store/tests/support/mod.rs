@@ -1,0 +1,94 @@
+//! Shared setup for store tests: a fresh SQLite file per test and small task builders.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use orch_core::{NewTask, RetryPolicy, TaskId, TaskSpec, TaskTitle, Timestamp};
+use orch_store::{Op, SqliteOptions, Store, Submission};
+
+pub struct TestDb {
+    pub store: Store,
+    pub dir: tempfile::TempDir,
+    pub project: orch_core::ProjectId,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open_sqlite(&dir.path().join("orch.db"), SqliteOptions::default())
+            .await
+            .expect("open store");
+        let project = store
+            .ensure_project(&dir.path().to_string_lossy(), Timestamp(0))
+            .await
+            .expect("project")
+            .id;
+        TestDb {
+            store,
+            dir,
+            project,
+        }
+    }
+
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("orch.db")
+    }
+
+    /// Submit tasks given as (key, needs-as-batch-indices) with a no-backoff retry policy.
+    pub async fn submit(&self, tasks: Vec<NewTask>, now: i64) -> Vec<TaskId> {
+        self.store
+            .submit(
+                &Submission {
+                    project: self.project,
+                    workflow: None,
+                    tasks,
+                },
+                op("test", now),
+            )
+            .await
+            .expect("submit")
+    }
+}
+
+pub fn op(actor: &str, now: i64) -> Op<'_> {
+    Op {
+        actor,
+        now: Timestamp(now),
+        jitter_unit: 0.0,
+    }
+}
+
+pub fn policy(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        backoff_base: Duration::ZERO,
+        backoff_max: Duration::ZERO,
+        jitter: Duration::ZERO,
+    }
+}
+
+pub fn task(key: &str, needs: &[usize]) -> NewTask {
+    task_with(key, needs, 0, policy(3))
+}
+
+pub fn task_with(key: &str, needs: &[usize], priority: i32, retry: RetryPolicy) -> NewTask {
+    NewTask {
+        spec: TaskSpec {
+            key: Some(key.to_owned()),
+            title: TaskTitle::parse(format!("task {key}")).expect("title"),
+            body: String::new(),
+            labels: Vec::new(),
+            priority,
+            steps: Vec::new(),
+            retry,
+            timeout: None,
+            requires_approval: false,
+        },
+        needs_in_batch: needs.to_vec(),
+        needs_existing: Vec::new(),
+        parent: None,
+    }
+}
+
+pub const LEASE: Duration = Duration::from_secs(10);
