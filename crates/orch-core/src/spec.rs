@@ -256,21 +256,7 @@ fn load_error(file: &str, text: &str, err: &marked_yaml::LoadError) -> SpecError
             "YAML tags (`!name`) are not supported; remove the tag".to_owned(),
         ),
         L::ScanError(m, scan) => {
-            // The scanner's own Display repeats the position as a byte offset and a 0-based
-            // column; the prefix of our message already says where, so keep only the words.
-            let info = scan.info();
-            if info.contains("found a tab") {
-                // The scanner reports the start of the token it was reading, which is often a
-                // line above the tab; point at the tab itself.
-                let at = Position::of_marker(Some(m));
-                let tab = first_tab_in_indentation(text, at.line).unwrap_or(at);
-                return error(
-                    file,
-                    tab,
-                    "this is not valid YAML: a tab is used for indentation; indent with spaces",
-                );
-            }
-            (Some(*m), format!("this is not valid YAML: {info}"))
+            return scan_error(file, text, Position::of_marker(Some(m)), scan.info());
         }
         L::DuplicateKey(inner) => (
             inner.key.span().start().copied(),
@@ -282,6 +268,118 @@ fn load_error(file: &str, text: &str, err: &marked_yaml::LoadError) -> SpecError
         ),
     };
     error(file, Position::of_marker(marker.as_ref()), message)
+}
+
+/// A YAML syntax error. The scanner's own Display repeats the position as a byte offset and a
+/// 0-based column; our prefix already says where, so only its words are kept. Where the scanner
+/// stops is often not where the mistake is, so two common mistakes are pointed at directly.
+fn scan_error(file: &str, text: &str, at: Position, info: &str) -> SpecError {
+    if info.contains("found a tab") {
+        // The scanner reports the start of the token it was reading, often a line above the tab.
+        let tab = first_tab_in_indentation(text, at.line).unwrap_or(at);
+        return error(
+            file,
+            tab,
+            "this is not valid YAML: a tab is used for indentation; indent with spaces",
+        );
+    }
+    if let Some((bracket, open_at)) = unclosed_bracket(text, at) {
+        let close = if bracket == '[' { ']' } else { '}' };
+        return error(
+            file,
+            open_at,
+            format!(
+                "this is not valid YAML: this `{bracket}` is never closed; add a `{close}` \
+                 (the parser stopped at line {}, column {}: {info})",
+                at.line, at.column
+            ),
+        );
+    }
+    let line_count = text.lines().count();
+    if at.line > line_count {
+        // Past the last line: point at the end of the file's last line instead.
+        let last = text.lines().last().unwrap_or_default();
+        let end = Position {
+            line: line_count.max(1),
+            column: last.chars().count() + 1,
+        };
+        return error(
+            file,
+            end,
+            format!("this is not valid YAML: {info} before the end of the file"),
+        );
+    }
+    let hint = if info.contains("mapping values are not allowed") {
+        "; if a value contains `: `, put the value in quotes"
+    } else {
+        ""
+    };
+    error(file, at, format!("this is not valid YAML: {info}{hint}"))
+}
+
+/// The innermost flow list or mapping (`[` or `{`) opened before `until` and not closed by then.
+///
+/// A rough scan that knows about quotes, comments and block scalars (`|`, `>`), used only to
+/// explain a file the YAML parser has already refused.
+fn unclosed_bracket(text: &str, until: Position) -> Option<(char, Position)> {
+    let mut open: Vec<(char, Position)> = Vec::new();
+    // While inside a block scalar, the indentation of the line that started it.
+    let mut block_scalar_parent: Option<usize> = None;
+    for (index, line) in text.lines().enumerate().take(until.line) {
+        let indent = line.chars().take_while(|c| *c == ' ').count();
+        if let Some(parent) = block_scalar_parent {
+            if line.trim().is_empty() || indent > parent {
+                continue;
+            }
+            block_scalar_parent = None;
+        }
+        let mut quote: Option<char> = None;
+        let mut content_end = line.len();
+        for (column, (byte, c)) in line.char_indices().enumerate() {
+            if index + 1 == until.line && column + 1 >= until.column {
+                break;
+            }
+            if let Some(q) = quote {
+                if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            let before = &line[..byte];
+            let trimmed = before.trim_end();
+            // In block context a bracket or quote only means something at the start of a value.
+            let starts_value = trimmed.is_empty()
+                || (trimmed.len() < before.len()
+                    && (trimmed.ends_with(':') || trimmed.ends_with('-')));
+            match c {
+                '#' if before.is_empty() || before.ends_with(char::is_whitespace) => {
+                    content_end = byte;
+                    break;
+                }
+                '"' | '\'' if starts_value || !open.is_empty() => quote = Some(c),
+                '[' | '{' if starts_value || !open.is_empty() => {
+                    let at = Position {
+                        line: index + 1,
+                        column: column + 1,
+                    };
+                    open.push((c, at));
+                }
+                ']' | '}' if !open.is_empty() => {
+                    open.pop();
+                }
+                _ => {}
+            }
+        }
+        let content = line[..content_end].trim_end();
+        if open.is_empty()
+            && ["|", "|-", "|+", ">", ">-", ">+"]
+                .iter()
+                .any(|indicator| content.ends_with(&format!(" {indicator}")))
+        {
+            block_scalar_parent = Some(indent);
+        }
+    }
+    open.pop()
 }
 
 /// The first tab in the leading whitespace of a line at or after `from_line` (1-based).
@@ -440,7 +538,8 @@ fn unknown_key_message(field: &str, expected: &[&str]) -> String {
     let close = expected
         .iter()
         .map(|candidate| (edit_distance(field, candidate), *candidate))
-        .filter(|(distance, _)| *distance <= 2)
+        // One typo in a short key, two in a longer one; further off is a different word.
+        .filter(|(distance, candidate)| *distance * 3 <= field.len().max(candidate.len()))
         .min();
     let allowed = expected
         .iter()
@@ -489,7 +588,10 @@ fn serde_message(message: &str, text: Option<&str>) -> String {
             let found = match found {
                 "sequence" => "a list".to_owned(),
                 "map" => "a mapping".to_owned(),
-                other => other.to_owned(),
+                other => match other.strip_prefix("string ") {
+                    Some(quoted) => format!("`{}`", quoted.trim_matches('"')),
+                    None => other.to_owned(),
+                },
             };
             let hint = match (expected.starts_with("a list"), text) {
                 (true, Some(text)) => {
@@ -525,7 +627,7 @@ pub fn parse_workflow(file: &str, text: &str) -> Result<Workflow, SpecError> {
 pub fn parse_task(file: &str, text: &str) -> Result<TaskSpec, SpecError> {
     let parsed: TaskFile = parse_yaml(file, text)?;
     let defaults = Defaults::default();
-    task_spec(file, &parsed, &defaults, Position { line: 1, column: 1 })
+    task_spec(file, &parsed, &defaults)
 }
 
 #[derive(Default)]
@@ -586,14 +688,9 @@ fn retry_policy(
     Ok(policy)
 }
 
-fn task_spec(
-    file: &str,
-    raw: &TaskFile,
-    defaults: &Defaults,
-    at: Position,
-) -> Result<TaskSpec, SpecError> {
+fn task_spec(file: &str, raw: &TaskFile, defaults: &Defaults) -> Result<TaskSpec, SpecError> {
     let title = TaskTitle::parse(raw.title.value.clone())
-        .map_err(|e| error(file, raw.title.at, format!("`title`: {e}")))?;
+        .map_err(|e| error(file, raw.title.at, e.to_string()))?;
     let body = raw.body.clone().unwrap_or_default();
     let mut steps = Vec::with_capacity(raw.steps.len());
     let mut step_names: HashMap<String, Position> = HashMap::new();
@@ -670,11 +767,19 @@ fn step(
             ))
         }
         (Some(commands), None) => {
-            if raw.prompt.is_some() || raw.model.is_some() || raw.profile.is_some() {
+            let agent_only = [
+                ("prompt", &raw.prompt),
+                ("model", &raw.model),
+                ("profile", &raw.profile),
+            ];
+            let misplaced = agent_only
+                .iter()
+                .find_map(|(key, value)| Some((key, value.as_ref()?)));
+            if let Some((key, value)) = misplaced {
                 return Err(error(
                     file,
-                    at,
-                    format!("step `{name}` is an `exec` step; `prompt`, `model` and `profile` belong to `agent` steps"),
+                    value.at,
+                    format!("step `{name}` is an `exec` step, and `{key}` belongs to `agent` steps; remove it or make this an `agent` step"),
                 ));
             }
             if commands.is_empty() {
@@ -690,7 +795,7 @@ fn step(
             if agent.trim().is_empty() {
                 return Err(error(file, at, format!("step `{name}` has an empty `agent`; name one, such as `sim`")));
             }
-            let prompt = raw.prompt.clone().unwrap_or_else(|| {
+            let prompt = raw.prompt.as_ref().map(|p| p.value.clone()).unwrap_or_else(|| {
                 if body.trim().is_empty() {
                     title.as_str().to_owned()
                 } else {
@@ -700,8 +805,8 @@ fn step(
             StepAction::Agent {
                 agent: agent.clone(),
                 prompt,
-                model: raw.model.clone(),
-                profile: raw.profile.clone(),
+                model: raw.model.as_ref().map(|m| m.value.clone()),
+                profile: raw.profile.as_ref().map(|p| p.value.clone()),
             }
         }
     };
@@ -716,25 +821,25 @@ fn command(file: &str, raw: &CommandFile) -> Result<Command, SpecError> {
     match raw.argv.value.first() {
         None => return Err(error(file, raw.argv.at, "`argv` is empty; give the program and its arguments, such as `[cargo, test]`")),
         Some(program) if program.trim().is_empty() => {
-            return Err(error(file, raw.argv.at, "`argv` starts with an empty program name"))
+            return Err(error(file, raw.argv.at, "`argv` starts with an empty program name; put the program first, such as `[cargo, test]`"))
         }
         Some(program) if program.contains(char::is_whitespace) && raw.argv.value.len() == 1 => {
             return Err(error(
                 file,
                 raw.argv.at,
-                format!("`argv` is one string with spaces (`{program}`); orch runs no shell, so split it into a list: [{}]",
+                format!("`argv` is one string with spaces (`{program}`); orch runs no shell, so split it into a list: `[{}]`",
                     program.split_whitespace().collect::<Vec<_>>().join(", ")),
             ))
         }
         Some(_) => {}
     }
-    if let Some(cwd) = &raw.cwd {
+    if let Some(Located { value: cwd, at }) = &raw.cwd {
         if std::path::Path::new(cwd).is_absolute()
             || cwd.split(['/', '\\']).any(|part| part == "..")
         {
             return Err(error(
                 file,
-                raw.argv.at,
+                *at,
                 format!("`cwd: {cwd}` leaves the workspace; give a path relative to the workspace without `..`"),
             ));
         }
@@ -742,7 +847,7 @@ fn command(file: &str, raw: &CommandFile) -> Result<Command, SpecError> {
     Ok(Command {
         argv: raw.argv.value.clone(),
         env: raw.env.clone(),
-        cwd: raw.cwd.clone(),
+        cwd: raw.cwd.as_ref().map(|c| c.value.clone()),
         timeout: optional_duration(file, "timeout", &raw.timeout)?,
     })
 }
@@ -858,7 +963,7 @@ fn validate_workflow(file: &str, raw: WorkflowFile) -> Result<Workflow, SpecErro
     let mut tasks = Vec::with_capacity(order.len());
     for &index in &order {
         let task = &raw.tasks.value[index];
-        let spec = task_spec(file, &task.value, &defaults, task.at)?;
+        let spec = task_spec(file, &task.value, &defaults)?;
         tasks.push(NewTask {
             spec,
             needs_in_batch: needs[index].iter().map(|&d| position_of[d]).collect(),
@@ -883,9 +988,47 @@ pub fn task_schema() -> String {
 }
 
 fn pretty(schema: schemars::Schema) -> String {
+    let mut value = schema.to_value();
+    forbid_null(&mut value);
+    // Back to a `Schema`, whose serializer puts `$schema`, `title` and `type` first.
+    let schema = schemars::Schema::try_from(value).expect("a schema stays an object");
     let mut text = serde_json::to_string_pretty(&schema).expect("a schema is plain JSON");
     text.push('\n');
     text
+}
+
+/// Take `null` out of the schema. Optional keys are `Option`s in Rust, which schemars describes
+/// as "this type or null", but `marked_yaml` has no null: `timeout: ~` reaches the parser as the
+/// text `~`. An editor that trusts the schema should leave such a key out instead.
+fn forbid_null(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(object) => {
+            if object.get("default").is_some_and(Value::is_null) {
+                object.remove("default");
+            }
+            if let Some(Value::Array(types)) = object.get_mut("type") {
+                types.retain(|t| t != "null");
+                if let [only] = types.as_slice() {
+                    let only = only.clone();
+                    object.insert("type".to_owned(), only);
+                }
+            }
+            if let Some(Value::Array(any_of)) = object.get_mut("anyOf") {
+                any_of.retain(|branch| branch.get("type").is_none_or(|t| t != "null"));
+                if let [only] = any_of.as_slice() {
+                    let only = only.clone();
+                    object.remove("anyOf");
+                    if let Value::Object(only) = only {
+                        object.extend(only);
+                    }
+                }
+            }
+            object.values_mut().for_each(forbid_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(forbid_null),
+        _ => {}
+    }
 }
 
 impl fmt::Display for Position {
