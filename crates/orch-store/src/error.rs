@@ -55,10 +55,10 @@ pub enum StoreError {
     Corrupt(String),
     /// The database failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// Bringing the schema up to date failed.
-    #[error("could not migrate the database schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Database(#[from] rusqlite::Error),
+    /// The connection's thread has stopped (the store was closed).
+    #[error("the database connection is closed")]
+    Closed,
     /// A file next to the database could not be used.
     #[error("{context}: {source}")]
     Io {
@@ -82,5 +82,14 @@ impl StoreError {
                 | StoreError::Conflict { .. }
                 | StoreError::Invalid { .. }
         )
+    }
+}
+
+impl From<tokio_rusqlite::Error> for StoreError {
+    fn from(err: tokio_rusqlite::Error) -> Self {
+        match err {
+            tokio_rusqlite::Error::Error(e) => StoreError::Database(e),
+            _ => StoreError::Closed,
+        }
     }
 }

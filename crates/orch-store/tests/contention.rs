@@ -50,10 +50,7 @@ fn eight_threads_claiming_from_one_file_never_share_a_task() {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let options = SqliteOptions {
-                    max_connections: 1,
-                    ..SqliteOptions::default()
-                };
+                let options = SqliteOptions::default();
                 let store = Store::open_sqlite(&path, options).await.unwrap();
                 let name = format!("claimer-{claimer}");
                 let op = |now| Op {

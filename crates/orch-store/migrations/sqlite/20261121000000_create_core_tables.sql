@@ -39,15 +39,19 @@ CREATE TABLE tasks (
     updated_at     INTEGER NOT NULL
 );
 
--- The claim query walks this index: queued tasks, highest priority first, then oldest.
-CREATE INDEX tasks_claim_order ON tasks (priority DESC, id) WHERE status = 'queued';
+-- The claim query walks this index: queued tasks, highest priority first, then oldest. It also
+-- serves listing by status and counting. (A plain index on status alone would tempt the planner
+-- into sorting every queued task on each claim.)
+CREATE INDEX tasks_by_status ON tasks (status, priority DESC, id);
+-- Partial, so that status changes outside retry_wait never touch it.
 CREATE INDEX tasks_retry_due ON tasks (not_before) WHERE status = 'retry_wait';
-CREATE INDEX tasks_status ON tasks (status);
 CREATE INDEX tasks_workflow ON tasks (workflow_id);
 
+-- `waived` is set by `orch task unblock`: the user chose to go ahead without that dependency.
 CREATE TABLE task_deps (
     task_id  INTEGER NOT NULL REFERENCES tasks (id),
     dep_id   INTEGER NOT NULL REFERENCES tasks (id),
+    waived   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (task_id, dep_id),
     CHECK (task_id <> dep_id)
 ) WITHOUT ROWID;

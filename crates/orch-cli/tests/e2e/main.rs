@@ -1,0 +1,14 @@
+//! End-to-end tests: the real `orch` binary, run as separate OS processes on temporary homes,
+//! checked through its JSON output and the SQLite database it writes.
+//!
+//! One test binary for all of them, so the binary is linked once; each module is one
+//! acceptance scenario of the durable task core.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod consistency;
+mod contention;
+mod crash;
+mod fencing;

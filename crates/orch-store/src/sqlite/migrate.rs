@@ -1,0 +1,57 @@
+//! Schema migrations for the SQLite backend.
+//!
+//! A small runner of our own rather than a migration crate: it applies the pending scripts inside
+//! one `BEGIN IMMEDIATE` transaction, so two `orch` processes opening a new home at the same time
+//! serialize on SQLite's own write lock (no lock files), and a crash mid-migration leaves the
+//! previous schema intact because SQLite DDL is transactional.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use crate::{Result, StoreError};
+
+/// Every migration, oldest first: (version, name, script). Never edit one that has landed.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    20261121000000,
+    "create_core_tables",
+    include_str!("../../migrations/sqlite/20261121000000_create_core_tables.sql"),
+)];
+
+/// Bring the schema up to date.
+pub(super) fn run(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS orch_migrations (
+             version     INTEGER PRIMARY KEY,
+             name        TEXT    NOT NULL,
+             applied_at  INTEGER NOT NULL
+         )",
+    )?;
+    let applied: BTreeSet<i64> = {
+        let mut stmt = tx.prepare("SELECT version FROM orch_migrations")?;
+        let versions = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        versions
+    };
+    let known: BTreeSet<i64> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
+    if let Some(unknown) = applied.difference(&known).next() {
+        return Err(StoreError::Invalid {
+            field: "database".into(),
+            reason: format!("its schema has migration {unknown}, which this orch does not know; it was written by a newer orch, so upgrade orch"),
+        });
+    }
+    for (version, name, script) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.execute_batch(script)?;
+        tx.execute(
+            "INSERT INTO orch_migrations (version, name, applied_at) VALUES (?1, ?2, unixepoch() * 1000)",
+            params![version, name],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
