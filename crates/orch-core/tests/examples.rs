@@ -1,5 +1,7 @@
 //! Every workflow under `examples/` at the repository root parses; the README is built on them.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use orch_core::spec::parse_workflow;

@@ -2,6 +2,8 @@
 //! test keeps them in step. Refresh them with
 //! `UPDATE_SCHEMAS=1 cargo test -p orch-core --test schemas`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use orch_core::spec::{task_schema, workflow_schema};

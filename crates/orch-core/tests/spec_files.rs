@@ -3,6 +3,8 @@
 //!
 //! Snapshots are `expect-test`; refresh them with `UPDATE_EXPECT=1 cargo test -p orch-core`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fmt::Write;
 use std::time::Duration;
 

@@ -135,6 +135,7 @@ fn bare_sql(db: &Path, claimers: usize) -> f64 {
                 let mut conn = rusqlite::Connection::open(&db).expect("open");
                 conn.busy_timeout(Duration::from_secs(30)).expect("busy timeout");
                 conn.pragma_update(None, "synchronous", "NORMAL").expect("synchronous");
+                conn.pragma_update(None, "wal_autocheckpoint", orch_store::WAL_AUTOCHECKPOINT_PAGES).expect("checkpoint");
                 let mut done = 0usize;
                 loop {
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).expect("begin");

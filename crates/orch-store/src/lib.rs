@@ -18,7 +18,7 @@ use orch_core::{
     Event, FencingToken, NewTask, Outcome, ProjectId, Run, RunId, Status, Task, TaskId, Timestamp,
     WorkflowId,
 };
-pub use sqlite::{SqliteOptions, Synchronous};
+pub use sqlite::{SqliteOptions, Synchronous, WAL_AUTOCHECKPOINT_PAGES};
 
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

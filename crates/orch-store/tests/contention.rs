@@ -1,6 +1,8 @@
 //! Eight OS threads, each with its own connection pool, claim from one SQLite file at once:
 //! every task is held by exactly one claimer at a time and completed exactly once.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,8 @@
 //! unblock, approve, requeue) on a real SQLite file never record a transition the table refuses,
 //! never lose a task, never complete one twice, and the event replay always equals the state.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

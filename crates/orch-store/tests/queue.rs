@@ -1,6 +1,8 @@
 //! The task queue on a real SQLite file: claim order, dependencies, leases, fencing, retries,
 //! stale recovery, cancel, approval and the append-only event log.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

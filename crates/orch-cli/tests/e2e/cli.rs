@@ -333,8 +333,7 @@ fn malformed_flags_exit_2() {
 }
 
 #[test]
-fn a_blocked_tasks_reason_follows_its_dependency_into_another_blocking_status(
-) {
+fn a_blocked_tasks_reason_follows_its_dependency_into_another_blocking_status() {
     let home = Home::new();
     let first = int(&home.json(&["task", "add", "first", "--json"]), "id");
     let second = int(

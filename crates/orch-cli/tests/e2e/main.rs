@@ -4,6 +4,8 @@
 //! One test binary for all of them, so the binary is linked once; each module is one
 //! acceptance scenario of the durable task core.
 
+#![allow(clippy::unwrap_used)]
+
 #[path = "../support/mod.rs"]
 mod support;
 

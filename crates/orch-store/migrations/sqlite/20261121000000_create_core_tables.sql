@@ -58,12 +58,13 @@ CREATE TABLE task_deps (
 
 CREATE INDEX task_deps_by_dep ON task_deps (dep_id, task_id);
 
+-- A run's id is also its lease's fencing token: SQLite gives a new row max(id) + 1, and runs are
+-- never deleted (trigger below), so tokens only grow across a home.
 CREATE TABLE runs (
     id                INTEGER PRIMARY KEY,
     task_id           INTEGER NOT NULL REFERENCES tasks (id),
     attempt           INTEGER NOT NULL,
     owner             TEXT    NOT NULL,
-    token             INTEGER NOT NULL UNIQUE,
     lease_expires_at  INTEGER NOT NULL,
     state             TEXT    NOT NULL CHECK (state IN (
                           'active', 'succeeded', 'failed', 'escalated', 'lost', 'cancelled', 'requeued')),
@@ -73,9 +74,14 @@ CREATE TABLE runs (
     UNIQUE (task_id, attempt)
 );
 
--- At most one active run per task, enforced by the database itself.
+-- At most one active run per task, enforced by the database itself. Stale recovery walks this
+-- index too: it holds only active runs, a handful at any time.
 CREATE UNIQUE INDEX runs_one_active_per_task ON runs (task_id) WHERE state = 'active';
-CREATE INDEX runs_active_expiry ON runs (lease_expires_at) WHERE state = 'active';
+
+CREATE TRIGGER runs_refuse_delete BEFORE DELETE ON runs
+BEGIN
+    SELECT RAISE(ABORT, 'runs are never deleted: their ids are fencing tokens');
+END;
 
 CREATE TABLE events (
     id           INTEGER PRIMARY KEY,

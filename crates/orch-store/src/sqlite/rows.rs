@@ -99,7 +99,8 @@ pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Run>> {
     let lease = Lease {
         owner: row.get("owner")?,
         expires_at: Timestamp(row.get("lease_expires_at")?),
-        token: FencingToken(row.get("token")?),
+        // The run's id is its fencing token (see the runs table).
+        token: FencingToken(id.0),
     };
     let started_at = Timestamp(row.get("started_at")?);
     let ended_at = row.get::<_, Option<i64>>("ended_at")?.map(Timestamp);
