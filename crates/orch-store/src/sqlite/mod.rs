@@ -348,11 +348,7 @@ impl SqliteStore {
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             // A cheap read first: most passes find nothing and should not take the write lock.
-            let any = conn
-                .prepare_cached(sql!("select_expired_runs"))?
-                .query_row([op.now.0], |_| Ok(()))
-                .optional()?;
-            if any.is_none() {
+            if !any_row(conn, sql!("select_expired_runs"), op.now.0)? {
                 return Ok(Vec::new());
             }
             let tx = immediate(conn)?;
@@ -366,11 +362,7 @@ impl SqliteStore {
     pub(crate) async fn promote_due(&self, op: Op<'_>) -> Result<Vec<TaskId>> {
         let op = OwnedOp::from(op);
         self.call(move |conn| {
-            let any = conn
-                .prepare_cached(sql!("select_due_retries"))?
-                .query_row([op.now.0], |_| Ok(()))
-                .optional()?;
-            if any.is_none() {
+            if !any_row(conn, sql!("select_due_retries"), op.now.0)? {
                 return Ok(Vec::new());
             }
             let tx = immediate(conn)?;
@@ -659,6 +651,11 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Whether a one-parameter query finds anything (a read, without the write lock).
+fn any_row(conn: &Connection, sql: &str, arg: i64) -> Result<bool> {
+    Ok(conn.prepare_cached(sql)?.query_row([arg], |_| Ok(())).optional()?.is_some())
 }
 
 fn query_ids(conn: &Connection, sql: &str, arg: i64) -> Result<Vec<i64>> {

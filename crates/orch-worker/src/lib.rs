@@ -1,0 +1,11 @@
+//! orch workers: claim a run, prepare its workspace, run its steps under policy and sandbox, and
+//! write the artifact bundle; heartbeat all along and stop at once when the lease is lost.
+//!
+//! Architecture invariant: worker code talks to a [`Coordinator`] (the store in-process today,
+//! HTTP for remote workers later) and never runs SQL itself.
+
+pub mod bundle;
+pub mod exec;
+pub mod project;
+pub mod redact;
+pub mod workspace;
