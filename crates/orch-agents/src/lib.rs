@@ -116,7 +116,7 @@ pub struct AgentOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// No adapter of that name.
-    #[error("unknown agent `{0}`; known agents: sim")]
+    #[error("unknown agent `{0}`; known agents: {known}", known = known_agents().join(", "))]
     Unknown(String),
     /// The agent reported failure or could not do what was asked.
     #[error("the agent failed: {0}")]
@@ -132,6 +132,11 @@ pub enum AgentError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+/// The names [`Agent::by_name`] accepts, for listings (`orch agents`) and error messages.
+pub fn known_agents() -> &'static [&'static str] {
+    &["sim"]
 }
 
 /// The closed set of agents orch can run.

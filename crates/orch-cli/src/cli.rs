@@ -29,6 +29,16 @@ pub struct Cli {
 pub enum Command {
     /// Create the orch home and register a project directory.
     Init(InitArgs),
+    /// Run the daemon: a scheduler and embedded workers that run queued tasks.
+    ///
+    /// Tasks added by other `orch` processes to the same home are picked up within a fraction of
+    /// a second. SIGTERM or Ctrl-C stops claiming, lets running steps finish for up to --grace,
+    /// then gives unfinished runs back to the queue. A second signal exits at once.
+    Serve(ServeArgs),
+    /// Show what orch does, end to end, in a throwaway repository: a workflow of agent (`sim`)
+    /// and command steps with dependencies, run by embedded workers, with live progress and a
+    /// summary. Needs nothing but git; no network, no API keys.
+    Demo(DemoArgs),
     /// Add, list, inspect and steer tasks.
     #[command(subcommand)]
     Task(TaskCommand),
@@ -50,6 +60,32 @@ pub enum Command {
     /// Internal tools for tests and benchmarks.
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Embedded workers (runs at the same time).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Lease length: a run whose worker stops heartbeating for this long is recovered.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lease: std::time::Duration,
+    /// How long running steps may take to finish after SIGTERM before they are requeued.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+    /// Exit once no task is queued, running, waiting or retrying.
+    #[arg(long)]
+    pub exit_when_idle: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo here instead of a new temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Embedded workers.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +147,20 @@ pub enum TaskCommand {
     Unblock(TaskIdArgs),
     /// Approve a task that waits for approval.
     Approve(TaskIdArgs),
+    /// Show a run's logs: orch's log of the run, then each step's output.
+    Logs(TaskLogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskLogsArgs {
+    /// The task's number.
+    pub id: i64,
+    /// Which attempt [default: the latest].
+    #[arg(long)]
+    pub attempt: Option<u32>,
+    /// Keep printing new output until the task stops running.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]

@@ -161,6 +161,7 @@ pub async fn task(settings: &Settings, command: TaskCommand) -> anyhow::Result<(
             let status = store.unblock(TaskId(args.id), op("cli")).await?;
             report_status(args.id, "unblocked", status, args.json)
         }
+        TaskCommand::Logs(args) => crate::daemon::task_logs(settings, args).await,
         TaskCommand::Approve(args) => {
             let store = open_store(settings).await?;
             let status = store.approve(TaskId(args.id), op("cli")).await?;

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod config;
+mod daemon;
 mod debug;
 mod output;
 
@@ -83,25 +84,21 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
-    if let Command::Version(args) = cli.command {
-        commands::version(args)?;
-        return Ok(true);
-    }
-    if let Command::Schema(args) = cli.command {
-        commands::schema(args)?;
-        return Ok(true);
-    }
-    let settings = config::Settings::load(cli.home.as_deref())?;
+    let home = cli.home.as_deref();
+    let settings = || config::Settings::load(home);
     match cli.command {
-        Command::Init(args) => commands::init(&settings, args).await?,
-        Command::Task(command) => commands::task(&settings, command).await?,
-        Command::Run(args) => commands::run_workflow(&settings, args).await?,
-        Command::Status(args) => commands::status(&settings, args).await?,
-        Command::Doctor(args) => return commands::doctor(&settings, args).await,
-        Command::Recover(args) => commands::recover(&settings, args).await?,
-        Command::Debug(DebugCommand::ClaimLoop(args)) => debug::claim_loop(&settings, args).await?,
-        Command::Version(_) | Command::Schema(_) => {
-            unreachable!("handled before settings are loaded")
+        Command::Version(args) => commands::version(args)?,
+        Command::Schema(args) => commands::schema(args)?,
+        Command::Demo(args) => return daemon::demo(home, args).await,
+        Command::Init(args) => commands::init(&settings()?, args).await?,
+        Command::Serve(args) => daemon::serve_command(&settings()?, args).await?,
+        Command::Task(command) => commands::task(&settings()?, command).await?,
+        Command::Run(args) => commands::run_workflow(&settings()?, args).await?,
+        Command::Status(args) => commands::status(&settings()?, args).await?,
+        Command::Doctor(args) => return commands::doctor(&settings()?, args).await,
+        Command::Recover(args) => commands::recover(&settings()?, args).await?,
+        Command::Debug(DebugCommand::ClaimLoop(args)) => {
+            debug::claim_loop(&settings()?, args).await?
         }
     }
     Ok(true)

@@ -370,6 +370,9 @@ pub enum Outcome {
     Succeeded,
     /// It failed: retry if attempts are left, else `failed`.
     Failed,
+    /// It failed in a way another attempt cannot fix (a refused command, a bad config):
+    /// `failed` now, whatever attempts are left.
+    FailedPermanently,
     /// A human must look: `needs_review`.
     NeedsReview,
 }

@@ -200,6 +200,12 @@ impl Store {
         delegate!(self.recover_expired(op))
     }
 
+    /// Treat every active run whose owner starts with `prefix` as lost now, without waiting for
+    /// its lease: for a daemon restarting after a crash, whose embedded workers held them.
+    pub async fn release_owner(&self, prefix: &str, op: Op<'_>) -> Result<Vec<Recovered>> {
+        delegate!(self.release_owner(prefix, op))
+    }
+
     /// Move `retry_wait` tasks whose backoff has elapsed back to `queued`.
     pub async fn promote_due(&self, op: Op<'_>) -> Result<Vec<TaskId>> {
         delegate!(self.promote_due(op))

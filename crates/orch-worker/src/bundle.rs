@@ -11,7 +11,12 @@
 //! secret scanner has redacted it; JSON and text files are replaced atomically (write a
 //! temporary file, then rename) so a crash never leaves half a file.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -108,13 +113,40 @@ pub struct RunResult {
 
 /// The JSON Schema of `result.json`, pretty-printed (shipped as `schemas/result.schema.json`).
 pub fn result_schema() -> String {
-    todo!("bundle::result_schema")
+    let schema = schemars::schema_for!(RunResult);
+    // Serializing the `Schema` itself (not its `Value`) keeps `$schema`, `title` and `type` first.
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema is plain JSON");
+    text.push('\n');
+    text
 }
 
 /// Check a `result.json` value against the schema; the error says which field is wrong.
+///
+/// Every violation is reported, one per line, as `at <JSON pointer>: <reason>` (`/` is the
+/// document itself, which is where an unknown field is reported, by name).
 pub fn validate_result(value: &serde_json::Value) -> Result<(), String> {
-    let _ = value;
-    todo!("bundle::validate_result")
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        let schema: serde_json::Value =
+            serde_json::from_str(&result_schema()).expect("the generated schema is JSON");
+        jsonschema::validator_for(&schema).expect("the generated schema is a valid JSON Schema")
+    });
+    let problems: Vec<String> = validator
+        .iter_errors(value)
+        .map(|error| {
+            let path = error.instance_path.as_str();
+            let path = if path.is_empty() { "/" } else { path };
+            format!("at {path}: {error}")
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "result.json does not match its schema:\n{}",
+            problems.join("\n")
+        ))
+    }
 }
 
 /// One invocation as `manifest.json` lists it: a command, or an agent session.
@@ -160,15 +192,37 @@ pub struct Bundle {
     root: PathBuf,
     redactor: Redactor,
     entries: Vec<ManifestEntry>,
-    redactions: std::collections::BTreeMap<String, u64>,
+    /// Entries of the manifest a crashed earlier attempt at this run wrote, kept verbatim.
+    previous_entries: Vec<serde_json::Value>,
+    redactions: BTreeMap<String, u64>,
 }
 
 impl Bundle {
     /// Create (or reopen, for a run resumed after a crash) `runs_root/<task>/<attempt>/` with
     /// every run file present.
-    pub fn create(runs_root: &Path, task: i64, attempt: u32, redactor: Redactor) -> std::io::Result<Bundle> {
-        let _ = (runs_root, task, attempt, redactor);
-        todo!("Bundle::create")
+    ///
+    /// Reopening keeps every file's content, and the entries and redaction counts of an existing
+    /// `manifest.json` are carried over so the next [`Bundle::write_manifest`] does not forget
+    /// what ran before the crash.
+    pub fn create(
+        runs_root: &Path,
+        task: i64,
+        attempt: u32,
+        redactor: Redactor,
+    ) -> std::io::Result<Bundle> {
+        let root = runs_root.join(task.to_string()).join(attempt.to_string());
+        fs::create_dir_all(&root)?;
+        for name in RUN_FILES {
+            create_if_missing(&root.join(name))?;
+        }
+        let (previous_entries, redactions) = read_previous_manifest(&root.join("manifest.json"));
+        Ok(Bundle {
+            root,
+            redactor,
+            entries: Vec::new(),
+            previous_entries,
+            redactions,
+        })
     }
 
     /// The run directory.
@@ -181,28 +235,58 @@ impl Bundle {
         &self.redactor
     }
 
+    /// Redactions made so far through this bundle or noted with [`Bundle::note_redactions`].
+    pub fn redactions(&self) -> &BTreeMap<String, u64> {
+        &self.redactions
+    }
+
     /// Create `steps/<step>/` with every step file present; returns its path.
+    ///
+    /// The step name becomes a directory name, so it may hold only ASCII letters, digits, `.`,
+    /// `_` and `-`, and may not start with `.`; anything else is refused with `InvalidInput`.
     pub fn step_dir(&self, step: &str) -> std::io::Result<PathBuf> {
-        let _ = step;
-        todo!("Bundle::step_dir")
+        validate_step_name(step)?;
+        let dir = self.root.join("steps").join(step);
+        fs::create_dir_all(&dir)?;
+        for name in STEP_FILES {
+            create_if_missing(&dir.join(name))?;
+        }
+        Ok(dir)
     }
 
     /// Write a JSON file (path relative to the run directory), redacted, atomically.
+    ///
+    /// Strings are redacted one by one before serializing, so a secret is caught even where JSON
+    /// escaping would hide it (a password holding `"` or `\`); the serialized text is then
+    /// redacted as a whole too, which catches secrets split between a key and its value
+    /// (`"authorization": "Bearer ..."`). Every replacement stays inside a JSON string, so the
+    /// file stays valid JSON.
     pub fn write_json<T: Serialize>(&mut self, relative: &str, value: &T) -> std::io::Result<()> {
-        let _ = (relative, value);
-        todo!("Bundle::write_json")
+        let mut value = serde_json::to_value(value).map_err(std::io::Error::other)?;
+        self.redact_strings(&mut value);
+        let mut text = serde_json::to_vec_pretty(&value).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+        self.write_bytes(relative, &text)
     }
 
     /// Write a text or binary file, redacted, atomically.
     pub fn write_bytes(&mut self, relative: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let _ = (relative, bytes);
-        todo!("Bundle::write_bytes")
+        let path = self.resolve(relative)?;
+        let (redacted, counts) = self.redactor.redact(bytes);
+        self.note_redactions(&counts);
+        write_atomically(&path, &redacted)
     }
 
     /// Append to a file (logs, events), redacted.
+    ///
+    /// Each call is redacted on its own: a secret split between two calls is not seen whole.
+    /// Output that arrives in pieces belongs in a [`crate::redact::StreamRedactor`] first.
     pub fn append(&mut self, relative: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let _ = (relative, bytes);
-        todo!("Bundle::append")
+        let path = self.resolve(relative)?;
+        let (redacted, counts) = self.redactor.redact(bytes);
+        self.note_redactions(&counts);
+        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+        file.write_all(&redacted)
     }
 
     /// Add an invocation to the manifest (written by [`Bundle::write_manifest`]).
@@ -218,7 +302,178 @@ impl Bundle {
     }
 
     /// Write `manifest.json`: every invocation plus the redactions made, by kind.
+    ///
+    /// Paths inside the run directory are written relative to it, so the bundle can be moved or
+    /// uploaded as a whole; paths outside it (a workspace `cwd`) stay absolute.
     pub fn write_manifest(&mut self) -> std::io::Result<()> {
-        todo!("Bundle::write_manifest")
+        let entries: Vec<ManifestEntry> = self
+            .entries
+            .iter()
+            .map(|entry| self.relative_entry(entry))
+            .collect();
+        let mut entries_json = self.previous_entries.clone();
+        for entry in &entries {
+            entries_json.push(serde_json::to_value(entry).map_err(std::io::Error::other)?);
+        }
+        let mut entries_json = serde_json::Value::Array(entries_json);
+        // Redact the entries (argv may carry a token) before the counts are written, so the
+        // manifest's counts include what was found in the manifest itself.
+        self.redact_strings(&mut entries_json);
+        let manifest = serde_json::json!({
+            "entries": entries_json,
+            "redactions": self.redactions,
+            "written_at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        });
+        self.write_json("manifest.json", &manifest)
     }
+
+    /// Redact every string (and object key) of a JSON value in place, counting what was found.
+    fn redact_strings(&mut self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(text) => {
+                let (redacted, counts) = self.redactor.redact(text.as_bytes());
+                if !counts.is_empty() {
+                    self.note_redactions(&counts);
+                    // Matches begin and end at ASCII bytes or whole literal values (UTF-8
+                    // strings), so the result is still UTF-8 and nothing is lost here.
+                    *text = String::from_utf8_lossy(&redacted).into_owned();
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.redact_strings(item)),
+            Value::Object(object) => {
+                let entries = std::mem::take(object);
+                for (key, mut item) in entries {
+                    let mut key = Value::String(key);
+                    self.redact_strings(&mut key);
+                    self.redact_strings(&mut item);
+                    if let Value::String(key) = key {
+                        object.insert(key, item);
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// `relative` inside the run directory; refuses absolute paths and `..`, which would write
+    /// outside the bundle.
+    fn resolve(&self, relative: &str) -> std::io::Result<PathBuf> {
+        let path = Path::new(relative);
+        let inside = !relative.is_empty()
+            && path
+                .components()
+                .all(|component| matches!(component, Component::Normal(_) | Component::CurDir));
+        if !inside {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "bundle path `{relative}` must be relative to the run directory, without `..`"
+                ),
+            ));
+        }
+        Ok(self.root.join(path))
+    }
+
+    /// `entry` with its paths made relative to the run directory where they are inside it.
+    fn relative_entry(&self, entry: &ManifestEntry) -> ManifestEntry {
+        let mut entry = entry.clone();
+        match &mut entry {
+            ManifestEntry::Command { record, .. } => {
+                record.cwd = self.relative_path(&record.cwd);
+                record.stdout.path = self.relative_path(&record.stdout.path);
+                record.stderr.path = self.relative_path(&record.stderr.path);
+            }
+            ManifestEntry::Agent {
+                cwd, events_path, ..
+            } => {
+                *cwd = self.relative_path(cwd);
+                *events_path = self.relative_path(events_path);
+            }
+        }
+        entry
+    }
+
+    fn relative_path(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix(&self.root) {
+            Ok(inside) if inside.as_os_str().is_empty() => PathBuf::from("."),
+            Ok(inside) => inside.to_path_buf(),
+            Err(_) => path.to_path_buf(),
+        }
+    }
+}
+
+/// Create an empty file unless it exists; never truncates (a resumed run keeps its files).
+fn create_if_missing(path: &Path) -> std::io::Result<()> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(drop)
+}
+
+/// Step names become directory names: a small alphabet, and no hidden or `..` directories.
+fn validate_step_name(step: &str) -> std::io::Result<()> {
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-');
+    if step.is_empty() || step.starts_with('.') || !step.bytes().all(allowed) {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "step name `{step}` is not allowed: use only letters, digits, `.`, `_` and `-`, \
+                 not starting with `.`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Entries and redaction counts of the `manifest.json` a crashed attempt left, if readable.
+///
+/// An empty or half-written manifest (it is written atomically, so only a foreign edit could
+/// cause the latter) counts as no manifest: losing old entries beats refusing to resume.
+fn read_previous_manifest(path: &Path) -> (Vec<serde_json::Value>, BTreeMap<String, u64>) {
+    #[derive(Deserialize)]
+    struct PreviousManifest {
+        #[serde(default)]
+        entries: Vec<serde_json::Value>,
+        #[serde(default)]
+        redactions: BTreeMap<String, u64>,
+    }
+    fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<PreviousManifest>(&bytes).ok())
+        .map(|previous| (previous.entries, previous.redactions))
+        .unwrap_or_default()
+}
+
+/// Replace `path` with `bytes` so that a crash leaves either the old or the new file, whole:
+/// write a temporary file in the same directory (rename is atomic only within a file system),
+/// fsync it, rename it over the target, then fsync the directory so the rename itself survives.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if let Err(error) = written {
+        // Best effort: the write already failed, and that is the error worth reporting.
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
+    }
+    // Directory fsync is what makes the rename durable on Linux; some platforms and file systems
+    // refuse to open or sync a directory, which only weakens durability, so it is not an error.
+    if let Ok(directory) = File::open(dir) {
+        let _ = directory.sync_all();
+    }
+    Ok(())
 }

@@ -7,14 +7,25 @@
 //! cancellation sends SIGTERM to the whole group, then SIGKILL after a grace period.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use orch_core::Command;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::process::Child;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::redact::Redactor;
+use crate::redact::{Redactor, StreamRedactor};
 
 /// Rules for running commands.
 #[derive(Debug, Clone)]
@@ -56,9 +67,1006 @@ pub struct ValidationError {
 }
 
 /// Check every command of a step before running any of them.
-pub fn validate(commands: &[Command], workspace: &Path, policy: &ExecPolicy) -> Result<(), ValidationError> {
-    let _ = (commands, workspace, policy);
-    todo!("exec::validate")
+///
+/// Paths are resolved against the command's working directory without running anything: `.` and
+/// `..` are applied, and symbolic links that exist are followed, so `link-to-root/etc` is seen as
+/// `/etc`. Paths that do not exist yet are fine as long as they stay inside the workspace.
+pub fn validate(
+    commands: &[Command],
+    workspace: &Path,
+    policy: &ExecPolicy,
+) -> Result<(), ValidationError> {
+    let root = workspace_root(workspace);
+    for (index, command) in commands.iter().enumerate() {
+        check_command(command, &root, policy).map_err(|reason| ValidationError {
+            index,
+            argv: shell_words::join(&command.argv),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+/// Programs that run a string as a script when given `-c` (or `--command`).
+const SHELLS: &[&str] = &[
+    "sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh", "ash", "mksh", "yash", "rbash",
+];
+
+/// Shells refused outright: running them at all means running command strings.
+const STRING_SHELLS: &[&str] = &["pwsh", "powershell", "cmd"];
+
+/// Tools that delete or overwrite what their path arguments name.
+const DESTRUCTIVE_TOOLS: &[&str] = &[
+    "rm", "rmdir", "unlink", "dd", "shred", "truncate", "mv", "cp", "chmod", "chown", "chgrp",
+    "find", "rsync", "git", "mke2fs", "mkswap", "wipefs",
+];
+
+/// Programs that `find -exec` may use to delete the files it finds.
+const FIND_DELETERS: &[&str] = &["rm", "rmdir", "unlink", "shred", "truncate", "mv"];
+
+/// Most wrappers looked through in one command (`sudo env nice timeout ...`); more is refused.
+const MAX_WRAPPERS: usize = 16;
+
+/// Most symbolic links followed while resolving one path; the workspace is written by the
+/// commands themselves, so a crafted tree of links must not make validation slow.
+const MAX_SYMLINKS: usize = 256;
+
+/// Which options of a tool take a value, for telling options from operands.
+struct OptionSpec {
+    /// Short options that take a value (`-n 5` or `-n5`).
+    short_with_value: &'static str,
+    /// Long options that take a value as the next word (`--signal KILL`); `--name=value` always works.
+    long_with_value: &'static [&'static str],
+    /// `-10` is a value, not a cluster of options (`nice -10`).
+    numeric: bool,
+}
+
+impl OptionSpec {
+    const fn new(
+        short_with_value: &'static str,
+        long_with_value: &'static [&'static str],
+    ) -> OptionSpec {
+        OptionSpec {
+            short_with_value,
+            long_with_value,
+            numeric: false,
+        }
+    }
+}
+
+const NO_VALUES: OptionSpec = OptionSpec::new("", &[]);
+const ENV_OPTIONS: OptionSpec = OptionSpec::new("uCSP", &["unset", "chdir", "split-string"]);
+const NICE_OPTIONS: OptionSpec = OptionSpec {
+    short_with_value: "n",
+    long_with_value: &["adjustment"],
+    numeric: true,
+};
+const TIMEOUT_OPTIONS: OptionSpec = OptionSpec::new("sk", &["signal", "kill-after"]);
+const STDBUF_OPTIONS: OptionSpec = OptionSpec::new("ioe", &["input", "output", "error"]);
+const TIME_OPTIONS: OptionSpec = OptionSpec::new("fo", &["format", "output"]);
+const SUDO_OPTIONS: OptionSpec = OptionSpec::new(
+    "CDgpRrTtUuc",
+    &[
+        "close-from",
+        "chdir",
+        "group",
+        "prompt",
+        "chroot",
+        "role",
+        "command-timeout",
+        "type",
+        "other-user",
+        "user",
+        "login-class",
+    ],
+);
+const DOAS_OPTIONS: OptionSpec = OptionSpec::new("uC", &[]);
+const XARGS_OPTIONS: OptionSpec = OptionSpec::new(
+    "adEILnPs",
+    &[
+        "arg-file",
+        "delimiter",
+        "max-args",
+        "max-procs",
+        "max-chars",
+        "process-slot-var",
+    ],
+);
+const SHRED_OPTIONS: OptionSpec = OptionSpec::new("ns", &["iterations", "size", "random-source"]);
+const TRUNCATE_OPTIONS: OptionSpec = OptionSpec::new("sr", &["size", "reference"]);
+const MOVE_OPTIONS: OptionSpec = OptionSpec::new("tS", &["target-directory", "suffix"]);
+const RSYNC_OPTIONS: OptionSpec = OptionSpec::new(
+    "efTBM",
+    &[
+        "rsh",
+        "rsync-path",
+        "filter",
+        "exclude",
+        "include",
+        "exclude-from",
+        "include-from",
+        "files-from",
+        "temp-dir",
+        "partial-dir",
+        "backup-dir",
+        "suffix",
+        "compare-dest",
+        "copy-dest",
+        "link-dest",
+        "log-file",
+        "log-file-format",
+        "out-format",
+        "password-file",
+        "chmod",
+        "chown",
+        "usermap",
+        "groupmap",
+        "max-size",
+        "min-size",
+        "max-delete",
+        "max-alloc",
+        "timeout",
+        "contimeout",
+        "port",
+        "sockopts",
+        "bwlimit",
+        "protocol",
+        "iconv",
+        "checksum-choice",
+        "compress-choice",
+        "compress-level",
+        "skip-compress",
+        "info",
+        "debug",
+        "stop-after",
+        "stop-at",
+        "modify-window",
+        "block-size",
+        "outbuf",
+        "read-batch",
+        "write-batch",
+        "only-write-batch",
+        "address",
+        "remote-option",
+    ],
+);
+
+/// Options and operands of one command line.
+struct ParsedArgs {
+    /// Options in order: name (`n` for `-n`, `signal` for `--signal`) and value.
+    options: Vec<(String, Option<String>)>,
+    /// The other words.
+    operands: Vec<String>,
+}
+
+impl ParsedArgs {
+    fn has(&self, names: &[&str]) -> bool {
+        self.options
+            .iter()
+            .any(|(name, _)| names.contains(&name.as_str()))
+    }
+
+    fn value(&self, names: &[&str]) -> Option<&str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(name, _)| names.contains(&name.as_str()))
+            .and_then(|(_, value)| value.as_deref())
+    }
+}
+
+/// Split `args` into options and operands the way getopt does. With `permute` (GNU tools such as
+/// `rm`), options may follow operands; without it (wrappers such as `env`), the first operand
+/// ends the options, and it and everything after it are operands.
+fn parse_args(args: &[String], spec: &OptionSpec, permute: bool) -> ParsedArgs {
+    let mut parsed = ParsedArgs {
+        options: Vec::new(),
+        operands: Vec::new(),
+    };
+    let mut at = 0;
+    while at < args.len() {
+        let word = args[at].as_str();
+        at += 1;
+        if word == "--" {
+            parsed.operands.extend(args[at..].iter().cloned());
+            break;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            if spec.numeric && !long.is_empty() && long.chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            match long.split_once('=') {
+                Some((name, value)) => parsed
+                    .options
+                    .push((name.to_owned(), Some(value.to_owned()))),
+                None if spec.long_with_value.contains(&long) => {
+                    parsed
+                        .options
+                        .push((long.to_owned(), args.get(at).cloned()));
+                    at += 1;
+                }
+                None => parsed.options.push((long.to_owned(), None)),
+            }
+            continue;
+        }
+        if let Some(cluster) = word.strip_prefix('-').filter(|cluster| !cluster.is_empty()) {
+            if spec.numeric && cluster.parse::<i64>().is_ok() {
+                continue;
+            }
+            for (offset, short) in cluster.char_indices() {
+                if spec.short_with_value.contains(short) {
+                    let attached = &cluster[offset + short.len_utf8()..];
+                    let value = if attached.is_empty() {
+                        at += 1;
+                        args.get(at - 1).cloned()
+                    } else {
+                        Some(attached.to_owned())
+                    };
+                    parsed.options.push((short.to_string(), value));
+                    break;
+                }
+                parsed.options.push((short.to_string(), None));
+            }
+            continue;
+        }
+        if permute {
+            parsed.operands.push(word.to_owned());
+        } else {
+            parsed.operands.extend(args[at - 1..].iter().cloned());
+            break;
+        }
+    }
+    parsed
+}
+
+/// The program a command really runs, after looking through wrappers such as `env` and `sudo`.
+struct Invocation {
+    /// The program's name without directories, lowercase, without `.exe` (`rm` for `/bin/rm`).
+    name: String,
+    /// Its arguments.
+    args: Vec<String>,
+    /// Its working directory, after wrappers such as `env -C`.
+    cwd: PathBuf,
+    /// Wrappers looked through, outermost first.
+    wrappers: Vec<String>,
+    /// A wrapper runs it through a shell (`sudo -s`).
+    shell_wrapper: Option<String>,
+    /// A wrapper adds arguments that cannot be checked here (`xargs -a FILE`).
+    hidden_args: Option<String>,
+}
+
+/// Where paths are resolved and what they must stay inside.
+struct Scope<'a> {
+    /// The workspace, absolute with symbolic links resolved.
+    root: &'a Path,
+    /// The working directory, resolved the same way.
+    cwd: PathBuf,
+}
+
+fn workspace_root(workspace: &Path) -> PathBuf {
+    let absolute = std::path::absolute(workspace).unwrap_or_else(|_| workspace.to_path_buf());
+    resolve(Path::new("/"), &absolute, true).unwrap_or(absolute)
+}
+
+fn check_command(command: &Command, root: &Path, policy: &ExecPolicy) -> Result<(), String> {
+    match command.argv.first() {
+        None => return Err(
+            "its argv is empty; give the program and its arguments, such as [\"cargo\", \"test\"]"
+                .into(),
+        ),
+        Some(program) if program.is_empty() => {
+            return Err(
+                "its program name is empty; give the program as the first argv entry".into(),
+            );
+        }
+        Some(_) => {}
+    }
+    let cwd = match &command.cwd {
+        None => root.to_path_buf(),
+        Some(dir) => {
+            if dir.starts_with('~') || dir.contains('$') {
+                return Err(format!(
+                    "its cwd `{dir}` would need a shell to expand `~` or `$` and points outside the workspace; give \
+                     a cwd relative to the workspace"
+                ));
+            }
+            let resolved =
+                resolve(root, Path::new(dir), true).ok_or_else(|| too_many_links(dir))?;
+            if !resolved.starts_with(root) {
+                return Err(format!(
+                    "its cwd `{dir}` resolves to {}, outside the workspace {}; give a cwd relative to the workspace \
+                     that stays inside it",
+                    resolved.display(),
+                    root.display()
+                ));
+            }
+            resolved
+        }
+    };
+    check_argv(&command.argv, &Scope { root, cwd }, policy)
+}
+
+fn check_argv(argv: &[String], scope: &Scope<'_>, policy: &ExecPolicy) -> Result<(), String> {
+    let invocation = look_through_wrappers(argv, scope)?;
+    if !invocation.cwd.starts_with(scope.root) {
+        return Err(format!(
+            "`{}` changes the working directory to {}, outside the workspace {}; run it in a directory inside the \
+             workspace",
+            invocation.wrappers.join(" "),
+            invocation.cwd.display(),
+            scope.root.display()
+        ));
+    }
+    if !policy.allow_shell {
+        if let Some(what) = shell_use(&invocation) {
+            let through = if invocation.wrappers.is_empty() {
+                String::new()
+            } else {
+                format!(" (through `{}`)", invocation.wrappers.join("`, `"))
+            };
+            return Err(format!(
+                "{what}{through}; exec steps are argv arrays, not shell strings: run the program directly (one \
+                 command per entry, such as [\"cargo\", \"test\"]), put the script in a file and run [\"bash\", \
+                 \"script.sh\"], or set `allow_shell = true` in the project's .orch.toml"
+            ));
+        }
+    }
+    let inner = Scope {
+        root: scope.root,
+        cwd: invocation.cwd.clone(),
+    };
+    check_destructive(&invocation, &inner, policy)
+}
+
+/// `rm` for `/bin/rm`, `cmd` for `C:\Windows\cmd.exe`.
+fn program_name(word: &str) -> String {
+    let base = word
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(word)
+        .to_ascii_lowercase();
+    match base.strip_suffix(".exe") {
+        Some(stem) => stem.to_owned(),
+        None => base,
+    }
+}
+
+/// `NAME=value`, as `env` and `sudo` take before the program.
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=')
+        .is_some_and(|(name, _)| !name.is_empty() && !name.contains('/'))
+}
+
+fn look_through_wrappers(argv: &[String], scope: &Scope<'_>) -> Result<Invocation, String> {
+    let mut words: Vec<String> = argv.to_vec();
+    let mut invocation = Invocation {
+        name: String::new(),
+        args: Vec::new(),
+        cwd: scope.cwd.clone(),
+        wrappers: Vec::new(),
+        shell_wrapper: None,
+        hidden_args: None,
+    };
+    for _ in 0..MAX_WRAPPERS {
+        let Some((program, rest)) = words.split_first() else {
+            // A wrapper with nothing after it (`env -i`) runs nothing else.
+            invocation.name = invocation.wrappers.pop().unwrap_or_default();
+            return Ok(invocation);
+        };
+        let name = program_name(program);
+        let program_at = match name.as_str() {
+            "env" => {
+                let parsed = parse_args(rest, &ENV_OPTIONS, false);
+                if let Some(dir) = parsed.value(&["C", "chdir"]) {
+                    invocation.cwd = resolve(&invocation.cwd, Path::new(dir), true)
+                        .ok_or_else(|| too_many_links(dir))?;
+                }
+                let operands = &rest[rest.len() - parsed.operands.len()..];
+                if let Some(split) = parsed.value(&["S", "split-string"]) {
+                    // `env -S 'sh -c x'` splits the string into words and reads them as its own
+                    // command line, so read them again the same way.
+                    let mut again = vec![program.clone()];
+                    again.extend(shell_words::split(split).map_err(|error| {
+                        format!("its `env -S` string could not be split ({error}); give the words as separate argv entries")
+                    })?);
+                    again.extend(operands.iter().cloned());
+                    words = again;
+                    continue;
+                }
+                let skipped = operands
+                    .iter()
+                    .take_while(|word| *word == "-" || is_assignment(word))
+                    .count();
+                rest.len() - operands.len() + skipped
+            }
+            "nice" => first_operand(rest, &NICE_OPTIONS),
+            "nohup" | "setsid" => first_operand(rest, &NO_VALUES),
+            "stdbuf" => first_operand(rest, &STDBUF_OPTIONS),
+            "time" => first_operand(rest, &TIME_OPTIONS),
+            // The first operand of `timeout` is the duration.
+            "timeout" => first_operand(rest, &TIMEOUT_OPTIONS) + 1,
+            "sudo" | "doas" => {
+                let spec = if name == "sudo" {
+                    &SUDO_OPTIONS
+                } else {
+                    &DOAS_OPTIONS
+                };
+                let parsed = parse_args(rest, spec, false);
+                if parsed.has(&[
+                    "e", "edit", "l", "list", "v", "validate", "k", "K", "V", "version", "h",
+                    "help",
+                ]) && name == "sudo"
+                {
+                    // Editing, listing or checking credentials: no program of the command's own runs.
+                    break;
+                }
+                if parsed.has(&["s", "shell", "i", "login"]) {
+                    invocation.shell_wrapper = Some(format!("{name} -s"));
+                }
+                if let Some(dir) = parsed.value(&["D", "chdir"]) {
+                    invocation.cwd = resolve(&invocation.cwd, Path::new(dir), true)
+                        .ok_or_else(|| too_many_links(dir))?;
+                }
+                let operands_at = rest.len() - parsed.operands.len();
+                operands_at
+                    + parsed
+                        .operands
+                        .iter()
+                        .take_while(|word| is_assignment(word))
+                        .count()
+            }
+            "xargs" => {
+                let parsed = parse_args(rest, &XARGS_OPTIONS, false);
+                if let Some(file) = parsed.value(&["a", "arg-file"]) {
+                    invocation.hidden_args = Some(format!("xargs -a {file}"));
+                }
+                rest.len() - parsed.operands.len()
+            }
+            "busybox" if rest.first().is_some_and(|applet| !applet.starts_with('-')) => 0,
+            _ => break,
+        };
+        invocation.wrappers.push(name);
+        words = rest.get(program_at..).unwrap_or_default().to_vec();
+    }
+    if invocation.wrappers.len() >= MAX_WRAPPERS {
+        return Err(format!("it nests {MAX_WRAPPERS} or more wrappers (`env`, `sudo`, ...); run the program directly"));
+    }
+    match words.split_first() {
+        Some((program, rest)) => {
+            invocation.name = program_name(program);
+            invocation.args = rest.to_vec();
+        }
+        None => invocation.name = invocation.wrappers.pop().unwrap_or_default(),
+    }
+    Ok(invocation)
+}
+
+fn first_operand(args: &[String], spec: &OptionSpec) -> usize {
+    args.len() - parse_args(args, spec, false).operands.len()
+}
+
+/// How the command runs a shell string, if it does.
+fn shell_use(invocation: &Invocation) -> Option<String> {
+    if let Some(wrapper) = &invocation.shell_wrapper {
+        return Some(format!("`{wrapper}` runs the command through a shell"));
+    }
+    let name = invocation.name.as_str();
+    if STRING_SHELLS.contains(&name) {
+        return Some(format!("`{name}` is a shell that runs command strings"));
+    }
+    if SHELLS.contains(&name) {
+        return shell_string_flag(name, &invocation.args)
+            .map(|flag| format!("`{name} {flag}` runs a shell string"));
+    }
+    None
+}
+
+/// The flag with which a shell is told to run a string (`-c`, `-ec`, `--command`), if any. A
+/// shell that runs a script file is not refused: the script's own arguments may contain `-c`.
+fn shell_string_flag(name: &str, args: &[String]) -> Option<String> {
+    let mut at = 0;
+    while at < args.len() {
+        let word = args[at].as_str();
+        at += 1;
+        if word == "--" || word == "-" {
+            return None;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            let (long_name, value) = match long.split_once('=') {
+                Some((long_name, value)) => (long_name, Some(value)),
+                None => (long, None),
+            };
+            match long_name {
+                "command" | "init-command" => return Some(word.to_owned()),
+                "rcfile" | "init-file" if value.is_none() => at += 1,
+                _ => {}
+            }
+            continue;
+        }
+        let cluster = match (word.strip_prefix('-'), word.strip_prefix('+')) {
+            (Some(cluster), _) => {
+                if cluster.contains('c') || (name == "fish" && cluster.contains('C')) {
+                    return Some(word.to_owned());
+                }
+                cluster
+            }
+            (None, Some(cluster)) => cluster,
+            (None, None) => return None,
+        };
+        // `-o errexit` and `-O extglob` take the next word as their value.
+        if cluster.ends_with(['o', 'O']) {
+            at += 1;
+        }
+    }
+    None
+}
+
+fn too_many_links(path: &str) -> String {
+    format!("`{path}` goes through more than {MAX_SYMLINKS} symbolic links; use a plain path inside the workspace")
+}
+
+/// Resolve `path` against `base` the way the kernel would, without needing it to exist: `.` and
+/// `..` are applied in order, and every component that is an existing symbolic link (the last one
+/// only with `follow_last`) is replaced by its target, so `link/..` goes where the kernel goes.
+/// `base` must be absolute with its links resolved. `None`: too many links.
+fn resolve(base: &Path, path: &Path, follow_last: bool) -> Option<PathBuf> {
+    let mut budget = MAX_SYMLINKS;
+    resolve_within_budget(base, path, follow_last, &mut budget)
+}
+
+fn resolve_within_budget(
+    base: &Path,
+    path: &Path,
+    follow_last: bool,
+    budget: &mut usize,
+) -> Option<PathBuf> {
+    let mut current = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        base.to_path_buf()
+    };
+    let components: Vec<Component<'_>> = path.components().collect();
+    for (position, component) in components.iter().enumerate() {
+        match component {
+            Component::Prefix(_) | Component::RootDir => current = PathBuf::from("/"),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                current.pop();
+            }
+            Component::Normal(name) => {
+                current.push(name);
+                let last = position + 1 == components.len();
+                if last && !follow_last {
+                    continue;
+                }
+                if let Ok(target) = std::fs::read_link(&current) {
+                    *budget = budget.checked_sub(1)?;
+                    current.pop();
+                    current = resolve_within_budget(&current, &target, true, budget)?;
+                }
+            }
+        }
+    }
+    Some(current)
+}
+
+/// Check one path argument of a destructive tool; returns where it resolves.
+fn check_path(
+    scope: &Scope<'_>,
+    tool: &str,
+    verb: &str,
+    arg: &str,
+    follow_last: bool,
+) -> Result<PathBuf, String> {
+    if arg.starts_with('~') {
+        return Err(format!(
+            "`{tool}` would {verb} `{arg}`: `~` means a home directory, outside the workspace (and no shell expands \
+             it); use a path relative to the workspace"
+        ));
+    }
+    if arg.contains('$') {
+        return Err(format!(
+            "`{tool}` would {verb} `{arg}`: `$` variables such as $HOME point outside the workspace (and no shell \
+             expands them); use a path relative to the workspace"
+        ));
+    }
+    // A trailing slash makes the kernel follow a final symbolic link (`rm -r link/`).
+    let follow = follow_last || arg.ends_with('/') || arg.ends_with("/.");
+    let resolved =
+        resolve(&scope.cwd, Path::new(arg), follow).ok_or_else(|| too_many_links(arg))?;
+    if resolved == Path::new("/") {
+        return Err(format!(
+            "`{tool}` would {verb} `{arg}`, which is the filesystem root; only paths inside the workspace {} may be \
+             touched",
+            scope.root.display()
+        ));
+    }
+    if !resolved.starts_with(scope.root) {
+        return Err(format!(
+            "`{tool}` would {verb} `{arg}`, which resolves to {}, outside the workspace {}; use a path inside the \
+             workspace",
+            resolved.display(),
+            scope.root.display()
+        ));
+    }
+    Ok(resolved)
+}
+
+fn check_destructive(
+    invocation: &Invocation,
+    scope: &Scope<'_>,
+    policy: &ExecPolicy,
+) -> Result<(), String> {
+    let name = invocation.name.as_str();
+    let args = invocation.args.as_slice();
+    let is_mkfs = name.starts_with("mkfs");
+    if let Some(source) = &invocation.hidden_args {
+        if is_mkfs || DESTRUCTIVE_TOOLS.contains(&name) {
+            return Err(format!(
+                "`{source} {name}` takes the paths `{name}` works on from a file, which cannot be checked before the \
+                 run; list the paths in the argv instead"
+            ));
+        }
+    }
+    match name {
+        "rm" => {
+            let parsed = parse_args(args, &NO_VALUES, true);
+            let recursive = parsed.has(&["r", "R", "recursive"]);
+            for path in &parsed.operands {
+                let resolved = check_path(scope, "rm", "delete", path, false)?;
+                if recursive && resolved == scope.root {
+                    return Err(format!(
+                        "`rm -r` would delete `{path}`, the whole workspace {}; delete the files inside it by name",
+                        scope.root.display()
+                    ));
+                }
+            }
+        }
+        "rmdir" | "unlink" => {
+            for path in &parse_args(args, &NO_VALUES, true).operands {
+                check_path(scope, name, "delete", path, false)?;
+            }
+        }
+        "dd" => {
+            for arg in args {
+                if let Some(path) = arg.strip_prefix("of=") {
+                    check_path(scope, "dd of=", "overwrite", path, true)?;
+                }
+                if let Some(path) = arg.strip_prefix("if=") {
+                    check_path(scope, "dd if=", "read", path, true)?;
+                }
+            }
+        }
+        "mke2fs" | "mkswap" | "wipefs" => check_every_operand(scope, name, "format", args)?,
+        _ if is_mkfs => check_every_operand(scope, name, "format", args)?,
+        "shred" => {
+            for path in &parse_args(args, &SHRED_OPTIONS, true).operands {
+                check_path(scope, "shred", "overwrite", path, true)?;
+            }
+        }
+        "truncate" => {
+            for path in &parse_args(args, &TRUNCATE_OPTIONS, true).operands {
+                check_path(scope, "truncate", "truncate", path, true)?;
+            }
+        }
+        "chmod" | "chown" | "chgrp" => check_recursive_change(scope, name, args)?,
+        "mv" | "cp" => check_move_or_copy(scope, name, args)?,
+        "find" => check_find(scope, args, policy)?,
+        "git" => check_git(scope, args)?,
+        "rsync" => check_rsync(scope, args)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Tools whose options vary by variant (`mkfs.ext4 -L label /dev/sdb1`): every word that is not
+/// an option is checked as a path; an option value that happens to be checked resolves inside.
+fn check_every_operand(
+    scope: &Scope<'_>,
+    tool: &str,
+    verb: &str,
+    args: &[String],
+) -> Result<(), String> {
+    for arg in args.iter().filter(|arg| !arg.starts_with('-')) {
+        check_path(scope, tool, verb, arg, true)?;
+    }
+    Ok(())
+}
+
+/// `chmod -R`, `chown -R`, `chgrp -R`: every file operand (after the mode or owner).
+fn check_recursive_change(scope: &Scope<'_>, tool: &str, args: &[String]) -> Result<(), String> {
+    let mut recursive = false;
+    let mut reference = false;
+    let mut operands = Vec::new();
+    let mut at = 0;
+    while at < args.len() {
+        let word = args[at].as_str();
+        at += 1;
+        if word == "--" {
+            operands.extend(args[at..].iter().map(String::as_str));
+            break;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            let (long_name, value) = match long.split_once('=') {
+                Some((long_name, value)) => (long_name, Some(value)),
+                None => (long, None),
+            };
+            match long_name {
+                "recursive" => recursive = true,
+                "reference" => {
+                    reference = true;
+                    at += usize::from(value.is_none());
+                }
+                "from" => at += usize::from(value.is_none()),
+                _ => {}
+            }
+        } else if word.len() > 1
+            && word.starts_with('-')
+            && word[1..].chars().all(|c| "RcfvhHLP".contains(c))
+        {
+            recursive |= word.contains('R');
+        } else {
+            // Includes modes that look like options, such as `-w`.
+            operands.push(word);
+        }
+    }
+    if !recursive {
+        return Ok(());
+    }
+    let files = if reference {
+        &operands[..]
+    } else {
+        operands.get(1..).unwrap_or_default()
+    };
+    let verb = if tool == "chmod" {
+        "change modes under"
+    } else {
+        "change owners under"
+    };
+    for path in files {
+        check_path(scope, &format!("{tool} -R"), verb, path, true)?;
+    }
+    Ok(())
+}
+
+/// `mv` and `cp` overwrite their target; `mv` also removes its sources from where they were.
+fn check_move_or_copy(scope: &Scope<'_>, tool: &str, args: &[String]) -> Result<(), String> {
+    let parsed = parse_args(args, &MOVE_OPTIONS, true);
+    let (target, sources) = match parsed.value(&["t", "target-directory"]) {
+        Some(directory) => (directory, parsed.operands.as_slice()),
+        None => match parsed.operands.split_last() {
+            Some((target, sources)) if !sources.is_empty() => (target.as_str(), sources),
+            // One operand or none: the tool refuses to run.
+            _ => return Ok(()),
+        },
+    };
+    check_path(scope, tool, "write to", target, true)?;
+    if tool == "mv" {
+        for source in sources {
+            let resolved = check_path(scope, "mv", "move away", source, false)?;
+            if resolved == scope.root {
+                return Err(format!(
+                    "`mv` would move `{source}`, the whole workspace {}, away; move the files inside it by name",
+                    scope.root.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `find ... -delete` and `find ... -exec rm`: the start paths must be inside the workspace, and
+/// the `-exec` command is checked like a command of its own.
+fn check_find(scope: &Scope<'_>, args: &[String], policy: &ExecPolicy) -> Result<(), String> {
+    let mut at = 0;
+    while let Some(word) = args.get(at) {
+        match word.as_str() {
+            "-H" | "-L" | "-P" => at += 1,
+            "-D" => at += 2,
+            _ if word.starts_with("-O") => at += 1,
+            _ => break,
+        }
+    }
+    let is_expression = |word: &String| {
+        (word.starts_with('-') && word.len() > 1) || matches!(word.as_str(), "(" | ")" | "!" | ",")
+    };
+    let mut starts: Vec<&str> = args
+        .iter()
+        .skip(at)
+        .take_while(|word| !is_expression(word))
+        .map(String::as_str)
+        .collect();
+    at += starts.len();
+    if starts.is_empty() {
+        starts.push(".");
+    }
+    let expression = args.get(at..).unwrap_or_default();
+    let mut deletes = None;
+    let mut position = 0;
+    while position < expression.len() {
+        match expression[position].as_str() {
+            "-delete" => deletes = Some("find -delete".to_owned()),
+            "-exec" | "-execdir" | "-ok" | "-okdir" => {
+                let inner_start = position + 1;
+                let inner_end = expression[inner_start..]
+                    .iter()
+                    .position(|word| word == ";" || word == "+")
+                    .map_or(expression.len(), |offset| inner_start + offset);
+                let inner = &expression[inner_start..inner_end];
+                if !inner.is_empty() {
+                    check_argv(inner, scope, policy)?;
+                    let program = look_through_wrappers(inner, scope)?.name;
+                    if FIND_DELETERS.contains(&program.as_str()) {
+                        deletes = Some(format!("find -exec {program}"));
+                    }
+                }
+                position = inner_end;
+            }
+            _ => {}
+        }
+        position += 1;
+    }
+    if let Some(how) = deletes {
+        for start in starts {
+            check_path(scope, &how, "delete files under", start, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// `git push --force` is always refused; `git reset --hard` and `git clean` only outside the
+/// workspace (inside it they are how a step starts over).
+fn check_git(scope: &Scope<'_>, args: &[String]) -> Result<(), String> {
+    let mut directory = scope.cwd.clone();
+    let mut work_tree = None;
+    let mut at = 0;
+    while let Some(word) = args.get(at) {
+        at += 1;
+        match word.as_str() {
+            "-C" => {
+                if let Some(dir) = args.get(at) {
+                    directory = resolve(&directory, Path::new(dir), true)
+                        .ok_or_else(|| too_many_links(dir))?;
+                }
+                at += 1;
+            }
+            "-c" | "--git-dir" | "--namespace" | "--config-env" => at += 1,
+            "--work-tree" => {
+                work_tree = args.get(at).cloned();
+                at += 1;
+            }
+            _ if word.starts_with("--work-tree=") => {
+                work_tree = word.strip_prefix("--work-tree=").map(str::to_owned)
+            }
+            _ if word.starts_with('-') => {}
+            _ => {
+                at -= 1;
+                break;
+            }
+        }
+    }
+    let Some(subcommand) = args.get(at) else {
+        return Ok(());
+    };
+    let rest = &args[at + 1..];
+    let what = match subcommand.as_str() {
+        "push" => {
+            if let Some(flag) = push_force_flag(rest) {
+                return Err(format!(
+                    "`git push {flag}` rewrites the remote's history; push without force (a new branch, or a pull \
+                     request) and leave force-pushes to a person"
+                ));
+            }
+            return Ok(());
+        }
+        "reset" if rest.iter().any(|arg| arg == "--hard") => "git reset --hard",
+        "clean" => "git clean",
+        _ => return Ok(()),
+    };
+    if !directory.starts_with(scope.root) {
+        return Err(format!(
+            "`{what}` would run in {}, outside the workspace {}; run it inside the workspace (drop `-C`, or give a \
+             cwd inside the workspace)",
+            directory.display(),
+            scope.root.display()
+        ));
+    }
+    let inner = Scope {
+        root: scope.root,
+        cwd: directory,
+    };
+    if let Some(tree) = work_tree {
+        check_path(
+            &inner,
+            &format!("{what} --work-tree"),
+            "discard changes in",
+            &tree,
+            true,
+        )?;
+    }
+    if what == "git clean" {
+        for path in &parse_args(rest, &OptionSpec::new("e", &["exclude"]), true).operands {
+            check_path(&inner, what, "delete untracked files under", path, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// The force flag of `git push` arguments, if any: `--force`, `-f` (also in a cluster such as
+/// `-uf`), `--force-with-lease`, or a `+refspec`.
+fn push_force_flag(args: &[String]) -> Option<String> {
+    let mut at = 0;
+    while let Some(word) = args.get(at) {
+        at += 1;
+        if word == "--force" || word.starts_with("--force-with-lease") {
+            return Some(word.clone());
+        }
+        if matches!(
+            word.as_str(),
+            "-o" | "--push-option" | "--repo" | "--receive-pack" | "--exec"
+        ) {
+            at += 1;
+            continue;
+        }
+        if word.starts_with("--") {
+            continue;
+        }
+        if let Some(cluster) = word.strip_prefix('-') {
+            // `-o` takes the rest of the cluster as its value.
+            if cluster
+                .split('o')
+                .next()
+                .is_some_and(|flags| flags.contains('f'))
+            {
+                return Some(word.clone());
+            }
+            continue;
+        }
+        if word.starts_with('+') {
+            return Some(word.clone());
+        }
+    }
+    None
+}
+
+/// `rsync --delete` deletes what its target has that the source lacks; `--remove-source-files`
+/// deletes the sources.
+fn check_rsync(scope: &Scope<'_>, args: &[String]) -> Result<(), String> {
+    let parsed = parse_args(args, &RSYNC_OPTIONS, true);
+    let deletes = parsed
+        .options
+        .iter()
+        .any(|(name, _)| name == "del" || name.starts_with("delete"));
+    let removes_sources = parsed.has(&["remove-source-files"]);
+    let Some((target, sources)) = parsed.operands.split_last() else {
+        return Ok(());
+    };
+    if sources.is_empty() {
+        // One operand only lists files.
+        return Ok(());
+    }
+    let check = |tool: &str, verb: &str, path: &str, follow_last: bool| -> Result<(), String> {
+        let remote = path.starts_with("rsync://")
+            || path
+                .split_once(':')
+                .is_some_and(|(host, _)| !host.is_empty() && !host.contains('/'));
+        if remote {
+            return Err(format!(
+                "`{tool}` would {verb} `{path}` on another machine, which cannot be checked against the workspace; \
+                 sync between paths inside the workspace"
+            ));
+        }
+        check_path(scope, tool, verb, path, follow_last).map(drop)
+    };
+    if deletes {
+        check("rsync --delete", "delete files under", target, true)?;
+    }
+    if removes_sources {
+        for source in sources {
+            check("rsync --remove-source-files", "delete", source, false)?;
+        }
+    }
+    Ok(())
 }
 
 /// How a command ended.
@@ -162,6 +1170,419 @@ pub async fn run_command(
     policy: &ExecPolicy,
     cancel: CancellationToken,
 ) -> Result<CommandRecord, ExecError> {
-    let _ = (command, workspace, out, extra_env, redactor, policy, cancel);
-    todo!("exec::run_command")
+    let Some(program) = command.argv.first() else {
+        return Err(ExecError::Spawn {
+            program: String::new(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "the command's argv is empty"),
+        });
+    };
+    let workspace = std::path::absolute(workspace).unwrap_or_else(|_| workspace.to_path_buf());
+    let cwd = normalize_lexically(&workspace.join(command.cwd.as_deref().unwrap_or("")));
+    if !cwd.is_dir() {
+        return Err(ExecError::Spawn {
+            program: program.clone(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("its working directory {} is not a directory", cwd.display()),
+            ),
+        });
+    }
+    let env = command_env(command, extra_env, policy);
+    let stdout_file = create_output(&out.stdout).await?;
+    let stderr_file = create_output(&out.stderr).await?;
+
+    let mut process = tokio::process::Command::new(program);
+    process
+        .args(&command.argv[1..])
+        .current_dir(&cwd)
+        .env_clear()
+        .envs(&env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started_at_ms = now_ms();
+    let mut child = process
+        .spawn()
+        .map_err(|source| spawn_error(program, source))?;
+    let leader = child
+        .id()
+        .expect("a child that was never waited for still has its pid");
+    let group = Pid::from_raw(i32::try_from(leader).expect("pids fit in an i32"));
+    // From here on, leaving early (an error, or the caller dropping this future) kills the group.
+    let mut guard = GroupGuard { group, armed: true };
+
+    let drain_stop = CancellationToken::new();
+    let stdout = child.stdout.take().expect("stdout was set to a pipe");
+    let stderr = child.stderr.take().expect("stderr was set to a pipe");
+    let cap = policy.output_cap_bytes;
+    let stdout_task = tokio::spawn(capture(
+        stdout,
+        stdout_file,
+        out.stdout.clone(),
+        redactor.stream(),
+        cap,
+        drain_stop.clone(),
+    ));
+    let stderr_task = tokio::spawn(capture(
+        stderr,
+        stderr_file,
+        out.stderr.clone(),
+        redactor.stream(),
+        cap,
+        drain_stop.clone(),
+    ));
+
+    let timeout = command.timeout.or(policy.default_timeout);
+    let (status, stopped) =
+        wait_or_stop(&mut child, group, timeout, policy.kill_grace, &cancel).await;
+    // The leader is reaped; whatever it left behind in its group (`sleep 1000 &`) goes now, also
+    // so that nothing keeps the output pipes open.
+    signal_group(group, Signal::SIGKILL);
+    guard.armed = false;
+    let status = status.map_err(|source| ExecError::Io {
+        context: format!("wait for `{program}`"),
+        source,
+    })?;
+
+    let readers = async { tokio::join!(stdout_task, stderr_task) };
+    tokio::pin!(readers);
+    let (stdout_joined, stderr_joined) = tokio::select! {
+        joined = &mut readers => joined,
+        () = tokio::time::sleep(READER_DRAIN_LIMIT) => {
+            // Only a process that left the group (`setsid`) can still hold a pipe open now.
+            tracing::warn!(program = %program, "output pipes still open after the process group was killed; closing them");
+            drain_stop.cancel();
+            (&mut readers).await
+        }
+    };
+    let stdout = joined_capture(stdout_joined)?;
+    let stderr = joined_capture(stderr_joined)?;
+    let ended_at_ms = now_ms();
+
+    let mut redactions = stdout.redactions;
+    for (kind, count) in stderr.redactions {
+        *redactions.entry(kind).or_default() += count;
+    }
+    Ok(CommandRecord {
+        argv: command.argv.clone(),
+        cwd,
+        env_names: env.into_keys().collect(),
+        started_at_ms,
+        ended_at_ms,
+        exit: ExitRecord {
+            code: status.code(),
+            signal: status.signal(),
+            timed_out: stopped == Some(Stop::TimedOut),
+            cancelled: stopped == Some(Stop::Cancelled),
+        },
+        stdout: stdout.record,
+        stderr: stderr.record,
+        redactions,
+    })
+}
+
+/// Variables every command gets from orch's own environment, besides the project's allowlist.
+const BASE_ENV: [&str; 7] = ["PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER"];
+
+/// Bytes read from an output pipe at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Buffer in front of each output file.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// How often a stopped group is checked for members left during the grace period.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// How long the output readers may still run once the whole group is gone. Pipes close when the
+/// group dies, so only a process that left the group and kept a pipe makes this limit matter.
+const READER_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Why a command was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    TimedOut,
+    Cancelled,
+}
+
+/// Kills the process group when dropped while armed: nothing a command started outlives an early
+/// return or a caller that drops the future (tokio reaps the dropped leader itself).
+struct GroupGuard {
+    group: Pid,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            signal_group(self.group, Signal::SIGKILL);
+        }
+    }
+}
+
+fn signal_group(group: Pid, signal: Signal) {
+    match killpg(group, signal) {
+        // The group is already gone.
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(error) => {
+            tracing::warn!(group = group.as_raw(), %signal, %error, "could not signal a command's process group")
+        }
+    }
+}
+
+/// Some process of the group still exists (zombies count until their parent reaps them).
+fn group_exists(group: Pid) -> bool {
+    !matches!(killpg(group, None), Err(Errno::ESRCH))
+}
+
+/// Wait for the leader to exit; on timeout or cancellation, stop the whole group first.
+async fn wait_or_stop(
+    child: &mut Child,
+    group: Pid,
+    timeout: Option<Duration>,
+    grace: Duration,
+    cancel: &CancellationToken,
+) -> (io::Result<ExitStatus>, Option<Stop>) {
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    let stop = tokio::select! {
+        // An exit that is ready counts even if the deadline passed at the same time.
+        biased;
+        status = child.wait() => return (status, None),
+        () = cancel.cancelled() => Stop::Cancelled,
+        () = sleep_until_deadline(deadline) => Stop::TimedOut,
+    };
+    (stop_group(child, group, grace).await, Some(stop))
+}
+
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGTERM to the whole group, then SIGKILL once the grace period is over or the group is gone;
+/// returns the leader's status (it is always reaped).
+async fn stop_group(child: &mut Child, group: Pid, grace: Duration) -> io::Result<ExitStatus> {
+    signal_group(group, Signal::SIGTERM);
+    let grace_deadline = Instant::now() + grace;
+    let leader = tokio::select! {
+        status = child.wait() => Some(status?),
+        () = tokio::time::sleep_until(grace_deadline) => None,
+    };
+    if leader.is_some() {
+        // The rest of the group gets what is left of the grace period to clean up too.
+        while group_exists(group) && Instant::now() < grace_deadline {
+            tokio::time::sleep(GROUP_POLL.min(grace_deadline - Instant::now())).await;
+        }
+    }
+    signal_group(group, Signal::SIGKILL);
+    match leader {
+        Some(status) => Ok(status),
+        None => child.wait().await,
+    }
+}
+
+fn command_env(
+    command: &Command,
+    extra_env: &BTreeMap<String, String>,
+    policy: &ExecPolicy,
+) -> BTreeMap<String, OsString> {
+    let mut env = BTreeMap::new();
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(policy.env_allowlist.iter().map(String::as_str))
+    {
+        // Reading orch's own environment is the point here: exactly these names pass through.
+        if let Some(value) = std::env::var_os(name) {
+            env.insert(name.to_owned(), value);
+        }
+    }
+    // The command's own variables win over orch's, which win over the inherited ones.
+    for (name, value) in extra_env.iter().chain(&command.env) {
+        env.insert(name.clone(), OsString::from(value));
+    }
+    env
+}
+
+fn spawn_error(program: &str, source: io::Error) -> ExecError {
+    let source = if source.kind() == io::ErrorKind::NotFound {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{source}; check that `{program}` is installed and on the PATH commands get, or give its full path"
+            ),
+        )
+    } else {
+        source
+    };
+    ExecError::Spawn {
+        program: program.to_owned(),
+        source,
+    }
+}
+
+async fn create_output(path: &Path) -> Result<tokio::fs::File, ExecError> {
+    tokio::fs::File::create(path)
+        .await
+        .map_err(|source| ExecError::Io {
+            context: format!("create {}", path.display()),
+            source,
+        })
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `a/./b/../c` -> `a/c`, without looking at the filesystem (for the recorded cwd).
+fn normalize_lexically(path: &Path) -> PathBuf {
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
+}
+
+/// What one reader task learned about its stream.
+struct StreamCapture {
+    record: StreamRecord,
+    redactions: BTreeMap<String, u64>,
+}
+
+fn joined_capture(
+    joined: Result<Result<StreamCapture, ExecError>, tokio::task::JoinError>,
+) -> Result<StreamCapture, ExecError> {
+    match joined {
+        Ok(capture) => capture,
+        // A panic in the redactor is a bug; let it surface as one.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(ExecError::Io {
+            context: "capture a command's output".into(),
+            source: io::Error::other(error),
+        }),
+    }
+}
+
+/// An output file that keeps at most `cap` bytes and hashes what it stores.
+struct CappedFile {
+    writer: BufWriter<tokio::fs::File>,
+    path: PathBuf,
+    hasher: Sha256,
+    kept: u64,
+    cap: u64,
+    /// Some output did not fit.
+    truncated: bool,
+}
+
+impl CappedFile {
+    /// Write what fits under the cap; the rest is dropped.
+    async fn write_capped(&mut self, bytes: &[u8]) -> Result<(), ExecError> {
+        let room = self.cap.saturating_sub(self.kept);
+        let fits = usize::try_from(room).map_or(bytes.len(), |room| room.min(bytes.len()));
+        self.truncated |= fits < bytes.len();
+        self.write_uncapped(&bytes[..fits]).await?;
+        self.kept += fits as u64;
+        Ok(())
+    }
+
+    async fn write_uncapped(&mut self, bytes: &[u8]) -> Result<(), ExecError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.hasher.update(bytes);
+        self.writer
+            .write_all(bytes)
+            .await
+            .map_err(|source| self.io_error("write", source))
+    }
+
+    fn io_error(&self, what: &str, source: io::Error) -> ExecError {
+        ExecError::Io {
+            context: format!("{what} {}", self.path.display()),
+            source,
+        }
+    }
+}
+
+/// Read one output pipe to its end (or until `stop`), redact it, and store at most `cap` bytes.
+///
+/// Past the cap the pipe is still read, so the command never blocks on a full pipe, but the bytes
+/// are only counted; memory stays at a few buffers whatever the command writes. The redactor only
+/// sees what may still be stored: redacted bytes are what gets cut at the cap, so a secret split
+/// by the cap is never stored in part.
+async fn capture(
+    mut pipe: impl AsyncRead + Unpin,
+    file: tokio::fs::File,
+    path: PathBuf,
+    mut redactor: StreamRedactor,
+    cap: u64,
+    stop: CancellationToken,
+) -> Result<StreamCapture, ExecError> {
+    let mut stored = CappedFile {
+        writer: BufWriter::with_capacity(WRITE_BUFFER, file),
+        path,
+        hasher: Sha256::new(),
+        kept: 0,
+        cap,
+        truncated: false,
+    };
+    let mut seen: u64 = 0;
+    let mut buffer = vec![0; READ_CHUNK];
+    loop {
+        let read = tokio::select! {
+            read = pipe.read(&mut buffer) => read,
+            () = stop.cancelled() => break,
+        };
+        let length = match read {
+            Ok(0) => break,
+            Ok(length) => length,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(stored.io_error("read the command's output for", source)),
+        };
+        seen += length as u64;
+        if !stored.truncated {
+            let redacted = redactor.push(&buffer[..length]);
+            stored.write_capped(&redacted).await?;
+        }
+    }
+    if !stored.truncated {
+        let rest = redactor.finish();
+        stored.write_capped(&rest).await?;
+    }
+    if stored.truncated {
+        // Redaction changes lengths a little, so "dropped" compares what was stored with what
+        // the command wrote.
+        let note = format!(
+            "\n[orch: output truncated after {} bytes; {} bytes dropped]\n",
+            stored.kept,
+            seen.saturating_sub(stored.kept)
+        );
+        stored.write_uncapped(note.as_bytes()).await?;
+    }
+    stored
+        .writer
+        .flush()
+        .await
+        .map_err(|source| stored.io_error("write", source))?;
+    Ok(StreamCapture {
+        redactions: redactor.counts().clone(),
+        record: StreamRecord {
+            path: stored.path,
+            bytes_seen: seen,
+            bytes_kept: stored.kept,
+            truncated: stored.truncated,
+            sha256: hex::encode(stored.hasher.finalize()),
+        },
+    })
 }

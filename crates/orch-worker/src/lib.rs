@@ -5,7 +5,14 @@
 //! HTTP for remote workers later) and never runs SQL itself.
 
 pub mod bundle;
+pub mod coordinator;
 pub mod exec;
 pub mod project;
 pub mod redact;
+pub mod run;
+pub mod worker;
 pub mod workspace;
+
+pub use coordinator::{Coordinator, CoordinatorError};
+pub use run::{execute, RunEnd, WorkerSettings};
+pub use worker::run_workers;

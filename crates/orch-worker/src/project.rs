@@ -71,7 +71,26 @@ impl ProjectConfig {
                 message: e.to_string(),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ProjectConfig::default()),
-            Err(e) => Err(ProjectConfigError { path: path.display().to_string(), message: e.to_string() }),
+            Err(e) => Err(ProjectConfigError {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
         }
+    }
+}
+
+impl ProjectConfig {
+    /// The values of the environment variables this project marks secret (those that are set).
+    /// They are passed to commands and agents, and redacted from everything orch stores.
+    pub fn secret_values(&self) -> std::collections::BTreeMap<String, String> {
+        self.secret_env
+            .iter()
+            .filter_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (name.clone(), v))
+            })
+            .collect()
     }
 }

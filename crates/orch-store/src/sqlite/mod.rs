@@ -248,6 +248,10 @@ impl SqliteStore {
         let owner = owner.to_owned();
         let op = OwnedOp::from(op);
         self.call(move |conn| {
+            // Idle workers poll; a read first keeps an empty queue from taking the write lock.
+            if !any_row(conn, sql!("any_queued"), 0)? {
+                return Ok(None);
+            }
             let tx = immediate(conn)?;
             let claim = claim_next(&tx, &owner, lease, &op)?;
             tx.commit()?;
@@ -353,6 +357,25 @@ impl SqliteStore {
             }
             let tx = immediate(conn)?;
             let recovered = recover_expired(&tx, &op)?;
+            tx.commit()?;
+            Ok(recovered)
+        })
+        .await
+    }
+
+    pub(crate) async fn release_owner(&self, prefix: &str, op: Op<'_>) -> Result<Vec<Recovered>> {
+        let prefix = prefix.to_owned();
+        let op = OwnedOp::from(op);
+        self.call(move |conn| {
+            let tx = immediate(conn)?;
+            let runs: Vec<i64> = {
+                let mut stmt = tx.prepare_cached(sql!("select_active_runs_of_owner"))?;
+                let ids = stmt
+                    .query_map([&prefix], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                ids
+            };
+            let recovered = lose_runs(&tx, runs, "its worker restarted", &op)?;
             tx.commit()?;
             Ok(recovered)
         })
@@ -655,7 +678,11 @@ impl SqliteStore {
 
 /// Whether a one-parameter query finds anything (a read, without the write lock).
 fn any_row(conn: &Connection, sql: &str, arg: i64) -> Result<bool> {
-    Ok(conn.prepare_cached(sql)?.query_row([arg], |_| Ok(())).optional()?.is_some())
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([arg], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 fn query_ids(conn: &Connection, sql: &str, arg: i64) -> Result<Vec<i64>> {
@@ -817,7 +844,7 @@ fn complete(
 ) -> Result<Status> {
     let run_state = match outcome {
         Outcome::Succeeded => RunState::Succeeded,
-        Outcome::Failed => RunState::Failed,
+        Outcome::Failed | Outcome::FailedPermanently => RunState::Failed,
         Outcome::NeedsReview => RunState::Escalated,
     };
     let Some(task) = end_run(conn, run, token, run_state, reason, op)? else {
@@ -827,6 +854,7 @@ fn complete(
     let (kind, to, not_before) = match outcome {
         Outcome::Succeeded => (EventKind::Complete, Status::Done, None),
         Outcome::NeedsReview => (EventKind::Escalate, Status::NeedsReview, None),
+        Outcome::FailedPermanently => (EventKind::Fail, Status::Failed, None),
         Outcome::Failed => {
             let to = lifecycle::decide_after_failure(brief.attempts_used, brief.max_attempts);
             let not_before = (to == Status::RetryWait).then(|| {
@@ -853,18 +881,18 @@ fn complete(
 
 fn recover_expired(conn: &Connection, op: &OwnedOp) -> Result<Vec<Recovered>> {
     let expired = query_ids(conn, sql!("select_expired_runs"), op.now.0)?;
-    let mut recovered = Vec::with_capacity(expired.len());
-    for run_id in expired {
+    lose_runs(conn, expired, "its lease expired without a heartbeat", op)
+}
+
+/// Mark these active runs lost and send their tasks to `retry_wait` (or `needs_review`).
+fn lose_runs(conn: &Connection, runs: Vec<i64>, why: &str, op: &OwnedOp) -> Result<Vec<Recovered>> {
+    let mut recovered = Vec::with_capacity(runs.len());
+    for run_id in runs {
         let run = RunId(run_id);
         let Some(task) = conn
             .prepare_cached(sql!("end_active_run_of_task_by_run"))?
             .query_row(
-                params![
-                    run.0,
-                    RunState::Lost.as_str(),
-                    op.now.0,
-                    "lease expired without a heartbeat"
-                ],
+                params![run.0, RunState::Lost.as_str(), op.now.0, why],
                 |r| r.get(0),
             )
             .optional()?
@@ -880,11 +908,11 @@ fn recover_expired(conn: &Connection, op: &OwnedOp) -> Result<Vec<Recovered>> {
         });
         let reason = if to == Status::NeedsReview {
             format!(
-                "the lease of run {run} expired on attempt {} of {}; no attempts are left",
+                "run {run} was lost ({why}) on attempt {} of {}; no attempts are left",
                 brief.attempts_used, brief.max_attempts
             )
         } else {
-            format!("the lease of run {run} expired without a heartbeat")
+            format!("run {run} was lost: {why}")
         };
         move_task(
             conn,

@@ -1,0 +1,383 @@
+//! `orch serve`, `orch demo` and `orch task logs`: the commands that run or watch work.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use orch_core::{EventKind, Status, TaskId};
+use orch_server::{serve, ServeOptions};
+use orch_store::{Store, Submission, TaskFilter};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{DemoArgs, ServeArgs, TaskLogsArgs};
+use crate::commands::{now, op, open_store};
+use crate::config::Settings;
+use crate::output;
+use crate::UserError;
+
+/// Fire `shutdown` on SIGTERM or SIGINT; a second signal exits at once (leases then expire and
+/// the runs are recovered, so nothing is lost either way).
+fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            seen += 1;
+            if seen == 1 {
+                eprintln!("orch: shutting down: no new runs; running steps may finish (signal again to exit now)");
+                shutdown.cancel();
+            } else {
+                eprintln!(
+                    "orch: exiting now; unfinished runs are recovered when their leases expire"
+                );
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}
+
+pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let mut options = ServeOptions::new(&settings.home);
+    options.workers = args.workers.max(1);
+    options.lease = args.lease.max(Duration::from_secs(1));
+    options.grace = args.grace;
+    options.exit_when_idle = args.exit_when_idle;
+    let shutdown = CancellationToken::new();
+    watch_signals(shutdown.clone())?;
+    eprintln!(
+        "orch serve: home {}, {} worker(s), lease {}",
+        settings.home.display(),
+        options.workers,
+        humantime::format_duration(options.lease)
+    );
+    serve(store.clone(), options, shutdown)
+        .await
+        .map_err(|e| match e {
+            orch_server::ServeError::AlreadyRunning(_) => {
+                anyhow::Error::from(UserError::new(e.to_string()))
+            }
+            other => other.into(),
+        })?;
+    store.close().await;
+    eprintln!("orch serve: stopped");
+    Ok(())
+}
+
+const DEMO_WORKFLOW: &str = include_str!("demo.yml");
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=orch demo",
+            "-c",
+            "user.email=demo@localhost",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("run git (is it installed?)")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+pub async fn demo(home_flag: Option<&Path>, args: DemoArgs) -> anyhow::Result<bool> {
+    let root = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            crate::config::absolute(dir)?
+        }
+        None => tempfile::Builder::new()
+            .prefix("orch-demo-")
+            .tempdir()
+            .context("create a temporary directory")?
+            .keep(),
+    };
+    let repo = root.join("repo");
+    std::fs::create_dir_all(&repo).with_context(|| format!("create {}", repo.display()))?;
+    std::fs::write(repo.join("greeting.txt"), "Hello from orch.\n")
+        .context("write the demo repository")?;
+    std::fs::write(
+        repo.join("README.md"),
+        "# orch demo\n\nA throwaway repository made by `orch demo`.\n",
+    )
+    .context("write the demo repository")?;
+    std::fs::write(repo.join("demo.yml"), DEMO_WORKFLOW).context("write the demo workflow")?;
+    git(&repo, &["init", "-q"])?;
+    git(&repo, &["add", "-A"])?;
+    git(&repo, &["commit", "-q", "-m", "demo: initial commit"])?;
+    let home = match home_flag {
+        Some(home) => home.to_owned(),
+        None => root.join("home"),
+    };
+    let settings = Settings::load(Some(&home))?;
+    let store = open_store(&settings).await?;
+    let workflow = orch_core::spec::parse_workflow("demo.yml", DEMO_WORKFLOW)
+        .map_err(|e| anyhow::anyhow!("the built-in demo workflow is invalid: {e}"))?;
+    let project = store.ensure_project(&repo.to_string_lossy(), now()).await?;
+    let ids = store
+        .submit(
+            &Submission {
+                project: project.id,
+                workflow: Some((workflow.name.clone(), DEMO_WORKFLOW.to_owned())),
+                tasks: workflow.tasks,
+            },
+            op("demo"),
+        )
+        .await?;
+    eprintln!(
+        "orch demo: repository {}, home {}",
+        repo.display(),
+        settings.home.display()
+    );
+
+    let shutdown = CancellationToken::new();
+    watch_signals(shutdown.clone())?;
+    let mut options = ServeOptions::new(&settings.home);
+    options.workers = args.workers.max(1);
+    options.lease = Duration::from_secs(10);
+    options.grace = Duration::from_secs(5);
+    options.exit_when_idle = true;
+    let daemon = tokio::spawn(serve(store.clone(), options, shutdown.clone()));
+    show_progress(&store, &ids, &daemon).await;
+    daemon.await.context("the demo's daemon task")??;
+
+    let tasks = store
+        .tasks(&TaskFilter {
+            workflow: store.task(ids[0]).await?.workflow,
+            ..TaskFilter::default()
+        })
+        .await?;
+    let mut table = output::table(&["task", "key", "status", "duration", "artifacts"]);
+    let mut all_done = true;
+    for task in &tasks {
+        all_done &= task.status == Status::Done;
+        let events = store.events(task.id).await?;
+        let start = events
+            .iter()
+            .find(|e| e.kind == EventKind::Claim)
+            .map(|e| e.at.0);
+        let end = events.last().map(|e| e.at.0);
+        let duration = match (start, end) {
+            (Some(s), Some(e)) => format!("{:.1}s", (e - s) as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        let bundle = settings
+            .home
+            .join("runs")
+            .join(task.id.to_string())
+            .join(task.run_count.to_string());
+        table.add_row(vec![
+            task.id.to_string(),
+            task.spec.key.clone().unwrap_or_default(),
+            task.status.to_string(),
+            duration,
+            bundle.display().to_string(),
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "\nlogs: orch --home {} task logs <task>    details: orch --home {} task get <task>",
+        settings.home.display(),
+        settings.home.display()
+    );
+    store.close().await;
+    Ok(all_done)
+}
+
+/// Live progress while the daemon runs: bars on a terminal, one line per change otherwise.
+async fn show_progress(
+    store: &Store,
+    ids: &[TaskId],
+    daemon: &tokio::task::JoinHandle<Result<(), orch_server::ServeError>>,
+) {
+    let tty = std::io::stderr().is_terminal();
+    let multi = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:<28} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    let mut bars = BTreeMap::new();
+    let mut last: BTreeMap<TaskId, Status> = BTreeMap::new();
+    for id in ids {
+        if tty {
+            let bar = multi.add(indicatif::ProgressBar::new_spinner());
+            bar.set_style(style.clone());
+            if let Ok(task) = store.task(*id).await {
+                bar.set_prefix(format!("{} {}", task.id, task.spec.key.unwrap_or_default()));
+            }
+            bars.insert(*id, bar);
+        }
+    }
+    loop {
+        for id in ids {
+            let Ok(task) = store.task(*id).await else {
+                continue;
+            };
+            if last.get(id) != Some(&task.status) {
+                last.insert(*id, task.status);
+                if let Some(bar) = bars.get(id) {
+                    bar.set_message(format!(
+                        "{} (attempt {})",
+                        task.status,
+                        task.run_count.max(1)
+                    ));
+                    if task.status.is_finished() {
+                        bar.finish();
+                    }
+                } else {
+                    eprintln!(
+                        "task {} {}: {}",
+                        task.id,
+                        task.spec.key.unwrap_or_default(),
+                        task.status
+                    );
+                }
+            }
+            if let Some(bar) = bars.get(id) {
+                bar.tick();
+            }
+        }
+        if daemon.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for bar in bars.values() {
+        bar.finish();
+    }
+}
+
+/// The run directory of a task's attempt (the latest by default).
+fn run_dir(home: &Path, task: TaskId, attempt: Option<u32>) -> anyhow::Result<Option<PathBuf>> {
+    let task_dir = home.join("runs").join(task.to_string());
+    if let Some(attempt) = attempt {
+        let dir = task_dir.join(attempt.to_string());
+        return Ok(dir.is_dir().then_some(dir));
+    }
+    let Ok(entries) = std::fs::read_dir(&task_dir) else {
+        return Ok(None);
+    };
+    let latest = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .max();
+    Ok(latest.map(|n| task_dir.join(n.to_string())))
+}
+
+/// Every log file of a run, in a stable order: orch's log, then each step's command output.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = vec![dir.join("logs.txt")];
+    let mut steps: Vec<PathBuf> = std::fs::read_dir(dir.join("steps"))
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    steps.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.created()).ok());
+    for step in steps {
+        let mut outputs: Vec<PathBuf> = std::fs::read_dir(&step)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("cmd-") && n.ends_with(".log"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        outputs.sort();
+        files.extend(outputs);
+    }
+    files
+}
+
+pub async fn task_logs(settings: &Settings, args: TaskLogsArgs) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let id = TaskId(args.id);
+    store.task(id).await?;
+    let mut offsets: BTreeMap<PathBuf, u64> = BTreeMap::new();
+    let mut current: Option<PathBuf> = None;
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let dir = run_dir(&settings.home, id, args.attempt)?;
+        let mut printed = false;
+        if let Some(dir) = &dir {
+            for file in log_files(dir) {
+                let seen = offsets.get(&file).copied().unwrap_or(0);
+                let Ok(mut handle) = std::fs::File::open(&file) else {
+                    continue;
+                };
+                let len = handle.metadata().map(|m| m.len()).unwrap_or(0);
+                if len <= seen {
+                    continue;
+                }
+                handle
+                    .seek(SeekFrom::Start(seen))
+                    .context("read a log file")?;
+                let mut bytes = Vec::new();
+                handle
+                    .take(len - seen)
+                    .read_to_end(&mut bytes)
+                    .context("read a log file")?;
+                if current.as_ref() != Some(&file) {
+                    let name = file
+                        .strip_prefix(dir)
+                        .unwrap_or(&file)
+                        .display()
+                        .to_string();
+                    writeln!(stdout, "==> {name} <==")?;
+                    current = Some(file.clone());
+                }
+                stdout.write_all(&bytes)?;
+                if !bytes.ends_with(b"\n") {
+                    writeln!(stdout)?;
+                }
+                offsets.insert(file, len);
+                printed = true;
+            }
+        }
+        stdout.flush()?;
+        if !args.follow {
+            if dir.is_none() {
+                let task = store.task(id).await?;
+                return Err(UserError::new(format!(
+                    "task {id} has no runs yet (it is {}); use --follow to wait for its output",
+                    task.status
+                ))
+                .into());
+            }
+            return Ok(());
+        }
+        let task = store.task(id).await?;
+        let live = matches!(
+            task.status,
+            Status::Running
+                | Status::Queued
+                | Status::Waiting
+                | Status::RetryWait
+                | Status::AwaitingApproval
+                | Status::AwaitingInput
+        );
+        if !live && !printed && dir.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

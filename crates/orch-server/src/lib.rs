@@ -1,0 +1,193 @@
+//! The orch daemon (`orch serve`): one scheduler loop and N embedded workers over one store.
+//!
+//! Architecture invariant: every long-running loop here takes the shutdown token; whoever spawns
+//! a task keeps its handle and awaits it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orch_core::Timestamp;
+use orch_store::{Op, Store};
+use orch_worker::{Coordinator, WorkerSettings};
+use tokio_util::sync::CancellationToken;
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The orch home.
+    pub home: PathBuf,
+    /// Embedded workers.
+    pub workers: usize,
+    /// Lease length for embedded workers.
+    pub lease: Duration,
+    /// How long running steps may take to finish after a shutdown request.
+    pub grace: Duration,
+    /// Time between scheduler passes.
+    pub tick: Duration,
+    /// Stop by itself once nothing is left to run (for `orch demo` and scripts).
+    pub exit_when_idle: bool,
+}
+
+impl ServeOptions {
+    /// Defaults for `home`.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        ServeOptions {
+            home: home.into(),
+            workers: 2,
+            lease: Duration::from_secs(30),
+            grace: Duration::from_secs(30),
+            tick: Duration::from_millis(100),
+            exit_when_idle: false,
+        }
+    }
+}
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another `orch serve` holds this home.
+    #[error(
+        "another `orch serve` is already running for {0}; stop it first (or use another --home)"
+    )]
+    AlreadyRunning(PathBuf),
+    /// A file in the home could not be used.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] orch_store::StoreError),
+}
+
+/// The name prefix of this home's embedded workers. Only one daemon runs per home (the lock), so
+/// at start-up every active run of this prefix belonged to a daemon that is gone.
+pub const EMBEDDED_PREFIX: &str = "embedded";
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Timestamp(ms)
+}
+
+fn op(actor: &str) -> Op<'_> {
+    Op {
+        actor,
+        now: now(),
+        jitter_unit: rand::random::<f64>(),
+    }
+}
+
+/// Take the home's daemon lock; held until the returned file is dropped (or the process dies,
+/// when the kernel releases it, so a `kill -9` never leaves a stale lock behind).
+pub fn lock_home(home: &Path) -> Result<File, ServeError> {
+    std::fs::create_dir_all(home).map_err(|source| ServeError::Io {
+        context: format!("create {}", home.display()),
+        source,
+    })?;
+    let path = home.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ServeError::Io {
+            context: format!("open {}", path.display()),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::AlreadyRunning(home.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServeError::Io {
+            context: format!("lock {}", path.display()),
+            source,
+        }),
+    }
+}
+
+/// Run the daemon until `shutdown` fires (or, with `exit_when_idle`, until nothing is left).
+pub async fn serve(
+    store: Store,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let _lock = lock_home(&options.home)?;
+    let released = store
+        .release_owner(&format!("{EMBEDDED_PREFIX}-"), op("serve"))
+        .await?;
+    for r in &released {
+        tracing::info!(task = %r.task, run = %r.run, status = %r.status, "run of a previous daemon released");
+    }
+    let coordinator = Coordinator::Local(store.clone());
+    let mut settings = WorkerSettings::new(EMBEDDED_PREFIX, &options.home);
+    settings.lease = options.lease;
+    settings.heartbeat_every = options.lease / 3;
+    let workers_stop = shutdown.child_token();
+    let scheduler = tokio::spawn(scheduler_loop(
+        store.clone(),
+        options.clone(),
+        shutdown.clone(),
+        workers_stop.clone(),
+    ));
+    orch_worker::run_workers(
+        coordinator,
+        settings,
+        options.workers,
+        workers_stop.clone(),
+        options.grace,
+    )
+    .await;
+    workers_stop.cancel();
+    if let Err(e) = scheduler.await {
+        tracing::error!("the scheduler ended abnormally: {e}");
+    }
+    Ok(())
+}
+
+/// Stale recovery and backoff timers, every `tick`. With `exit_when_idle`, stops the workers
+/// once no task can run any more.
+async fn scheduler_loop(
+    store: Store,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+    workers_stop: CancellationToken,
+) {
+    let mut idle_passes = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = workers_stop.cancelled() => return,
+            () = tokio::time::sleep(options.tick) => {}
+        }
+        match store.tick(op("scheduler")).await {
+            Ok(report) => {
+                for r in &report.recovered {
+                    tracing::warn!(task = %r.task, run = %r.run, status = %r.status, "lease expired; run lost");
+                }
+            }
+            Err(e) => tracing::error!("scheduler pass failed: {e}"),
+        }
+        if options.exit_when_idle {
+            match store.status_counts().await {
+                Ok(counts) => {
+                    use orch_core::Status::*;
+                    let active: u64 = [Queued, Running, RetryWait, Waiting, AwaitingInput]
+                        .iter()
+                        .filter_map(|s| counts.get(s))
+                        .sum();
+                    idle_passes = if active == 0 { idle_passes + 1 } else { 0 };
+                    if idle_passes >= 2 {
+                        workers_stop.cancel();
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!("could not count tasks: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,1087 @@
+//! Executing one claimed run: workspace, steps, bundle, and the outcome to report.
+//!
+//! The lease is heartbeated for the whole run by a companion task; if the coordinator refuses a
+//! heartbeat the run's cancellation token fires, every process is stopped, and nothing is
+//! reported (the run belongs to someone else now).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use orch_agents::{Agent, AgentEvent, AgentRequest};
+use orch_core::{Outcome, Step, StepAction, Task};
+use orch_store::Claim;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::bundle::{Bundle, ManifestEntry, ResultStatus, RunResult, Usage};
+use crate::coordinator::{Coordinator, CoordinatorError};
+use crate::exec::{self, ExecPolicy, OutputPaths};
+use crate::project::{NonGitMode, ProjectConfig};
+use crate::redact::Redactor;
+use crate::workspace::{Workspace, WorkspaceError, WorkspaceRequest};
+
+/// How a worker runs things.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// The worker's name (lease owner, event actor).
+    pub name: String,
+    /// The orch home: `runs/` and `worktrees/` live here.
+    pub home: PathBuf,
+    /// Lease length.
+    pub lease: Duration,
+    /// Time between heartbeats (a third of the lease is a good choice).
+    pub heartbeat_every: Duration,
+    /// Time between SIGTERM and SIGKILL when stopping commands.
+    pub kill_grace: Duration,
+}
+
+impl WorkerSettings {
+    /// Defaults for a worker named `name` in `home`.
+    pub fn new(name: impl Into<String>, home: impl Into<PathBuf>) -> Self {
+        WorkerSettings {
+            name: name.into(),
+            home: home.into(),
+            lease: Duration::from_secs(30),
+            heartbeat_every: Duration::from_secs(10),
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How a run ended, from the worker's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Reported to the coordinator with this outcome.
+    Reported(Outcome),
+    /// Given back to the queue (the worker is shutting down).
+    Requeued,
+    /// The lease was lost; nothing was reported.
+    LeaseLost,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn rfc3339(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    humantime_rfc3339(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+fn humantime_rfc3339(at: SystemTime) -> String {
+    // RFC 3339 in UTC with milliseconds, without pulling a date crate into the worker.
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let millis = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
+}
+
+/// What one step produced, for `context.json`, `state.json` and the report.
+#[derive(Debug, Clone)]
+struct StepReport {
+    name: String,
+    status: ResultStatus,
+    summary: String,
+    exit_code: Option<i32>,
+    usage: Option<Usage>,
+    session_id: Option<String>,
+    output_tail: String,
+    duration_ms: u64,
+    error: Option<String>,
+}
+
+/// The outcome of the steps before it is reported.
+struct Verdict {
+    outcome: Outcome,
+    reason: String,
+}
+
+/// Run one claimed task to the end and report it. `stop` asks the run to stop now (shutdown
+/// after the grace period); a stopped run that still holds its lease is requeued.
+pub async fn execute(
+    coordinator: &Coordinator,
+    settings: &WorkerSettings,
+    claim: Claim,
+    stop: CancellationToken,
+) -> RunEnd {
+    let run = claim.run.id;
+    let token = claim.run.lease.token;
+    let cancel = stop.child_token();
+    let lost = Arc::new(AtomicBool::new(false));
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        coordinator.clone(),
+        settings.clone(),
+        run,
+        token,
+        cancel.clone(),
+        Arc::clone(&lost),
+    ));
+    let verdict = run_task(coordinator, settings, &claim, cancel.clone()).await;
+    heartbeat.abort();
+    // The heartbeat task may be mid-call; what matters is whether it saw the lease go.
+    let _ = heartbeat.await;
+    if lost.load(Ordering::SeqCst) {
+        tracing::warn!(task = %claim.task.id, run = %run, "lease lost; the result is not reported");
+        return RunEnd::LeaseLost;
+    }
+    if stop.is_cancelled() {
+        return match coordinator
+            .requeue(
+                &settings.name,
+                run,
+                token,
+                Duration::ZERO,
+                "the worker shut down before the run finished",
+            )
+            .await
+        {
+            Ok(_) => RunEnd::Requeued,
+            Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
+            Err(e) => {
+                tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
+                RunEnd::Requeued
+            }
+        };
+    }
+    match coordinator
+        .complete(
+            &settings.name,
+            run,
+            token,
+            verdict.outcome,
+            Some(&verdict.reason),
+        )
+        .await
+    {
+        Ok(_) => RunEnd::Reported(verdict.outcome),
+        Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
+        Err(e) => {
+            tracing::error!(task = %claim.task.id, "could not report the outcome: {e}; the lease will expire and the task run again");
+            RunEnd::LeaseLost
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    coordinator: Coordinator,
+    settings: WorkerSettings,
+    run: orch_core::RunId,
+    token: orch_core::FencingToken,
+    cancel: CancellationToken,
+    lost: Arc<AtomicBool>,
+) {
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(settings.heartbeat_every) => {}
+        }
+        match coordinator
+            .heartbeat(&settings.name, run, token, settings.lease)
+            .await
+        {
+            Ok(()) => last_ok = Instant::now(),
+            Err(CoordinatorError::LeaseLost(reason)) => {
+                tracing::warn!(run = %run, "{reason}");
+                lost.store(true, Ordering::SeqCst);
+                cancel.cancel();
+                return;
+            }
+            Err(e) => {
+                // Fencing: once the lease may have expired, someone else may own the run.
+                if last_ok.elapsed() >= settings.lease {
+                    tracing::error!(run = %run, "heartbeats failing for a whole lease ({e}); stopping the run");
+                    lost.store(true, Ordering::SeqCst);
+                    cancel.cancel();
+                    return;
+                }
+                tracing::warn!(run = %run, "heartbeat failed: {e}; retrying");
+            }
+        }
+    }
+}
+
+async fn run_task(
+    coordinator: &Coordinator,
+    settings: &WorkerSettings,
+    claim: &Claim,
+    cancel: CancellationToken,
+) -> Verdict {
+    let task = &claim.task;
+    let project_dir = match coordinator.project_dir(task.project).await {
+        Ok(dir) => dir,
+        Err(e) => {
+            return Verdict {
+                outcome: Outcome::Failed,
+                reason: format!("could not look up the project: {e}"),
+            }
+        }
+    };
+    let config = match ProjectConfig::load(&project_dir) {
+        Ok(config) => config,
+        Err(e) => {
+            return Verdict {
+                outcome: Outcome::FailedPermanently,
+                reason: e.to_string(),
+            }
+        }
+    };
+    let secrets = config.secret_values();
+    let redactor = Redactor::new(&secrets.values().cloned().collect::<Vec<_>>());
+    let mut bundle = match Bundle::create(
+        &settings.home.join("runs"),
+        task.id.0,
+        claim.run.attempt,
+        redactor,
+    ) {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            return Verdict {
+                outcome: Outcome::Failed,
+                reason: format!("could not create the run bundle: {e}"),
+            }
+        }
+    };
+    let started = now_ms();
+    let mut runner = Runner {
+        task,
+        attempt: claim.run.attempt,
+        run_id: claim.run.id.0,
+        settings,
+        config: &config,
+        secrets,
+        bundle: &mut bundle,
+        steps: Vec::new(),
+    };
+    let verdict = runner.run(&project_dir, cancel).await;
+    if let Err(e) = bundle.write_manifest() {
+        tracing::error!(task = %task.id, "could not write manifest.json: {e}");
+    }
+    tracing::info!(task = %task.id, attempt = claim.run.attempt, ms = now_ms() - started, outcome = ?verdict.outcome, "run finished");
+    verdict
+}
+
+struct Runner<'a> {
+    task: &'a Task,
+    attempt: u32,
+    run_id: i64,
+    settings: &'a WorkerSettings,
+    config: &'a ProjectConfig,
+    secrets: BTreeMap<String, String>,
+    bundle: &'a mut Bundle,
+    steps: Vec<StepReport>,
+}
+
+impl Runner<'_> {
+    fn log(&mut self, step: Option<&str>, line: &str) {
+        let stamped = format!("{} {line}\n", rfc3339(now_ms()));
+        if let Err(e) = self.bundle.append("logs.txt", stamped.as_bytes()) {
+            tracing::warn!("could not write logs.txt: {e}");
+        }
+        if let Some(step) = step {
+            let _ = self
+                .bundle
+                .append(&format!("steps/{step}/logs.txt"), stamped.as_bytes());
+        }
+    }
+
+    fn write_state(&mut self, status: &str) {
+        let steps: Vec<_> = self
+            .task
+            .spec
+            .steps
+            .iter()
+            .map(|step| {
+                let done = self.steps.iter().find(|r| r.name == step.name);
+                json!({ "name": step.name, "status": done.map_or("pending".to_owned(), |r| status_name(r.status)) })
+            })
+            .collect();
+        let state = json!({
+            "task": self.task.id.0, "attempt": self.attempt, "run": self.run_id,
+            "status": status, "worker": self.settings.name, "steps": steps, "updated_at": rfc3339(now_ms()),
+        });
+        if let Err(e) = self.bundle.write_json("state.json", &state) {
+            tracing::warn!("could not write state.json: {e}");
+        }
+    }
+
+    fn write_context(&mut self) {
+        let steps: Vec<_> = self
+            .steps
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name, "status": status_name(r.status), "summary": r.summary,
+                    "exit_code": r.exit_code, "session_id": r.session_id, "output_tail": r.output_tail,
+                })
+            })
+            .collect();
+        let context = json!({
+            "task": { "id": self.task.id.0, "title": self.task.spec.title.as_str(), "body": self.task.spec.body, "labels": self.task.spec.labels },
+            "attempt": self.attempt,
+            "steps": steps,
+        });
+        if let Err(e) = self.bundle.write_json("context.json", &context) {
+            tracing::warn!("could not write context.json: {e}");
+        }
+    }
+
+    async fn run(&mut self, project_dir: &Path, cancel: CancellationToken) -> Verdict {
+        let job = json!({ "task": self.task.id.0, "attempt": self.attempt, "run": self.run_id, "project": project_dir, "spec": self.task.spec });
+        if let Err(e) = self.bundle.write_json("job.json", &job) {
+            return Verdict {
+                outcome: Outcome::Failed,
+                reason: format!("could not write job.json: {e}"),
+            };
+        }
+        self.write_state("preparing");
+        self.write_context();
+        let started = now_ms();
+        let request = WorkspaceRequest {
+            project_dir: project_dir.to_owned(),
+            worktrees_root: self.settings.home.join("worktrees"),
+            task_id: self.task.id.0,
+            title: self.task.spec.title.to_string(),
+            base_branch: self.config.base_branch.clone(),
+            non_git: self.config.non_git,
+        };
+        let workspace = match Workspace::prepare(&request).await {
+            Ok(ws) => ws,
+            Err(e) => {
+                let outcome = match (&e, self.config.non_git) {
+                    (WorkspaceError::NeedsReview(_), _) => Outcome::NeedsReview,
+                    (WorkspaceError::NotGit(_), NonGitMode::Fail) => Outcome::FailedPermanently,
+                    _ => Outcome::Failed,
+                };
+                let reason = format!("could not prepare the workspace: {e}");
+                self.log(None, &reason);
+                self.finish(None, started, outcome, &reason, None).await;
+                return Verdict { outcome, reason };
+            }
+        };
+        self.log(
+            None,
+            &format!(
+                "workspace {} ({})",
+                workspace.path().display(),
+                match &workspace {
+                    Workspace::Git { branch, .. } => format!("branch {branch}"),
+                    Workspace::Copy { .. } => "copy".to_owned(),
+                }
+            ),
+        );
+        self.write_state("running");
+
+        // The task's own timeout stops everything and sends the task to review.
+        let deadline_hit = Arc::new(AtomicBool::new(false));
+        let run_cancel = cancel.child_token();
+        let timer = self.task.spec.timeout.map(|limit| {
+            let run_cancel = run_cancel.clone();
+            let hit = Arc::clone(&deadline_hit);
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                hit.store(true, Ordering::SeqCst);
+                run_cancel.cancel();
+            })
+        });
+
+        let mut verdict = Verdict {
+            outcome: Outcome::Succeeded,
+            reason: "every step succeeded".to_owned(),
+        };
+        let steps = self.task.spec.steps.clone();
+        for (index, step) in steps.iter().enumerate() {
+            if verdict.outcome != Outcome::Succeeded {
+                self.steps.push(skipped(&step.name));
+                continue;
+            }
+            let report = self
+                .run_step(index, step, &workspace, run_cancel.clone())
+                .await;
+            let failed = report.status != ResultStatus::Succeeded;
+            if failed {
+                verdict = step_verdict(
+                    &report,
+                    deadline_hit.load(Ordering::SeqCst),
+                    self.task.spec.timeout,
+                );
+            }
+            self.steps.push(report);
+            self.write_context();
+            self.write_state("running");
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+        if let Some(timer) = timer {
+            timer.abort();
+        }
+        if cancel.is_cancelled() && verdict.outcome == Outcome::Succeeded {
+            verdict = Verdict {
+                outcome: Outcome::Failed,
+                reason: "the run was stopped before its steps finished".into(),
+            };
+        }
+        self.finish(
+            Some(&workspace),
+            started,
+            verdict.outcome,
+            &verdict.reason,
+            None,
+        )
+        .await;
+        verdict
+    }
+
+    async fn run_step(
+        &mut self,
+        index: usize,
+        step: &Step,
+        workspace: &Workspace,
+        cancel: CancellationToken,
+    ) -> StepReport {
+        let started = now_ms();
+        let clock = Instant::now();
+        if let Err(e) = self.bundle.step_dir(&step.name) {
+            return failed_report(
+                &step.name,
+                format!("could not create the step directory: {e}"),
+                clock,
+            );
+        }
+        self.log(
+            Some(&step.name),
+            &format!("step {} `{}` started", index + 1, step.name),
+        );
+        let step_cancel = cancel.child_token();
+        let step_timer = step.timeout.map(|limit| {
+            let step_cancel = step_cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                step_cancel.cancel();
+            })
+        });
+        let mut report = match &step.action {
+            StepAction::Exec { commands } => {
+                self.run_exec(step, commands, workspace, step_cancel.clone())
+                    .await
+            }
+            StepAction::Agent {
+                agent,
+                prompt,
+                model,
+                ..
+            } => {
+                self.run_agent(
+                    step,
+                    agent,
+                    prompt,
+                    model.clone(),
+                    workspace,
+                    step_cancel.clone(),
+                )
+                .await
+            }
+        };
+        if let Some(timer) = step_timer {
+            timer.abort();
+        }
+        if step_cancel.is_cancelled()
+            && !cancel.is_cancelled()
+            && report.status != ResultStatus::Succeeded
+        {
+            report.status = ResultStatus::NeedsReview;
+            report.error = Some(format!(
+                "the step ran past its timeout of {}",
+                humantime_duration(step.timeout.unwrap_or_default())
+            ));
+        }
+        report.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let diff = workspace.diff().await.unwrap_or_default();
+        let step_dir = format!("steps/{}", step.name);
+        let _ = self
+            .bundle
+            .write_bytes(&format!("{step_dir}/patch.diff"), &diff);
+        let result = RunResult {
+            kind: "step".into(),
+            task: self.task.id.0,
+            attempt: self.attempt,
+            step: Some(step.name.clone()),
+            status: report.status,
+            summary: report.summary.clone(),
+            started_at: rfc3339(started),
+            ended_at: rfc3339(now_ms()),
+            duration_ms: report.duration_ms,
+            exit_code: report.exit_code,
+            changed_files: changed_files(&diff),
+            commit: None,
+            usage: report.usage,
+            session_id: report.session_id.clone(),
+            error: report.error.clone(),
+        };
+        self.write_result(&format!("{step_dir}/result.json"), &result);
+        let md = format!(
+            "# Step `{}`\n\n- status: {}\n- duration: {} ms\n{}{}\n{}\n",
+            step.name,
+            status_name(report.status),
+            report.duration_ms,
+            report
+                .exit_code
+                .map(|c| format!("- exit code: {c}\n"))
+                .unwrap_or_default(),
+            report
+                .error
+                .as_ref()
+                .map(|e| format!("- error: {e}\n"))
+                .unwrap_or_default(),
+            report.summary,
+        );
+        let _ = self
+            .bundle
+            .write_bytes(&format!("{step_dir}/report.md"), md.as_bytes());
+        self.log(
+            Some(&step.name),
+            &format!(
+                "step `{}` {}: {}",
+                step.name,
+                status_name(report.status),
+                report.error.as_deref().unwrap_or(&report.summary)
+            ),
+        );
+        report
+    }
+
+    fn command_env(&self, workspace: &Workspace, step: &Step) -> BTreeMap<String, String> {
+        let mut env = self.secrets.clone();
+        env.insert("ORCH_TASK_ID".into(), self.task.id.to_string());
+        env.insert("ORCH_RUN_ID".into(), self.run_id.to_string());
+        env.insert("ORCH_ATTEMPT".into(), self.attempt.to_string());
+        env.insert("ORCH_STEP".into(), step.name.clone());
+        env.insert(
+            "ORCH_WORKSPACE".into(),
+            workspace.path().display().to_string(),
+        );
+        env.insert(
+            "ORCH_BUNDLE".into(),
+            self.bundle.path().display().to_string(),
+        );
+        env.insert(
+            "ORCH_CONTEXT".into(),
+            self.bundle
+                .path()
+                .join("context.json")
+                .display()
+                .to_string(),
+        );
+        env
+    }
+
+    async fn run_exec(
+        &mut self,
+        step: &Step,
+        commands: &[orch_core::Command],
+        workspace: &Workspace,
+        cancel: CancellationToken,
+    ) -> StepReport {
+        let clock = Instant::now();
+        let policy = ExecPolicy {
+            allow_shell: self.config.allow_shell,
+            env_allowlist: self.config.env_allowlist.clone(),
+            output_cap_bytes: self.config.output_cap_bytes,
+            kill_grace: self.settings.kill_grace,
+            default_timeout: None,
+        };
+        if let Err(refused) = exec::validate(commands, workspace.path(), &policy) {
+            let mut report = failed_report(&step.name, refused.to_string(), clock);
+            report.summary = "refused before anything ran".into();
+            report.status = ResultStatus::Failed;
+            report.exit_code = None;
+            // Marks the failure as permanent for `step_verdict`.
+            report.error = Some(format!("refused: {refused}"));
+            return report;
+        }
+        let env = self.command_env(workspace, step);
+        let step_dir = self.bundle.path().join("steps").join(&step.name);
+        let mut last_code = None;
+        let mut tail = String::new();
+        for (index, command) in commands.iter().enumerate() {
+            let line = shell_join(&command.argv);
+            self.log(Some(&step.name), &format!("$ {line}"));
+            let out = OutputPaths {
+                stdout: step_dir.join(format!("cmd-{}.stdout.log", index + 1)),
+                stderr: step_dir.join(format!("cmd-{}.stderr.log", index + 1)),
+            };
+            let redactor = self.bundle.redactor().clone();
+            let record = match exec::run_command(
+                command,
+                workspace.path(),
+                &out,
+                &env,
+                &redactor,
+                &policy,
+                cancel.clone(),
+            )
+            .await
+            {
+                Ok(record) => record,
+                Err(e) => return failed_report(&step.name, e.to_string(), clock),
+            };
+            self.bundle.note_redactions(&record.redactions);
+            // The step's stdout.log / stderr.log hold every command's output in order.
+            for (kind, path) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+                let bytes = std::fs::read(path).unwrap_or_default();
+                if !bytes.is_empty() {
+                    let mut section = format!("==> $ {line} <==\n").into_bytes();
+                    section.extend_from_slice(&bytes);
+                    if !section.ends_with(b"\n") {
+                        section.push(b'\n');
+                    }
+                    let _ = self
+                        .bundle
+                        .append(&format!("steps/{}/{kind}.log", step.name), &section);
+                }
+                if kind == "stdout" {
+                    tail = tail_text(&bytes, 2048);
+                }
+            }
+            let exit = record.exit.clone();
+            last_code = exit.code;
+            self.bundle.record(ManifestEntry::Command {
+                step: step.name.clone(),
+                record,
+            });
+            self.log(Some(&step.name), &exit_text(&exit));
+            if !exit.success() {
+                let mut report =
+                    failed_report(&step.name, format!("`{line}` {}", exit_text(&exit)), clock);
+                report.exit_code = exit.code;
+                report.output_tail = tail;
+                report.summary = format!("command {} of {} failed", index + 1, commands.len());
+                return report;
+            }
+        }
+        StepReport {
+            name: step.name.clone(),
+            status: ResultStatus::Succeeded,
+            summary: format!("{} command(s) succeeded", commands.len()),
+            exit_code: last_code,
+            usage: None,
+            session_id: None,
+            output_tail: tail,
+            duration_ms: 0,
+            error: None,
+        }
+    }
+
+    async fn run_agent(
+        &mut self,
+        step: &Step,
+        agent_name: &str,
+        prompt: &str,
+        model: Option<String>,
+        workspace: &Workspace,
+        cancel: CancellationToken,
+    ) -> StepReport {
+        let clock = Instant::now();
+        let started = now_ms();
+        let agent = match Agent::by_name(agent_name) {
+            Ok(agent) => agent,
+            Err(e) => {
+                let mut report = failed_report(&step.name, e.to_string(), clock);
+                report.error = Some(format!("refused: {e}"));
+                return report;
+            }
+        };
+        let mut full_prompt = prompt.to_owned();
+        if !self.steps.is_empty() {
+            full_prompt.push_str("\n\nEarlier steps of this task (details in $ORCH_CONTEXT):\n");
+            for r in &self.steps {
+                full_prompt.push_str(&format!(
+                    "- {}: {} ({})\n",
+                    r.name,
+                    status_name(r.status),
+                    r.summary
+                ));
+            }
+        }
+        let request = AgentRequest {
+            prompt: full_prompt,
+            model,
+            workdir: workspace.path().to_owned(),
+            resume_session: None,
+            env: self.command_env(workspace, step),
+        };
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
+        let events_rel = format!("steps/{}/events.jsonl", step.name);
+        let session = agent.run(&request, sender, cancel.clone());
+        tokio::pin!(session);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(event) = receiver.recv() => self.record_event(&step.name, &events_rel, &event),
+                result = &mut session => break result,
+            }
+        };
+        while let Ok(event) = receiver.try_recv() {
+            self.record_event(&step.name, &events_rel, &event);
+        }
+        let events_path = self.bundle.path().join(&events_rel);
+        let events_bytes = std::fs::read(&events_path).unwrap_or_default();
+        self.bundle.record(ManifestEntry::Agent {
+            step: step.name.clone(),
+            agent: agent.name().to_owned(),
+            argv: Vec::new(),
+            cwd: workspace.path().to_owned(),
+            started_at_ms: started,
+            ended_at_ms: now_ms(),
+            success: outcome.is_ok(),
+            events_path: PathBuf::from(&events_rel),
+            events_bytes: events_bytes.len() as u64,
+            events_sha256: sha256_hex(&events_bytes),
+        });
+        match outcome {
+            Ok(done) => StepReport {
+                name: step.name.clone(),
+                status: ResultStatus::Succeeded,
+                summary: done.result_text.clone(),
+                exit_code: None,
+                usage: Some(Usage {
+                    input_tokens: done.input_tokens,
+                    output_tokens: done.output_tokens,
+                    cost_usd: done.cost_usd,
+                }),
+                session_id: done.session_id,
+                output_tail: tail_text(done.result_text.as_bytes(), 2048),
+                duration_ms: 0,
+                error: None,
+            },
+            Err(e) => {
+                let mut report = failed_report(&step.name, e.to_string(), clock);
+                report.summary = format!("agent `{}` failed", agent.name());
+                report
+            }
+        }
+    }
+
+    fn record_event(&mut self, step: &str, events_rel: &str, event: &AgentEvent) {
+        if let Ok(mut line) = serde_json::to_vec(event) {
+            line.push(b'\n');
+            let _ = self.bundle.append(events_rel, &line);
+        }
+        let text = match event {
+            AgentEvent::Message { role, text } => Some(format!("{role}: {text}")),
+            AgentEvent::ToolCall { name, input, .. } => Some(format!("tool {name} {input}")),
+            AgentEvent::Error { message } => Some(format!("agent error: {message}")),
+            AgentEvent::Result { text, is_error } => Some(format!(
+                "result{}: {text}",
+                if *is_error { " (error)" } else { "" }
+            )),
+            _ => None,
+        };
+        if let Some(text) = text {
+            self.log(Some(step), &text);
+        }
+    }
+
+    fn write_result(&mut self, relative: &str, result: &RunResult) {
+        match serde_json::to_value(result) {
+            Ok(value) => {
+                if let Err(e) = crate::bundle::validate_result(&value) {
+                    tracing::error!("{relative} does not match its schema: {e}");
+                }
+                if let Err(e) = self.bundle.write_json(relative, &value) {
+                    tracing::error!("could not write {relative}: {e}");
+                }
+            }
+            Err(e) => tracing::error!("could not serialize {relative}: {e}"),
+        }
+    }
+
+    async fn finish(
+        &mut self,
+        workspace: Option<&Workspace>,
+        started: i64,
+        outcome: Outcome,
+        reason: &str,
+        _extra: Option<()>,
+    ) {
+        let mut commit = None;
+        if let Some(ws) = workspace {
+            if outcome == Outcome::Succeeded && self.config.auto_commit {
+                let message = format!(
+                    "orch: task {} attempt {}: {}",
+                    self.task.id, self.attempt, self.task.spec.title
+                );
+                match ws.commit_all(&message).await {
+                    Ok(sha) => commit = sha,
+                    Err(e) => self.log(None, &format!("auto-commit failed: {e}")),
+                }
+            }
+        }
+        let diff = match workspace {
+            Some(ws) => ws.diff().await.unwrap_or_else(|e| {
+                tracing::warn!("diff failed: {e}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let _ = self.bundle.write_bytes("patch.diff", &diff);
+        let usage =
+            self.steps
+                .iter()
+                .filter_map(|s| s.usage)
+                .fold(None, |acc: Option<Usage>, u| {
+                    let a = acc.unwrap_or_default();
+                    Some(Usage {
+                        input_tokens: a.input_tokens + u.input_tokens,
+                        output_tokens: a.output_tokens + u.output_tokens,
+                        cost_usd: a.cost_usd + u.cost_usd,
+                    })
+                });
+        let status = match outcome {
+            Outcome::Succeeded => ResultStatus::Succeeded,
+            Outcome::Failed | Outcome::FailedPermanently => ResultStatus::Failed,
+            Outcome::NeedsReview => ResultStatus::NeedsReview,
+        };
+        let files = changed_files(&diff);
+        let ended = now_ms();
+        let result = RunResult {
+            kind: "run".into(),
+            task: self.task.id.0,
+            attempt: self.attempt,
+            step: None,
+            status,
+            summary: reason.to_owned(),
+            started_at: rfc3339(started),
+            ended_at: rfc3339(ended),
+            duration_ms: u64::try_from(ended - started).unwrap_or(0),
+            exit_code: self.steps.iter().rev().find_map(|s| s.exit_code),
+            changed_files: files.clone(),
+            commit: commit.clone(),
+            usage,
+            session_id: self.steps.iter().rev().find_map(|s| s.session_id.clone()),
+            error: (status != ResultStatus::Succeeded).then(|| reason.to_owned()),
+        };
+        self.write_result("result.json", &result);
+        let mut md = format!(
+            "# Task {}: {}\n\n- attempt: {}\n- status: **{}**\n- {}\n- duration: {} ms\n",
+            self.task.id,
+            self.task.spec.title,
+            self.attempt,
+            status_name(status),
+            reason,
+            result.duration_ms
+        );
+        if let Some(sha) = &commit {
+            md.push_str(&format!("- commit: `{sha}`\n"));
+        }
+        if let Some(Workspace::Git { branch, path, .. }) = workspace {
+            md.push_str(&format!(
+                "- branch: `{branch}` (worktree {})\n",
+                path.display()
+            ));
+        }
+        md.push_str("\n## Steps\n\n| step | status | duration | summary |\n|---|---|---:|---|\n");
+        for s in &self.steps {
+            md.push_str(&format!(
+                "| {} | {} | {} ms | {} |\n",
+                s.name,
+                status_name(s.status),
+                s.duration_ms,
+                s.error
+                    .as_deref()
+                    .unwrap_or(&s.summary)
+                    .replace('|', "\\|")
+                    .replace('\n', " ")
+            ));
+        }
+        if !files.is_empty() {
+            md.push_str("\n## Changed files\n\n");
+            for f in &files {
+                md.push_str(&format!("- `{f}`\n"));
+            }
+        }
+        let _ = self.bundle.write_bytes("report.md", md.as_bytes());
+        self.write_state(status_name(status).as_str());
+        self.log(None, &format!("run {}: {reason}", status_name(status)));
+    }
+}
+
+fn step_verdict(
+    report: &StepReport,
+    task_deadline_hit: bool,
+    task_timeout: Option<Duration>,
+) -> Verdict {
+    let error = report
+        .error
+        .clone()
+        .unwrap_or_else(|| report.summary.clone());
+    if task_deadline_hit {
+        let limit = humantime_duration(task_timeout.unwrap_or_default());
+        return Verdict {
+            outcome: Outcome::NeedsReview,
+            reason: format!("the task ran past its timeout of {limit}"),
+        };
+    }
+    match report.status {
+        ResultStatus::NeedsReview => Verdict {
+            outcome: Outcome::NeedsReview,
+            reason: format!("step `{}`: {error}", report.name),
+        },
+        _ if error.starts_with("refused: ") => Verdict {
+            outcome: Outcome::FailedPermanently,
+            reason: format!("step `{}` {error}", report.name),
+        },
+        _ => Verdict {
+            outcome: Outcome::Failed,
+            reason: format!("step `{}` failed: {error}", report.name),
+        },
+    }
+}
+
+fn humantime_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else if d.subsec_millis() == 0 {
+        format!("{secs}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn skipped(name: &str) -> StepReport {
+    StepReport {
+        name: name.to_owned(),
+        status: ResultStatus::Skipped,
+        summary: "skipped: an earlier step did not succeed".into(),
+        exit_code: None,
+        usage: None,
+        session_id: None,
+        output_tail: String::new(),
+        duration_ms: 0,
+        error: None,
+    }
+}
+
+fn failed_report(name: &str, error: String, clock: Instant) -> StepReport {
+    StepReport {
+        name: name.to_owned(),
+        status: ResultStatus::Failed,
+        summary: error.clone(),
+        exit_code: None,
+        usage: None,
+        session_id: None,
+        output_tail: String::new(),
+        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        error: Some(error),
+    }
+}
+
+fn status_name(status: ResultStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn exit_text(exit: &exec::ExitRecord) -> String {
+    if exit.timed_out {
+        "timed out and was stopped".to_owned()
+    } else if exit.cancelled {
+        "was stopped (run cancelled)".to_owned()
+    } else if let Some(code) = exit.code {
+        format!("exited with code {code}")
+    } else if let Some(signal) = exit.signal {
+        format!("was killed by signal {signal}")
+    } else {
+        "ended".to_owned()
+    }
+}
+
+fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn tail_text(bytes: &[u8], max: usize) -> String {
+    let start = bytes.len().saturating_sub(max);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Files named in a unified diff (`diff --git a/X b/X` headers), sorted and unique.
+fn changed_files(diff: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(diff);
+    let mut files: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("diff --git a/"))
+        .filter_map(|rest| rest.split(" b/").next())
+        .map(str::to_owned)
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_290_252_356), "2026-11-21T19:44:12.356Z");
+    }
+
+    #[test]
+    fn changed_files_come_from_diff_headers() {
+        let diff =
+            b"diff --git a/src/x.rs b/src/x.rs\n--- a\n+++ b\ndiff --git a/NOTES.md b/NOTES.md\n";
+        assert_eq!(
+            changed_files(diff),
+            vec!["NOTES.md".to_owned(), "src/x.rs".to_owned()]
+        );
+    }
+
+    #[test]
+    fn command_lines_are_quoted_only_where_needed() {
+        assert_eq!(
+            shell_join(&["echo".into(), "a b".into(), "it's".into()]),
+            "echo 'a b' 'it'\\''s'"
+        );
+    }
+}

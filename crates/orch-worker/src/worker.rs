@@ -1,0 +1,99 @@
+//! The worker loop: claim, run, report, repeat, with graceful shutdown.
+//!
+//! Shutdown: when `shutdown` fires, no new run is claimed; running steps get `grace` to finish,
+//! then they are stopped and their runs requeued (without using an attempt), so nothing is lost.
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::coordinator::Coordinator;
+use crate::run::{execute, RunEnd, WorkerSettings};
+
+/// How often an idle worker looks for work.
+pub const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// Run `slots` workers named `<name>-1`, `<name>-2`, ... until `shutdown` fires and their runs
+/// are finished or requeued.
+pub async fn run_workers(
+    coordinator: Coordinator,
+    settings: WorkerSettings,
+    slots: usize,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let mut set = JoinSet::new();
+    for slot in 1..=slots.max(1) {
+        let mut settings = settings.clone();
+        settings.name = format!("{}-{slot}", settings.name);
+        set.spawn(worker_loop(
+            coordinator.clone(),
+            settings,
+            shutdown.clone(),
+            grace,
+        ));
+    }
+    while let Some(result) = set.join_next().await {
+        if let Err(e) = result {
+            tracing::error!("a worker task ended abnormally: {e}");
+        }
+    }
+}
+
+async fn worker_loop(
+    coordinator: Coordinator,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let claim = match coordinator.claim(&settings.name, settings.lease).await {
+            Ok(claim) => {
+                failures = 0;
+                claim
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait = IDLE_POLL * 2u32.saturating_pow(failures.min(6));
+                tracing::warn!(worker = %settings.name, "claim failed: {e}; retrying in {wait:?}");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(wait) => continue,
+                }
+            }
+        };
+        let Some(claim) = claim else {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(IDLE_POLL) => continue,
+            }
+        };
+        let task = claim.task.id;
+        tracing::info!(worker = %settings.name, task = %task, attempt = claim.run.attempt, "claimed");
+        let stop = CancellationToken::new();
+        // After shutdown, the run gets `grace` to finish before it is stopped and requeued.
+        let watcher = {
+            let (stop, shutdown) = (stop.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+                stop.cancel();
+            })
+        };
+        let end = execute(&coordinator, &settings, claim, stop).await;
+        watcher.abort();
+        match end {
+            RunEnd::Reported(outcome) => {
+                tracing::info!(worker = %settings.name, task = %task, ?outcome, "reported")
+            }
+            RunEnd::Requeued => {
+                tracing::info!(worker = %settings.name, task = %task, "requeued at shutdown")
+            }
+            RunEnd::LeaseLost => {
+                tracing::warn!(worker = %settings.name, task = %task, "lease lost")
+            }
+        }
+    }
+}
