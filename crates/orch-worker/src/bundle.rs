@@ -12,7 +12,7 @@
 //! temporary file, then rename) so a crash never leaves half a file.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
@@ -131,14 +131,10 @@ pub fn validate_result(value: &serde_json::Value) -> Result<(), String> {
             serde_json::from_str(&result_schema()).expect("the generated schema is JSON");
         jsonschema::validator_for(&schema).expect("the generated schema is a valid JSON Schema")
     });
-    let problems: Vec<String> = validator
-        .iter_errors(value)
-        .map(|error| {
-            let path = error.instance_path.as_str();
-            let path = if path.is_empty() { "/" } else { path };
-            format!("at {path}: {error}")
-        })
-        .collect();
+    let mut problems = Vec::new();
+    for error in validator.iter_errors(value) {
+        describe_schema_error(&error, &mut problems);
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -147,6 +143,38 @@ pub fn validate_result(value: &serde_json::Value) -> Result<(), String> {
             problems.join("\n")
         ))
     }
+}
+
+/// Describe one schema violation as `at <path>: <reason>` lines.
+///
+/// An optional struct field is `anyOf: [<struct>, null]` in the schema, and the validator's own
+/// message for it ("... is not valid under any of the schemas listed in the 'anyOf' keyword")
+/// hides which inner field is wrong; so the errors of the branch that got deepest into the value
+/// are reported instead, when one got deeper than the `anyOf` itself.
+fn describe_schema_error(error: &jsonschema::ValidationError<'_>, problems: &mut Vec<String>) {
+    use jsonschema::error::ValidationErrorKind;
+    let path = error.instance_path.as_str();
+    if let ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } =
+        &error.kind
+    {
+        let depth = |errors: &Vec<jsonschema::ValidationError<'static>>| {
+            errors
+                .iter()
+                .map(|inner| inner.instance_path.as_str().len())
+                .max()
+                .unwrap_or(0)
+        };
+        if let Some(deepest) = context.iter().max_by_key(|errors| depth(errors)) {
+            if depth(deepest) > path.len() {
+                for inner in deepest {
+                    describe_schema_error(inner, problems);
+                }
+                return;
+            }
+        }
+    }
+    let path = if path.is_empty() { "/" } else { path };
+    problems.push(format!("at {path}: {error}"));
 }
 
 /// One invocation as `manifest.json` lists it: a command, or an agent session.
@@ -446,9 +474,13 @@ fn read_previous_manifest(path: &Path) -> (Vec<serde_json::Value>, BTreeMap<Stri
         .unwrap_or_default()
 }
 
-/// Replace `path` with `bytes` so that a crash leaves either the old or the new file, whole:
-/// write a temporary file in the same directory (rename is atomic only within a file system),
-/// fsync it, rename it over the target, then fsync the directory so the rename itself survives.
+/// Replace `path` with `bytes` so that a crash of any process leaves either the old or the new
+/// file, whole: write a temporary file in the same directory (rename is atomic only within a
+/// file system), then rename it over the target.
+///
+/// No fsync: like the database (`synchronous = NORMAL`), bundles are safe against a crash of
+/// orch (the data is in the kernel's page cache) but not promised against a power cut. An fsync
+/// per file made a no-op task cost tens of milliseconds (see docs/benchmarks.md).
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
@@ -462,18 +494,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .create_new(true)
             .open(&temporary)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
         fs::rename(&temporary, path)
     })();
     if let Err(error) = written {
         // Best effort: the write already failed, and that is the error worth reporting.
         let _ = fs::remove_file(&temporary);
         return Err(error);
-    }
-    // Directory fsync is what makes the rename durable on Linux; some platforms and file systems
-    // refuse to open or sync a directory, which only weakens durability, so it is not an error.
-    if let Ok(directory) = File::open(dir) {
-        let _ = directory.sync_all();
     }
     Ok(())
 }

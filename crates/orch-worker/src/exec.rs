@@ -104,6 +104,9 @@ const DESTRUCTIVE_TOOLS: &[&str] = &[
 /// Programs that `find -exec` may use to delete the files it finds.
 const FIND_DELETERS: &[&str] = &["rm", "rmdir", "unlink", "shred", "truncate", "mv"];
 
+/// Inputs of `dd` that are fine although outside the workspace.
+const DD_SOURCES: &[&str] = &["/dev/zero", "/dev/null", "/dev/urandom", "/dev/random"];
+
 /// Most wrappers looked through in one command (`sudo env nice timeout ...`); more is refused.
 const MAX_WRAPPERS: usize = 16;
 
@@ -115,7 +118,8 @@ const MAX_SYMLINKS: usize = 256;
 struct OptionSpec {
     /// Short options that take a value (`-n 5` or `-n5`).
     short_with_value: &'static str,
-    /// Long options that take a value as the next word (`--signal KILL`); `--name=value` always works.
+    /// Long options that take a value as the next word (`--signal KILL`); `--name=value` always
+    /// works.
     long_with_value: &'static [&'static str],
     /// `-10` is a value, not a cluster of options (`nice -10`).
     numeric: bool,
@@ -366,16 +370,16 @@ fn check_command(command: &Command, root: &Path, policy: &ExecPolicy) -> Result<
         Some(dir) => {
             if dir.starts_with('~') || dir.contains('$') {
                 return Err(format!(
-                    "its cwd `{dir}` would need a shell to expand `~` or `$` and points outside the workspace; give \
-                     a cwd relative to the workspace"
+                    "its cwd `{dir}` would need a shell to expand `~` or `$` and points outside \
+                     the workspace; give a cwd relative to the workspace"
                 ));
             }
             let resolved =
                 resolve(root, Path::new(dir), true).ok_or_else(|| too_many_links(dir))?;
             if !resolved.starts_with(root) {
                 return Err(format!(
-                    "its cwd `{dir}` resolves to {}, outside the workspace {}; give a cwd relative to the workspace \
-                     that stays inside it",
+                    "its cwd `{dir}` resolves to {}, outside the workspace {}; give a cwd relative \
+                     to the workspace that stays inside it",
                     resolved.display(),
                     root.display()
                 ));
@@ -390,8 +394,8 @@ fn check_argv(argv: &[String], scope: &Scope<'_>, policy: &ExecPolicy) -> Result
     let invocation = look_through_wrappers(argv, scope)?;
     if !invocation.cwd.starts_with(scope.root) {
         return Err(format!(
-            "`{}` changes the working directory to {}, outside the workspace {}; run it in a directory inside the \
-             workspace",
+            "`{}` changes the working directory to {}, outside the workspace {}; run it in a \
+             directory inside the workspace",
             invocation.wrappers.join(" "),
             invocation.cwd.display(),
             scope.root.display()
@@ -399,15 +403,16 @@ fn check_argv(argv: &[String], scope: &Scope<'_>, policy: &ExecPolicy) -> Result
     }
     if !policy.allow_shell {
         if let Some(what) = shell_use(&invocation) {
-            let through = if invocation.wrappers.is_empty() {
+            let through = if invocation.wrappers.is_empty() || invocation.shell_wrapper.is_some() {
                 String::new()
             } else {
                 format!(" (through `{}`)", invocation.wrappers.join("`, `"))
             };
             return Err(format!(
-                "{what}{through}; exec steps are argv arrays, not shell strings: run the program directly (one \
-                 command per entry, such as [\"cargo\", \"test\"]), put the script in a file and run [\"bash\", \
-                 \"script.sh\"], or set `allow_shell = true` in the project's .orch.toml"
+                "{what}{through}; exec steps are argv arrays, not shell strings: run the program \
+                 directly (one command per entry, such as [\"cargo\", \"test\"]), put the script \
+                 in a file and run [\"bash\", \"script.sh\"], or set `allow_shell = true` in the \
+                 project's .orch.toml"
             ));
         }
     }
@@ -467,7 +472,10 @@ fn look_through_wrappers(argv: &[String], scope: &Scope<'_>) -> Result<Invocatio
                     // command line, so read them again the same way.
                     let mut again = vec![program.clone()];
                     again.extend(shell_words::split(split).map_err(|error| {
-                        format!("its `env -S` string could not be split ({error}); give the words as separate argv entries")
+                        format!(
+                            "its `env -S` string could not be split ({error}); give the words as \
+                             separate argv entries"
+                        )
                     })?);
                     again.extend(operands.iter().cloned());
                     words = again;
@@ -491,15 +499,9 @@ fn look_through_wrappers(argv: &[String], scope: &Scope<'_>) -> Result<Invocatio
                 } else {
                     &DOAS_OPTIONS
                 };
+                // Operands are read as a program even for `sudo -l` (which only lists): refusing
+                // that by mistake is harmless, missing `sudo -k rm -rf /` (which runs rm) is not.
                 let parsed = parse_args(rest, spec, false);
-                if parsed.has(&[
-                    "e", "edit", "l", "list", "v", "validate", "k", "K", "V", "version", "h",
-                    "help",
-                ]) && name == "sudo"
-                {
-                    // Editing, listing or checking credentials: no program of the command's own runs.
-                    break;
-                }
                 if parsed.has(&["s", "shell", "i", "login"]) {
                     invocation.shell_wrapper = Some(format!("{name} -s"));
                 }
@@ -529,7 +531,10 @@ fn look_through_wrappers(argv: &[String], scope: &Scope<'_>) -> Result<Invocatio
         words = rest.get(program_at..).unwrap_or_default().to_vec();
     }
     if invocation.wrappers.len() >= MAX_WRAPPERS {
-        return Err(format!("it nests {MAX_WRAPPERS} or more wrappers (`env`, `sudo`, ...); run the program directly"));
+        return Err(format!(
+            "it nests {MAX_WRAPPERS} or more wrappers (`env`, `sudo`, ...); run the program \
+             directly"
+        ));
     }
     match words.split_first() {
         Some((program, rest)) => {
@@ -577,7 +582,7 @@ fn shell_string_flag(name: &str, args: &[String]) -> Option<String> {
                 None => (long, None),
             };
             match long_name {
-                "command" | "init-command" => return Some(word.to_owned()),
+                "command" | "init-command" => return Some(format!("--{long_name}")),
                 "rcfile" | "init-file" if value.is_none() => at += 1,
                 _ => {}
             }
@@ -602,7 +607,10 @@ fn shell_string_flag(name: &str, args: &[String]) -> Option<String> {
 }
 
 fn too_many_links(path: &str) -> String {
-    format!("`{path}` goes through more than {MAX_SYMLINKS} symbolic links; use a plain path inside the workspace")
+    format!(
+        "`{path}` goes through more than {MAX_SYMLINKS} symbolic links; use a plain path inside \
+         the workspace"
+    )
 }
 
 /// Resolve `path` against `base` the way the kernel would, without needing it to exist: `.` and
@@ -660,14 +668,14 @@ fn check_path(
 ) -> Result<PathBuf, String> {
     if arg.starts_with('~') {
         return Err(format!(
-            "`{tool}` would {verb} `{arg}`: `~` means a home directory, outside the workspace (and no shell expands \
-             it); use a path relative to the workspace"
+            "`{tool}` would {verb} `{arg}`: `~` means a home directory, outside the workspace (and \
+             no shell expands it); use a path relative to the workspace"
         ));
     }
     if arg.contains('$') {
         return Err(format!(
-            "`{tool}` would {verb} `{arg}`: `$` variables such as $HOME point outside the workspace (and no shell \
-             expands them); use a path relative to the workspace"
+            "`{tool}` would {verb} `{arg}`: `$` variables such as $HOME point outside the \
+             workspace (and no shell expands them); use a path relative to the workspace"
         ));
     }
     // A trailing slash makes the kernel follow a final symbolic link (`rm -r link/`).
@@ -676,15 +684,15 @@ fn check_path(
         resolve(&scope.cwd, Path::new(arg), follow).ok_or_else(|| too_many_links(arg))?;
     if resolved == Path::new("/") {
         return Err(format!(
-            "`{tool}` would {verb} `{arg}`, which is the filesystem root; only paths inside the workspace {} may be \
-             touched",
+            "`{tool}` would {verb} `{arg}`, which is the filesystem root; only paths inside the \
+             workspace {} may be touched",
             scope.root.display()
         ));
     }
     if !resolved.starts_with(scope.root) {
         return Err(format!(
-            "`{tool}` would {verb} `{arg}`, which resolves to {}, outside the workspace {}; use a path inside the \
-             workspace",
+            "`{tool}` would {verb} `{arg}`, which resolves to {}, outside the workspace {}; use a \
+             path inside the workspace",
             resolved.display(),
             scope.root.display()
         ));
@@ -703,8 +711,8 @@ fn check_destructive(
     if let Some(source) = &invocation.hidden_args {
         if is_mkfs || DESTRUCTIVE_TOOLS.contains(&name) {
             return Err(format!(
-                "`{source} {name}` takes the paths `{name}` works on from a file, which cannot be checked before the \
-                 run; list the paths in the argv instead"
+                "`{source} {name}` takes the paths `{name}` works on from a file, which cannot be \
+                 checked before the run; list the paths in the argv instead"
             ));
         }
     }
@@ -716,7 +724,8 @@ fn check_destructive(
                 let resolved = check_path(scope, "rm", "delete", path, false)?;
                 if recursive && resolved == scope.root {
                     return Err(format!(
-                        "`rm -r` would delete `{path}`, the whole workspace {}; delete the files inside it by name",
+                        "`rm -r` would delete `{path}`, the whole workspace {}; delete the files \
+                         inside it by name",
                         scope.root.display()
                     ));
                 }
@@ -732,7 +741,12 @@ fn check_destructive(
                 if let Some(path) = arg.strip_prefix("of=") {
                     check_path(scope, "dd of=", "overwrite", path, true)?;
                 }
-                if let Some(path) = arg.strip_prefix("if=") {
+                // Reading the kernel's byte sources is how files of zeros or noise are made.
+                let harmless_source = |path: &str| DD_SOURCES.contains(&path);
+                if let Some(path) = arg
+                    .strip_prefix("if=")
+                    .filter(|path| !harmless_source(path))
+                {
                     check_path(scope, "dd if=", "read", path, true)?;
                 }
             }
@@ -846,7 +860,8 @@ fn check_move_or_copy(scope: &Scope<'_>, tool: &str, args: &[String]) -> Result<
             let resolved = check_path(scope, "mv", "move away", source, false)?;
             if resolved == scope.root {
                 return Err(format!(
-                    "`mv` would move `{source}`, the whole workspace {}, away; move the files inside it by name",
+                    "`mv` would move `{source}`, the whole workspace {}, away; move the files \
+                     inside it by name",
                     scope.root.display()
                 ));
             }
@@ -953,8 +968,8 @@ fn check_git(scope: &Scope<'_>, args: &[String]) -> Result<(), String> {
         "push" => {
             if let Some(flag) = push_force_flag(rest) {
                 return Err(format!(
-                    "`git push {flag}` rewrites the remote's history; push without force (a new branch, or a pull \
-                     request) and leave force-pushes to a person"
+                    "`git push {flag}` rewrites the remote's history; push without force (a new \
+                     branch, or a pull request) and leave force-pushes to a person"
                 ));
             }
             return Ok(());
@@ -965,8 +980,8 @@ fn check_git(scope: &Scope<'_>, args: &[String]) -> Result<(), String> {
     };
     if !directory.starts_with(scope.root) {
         return Err(format!(
-            "`{what}` would run in {}, outside the workspace {}; run it inside the workspace (drop `-C`, or give a \
-             cwd inside the workspace)",
+            "`{what}` would run in {}, outside the workspace {}; run it inside the workspace (drop \
+             `-C`, or give a cwd inside the workspace)",
             directory.display(),
             scope.root.display()
         ));
@@ -1052,8 +1067,8 @@ fn check_rsync(scope: &Scope<'_>, args: &[String]) -> Result<(), String> {
                 .is_some_and(|(host, _)| !host.is_empty() && !host.contains('/'));
         if remote {
             return Err(format!(
-                "`{tool}` would {verb} `{path}` on another machine, which cannot be checked against the workspace; \
-                 sync between paths inside the workspace"
+                "`{tool}` would {verb} `{path}` on another machine, which cannot be checked \
+                 against the workspace; sync between paths inside the workspace"
             ));
         }
         check_path(scope, tool, verb, path, follow_last).map(drop)
@@ -1251,7 +1266,10 @@ pub async fn run_command(
         joined = &mut readers => joined,
         () = tokio::time::sleep(READER_DRAIN_LIMIT) => {
             // Only a process that left the group (`setsid`) can still hold a pipe open now.
-            tracing::warn!(program = %program, "output pipes still open after the process group was killed; closing them");
+            tracing::warn!(
+                program = %program,
+                "output pipes still open after the process group was killed; closing them"
+            );
             drain_stop.cancel();
             (&mut readers).await
         }
@@ -1325,7 +1343,8 @@ fn signal_group(group: Pid, signal: Signal) {
         // The group is already gone.
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(error) => {
-            tracing::warn!(group = group.as_raw(), %signal, %error, "could not signal a command's process group")
+            let group = group.as_raw();
+            tracing::warn!(group, %signal, %error, "could not signal a command's process group");
         }
     }
 }
@@ -1411,7 +1430,8 @@ fn spawn_error(program: &str, source: io::Error) -> ExecError {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "{source}; check that `{program}` is installed and on the PATH commands get, or give its full path"
+                "{source}; check that `{program}` is installed and on the PATH commands get, or \
+                 give its full path"
             ),
         )
     } else {

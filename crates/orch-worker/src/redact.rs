@@ -116,6 +116,30 @@ impl Redactor {
     /// literal of its own), because the stream redactor releases output at line ends and could
     /// not hold a whole multi-line value back. Such a value is counted once per line.
     pub fn new(secret_values: &[String]) -> Redactor {
+        // Compiling the combined pattern costs milliseconds (hundreds in a debug build) and a
+        // worker builds a redactor per run, so redactors are kept per set of secret values. A
+        // process sees few distinct sets (one per project configuration), and the cache is
+        // bounded anyway. A `std::sync::Mutex` is right here: it is held only for a map lookup,
+        // never across an await.
+        static CACHE: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<Vec<String>, Redactor>>,
+        > = std::sync::OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        let key = secret_values.to_vec();
+        if let Some(hit) = cache.lock().ok().and_then(|map| map.get(&key).cloned()) {
+            return hit;
+        }
+        let built = Redactor::compile(secret_values);
+        if let Ok(mut map) = cache.lock() {
+            if map.len() >= 64 {
+                map.clear();
+            }
+            map.insert(key, built.clone());
+        }
+        built
+    }
+
+    fn compile(secret_values: &[String]) -> Redactor {
         let mut literals: Vec<&str> = secret_values
             .iter()
             .flat_map(|value| value.split('\n'))

@@ -12,7 +12,7 @@ use crate::coordinator::Coordinator;
 use crate::run::{execute, RunEnd, WorkerSettings};
 
 /// How often an idle worker looks for work.
-pub const IDLE_POLL: Duration = Duration::from_millis(50);
+pub const IDLE_POLL: Duration = Duration::from_millis(20);
 
 /// Run `slots` workers named `<name>-1`, `<name>-2`, ... until `shutdown` fires and their runs
 /// are finished or requeued.

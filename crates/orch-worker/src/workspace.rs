@@ -101,8 +101,8 @@ pub enum WorkspaceError {
 /// Most characters of the title's slug in a branch name.
 const SLUG_MAX_CHARS: usize = 40;
 
-/// How often an operation that lost a race for one of git's lock files is tried in all.
-const LOCK_ATTEMPTS: u32 = 6;
+/// How often an operation that lost a race with another git process is tried in all.
+const CONTENTION_ATTEMPTS: u32 = 6;
 
 /// Environment variables that would point git at another repository, index or work tree than
 /// the one we name (they are set, for example, when orch itself runs inside a git hook).
@@ -122,9 +122,9 @@ impl Workspace {
     ///
     /// For a git project: an existing worktree on the task's branch is reused as it is; a branch
     /// whose worktree directory is gone gets a new worktree on it; a directory in the worktree's
-    /// place that is not a worktree of this repository on this branch's repository is replaced;
-    /// otherwise a new branch is created from `base_branch` (or the current HEAD). Races with
-    /// other tasks of the same repository for git's lock files are retried with backoff.
+    /// place that is not a worktree of this repository is replaced; otherwise a new branch is
+    /// created from `base_branch` (or the current HEAD). Races with other tasks of the same
+    /// repository (git's lock files, half-made worktrees) are retried with backoff.
     pub async fn prepare(request: &WorkspaceRequest) -> Result<Workspace, WorkspaceError> {
         match repository_toplevel(&request.project_dir).await? {
             Some(toplevel) => prepare_worktree(request, &toplevel).await,
@@ -155,11 +155,11 @@ impl Workspace {
         let Workspace::Git { path, .. } = self else {
             return Ok(None);
         };
-        git_retrying_locks(path, &["add", "-A"], None).await?;
+        git_retrying_contention(path, &["add", "-A"], None).await?;
         if !has_staged_changes(path).await? {
             return Ok(None);
         }
-        git_retrying_locks(
+        git_retrying_contention(
             path,
             &[
                 "commit",
@@ -216,8 +216,8 @@ impl Workspace {
     ///
     /// The base record beside the worktree is kept with the branch, so a later `prepare` of the
     /// same task continues on the branch against the same base. Removing a workspace whose
-    /// directory is already gone succeeds; the stale registration is pruned by the next
-    /// `prepare` of the repository.
+    /// directory is already gone succeeds; its stale registration is pruned when a later
+    /// `prepare` needs the path or the branch.
     pub async fn remove(&self) -> Result<(), WorkspaceError> {
         match self {
             Workspace::Copy { path, .. } => remove_dir_if_present(path.clone()).await,
@@ -355,13 +355,34 @@ async fn prepare_worktree(
         branch: branch_name(request.task_id, &request.title),
         base_branch: request.base_branch.clone(),
     };
-    // Each attempt looks at the state afresh, so an attempt that lost a lock race half-way (the
+    // Each attempt looks at the state afresh, so an attempt that lost a race half-way (the
     // branch created, the worktree not) is finished by the next one instead of tripping on it.
-    retry_on_lock(|| prepare_worktree_once(&target)).await
+    retry_on_contention(|| prepare_worktree_once(&target)).await
 }
 
 async fn prepare_worktree_once(target: &WorktreeTarget) -> Result<Workspace, WorkspaceError> {
-    let path_arg = target.path.as_os_str();
+    match place_worktree(target).await {
+        Err(WorkspaceError::Git { stderr, .. }) if is_held_by_registration(&stderr) => {
+            // A worktree directory deleted by hand (or a crash) leaves a registration that keeps
+            // its path taken and its branch "checked out"; pruning drops it. Prune runs only on
+            // this recovery path: it can delete the metadata of another task's `worktree add` in
+            // its first instants (which that task then retries as contention).
+            git(&target.toplevel, &["worktree", "prune"], None).await?;
+            place_worktree(target).await
+        }
+        result => result,
+    }
+}
+
+/// Whether `git worktree add` refused because a registration holds the path or the branch.
+fn is_held_by_registration(stderr: &str) -> bool {
+    stderr.contains("already registered")
+        || stderr.contains("already used by worktree")
+        || stderr.contains("already checked out")
+}
+
+/// Reuse, recreate or create the worktree, looking at what is there first.
+async fn place_worktree(target: &WorktreeTarget) -> Result<Workspace, WorkspaceError> {
     match inspect_worktree(target).await? {
         WorktreeState::OnBranch => {
             let base_commit = base_commit_of_existing_branch(target).await?;
@@ -387,19 +408,10 @@ async fn prepare_worktree_once(target: &WorktreeTarget) -> Result<Workspace, Wor
         }
         WorktreeState::Missing => {}
     }
-    // A worktree directory deleted by hand (or a crash) leaves a registration that keeps its
-    // branch "checked out"; pruning it lets the branch be checked out again.
-    git(&target.toplevel, &["worktree", "prune"], None).await?;
     if branch_exists(&target.toplevel, &target.branch).await? {
-        git(
-            &target.toplevel,
-            &[
-                OsStr::new("worktree"),
-                OsStr::new("add"),
-                path_arg,
-                OsStr::new(&target.branch),
-            ],
-            None,
+        add_worktree(
+            target,
+            &[target.path.as_os_str(), OsStr::new(&target.branch)],
         )
         .await?;
         let base_commit = base_commit_of_existing_branch(target).await?;
@@ -412,21 +424,24 @@ async fn prepare_worktree_once(target: &WorktreeTarget) -> Result<Workspace, Wor
     write_base_record(target, &base_commit).await?;
     // The base is passed as a commit id, not a name, so the branch gets no upstream even when
     // the base is a remote-tracking branch.
-    git(
-        &target.toplevel,
+    add_worktree(
+        target,
         &[
-            OsStr::new("worktree"),
-            OsStr::new("add"),
             OsStr::new("-b"),
             OsStr::new(&target.branch),
-            path_arg,
+            target.path.as_os_str(),
             OsStr::new(&base_commit),
         ],
-        None,
     )
     .await?;
     tracing::info!(path = %target.path.display(), branch = %target.branch, base = %base_commit, "created worktree");
     Ok(git_workspace(target, base_commit))
+}
+
+async fn add_worktree(target: &WorktreeTarget, args: &[&OsStr]) -> Result<(), WorkspaceError> {
+    let mut command = vec![OsStr::new("worktree"), OsStr::new("add")];
+    command.extend_from_slice(args);
+    git(&target.toplevel, &command, None).await.map(drop)
 }
 
 fn git_workspace(target: &WorktreeTarget, base_commit: String) -> Workspace {
@@ -463,7 +478,16 @@ async fn inspect_worktree(target: &WorktreeTarget) -> Result<WorktreeState, Work
     )
     .await?;
     if !output.status.success() {
-        return Ok(WorktreeState::Stale);
+        // Only a directory git does not recognise is deleted; a worktree git refuses for another
+        // reason (ownership, permissions) may hold work, so that stops here with git's words.
+        if String::from_utf8_lossy(&output.stderr).contains("not a git repository") {
+            return Ok(WorktreeState::Stale);
+        }
+        return Err(git_failure(
+            &target.path,
+            &["rev-parse", "--show-toplevel", "--git-common-dir"],
+            &output,
+        ));
     }
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let mut lines = text.lines();
@@ -509,8 +533,9 @@ async fn base_commit_of_existing_branch(target: &WorktreeTarget) -> Result<Strin
         let mut failure = git_failure(&target.toplevel, &args, &output);
         if let WorkspaceError::Git { stderr, .. } = &mut failure {
             stderr.push_str(&format!(
-                " (the base record {} is missing and `{}` shares no history with `{base}`; write \
-                 the commit the branch started from into that file as `<sha> {}`)",
+                " (the base record {} is missing or invalid and no merge base of `{}` and \
+                 `{base}` was found; write the commit the branch started from into that file as \
+                 `<sha> {}`)",
                 target.record.display(),
                 target.branch,
                 target.branch,
@@ -720,31 +745,40 @@ async fn remove_worktree(path: &Path) -> Result<(), WorkspaceError> {
     if !present {
         return Ok(());
     }
-    let output = git_output(path, &["rev-parse", "--git-common-dir"], None).await?;
-    if !output.status.success() {
-        // No longer a worktree (its registration is gone): only the directory is left.
+    let args = ["rev-parse", "--show-toplevel", "--git-common-dir"];
+    let output = git_output(path, &args, None).await?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = text.lines();
+    let (Some(top), Some(common)) = (lines.next(), lines.next()) else {
+        // No longer a worktree (its registration is gone): only the directory is left. Git may
+        // have answered for an enclosing repository instead, which must not be touched.
+        return remove_dir_if_present(path.to_path_buf()).await;
+    };
+    let canonical_path = canonical(path.to_path_buf()).await?;
+    if !output.status.success() || canonical(PathBuf::from(top)).await? != canonical_path {
         return remove_dir_if_present(path.to_path_buf()).await;
     }
     // Run from the common git directory rather than from inside the directory being removed.
-    let common_dir = canonical(path.join(stdout_path(&output.stdout))).await?;
-    let removed = git_retrying_locks(
+    let common_dir = canonical(path.join(common)).await?;
+    let removed = git_retrying_contention(
         &common_dir,
         &[
             OsStr::new("worktree"),
             OsStr::new("remove"),
             OsStr::new("--force"),
-            path.as_os_str(),
+            canonical_path.as_os_str(),
         ],
         None,
     )
     .await;
     if let Err(e) = removed {
         // Git refuses some worktrees (with submodules, or locked); the directory is ours to
-        // delete, and the prune below drops the registration once it is gone.
+        // delete, and pruning then drops the registration. Prune only runs on this path because
+        // it can race with another task's `worktree add` (which retries that as contention).
         tracing::warn!(path = %path.display(), "git worktree remove failed, deleting the directory: {e}");
         remove_dir_if_present(path.to_path_buf()).await?;
+        git_retrying_contention(&common_dir, &["worktree", "prune"], None).await?;
     }
-    git_retrying_locks(&common_dir, &["worktree", "prune"], None).await?;
     Ok(())
 }
 
@@ -890,9 +924,9 @@ async fn remove_dir_if_present(path: PathBuf) -> Result<(), WorkspaceError> {
     .await
 }
 
-/// Retry `operation` while it fails on one of git's lock files (`index.lock`, a ref's lock),
-/// which another git process of the same repository holds for a moment.
-async fn retry_on_lock<T, F, Fut>(mut operation: F) -> Result<T, WorkspaceError>
+/// Retry `operation` while it fails only because another git process of the same repository
+/// was busy (see [`is_transient_contention`]).
+async fn retry_on_contention<T, F, Fut>(mut operation: F) -> Result<T, WorkspaceError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, WorkspaceError>>,
@@ -900,11 +934,11 @@ where
     let mut attempt = 0;
     loop {
         match operation().await {
-            Err(error) if attempt + 1 < LOCK_ATTEMPTS && is_lock_contention(&error) => {
+            Err(error) if attempt + 1 < CONTENTION_ATTEMPTS && is_transient_contention(&error) => {
                 // Jitter keeps two tasks that collided once from colliding again in step.
                 let backoff =
                     Duration::from_millis(50 * 2u64.pow(attempt) + rand::random_range(0..50));
-                tracing::debug!("git lock contention, retrying in {backoff:?}: {error}");
+                tracing::debug!("git contention, retrying in {backoff:?}: {error}");
                 tokio::time::sleep(backoff).await;
                 attempt += 1;
             }
@@ -913,7 +947,12 @@ where
     }
 }
 
-fn is_lock_contention(error: &WorkspaceError) -> bool {
+/// Whether git failed only because another git process of the same repository was half-way
+/// through something: holding a lock file; creating a worktree whose metadata
+/// (`.git/worktrees/<name>/commondir`, `gitdir`, ...) `git worktree add` read before it was
+/// written; or pruning while this `worktree add` was making its metadata. All pass within
+/// milliseconds, and the next attempt finishes what this one started.
+fn is_transient_contention(error: &WorkspaceError) -> bool {
     let WorkspaceError::Git { stderr, .. } = error else {
         return false;
     };
@@ -923,6 +962,8 @@ fn is_lock_contention(error: &WorkspaceError) -> bool {
         || stderr.contains("cannot lock")
         || stderr.contains("unable to lock")
         || (stderr.contains(".lock") && stderr.contains("file exists"))
+        || (stderr.contains("worktrees/")
+            && (stderr.contains("failed to read") || stderr.contains("could not open")))
 }
 
 /// The finished output of a git command, whatever its exit status.
@@ -946,12 +987,12 @@ async fn git<S: AsRef<OsStr>>(
     }
 }
 
-async fn git_retrying_locks<S: AsRef<OsStr>>(
+async fn git_retrying_contention<S: AsRef<OsStr>>(
     dir: &Path,
     args: &[S],
     index_file: Option<&Path>,
 ) -> Result<Vec<u8>, WorkspaceError> {
-    retry_on_lock(|| git(dir, args, index_file)).await
+    retry_on_contention(|| git(dir, args, index_file)).await
 }
 
 /// Run git in `dir` and collect its output; an error only when it cannot be started.

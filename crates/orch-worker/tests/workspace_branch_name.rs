@@ -47,7 +47,7 @@ fn a_long_title_is_cut_to_forty_characters() {
     check(
         8,
         "Refactor the scheduler loop so that leases are renewed before they expire",
-        expect!["orch/8-refactor-the-scheduler-loop-so-that-le"],
+        expect!["orch/8-refactor-the-scheduler-loop-so-that-leas"],
     );
 }
 

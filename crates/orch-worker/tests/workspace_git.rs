@@ -2,6 +2,8 @@
 //! reuse and recovery on retries, concurrent preparation, diffs, commits, removal and merge
 //! detection, and that the main checkout is never touched.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -247,7 +249,7 @@ async fn diff_shows_edits_new_files_deletions_and_binaries_without_touching_the_
         "{diff}"
     );
     assert!(diff.contains("GIT binary patch"), "{diff}");
-    assert!(!diff.contains("ignored.log"), "{diff}");
+    assert!(!diff.contains("b/ignored.log"), "{diff}");
     assert!(!diff.contains("keep.txt"), "{diff}");
     // What was untracked stays untracked and nothing got staged.
     assert_eq!(
@@ -476,6 +478,35 @@ async fn many_tasks_of_one_repository_prepared_at_once_all_succeed() {
         12,
         "{listed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovering_one_task_while_others_are_created_succeeds_for_all() {
+    // Recovery prunes stale registrations, which can delete the metadata of a `worktree add`
+    // running at the same moment; the other tasks must retry rather than fail.
+    let fixture = Fixture::new();
+    let lost = Workspace::prepare(&fixture.request(50, "lost"))
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(lost.path()).unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task_id in 50..60 {
+        let request = fixture.request(task_id, if task_id == 50 { "lost" } else { "fresh" });
+        tasks.spawn(async move { (task_id, Workspace::prepare(&request).await) });
+    }
+
+    let mut recovered = None;
+    while let Some(joined) = tasks.join_next().await {
+        let (task_id, result) = joined.unwrap();
+        let workspace = result.unwrap_or_else(|e| panic!("task {task_id}: {e}"));
+        let (path, branch, _) = parts(&workspace);
+        assert_eq!(git(&path, &["symbolic-ref", "--short", "HEAD"]), branch);
+        if task_id == 50 {
+            recovered = Some(workspace);
+        }
+    }
+
+    assert_eq!(recovered, Some(lost));
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Workspaces for project directories that are not git repositories: copied, sent to review or
 //! refused, per the project's `non_git` setting.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use orch_worker::project::NonGitMode;

@@ -2,7 +2,7 @@
 //! checked through its JSON output and the SQLite database it writes.
 //!
 //! One test binary for all of them, so the binary is linked once; each module is one
-//! acceptance scenario of the durable task core.
+//! acceptance scenario: the durable task core, and execution by `orch serve`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,4 +13,8 @@ mod cli;
 mod consistency;
 mod contention;
 mod crash;
+mod demo;
+mod execution;
 mod fencing;
+mod regressions;
+mod serve;

@@ -22,6 +22,9 @@ pub const ORCH: &str = env!("CARGO_BIN_EXE_orch");
 /// How long any single `orch` command may take before the test calls it hung.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How long an `orch serve` that exits when idle may take in these tests.
+pub const SERVE_DEADLINE: Duration = Duration::from_secs(60);
+
 /// How often polling loops look again.
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -155,6 +158,14 @@ impl Process {
         signal::kill(self.pid(), signal).unwrap_or_else(|e| panic!("send {signal}: {e}"));
     }
 
+    /// Whether the process has exited (its status is kept for [`Process::finish`]).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("query the child's status")
+            .is_some()
+    }
+
     /// Wait for a JSON line whose `event` is `event` and return it.
     pub fn wait_for_event(&mut self, event: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
@@ -177,6 +188,31 @@ impl Process {
                 }
                 Err(RecvTimeoutError::Disconnected) => panic!(
                     "the process closed stdout before a `{event}` line; lines: {:?}; status: {:?}",
+                    self.seen,
+                    self.child.try_wait()
+                ),
+            }
+        }
+    }
+
+    /// Wait for a line of stdout containing `text` and return it (lines before it are kept for
+    /// [`Process::finish`]).
+    pub fn wait_for_line(&mut self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no line with `{text}` within {timeout:?}; lines so far: {:?}", self.seen)
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "the process closed stdout before a line with `{text}`; lines: {:?}; status: {:?}",
                     self.seen,
                     self.child.try_wait()
                 ),
@@ -265,6 +301,77 @@ impl Home {
     /// Start `orch <args>` in the background.
     pub fn spawn(&self, args: &[&str]) -> Process {
         Process::spawn(self.command(args))
+    }
+
+    /// Start `orch <args>` in the background with these extra environment variables.
+    pub fn spawn_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        Process::spawn(command)
+    }
+
+    /// Start `orch serve <args>` in the background.
+    pub fn serve(&self, args: &[&str]) -> Process {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        self.spawn(&all)
+    }
+
+    /// Run `orch serve --workers <workers> --lease 2s --grace 1s --exit-when-idle` to the end and
+    /// require exit code 0.
+    pub fn serve_until_idle(&self, workers: usize) -> Finished {
+        let workers = workers.to_string();
+        let finished = self
+            .serve(&[
+                "--workers",
+                &workers,
+                "--lease",
+                "2s",
+                "--grace",
+                "1s",
+                "--exit-when-idle",
+            ])
+            .finish(SERVE_DEADLINE);
+        finished.expect_code(0, "orch serve --exit-when-idle");
+        finished
+    }
+
+    /// Submit the workflow `yaml` (written to `<name>.yml` in the home) for the project `project`;
+    /// returns the task ids by workflow key.
+    pub fn submit(&self, name: &str, yaml: &str, project: &Path) -> BTreeMap<String, i64> {
+        let file = self.write(&format!("{name}.yml"), yaml);
+        let file = file.to_str().expect("temp paths are UTF-8");
+        let project = project.to_str().expect("temp paths are UTF-8");
+        let submitted = self.json(&["run", file, "--project", project, "--json"]);
+        submitted["tasks"]
+            .as_array()
+            .expect("`tasks` is a list")
+            .iter()
+            .map(|t| {
+                let key = t["key"].as_str().expect("workflow tasks have keys");
+                (key.to_owned(), int(t, "id"))
+            })
+            .collect()
+    }
+
+    /// `orch task get <id> --json`: the task, its spec, runs and events.
+    pub fn task(&self, id: i64) -> Value {
+        self.json(&["task", "get", &id.to_string(), "--json"])
+    }
+
+    /// The status of a task, read from the database (cheap enough to poll).
+    pub fn task_status(&self, id: i64) -> String {
+        self.with_connection(|conn| {
+            conn.query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+        })
+    }
+
+    /// The artifact bundle of a task's attempt: `<home>/runs/<task>/<attempt>`.
+    pub fn run_dir(&self, task: i64, attempt: u32) -> PathBuf {
+        self.path()
+            .join("runs")
+            .join(task.to_string())
+            .join(attempt.to_string())
     }
 
     /// Run `orch <args>` to the end.
@@ -370,4 +477,196 @@ impl Home {
             .expect("set busy timeout");
         work(&conn).unwrap_or_else(|e| panic!("query {}: {e}", self.database().display()))
     }
+}
+
+/// The events of a task (from `orch task get --json`) whose `kind` is `kind`.
+pub fn task_events<'a>(task: &'a Value, kind: &str) -> Vec<&'a Value> {
+    task["events"]
+        .as_array()
+        .expect("`events` is a list")
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+/// The kinds of a task's events, in order.
+pub fn event_kinds(task: &Value) -> Vec<String> {
+    task["events"]
+        .as_array()
+        .expect("`events` is a list")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kinds are text").to_owned())
+        .collect()
+}
+
+/// The `at` time of an event (RFC 3339).
+pub fn event_time(event: &Value) -> std::time::SystemTime {
+    let at = event["at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no `at` in {event}"));
+    humantime::parse_rfc3339(at).unwrap_or_else(|e| panic!("`at` {at} is not RFC 3339: {e}"))
+}
+
+/// Read a file as text, panicking with its path.
+pub fn read_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Read a JSON file, panicking with its path and content if it is not JSON.
+pub fn read_json(path: &Path) -> Value {
+    let text = read_text(path);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{text}", path.display()))
+}
+
+/// The hex SHA-256 of a file, by `sha256sum` (a second opinion on the hashes orch records).
+pub fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("run sha256sum: {e}"));
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum prints the hash first")
+        .to_owned()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&next).unwrap_or_else(|e| panic!("list {}: {e}", next.display()));
+        for entry in entries {
+            let path = entry.expect("read a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The workspace a run used, from the `workspace <path> (...)` line of its `logs.txt`.
+pub fn workspace_of(run_dir: &Path) -> PathBuf {
+    let logs = read_text(&run_dir.join("logs.txt"));
+    logs.lines()
+        .find_map(|line| {
+            let (_, rest) = line.split_once(" workspace ")?;
+            let (path, _) = rest.rsplit_once(" (")?;
+            Some(PathBuf::from(path))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no workspace line in {}/logs.txt:\n{logs}",
+                run_dir.display()
+            )
+        })
+}
+
+/// Whether a process with this pid exists and is not a zombie waiting to be reaped.
+pub fn process_is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may contain spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The peak resident set size (`VmHWM`) of a live process, in KiB.
+pub fn peak_rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        line.strip_prefix("VmHWM:")?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A git repository in a temporary directory with one commit on `main`, to be a project.
+pub struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    /// A repository holding `files` (path, content) in its first commit.
+    pub fn new(files: &[(&str, &str)]) -> Repo {
+        let repo = Repo {
+            dir: tempfile::tempdir().expect("create a temporary repository"),
+        };
+        git(
+            repo.path(),
+            &["-c", "init.defaultBranch=main", "init", "-q"],
+        );
+        git(repo.path(), &["config", "user.name", "orch test"]);
+        git(repo.path(), &["config", "user.email", "test@localhost"]);
+        git(repo.path(), &["config", "commit.gpgsign", "false"]);
+        for (name, content) in files {
+            let path = repo.path().join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create a directory in the repository");
+            }
+            std::fs::write(&path, content)
+                .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
+        git(repo.path(), &["add", "-A"]);
+        git(
+            repo.path(),
+            &["commit", "-q", "--allow-empty", "-m", "first commit"],
+        );
+        repo
+    }
+
+    /// The repository's directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `git <args>` in the repository; its trimmed stdout.
+    pub fn git(&self, args: &[&str]) -> String {
+        git(self.path(), args)
+    }
+
+    /// The commit the main checkout has checked out.
+    pub fn head(&self) -> String {
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// `git status --porcelain` of the main checkout, untracked and ignored files included.
+    pub fn status(&self) -> String {
+        self.git(&[
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--ignored",
+        ])
+    }
+}
+
+/// `git <args>` in `dir`, required to succeed; its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run git {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "git {args:?} in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

@@ -1,0 +1,89 @@
+//! `orch demo` end to end, and `orch task logs` (with and without `--follow`) on real runs.
+
+use std::time::Duration;
+
+use crate::support::{poll_until, Home, Repo, SERVE_DEADLINE};
+
+#[test]
+fn the_demo_runs_every_task_to_done_and_its_logs_show_the_command_output() {
+    let home = Home::new();
+    let dir = tempfile::tempdir().expect("create the demo directory");
+    let demo_dir = dir.path().to_str().expect("temp paths are UTF-8");
+    let demo = home
+        .spawn(&["demo", "--dir", demo_dir])
+        .finish(SERVE_DEADLINE);
+    demo.expect_code(0, "orch demo");
+    let rows: Vec<Vec<&str>> = demo
+        .stdout
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|words| words.first().is_some_and(|w| w.parse::<u32>().is_ok()))
+        .collect();
+    let keys: Vec<&str> = rows.iter().map(|row| row[1]).collect();
+    assert_eq!(
+        keys,
+        ["plan", "build", "test", "review", "release"],
+        "{}",
+        demo.stdout
+    );
+    for row in &rows {
+        assert_eq!(row[2], "done", "{}", demo.stdout);
+    }
+    // `build` lists what it built.
+    let logs = home.run(&["task", "logs", "2"]);
+    logs.expect_code(0, "orch task logs 2");
+    assert!(
+        logs.stdout.contains("==> steps/build/cmd-3.stdout.log <==")
+            && logs.stdout.contains("greeting.txt"),
+        "{}",
+        logs.stdout
+    );
+    home.assert_consistent("after the demo");
+}
+
+#[test]
+fn following_the_logs_of_a_running_task_prints_its_output_and_stops_when_it_is_done() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "# project\n")]);
+    let ids = home.submit(
+        "follow",
+        "name: follow\ntasks:\n  - id: talk\n    title: Talk slowly\n    steps:\n      - name: first\n        exec:\n          - argv: [echo, first-output]\n          - argv: [sleep, \"2\"]\n      - name: last\n        exec:\n          - argv: [echo, last-output]\n",
+        repo.path(),
+    );
+    let id = ids["talk"].to_string();
+    let serve = home.serve(&[
+        "--workers",
+        "1",
+        "--lease",
+        "2s",
+        "--grace",
+        "1s",
+        "--exit-when-idle",
+    ]);
+    let logs = home.run_dir(ids["talk"], 1).join("logs.txt");
+    poll_until("the sleep to start", SERVE_DEADLINE, || {
+        std::fs::read_to_string(&logs)
+            .ok()
+            .filter(|text| text.contains("$ sleep 2"))
+            .map(drop)
+    });
+
+    let mut follow = home.spawn(&["task", "logs", &id, "--follow"]);
+    follow.wait_for_line("first-output", Duration::from_secs(10));
+    assert_eq!(
+        home.task_status(ids["talk"]),
+        "running",
+        "the first output was printed while the task ran"
+    );
+    let followed = follow.finish(SERVE_DEADLINE);
+    followed.expect_code(0, "orch task logs --follow");
+    assert!(
+        followed.stdout.contains("last-output"),
+        "{}",
+        followed.stdout
+    );
+    assert_eq!(home.task_status(ids["talk"]), "done");
+    serve
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch serve --exit-when-idle");
+}
