@@ -117,6 +117,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let _lock = lock_home(&options.home)?;
+    // A daemon killed with SIGKILL leaves its commands running; stop them before their runs are
+    // handed out again.
+    for group in orch_worker::exec::kill_orphaned_groups(&options.home.join("processes")) {
+        tracing::warn!(group, "killed the commands of a run whose daemon died");
+    }
     let released = store
         .release_owner(&format!("{EMBEDDED_PREFIX}-"), op("serve"))
         .await?;

@@ -40,6 +40,9 @@ pub struct ExecPolicy {
     pub kill_grace: Duration,
     /// Timeout for commands that set none.
     pub default_timeout: Option<Duration>,
+    /// A directory where each running command's process group id is recorded (and removed when
+    /// it ends), so a restarted daemon can kill what a crashed one left behind.
+    pub process_registry: Option<PathBuf>,
 }
 
 impl Default for ExecPolicy {
@@ -50,6 +53,7 @@ impl Default for ExecPolicy {
             output_cap_bytes: 16 * 1024 * 1024,
             kill_grace: Duration::from_secs(5),
             default_timeout: None,
+            process_registry: None,
         }
     }
 }
@@ -1226,6 +1230,18 @@ pub async fn run_command(
     let group = Pid::from_raw(i32::try_from(leader).expect("pids fit in an i32"));
     // From here on, leaving early (an error, or the caller dropping this future) kills the group.
     let mut guard = GroupGuard { group, armed: true };
+    // Recorded so that a daemon restarting after a kill -9 can stop what this one left running.
+    let registered = policy
+        .process_registry
+        .as_ref()
+        .map(|dir| dir.join(group.as_raw().to_string()));
+    if let Some(path) = &registered {
+        if let Err(error) = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+            .and_then(|()| std::fs::write(path, b""))
+        {
+            tracing::warn!(%error, "could not record the process group in {}", path.display());
+        }
+    }
 
     let drain_stop = CancellationToken::new();
     let stdout = child.stdout.take().expect("stdout was set to a pipe");
@@ -1255,6 +1271,9 @@ pub async fn run_command(
     // so that nothing keeps the output pipes open.
     signal_group(group, Signal::SIGKILL);
     guard.armed = false;
+    if let Some(path) = &registered {
+        let _ = std::fs::remove_file(path);
+    }
     let status = status.map_err(|source| ExecError::Io {
         context: format!("wait for `{program}`"),
         source,
@@ -1349,9 +1368,68 @@ fn signal_group(group: Pid, signal: Signal) {
     }
 }
 
-/// Some process of the group still exists (zombies count until their parent reaps them).
+/// Some live process of the group still exists. Zombies do not count: they are dead and only
+/// wait for their parent (often pid 1, which may never reap them) to collect them.
 fn group_exists(group: Pid) -> bool {
-    !matches!(killpg(group, None), Err(Errno::ESRCH))
+    if matches!(killpg(group, None), Err(Errno::ESRCH)) {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| matches!(process_group_and_state(pid), Some((pgrp, state)) if pgrp == group.as_raw() && state != 'Z'))
+}
+
+/// A process's group and state letter from `/proc/<pid>/stat`.
+fn process_group_and_state(pid: i32) -> Option<(i32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; the fields after its last `)` are
+    // `state ppid pgrp ...`.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _parent = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((pgrp, state))
+}
+
+/// Kill the process groups recorded in `registry` by runs of a daemon that died (kill -9 leaves
+/// its commands running), then forget them. A group is killed only if one of its live members
+/// carries `ORCH_RUN_ID` in its environment, so a recycled group id of an unrelated process is
+/// never touched. Returns the groups killed.
+pub fn kill_orphaned_groups(registry: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(registry) else {
+        return Vec::new();
+    };
+    let mut killed = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let Some(group) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let ours = std::fs::read_dir("/proc").ok().is_some_and(|procs| {
+            procs
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| matches!(process_group_and_state(*pid), Some((pgrp, state)) if pgrp == group && state != 'Z'))
+                .any(|pid| {
+                    std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var.starts_with(b"ORCH_RUN_ID=")))
+                })
+        });
+        if ours {
+            signal_group(Pid::from_raw(group), Signal::SIGKILL);
+            killed.push(group);
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
+    killed
 }
 
 /// Wait for the leader to exit; on timeout or cancellation, stop the whole group first.

@@ -112,6 +112,8 @@ struct StepReport {
 struct Verdict {
     outcome: Outcome,
     reason: String,
+    /// The run was stopped (lease lost, shutdown, cancel) before its steps finished.
+    interrupted: bool,
 }
 
 /// Run one claimed task to the end and report it. `stop` asks the run to stop now (shutdown
@@ -232,6 +234,7 @@ async fn run_task(
             return Verdict {
                 outcome: Outcome::Failed,
                 reason: format!("could not look up the project: {e}"),
+                interrupted: false,
             }
         }
     };
@@ -241,6 +244,7 @@ async fn run_task(
             return Verdict {
                 outcome: Outcome::FailedPermanently,
                 reason: e.to_string(),
+                interrupted: false,
             }
         }
     };
@@ -257,6 +261,7 @@ async fn run_task(
             return Verdict {
                 outcome: Outcome::Failed,
                 reason: format!("could not create the run bundle: {e}"),
+                interrupted: false,
             }
         }
     };
@@ -271,7 +276,10 @@ async fn run_task(
         bundle: &mut bundle,
         steps: Vec::new(),
     };
-    let verdict = runner.run(&project_dir, cancel).await;
+    let mut verdict = runner.run(&project_dir, cancel).await;
+    // The reason is stored in the database and shown by `orch task list`: redact it like a file.
+    let (redacted, _) = bundle.redactor().redact(verdict.reason.as_bytes());
+    verdict.reason = String::from_utf8_lossy(&redacted).into_owned();
     if let Err(e) = bundle.write_manifest() {
         tracing::error!(task = %task.id, "could not write manifest.json: {e}");
     }
@@ -350,6 +358,7 @@ impl Runner<'_> {
             return Verdict {
                 outcome: Outcome::Failed,
                 reason: format!("could not write job.json: {e}"),
+                interrupted: false,
             };
         }
         self.write_state("preparing");
@@ -374,7 +383,11 @@ impl Runner<'_> {
                 let reason = format!("could not prepare the workspace: {e}");
                 self.log(None, &reason);
                 self.finish(None, started, outcome, &reason, None).await;
-                return Verdict { outcome, reason };
+                return Verdict {
+                    outcome,
+                    reason,
+                    interrupted: false,
+                };
             }
         };
         self.log(
@@ -406,6 +419,7 @@ impl Runner<'_> {
         let mut verdict = Verdict {
             outcome: Outcome::Succeeded,
             reason: "every step succeeded".to_owned(),
+            interrupted: false,
         };
         let steps = self.task.spec.steps.clone();
         for (index, step) in steps.iter().enumerate() {
@@ -434,18 +448,20 @@ impl Runner<'_> {
         if let Some(timer) = timer {
             timer.abort();
         }
-        if cancel.is_cancelled() && verdict.outcome == Outcome::Succeeded {
+        if cancel.is_cancelled() {
             verdict = Verdict {
                 outcome: Outcome::Failed,
-                reason: "the run was stopped before its steps finished".into(),
+                reason: "the run was stopped before its steps finished (lease lost, cancelled or shut down)".into(),
+                interrupted: true,
             };
         }
+        let status = verdict.interrupted.then_some(ResultStatus::Cancelled);
         self.finish(
             Some(&workspace),
             started,
             verdict.outcome,
             &verdict.reason,
-            None,
+            status,
         )
         .await;
         verdict
@@ -608,6 +624,7 @@ impl Runner<'_> {
             output_cap_bytes: self.config.output_cap_bytes,
             kill_grace: self.settings.kill_grace,
             default_timeout: None,
+            process_registry: Some(self.settings.home.join("processes")),
         };
         if let Err(refused) = exec::validate(commands, workspace.path(), &policy) {
             let mut report = failed_report(&step.name, refused.to_string(), clock);
@@ -821,7 +838,7 @@ impl Runner<'_> {
         started: i64,
         outcome: Outcome,
         reason: &str,
-        _extra: Option<()>,
+        status_override: Option<ResultStatus>,
     ) {
         let mut commit = None;
         if let Some(ws) = workspace {
@@ -856,11 +873,11 @@ impl Runner<'_> {
                         cost_usd: a.cost_usd + u.cost_usd,
                     })
                 });
-        let status = match outcome {
+        let status = status_override.unwrap_or(match outcome {
             Outcome::Succeeded => ResultStatus::Succeeded,
             Outcome::Failed | Outcome::FailedPermanently => ResultStatus::Failed,
             Outcome::NeedsReview => ResultStatus::NeedsReview,
-        };
+        });
         let files = changed_files(&diff);
         let ended = now_ms();
         let result = RunResult {
@@ -939,27 +956,31 @@ fn step_verdict(
         return Verdict {
             outcome: Outcome::NeedsReview,
             reason: format!("the task ran past its timeout of {limit}"),
+            interrupted: false,
         };
     }
     match report.status {
         ResultStatus::NeedsReview => Verdict {
             outcome: Outcome::NeedsReview,
             reason: format!("step `{}`: {error}", report.name),
+            interrupted: false,
         },
         _ if error.starts_with("refused: ") => Verdict {
             outcome: Outcome::FailedPermanently,
             reason: format!("step `{}` {error}", report.name),
+            interrupted: false,
         },
         _ => Verdict {
             outcome: Outcome::Failed,
             reason: format!("step `{}` failed: {error}", report.name),
+            interrupted: false,
         },
     }
 }
 
 fn humantime_duration(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs >= 60 && secs % 60 == 0 {
+    if secs >= 60 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else if d.subsec_millis() == 0 {
         format!("{secs}s")

@@ -347,12 +347,14 @@ async fn prepare_worktree(
         })
         .await?
     };
+    let record = group.join(format!("{}.base", request.task_id));
+    let branch = choose_branch(request, toplevel, &record).await?;
     let target = WorktreeTarget {
         toplevel: toplevel.to_path_buf(),
         common_dir,
         path: group.join(request.task_id.to_string()),
-        record: group.join(format!("{}.base", request.task_id)),
-        branch: branch_name(request.task_id, &request.title),
+        record,
+        branch,
         base_branch: request.base_branch.clone(),
     };
     // Each attempt looks at the state afresh, so an attempt that lost a race half-way (the
@@ -638,6 +640,49 @@ async fn write_base_record(
         })
     })
     .await
+}
+
+/// The task's branch: the one its base record names if this home made it before (a retry), else
+/// `orch/<id>-<slug>` if that is free. Task numbers are unique only within one orch home, so when
+/// the name is taken (another home on the same repository, or an earlier database), the branch
+/// gets a suffix derived from this home's worktree directory, and then a counter if need be:
+/// a task never continues on a branch it did not create.
+async fn choose_branch(
+    request: &WorkspaceRequest,
+    toplevel: &Path,
+    record: &Path,
+) -> Result<String, WorkspaceError> {
+    let record_path = record.to_path_buf();
+    let recorded = blocking(move || Ok(std::fs::read_to_string(&record_path).ok())).await?;
+    if let Some(branch) = recorded
+        .as_deref()
+        .and_then(|text| text.split_whitespace().nth(1))
+    {
+        return Ok(branch.to_owned());
+    }
+    let plain = branch_name(request.task_id, &request.title);
+    if !branch_exists(toplevel, &plain).await? {
+        return Ok(plain);
+    }
+    // Without a record, this home's own worktree on that branch still proves it is ours.
+    let path = record.with_extension("");
+    if path.is_dir() {
+        let head = git_output(&path, &["symbolic-ref", "--quiet", "--short", "HEAD"], None).await?;
+        if head.status.success() && String::from_utf8_lossy(&head.stdout).trim() == plain {
+            return Ok(plain);
+        }
+    }
+    use sha2::Digest;
+    let home = hex::encode(sha2::Sha256::digest(
+        request.worktrees_root.to_string_lossy().as_bytes(),
+    ));
+    let mut candidate = format!("{plain}-{}", &home[..6]);
+    let mut counter = 2;
+    while branch_exists(toplevel, &candidate).await? {
+        candidate = format!("{plain}-{}-{counter}", &home[..6]);
+        counter += 1;
+    }
+    Ok(candidate)
 }
 
 async fn branch_exists(toplevel: &Path, branch: &str) -> Result<bool, WorkspaceError> {
