@@ -53,6 +53,10 @@ pub enum Command {
     /// Run stale recovery now: expired leases are lost, their tasks retried or sent to review;
     /// retries whose backoff elapsed are queued.
     Recover(JsonArgs),
+    /// Remove the worktrees of finished tasks (done, failed, cancelled) whose branch is merged or
+    /// that finished longer ago than --older-than. Branches are kept; needs_review tasks keep
+    /// their worktrees. `orch serve` does this hourly.
+    Gc(GcArgs),
     /// Print the version.
     Version(JsonArgs),
     /// Print the JSON Schema of workflow or task files.
@@ -76,6 +80,19 @@ pub struct ServeArgs {
     /// Exit once no task is queued, running, waiting or retrying.
     #[arg(long)]
     pub exit_when_idle: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Remove worktrees of tasks that finished longer ago than this, merged or not.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub older_than: std::time::Duration,
+    /// Only say what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use orch_server::{serve, ServeOptions};
 use orch_store::{Store, Submission, TaskFilter};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{DemoArgs, ServeArgs, TaskLogsArgs};
+use crate::cli::{DemoArgs, GcArgs, ServeArgs, TaskLogsArgs};
 use crate::commands::{now, op, open_store};
 use crate::config::Settings;
 use crate::output;
@@ -380,4 +380,41 @@ pub async fn task_logs(settings: &Settings, args: TaskLogsArgs) -> anyhow::Resul
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+pub async fn gc(settings: &Settings, args: GcArgs) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let report = orch_server::retention::collect(
+        &store,
+        &settings.home,
+        args.older_than,
+        now(),
+        args.dry_run,
+    )
+    .await?;
+    if args.json {
+        let removed: Vec<_> = report
+            .removed
+            .iter()
+            .map(|(task, path, why)| serde_json::json!({ "task": task.0, "path": path, "reason": why }))
+            .collect();
+        output::print_json(
+            &serde_json::json!({ "dry_run": args.dry_run, "removed": removed, "kept": report.kept }),
+        )?;
+    } else {
+        let (verb, summary) = if args.dry_run {
+            ("would remove", "would be removed")
+        } else {
+            ("removed", "removed")
+        };
+        for (task, path, why) in &report.removed {
+            println!("task {task}: {verb} {} ({why})", path.display());
+        }
+        println!(
+            "{} workspace(s) {summary}, {} kept",
+            report.removed.len(),
+            report.kept
+        );
+    }
+    Ok(())
 }

@@ -97,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Status(args) => commands::status(&settings()?, args).await?,
         Command::Doctor(args) => return commands::doctor(&settings()?, args).await,
         Command::Recover(args) => commands::recover(&settings()?, args).await?,
+        Command::Gc(args) => daemon::gc(&settings()?, args).await?,
         Command::Debug(DebugCommand::ClaimLoop(args)) => {
             debug::claim_loop(&settings()?, args).await?
         }

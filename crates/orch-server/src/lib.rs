@@ -3,6 +3,8 @@
 //! Architecture invariant: every long-running loop here takes the shutdown token; whoever spawns
 //! a task keeps its handle and awaits it.
 
+pub mod retention;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +29,8 @@ pub struct ServeOptions {
     pub tick: Duration,
     /// Stop by itself once nothing is left to run (for `orch demo` and scripts).
     pub exit_when_idle: bool,
+    /// Worktrees of finished tasks older than this are removed (hourly).
+    pub retention: Duration,
 }
 
 impl ServeOptions {
@@ -39,6 +43,7 @@ impl ServeOptions {
             grace: Duration::from_secs(30),
             tick: Duration::from_millis(100),
             exit_when_idle: false,
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -63,6 +68,9 @@ pub enum ServeError {
     #[error(transparent)]
     Store(#[from] orch_store::StoreError),
 }
+
+/// How often the daemon runs retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// The name prefix of this home's embedded workers. Only one daemon runs per home (the lock), so
 /// at start-up every active run of this prefix belonged to a daemon that is gone.
@@ -163,7 +171,19 @@ async fn scheduler_loop(
     workers_stop: CancellationToken,
 ) {
     let mut idle_passes = 0;
+    let mut next_retention = tokio::time::Instant::now();
     loop {
+        if !options.exit_when_idle && tokio::time::Instant::now() >= next_retention {
+            next_retention = tokio::time::Instant::now() + RETENTION_EVERY;
+            match retention::collect(&store, &options.home, options.retention, now(), false).await {
+                Ok(report) => {
+                    for (task, path, why) in &report.removed {
+                        tracing::info!(task = %task, path = %path.display(), "removed the workspace: {why}");
+                    }
+                }
+                Err(e) => tracing::error!("retention pass failed: {e}"),
+            }
+        }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = workers_stop.cancelled() => return,

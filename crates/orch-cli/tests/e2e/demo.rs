@@ -1,8 +1,9 @@
-//! `orch demo` end to end, and `orch task logs` (with and without `--follow`) on real runs.
+//! `orch demo` end to end, `orch task logs` (with and without `--follow`) and `orch gc` on real
+//! runs.
 
 use std::time::Duration;
 
-use crate::support::{poll_until, Home, Repo, SERVE_DEADLINE};
+use crate::support::{files_under, git, poll_until, Home, Repo, SERVE_DEADLINE};
 
 #[test]
 fn the_demo_runs_every_task_to_done_and_its_logs_show_the_command_output() {
@@ -86,4 +87,48 @@ fn following_the_logs_of_a_running_task_prints_its_output_and_stops_when_it_is_d
     serve
         .finish(SERVE_DEADLINE)
         .expect_code(0, "orch serve --exit-when-idle");
+}
+
+#[test]
+fn gc_removes_worktrees_of_merged_or_old_finished_tasks_and_keeps_their_branches() {
+    let home = Home::new();
+    let dir = tempfile::tempdir().expect("create the demo directory");
+    let demo_dir = dir.path().to_str().expect("temp paths are UTF-8");
+    home.spawn(&["demo", "--dir", demo_dir])
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch demo");
+    let worktrees = |home: &Home| -> usize {
+        files_under(&home.path().join("worktrees"))
+            .iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "README.md"))
+            .count()
+    };
+    assert_eq!(worktrees(&home), 5, "one worktree per demo task");
+
+    // Nothing is old yet, and only the tasks that changed nothing count as merged.
+    let dry = home.json(&["gc", "--dry-run", "--json"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(worktrees(&home), 5, "a dry run removes nothing");
+    let first = home.json(&["gc", "--json"]);
+    let removed_first = first["removed"].as_array().expect("removed").len();
+    assert_eq!(
+        removed_first,
+        dry["removed"].as_array().expect("removed").len()
+    );
+    for entry in first["removed"].as_array().expect("removed") {
+        assert_eq!(entry["reason"], "its branch is merged", "{first}");
+    }
+    assert_eq!(worktrees(&home), 5 - removed_first);
+
+    // With no age limit every finished task's worktree goes; the branches stay.
+    let all = home.json(&["gc", "--older-than", "0s", "--json"]);
+    assert_eq!(
+        all["removed"].as_array().expect("removed").len(),
+        5 - removed_first,
+        "{all}"
+    );
+    assert_eq!(worktrees(&home), 0);
+    let branches = git(&dir.path().join("repo"), &["branch", "--list", "orch/*"]);
+    assert_eq!(branches.lines().count(), 5, "{branches}");
+    home.assert_consistent("after gc");
 }

@@ -1,0 +1,169 @@
+//! Retention: remove the worktrees (and copies) of finished tasks once their branch is merged
+//! or they are older than the configured age. `orch gc` runs it now; the daemon runs it hourly.
+//!
+//! Tasks in `needs_review` keep their worktrees whatever their age: a human is meant to look at
+//! them. Branches are never deleted, only worktrees, so no work is lost.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orch_core::{Status, TaskId, Timestamp};
+use orch_store::Store;
+use orch_worker::workspace::Workspace;
+
+/// What a retention pass did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Removed workspaces: task, directory, why.
+    pub removed: Vec<(TaskId, PathBuf, String)>,
+    /// Workspaces kept because their task is not finished or not old enough.
+    pub kept: usize,
+}
+
+/// A workspace found on disk under `<home>/worktrees`.
+struct Found {
+    task: TaskId,
+    workspace: Workspace,
+    /// The main checkout (for git worktrees), to find the base branch.
+    repo: Option<PathBuf>,
+}
+
+fn git_text(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Every workspace under `worktrees_root`, rebuilt from what is on disk: git worktrees are
+/// `<group>/<task>` with a `<group>/<task>.base` record (`<base sha> <branch>`), copies are
+/// `copies/<task>`.
+fn find_workspaces(worktrees_root: &Path) -> Vec<Found> {
+    let mut found = Vec::new();
+    let Ok(groups) = std::fs::read_dir(worktrees_root) else {
+        return found;
+    };
+    for group in groups
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+    {
+        let is_copies = group.file_name().is_some_and(|n| n == "copies");
+        let Ok(entries) = std::fs::read_dir(&group) else {
+            continue;
+        };
+        for path in entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+        {
+            let Some(task) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if is_copies {
+                found.push(Found {
+                    task: TaskId(task),
+                    workspace: Workspace::Copy {
+                        path,
+                        source: PathBuf::new(),
+                    },
+                    repo: None,
+                });
+                continue;
+            }
+            let Ok(record) = std::fs::read_to_string(group.join(format!("{task}.base"))) else {
+                continue;
+            };
+            let mut parts = record.split_whitespace();
+            let (Some(base_commit), Some(branch)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let repo = git_text(
+                &path,
+                &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+            )
+            .map(PathBuf::from)
+            .and_then(|common| common.parent().map(Path::to_path_buf));
+            found.push(Found {
+                task: TaskId(task),
+                workspace: Workspace::Git {
+                    path,
+                    branch: branch.to_owned(),
+                    base_commit: base_commit.to_owned(),
+                },
+                repo,
+            });
+        }
+    }
+    found.sort_by_key(|f| f.task);
+    found
+}
+
+/// Run one retention pass. `now` and `older_than` decide age by the task's last status change.
+pub async fn collect(
+    store: &Store,
+    home: &Path,
+    older_than: Duration,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<GcReport, orch_store::StoreError> {
+    let mut report = GcReport::default();
+    for found in find_workspaces(&home.join("worktrees")) {
+        let task = match store.task(found.task).await {
+            Ok(task) => task,
+            // A workspace of a task this home does not know (a deleted database): leave it.
+            Err(orch_store::StoreError::TaskNotFound(_)) => {
+                report.kept += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !matches!(
+            task.status,
+            Status::Done | Status::Failed | Status::Cancelled
+        ) {
+            report.kept += 1;
+            continue;
+        }
+        let old = task.updated_at.after(older_than) <= now;
+        let merged = match (&found.workspace, &found.repo) {
+            (Workspace::Git { .. }, Some(repo)) => {
+                let base = git_text(repo, &["symbolic-ref", "--quiet", "--short", "HEAD"]);
+                match base {
+                    Some(base) => found.workspace.is_merged(&base).await.unwrap_or(false),
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        // A done task whose branch is merged has nothing left in its worktree; anything else
+        // waits for the age limit.
+        let why = if merged && task.status == Status::Done {
+            "its branch is merged"
+        } else if old {
+            "it finished longer ago than the retention age"
+        } else {
+            report.kept += 1;
+            continue;
+        };
+        if !dry_run {
+            if let Err(e) = found.workspace.remove().await {
+                tracing::warn!(task = %task.id, "could not remove the workspace: {e}");
+                report.kept += 1;
+                continue;
+            }
+        }
+        report
+            .removed
+            .push((task.id, found.workspace.path().to_owned(), why.to_owned()));
+    }
+    Ok(report)
+}
