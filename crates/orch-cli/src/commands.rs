@@ -384,6 +384,21 @@ async fn task_get(settings: &Settings, args: TaskIdArgs) -> anyhow::Result<()> {
     let task = store.task(id).await?;
     let runs = store.runs(id).await?;
     let events = store.events(id).await?;
+    // The latest run's bundle, if one was written.
+    let bundle = runs
+        .last()
+        .map(|run| {
+            settings
+                .home
+                .join("runs")
+                .join(task.id.to_string())
+                .join(run.attempt.to_string())
+        })
+        .filter(|dir| dir.is_dir());
+    let result: Option<serde_json::Value> = bundle
+        .as_ref()
+        .and_then(|dir| std::fs::read(dir.join("result.json")).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     if args.json {
         let spec = serde_json::to_value(&task.spec)?;
         print_json(&json!({
@@ -391,6 +406,8 @@ async fn task_get(settings: &Settings, args: TaskIdArgs) -> anyhow::Result<()> {
             "spec": spec,
             "runs": runs.iter().map(RunView::from).collect::<Vec<_>>(),
             "events": events.iter().map(EventView::from).collect::<Vec<_>>(),
+            "bundle": bundle,
+            "result": result,
         }))
     } else {
         println!("task {}: {}", task.id, task.spec.title);
@@ -416,6 +433,20 @@ async fn task_get(settings: &Settings, args: TaskIdArgs) -> anyhow::Result<()> {
         }
         if !task.spec.labels.is_empty() {
             println!("labels:   {}", task.spec.labels.join(", "));
+        }
+        if let Some(dir) = &bundle {
+            println!("bundle:   {}", dir.display());
+        }
+        if let Some(result) = &result {
+            let text = |key: &str| result[key].as_str().unwrap_or("").to_owned();
+            println!("result:   {} ({})", text("status"), text("summary"));
+            if let Some(files) = result["changed_files"].as_array().filter(|f| !f.is_empty()) {
+                let files: Vec<&str> = files.iter().filter_map(|f| f.as_str()).collect();
+                println!("changed:  {}", files.join(", "));
+            }
+            if let Some(commit) = result["commit"].as_str() {
+                println!("commit:   {commit}");
+            }
         }
         for (index, step) in task.spec.steps.iter().enumerate() {
             let what = match &step.action {

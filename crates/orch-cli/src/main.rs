@@ -32,7 +32,27 @@ impl std::fmt::Display for UserError {
 
 impl std::error::Error for UserError {}
 
+/// `orch task list | head` must end quietly like any Unix tool when the reader goes away. Rust
+/// ignores SIGPIPE, so `println!` panics on the broken pipe instead; this turns exactly that
+/// panic into the conventional silent exit (128 + SIGPIPE) without any unsafe code.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let filter = match cli.verbose {
         0 => "warn",
