@@ -2,7 +2,6 @@
 //! several `orch` processes may do so at once.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use orch_core::spec;
@@ -22,19 +21,12 @@ use crate::UserError;
 
 /// The current time.
 pub fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Timestamp(ms)
+    orch_store::wall_clock()
 }
 
 /// An `Op` for the CLI acting now.
 pub fn op(actor: &str) -> Op<'_> {
-    Op {
-        actor,
-        now: now(),
-        jitter_unit: rand::random::<f64>(),
-    }
+    Op::now(actor)
 }
 
 /// Open (creating if needed) the store of this home.

@@ -9,7 +9,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orch_core::Timestamp;
 use orch_store::{Op, Store};
 use orch_worker::{Coordinator, WorkerSettings};
 use tokio_util::sync::CancellationToken;
@@ -76,21 +75,6 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// at start-up every active run of this prefix belonged to a daemon that is gone.
 pub const EMBEDDED_PREFIX: &str = "embedded";
 
-fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Timestamp(ms)
-}
-
-fn op(actor: &str) -> Op<'_> {
-    Op {
-        actor,
-        now: now(),
-        jitter_unit: rand::random::<f64>(),
-    }
-}
-
 /// Take the home's daemon lock; held until the returned file is dropped (or the process dies,
 /// when the kernel releases it, so a `kill -9` never leaves a stale lock behind).
 pub fn lock_home(home: &Path) -> Result<File, ServeError> {
@@ -131,7 +115,7 @@ pub async fn serve(
         tracing::warn!(group, "killed the commands of a run whose daemon died");
     }
     let released = store
-        .release_owner(&format!("{EMBEDDED_PREFIX}-"), op("serve"))
+        .release_owner(&format!("{EMBEDDED_PREFIX}-"), Op::now("serve"))
         .await?;
     for r in &released {
         tracing::info!(task = %r.task, run = %r.run, status = %r.status, "run of a previous daemon released");
@@ -175,7 +159,15 @@ async fn scheduler_loop(
     loop {
         if !options.exit_when_idle && tokio::time::Instant::now() >= next_retention {
             next_retention = tokio::time::Instant::now() + RETENTION_EVERY;
-            match retention::collect(&store, &options.home, options.retention, now(), false).await {
+            match retention::collect(
+                &store,
+                &options.home,
+                options.retention,
+                orch_store::wall_clock(),
+                false,
+            )
+            .await
+            {
                 Ok(report) => {
                     for (task, path, why) in &report.removed {
                         tracing::info!(task = %task, path = %path.display(), "removed the workspace: {why}");
@@ -189,7 +181,7 @@ async fn scheduler_loop(
             () = workers_stop.cancelled() => return,
             () = tokio::time::sleep(options.tick) => {}
         }
-        match store.tick(op("scheduler")).await {
+        match store.tick(Op::now("scheduler")).await {
             Ok(report) => {
                 for r in &report.recovered {
                     tracing::warn!(task = %r.task, run = %r.run, status = %r.status, "lease expired; run lost");

@@ -35,6 +35,26 @@ pub struct Op<'a> {
     pub jitter_unit: f64,
 }
 
+impl<'a> Op<'a> {
+    /// `actor` acting at the current wall-clock time, with a fresh random jitter. Callers that
+    /// want determinism (tests) build an `Op` by hand instead.
+    pub fn now(actor: &'a str) -> Op<'a> {
+        Op {
+            actor,
+            now: wall_clock(),
+            jitter_unit: rand::random::<f64>(),
+        }
+    }
+}
+
+/// The current time as a `Timestamp` (milliseconds since the Unix epoch).
+pub fn wall_clock() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Timestamp(ms)
+}
+
 /// A registered project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project {

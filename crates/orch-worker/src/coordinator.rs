@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orch_core::{FencingToken, Outcome, ProjectId, RunId, Status, Task, Timestamp};
+use orch_core::{FencingToken, Outcome, ProjectId, RunId, Status, Task};
 use orch_store::{Claim, Op, Store, StoreError};
 
 /// Why a coordinator call failed.
@@ -34,21 +34,6 @@ pub enum Coordinator {
     Local(Store),
 }
 
-fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Timestamp(ms)
-}
-
-fn op(actor: &str) -> Op<'_> {
-    Op {
-        actor,
-        now: now(),
-        jitter_unit: rand::random::<f64>(),
-    }
-}
-
 impl Coordinator {
     /// Claim the next ready task, if any.
     pub async fn claim(
@@ -58,7 +43,7 @@ impl Coordinator {
     ) -> Result<Option<Claim>, CoordinatorError> {
         match self {
             Coordinator::Local(store) => store
-                .claim_next(worker, lease, op(worker))
+                .claim_next(worker, lease, Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
         }
@@ -74,7 +59,7 @@ impl Coordinator {
     ) -> Result<(), CoordinatorError> {
         match self {
             Coordinator::Local(store) => store
-                .heartbeat(run, token, lease, op(worker))
+                .heartbeat(run, token, lease, Op::now(worker))
                 .await
                 .map(|_| ())
                 .map_err(CoordinatorError::from_store),
@@ -92,7 +77,7 @@ impl Coordinator {
     ) -> Result<Status, CoordinatorError> {
         match self {
             Coordinator::Local(store) => store
-                .complete(run, token, outcome, reason, op(worker))
+                .complete(run, token, outcome, reason, Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
         }
@@ -109,7 +94,7 @@ impl Coordinator {
     ) -> Result<Status, CoordinatorError> {
         match self {
             Coordinator::Local(store) => store
-                .requeue(run, token, delay, Some(reason), op(worker))
+                .requeue(run, token, delay, Some(reason), Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
         }
