@@ -959,14 +959,7 @@ fn step_verdict(
 }
 
 fn humantime_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs >= 60 && secs.is_multiple_of(60) {
-        format!("{}m", secs / 60)
-    } else if d.subsec_millis() == 0 {
-        format!("{secs}s")
-    } else {
-        format!("{}ms", d.as_millis())
-    }
+    humantime::format_duration(d).to_string()
 }
 
 fn skipped(name: &str) -> StepReport {
