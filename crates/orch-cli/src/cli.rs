@@ -80,6 +80,13 @@ pub struct ServeArgs {
     /// Exit once no task is queued, running, waiting or retrying.
     #[arg(long)]
     pub exit_when_idle: bool,
+    /// Serve the HTTP API on this address (port 0: any free port; the bound address is written
+    /// to `<home>/serve.addr`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
+    pub listen: std::net::SocketAddr,
+    /// Serve plaintext HTTP on a non-loopback address; use only behind TLS termination.
+    #[arg(long)]
+    pub insecure_listen: bool,
 }
 
 #[derive(Debug, Args)]

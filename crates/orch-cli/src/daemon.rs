@@ -52,18 +52,24 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.lease = args.lease.max(Duration::from_secs(1));
     options.grace = args.grace;
     options.exit_when_idle = args.exit_when_idle;
+    options.listen = Some(args.listen);
+    options.allow_non_loopback = args.insecure_listen;
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
-        "orch serve: home {}, {} worker(s), lease {}",
+        "orch serve: home {}, {} worker(s), lease {}, API on {} (bound address in {})",
         settings.home.display(),
         options.workers,
-        humantime::format_duration(options.lease)
+        humantime::format_duration(options.lease),
+        args.listen,
+        settings.home.join("serve.addr").display()
     );
     serve(store.clone(), options, shutdown)
         .await
         .map_err(|e| match e {
-            orch_server::ServeError::AlreadyRunning(_) => {
+            orch_server::ServeError::AlreadyRunning(_)
+            | orch_server::ServeError::NonLoopback(_)
+            | orch_server::ServeError::TokenExposed { .. } => {
                 anyhow::Error::from(UserError::new(e.to_string()))
             }
             other => other.into(),

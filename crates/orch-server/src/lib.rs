@@ -3,9 +3,11 @@
 //! Architecture invariant: every long-running loop here takes the shutdown token; whoever spawns
 //! a task keeps its handle and awaits it.
 
+pub mod api;
 pub mod retention;
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub struct ServeOptions {
     /// The orch home.
     pub home: PathBuf,
-    /// Embedded workers.
+    /// Embedded workers (0: none, an API-only daemon).
     pub workers: usize,
     /// Lease length for embedded workers.
     pub lease: Duration,
@@ -30,6 +32,13 @@ pub struct ServeOptions {
     pub exit_when_idle: bool,
     /// Worktrees of finished tasks older than this are removed (hourly).
     pub retention: Duration,
+    /// Serve the HTTP API on this address (port 0: any free port; the bound address is written
+    /// to `<home>/serve.addr`). `None`: no API (`orch demo`).
+    pub listen: Option<SocketAddr>,
+    /// Allow `listen` on a non-loopback address (plaintext HTTP; only behind TLS termination).
+    pub allow_non_loopback: bool,
+    /// The largest request body the API accepts, in bytes.
+    pub body_limit: usize,
 }
 
 impl ServeOptions {
@@ -43,6 +52,9 @@ impl ServeOptions {
             tick: Duration::from_millis(100),
             exit_when_idle: false,
             retention: Duration::from_secs(7 * 24 * 3600),
+            listen: None,
+            allow_non_loopback: false,
+            body_limit: 1024 * 1024,
         }
     }
 }
@@ -66,6 +78,24 @@ pub enum ServeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] orch_store::StoreError),
+    /// `listen` is not a loopback address and `allow_non_loopback` is not set.
+    #[error(
+        "refusing to serve plaintext HTTP on the non-loopback address {0}: the admin token would \
+         cross the network unencrypted; listen on 127.0.0.1, or put a TLS terminator in front \
+         and pass --insecure-listen"
+    )]
+    NonLoopback(SocketAddr),
+    /// The token file exists but is readable by others.
+    #[error(
+        "{path} has mode {mode:o}, so other users can read the admin token; run \
+         `chmod 600 {path}` (or delete it to get a new token) and start again"
+    )]
+    TokenExposed {
+        /// The token file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// How often the daemon runs retention.
@@ -108,6 +138,11 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    if let Some(addr) = options.listen {
+        if !addr.ip().is_loopback() && !options.allow_non_loopback {
+            return Err(ServeError::NonLoopback(addr));
+        }
+    }
     let _lock = lock_home(&options.home)?;
     // A daemon killed with SIGKILL leaves its commands running; stop them before their runs are
     // handed out again.
@@ -120,6 +155,12 @@ pub async fn serve(
     for r in &released {
         tracing::info!(task = %r.task, run = %r.run, status = %r.status, "run of a previous daemon released");
     }
+    // The API stops with `shutdown`, or when the workers stop by themselves (`exit_when_idle`).
+    let api_stop = shutdown.child_token();
+    let api = match options.listen {
+        Some(addr) => Some(api::start(store.clone(), &options, addr, api_stop.clone()).await?),
+        None => None,
+    };
     let coordinator = Coordinator::Local(store.clone());
     let mut settings = WorkerSettings::new(EMBEDDED_PREFIX, &options.home);
     settings.lease = options.lease;
@@ -131,17 +172,28 @@ pub async fn serve(
         shutdown.clone(),
         workers_stop.clone(),
     ));
-    orch_worker::run_workers(
-        coordinator,
-        settings,
-        options.workers,
-        workers_stop.clone(),
-        options.grace,
-    )
-    .await;
+    if options.workers == 0 {
+        // An API-only daemon: nothing runs here until remote workers come.
+        workers_stop.cancelled().await;
+    } else {
+        orch_worker::run_workers(
+            coordinator,
+            settings,
+            options.workers,
+            workers_stop.clone(),
+            options.grace,
+        )
+        .await;
+    }
     workers_stop.cancel();
+    api_stop.cancel();
     if let Err(e) = scheduler.await {
         tracing::error!("the scheduler ended abnormally: {e}");
+    }
+    if let Some(api) = api {
+        if let Err(e) = api.await {
+            tracing::error!("the HTTP API ended abnormally: {e}");
+        }
     }
     Ok(())
 }

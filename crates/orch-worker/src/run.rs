@@ -73,7 +73,6 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-
 /// What one step produced, for `context.json`, `state.json` and the report.
 #[derive(Debug, Clone)]
 struct StepReport {

@@ -529,6 +529,8 @@ tasks:
     home.spawn_with_env(
         &[
             "serve",
+            "--listen",
+            "127.0.0.1:0",
             "--workers",
             "1",
             "--lease",

@@ -177,7 +177,7 @@ fn a_task_added_by_another_process_while_serve_runs_is_picked_up_and_done_and_a_
     poll_until("orch serve to start", SERVE_DEADLINE, || {
         home.path().join("serve.lock").exists().then_some(())
     });
-    let second = home.run(&["serve", "--workers", "1"]);
+    let second = home.run(&["serve", "--listen", "127.0.0.1:0", "--workers", "1"]);
     second.expect_code(2, "a second orch serve on the same home");
     assert!(
         second.stderr.contains("already running"),

@@ -310,9 +310,10 @@ impl Home {
         Process::spawn(command)
     }
 
-    /// Start `orch serve <args>` in the background.
+    /// Start `orch serve --listen 127.0.0.1:0 <args>` in the background (port 0, so tests running
+    /// in parallel never fight over a port).
     pub fn serve(&self, args: &[&str]) -> Process {
-        let mut all = vec!["serve"];
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         self.spawn(&all)
     }

@@ -1,0 +1,173 @@
+//! The API's one error type: a status class, a stable `code`, a human `message` and the
+//! offending `field`, sent as `{"error": {...}}`.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use orch_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The request could not be read: malformed JSON, a bad path or query (400).
+    Malformed {
+        /// What was wrong.
+        message: String,
+    },
+    /// No token or a wrong one (401).
+    Unauthorized,
+    /// Nothing there (404).
+    NotFound(String),
+    /// The route exists but not with this method (405).
+    MethodNotAllowed,
+    /// The operation does not apply in the current state (409).
+    Conflict(String),
+    /// The body is larger than the configured limit (413).
+    TooLarge,
+    /// The request was read but a value is wrong (422).
+    Invalid {
+        /// The offending field, if one is to blame.
+        field: Option<String>,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// Something failed on our side (500); the details are in the log under `request_id`.
+    Internal {
+        /// Names the log line with the real error.
+        request_id: String,
+    },
+    /// A dependency (the store) does not answer (503).
+    Unavailable(String),
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// One error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `malformed`, `unauthorized`, `not_found`, `method_not_allowed`, `conflict`,
+    /// `too_large`, `invalid`, `internal`, `unavailable`.
+    pub code: &'static str,
+    /// For humans.
+    pub message: String,
+    /// The offending field, if one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// An internal failure: log the whole error once, under a new request id, and tell the
+    /// client only the id.
+    pub fn internal(error: &dyn std::fmt::Display) -> ApiError {
+        let request_id = format!("{:016x}", rand::random::<u64>());
+        tracing::error!(request_id, "request failed: {error}");
+        ApiError::Internal { request_id }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, field) = match self {
+            ApiError::Malformed { message } => {
+                (StatusCode::BAD_REQUEST, "malformed", message, None)
+            }
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the admin token as `Authorization: Bearer <token>`; it is in the file \
+                 `token` in the orch home"
+                    .to_owned(),
+                None,
+            ),
+            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message, None),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take this method; /openapi.json lists the routes".to_owned(),
+                None,
+            ),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", message, None),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request body is larger than the server's limit".to_owned(),
+                None,
+            ),
+            ApiError::Invalid { field, message } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message, field)
+            }
+            ApiError::Internal { request_id } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("internal error (request id {request_id})"),
+                None,
+            ),
+            ApiError::Unavailable(message) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                message,
+                None,
+            ),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                field,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::TaskNotFound(_) | StoreError::RunNotFound(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            StoreError::Conflict { .. }
+            | StoreError::Transition { .. }
+            | StoreError::StaleLease { .. } => ApiError::Conflict(error.to_string()),
+            StoreError::Invalid { field, reason } => ApiError::Invalid {
+                message: format!("{field}: {reason}"),
+                field: Some(field),
+            },
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::Malformed {
+            message: rejection.body_text(),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::Malformed {
+            message: rejection.body_text(),
+        }
+    }
+}
+
+/// The fallback for a known path with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// The fallback for paths no route matches.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route; /openapi.json lists the routes there are".to_owned())
+}

@@ -1,0 +1,115 @@
+//! The HTTP API: JSON under `/v1` behind the admin token, `/health`, `/ready` and the generated
+//! OpenAPI document at `/openapi.json`.
+//!
+//! Architecture invariant: handlers only extract, call the store and map; every error leaves
+//! through [`error::ApiError`], and every `/v1` route sits behind [`auth::require_token`].
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod json;
+pub mod openapi;
+pub mod tasks;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use orch_store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ServeError, ServeOptions};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The store.
+    pub store: Store,
+    /// The orch home (run bundles live under it).
+    pub home: PathBuf,
+    /// The admin token every `/v1` request must carry.
+    pub token: Arc<str>,
+}
+
+/// The whole API. `body_limit` caps every request body, in bytes.
+pub fn router(state: ApiState, body_limit: usize) -> Router {
+    let v1 = Router::new()
+        .route("/tasks", get(tasks::list).post(tasks::create))
+        .route("/tasks/{id}", get(tasks::get))
+        .route("/tasks/{id}/events", get(tasks::events))
+        .route("/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/tasks/{id}/retry", post(tasks::retry))
+        .route("/tasks/{id}/unblock", post(tasks::unblock))
+        .route("/tasks/{id}/approve", post(tasks::approve))
+        .route("/workflows", post(tasks::submit_workflow))
+        .route("/status", get(tasks::status))
+        // Unknown `/v1` paths also need the token, so they do not reveal which routes exist.
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Bind `addr`, record the bound address in `<home>/serve.addr`, and serve the API until `stop`
+/// fires. The returned handle ends when the server has shut down.
+pub(crate) async fn start(
+    store: Store,
+    options: &ServeOptions,
+    addr: SocketAddr,
+    stop: CancellationToken,
+) -> Result<JoinHandle<()>, ServeError> {
+    let token = auth::load_or_create_token(&options.home)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Io {
+            context: format!(
+                "listen on {addr} (is another program using the port? pick another with --listen)"
+            ),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| ServeError::Io {
+        context: format!("read the address bound for {addr}"),
+        source,
+    })?;
+    let addr_file = options.home.join("serve.addr");
+    std::fs::write(&addr_file, format!("{bound}\n")).map_err(|source| ServeError::Io {
+        context: format!("write {}", addr_file.display()),
+        source,
+    })?;
+    tracing::info!(%bound, "HTTP API listening on http://{bound}");
+    let state = ApiState {
+        store,
+        home: options.home.clone(),
+        token: token.into(),
+    };
+    let app = router(state, options.body_limit);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!("the HTTP API failed: {e}");
+        }
+        // After a clean stop nothing listens there any more; a daemon killed with SIGKILL leaves
+        // the file behind, so readers must still expect a refused connection.
+        if let Err(e) = std::fs::remove_file(&addr_file) {
+            tracing::warn!(path = %addr_file.display(), "could not remove: {e}");
+        }
+    }))
+}

@@ -1,0 +1,502 @@
+//! `/v1/tasks`, `/v1/workflows` and `/v1/status`: what `orch task ...`, `orch run` and
+//! `orch status` do, over HTTP.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
+use orch_core::{
+    Command, NewTask, RetryPolicy, Status, Step, StepAction, Task, TaskId, TaskSpec, TaskTitle,
+};
+use orch_store::{Op, Store, Submission, TaskFilter};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::json::ApiJson;
+use super::views::{EventView, RunView, TaskView};
+use super::ApiState;
+
+/// The actor named in events caused by API requests.
+const ACTOR: &str = "api";
+
+/// A new task: the fields of a single-task file, plus the project it belongs to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    /// The project's absolute directory (registered on first use).
+    pub project: String,
+    /// One-line title.
+    pub title: String,
+    /// Longer description; agent steps without a prompt get it as their prompt.
+    #[serde(default)]
+    pub body: String,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Ids of existing tasks that must be `done` first.
+    #[serde(default)]
+    pub needs: Vec<i64>,
+    /// The steps, run in order.
+    #[serde(default)]
+    pub steps: Vec<StepRequest>,
+    /// Runs the task may have in all (default 3).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Wait for an approval before running.
+    #[serde(default)]
+    pub requires_approval: bool,
+}
+
+/// One step: `exec` (commands) or `agent`, not both.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepRequest {
+    /// Unique within the task; default `step-<n>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Commands to run in order.
+    #[serde(default)]
+    pub exec: Option<Vec<CommandRequest>>,
+    /// The agent to run (`sim`, `claude`, ...).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The agent's prompt; default the task's body, or its title.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Model for the agent.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Agent profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+/// One command of an exec step.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// Program and arguments (never a shell string).
+    pub argv: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory relative to the workspace.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+/// A workflow file's text, submitted for a project.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitWorkflow {
+    /// The project's absolute directory (registered on first use).
+    pub project: String,
+    /// The workflow file's text (YAML).
+    pub yaml: String,
+    /// The name used in error messages (`<file>:<line>:<col>: ...`); default `workflow.yml`.
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+/// Which tasks to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only tasks in this status (`queued`, `running`, `done`, ...).
+    pub status: Option<String>,
+    /// At most this many.
+    pub limit: Option<u32>,
+}
+
+/// A task with its runs and events, as `orch task get --json` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskDetail {
+    /// The task.
+    pub task: TaskView,
+    /// Its normalized spec.
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    /// Its runs, oldest first.
+    pub runs: Vec<RunView>,
+    /// Its events, oldest first.
+    pub events: Vec<EventView>,
+    /// The latest run's bundle directory, if one was written.
+    pub bundle: Option<String>,
+    /// The latest run's `result.json`, if there is one.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+}
+
+/// The tasks a workflow submission created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowView {
+    /// The workflow's id.
+    pub workflow: Option<i64>,
+    /// The project's name.
+    pub project: String,
+    /// The tasks, in file order.
+    pub tasks: Vec<TaskView>,
+}
+
+/// A task's status after an action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusChange {
+    /// The task.
+    pub id: i64,
+    /// Its status now.
+    pub status: String,
+}
+
+/// Task counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusCounts {
+    /// All tasks.
+    pub total: u64,
+    /// Tasks per status (every status, zeros included).
+    pub by_status: BTreeMap<String, u64>,
+}
+
+/// The `{id}` of a task route.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskIdPath(pub TaskId);
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<i64>::from_request_parts(parts, state).await?;
+        Ok(TaskIdPath(TaskId(id)))
+    }
+}
+
+/// List tasks.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(ListQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<TaskView>), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<TaskView>>, ApiError> {
+    let Query(query) = query?;
+    let filter = task_filter(query)?;
+    let tasks = state.store.tasks(&filter).await?;
+    Ok(Json(tasks.iter().map(TaskView::from).collect()))
+}
+
+/// Create one task.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTask,
+    security(("bearer" = [])),
+    responses((status = 201, body = TaskView), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<CreateTask>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    let project = project_dir(&request.project)?;
+    let task = new_task(request)?;
+    let tasks = submit(&state.store, &project, None, vec![task]).await?.1;
+    let task = tasks
+        .first()
+        .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
+    Ok((StatusCode::CREATED, Json(TaskView::from(task))))
+}
+
+/// A task with its runs and events.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
+    responses((status = 200, body = TaskDetail), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<TaskDetail>, ApiError> {
+    let task = state.store.task(id).await?;
+    let runs = state.store.runs(id).await?;
+    let events = state.store.events(id).await?;
+    let bundle = runs
+        .last()
+        .map(|run| bundle_dir(&state.home, id, run.attempt))
+        .filter(|dir| dir.is_dir());
+    Ok(Json(TaskDetail {
+        spec: serde_json::to_value(&task.spec).map_err(|e| ApiError::internal(&e))?,
+        task: TaskView::from(&task),
+        runs: runs.iter().map(RunView::from).collect(),
+        events: events.iter().map(EventView::from).collect(),
+        result: bundle.as_deref().and_then(read_result),
+        bundle: bundle.map(|dir| dir.display().to_string()),
+    }))
+}
+
+/// A task's events, oldest first.
+#[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "tasks",
+    params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
+    responses((status = 200, body = Vec<EventView>), (status = 404, body = ErrorBody)))]
+pub async fn events(
+    State(state): State<ApiState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<Vec<EventView>>, ApiError> {
+    let events = state.store.events(id).await?;
+    Ok(Json(events.iter().map(EventView::from).collect()))
+}
+
+/// Cancel a task (its running steps are stopped).
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
+    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<ApiState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<StatusChange>, ApiError> {
+    let status = state.store.cancel(id, None, Op::now(ACTOR)).await?;
+    Ok(status_change(id, status))
+}
+
+/// Retry a finished task now, with its attempts reset.
+#[utoipa::path(post, path = "/v1/tasks/{id}/retry", tag = "tasks",
+    params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
+    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn retry(
+    State(state): State<ApiState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<StatusChange>, ApiError> {
+    let status = state.store.retry(id, None, Op::now(ACTOR)).await?;
+    Ok(status_change(id, status))
+}
+
+/// Waive the dependencies that block a task.
+#[utoipa::path(post, path = "/v1/tasks/{id}/unblock", tag = "tasks",
+    params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
+    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn unblock(
+    State(state): State<ApiState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<StatusChange>, ApiError> {
+    let status = state.store.unblock(id, Op::now(ACTOR)).await?;
+    Ok(status_change(id, status))
+}
+
+/// Approve a task that waits for approval.
+#[utoipa::path(post, path = "/v1/tasks/{id}/approve", tag = "tasks",
+    params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
+    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve(
+    State(state): State<ApiState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<StatusChange>, ApiError> {
+    let status = state.store.approve(id, Op::now(ACTOR)).await?;
+    Ok(status_change(id, status))
+}
+
+/// Submit a workflow file's tasks (a DAG) for a project.
+#[utoipa::path(post, path = "/v1/workflows", tag = "workflows", request_body = SubmitWorkflow,
+    security(("bearer" = [])),
+    responses((status = 201, body = WorkflowView), (status = 422, body = ErrorBody)))]
+pub async fn submit_workflow(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<SubmitWorkflow>,
+) -> Result<(StatusCode, Json<WorkflowView>), ApiError> {
+    let project = project_dir(&request.project)?;
+    let file = request.file.as_deref().unwrap_or("workflow.yml");
+    let workflow =
+        orch_core::spec::parse_workflow(file, &request.yaml).map_err(|e| ApiError::Invalid {
+            field: Some("yaml".to_owned()),
+            message: e.to_string(),
+        })?;
+    let source = Some((workflow.name, request.yaml));
+    let (project, tasks) = submit(&state.store, &project, source, workflow.tasks).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WorkflowView {
+            workflow: tasks.first().and_then(|t| t.workflow).map(|w| w.0),
+            project,
+            tasks: tasks.iter().map(TaskView::from).collect(),
+        }),
+    ))
+}
+
+/// Task counts by status.
+#[utoipa::path(get, path = "/v1/status", tag = "tasks", security(("bearer" = [])),
+    responses((status = 200, body = StatusCounts)))]
+pub async fn status(State(state): State<ApiState>) -> Result<Json<StatusCounts>, ApiError> {
+    let counts = state.store.status_counts().await?;
+    Ok(Json(StatusCounts {
+        total: counts.values().sum(),
+        by_status: Status::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), counts.get(s).copied().unwrap_or(0)))
+            .collect(),
+    }))
+}
+
+fn status_change(id: TaskId, status: Status) -> Json<StatusChange> {
+    Json(StatusChange {
+        id: id.0,
+        status: status.as_str().to_owned(),
+    })
+}
+
+fn task_filter(query: ListQuery) -> Result<TaskFilter, ApiError> {
+    let status = query
+        .status
+        .map(|raw| {
+            raw.parse::<Status>().map_err(|e| ApiError::Invalid {
+                field: Some("status".to_owned()),
+                message: format!("status: {e}"),
+            })
+        })
+        .transpose()?;
+    Ok(TaskFilter {
+        status,
+        limit: query.limit,
+        ..TaskFilter::default()
+    })
+}
+
+/// Register the project (if new) and submit the tasks; returns the project's name and the tasks.
+async fn submit(
+    store: &Store,
+    project: &str,
+    workflow: Option<(Option<String>, String)>,
+    tasks: Vec<NewTask>,
+) -> Result<(String, Vec<Task>), ApiError> {
+    let op = Op::now(ACTOR);
+    let project = store.ensure_project(project, op.now).await?;
+    let submission = Submission {
+        project: project.id,
+        workflow,
+        tasks,
+    };
+    let ids = store.submit(&submission, op).await?;
+    let mut tasks = Vec::with_capacity(ids.len());
+    for id in ids {
+        tasks.push(store.task(id).await?);
+    }
+    Ok((project.name, tasks))
+}
+
+/// The project directory of a request: absolute and existing.
+fn project_dir(raw: &str) -> Result<String, ApiError> {
+    let invalid = |message: String| ApiError::Invalid {
+        field: Some("project".to_owned()),
+        message,
+    };
+    let path = FsPath::new(raw);
+    if !path.is_absolute() {
+        return Err(invalid(format!(
+            "project: `{raw}` is not an absolute path; give the project's full directory"
+        )));
+    }
+    let path = path
+        .canonicalize()
+        .map_err(|e| invalid(format!("project: cannot use `{raw}`: {e}")))?;
+    if !path.is_dir() {
+        return Err(invalid(format!("project: `{raw}` is not a directory")));
+    }
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// The domain task for a request, checked as a task file is.
+fn new_task(request: CreateTask) -> Result<NewTask, ApiError> {
+    let invalid = |field: &str, message: String| ApiError::Invalid {
+        field: Some(field.to_owned()),
+        message: format!("{field}: {message}"),
+    };
+    let title = TaskTitle::parse(request.title).map_err(|e| invalid("title", e.to_string()))?;
+    let mut retry = RetryPolicy::default();
+    if let Some(max) = request.max_attempts {
+        if max == 0 {
+            return Err(invalid(
+                "max_attempts",
+                "a task needs at least 1 attempt".into(),
+            ));
+        }
+        retry.max_attempts = max;
+    }
+    let default_prompt = if request.body.trim().is_empty() {
+        title.to_string()
+    } else {
+        request.body.clone()
+    };
+    let mut steps: Vec<Step> = Vec::with_capacity(request.steps.len());
+    for (index, step) in request.steps.into_iter().enumerate() {
+        let field = format!("steps[{index}]");
+        let name = step.name.unwrap_or_else(|| format!("step-{}", index + 1));
+        if steps.iter().any(|s| s.name == name) {
+            return Err(invalid(
+                &field,
+                format!("the step name `{name}` is used twice"),
+            ));
+        }
+        let action = match (step.exec, step.agent) {
+            (Some(commands), None) => {
+                if commands.is_empty() || commands.iter().any(|c| c.argv.is_empty()) {
+                    return Err(invalid(
+                        &field,
+                        "give at least one command, each with a non-empty argv".into(),
+                    ));
+                }
+                StepAction::Exec {
+                    commands: commands
+                        .into_iter()
+                        .map(|c| Command {
+                            argv: c.argv,
+                            env: c.env,
+                            cwd: c.cwd,
+                            timeout: None,
+                        })
+                        .collect(),
+                }
+            }
+            (None, Some(agent)) => StepAction::Agent {
+                agent,
+                prompt: step.prompt.unwrap_or_else(|| default_prompt.clone()),
+                model: step.model,
+                profile: step.profile,
+            },
+            _ => {
+                return Err(invalid(
+                    &field,
+                    "give exactly one of `exec` and `agent`".into(),
+                ))
+            }
+        };
+        steps.push(Step {
+            name,
+            action,
+            timeout: None,
+        });
+    }
+    Ok(NewTask {
+        spec: TaskSpec {
+            key: None,
+            title,
+            body: request.body,
+            labels: request.labels,
+            priority: request.priority,
+            steps,
+            retry,
+            timeout: None,
+            requires_approval: request.requires_approval,
+        },
+        needs_in_batch: Vec::new(),
+        needs_existing: request.needs.into_iter().map(TaskId).collect(),
+        parent: None,
+    })
+}
+
+fn bundle_dir(home: &FsPath, task: TaskId, attempt: u32) -> PathBuf {
+    home.join("runs")
+        .join(task.to_string())
+        .join(attempt.to_string())
+}
+
+fn read_result(bundle: &FsPath) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(bundle.join("result.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}

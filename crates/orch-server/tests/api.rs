@@ -1,0 +1,431 @@
+//! The HTTP API end to end: the real daemon (`serve`) on 127.0.0.1:0 over a real SQLite store,
+//! spoken to with a real HTTP client.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use orch_server::{serve, ServeError, ServeOptions};
+use orch_store::{SqliteOptions, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The body limit the tests run with, small so an oversized body is cheap to send.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// A running daemon with its API, on a fresh home.
+struct Daemon {
+    home: TempDir,
+    project: TempDir,
+    base: String,
+    token: String,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<(), ServeError>>,
+}
+
+async fn open_store(home: &Path) -> Store {
+    Store::open_sqlite(&home.join("orch.db"), SqliteOptions::default())
+        .await
+        .unwrap()
+}
+
+fn options(home: &Path, listen: &str) -> ServeOptions {
+    let mut options = ServeOptions::new(home);
+    // No embedded workers: tasks stay where the tests put them.
+    options.workers = 0;
+    options.listen = Some(listen.parse().unwrap());
+    options.body_limit = BODY_LIMIT;
+    options
+}
+
+impl Daemon {
+    async fn start() -> Daemon {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let store = open_store(home.path()).await;
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(serve(
+            store,
+            options(home.path(), "127.0.0.1:0"),
+            shutdown.clone(),
+        ));
+        let addr_file = home.path().join("serve.addr");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr: SocketAddr = loop {
+            let text = std::fs::read_to_string(&addr_file).unwrap_or_default();
+            if let Ok(addr) = text.trim().parse() {
+                break addr;
+            }
+            assert!(!handle.is_finished(), "serve stopped before it listened");
+            assert!(Instant::now() < deadline, "serve.addr never appeared");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let token = std::fs::read_to_string(home.path().join("token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Daemon {
+            home,
+            project,
+            base: format!("http://{addr}"),
+            token,
+            client: reqwest::Client::new(),
+            shutdown,
+            handle,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.unwrap().unwrap();
+    }
+
+    /// Send a request with the admin token; returns the status and the JSON body.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request).await
+    }
+
+    /// Send raw bytes as a JSON body with the admin token.
+    async fn post_raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body);
+        read(request).await
+    }
+
+    fn project(&self) -> String {
+        self.project.path().to_str().unwrap().to_owned()
+    }
+
+    async fn create_task(&self, title: &str) -> i64 {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/tasks",
+                Some(json!({ "project": self.project(), "title": title })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    async fn task_count(&self) -> u64 {
+        let (status, body) = self.call(Method::GET, "/v1/status", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["total"].as_u64().unwrap()
+    }
+}
+
+async fn read(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text}"));
+    (status, body)
+}
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_task_can_be_created_listed_fetched_and_cancelled() {
+    let daemon = Daemon::start().await;
+    let (status, created) = daemon
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            Some(json!({
+                "project": daemon.project(),
+                "title": "Fix the flaky test",
+                "labels": ["area:store"],
+                "priority": 5,
+                "steps": [{ "exec": [{ "argv": ["cargo", "test"] }] }, { "agent": "sim" }],
+                "max_attempts": 2,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["status"], "queued");
+    assert_eq!(created["priority"], 5);
+    assert_eq!(created["max_attempts"], 2);
+    let id = created["id"].as_i64().unwrap();
+
+    let (status, listed) = daemon
+        .call(Method::GET, "/v1/tasks?status=queued&limit=10", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let ids: Vec<i64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id]);
+
+    let (status, detail) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["task"]["title"], "Fix the flaky test");
+    assert_eq!(detail["spec"]["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(detail["runs"], json!([]));
+    assert_eq!(detail["events"][0]["to"], "queued");
+
+    let (status, cancelled) = daemon
+        .call(Method::POST, &format!("/v1/tasks/{id}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled, json!({ "id": id, "status": "cancelled" }));
+
+    let (status, again) = daemon
+        .call(Method::POST, &format!("/v1/tasks/{id}/cancel"), None)
+        .await;
+    assert_error(status, &again, StatusCode::CONFLICT, "conflict");
+    let (status, events) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}/events"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    assert_eq!(
+        events.as_array().unwrap().last().unwrap()["to"],
+        "cancelled"
+    );
+    let (status, missing) = daemon.call(Method::GET, "/v1/tasks/999", None).await;
+    assert_error(status, &missing, StatusCode::NOT_FOUND, "not_found");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_workflow_submits_its_tasks_with_their_dependencies() {
+    let daemon = Daemon::start().await;
+    let yaml = "name: pair\ntasks:\n  - id: build\n    title: Build\n  - id: test\n    title: Test\n    needs: [build]\n";
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            Some(json!({ "project": daemon.project(), "yaml": yaml })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let tasks = body["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[1]["needs"], json!([tasks[0]["id"]]));
+    assert_eq!(tasks[1]["status"], "waiting");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_workflow_with_an_unknown_need_is_refused_with_line_and_column_and_creates_nothing() {
+    let daemon = Daemon::start().await;
+    let yaml = "tasks:\n  - id: a\n    title: A\n    needs: [nope]\n";
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            Some(json!({ "project": daemon.project(), "yaml": yaml })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["error"]["field"], "yaml");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("workflow.yml:4:"), "{message}");
+    assert!(message.contains("nope"), "{message}");
+    assert_eq!(daemon.task_count().await, 0);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn every_v1_route_in_the_openapi_document_refuses_a_missing_or_a_wrong_token() {
+    let daemon = Daemon::start().await;
+    let id = daemon.create_task("Guarded").await;
+    let (status, document) = read(daemon.client.get(format!("{}/openapi.json", daemon.base))).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = document["paths"].as_object().unwrap();
+    let mut checked = 0;
+    for (path, operations) in paths.iter().filter(|(path, _)| path.starts_with("/v1/")) {
+        let url = format!("{}{}", daemon.base, path.replace("{id}", &id.to_string()));
+        for method in operations.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let without = daemon.client.request(method.clone(), &url).json(&json!({}));
+            let (status, body) = read(without).await;
+            assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+            let wrong = daemon
+                .client
+                .request(method.clone(), &url)
+                .bearer_auth(format!("{}0", &daemon.token[1..]))
+                .json(&json!({}));
+            let (status, body) = read(wrong).await;
+            assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+            checked += 1;
+        }
+    }
+    // Every task route and more; a shrinking count means routes fell out of the document.
+    assert!(
+        checked >= 10,
+        "only {checked} operations under /v1 in the document"
+    );
+    // Nothing was done by the refused requests.
+    let (_, task) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}"), None)
+        .await;
+    assert_eq!(task["task"]["status"], "queued");
+    assert_eq!(daemon.task_count().await, 1);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_a_wrong_type_an_unknown_field_and_an_oversized_body_change_nothing() {
+    let daemon = Daemon::start().await;
+    daemon.create_task("Already there").await;
+    let project = daemon.project();
+
+    let (status, body) = daemon.post_raw("/v1/tasks", b"{\"title\": ".to_vec()).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed");
+
+    let wrong_type = json!({ "project": project, "title": "T", "priority": "high" });
+    let (status, body) = daemon
+        .call(Method::POST, "/v1/tasks", Some(wrong_type))
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["error"]["field"], "priority");
+
+    let unknown =
+        json!({ "project": project, "title": "T", "steps": [{ "agent": "sim", "colour": "red" }] });
+    let (status, body) = daemon.call(Method::POST, "/v1/tasks", Some(unknown)).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["error"]["field"], "steps[0].colour");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{body}"
+    );
+
+    let oversized = json!({ "project": project, "title": "T", "body": "x".repeat(BODY_LIMIT * 2) });
+    let (status, body) = daemon
+        .call(Method::POST, "/v1/tasks", Some(oversized))
+        .await;
+    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+
+    let relative = json!({ "project": "relative/dir", "title": "T" });
+    let (status, body) = daemon.call(Method::POST, "/v1/tasks", Some(relative)).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["error"]["field"], "project");
+
+    let (status, body) = daemon
+        .call(Method::GET, "/v1/tasks?status=sleeping", None)
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let (status, body) = daemon.call(Method::GET, "/v1/tasks/abc", None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed");
+
+    assert_eq!(daemon.task_count().await, 1);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn health_ready_and_the_openapi_document_need_no_token_and_unknown_routes_answer_json() {
+    let daemon = Daemon::start().await;
+    for path in ["/health", "/ready"] {
+        let (status, body) = read(daemon.client.get(format!("{}{path}", daemon.base))).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body, json!({ "status": "ok" }));
+    }
+    let (status, document) = read(daemon.client.get(format!("{}/openapi.json", daemon.base))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        document["paths"]["/v1/tasks/{id}/cancel"]["post"].is_object(),
+        "{document}"
+    );
+    let (status, body) = daemon.call(Method::DELETE, "/v1/tasks", None).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    let (status, body) = daemon.call(Method::GET, "/v1/nothing-here", None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = read(
+        daemon
+            .client
+            .get(format!("{}/v1/nothing-here", daemon.base)),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_file_has_mode_0600_and_is_reused_on_the_next_start() {
+    let daemon = Daemon::start().await;
+    let token_file = daemon.home.path().join("token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+    assert_eq!(daemon.token.len(), 64);
+    let (token, home) = (daemon.token.clone(), daemon.home.path().to_owned());
+    daemon.shutdown.cancel();
+    daemon.handle.await.unwrap().unwrap();
+    let token_again = orch_server::api::auth::load_or_create_token(&home).unwrap();
+    assert_eq!(token_again, token);
+}
+
+#[tokio::test]
+async fn a_token_file_others_can_read_stops_the_daemon_from_starting() {
+    let home = tempfile::tempdir().unwrap();
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, "secret\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = open_store(home.path()).await;
+    let result = serve(
+        store,
+        options(home.path(), "127.0.0.1:0"),
+        CancellationToken::new(),
+    )
+    .await;
+    let error = result.unwrap_err();
+    assert!(matches!(error, ServeError::TokenExposed { .. }), "{error}");
+    assert!(error.to_string().contains("chmod 600"), "{error}");
+}
+
+#[tokio::test]
+async fn a_non_loopback_listen_address_is_refused_without_the_flag() {
+    let home = tempfile::tempdir().unwrap();
+    let store = open_store(home.path()).await;
+    let result = serve(
+        store,
+        options(home.path(), "0.0.0.0:0"),
+        CancellationToken::new(),
+    )
+    .await;
+    let error = result.unwrap_err();
+    assert!(matches!(error, ServeError::NonLoopback(_)), "{error}");
+    assert!(error.to_string().contains("--insecure-listen"), "{error}");
+    assert!(!home.path().join("serve.addr").exists());
+}
