@@ -130,3 +130,38 @@ fn eight_threads_claiming_from_one_file_never_share_a_task() {
         assert!(problems.is_empty(), "{problems:#?}");
     });
 }
+
+#[test]
+fn many_openers_of_a_new_database_at_the_same_moment_all_succeed() {
+    // Regression: two processes opening a new home at once got "database is locked" from the
+    // switch to WAL mode, which SQLite reports without waiting on the busy timeout.
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orch.db");
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    barrier.wait();
+                    rt.block_on(async {
+                        let store = Store::open_sqlite(&path, SqliteOptions::default()).await?;
+                        store.status_counts().await?;
+                        store.close().await;
+                        Ok::<_, orch_store::StoreError>(())
+                    })
+                })
+            })
+            .collect();
+        for opener in openers {
+            opener
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+}

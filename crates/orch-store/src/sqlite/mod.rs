@@ -22,10 +22,13 @@ use std::time::Duration;
 use orch_core::lifecycle::{self, DependencyState, EventKind};
 use orch_core::{
     Event, FencingToken, Lease, Outcome, Run, RunId, RunState, Status, Task, TaskId, Timestamp,
+    WorkflowId,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::{Claim, Op, Problem, Project, Recovered, Result, StoreError, Submission, TaskFilter};
+use crate::{
+    Claim, FeedEvent, Op, Problem, Project, Recovered, Result, StoreError, Submission, TaskFilter,
+};
 use rows::{event_from_row, project_from_row, run_from_row, task_from_row};
 
 macro_rules! sql {
@@ -103,6 +106,44 @@ impl OwnedOp {
     }
 }
 
+/// WAL mode, durability, foreign keys, checkpoint size, then the schema.
+fn configure(conn: &mut Connection, options: &SqliteOptions) -> Result<()> {
+    // WAL lets readers work while one writer commits. `synchronous = NORMAL` in WAL mode syncs
+    // only at checkpoints: a commit survives a crash of this process (the WAL is in the OS page
+    // cache) but not necessarily a power cut.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Invalid {
+            field: "database".into(),
+            reason: format!(
+                "SQLite refused WAL mode (got `{mode}`); is the file on a network file system?"
+            ),
+        });
+    }
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match options.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoint every ~16 MB of WAL instead of 4 MB: each checkpoint fsyncs, and a claim plus a
+    // completion writes a dozen pages.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+    migrate::run(conn)
+}
+
+/// SQLite said another connection holds a lock.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
     Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
@@ -125,25 +166,22 @@ impl SqliteStore {
             .call(move |conn| {
                 conn.busy_timeout(options.busy_timeout)?;
                 conn.set_prepared_statement_cache_capacity(128);
-                // WAL lets readers work while one writer commits. `synchronous = NORMAL` in WAL
-                // mode syncs only at checkpoints: a commit survives a crash of this process (the
-                // WAL is in the OS page cache) but not necessarily a power cut.
-                let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-                if !mode.eq_ignore_ascii_case("wal") {
-                    return Err(StoreError::Invalid {
-                        field: "database".into(),
-                        reason: format!("SQLite refused WAL mode (got `{mode}`); is the file on a network file system?"),
-                    });
+                // Switching a new file to WAL takes an exclusive lock, and SQLite answers BUSY
+                // at once (without its busy handler) when two processes open a new home at the
+                // same moment; those answers are retried here until the busy timeout.
+                let deadline = std::time::Instant::now() + options.busy_timeout;
+                let mut wait = Duration::from_millis(5);
+                loop {
+                    match configure(conn, &options) {
+                        Err(StoreError::Database(e))
+                            if is_busy(&e) && std::time::Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(wait);
+                            wait = (wait * 2).min(Duration::from_millis(200));
+                        }
+                        other => return other,
+                    }
                 }
-                conn.pragma_update(None, "synchronous", match options.synchronous {
-                    Synchronous::Normal => "NORMAL",
-                    Synchronous::Full => "FULL",
-                })?;
-                conn.pragma_update(None, "foreign_keys", "ON")?;
-                // Checkpoint every ~16 MB of WAL instead of 4 MB: each checkpoint fsyncs, and a
-                // claim plus a completion writes a dozen pages.
-                conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
-                migrate::run(conn)
             })
             .await?;
         Ok(store)
@@ -643,6 +681,28 @@ impl SqliteStore {
                 .query_map([task.0], event_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             rows.into_iter().collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<FeedEvent>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(sql!("select_events_after"))?;
+            let rows = stmt
+                .query_map(params![after, limit], |row| {
+                    let workflow = row.get::<_, Option<i64>>("workflow_id")?.map(WorkflowId);
+                    Ok(event_from_row(row)?.map(|event| FeedEvent { event, workflow }))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn last_event_id(&self) -> Result<i64> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare_cached(sql!("select_last_event_id"))?;
+            Ok(stmt.query_row([], |row| row.get::<_, i64>(0))?)
         })
         .await
     }
