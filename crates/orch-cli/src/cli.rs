@@ -35,6 +35,12 @@ pub enum Command {
     /// a second. SIGTERM or Ctrl-C stops claiming, lets running steps finish for up to --grace,
     /// then gives unfinished runs back to the queue. A second signal exits at once.
     Serve(ServeArgs),
+    /// Run remote workers: claim and run tasks of the daemon at --server over its HTTP API.
+    ///
+    /// The worker needs each project checked out at the same absolute path as on the daemon's
+    /// machine; its run bundles and worktrees go to its own --home. SIGTERM or Ctrl-C stops
+    /// claiming, lets running steps finish for up to --grace, then gives unfinished runs back.
+    Worker(WorkerArgs),
     /// Show what orch does, end to end, in a throwaway repository: a workflow of agent (`sim`)
     /// and command steps with dependencies, run by embedded workers, with live progress and a
     /// summary. Needs nothing but git; no network, no API keys.
@@ -46,6 +52,8 @@ pub enum Command {
     Run(RunArgs),
     /// Count tasks by status.
     Status(JsonArgs),
+    /// Print a task's transitions live, through the running daemon, until it is finished.
+    Stream(StreamArgs),
     /// Check the database: replay every task's events and compare with its state.
     ///
     /// Exits 1 if any task disagrees with its event log or breaks an invariant.
@@ -68,7 +76,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Embedded workers (runs at the same time).
+    /// Embedded workers (runs at the same time); 0 leaves the work to remote `orch worker`s.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// Lease length: a run whose worker stops heartbeating for this long is recovered.
@@ -87,6 +95,37 @@ pub struct ServeArgs {
     /// Serve plaintext HTTP on a non-loopback address; use only behind TLS termination.
     #[arg(long)]
     pub insecure_listen: bool,
+    /// API requests per second each client may send on average (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub rate_limit: u32,
+    /// API requests a client may send at once before --rate-limit applies.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub rate_burst: u32,
+    /// An origin browsers may call the API from (repeatable; `*` for any). Default: none.
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors_origin: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The daemon's address (`orch serve --listen`), e.g. http://127.0.0.1:7700.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The worker token: the file `worker-token` in the daemon's home.
+    #[arg(long, env = "ORCH_WORKER_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The worker's name (slots are `<name>-1`, `<name>-2`, ...); unique per machine.
+    #[arg(long)]
+    pub name: String,
+    /// Runs at the same time.
+    #[arg(long, default_value_t = 1)]
+    pub slots: usize,
+    /// Lease length: a run whose worker stops heartbeating for this long is recovered.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lease: std::time::Duration,
+    /// How long running steps may take to finish after SIGTERM before they are requeued.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +212,12 @@ pub enum TaskCommand {
     Approve(TaskIdArgs),
     /// Show a run's logs: orch's log of the run, then each step's output.
     Logs(TaskLogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// The task's number.
+    pub id: i64,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use orch_server::{serve, ServeOptions};
 use orch_store::{Store, Submission, TaskFilter};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{DemoArgs, GcArgs, ServeArgs, TaskLogsArgs};
+use crate::cli::{DemoArgs, GcArgs, ServeArgs, TaskLogsArgs, WorkerArgs};
 use crate::commands::{now, op, open_store};
 use crate::config::Settings;
 use crate::output;
@@ -48,12 +48,15 @@ fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
 pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     let mut options = ServeOptions::new(&settings.home);
-    options.workers = args.workers.max(1);
+    options.workers = args.workers;
     options.lease = args.lease.max(Duration::from_secs(1));
     options.grace = args.grace;
     options.exit_when_idle = args.exit_when_idle;
     options.listen = Some(args.listen);
     options.allow_non_loopback = args.insecure_listen;
+    options.rate_limit_per_sec = args.rate_limit;
+    options.rate_limit_burst = args.rate_burst;
+    options.cors_origins = args.cors_origin;
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
@@ -76,6 +79,40 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
         })?;
     store.close().await;
     eprintln!("orch serve: stopped");
+    Ok(())
+}
+
+pub async fn worker_command(settings: &Settings, args: WorkerArgs) -> anyhow::Result<()> {
+    let http = orch_worker::HttpCoordinator::new(&args.server, &args.token)
+        .map_err(|e| UserError::new(format!("--server: {e}")))?;
+    if args.name.trim().is_empty() {
+        return Err(UserError::new("--name: give the worker a name").into());
+    }
+    std::fs::create_dir_all(&settings.home)
+        .with_context(|| format!("create {}", settings.home.display()))?;
+    let mut worker = orch_worker::WorkerSettings::new(args.name.trim(), &settings.home);
+    worker.lease = args.lease.max(Duration::from_secs(1));
+    worker.heartbeat_every = worker.lease / 3;
+    let slots = args.slots.max(1);
+    let shutdown = CancellationToken::new();
+    watch_signals(shutdown.clone())?;
+    eprintln!(
+        "orch worker: {} slot(s) named {}-N for {}, lease {}, bundles in {}",
+        slots,
+        worker.name,
+        args.server,
+        humantime::format_duration(worker.lease),
+        settings.home.join("runs").display()
+    );
+    orch_worker::run_workers(
+        orch_worker::Coordinator::Http(http),
+        worker,
+        slots,
+        shutdown,
+        args.grace,
+    )
+    .await;
+    eprintln!("orch worker: stopped");
     Ok(())
 }
 
@@ -287,31 +324,9 @@ fn run_dir(home: &Path, task: TaskId, attempt: Option<u32>) -> anyhow::Result<Op
     Ok(latest.map(|n| task_dir.join(n.to_string())))
 }
 
-/// Every log file of a run, in a stable order: orch's log, then each step's command output.
+/// Every log file of a run, in a stable order (see [`orch_worker::bundle::run_log_files`]).
 fn log_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = vec![dir.join("logs.txt")];
-    let mut steps: Vec<PathBuf> = std::fs::read_dir(dir.join("steps"))
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    steps.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.created()).ok());
-    for step in steps {
-        let mut outputs: Vec<PathBuf> = std::fs::read_dir(&step)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        p.file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with("cmd-") && n.ends_with(".log"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        outputs.sort();
-        files.extend(outputs);
-    }
-    files
+    orch_worker::bundle::run_log_files(dir)
 }
 
 pub async fn task_logs(settings: &Settings, args: TaskLogsArgs) -> anyhow::Result<()> {

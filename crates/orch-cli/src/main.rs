@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod debug;
 mod output;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -112,9 +113,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Demo(args) => return daemon::demo(home, args).await,
         Command::Init(args) => commands::init(&settings()?, args).await?,
         Command::Serve(args) => daemon::serve_command(&settings()?, args).await?,
+        Command::Worker(args) => daemon::worker_command(&settings()?, args).await?,
         Command::Task(command) => commands::task(&settings()?, command).await?,
         Command::Run(args) => commands::run_workflow(&settings()?, args).await?,
         Command::Status(args) => commands::status(&settings()?, args).await?,
+        Command::Stream(args) => stream::stream(&settings()?, args).await?,
         Command::Doctor(args) => return commands::doctor(&settings()?, args).await,
         Command::Recover(args) => commands::recover(&settings()?, args).await?,
         Command::Gc(args) => daemon::gc(&settings()?, args).await?,

@@ -39,6 +39,12 @@ pub struct ServeOptions {
     pub allow_non_loopback: bool,
     /// The largest request body the API accepts, in bytes.
     pub body_limit: usize,
+    /// Requests per second each client may send on average (0: no limit); `/health` is exempt.
+    pub rate_limit_per_sec: u32,
+    /// Requests a client may send at once before the average rate applies.
+    pub rate_limit_burst: u32,
+    /// Origins browsers may call the API from (`*`: any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
 }
 
 impl ServeOptions {
@@ -55,6 +61,9 @@ impl ServeOptions {
             listen: None,
             allow_non_loopback: false,
             body_limit: 1024 * 1024,
+            rate_limit_per_sec: 50,
+            rate_limit_burst: 100,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -157,8 +166,18 @@ pub async fn serve(
     }
     // The API stops with `shutdown`, or when the workers stop by themselves (`exit_when_idle`).
     let api_stop = shutdown.child_token();
+    let metrics = std::sync::Arc::new(api::ops::Metrics::new());
     let api = match options.listen {
-        Some(addr) => Some(api::start(store.clone(), &options, addr, api_stop.clone()).await?),
+        Some(addr) => Some(
+            api::start(
+                store.clone(),
+                &options,
+                addr,
+                metrics.clone(),
+                api_stop.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let coordinator = Coordinator::Local(store.clone());
@@ -169,6 +188,7 @@ pub async fn serve(
     let scheduler = tokio::spawn(scheduler_loop(
         store.clone(),
         options.clone(),
+        metrics,
         shutdown.clone(),
         workers_stop.clone(),
     ));
@@ -203,6 +223,7 @@ pub async fn serve(
 async fn scheduler_loop(
     store: Store,
     options: ServeOptions,
+    metrics: std::sync::Arc<api::ops::Metrics>,
     shutdown: CancellationToken,
     workers_stop: CancellationToken,
 ) {
@@ -235,6 +256,7 @@ async fn scheduler_loop(
         }
         match store.tick(Op::now("scheduler")).await {
             Ok(report) => {
+                metrics.leases_expired(report.recovered.len());
                 for r in &report.recovered {
                     tracing::warn!(task = %r.task, run = %r.run, status = %r.status, "lease expired; run lost");
                 }

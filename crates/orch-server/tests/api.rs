@@ -25,6 +25,7 @@ struct Daemon {
     project: TempDir,
     base: String,
     token: String,
+    worker_token: String,
     client: reqwest::Client,
     shutdown: CancellationToken,
     handle: JoinHandle<Result<(), ServeError>>,
@@ -71,11 +72,16 @@ impl Daemon {
             .unwrap()
             .trim()
             .to_owned();
+        let worker_token = std::fs::read_to_string(home.path().join("worker-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
         Daemon {
             home,
             project,
             base: format!("http://{addr}"),
             token,
+            worker_token,
             client: reqwest::Client::new(),
             shutdown,
             handle,
@@ -124,6 +130,28 @@ impl Daemon {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_i64().unwrap()
+    }
+
+    /// Send a request with the worker token.
+    async fn worker_call(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.worker_token)
+            .json(&body);
+        read(request).await
+    }
+
+    /// Claim with the worker token, not waiting; the claim's JSON.
+    async fn claim_now(&self, worker: &str) -> Value {
+        let (status, claim) = self
+            .worker_call(
+                "/v1/worker/claim",
+                json!({ "worker": worker, "lease_ms": 30_000, "wait_ms": 0 }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{claim}");
+        claim
     }
 
     async fn task_count(&self) -> u64 {
@@ -260,7 +288,8 @@ async fn a_workflow_with_an_unknown_need_is_refused_with_line_and_column_and_cre
 }
 
 #[tokio::test]
-async fn every_v1_route_in_the_openapi_document_refuses_a_missing_or_a_wrong_token() {
+async fn every_v1_route_in_the_openapi_document_refuses_a_missing_or_a_wrong_token_and_only_worker_routes_take_the_worker_token(
+) {
     let daemon = Daemon::start().await;
     let id = daemon.create_task("Guarded").await;
     let (status, document) = read(daemon.client.get(format!("{}/openapi.json", daemon.base))).await;
@@ -268,7 +297,11 @@ async fn every_v1_route_in_the_openapi_document_refuses_a_missing_or_a_wrong_tok
     let paths = document["paths"].as_object().unwrap();
     let mut checked = 0;
     for (path, operations) in paths.iter().filter(|(path, _)| path.starts_with("/v1/")) {
-        let url = format!("{}{}", daemon.base, path.replace("{id}", &id.to_string()));
+        let url = format!(
+            "{}{}",
+            daemon.base,
+            path.replace("{id}", &id.to_string()).replace("{run}", "1")
+        );
         for method in operations.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             let without = daemon.client.request(method.clone(), &url).json(&json!({}));
@@ -281,12 +314,21 @@ async fn every_v1_route_in_the_openapi_document_refuses_a_missing_or_a_wrong_tok
                 .json(&json!({}));
             let (status, body) = read(wrong).await;
             assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+            if !path.starts_with("/v1/worker/") {
+                let worker = daemon
+                    .client
+                    .request(method.clone(), &url)
+                    .bearer_auth(&daemon.worker_token)
+                    .json(&json!({}));
+                let (status, body) = read(worker).await;
+                assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+            }
             checked += 1;
         }
     }
     // Every task route and more; a shrinking count means routes fell out of the document.
     assert!(
-        checked >= 10,
+        checked >= 14,
         "only {checked} operations under /v1 in the document"
     );
     // Nothing was done by the refused requests.
@@ -428,4 +470,188 @@ async fn a_non_loopback_listen_address_is_refused_without_the_flag() {
     assert!(matches!(error, ServeError::NonLoopback(_)), "{error}");
     assert!(error.to_string().contains("--insecure-listen"), "{error}");
     assert!(!home.path().join("serve.addr").exists());
+}
+
+#[tokio::test]
+async fn a_remote_worker_claims_heartbeats_and_completes_a_run_over_http() {
+    let daemon = Daemon::start().await;
+    let id = daemon.create_task("Remote").await;
+    let claim = daemon.claim_now("remote-a").await;
+    assert_eq!(claim["task"]["id"], id, "{claim}");
+    assert_eq!(claim["task"]["status"], "running", "{claim}");
+    assert_eq!(claim["task"]["spec"]["title"], "Remote", "{claim}");
+    assert_eq!(claim["attempt"], 1, "{claim}");
+    assert_eq!(claim["owner"], "remote-a", "{claim}");
+    assert_eq!(claim["project_dir"], daemon.project(), "{claim}");
+    let (run, token) = (
+        claim["run"].as_i64().unwrap(),
+        claim["token"].as_i64().unwrap(),
+    );
+    let (status, beat) = daemon
+        .worker_call(
+            &format!("/v1/worker/runs/{run}/heartbeat"),
+            json!({ "token": token, "lease_ms": 60_000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{beat}");
+    assert!(
+        beat["lease_expires_at"].as_i64().unwrap() > claim["lease_expires_at"].as_i64().unwrap()
+    );
+    let (status, done) = daemon
+        .worker_call(
+            &format!("/v1/worker/runs/{run}/complete"),
+            json!({ "token": token, "outcome": "succeeded", "reason": "all steps passed" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "done");
+    let (_, task) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}"), None)
+        .await;
+    assert_eq!(task["task"]["status"], "done", "{task}");
+    // Nothing else is queued: a claim that does not wait answers 204 at once.
+    let nothing = daemon
+        .client
+        .post(format!("{}/v1/worker/claim", daemon.base))
+        .bearer_auth(&daemon.worker_token)
+        .json(&json!({ "worker": "remote-a", "lease_ms": 30_000, "wait_ms": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nothing.status(), StatusCode::NO_CONTENT);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_token_is_refused_with_lease_lost_and_a_requeue_gives_the_task_back() {
+    let daemon = Daemon::start().await;
+    let id = daemon.create_task("Fenced").await;
+    let claim = daemon.claim_now("remote-a").await;
+    let (run, token) = (
+        claim["run"].as_i64().unwrap(),
+        claim["token"].as_i64().unwrap(),
+    );
+    let stale = token - 1;
+    let (status, body) = daemon
+        .worker_call(
+            &format!("/v1/worker/runs/{run}/heartbeat"),
+            json!({ "token": stale, "lease_ms": 30_000 }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
+    let (status, body) = daemon
+        .worker_call(
+            &format!("/v1/worker/runs/{run}/complete"),
+            json!({ "token": stale, "outcome": "succeeded" }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
+    let (status, body) = daemon
+        .worker_call(
+            &format!("/v1/worker/runs/{run}/requeue"),
+            json!({ "token": token, "reason": "shutting down" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Requeued without delay: `retry_wait` until the scheduler's next pass queues it.
+    assert_eq!(body["status"], "retry_wait");
+    // The old token is stale now too, and the task goes to the next claimer.
+    let (status, body) = daemon
+        .worker_call(
+            &format!("/v1/worker/runs/{run}/complete"),
+            json!({ "token": token, "outcome": "succeeded" }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
+    let (status, again) = daemon
+        .worker_call(
+            "/v1/worker/claim",
+            json!({ "worker": "remote-b", "lease_ms": 30_000, "wait_ms": 10_000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["task"]["id"], id);
+    assert!(again["token"].as_i64().unwrap() > token);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_identical_completion_is_answered_200_twice_and_recorded_once() {
+    let daemon = Daemon::start().await;
+    let id = daemon.create_task("Twice").await;
+    let claim = daemon.claim_now("remote-a").await;
+    let (run, token) = (
+        claim["run"].as_i64().unwrap(),
+        claim["token"].as_i64().unwrap(),
+    );
+    let path = format!("/v1/worker/runs/{run}/complete");
+    let body = json!({ "token": token, "outcome": "succeeded", "reason": "all steps passed" });
+    let (first, answer) = daemon.worker_call(&path, body.clone()).await;
+    assert_eq!(first, StatusCode::OK, "{answer}");
+    let (second, again) = daemon.worker_call(&path, body).await;
+    assert_eq!(second, StatusCode::OK, "{again}");
+    assert_eq!(answer["status"], "done");
+    assert_eq!(again["status"], "done");
+    // A different outcome for the same run is not a repeat.
+    let (status, refused) = daemon
+        .worker_call(&path, json!({ "token": token, "outcome": "failed" }))
+        .await;
+    assert_error(status, &refused, StatusCode::CONFLICT, "lease_lost");
+    let (_, events) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}/events"), None)
+        .await;
+    let completions = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["kind"] == "complete")
+        .count();
+    assert_eq!(completions, 1, "{events}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_waiting_claim_returns_the_task_submitted_while_it_waits() {
+    let daemon = Daemon::start().await;
+    let waiting = {
+        let request = daemon
+            .client
+            .post(format!("{}/v1/worker/claim", daemon.base))
+            .bearer_auth(&daemon.worker_token)
+            .json(&json!({ "worker": "remote-a", "lease_ms": 30_000, "wait_ms": 20_000 }));
+        tokio::spawn(async move { read(request).await })
+    };
+    // Let the claim reach the daemon and find the queue empty first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the claim did not wait");
+    let id = daemon.create_task("Soon").await;
+    let (status, claim) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{claim}");
+    assert_eq!(claim["task"]["id"], id, "{claim}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_name_of_the_embedded_workers_and_a_too_short_lease_are_refused() {
+    let daemon = Daemon::start().await;
+    daemon.create_task("Guarded").await;
+    let (status, body) = daemon
+        .worker_call(
+            "/v1/worker/claim",
+            json!({ "worker": "embedded-1", "lease_ms": 30_000 }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["error"]["field"], "worker");
+    let (status, body) = daemon
+        .worker_call(
+            "/v1/worker/claim",
+            json!({ "worker": "remote", "lease_ms": 5 }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["error"]["field"], "lease_ms");
+    let (_, task) = daemon.call(Method::GET, "/v1/tasks/1", None).await;
+    assert_eq!(task["task"]["status"], "queued");
+    daemon.stop().await;
 }

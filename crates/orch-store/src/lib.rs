@@ -121,6 +121,15 @@ pub struct TickReport {
     pub requeued: Vec<TaskId>,
 }
 
+/// An event with its task's workflow, as [`Store::events_after`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    /// The event.
+    pub event: Event,
+    /// The workflow of the event's task, if it came from one.
+    pub workflow: Option<WorkflowId>,
+}
+
 /// A disagreement found by [`Store::check_consistency`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -285,6 +294,17 @@ impl Store {
     /// The events of a task, oldest first.
     pub async fn events(&self, task: TaskId) -> Result<Vec<Event>> {
         delegate!(self.events(task))
+    }
+
+    /// Events of every task with an id above `after`, oldest first, at most `limit`, each with
+    /// its task's workflow: what the live event stream polls.
+    pub async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<FeedEvent>> {
+        delegate!(self.events_after(after, limit))
+    }
+
+    /// The id of the newest event (0 when there is none).
+    pub async fn last_event_id(&self) -> Result<i64> {
+        delegate!(self.last_event_id())
     }
 
     /// How many tasks are in each status (statuses with none are left out).

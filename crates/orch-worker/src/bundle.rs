@@ -24,6 +24,33 @@ use serde::{Deserialize, Serialize};
 use crate::exec::CommandRecord;
 use crate::redact::Redactor;
 
+/// Every log file of a run, in a stable order: orch's log, then each step's command output.
+pub fn run_log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = vec![dir.join("logs.txt")];
+    let mut steps: Vec<PathBuf> = fs::read_dir(dir.join("steps"))
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    steps.sort_by_key(|p| fs::metadata(p).and_then(|m| m.created()).ok());
+    for step in steps {
+        let mut outputs: Vec<PathBuf> = fs::read_dir(&step)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("cmd-") && n.ends_with(".log"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        outputs.sort();
+        files.extend(outputs);
+    }
+    files
+}
+
 /// Files every run directory has.
 pub const RUN_FILES: [&str; 8] = [
     "job.json",

@@ -1,11 +1,15 @@
-//! The coordinator a worker talks to: the store in-process for embedded workers, and (next) the
-//! HTTP API for remote workers. Execution code sees only this.
+//! The coordinator a worker talks to: the store in-process for embedded workers, and the
+//! daemon's HTTP API for remote workers (`orch worker`). Execution code sees only this.
+
+mod http;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orch_core::{FencingToken, Outcome, ProjectId, RunId, Status, Task};
+use orch_core::{FencingToken, Outcome, ProjectId, RunId, Status};
 use orch_store::{Claim, Op, Store, StoreError};
+
+pub use http::HttpCoordinator;
 
 /// Why a coordinator call failed.
 #[derive(Debug, thiserror::Error)]
@@ -13,12 +17,24 @@ pub enum CoordinatorError {
     /// The lease is no longer this worker's: stop working on the run.
     #[error("lease lost: {0}")]
     LeaseLost(String),
-    /// Anything else (the database, the network).
+    /// The daemon could not be reached, or answered that it cannot serve now (5xx): worth
+    /// trying again.
+    #[error("the server is unreachable: {0}")]
+    Unreachable(String),
+    /// The daemon refused the request (a wrong token, a bad request): trying again will not help.
+    #[error("the server refused the request: {0}")]
+    Refused(String),
+    /// Anything else (the database).
     #[error(transparent)]
     Other(#[from] StoreError),
 }
 
 impl CoordinatorError {
+    /// The same request may succeed later (the daemon is restarting, the network is back).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CoordinatorError::Unreachable(_))
+    }
+
     fn from_store(err: StoreError) -> Self {
         match err {
             StoreError::StaleLease { reason, .. } => CoordinatorError::LeaseLost(reason),
@@ -32,10 +48,12 @@ impl CoordinatorError {
 pub enum Coordinator {
     /// Embedded: the store of this process.
     Local(Store),
+    /// Remote: the daemon's `/v1/worker` API.
+    Http(HttpCoordinator),
 }
 
 impl Coordinator {
-    /// Claim the next ready task, if any.
+    /// Claim the next ready task, if any. Over HTTP this waits (long poll) a few seconds for one.
     pub async fn claim(
         &self,
         worker: &str,
@@ -46,6 +64,7 @@ impl Coordinator {
                 .claim_next(worker, lease, Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
+            Coordinator::Http(http) => http.claim(worker, lease).await,
         }
     }
 
@@ -63,6 +82,7 @@ impl Coordinator {
                 .await
                 .map(|_| ())
                 .map_err(CoordinatorError::from_store),
+            Coordinator::Http(http) => http.heartbeat(run, token, lease).await,
         }
     }
 
@@ -80,6 +100,7 @@ impl Coordinator {
                 .complete(run, token, outcome, reason, Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
+            Coordinator::Http(http) => http.complete(run, token, outcome, reason).await,
         }
     }
 
@@ -97,10 +118,12 @@ impl Coordinator {
                 .requeue(run, token, delay, Some(reason), Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
+            Coordinator::Http(http) => http.requeue(run, token, delay, reason).await,
         }
     }
 
-    /// The directory of a project.
+    /// The directory of a project. A remote worker runs where the project is checked out at the
+    /// same absolute path as on the daemon's machine (the claim names the path).
     pub async fn project_dir(&self, project: ProjectId) -> Result<PathBuf, CoordinatorError> {
         match self {
             Coordinator::Local(store) => {
@@ -115,13 +138,7 @@ impl Coordinator {
                         )))
                     })
             }
-        }
-    }
-
-    /// Reload a task (for its current status).
-    pub async fn task(&self, task: orch_core::TaskId) -> Result<Task, CoordinatorError> {
-        match self {
-            Coordinator::Local(store) => Ok(store.task(task).await?),
+            Coordinator::Http(http) => http.project_dir(project),
         }
     }
 }

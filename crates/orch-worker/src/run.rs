@@ -142,21 +142,47 @@ pub async fn execute(
             }
         };
     }
-    match coordinator
-        .complete(
-            &settings.name,
-            run,
-            token,
-            verdict.outcome,
-            Some(&verdict.reason),
-        )
-        .await
-    {
+    match complete(coordinator, settings, run, token, &verdict).await {
         Ok(_) => RunEnd::Reported(verdict.outcome),
         Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
         Err(e) => {
             tracing::error!(task = %claim.task.id, "could not report the outcome: {e}; the lease will expire and the task run again");
             RunEnd::LeaseLost
+        }
+    }
+}
+
+/// How long a worker keeps trying to deliver a result to a daemon it cannot reach.
+const COMPLETE_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Report the outcome, trying again with backoff while the coordinator is unreachable: a
+/// completion the daemon already accepted is accepted again, so sending it twice is safe.
+async fn complete(
+    coordinator: &Coordinator,
+    settings: &WorkerSettings,
+    run: orch_core::RunId,
+    token: orch_core::FencingToken,
+    verdict: &Verdict,
+) -> Result<orch_core::Status, CoordinatorError> {
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match coordinator
+            .complete(
+                &settings.name,
+                run,
+                token,
+                verdict.outcome,
+                Some(&verdict.reason),
+            )
+            .await
+        {
+            Err(e) if e.is_retryable() && started.elapsed() < COMPLETE_RETRY_FOR => {
+                tracing::warn!(run = %run, "could not report the outcome: {e}; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
         }
     }
 }

@@ -49,7 +49,14 @@ async fn worker_loop(
 ) {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
-        let claim = match coordinator.claim(&settings.name, settings.lease).await {
+        // A claim over HTTP waits on the daemon for a few seconds; shutdown does not wait for it.
+        // (If the daemon had already claimed a run for it, that run is recovered when its lease
+        // expires.)
+        let claimed = tokio::select! {
+            () = shutdown.cancelled() => break,
+            claimed = coordinator.claim(&settings.name, settings.lease) => claimed,
+        };
+        let claim = match claimed {
             Ok(claim) => {
                 failures = 0;
                 claim

@@ -17,4 +17,5 @@ mod demo;
 mod execution;
 mod fencing;
 mod regressions;
+mod remote;
 mod serve;

@@ -1,11 +1,12 @@
-//! The admin token: created at first start in `<home>/token` (mode 0600) and required, as
-//! `Authorization: Bearer <token>`, on every `/v1` request.
+//! The tokens: the admin token in `<home>/token` and the worker token in `<home>/worker-token`,
+//! both created at first start (mode 0600). Every `/v1` request needs one of them as
+//! `Authorization: Bearer <token>`; the worker token is accepted only under `/v1/worker/`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -16,10 +17,22 @@ use super::error::ApiError;
 use super::ApiState;
 use crate::ServeError;
 
+/// The prefix of the routes a worker token may use.
+pub const WORKER_ROUTES: &str = "/v1/worker/";
+
 /// Read the home's admin token, creating it (32 random bytes, hex) if there is none. Refuses a
 /// token file that group or others can read.
 pub fn load_or_create_token(home: &Path) -> Result<String, ServeError> {
-    let path = home.join("token");
+    load_or_create(&home.join("token"))
+}
+
+/// Read the home's worker token (`<home>/worker-token`), creating it like the admin token. It is
+/// what `orch worker --token` takes: it can claim, heartbeat and report runs, nothing else.
+pub fn load_or_create_worker_token(home: &Path) -> Result<String, ServeError> {
+    load_or_create(&home.join("worker-token"))
+}
+
+fn load_or_create(path: &Path) -> Result<String, ServeError> {
     let io = |context: &str| {
         let context = format!("{context} {}", path.display());
         move |source| ServeError::Io { context, source }
@@ -32,18 +45,18 @@ pub fn load_or_create_token(home: &Path) -> Result<String, ServeError> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
     {
         Ok(mut file) => {
             file.write_all(format!("{fresh}\n").as_bytes())
                 .map_err(io("write"))?;
-            tracing::info!(path = %path.display(), "created the admin token");
+            tracing::info!(path = %path.display(), "created a token");
             return Ok(fresh);
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io("create")(e)),
     }
-    let mut file = std::fs::File::open(&path).map_err(io("open"))?;
+    let mut file = std::fs::File::open(path).map_err(io("open"))?;
     let mode = file.metadata().map_err(io("stat"))?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(ServeError::TokenExposed {
@@ -63,7 +76,8 @@ pub fn load_or_create_token(home: &Path) -> Result<String, ServeError> {
     Ok(token)
 }
 
-/// Middleware: pass the request on only if it carries the admin token.
+/// Middleware: pass the request on only if it carries the admin token, or the worker token on a
+/// worker route (403 on any other route, so a worker's token cannot steer tasks).
 pub async fn require_token(
     State(state): State<ApiState>,
     request: Request,
@@ -80,9 +94,23 @@ pub async fn require_token(
         .ok_or(ApiError::Unauthorized)?;
     // Constant time in the token's content (`subtle`), so response timing does not reveal how
     // many leading characters were right. The length is not secret: every token is 64 hex digits.
-    if bool::from(presented.as_bytes().ct_eq(state.token.as_bytes())) {
+    // Both comparisons always run, so timing does not tell which token was close either.
+    let admin = bool::from(presented.as_bytes().ct_eq(state.token.as_bytes()));
+    let worker = bool::from(presented.as_bytes().ct_eq(state.worker_token.as_bytes()));
+    if admin {
+        return Ok(next.run(request).await);
+    }
+    if !worker {
+        return Err(ApiError::Unauthorized);
+    }
+    // Inside the `/v1` router the path has lost its prefix; the original URI still has it.
+    let path = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().path(), |original| original.path());
+    if path.starts_with(WORKER_ROUTES) {
         Ok(next.run(request).await)
     } else {
-        Err(ApiError::Unauthorized)
+        Err(ApiError::Forbidden)
     }
 }

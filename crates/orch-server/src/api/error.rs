@@ -19,12 +19,16 @@ pub enum ApiError {
     },
     /// No token or a wrong one (401).
     Unauthorized,
+    /// A valid token that may not use this route: a worker token outside `/v1/worker` (403).
+    Forbidden,
     /// Nothing there (404).
     NotFound(String),
     /// The route exists but not with this method (405).
     MethodNotAllowed,
     /// The operation does not apply in the current state (409).
     Conflict(String),
+    /// A worker's fencing token is not the run's current lease (409): stop working on the run.
+    LeaseLost(String),
     /// The body is larger than the configured limit (413).
     TooLarge,
     /// The request was read but a value is wrong (422).
@@ -41,6 +45,12 @@ pub enum ApiError {
     },
     /// A dependency (the store) does not answer (503).
     Unavailable(String),
+    /// The client sent more requests than its rate allows (429); it may try again after
+    /// `retry_after` seconds.
+    RateLimited {
+        /// Seconds until the next request would be accepted.
+        retry_after: u64,
+    },
 }
 
 /// The JSON body of every error response.
@@ -53,8 +63,8 @@ pub struct ErrorBody {
 /// One error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable: `malformed`, `unauthorized`, `not_found`, `method_not_allowed`, `conflict`,
-    /// `too_large`, `invalid`, `internal`, `unavailable`.
+    /// Stable: `malformed`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `conflict`, `lease_lost`, `too_large`, `invalid`, `internal`, `unavailable`, `rate_limited`.
     pub code: &'static str,
     /// For humans.
     pub message: String,
@@ -64,10 +74,11 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    /// An internal failure: log the whole error once, under a new request id, and tell the
-    /// client only the id.
+    /// An internal failure: log the whole error once, under the request's id (the one in its
+    /// `x-request-id` header), and tell the client only the id.
     pub fn internal(error: &dyn std::fmt::Display) -> ApiError {
-        let request_id = format!("{:016x}", rand::random::<u64>());
+        let request_id = super::ops::current_request_id()
+            .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         tracing::error!(request_id, "request failed: {error}");
         ApiError::Internal { request_id }
     }
@@ -87,6 +98,14 @@ impl IntoResponse for ApiError {
                     .to_owned(),
                 None,
             ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a worker token may only use the `/v1/worker` routes; use the admin token (the \
+                 file `token` in the orch home)"
+                    .to_owned(),
+                None,
+            ),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message, None),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -95,6 +114,7 @@ impl IntoResponse for ApiError {
                 None,
             ),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", message, None),
+            ApiError::LeaseLost(message) => (StatusCode::CONFLICT, "lease_lost", message, None),
             ApiError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
@@ -108,6 +128,12 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 format!("internal error (request id {request_id})"),
+                None,
+            ),
+            ApiError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; try again in {retry_after} s"),
                 None,
             ),
             ApiError::Unavailable(message) => (

@@ -6,11 +6,15 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod json;
+pub mod logs;
 pub mod openapi;
+pub mod ops;
 pub mod tasks;
 pub mod views;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +38,14 @@ pub struct ApiState {
     pub home: PathBuf,
     /// The admin token every `/v1` request must carry.
     pub token: Arc<str>,
+    /// The worker token, accepted on the `/v1/worker/` routes only.
+    pub worker_token: Arc<str>,
+    /// The metrics served at `/metrics`, shared with the scheduler and the event feed.
+    pub metrics: Arc<ops::Metrics>,
+    /// Per-client token buckets; `None` when rate limiting is off.
+    pub rate_limiter: Option<Arc<ops::RateLimiter>>,
+    /// Newly committed events, for `/v1/events`.
+    pub feed: events::EventFeed,
 }
 
 /// The whole API. `body_limit` caps every request body, in bytes.
@@ -48,6 +60,9 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/tasks/{id}/approve", post(tasks::approve))
         .route("/workflows", post(tasks::submit_workflow))
         .route("/status", get(tasks::status))
+        .route("/events", get(events::stream_events))
+        .route("/runs/{task}/{attempt}/logs", get(logs::logs))
+        .merge(workers::routes())
         // Unknown `/v1` paths also need the token, so they do not reveal which routes exist.
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -60,9 +75,20 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(ops::metrics))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        // Outermost last: the request id wraps everything, so even a 429 carries one.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::rate_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::count_requests,
+        ))
+        .layer(axum::middleware::from_fn(ops::request_id))
         .with_state(state)
 }
 
@@ -72,9 +98,12 @@ pub(crate) async fn start(
     store: Store,
     options: &ServeOptions,
     addr: SocketAddr,
+    metrics: Arc<ops::Metrics>,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, ServeError> {
+    let cors = ops::cors(&options.cors_origins)?;
     let token = auth::load_or_create_token(&options.home)?;
+    let worker_token = auth::load_or_create_worker_token(&options.home)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Io {
@@ -93,18 +122,33 @@ pub(crate) async fn start(
         source,
     })?;
     tracing::info!(%bound, "HTTP API listening on http://{bound}");
+    let (feed, feed_poller) =
+        events::EventFeed::start(store.clone(), metrics.clone(), stop.clone()).await?;
     let state = ApiState {
         store,
         home: options.home.clone(),
         token: token.into(),
+        worker_token: worker_token.into(),
+        metrics,
+        rate_limiter: ops::RateLimiter::new(options.rate_limit_per_sec, options.rate_limit_burst)
+            .map(Arc::new),
+        feed,
     };
-    let app = router(state, options.body_limit);
+    let mut app = router(state, options.body_limit);
+    if let Some(cors) = cors {
+        app = app.layer(cors);
+    }
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
+        // With the peer's address, for rate limiting clients that send no token.
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
         {
             tracing::error!("the HTTP API failed: {e}");
+        }
+        if let Err(e) = feed_poller.await {
+            tracing::error!("the event feed ended abnormally: {e}");
         }
         // After a clean stop nothing listens there any more; a daemon killed with SIGKILL leaves
         // the file behind, so readers must still expect a refused connection.

@@ -4,15 +4,16 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, health, tasks, views};
+use super::{error, events, health, logs, ops, tasks, views, workers};
 
 /// The API's description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "orch", description = "The orch daemon's HTTP API. Every `/v1` route needs the admin token from `<home>/token` as `Authorization: Bearer <token>`."),
+    info(title = "orch", description = "The orch daemon's HTTP API. Every `/v1` route needs the admin token from `<home>/token` as `Authorization: Bearer <token>`; the `/v1/worker` routes (tag `worker`) also take the worker token from `<home>/worker-token`, which every other route refuses with 403."),
     paths(
         health::health,
         health::ready,
+        ops::metrics,
         tasks::list,
         tasks::create,
         tasks::get,
@@ -23,6 +24,12 @@ use super::{error, health, tasks, views};
         tasks::approve,
         tasks::submit_workflow,
         tasks::status,
+        events::stream_events,
+        logs::logs,
+        workers::claim,
+        workers::heartbeat,
+        workers::complete,
+        workers::requeue,
     ),
     components(schemas(
         error::ErrorBody,
@@ -30,6 +37,11 @@ use super::{error, health, tasks, views};
         views::TaskView,
         views::RunView,
         views::EventView,
+        events::StreamedEvent,
+        logs::LogLine,
+        logs::LogSearch,
+        workers::ClaimedRun,
+        workers::ClaimedTask,
     )),
     modifiers(&BearerAuth)
 )]

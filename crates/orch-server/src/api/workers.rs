@@ -1,0 +1,428 @@
+//! `/v1/worker/...`: what a remote worker (`orch worker`) asks of the daemon: claim a run (long
+//! poll), heartbeat it, complete it, or give it back. Every request about a run carries the
+//! run's fencing token; a stale one is refused with 409 `lease_lost` (and recorded by the store).
+//!
+//! These routes take the worker token (`<home>/worker-token`) or the admin token.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use orch_core::{FencingToken, Outcome, RunId, RunState};
+use orch_store::{Claim, Op, StoreError};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::json::ApiJson;
+use super::ApiState;
+use crate::EMBEDDED_PREFIX;
+
+/// The longest a claim waits for work, whatever the worker asks.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a waiting claim looks at the queue again. Claims made by other processes on the
+/// same home (and tasks made ready by the scheduler) are not announced in-process, so polling
+/// the store is what sees all of them.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Leases shorter than this would expire between two heartbeats over a network.
+const MIN_LEASE: Duration = Duration::from_secs(1);
+
+/// Leases longer than this would keep a dead worker's task stuck for too long.
+const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
+
+/// The worker routes, to be merged into the `/v1` router (behind its token check).
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/worker/claim", post(claim))
+        .route("/worker/runs/{run}/heartbeat", post(heartbeat))
+        .route("/worker/runs/{run}/complete", post(complete))
+        .route("/worker/runs/{run}/requeue", post(requeue))
+}
+
+/// A claim: who asks, for how long a lease, and how long to wait for work.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The worker's name: the lease owner and the actor of its events. Names starting with
+    /// `embedded-` belong to the daemon's own workers and are refused.
+    pub worker: String,
+    /// The lease length in milliseconds (1 s to 24 h).
+    pub lease_ms: u64,
+    /// Wait up to this long for a task to become ready (capped at 30 s); 0 answers at once.
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// A claimed run: the task to run, its run with the lease, and where the project is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimedRun {
+    /// The task (now `running`).
+    pub task: ClaimedTask,
+    /// The run's id.
+    pub run: i64,
+    /// 1 for the task's first run, 2 for the second, ...
+    pub attempt: u32,
+    /// The fencing token: every later request about the run must carry it.
+    pub token: i64,
+    /// The lease's owner (the worker's name).
+    pub owner: String,
+    /// The lease expires at this instant (milliseconds since the Unix epoch) unless heartbeated.
+    pub lease_expires_at: i64,
+    /// When the run was claimed (milliseconds since the Unix epoch).
+    pub started_at: i64,
+    /// The project's absolute directory. A remote worker needs the repository checked out at
+    /// this same path.
+    pub project_dir: String,
+}
+
+/// The task of a claimed run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimedTask {
+    /// Its id.
+    pub id: i64,
+    /// Its project's id.
+    pub project: i64,
+    /// Its workflow, if any.
+    pub workflow: Option<i64>,
+    /// Its parent task, if any.
+    pub parent: Option<i64>,
+    /// The normalized spec (`job.json`'s `spec`).
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    /// Its status (`running`).
+    pub status: String,
+    /// Attempts used, this run included.
+    pub attempts_used: u32,
+    /// Runs created over the task's life.
+    pub run_count: u32,
+    /// The tasks it needed.
+    pub needs: Vec<i64>,
+    /// When it was submitted (milliseconds since the Unix epoch).
+    pub created_at: i64,
+    /// When its status last changed (milliseconds since the Unix epoch).
+    pub updated_at: i64,
+}
+
+/// A heartbeat: the run's token and the new lease length.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The run's fencing token.
+    pub token: i64,
+    /// Extend the lease to now plus this many milliseconds.
+    pub lease_ms: u64,
+}
+
+/// The extended lease.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeartbeatResponse {
+    /// The lease now expires at this instant (milliseconds since the Unix epoch).
+    pub lease_expires_at: i64,
+}
+
+/// How a run ended, as a worker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeRequest {
+    /// The task is `done`.
+    Succeeded,
+    /// Retried if attempts are left, else `failed`.
+    Failed,
+    /// `failed` now, whatever attempts are left.
+    FailedPermanently,
+    /// A human must look: `needs_review`.
+    NeedsReview,
+}
+
+impl From<OutcomeRequest> for Outcome {
+    fn from(outcome: OutcomeRequest) -> Outcome {
+        match outcome {
+            OutcomeRequest::Succeeded => Outcome::Succeeded,
+            OutcomeRequest::Failed => Outcome::Failed,
+            OutcomeRequest::FailedPermanently => Outcome::FailedPermanently,
+            OutcomeRequest::NeedsReview => Outcome::NeedsReview,
+        }
+    }
+}
+
+/// A completion: the run's token, how it ended and why.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// The run's fencing token.
+    pub token: i64,
+    /// How the run ended.
+    pub outcome: OutcomeRequest,
+    /// Why, in words.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A run given back: the run's token, when it may run again and why.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequeueRequest {
+    /// The run's fencing token.
+    pub token: i64,
+    /// Run again no sooner than this many milliseconds from now.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The task's status after a completion or a requeue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunStatusResponse {
+    /// The task's status.
+    pub status: String,
+}
+
+fn lease(lease_ms: u64) -> Result<Duration, ApiError> {
+    let lease = Duration::from_millis(lease_ms);
+    if (MIN_LEASE..=MAX_LEASE).contains(&lease) {
+        Ok(lease)
+    } else {
+        Err(ApiError::Invalid {
+            field: Some("lease_ms".to_owned()),
+            message: format!("lease_ms: {lease_ms} is outside 1000 ms to 24 h"),
+        })
+    }
+}
+
+/// A stale token is the worker's signal to stop: a code of its own rather than `conflict`.
+fn lease_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::StaleLease { .. } => ApiError::LeaseLost(error.to_string()),
+        other => other.into(),
+    }
+}
+
+/// Claim the next ready task, waiting up to `wait_ms` for one.
+#[utoipa::path(post, path = "/v1/worker/claim", tag = "worker", request_body = ClaimRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A run was claimed", body = ClaimedRun),
+        (status = 204, description = "Nothing became ready within `wait_ms`"),
+        (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 422, description = "A bad worker name or lease", body = ErrorBody),
+    ))]
+pub async fn claim(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<ClaimRequest>,
+) -> Result<Response, ApiError> {
+    let worker = request.worker.trim();
+    if worker.is_empty() || worker.starts_with(&format!("{EMBEDDED_PREFIX}-")) {
+        return Err(ApiError::Invalid {
+            field: Some("worker".to_owned()),
+            message: format!(
+                "worker: `{worker}` is not a usable worker name; give a non-empty name that does \
+                 not start with `{EMBEDDED_PREFIX}-` (the daemon's own workers)"
+            ),
+        });
+    }
+    let lease = lease(request.lease_ms)?;
+    let deadline = Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
+    loop {
+        if let Some(claim) = state
+            .store
+            .claim_next(worker, lease, Op::now(worker))
+            .await?
+        {
+            let view = claimed_run(&state, claim).await?;
+            return Ok((StatusCode::OK, Json(view)).into_response());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        tokio::time::sleep(POLL.min(deadline - now)).await;
+    }
+}
+
+async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiError> {
+    let Claim { task, run } = claim;
+    let project_dir = state
+        .store
+        .projects()
+        .await?
+        .into_iter()
+        .find(|project| project.id == task.project)
+        .map(|project| project.path)
+        .ok_or_else(|| {
+            ApiError::internal(&format!(
+                "task {} names project {}, which does not exist",
+                task.id, task.project
+            ))
+        })?;
+    let spec = serde_json::to_value(&task.spec).map_err(|e| ApiError::internal(&e))?;
+    Ok(ClaimedRun {
+        task: ClaimedTask {
+            id: task.id.0,
+            project: task.project.0,
+            workflow: task.workflow.map(|w| w.0),
+            parent: task.parent.map(|p| p.0),
+            spec,
+            status: task.status.to_string(),
+            attempts_used: task.attempts_used,
+            run_count: task.run_count,
+            needs: task.needs.iter().map(|n| n.0).collect(),
+            created_at: task.created_at.0,
+            updated_at: task.updated_at.0,
+        },
+        run: run.id.0,
+        attempt: run.attempt,
+        token: run.lease.token.0,
+        owner: run.lease.owner,
+        lease_expires_at: run.lease.expires_at.0,
+        started_at: run.started_at.0,
+        project_dir,
+    })
+}
+
+/// Extend a run's lease.
+#[utoipa::path(post, path = "/v1/worker/runs/{run}/heartbeat", tag = "worker",
+    request_body = HeartbeatRequest, security(("bearer" = [])),
+    params(("run" = i64, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The lease was extended", body = HeartbeatResponse),
+        (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is not the run's lease; stop", body = ErrorBody),
+    ))]
+pub async fn heartbeat(
+    State(state): State<ApiState>,
+    Path(run): Path<i64>,
+    ApiJson(request): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let lease = lease(request.lease_ms)?;
+    let owner = owner(&state, RunId(run)).await?;
+    let expires = state
+        .store
+        .heartbeat(
+            RunId(run),
+            FencingToken(request.token),
+            lease,
+            Op::now(&owner),
+        )
+        .await
+        .map_err(lease_error)?;
+    Ok(Json(HeartbeatResponse {
+        lease_expires_at: expires.0,
+    }))
+}
+
+/// The run's lease owner, the actor of the events a worker's request causes.
+async fn owner(state: &ApiState, run: RunId) -> Result<String, ApiError> {
+    Ok(state.store.run(run).await?.lease.owner)
+}
+
+/// Report how a run ended. Repeating a completion the daemon already accepted (same run, token
+/// and outcome) answers 200 again, so a worker that lost the answer can safely send it again.
+#[utoipa::path(post, path = "/v1/worker/runs/{run}/complete", tag = "worker",
+    request_body = CompleteRequest, security(("bearer" = [])),
+    params(("run" = i64, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run ended; the task's status", body = RunStatusResponse),
+        (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+    ))]
+pub async fn complete(
+    State(state): State<ApiState>,
+    Path(run): Path<i64>,
+    ApiJson(request): ApiJson<CompleteRequest>,
+) -> Result<Json<RunStatusResponse>, ApiError> {
+    let (run, token, outcome) = (
+        RunId(run),
+        FencingToken(request.token),
+        Outcome::from(request.outcome),
+    );
+    // A repeat is answered before the store sees it, so it is not recorded as a refusal.
+    if let Some(status) = already_completed(&state, run, token, outcome).await? {
+        return Ok(Json(RunStatusResponse { status }));
+    }
+    let owner = owner(&state, run).await?;
+    match state
+        .store
+        .complete(
+            run,
+            token,
+            outcome,
+            request.reason.as_deref(),
+            Op::now(&owner),
+        )
+        .await
+    {
+        Ok(status) => Ok(Json(RunStatusResponse {
+            status: status.to_string(),
+        })),
+        // Two copies of one completion racing: the second lost to the first, which is fine.
+        Err(error @ StoreError::StaleLease { .. }) => {
+            match already_completed(&state, run, token, outcome).await? {
+                Some(status) => Ok(Json(RunStatusResponse { status })),
+                None => Err(lease_error(error)),
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The task's status if `run` already ended with `token` the way `outcome` ends a run.
+async fn already_completed(
+    state: &ApiState,
+    run: RunId,
+    token: FencingToken,
+    outcome: Outcome,
+) -> Result<Option<String>, ApiError> {
+    let stored = state.store.run(run).await?;
+    let ended_so = match outcome {
+        Outcome::Succeeded => stored.state == RunState::Succeeded,
+        Outcome::Failed | Outcome::FailedPermanently => stored.state == RunState::Failed,
+        Outcome::NeedsReview => stored.state == RunState::Escalated,
+    };
+    if !ended_so || stored.lease.token != token {
+        return Ok(None);
+    }
+    let task = state.store.task(stored.task).await?;
+    Ok(Some(task.status.to_string()))
+}
+
+/// Give a run back to be run again later, without using up an attempt (a worker shutting down,
+/// or rate limited).
+#[utoipa::path(post, path = "/v1/worker/runs/{run}/requeue", tag = "worker",
+    request_body = RequeueRequest, security(("bearer" = [])),
+    params(("run" = i64, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The task is queued again; its status", body = RunStatusResponse),
+        (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+    ))]
+pub async fn requeue(
+    State(state): State<ApiState>,
+    Path(run): Path<i64>,
+    ApiJson(request): ApiJson<RequeueRequest>,
+) -> Result<Json<RunStatusResponse>, ApiError> {
+    let owner = owner(&state, RunId(run)).await?;
+    let status = state
+        .store
+        .requeue(
+            RunId(run),
+            FencingToken(request.token),
+            Duration::from_millis(request.delay_ms),
+            Some(&request.reason),
+            Op::now(&owner),
+        )
+        .await
+        .map_err(lease_error)?;
+    Ok(Json(RunStatusResponse {
+        status: status.to_string(),
+    }))
+}

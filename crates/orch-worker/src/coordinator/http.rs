@@ -1,0 +1,292 @@
+//! The HTTP coordinator: a remote worker's view of the daemon, through its `/v1/worker` routes
+//! and the worker token.
+//!
+//! Assumption: the worker runs where the project is checked out at the same absolute path as on
+//! the daemon's machine; the claim names that path and the worker uses it as is. Bundles and
+//! worktrees stay in the worker's own home (uploading bundles to the daemon is left for later).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orch_core::{
+    FencingToken, Lease, Outcome, ProjectId, Run, RunId, RunState, Status, Task, TaskId, TaskSpec,
+    Timestamp, WorkflowId,
+};
+use orch_store::Claim;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::CoordinatorError;
+
+/// How long a claim waits on the daemon for work before answering "nothing". Short enough that
+/// a daemon shutting down is not held up long by waiting claims.
+const CLAIM_WAIT: Duration = Duration::from_secs(5);
+
+/// How long any one request may take beyond the time the daemon is asked to wait.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The daemon's API, as a worker uses it.
+#[derive(Debug, Clone)]
+pub struct HttpCoordinator {
+    client: reqwest::Client,
+    /// `http://host:port`, without a trailing slash.
+    base: String,
+    token: Arc<str>,
+    /// Project directories named by claims. A `std` mutex: it is held only to read or insert
+    /// one entry, never across an await.
+    projects: Arc<Mutex<HashMap<ProjectId, PathBuf>>>,
+}
+
+impl HttpCoordinator {
+    /// A coordinator for the daemon at `base` (`http://127.0.0.1:7700`), sending `token` (the
+    /// worker token from `<home>/worker-token` on the daemon's machine).
+    pub fn new(base: &str, token: &str) -> Result<HttpCoordinator, CoordinatorError> {
+        let url = reqwest::Url::parse(base)
+            .map_err(|e| CoordinatorError::Refused(format!("the server URL `{base}`: {e}")))?;
+        if url.scheme() != "http" {
+            return Err(CoordinatorError::Refused(format!(
+                "the server URL `{base}` must start with http:// (TLS is not supported yet; \
+                 reach a remote daemon through a tunnel)"
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| CoordinatorError::Refused(format!("build the HTTP client: {e}")))?;
+        Ok(HttpCoordinator {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.trim().into(),
+            projects: Arc::default(),
+        })
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, CoordinatorError> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| CoordinatorError::Unreachable(format!("POST {path}: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|body| body.error.message)
+            .unwrap_or(text);
+        let message = format!("POST {path}: {status}: {message}");
+        Err(match status.as_u16() {
+            409 => CoordinatorError::LeaseLost(message),
+            408 | 429 | 500.. => CoordinatorError::Unreachable(message),
+            _ => CoordinatorError::Refused(message),
+        })
+    }
+
+    /// Long-poll the daemon for the next ready task.
+    pub(super) async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Claim>, CoordinatorError> {
+        let body = json!({
+            "worker": worker,
+            "lease_ms": millis(lease),
+            "wait_ms": millis(CLAIM_WAIT),
+        });
+        let response = self
+            .post("/v1/worker/claim", body, CLAIM_WAIT + REQUEST_TIMEOUT)
+            .await?;
+        if response.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let wire: ClaimedRun = response
+            .json()
+            .await
+            .map_err(|e| CoordinatorError::Refused(format!("read the claim: {e}")))?;
+        let (claim, dir) = wire.into_claim()?;
+        self.projects
+            .lock()
+            .expect("no code panics while holding the projects lock")
+            .insert(claim.task.project, dir);
+        Ok(Some(claim))
+    }
+
+    pub(super) async fn heartbeat(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<(), CoordinatorError> {
+        let body = json!({ "token": token.0, "lease_ms": millis(lease) });
+        self.post(
+            &format!("/v1/worker/runs/{run}/heartbeat"),
+            body,
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub(super) async fn complete(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        outcome: Outcome,
+        reason: Option<&str>,
+    ) -> Result<Status, CoordinatorError> {
+        let outcome = match outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::FailedPermanently => "failed_permanently",
+            Outcome::NeedsReview => "needs_review",
+        };
+        let body = json!({ "token": token.0, "outcome": outcome, "reason": reason });
+        let response = self
+            .post(
+                &format!("/v1/worker/runs/{run}/complete"),
+                body,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        read_status(response).await
+    }
+
+    pub(super) async fn requeue(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<Status, CoordinatorError> {
+        let body = json!({ "token": token.0, "delay_ms": millis(delay), "reason": reason });
+        let response = self
+            .post(
+                &format!("/v1/worker/runs/{run}/requeue"),
+                body,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        read_status(response).await
+    }
+
+    /// The directory the claim of a task of `project` named.
+    pub(super) fn project_dir(&self, project: ProjectId) -> Result<PathBuf, CoordinatorError> {
+        self.projects
+            .lock()
+            .expect("no code panics while holding the projects lock")
+            .get(&project)
+            .cloned()
+            .ok_or_else(|| {
+                CoordinatorError::Refused(format!("project {project} was named by no claim"))
+            })
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn read_status(response: reqwest::Response) -> Result<Status, CoordinatorError> {
+    let body: StatusBody = response
+        .json()
+        .await
+        .map_err(|e| CoordinatorError::Refused(format!("read the answer: {e}")))?;
+    Status::from_str(&body.status)
+        .map_err(|e| CoordinatorError::Refused(format!("the answer's status: {e}")))
+}
+
+/// `{"error": {"message": ...}}`, the daemon's error body (the parts used here).
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    status: String,
+}
+
+/// The daemon's answer to a claim (its `ClaimedRun`).
+#[derive(Debug, Deserialize)]
+struct ClaimedRun {
+    task: ClaimedTask,
+    run: i64,
+    attempt: u32,
+    token: i64,
+    owner: String,
+    lease_expires_at: i64,
+    started_at: i64,
+    project_dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClaimedTask {
+    id: i64,
+    project: i64,
+    workflow: Option<i64>,
+    parent: Option<i64>,
+    spec: TaskSpec,
+    status: String,
+    attempts_used: u32,
+    run_count: u32,
+    needs: Vec<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl ClaimedRun {
+    /// The claim, and the project's directory.
+    fn into_claim(self) -> Result<(Claim, PathBuf), CoordinatorError> {
+        let status = Status::from_str(&self.task.status)
+            .map_err(|e| CoordinatorError::Refused(format!("the claimed task's status: {e}")))?;
+        let task = Task {
+            id: TaskId(self.task.id),
+            project: ProjectId(self.task.project),
+            workflow: self.task.workflow.map(WorkflowId),
+            parent: self.task.parent.map(TaskId),
+            spec: self.task.spec,
+            status,
+            status_reason: None,
+            attempts_used: self.task.attempts_used,
+            run_count: self.task.run_count,
+            needs: self.task.needs.into_iter().map(TaskId).collect(),
+            not_before: None,
+            current_run: Some(RunId(self.run)),
+            created_at: Timestamp(self.task.created_at),
+            updated_at: Timestamp(self.task.updated_at),
+        };
+        let run = Run {
+            id: RunId(self.run),
+            task: task.id,
+            attempt: self.attempt,
+            lease: Lease {
+                owner: self.owner,
+                expires_at: Timestamp(self.lease_expires_at),
+                token: FencingToken(self.token),
+            },
+            state: RunState::Active,
+            started_at: Timestamp(self.started_at),
+            ended_at: None,
+            outcome: None,
+        };
+        Ok((Claim { task, run }, PathBuf::from(self.project_dir)))
+    }
+}
