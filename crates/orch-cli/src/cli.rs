@@ -17,6 +17,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
 
+    /// Send task commands, `run` and `status` to the daemon at this URL (e.g.
+    /// http://127.0.0.1:7700) instead of the home's store [default: the daemon of the home, if
+    /// one runs with an API]
+    #[arg(long, global = true, env = "ORCH_URL", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// The daemon's admin token [default: the file `token` in the home]
+    #[arg(long, global = true, env = "ORCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     /// Log more (repeat for more detail); logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -1,22 +1,22 @@
-//! The work of each subcommand. Until the daemon exists every command opens the store directly;
-//! several `orch` processes may do so at once.
+//! The work of each subcommand. Task commands, `run` and `status` go through a `Backend` (the
+//! daemon's API when one runs, else the store); the offline ones open the store directly, which
+//! several `orch` processes may do at once.
 
 use std::path::Path;
 
 use anyhow::Context;
 use orch_core::spec;
-use orch_core::{
-    NewTask, RetryPolicy, Status, Step, StepAction, TaskId, TaskSpec, TaskTitle, Timestamp,
-};
-use orch_store::{Op, Store, Submission, TaskFilter};
-use serde_json::json;
+use orch_core::{RetryPolicy, Status, Step, StepAction, TaskSpec, TaskTitle, Timestamp};
+use orch_store::{Op, Store, TaskFilter};
+use serde_json::{json, Value};
 
 use crate::cli::{
-    InitArgs, JsonArgs, RunArgs, SchemaArgs, SchemaKind, TaskAddArgs, TaskCancelArgs, TaskCommand,
-    TaskIdArgs, TaskListArgs, TaskRetryArgs,
+    InitArgs, JsonArgs, RunArgs, SchemaArgs, SchemaKind, TaskAddArgs, TaskCommand, TaskIdArgs,
+    TaskListArgs,
 };
+use crate::client::{self, Action, Backend, Remote};
 use crate::config::{self, Settings};
-use crate::output::{self, print_json, EventView, RunView, TaskView};
+use crate::output::{self, print_json};
 use crate::UserError;
 
 /// The current time.
@@ -72,7 +72,11 @@ pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run_workflow(settings: &Settings, args: RunArgs) -> anyhow::Result<()> {
+pub async fn run_workflow(
+    settings: &Settings,
+    remote: &Remote,
+    args: RunArgs,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file).map_err(|e| {
         UserError::new(format!(
             "cannot read the workflow file {}: {e}",
@@ -80,7 +84,8 @@ pub async fn run_workflow(settings: &Settings, args: RunArgs) -> anyhow::Result<
         ))
     })?;
     let name = args.file.display().to_string();
-    let workflow = spec::parse_workflow(&name, &text).map_err(|e| UserError::new(e.to_string()))?;
+    // Checked here too, so a broken file is reported the same way whichever path is taken.
+    spec::parse_workflow(&name, &text).map_err(|e| UserError::new(e.to_string()))?;
     let project_dir = match &args.project {
         Some(dir) => config::project_root(dir)?,
         None => {
@@ -92,86 +97,87 @@ pub async fn run_workflow(settings: &Settings, args: RunArgs) -> anyhow::Result<
             config::project_root(parent)?
         }
     };
-    let store = open_store(settings).await?;
-    let op = op("cli");
-    let project = store
-        .ensure_project(&project_dir.to_string_lossy(), op.now)
-        .await?;
-    let keys: Vec<Option<String>> = workflow.tasks.iter().map(|t| t.spec.key.clone()).collect();
-    let submission = Submission {
-        project: project.id,
-        workflow: Some((workflow.name.clone(), text)),
-        tasks: workflow.tasks,
-    };
-    let ids = store.submit(&submission, op).await?;
-    let tasks = futures_tasks(&store, &ids).await?;
+    let backend = Backend::open(settings, remote, None).await?;
+    let submitted = backend.submit_workflow(&project_dir, &name, text).await?;
     if args.json {
-        let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
-        print_json(
-            &json!({ "workflow": tasks.first().and_then(|t| t.workflow).map(|w| w.0), "project": project.name, "tasks": views }),
-        )?;
+        print_json(&submitted)
     } else {
+        let tasks = submitted["tasks"].as_array().cloned().unwrap_or_default();
         println!(
             "submitted {} task(s) from {} to project {}",
-            ids.len(),
+            tasks.len(),
             args.file.display(),
-            project.name
+            text_of(&submitted, "project")
         );
         let mut table = output::table(&["id", "key", "status", "needs", "title"]);
-        for (task, key) in tasks.iter().zip(keys) {
-            let needs: Vec<String> = task.needs.iter().map(ToString::to_string).collect();
+        for task in &tasks {
             table.add_row(vec![
-                task.id.to_string(),
-                key.unwrap_or_default(),
-                task.status.to_string(),
-                needs.join(","),
-                task.spec.title.to_string(),
+                task["id"].to_string(),
+                text_of(task, "key"),
+                text_of(task, "status"),
+                output::ids(&task["needs"]),
+                text_of(task, "title"),
             ]);
         }
         println!("{table}");
-    }
-    Ok(())
-}
-
-async fn futures_tasks(store: &Store, ids: &[TaskId]) -> anyhow::Result<Vec<orch_core::Task>> {
-    let mut tasks = Vec::with_capacity(ids.len());
-    for id in ids {
-        tasks.push(store.task(*id).await?);
-    }
-    Ok(tasks)
-}
-
-pub async fn task(settings: &Settings, command: TaskCommand) -> anyhow::Result<()> {
-    match command {
-        TaskCommand::Add(args) => task_add(settings, args).await,
-        TaskCommand::List(args) => task_list(settings, args).await,
-        TaskCommand::Get(args) => task_get(settings, args).await,
-        TaskCommand::Cancel(args) => task_cancel(settings, args).await,
-        TaskCommand::Retry(args) => task_retry(settings, args).await,
-        TaskCommand::Unblock(args) => {
-            let store = open_store(settings).await?;
-            let status = store.unblock(TaskId(args.id), op("cli")).await?;
-            report_status(args.id, "unblocked", status, args.json)
-        }
-        TaskCommand::Logs(args) => crate::daemon::task_logs(settings, args).await,
-        TaskCommand::Approve(args) => {
-            let store = open_store(settings).await?;
-            let status = store.approve(TaskId(args.id), op("cli")).await?;
-            report_status(args.id, "approved", status, args.json)
-        }
-    }
-}
-
-fn report_status(id: i64, verb: &str, status: Status, json: bool) -> anyhow::Result<()> {
-    if json {
-        print_json(&json!({ "id": id, "status": status.as_str() }))
-    } else {
-        println!("task {id} {verb}; it is now {status}");
         Ok(())
     }
 }
 
-async fn task_add(settings: &Settings, args: TaskAddArgs) -> anyhow::Result<()> {
+/// A string field of a JSON view, empty when absent or null.
+fn text_of(value: &Value, key: &str) -> String {
+    value[key].as_str().unwrap_or("").to_owned()
+}
+
+pub async fn task(
+    settings: &Settings,
+    remote: &Remote,
+    command: TaskCommand,
+) -> anyhow::Result<()> {
+    match command {
+        TaskCommand::Add(args) => task_add(settings, remote, args).await,
+        TaskCommand::List(args) => task_list(settings, remote, args).await,
+        TaskCommand::Get(args) => task_get(settings, remote, args).await,
+        TaskCommand::Cancel(args) => {
+            let lacking = args.reason.is_some().then_some("--reason");
+            let backend = Backend::open(settings, remote, lacking).await?;
+            let reason = args.reason.as_deref();
+            let changed = backend.act(args.id, Action::Cancel { reason }).await?;
+            report_status(&changed, "cancelled", args.json)
+        }
+        TaskCommand::Retry(args) => {
+            let lacking = args.delay.is_some().then_some("--delay");
+            let backend = Backend::open(settings, remote, lacking).await?;
+            let changed = backend
+                .act(args.id, Action::Retry { delay: args.delay })
+                .await?;
+            report_status(&changed, "retried", args.json)
+        }
+        TaskCommand::Unblock(args) => {
+            let backend = Backend::open(settings, remote, None).await?;
+            let changed = backend.act(args.id, Action::Unblock).await?;
+            report_status(&changed, "unblocked", args.json)
+        }
+        TaskCommand::Logs(args) => crate::daemon::task_logs(settings, args).await,
+        TaskCommand::Approve(args) => {
+            let backend = Backend::open(settings, remote, None).await?;
+            let changed = backend.act(args.id, Action::Approve).await?;
+            report_status(&changed, "approved", args.json)
+        }
+    }
+}
+
+fn report_status(changed: &Value, verb: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(changed)
+    } else {
+        let id = &changed["id"];
+        println!("task {id} {verb}; it is now {}", text_of(changed, "status"));
+        Ok(())
+    }
+}
+
+async fn task_add(settings: &Settings, remote: &Remote, args: TaskAddArgs) -> anyhow::Result<()> {
     let spec = match &args.file {
         Some(file) => {
             let text = std::fs::read_to_string(file).map_err(|e| {
@@ -190,34 +196,15 @@ async fn task_add(settings: &Settings, args: TaskAddArgs) -> anyhow::Result<()> 
             config::project_root(&std::env::current_dir().context("read the current directory")?)?
         }
     };
-    let store = open_store(settings).await?;
-    let op = op("cli");
-    let project = store
-        .ensure_project(&project_dir.to_string_lossy(), op.now)
-        .await?;
-    let submission = Submission {
-        project: project.id,
-        workflow: None,
-        tasks: vec![NewTask {
-            spec,
-            needs_in_batch: Vec::new(),
-            needs_existing: args.needs.iter().copied().map(TaskId).collect(),
-            parent: None,
-        }],
-    };
-    let ids = store.submit(&submission, op).await.map_err(|e| match e {
-        orch_store::StoreError::Invalid { field, reason } => anyhow::Error::from(UserError::new(
-            format!("--{field}: {reason}; `orch task list` shows the tasks there are"),
-        )),
-        other => other.into(),
-    })?;
-    let task = store.task(ids[0]).await?;
+    let backend = Backend::open(settings, remote, client::spec_lacks(&spec)).await?;
+    let (task, project) = backend.add_task(&project_dir, spec, &args.needs).await?;
     if args.json {
-        print_json(&TaskView::from(&task))
+        print_json(&task)
     } else {
         println!(
-            "added task {} ({}) to project {}",
-            task.id, task.status, project.name
+            "added task {} ({}) to project {project}",
+            task["id"],
+            text_of(&task, "status")
         );
         Ok(())
     }
@@ -310,7 +297,7 @@ fn spec_from_flags(args: &TaskAddArgs) -> anyhow::Result<TaskSpec> {
     Ok(spec)
 }
 
-async fn task_list(settings: &Settings, args: TaskListArgs) -> anyhow::Result<()> {
+async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> anyhow::Result<()> {
     let status = args
         .status
         .as_deref()
@@ -319,10 +306,12 @@ async fn task_list(settings: &Settings, args: TaskListArgs) -> anyhow::Result<()
                 .map_err(|e| UserError::new(format!("--status: {e}")))
         })
         .transpose()?;
-    let store = open_store(settings).await?;
-    let project = match &args.project {
-        None => None,
-        Some(wanted) => {
+    // The API cannot filter by project yet: `--project` reads the store.
+    let backend =
+        Backend::open(settings, remote, args.project.as_ref().map(|_| "--project")).await?;
+    let project = match (&args.project, backend.store()) {
+        (None, _) | (_, None) => None,
+        (Some(wanted), Some(store)) => {
             let projects = store.projects().await?;
             let resolved = config::absolute(Path::new(wanted))
                 .ok()
@@ -350,8 +339,8 @@ async fn task_list(settings: &Settings, args: TaskListArgs) -> anyhow::Result<()
             }
         }
     };
-    let tasks = store
-        .tasks(&TaskFilter {
+    let tasks = backend
+        .list_tasks(&TaskFilter {
             status,
             project,
             workflow: None,
@@ -359,8 +348,7 @@ async fn task_list(settings: &Settings, args: TaskListArgs) -> anyhow::Result<()
         })
         .await?;
     if args.json {
-        let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
-        print_json(&views)
+        print_json(&tasks)
     } else if tasks.is_empty() {
         println!("no tasks");
         Ok(())
@@ -370,164 +358,117 @@ async fn task_list(settings: &Settings, args: TaskListArgs) -> anyhow::Result<()
     }
 }
 
-async fn task_get(settings: &Settings, args: TaskIdArgs) -> anyhow::Result<()> {
-    let store = open_store(settings).await?;
-    let id = TaskId(args.id);
-    let task = store.task(id).await?;
-    let runs = store.runs(id).await?;
-    let events = store.events(id).await?;
-    // The latest run's bundle, if one was written.
-    let bundle = runs
-        .last()
-        .map(|run| {
-            settings
-                .home
-                .join("runs")
-                .join(task.id.to_string())
-                .join(run.attempt.to_string())
-        })
-        .filter(|dir| dir.is_dir());
-    let result: Option<serde_json::Value> = bundle
-        .as_ref()
-        .and_then(|dir| std::fs::read(dir.join("result.json")).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> anyhow::Result<()> {
+    let backend = Backend::open(settings, remote, None).await?;
+    let detail = backend.task_detail(settings, args.id).await?;
     if args.json {
-        let spec = serde_json::to_value(&task.spec)?;
-        print_json(&json!({
-            "task": TaskView::from(&task),
-            "spec": spec,
-            "runs": runs.iter().map(RunView::from).collect::<Vec<_>>(),
-            "events": events.iter().map(EventView::from).collect::<Vec<_>>(),
-            "bundle": bundle,
-            "result": result,
-        }))
-    } else {
-        println!("task {}: {}", task.id, task.spec.title);
+        return print_json(&detail);
+    }
+    let task = &detail["task"];
+    let spec: TaskSpec = serde_json::from_value(detail["spec"].clone())
+        .context("read the task's spec from its JSON view")?;
+    println!("task {}: {}", task["id"], text_of(task, "title"));
+    println!(
+        "status:   {}{}",
+        text_of(task, "status"),
+        task["status_reason"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    if let Some(key) = &spec.key {
+        println!("key:      {key}");
+    }
+    println!("priority: {}", spec.priority);
+    println!(
+        "attempts: {} of {} used ({} runs in all)",
+        task["attempts_used"], spec.retry.max_attempts, task["run_count"]
+    );
+    let needs = output::ids(&task["needs"]);
+    if !needs.is_empty() {
+        println!("needs:    {}", needs.replace(',', ", "));
+    }
+    if !spec.labels.is_empty() {
+        println!("labels:   {}", spec.labels.join(", "));
+    }
+    if let Some(dir) = detail["bundle"].as_str() {
+        println!("bundle:   {dir}");
+    }
+    let result = &detail["result"];
+    if !result.is_null() {
         println!(
-            "status:   {}{}",
-            task.status,
-            task.status_reason
-                .as_ref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
+            "result:   {} ({})",
+            text_of(result, "status"),
+            text_of(result, "summary")
         );
-        if let Some(key) = &task.spec.key {
-            println!("key:      {key}");
+        if let Some(files) = result["changed_files"].as_array().filter(|f| !f.is_empty()) {
+            let files: Vec<&str> = files.iter().filter_map(|f| f.as_str()).collect();
+            println!("changed:  {}", files.join(", "));
         }
-        println!("priority: {}", task.spec.priority);
-        println!(
-            "attempts: {} of {} used ({} runs in all)",
-            task.attempts_used, task.spec.retry.max_attempts, task.run_count
-        );
-        if !task.needs.is_empty() {
-            let needs: Vec<String> = task.needs.iter().map(ToString::to_string).collect();
-            println!("needs:    {}", needs.join(", "));
+        if let Some(commit) = result["commit"].as_str() {
+            println!("commit:   {commit}");
         }
-        if !task.spec.labels.is_empty() {
-            println!("labels:   {}", task.spec.labels.join(", "));
-        }
-        if let Some(dir) = &bundle {
-            println!("bundle:   {}", dir.display());
-        }
-        if let Some(result) = &result {
-            let text = |key: &str| result[key].as_str().unwrap_or("").to_owned();
-            println!("result:   {} ({})", text("status"), text("summary"));
-            if let Some(files) = result["changed_files"].as_array().filter(|f| !f.is_empty()) {
-                let files: Vec<&str> = files.iter().filter_map(|f| f.as_str()).collect();
-                println!("changed:  {}", files.join(", "));
+    }
+    for (index, step) in spec.steps.iter().enumerate() {
+        let what = match &step.action {
+            StepAction::Exec { commands } => {
+                let lines: Vec<String> = commands
+                    .iter()
+                    .map(|c| shell_words::join(&c.argv))
+                    .collect();
+                format!("exec: {}", lines.join(" && "))
             }
-            if let Some(commit) = result["commit"].as_str() {
-                println!("commit:   {commit}");
-            }
-        }
-        for (index, step) in task.spec.steps.iter().enumerate() {
-            let what = match &step.action {
-                StepAction::Exec { commands } => {
-                    let lines: Vec<String> = commands
-                        .iter()
-                        .map(|c| shell_words::join(&c.argv))
-                        .collect();
-                    format!("exec: {}", lines.join(" && "))
-                }
-                StepAction::Agent { agent, .. } => format!("agent: {agent}"),
-            };
-            println!("step {}:   {} ({what})", index + 1, step.name);
-        }
-        if !runs.is_empty() {
-            let mut table =
-                output::table(&["run", "attempt", "owner", "state", "started", "outcome"]);
-            for run in &runs {
-                table.add_row(vec![
-                    run.id.to_string(),
-                    run.attempt.to_string(),
-                    run.lease.owner.clone(),
-                    run.state.to_string(),
-                    output::time(run.started_at),
-                    run.outcome.clone().unwrap_or_default(),
-                ]);
-            }
-            println!("\n{table}");
-        }
-        let mut table = output::table(&["event", "at", "actor", "kind", "from", "to", "reason"]);
-        for event in &events {
+            StepAction::Agent { agent, .. } => format!("agent: {agent}"),
+        };
+        println!("step {}:   {} ({what})", index + 1, step.name);
+    }
+    let runs = detail["runs"].as_array().cloned().unwrap_or_default();
+    if !runs.is_empty() {
+        let mut table = output::table(&["run", "attempt", "owner", "state", "started", "outcome"]);
+        for run in &runs {
             table.add_row(vec![
-                event.id.to_string(),
-                output::time(event.at),
-                event.actor.clone(),
-                event.kind.to_string(),
-                event
-                    .from
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                event.to.to_string(),
-                event.reason.clone().unwrap_or_default(),
+                run["id"].to_string(),
+                run["attempt"].to_string(),
+                text_of(run, "owner"),
+                text_of(run, "state"),
+                text_of(run, "started_at"),
+                text_of(run, "outcome"),
             ]);
         }
         println!("\n{table}");
-        Ok(())
     }
+    let mut table = output::table(&["event", "at", "actor", "kind", "from", "to", "reason"]);
+    for event in detail["events"].as_array().into_iter().flatten() {
+        table.add_row(vec![
+            event["id"].to_string(),
+            text_of(event, "at"),
+            text_of(event, "actor"),
+            text_of(event, "kind"),
+            event["from"].as_str().unwrap_or("-").to_owned(),
+            text_of(event, "to"),
+            text_of(event, "reason"),
+        ]);
+    }
+    println!("\n{table}");
+    Ok(())
 }
 
-async fn task_cancel(settings: &Settings, args: TaskCancelArgs) -> anyhow::Result<()> {
-    let store = open_store(settings).await?;
-    let status = store
-        .cancel(TaskId(args.id), args.reason.as_deref(), op("cli"))
-        .await?;
-    report_status(args.id, "cancelled", status, args.json)
-}
-
-async fn task_retry(settings: &Settings, args: TaskRetryArgs) -> anyhow::Result<()> {
-    let store = open_store(settings).await?;
-    let status = store.retry(TaskId(args.id), args.delay, op("cli")).await?;
-    report_status(args.id, "retried", status, args.json)
-}
-
-pub async fn status(settings: &Settings, args: JsonArgs) -> anyhow::Result<()> {
-    let store = open_store(settings).await?;
-    let counts = store.status_counts().await?;
-    let total: u64 = counts.values().sum();
+pub async fn status(settings: &Settings, remote: &Remote, args: JsonArgs) -> anyhow::Result<()> {
+    let backend = Backend::open(settings, remote, None).await?;
+    let counts = backend.status_counts().await?;
     if args.json {
-        let by_status: serde_json::Map<String, serde_json::Value> = Status::ALL
-            .iter()
-            .map(|s| {
-                (
-                    s.as_str().to_owned(),
-                    json!(counts.get(s).copied().unwrap_or(0)),
-                )
-            })
-            .collect();
-        print_json(&json!({ "total": total, "by_status": by_status }))
-    } else {
-        let mut table = output::table(&["status", "tasks"]);
-        for status in Status::ALL {
-            if let Some(n) = counts.get(&status) {
-                table.add_row(vec![status.to_string(), n.to_string()]);
-            }
-        }
-        table.add_row(vec!["total".to_owned(), total.to_string()]);
-        println!("{table}");
-        Ok(())
+        return print_json(&counts);
     }
+    let mut table = output::table(&["status", "tasks"]);
+    for status in Status::ALL {
+        let n = &counts["by_status"][status.as_str()];
+        if n.as_u64().is_some_and(|n| n > 0) {
+            table.add_row(vec![status.to_string(), n.to_string()]);
+        }
+    }
+    table.add_row(vec!["total".to_owned(), counts["total"].to_string()]);
+    println!("{table}");
+    Ok(())
 }
 
 pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool> {

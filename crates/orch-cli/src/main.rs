@@ -2,6 +2,7 @@
 //! (0 ok, 1 the operation failed, 2 usage or input error).
 
 mod cli;
+mod client;
 mod commands;
 mod config;
 mod daemon;
@@ -107,6 +108,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let home = cli.home.as_deref();
     let settings = || config::Settings::load(home);
+    let remote = client::Remote {
+        server: cli.server,
+        token: cli.token,
+    };
     match cli.command {
         Command::Version(args) => commands::version(args)?,
         Command::Schema(args) => commands::schema(args)?,
@@ -114,9 +119,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Init(args) => commands::init(&settings()?, args).await?,
         Command::Serve(args) => daemon::serve_command(&settings()?, args).await?,
         Command::Worker(args) => daemon::worker_command(&settings()?, args).await?,
-        Command::Task(command) => commands::task(&settings()?, command).await?,
-        Command::Run(args) => commands::run_workflow(&settings()?, args).await?,
-        Command::Status(args) => commands::status(&settings()?, args).await?,
+        Command::Task(command) => commands::task(&settings()?, &remote, command).await?,
+        Command::Run(args) => commands::run_workflow(&settings()?, &remote, args).await?,
+        Command::Status(args) => commands::status(&settings()?, &remote, args).await?,
         Command::Stream(args) => stream::stream(&settings()?, args).await?,
         Command::Doctor(args) => return commands::doctor(&settings()?, args).await,
         Command::Recover(args) => commands::recover(&settings()?, args).await?,

@@ -1,10 +1,10 @@
 //! What commands print: JSON views (stable field names) and human tables.
 
 use comfy_table::{presets, Table};
-use orch_core::Task;
 use serde::Serialize;
+use serde_json::Value;
 
-pub use orch_server::api::views::{time, EventView, RunView, TaskView};
+pub use orch_server::api::views::{EventView, RunView, TaskView};
 
 /// A table with orch's look.
 pub fn table(header: &[&str]) -> Table {
@@ -20,23 +20,34 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tasks as a table.
-pub fn task_table(tasks: &[Task]) -> Table {
+/// Task views (`TaskView` as JSON) as a table.
+pub fn task_table(tasks: &[Value]) -> Table {
     let mut t = table(&["id", "status", "pri", "tries", "needs", "title"]);
     for task in tasks {
-        let needs: Vec<String> = task.needs.iter().map(|n| n.to_string()).collect();
-        let mut title = task.spec.title.to_string();
-        if let Some(reason) = &task.status_reason {
+        let text = |key: &str| task[key].as_str().unwrap_or("").to_owned();
+        let mut title = text("title");
+        if let Some(reason) = task["status_reason"].as_str() {
             title.push_str(&format!("  ({reason})"));
         }
         t.add_row(vec![
-            task.id.to_string(),
-            task.status.to_string(),
-            task.spec.priority.to_string(),
-            format!("{}/{}", task.attempts_used, task.spec.retry.max_attempts),
-            needs.join(","),
+            task["id"].to_string(),
+            text("status"),
+            task["priority"].to_string(),
+            format!("{}/{}", task["attempts_used"], task["max_attempts"]),
+            ids(&task["needs"]),
             title,
         ]);
     }
     t
+}
+
+/// A JSON list of ids as `1,2,3`.
+pub fn ids(list: &Value) -> String {
+    let ids: Vec<String> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(Value::to_string)
+        .collect();
+    ids.join(",")
 }

@@ -45,10 +45,22 @@ pub struct ServeOptions {
     pub rate_limit_burst: u32,
     /// Origins browsers may call the API from (`*`: any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// The shared secret GitHub signs webhook deliveries with; `None`: `/v1/webhooks/github`
+    /// answers 404. [`ServeOptions::new`] reads it from [`GITHUB_WEBHOOK_SECRET_ENV`].
+    pub github_webhook_secret: Option<String>,
+    /// Comments mentioning `@<handle>` on GitHub create tasks (default `orch`).
+    pub github_handle: String,
+    /// The project (directory) tasks from GitHub belong to; `None`: they are refused with 422.
+    pub github_project: Option<PathBuf>,
 }
 
+/// The environment variable holding the GitHub webhook secret. [`ServeOptions::new`] is the one
+/// place that reads it (orch-server has no config module; the CLI's flags may override the field).
+pub const GITHUB_WEBHOOK_SECRET_ENV: &str = "ORCH_GITHUB_WEBHOOK_SECRET";
+
 impl ServeOptions {
-    /// Defaults for `home`.
+    /// Defaults for `home`, with the GitHub webhook secret from [`GITHUB_WEBHOOK_SECRET_ENV`]
+    /// (unset or empty: none).
     pub fn new(home: impl Into<PathBuf>) -> Self {
         ServeOptions {
             home: home.into(),
@@ -64,6 +76,11 @@ impl ServeOptions {
             rate_limit_per_sec: 50,
             rate_limit_burst: 100,
             cors_origins: Vec::new(),
+            github_webhook_secret: std::env::var(GITHUB_WEBHOOK_SECRET_ENV)
+                .ok()
+                .filter(|secret| !secret.is_empty()),
+            github_handle: "orch".to_owned(),
+            github_project: None,
         }
     }
 }

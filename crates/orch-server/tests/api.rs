@@ -43,6 +43,8 @@ fn options(home: &Path, listen: &str) -> ServeOptions {
     options.workers = 0;
     options.listen = Some(listen.parse().unwrap());
     options.body_limit = BODY_LIMIT;
+    // Configured, so the GitHub webhook route answers (and refuses unsigned deliveries).
+    options.github_webhook_secret = Some("api-test-secret".to_owned());
     options
 }
 
@@ -296,14 +298,31 @@ async fn every_v1_route_in_the_openapi_document_refuses_a_missing_or_a_wrong_tok
     assert_eq!(status, StatusCode::OK);
     let paths = document["paths"].as_object().unwrap();
     let mut checked = 0;
+    let mut signed = 0;
     for (path, operations) in paths.iter().filter(|(path, _)| path.starts_with("/v1/")) {
         let url = format!(
             "{}{}",
             daemon.base,
             path.replace("{id}", &id.to_string()).replace("{run}", "1")
         );
-        for method in operations.as_object().unwrap().keys() {
+        for (method, operation) in operations.as_object().unwrap() {
             let method: Method = method.to_uppercase().parse().unwrap();
+            let bearer = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if !bearer {
+                // Signed instead of token-authenticated: only the GitHub webhook may be.
+                assert_eq!(
+                    (&method, path.as_str()),
+                    (&Method::POST, "/v1/webhooks/github")
+                );
+                assert!(operation["security"][0].get("github_signature").is_some());
+                let unsigned = daemon.client.request(method.clone(), &url).json(&json!({}));
+                let (status, body) = read(unsigned).await;
+                assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+                signed += 1;
+                continue;
+            }
             let without = daemon.client.request(method.clone(), &url).json(&json!({}));
             let (status, body) = read(without).await;
             assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -326,6 +345,7 @@ async fn every_v1_route_in_the_openapi_document_refuses_a_missing_or_a_wrong_tok
             checked += 1;
         }
     }
+    assert_eq!(signed, 1, "the GitHub webhook is missing from the document");
     // Every task route and more; a shrinking count means routes fell out of the document.
     assert!(
         checked >= 14,

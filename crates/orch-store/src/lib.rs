@@ -101,6 +101,35 @@ pub struct Submission {
     pub tasks: Vec<NewTask>,
 }
 
+/// One id under which a webhook delivery is remembered: `source` names the id space (`github`
+/// for GitHub's delivery ids, `github-issue` for `<repo>#<number>`, `tasks` for the task webhook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The id space.
+    pub source: String,
+    /// The id within it.
+    pub id: String,
+}
+
+impl Delivery {
+    /// `id` in the id space `source`.
+    pub fn new(source: impl Into<String>, id: impl Into<String>) -> Delivery {
+        Delivery {
+            source: source.into(),
+            id: id.into(),
+        }
+    }
+}
+
+/// What [`Store::submit_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmittedOnce {
+    /// The tasks created now, or the first task of the earlier delivery.
+    pub tasks: Vec<TaskId>,
+    /// Whether the tasks were created now (false: a delivery id was known).
+    pub created: bool,
+}
+
 /// What one stale-recovery pass did to one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
@@ -175,6 +204,18 @@ impl Store {
     /// Create tasks atomically: all of them with their dependencies and `create` events, or none.
     pub async fn submit(&self, submission: &Submission, op: Op<'_>) -> Result<Vec<TaskId>> {
         delegate!(self.submit(submission, op))
+    }
+
+    /// Submit unless one of `deliveries` was recorded before, in one transaction: a known id
+    /// answers with the task it created and creates nothing; otherwise the tasks are created and
+    /// every id is recorded with the first one.
+    pub async fn submit_once(
+        &self,
+        deliveries: &[Delivery],
+        submission: &Submission,
+        op: Op<'_>,
+    ) -> Result<SubmittedOnce> {
+        delegate!(self.submit_once(deliveries, submission, op))
     }
 
     /// Claim the highest-priority, oldest `queued` task, if any, with a lease of `lease`.

@@ -760,3 +760,56 @@ async fn doctor_finds_a_task_whose_state_was_changed_by_hand() {
         "B's dependencies are all done now, yet it waits: {problems:#?}"
     );
 }
+
+#[tokio::test]
+async fn submit_once_creates_nothing_for_a_known_delivery_id_and_records_the_new_ones() {
+    use orch_store::{Delivery, Submission};
+    let db = TestDb::new().await;
+    let submission = Submission {
+        project: db.project,
+        workflow: None,
+        tasks: vec![task("hook", &[])],
+    };
+    let first = vec![
+        Delivery::new("github", "d-1"),
+        Delivery::new("github-issue", "acme/w#1"),
+    ];
+    let created = db
+        .store
+        .submit_once(&first, &submission, op("webhook", 1))
+        .await
+        .unwrap();
+    assert!(created.created);
+    assert_eq!(created.tasks.len(), 1);
+    let replay = db
+        .store
+        .submit_once(&first[..1], &submission, op("webhook", 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (replay.tasks.clone(), replay.created),
+        (created.tasks.clone(), false)
+    );
+    // A new delivery about the same issue: nothing new, and its id now answers the same.
+    let other = vec![
+        Delivery::new("github", "d-2"),
+        Delivery::new("github-issue", "acme/w#1"),
+    ];
+    let again = db
+        .store
+        .submit_once(&other, &submission, op("webhook", 3))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    let again = db
+        .store
+        .submit_once(&other[..1], &submission, op("webhook", 4))
+        .await
+        .unwrap();
+    assert_eq!((again.tasks, again.created), (created.tasks, false));
+    assert_eq!(
+        db.store.tasks(&TaskFilter::default()).await.unwrap().len(),
+        1
+    );
+    assert_consistent(&db).await;
+}

@@ -10,6 +10,7 @@
 mod support;
 
 mod cli;
+mod client;
 mod consistency;
 mod contention;
 mod crash;

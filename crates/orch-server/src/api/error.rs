@@ -19,6 +19,8 @@ pub enum ApiError {
     },
     /// No token or a wrong one (401).
     Unauthorized,
+    /// A webhook whose signature is missing or does not match the body (401).
+    SignatureRefused(String),
     /// A valid token that may not use this route: a worker token outside `/v1/worker` (403).
     Forbidden,
     /// Nothing there (404).
@@ -98,6 +100,9 @@ impl IntoResponse for ApiError {
                     .to_owned(),
                 None,
             ),
+            ApiError::SignatureRefused(message) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", message, None)
+            }
             ApiError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "forbidden",

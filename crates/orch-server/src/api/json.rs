@@ -40,6 +40,14 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// `value` read as `T`, refused like a body: 422 with the field's path.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        refusal(error.into_inner(), (path != ".").then_some(path))
+    })
+}
+
 fn refusal(error: serde_json::Error, field: Option<String>) -> ApiError {
     use serde_json::error::Category;
     match error.classify() {

@@ -1,15 +1,15 @@
 //! The OpenAPI document, generated from the handlers and their types, served at `/openapi.json`.
 
 use axum::Json;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, events, health, logs, ops, tasks, views, workers};
+use super::{docs, error, events, health, logs, ops, tasks, views, webhooks, workers};
 
 /// The API's description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "orch", description = "The orch daemon's HTTP API. Every `/v1` route needs the admin token from `<home>/token` as `Authorization: Bearer <token>`; the `/v1/worker` routes (tag `worker`) also take the worker token from `<home>/worker-token`, which every other route refuses with 403."),
+    info(title = "orch", description = "The orch daemon's HTTP API. Every `/v1` route needs the admin token from `<home>/token` as `Authorization: Bearer <token>`; the `/v1/worker` routes (tag `worker`) also take the worker token from `<home>/worker-token`, which every other route refuses with 403. `/v1/webhooks/github` takes no token: it is authenticated by GitHub's `X-Hub-Signature-256` (security scheme `github_signature`)."),
     paths(
         health::health,
         health::ready,
@@ -30,6 +30,9 @@ use super::{error, events, health, logs, ops, tasks, views, workers};
         workers::heartbeat,
         workers::complete,
         workers::requeue,
+        webhooks::tasks,
+        webhooks::github,
+        docs::docs,
     ),
     components(schemas(
         error::ErrorBody,
@@ -42,6 +45,7 @@ use super::{error, events, health, logs, ops, tasks, views, workers};
         logs::LogSearch,
         workers::ClaimedRun,
         workers::ClaimedTask,
+        webhooks::WebhookOutcome,
     )),
     modifiers(&BearerAuth)
 )]
@@ -56,6 +60,13 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "github_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Hub-Signature-256",
+                "`sha256=<hex>`: HMAC-SHA256 of the raw body with the shared webhook secret",
+            ))),
         );
     }
 }

@@ -381,7 +381,7 @@ async fn submit(
 }
 
 /// The project directory of a request: absolute and existing.
-fn project_dir(raw: &str) -> Result<String, ApiError> {
+pub(super) fn project_dir(raw: &str) -> Result<String, ApiError> {
     let invalid = |message: String| ApiError::Invalid {
         field: Some("project".to_owned()),
         message,
@@ -402,7 +402,7 @@ fn project_dir(raw: &str) -> Result<String, ApiError> {
 }
 
 /// The domain task for a request, checked as a task file is.
-fn new_task(request: CreateTask) -> Result<NewTask, ApiError> {
+pub(super) fn new_task(request: CreateTask) -> Result<NewTask, ApiError> {
     let invalid = |field: &str, message: String| ApiError::Invalid {
         field: Some(field.to_owned()),
         message: format!("{field}: {message}"),

@@ -12,11 +12,18 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use crate::{Result, StoreError};
 
 /// Every migration, oldest first: (version, name, script). Never edit one that has landed.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    20261121000000,
-    "create_core_tables",
-    include_str!("../../migrations/sqlite/20261121000000_create_core_tables.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        20261121000000,
+        "create_core_tables",
+        include_str!("../../migrations/sqlite/20261121000000_create_core_tables.sql"),
+    ),
+    (
+        20261121120000,
+        "create_webhook_deliveries",
+        include_str!("../../migrations/sqlite/20261121120000_create_webhook_deliveries.sql"),
+    ),
+];
 
 /// Bring the schema up to date.
 pub(super) fn run(conn: &mut Connection) -> Result<()> {

@@ -27,7 +27,8 @@ use orch_core::{
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    Claim, FeedEvent, Op, Problem, Project, Recovered, Result, StoreError, Submission, TaskFilter,
+    Claim, Delivery, FeedEvent, Op, Problem, Project, Recovered, Result, StoreError, Submission,
+    SubmittedOnce, TaskFilter,
 };
 use rows::{event_from_row, project_from_row, run_from_row, task_from_row};
 
@@ -273,6 +274,53 @@ impl SqliteStore {
             let ids = submit(&tx, &submission, &op)?;
             tx.commit()?;
             Ok(ids)
+        })
+        .await
+    }
+
+    pub(crate) async fn submit_once(
+        &self,
+        deliveries: &[Delivery],
+        submission: &Submission,
+        op: Op<'_>,
+    ) -> Result<SubmittedOnce> {
+        if deliveries.is_empty() || submission.tasks.is_empty() {
+            return Err(StoreError::Invalid {
+                field: "delivery".into(),
+                reason: "submit_once needs at least one delivery id and one task".into(),
+            });
+        }
+        let deliveries = deliveries.to_vec();
+        let submission = submission.clone();
+        let op = OwnedOp::from(op);
+        self.call(move |conn| {
+            // One write transaction: two copies of a delivery arriving at once serialize on the
+            // write lock, and the second sees the first's record.
+            let tx = immediate(conn)?;
+            let mut earlier = None;
+            for delivery in &deliveries {
+                earlier = tx
+                    .prepare_cached(sql!("select_webhook_delivery"))?
+                    .query_row(params![delivery.source, delivery.id], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()?;
+                if earlier.is_some() {
+                    break;
+                }
+            }
+            let (tasks, created) = match earlier {
+                Some(task) => (vec![TaskId(task)], false),
+                None => (submit(&tx, &submission, &op)?, true),
+            };
+            // Every id is recorded (a new delivery of a known issue too), so each later replay
+            // answers with the same task.
+            for delivery in &deliveries {
+                tx.prepare_cached(sql!("insert_webhook_delivery"))?
+                    .execute(params![delivery.source, delivery.id, tasks[0].0, op.now.0])?;
+            }
+            tx.commit()?;
+            Ok(SubmittedOnce { tasks, created })
         })
         .await
     }

@@ -1,0 +1,444 @@
+//! Where the task commands go: the daemon's HTTP API when one runs for the home (or `--server`
+//! names one), else the store directly. Both answer with the same JSON views, so `--json` output
+//! does not depend on the path taken.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use orch_core::{StepAction, TaskId, TaskSpec};
+use orch_store::{Store, Submission, TaskFilter};
+use serde_json::{json, Value};
+
+use crate::commands::{op, open_store};
+use crate::config::{self, Settings};
+use crate::output::{EventView, RunView, TaskView};
+use crate::UserError;
+
+/// How long the CLI waits for `/health` of the daemon named in `<home>/serve.addr`: a daemon that
+/// does not answer this fast is taken for gone (e.g. killed with SIGKILL, leaving the file).
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What the command line says about the daemon to talk to (`--server`, `--token`).
+#[derive(Debug, Clone, Default)]
+pub struct Remote {
+    /// `--server` / `ORCH_URL`.
+    pub server: Option<String>,
+    /// `--token` / `ORCH_TOKEN`.
+    pub token: Option<String>,
+}
+
+/// The daemon's HTTP API with the admin token.
+#[derive(Debug)]
+pub struct Api {
+    base: String,
+    token: String,
+    /// Where the token came from, for the message when the daemon refuses it.
+    token_source: String,
+    client: reqwest::Client,
+}
+
+/// The one place a task command's operations go.
+#[derive(Debug)]
+pub enum Backend {
+    Store(Store),
+    Api(Api),
+}
+
+impl Backend {
+    /// The API if `--server` is given or a daemon answers at `<home>/serve.addr`, else the store.
+    ///
+    /// `lacking` names a flag of this command that the API cannot carry yet: then a local daemon
+    /// is bypassed (the store is safe to share with it), and an explicit `--server` is refused.
+    pub async fn open(
+        settings: &Settings,
+        remote: &Remote,
+        lacking: Option<&str>,
+    ) -> anyhow::Result<Backend> {
+        if let Some(server) = &remote.server {
+            if let Some(flag) = lacking {
+                return Err(UserError::new(format!(
+                    "{flag} is not supported through the HTTP API yet; run this command on the \
+                     daemon's machine without --server (or ORCH_URL)"
+                ))
+                .into());
+            }
+            let base = server.trim_end_matches('/').to_owned();
+            return Ok(Backend::Api(Api::new(base, settings, remote)?));
+        }
+        if lacking.is_none() {
+            if let Some(base) = local_daemon(settings).await {
+                return Ok(Backend::Api(Api::new(base, settings, remote)?));
+            }
+        }
+        Ok(Backend::Store(open_store(settings).await?))
+    }
+
+    /// Add one task for the project directory; returns its view and the project's name.
+    pub async fn add_task(
+        &self,
+        project_dir: &Path,
+        spec: TaskSpec,
+        needs: &[i64],
+    ) -> anyhow::Result<(Value, String)> {
+        match self {
+            Backend::Store(store) => {
+                let op = op("cli");
+                let project = store
+                    .ensure_project(&project_dir.to_string_lossy(), op.now)
+                    .await?;
+                let submission = Submission {
+                    project: project.id,
+                    workflow: None,
+                    tasks: vec![orch_core::NewTask {
+                        spec,
+                        needs_in_batch: Vec::new(),
+                        needs_existing: needs.iter().copied().map(TaskId).collect(),
+                        parent: None,
+                    }],
+                };
+                let ids = store.submit(&submission, op).await.map_err(|e| match e {
+                    orch_store::StoreError::Invalid { field, reason } => {
+                        anyhow::Error::from(UserError::new(format!(
+                            "--{field}: {reason}; `orch task list` shows the tasks there are"
+                        )))
+                    }
+                    other => other.into(),
+                })?;
+                let task = store.task(ids[0]).await?;
+                Ok((view(&TaskView::from(&task))?, project.name))
+            }
+            Backend::Api(api) => {
+                let body = create_request(project_dir, &spec, needs)?;
+                let task = api.post("/v1/tasks", &body).await?;
+                let name = project_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| project_dir.display().to_string());
+                Ok((task, name))
+            }
+        }
+    }
+
+    /// Submit a workflow file's text (already checked by the caller) for the project directory;
+    /// returns `{workflow, project, tasks}`.
+    pub async fn submit_workflow(
+        &self,
+        project_dir: &Path,
+        file: &str,
+        text: String,
+    ) -> anyhow::Result<Value> {
+        match self {
+            Backend::Store(store) => {
+                let workflow = orch_core::spec::parse_workflow(file, &text)
+                    .map_err(|e| UserError::new(e.to_string()))?;
+                let op = op("cli");
+                let project = store
+                    .ensure_project(&project_dir.to_string_lossy(), op.now)
+                    .await?;
+                let submission = Submission {
+                    project: project.id,
+                    workflow: Some((workflow.name.clone(), text)),
+                    tasks: workflow.tasks,
+                };
+                let ids = store.submit(&submission, op).await?;
+                let mut tasks = Vec::with_capacity(ids.len());
+                for id in ids {
+                    tasks.push(store.task(id).await?);
+                }
+                let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
+                Ok(json!({
+                    "workflow": tasks.first().and_then(|t| t.workflow).map(|w| w.0),
+                    "project": project.name,
+                    "tasks": views,
+                }))
+            }
+            Backend::Api(api) => {
+                let body = json!({
+                    "project": project_dir.to_string_lossy(),
+                    "yaml": text,
+                    "file": file,
+                });
+                api.post("/v1/workflows", &body).await
+            }
+        }
+    }
+
+    /// Tasks, oldest first. `project` is a project's id (the API cannot filter by it yet, so the
+    /// caller resolves it only on the store path).
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> anyhow::Result<Vec<Value>> {
+        match self {
+            Backend::Store(store) => {
+                let tasks = store.tasks(filter).await?;
+                tasks.iter().map(|t| view(&TaskView::from(t))).collect()
+            }
+            Backend::Api(api) => {
+                let mut query = Vec::new();
+                if let Some(status) = filter.status {
+                    query.push(("status", status.as_str().to_owned()));
+                }
+                if let Some(limit) = filter.limit {
+                    query.push(("limit", limit.to_string()));
+                }
+                let list = api.get("/v1/tasks", &query).await?;
+                match list {
+                    Value::Array(tasks) => Ok(tasks),
+                    other => {
+                        anyhow::bail!("the daemon answered a task list that is not a list: {other}")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The store, for what only it can do (e.g. resolve `--project`).
+    pub fn store(&self) -> Option<&Store> {
+        match self {
+            Backend::Store(store) => Some(store),
+            Backend::Api(_) => None,
+        }
+    }
+
+    /// A task with its spec, runs, events, bundle and result (`orch task get --json`).
+    pub async fn task_detail(&self, settings: &Settings, id: i64) -> anyhow::Result<Value> {
+        match self {
+            Backend::Store(store) => {
+                let id = TaskId(id);
+                let task = store.task(id).await?;
+                let runs = store.runs(id).await?;
+                let events = store.events(id).await?;
+                // The latest run's bundle, if one was written.
+                let bundle = runs
+                    .last()
+                    .map(|run| {
+                        settings
+                            .home
+                            .join("runs")
+                            .join(task.id.to_string())
+                            .join(run.attempt.to_string())
+                    })
+                    .filter(|dir| dir.is_dir());
+                let result: Option<Value> = bundle
+                    .as_ref()
+                    .and_then(|dir| std::fs::read(dir.join("result.json")).ok())
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+                Ok(json!({
+                    "task": TaskView::from(&task),
+                    "spec": serde_json::to_value(&task.spec)?,
+                    "runs": runs.iter().map(RunView::from).collect::<Vec<_>>(),
+                    "events": events.iter().map(EventView::from).collect::<Vec<_>>(),
+                    "bundle": bundle,
+                    "result": result,
+                }))
+            }
+            Backend::Api(api) => api.get(&format!("/v1/tasks/{id}"), &[]).await,
+        }
+    }
+
+    /// Apply an action to a task; returns `{id, status}`.
+    pub async fn act(&self, id: i64, action: Action<'_>) -> anyhow::Result<Value> {
+        match self {
+            Backend::Store(store) => {
+                let task = TaskId(id);
+                let status = match action {
+                    Action::Cancel { reason } => store.cancel(task, reason, op("cli")).await?,
+                    Action::Retry { delay } => store.retry(task, delay, op("cli")).await?,
+                    Action::Unblock => store.unblock(task, op("cli")).await?,
+                    Action::Approve => store.approve(task, op("cli")).await?,
+                };
+                Ok(json!({ "id": id, "status": status.as_str() }))
+            }
+            Backend::Api(api) => {
+                let verb = match action {
+                    Action::Cancel { .. } => "cancel",
+                    Action::Retry { .. } => "retry",
+                    Action::Unblock => "unblock",
+                    Action::Approve => "approve",
+                };
+                api.post(&format!("/v1/tasks/{id}/{verb}"), &json!({}))
+                    .await
+            }
+        }
+    }
+
+    /// Task counts: `{total, by_status}` with every status.
+    pub async fn status_counts(&self) -> anyhow::Result<Value> {
+        match self {
+            Backend::Store(store) => {
+                let counts = store.status_counts().await?;
+                let total: u64 = counts.values().sum();
+                let by_status: serde_json::Map<String, Value> = orch_core::Status::ALL
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.as_str().to_owned(),
+                            json!(counts.get(s).copied().unwrap_or(0)),
+                        )
+                    })
+                    .collect();
+                Ok(json!({ "total": total, "by_status": by_status }))
+            }
+            Backend::Api(api) => api.get("/v1/status", &[]).await,
+        }
+    }
+}
+
+/// What `act` does to a task.
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    Cancel { reason: Option<&'a str> },
+    Retry { delay: Option<Duration> },
+    Unblock,
+    Approve,
+}
+
+impl Api {
+    fn new(base: String, settings: &Settings, remote: &Remote) -> anyhow::Result<Api> {
+        let (token, token_source) = match &remote.token {
+            Some(token) => (token.trim().to_owned(), "--token / ORCH_TOKEN".to_owned()),
+            None => {
+                let file = settings.home.join("token");
+                let token = std::fs::read_to_string(&file).map_err(|e| {
+                    UserError::new(format!(
+                        "no token for the daemon at {base}: --token and ORCH_TOKEN are unset and \
+                         {} cannot be read ({e}); pass the daemon's admin token (the file `token` \
+                         in its home)",
+                        file.display()
+                    ))
+                })?;
+                (token.trim().to_owned(), file.display().to_string())
+            }
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("build the HTTP client")?;
+        Ok(Api {
+            base,
+            token,
+            token_source,
+            client,
+        })
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let request = self.client.get(format!("{}{path}", self.base)).query(query);
+        self.send(request).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let request = self.client.post(format!("{}{path}", self.base)).json(body);
+        self.send(request).await
+    }
+
+    /// Send with the token; a refusal becomes the error the store path would give (404, 400 and
+    /// 422 exit 2 as input errors; 409 exits 1 as a failed operation).
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the orch daemon at {} ({e}); check that `orch serve` runs \
+                     there, or drop --server / ORCH_URL to use the local home",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("read the answer of the daemon at {}", self.base))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("no message")
+            .to_owned();
+        let code = status.as_u16();
+        Err(match code {
+            401 | 403 => UserError::new(format!(
+                "the daemon at {} refused the token from {} ({code}: {message}); use the admin \
+                 token in the file `token` of the daemon's home, through --token or ORCH_TOKEN",
+                self.base, self.token_source
+            ))
+            .into(),
+            400 | 404 | 422 => UserError::new(message).into(),
+            409 => anyhow::anyhow!(message),
+            _ => anyhow::anyhow!("the daemon at {} answered {status}: {message}", self.base),
+        })
+    }
+}
+
+/// The base URL of the daemon named in `<home>/serve.addr`, if it answers `/health`.
+async fn local_daemon(settings: &Settings) -> Option<String> {
+    let addr = std::fs::read_to_string(settings.home.join("serve.addr")).ok()?;
+    let base = format!("http://{}", addr.trim());
+    let client = reqwest::Client::builder()
+        .timeout(HEALTH_TIMEOUT)
+        .build()
+        .ok()?;
+    let response = client.get(format!("{base}/health")).send().await.ok()?;
+    response.status().is_success().then_some(base)
+}
+
+fn view<T: serde::Serialize>(value: &T) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(value)?)
+}
+
+/// What of this spec `POST /v1/tasks` cannot carry yet, if anything.
+pub fn spec_lacks(spec: &TaskSpec) -> Option<&'static str> {
+    let default_retry = orch_core::RetryPolicy {
+        max_attempts: spec.retry.max_attempts,
+        ..orch_core::RetryPolicy::default()
+    };
+    let command_timeout = spec.steps.iter().any(|s| match &s.action {
+        StepAction::Exec { commands } => commands.iter().any(|c| c.timeout.is_some()),
+        StepAction::Agent { .. } => false,
+    });
+    if spec.key.is_some() {
+        Some("a task key")
+    } else if spec.timeout.is_some() || spec.steps.iter().any(|s| s.timeout.is_some()) {
+        Some("a timeout")
+    } else if command_timeout {
+        Some("a command timeout")
+    } else if spec.retry != default_retry {
+        Some("a retry backoff")
+    } else {
+        None
+    }
+}
+
+/// The `POST /v1/tasks` body for a spec that `spec_lacks` nothing of.
+fn create_request(project_dir: &Path, spec: &TaskSpec, needs: &[i64]) -> anyhow::Result<Value> {
+    let mut steps = Vec::with_capacity(spec.steps.len());
+    for step in &spec.steps {
+        steps.push(match &step.action {
+            StepAction::Exec { commands } => {
+                let commands: Vec<Value> = commands
+                    .iter()
+                    .map(|c| json!({ "argv": c.argv, "env": c.env, "cwd": c.cwd }))
+                    .collect();
+                json!({ "name": step.name, "exec": commands })
+            }
+            StepAction::Agent {
+                agent,
+                prompt,
+                model,
+                profile,
+            } => json!({
+                "name": step.name, "agent": agent, "prompt": prompt,
+                "model": model, "profile": profile,
+            }),
+        });
+    }
+    Ok(json!({
+        "project": config::absolute(project_dir)?.to_string_lossy(),
+        "title": spec.title.to_string(),
+        "body": spec.body,
+        "labels": spec.labels,
+        "priority": spec.priority,
+        "needs": needs,
+        "steps": steps,
+        "max_attempts": spec.retry.max_attempts,
+        "requires_approval": spec.requires_approval,
+    }))
+}

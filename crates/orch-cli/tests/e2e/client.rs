@@ -1,0 +1,200 @@
+//! The CLI as a client: with `orch serve` running for the home (or `--server` naming it), task
+//! commands, `run` and `status` go through the HTTP API and print the same JSON as the store
+//! path; a daemon that is gone (even leaving `serve.addr` behind) sends them back to the store.
+
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::support::{int, poll_until, Home, Process, SERVE_DEADLINE};
+
+/// Start `orch serve --workers 0` with its API and return it with its base URL.
+fn serve(home: &Home) -> (Process, String) {
+    let serve = home.serve(&["--workers", "0"]);
+    let addr = poll_until("serve.addr and token", SERVE_DEADLINE, || {
+        let addr = std::fs::read_to_string(home.path().join("serve.addr")).ok()?;
+        home.path().join("token").exists().then_some(())?;
+        Some(addr.trim().to_owned()).filter(|a| !a.is_empty())
+    });
+    (serve, format!("http://{addr}"))
+}
+
+/// The actors of a task's events (`api` for requests through the daemon, `cli` for the store).
+fn actors(task: &Value) -> Vec<String> {
+    task["events"]
+        .as_array()
+        .expect("events are a list")
+        .iter()
+        .map(|e| e["actor"].as_str().expect("an actor").to_owned())
+        .collect()
+}
+
+/// The JSON every read command prints for the home, in a fixed order.
+fn reads(home: &Home, extra: &[&str], ids: &[i64]) -> Vec<Value> {
+    let mut all = vec![
+        vec!["task", "list", "--json"],
+        vec!["task", "list", "--status", "cancelled", "--json"],
+        vec!["status", "--json"],
+    ];
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    for id in &ids {
+        all.push(vec!["task", "get", id, "--json"]);
+    }
+    all.into_iter()
+        .map(|mut args| {
+            args.extend_from_slice(extra);
+            home.json(&args)
+        })
+        .collect()
+}
+
+fn workflow(home: &Home) -> String {
+    let yaml = "name: client\ntasks:\n  - id: first\n    title: First\n    steps:\n      - name: hello\n        exec:\n          - argv: [echo, hello]\n  - id: second\n    title: Second\n    needs: [first]\n";
+    home.write("client.yml", yaml).display().to_string()
+}
+
+#[test]
+fn every_client_command_gives_the_same_json_through_the_daemon_as_from_the_store() {
+    let home = Home::new();
+    let (daemon, server) = serve(&home);
+    let project = home
+        .path()
+        .to_str()
+        .expect("temp paths are UTF-8")
+        .to_owned();
+
+    // Writes through the daemon of the home (found through serve.addr).
+    let added = home.json(&["task", "add", "Through the API", "--exec", "true", "--json"]);
+    let first = int(&added, "id");
+    let approval = home.json(&[
+        "task",
+        "add",
+        "Needs approval",
+        "--requires-approval",
+        "--json",
+    ]);
+    let second = int(&approval, "id");
+    let file = workflow(&home);
+    let submitted = home.json(&["run", &file, "--project", &project, "--json"]);
+    assert_eq!(submitted["tasks"].as_array().map(Vec::len), Some(2));
+    let approved = home.json(&["task", "approve", &second.to_string(), "--json"]);
+    assert_eq!(approved["id"], second);
+    let cancelled = home.json(&["task", "cancel", &first.to_string(), "--json"]);
+    assert_eq!(cancelled["status"], "cancelled");
+    let unblocked = home.run(&["task", "unblock", &first.to_string(), "--json"]);
+    unblocked.expect_code(1, "unblocking a cancelled task");
+    let retried = home.json(&["task", "retry", &first.to_string(), "--json"]);
+    assert_eq!(retried["status"], "queued");
+    let recancelled = home.json(&[
+        "task",
+        "cancel",
+        &first.to_string(),
+        "--server",
+        &server,
+        "--json",
+    ]);
+    assert_eq!(recancelled["status"], "cancelled");
+    // Every change was made by the daemon, so its events name the API as the actor.
+    let detail = home.task(first);
+    assert_eq!(
+        actors(&detail),
+        ["api", "api", "api", "api"],
+        "create, cancel, retry, cancel through the API"
+    );
+
+    let ids = [first, second, int(&submitted["tasks"][0], "id")];
+    let through_home_daemon = reads(&home, &[], &ids);
+    let through_server = reads(&home, &["--server", &server], &ids);
+    assert_eq!(through_home_daemon, through_server);
+
+    // With the daemon stopped, the same commands read the store and print the same JSON.
+    daemon.signal(Signal::SIGTERM);
+    daemon
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch serve after SIGTERM");
+    assert!(
+        !home.path().join("serve.addr").exists(),
+        "serve.addr is removed at exit"
+    );
+    let from_store = reads(&home, &[], &ids);
+    assert_eq!(through_home_daemon, from_store);
+
+    // A store-path change is recorded with the CLI as its actor.
+    home.json(&["task", "retry", &first.to_string(), "--json"]);
+    assert_eq!(
+        actors(&home.task(first)).last().map(String::as_str),
+        Some("cli")
+    );
+}
+
+#[test]
+fn api_errors_exit_like_the_store_path_and_a_wrong_token_says_where_it_came_from() {
+    let home = Home::new();
+    let (_daemon, server) = serve(&home);
+
+    let missing = home.run(&["task", "get", "999", "--json"]);
+    missing.expect_code(2, "getting a task that does not exist through the API");
+    assert!(missing.stderr.contains("999"), "{}", missing.stderr);
+
+    let added = home.json(&["task", "add", "Cancelled twice", "--json"]);
+    let id = int(&added, "id").to_string();
+    home.json(&["task", "cancel", &id, "--json"]);
+    let again = home.run(&["task", "cancel", &id, "--server", &server]);
+    again.expect_code(1, "cancelling a finished task through the API");
+    assert!(again.stderr.contains("cancelled"), "{}", again.stderr);
+
+    let wrong = home.run(&["task", "list", "--server", &server, "--token", "wrong"]);
+    wrong.expect_code(2, "a wrong token");
+    assert!(
+        wrong
+            .stderr
+            .contains("refused the token from --token / ORCH_TOKEN"),
+        "{}",
+        wrong.stderr
+    );
+}
+
+#[test]
+fn a_stale_serve_addr_left_by_a_killed_daemon_falls_back_to_the_store() {
+    let home = Home::new();
+    let (daemon, _server) = serve(&home);
+    home.json(&["task", "add", "Before the kill", "--json"]);
+    let killed = daemon.kill();
+    assert_eq!(killed.code, None, "killed by SIGKILL\n{}", killed.stderr);
+    assert!(
+        home.path().join("serve.addr").exists(),
+        "SIGKILL leaves serve.addr behind"
+    );
+
+    let added = home.json(&["task", "add", "After the kill", "--json"]);
+    let listed = home.json(&["task", "list", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    let detail = home.task(int(&added, "id"));
+    assert_eq!(actors(&detail), ["cli"], "added through the store");
+}
+
+#[test]
+fn server_pointing_at_a_closed_port_fails_with_a_clear_message() {
+    let home = Home::new();
+    // Bind and drop a listener: its port is then very likely closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let server = format!("http://127.0.0.1:{port}");
+    home.write("token", "some-token\n");
+    let failed = home.run(&["status", "--server", &server]);
+    failed.expect_code(1, "--server to a closed port");
+    assert!(
+        failed
+            .stderr
+            .contains(&format!("cannot reach the orch daemon at {server}")),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        !Path::new(&home.database()).exists(),
+        "the store was not touched"
+    );
+}
