@@ -645,7 +645,7 @@ impl Runner<'_> {
         let mut last_code = None;
         let mut tail = String::new();
         for (index, command) in commands.iter().enumerate() {
-            let line = shell_join(&command.argv);
+            let line = shell_words::join(&command.argv);
             self.log(Some(&step.name), &format!("$ {line}"));
             let out = OutputPaths {
                 stdout: step_dir.join(format!("cmd-{}.stdout.log", index + 1)),
@@ -1036,22 +1036,6 @@ fn exit_text(exit: &exec::ExitRecord) -> String {
     }
 }
 
-fn shell_join(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn tail_text(bytes: &[u8], max: usize) -> String {
     let start = bytes.len().saturating_sub(max);
     String::from_utf8_lossy(&bytes[start..]).into_owned()
@@ -1093,14 +1077,6 @@ mod tests {
         assert_eq!(
             changed_files(diff),
             vec!["NOTES.md".to_owned(), "src/x.rs".to_owned()]
-        );
-    }
-
-    #[test]
-    fn command_lines_are_quoted_only_where_needed() {
-        assert_eq!(
-            shell_join(&["echo".into(), "a b".into(), "it's".into()]),
-            "echo 'a b' 'it'\\''s'"
         );
     }
 }
