@@ -362,6 +362,8 @@ impl Session {
             output_tokens: self.output_tokens,
             cost_usd: 0.0,
             changed_files: self.changed_files.into_iter().collect(),
+            model: Some("sim".to_owned()),
+            argv: Vec::new(),
         }
     }
 

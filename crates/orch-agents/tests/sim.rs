@@ -46,6 +46,7 @@ fn request(workdir: &Path, prompt: &str) -> AgentRequest {
         workdir: workdir.to_path_buf(),
         resume_session: None,
         env: BTreeMap::new(),
+        ..AgentRequest::default()
     }
 }
 
@@ -743,10 +744,18 @@ async fn a_missing_workdir_is_an_io_error_naming_it_and_emits_nothing() {
 
 #[test]
 fn every_known_agent_can_be_created_by_name_and_unknown_names_list_them() {
+    let enabled = orch_agents::AgentsConfig {
+        enable_real_cli: true,
+        ..orch_agents::AgentsConfig::default()
+    };
     for name in known_agents() {
-        let agent = Agent::by_name(name).expect("a known agent is created by name");
+        let agent = Agent::resolve(name, &enabled).expect("a known agent is created by name");
         assert_eq!(agent.name(), *name);
     }
+    // Without `enable_real_cli`, only sim is created.
+    let error = Agent::by_name("claude").expect_err("real CLIs are off by default");
+    assert_eq!(error.class(), orch_agents::FailureClass::NotInstalled);
     let error = Agent::by_name("gpt-pilot").expect_err("not an agent");
-    expect!["unknown agent `gpt-pilot`; known agents: sim"].assert_eq(&error.to_string());
+    expect!["unknown agent `gpt-pilot`; known agents: sim, claude, codex, opencode, gemini"]
+        .assert_eq(&error.to_string());
 }
