@@ -106,7 +106,11 @@ impl Dialect {
     }
 
     /// The dialect for `kind`, with the price table for CLIs that report no cost.
-    pub fn for_kind(kind: &CliKind, model: Option<&str>, pricing: &BTreeMap<String, Price>) -> Dialect {
+    pub fn for_kind(
+        kind: &CliKind,
+        model: Option<&str>,
+        pricing: &BTreeMap<String, Price>,
+    ) -> Dialect {
         let price = model.and_then(|m| pricing.get(m)).copied();
         match kind {
             CliKind::Claude => Dialect::Claude(ClaudeParser::default()),
@@ -220,16 +224,38 @@ impl CliAgent {
         let mut argv = vec![binary];
         match &self.kind {
             CliKind::Claude => {
-                argv.extend(["-p", prompt.as_str(), "--output-format", "stream-json", "--verbose"].map(String::from));
+                argv.extend(
+                    [
+                        "-p",
+                        prompt.as_str(),
+                        "--output-format",
+                        "stream-json",
+                        "--verbose",
+                    ]
+                    .map(String::from),
+                );
                 push_opt(&mut argv, "--model", model.as_deref());
-                push_opt(&mut argv, "--max-turns", max_turns.map(|n| n.to_string()).as_deref());
-                push_opt(&mut argv, "--append-system-prompt", request.system_prompt.as_deref().filter(|s| !s.trim().is_empty()));
+                push_opt(
+                    &mut argv,
+                    "--max-turns",
+                    max_turns.map(|n| n.to_string()).as_deref(),
+                );
+                push_opt(
+                    &mut argv,
+                    "--append-system-prompt",
+                    request
+                        .system_prompt
+                        .as_deref()
+                        .filter(|s| !s.trim().is_empty()),
+                );
                 push_opt(&mut argv, "--resume", request.resume_session.as_deref());
                 // Headless: nobody can approve a tool, so edits are accepted and the usual
                 // tools are allowed. `bypassPermissions` is refused as root.
                 argv.extend(["--permission-mode", "acceptEdits"].map(String::from));
                 let allowed = if allowed.is_empty() {
-                    ["Bash", "Edit", "Write", "MultiEdit", "Read", "Glob", "Grep"].map(String::from).to_vec()
+                    ["Bash", "Edit", "Write", "MultiEdit", "Read", "Glob", "Grep"]
+                        .map(String::from)
+                        .to_vec()
                 } else {
                     allowed
                 };
@@ -254,7 +280,16 @@ impl CliAgent {
                 }
             }
             CliKind::Codex => {
-                argv.extend(["exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "-C"].map(String::from));
+                argv.extend(
+                    [
+                        "exec",
+                        "--json",
+                        "--skip-git-repo-check",
+                        "--dangerously-bypass-approvals-and-sandbox",
+                        "-C",
+                    ]
+                    .map(String::from),
+                );
                 argv.push(request.workdir.display().to_string());
                 push_opt(&mut argv, "--model", model.as_deref());
                 argv.extend(self.settings.args.iter().cloned());
@@ -303,7 +338,16 @@ impl CliAgent {
                 argv.push(with_system(&prompt));
             }
             CliKind::Gemini => {
-                argv.extend(["-p", prompt.as_str(), "--output-format", "stream-json", "--yolo"].map(String::from));
+                argv.extend(
+                    [
+                        "-p",
+                        prompt.as_str(),
+                        "--output-format",
+                        "stream-json",
+                        "--yolo",
+                    ]
+                    .map(String::from),
+                );
                 push_opt(&mut argv, "--model", model.as_deref());
                 push_opt(&mut argv, "--resume", request.resume_session.as_deref());
                 argv.extend(self.settings.args.iter().cloned());
@@ -311,7 +355,11 @@ impl CliAgent {
                     create_dir(state)?;
                     env.insert("HOME".into(), state.display().to_string());
                 }
-                if let Some(system) = request.system_prompt.as_deref().filter(|s| !s.trim().is_empty()) {
+                if let Some(system) = request
+                    .system_prompt
+                    .as_deref()
+                    .filter(|s| !s.trim().is_empty())
+                {
                     // Gemini CLI has no flag to append to its system prompt: the profile leads
                     // the prompt instead.
                     let at = argv.iter().position(|a| a == "-p").map_or(1, |i| i + 1);
@@ -497,11 +545,16 @@ mod tests {
         req.resume_session = Some("abc".into());
         req.max_turns = Some(7);
         let inv = agent("claude", &config)
-            .invocation(&req, &|name| (name == "ANTHROPIC_API_KEY").then(|| "k".into()))
+            .invocation(&req, &|name| {
+                (name == "ANTHROPIC_API_KEY").then(|| "k".into())
+            })
             .unwrap();
         let line = inv.argv.join(" ");
         assert!(line.starts_with("claude -p add a test --output-format stream-json --verbose --model sonnet --max-turns 7 --append-system-prompt You are a tester. --resume abc"), "{line}");
-        assert_eq!(inv.env.get("ANTHROPIC_API_KEY").map(String::as_str), Some("k"));
+        assert_eq!(
+            inv.env.get("ANTHROPIC_API_KEY").map(String::as_str),
+            Some("k")
+        );
         assert!(!inv.env.contains_key("OPENAI_API_KEY"));
     }
 
@@ -509,7 +562,9 @@ mod tests {
     fn codex_resume_goes_before_the_prompt() {
         let mut req = request();
         req.resume_session = Some("thread-1".into());
-        let inv = agent("codex", &enabled()).invocation(&req, &|_| None).unwrap();
+        let inv = agent("codex", &enabled())
+            .invocation(&req, &|_| None)
+            .unwrap();
         let n = inv.argv.len();
         assert_eq!(&inv.argv[n - 3..], ["resume", "thread-1", "add a test"]);
         assert!(inv.argv.contains(&"--json".to_owned()));
@@ -522,15 +577,22 @@ mod tests {
             "echoer".into(),
             toml::from_str("argv = [\"tool\", \"--model={model}\", \"{prompt}\", \"{session}\", \"--in\", \"{workdir}\"]\nmodel = \"m1\"\n").unwrap(),
         );
-        let inv = agent("echoer", &config).invocation(&request(), &|_| None).unwrap();
-        assert_eq!(inv.argv, ["tool", "--model=m1", "add a test", "--in", "/work/tree"]);
+        let inv = agent("echoer", &config)
+            .invocation(&request(), &|_| None)
+            .unwrap();
+        assert_eq!(
+            inv.argv,
+            ["tool", "--model=m1", "add a test", "--in", "/work/tree"]
+        );
     }
 
     #[test]
     fn a_prompt_that_looks_like_a_flag_stays_a_prompt() {
         let mut req = request();
         req.prompt = "--help me".into();
-        let inv = agent("claude", &enabled()).invocation(&req, &|_| None).unwrap();
+        let inv = agent("claude", &enabled())
+            .invocation(&req, &|_| None)
+            .unwrap();
         assert_eq!(inv.argv[2], " --help me");
     }
 }

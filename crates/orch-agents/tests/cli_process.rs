@@ -59,7 +59,12 @@ async fn run(config: &AgentsConfig, workdir: &Path, cancel: CancellationToken) -
     while let Ok(r) = raw_rx.try_recv() {
         raw.push(r);
     }
-    Ran { result, events, raw, took }
+    Ran {
+        result,
+        events,
+        raw,
+        took,
+    }
 }
 
 const INIT: &str = r#"{"type":"system","subtype":"init","session_id":"s-1","model":"claude-x","tools":[],"cwd":"/w"}"#;
@@ -68,8 +73,16 @@ const RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"n
 #[tokio::test]
 async fn a_cli_that_hangs_after_its_result_is_ended_and_still_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let cli = fake_cli(dir.path(), &format!("echo '{INIT}'\necho '{RESULT}'\nexec sleep 600"));
-    let ran = run(&config(&cli, Duration::from_secs(60), Duration::from_millis(300)), dir.path(), CancellationToken::new()).await;
+    let cli = fake_cli(
+        dir.path(),
+        &format!("echo '{INIT}'\necho '{RESULT}'\nexec sleep 600"),
+    );
+    let ran = run(
+        &config(&cli, Duration::from_secs(60), Duration::from_millis(300)),
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     let outcome = ran.result.unwrap();
     assert_eq!(outcome.result_text, "all done");
     assert_eq!(outcome.session_id.as_deref(), Some("s-1"));
@@ -83,7 +96,12 @@ async fn a_cli_that_hangs_after_its_result_is_ended_and_still_succeeds() {
 async fn a_silent_cli_is_killed_as_stalled() {
     let dir = tempfile::tempdir().unwrap();
     let cli = fake_cli(dir.path(), &format!("echo '{INIT}'\nexec sleep 600"));
-    let ran = run(&config(&cli, Duration::from_millis(500), Duration::from_secs(5)), dir.path(), CancellationToken::new()).await;
+    let ran = run(
+        &config(&cli, Duration::from_millis(500), Duration::from_secs(5)),
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     let error = ran.result.unwrap_err();
     assert!(matches!(error, AgentError::Stalled { .. }), "{error:?}");
     assert!(error.to_string().contains("stalled"), "{error}");
@@ -97,27 +115,56 @@ async fn output_keeps_the_stall_watchdog_quiet() {
         dir.path(),
         &format!("echo '{INIT}'\nfor i in 1 2 3 4 5 6; do sleep 0.2; echo \"working $i\" >&2; done\necho '{RESULT}'"),
     );
-    let ran = run(&config(&cli, Duration::from_millis(700), Duration::from_secs(5)), dir.path(), CancellationToken::new()).await;
+    let ran = run(
+        &config(&cli, Duration::from_millis(700), Duration::from_secs(5)),
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(ran.result.unwrap().result_text, "all done");
 }
 
 #[tokio::test]
 async fn a_crash_without_a_result_says_how_it_ended() {
     let dir = tempfile::tempdir().unwrap();
-    let cli = fake_cli(dir.path(), &format!("echo '{INIT}'\necho 'segfault in module x' >&2\nexit 3"));
-    let ran = run(&config(&cli, Duration::from_secs(60), Duration::from_secs(5)), dir.path(), CancellationToken::new()).await;
+    let cli = fake_cli(
+        dir.path(),
+        &format!("echo '{INIT}'\necho 'segfault in module x' >&2\nexit 3"),
+    );
+    let ran = run(
+        &config(&cli, Duration::from_secs(60), Duration::from_secs(5)),
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     let error = ran.result.unwrap_err();
     assert!(matches!(error, AgentError::Crashed { .. }), "{error:?}");
     let text = error.to_string();
-    assert!(text.contains("exit code 3") && text.contains("segfault in module x"), "{text}");
+    assert!(
+        text.contains("exit code 3") && text.contains("segfault in module x"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_binary_is_not_installed() {
     let dir = tempfile::tempdir().unwrap();
-    let ran = run(&config(&dir.path().join("nope"), Duration::from_secs(60), Duration::from_secs(5)), dir.path(), CancellationToken::new()).await;
+    let ran = run(
+        &config(
+            &dir.path().join("nope"),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        ),
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     let error = ran.result.unwrap_err();
-    assert_eq!(error.class(), orch_agents::FailureClass::NotInstalled, "{error:?}");
+    assert_eq!(
+        error.class(),
+        orch_agents::FailureClass::NotInstalled,
+        "{error:?}"
+    );
     assert!(!error.class().retryable());
 }
 
@@ -127,7 +174,10 @@ async fn cancelling_stops_the_whole_process_group() {
     let marker = dir.path().join("child.pid");
     let cli = fake_cli(
         dir.path(),
-        &format!("echo '{INIT}'\nsleep 600 &\necho $! > {}\nwait", marker.display()),
+        &format!(
+            "echo '{INIT}'\nsleep 600 &\necho $! > {}\nwait",
+            marker.display()
+        ),
     );
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
@@ -135,9 +185,18 @@ async fn cancelling_stops_the_whole_process_group() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         stopper.cancel();
     });
-    let ran = run(&config(&cli, Duration::from_secs(60), Duration::from_secs(5)), dir.path(), cancel).await;
+    let ran = run(
+        &config(&cli, Duration::from_secs(60), Duration::from_secs(5)),
+        dir.path(),
+        cancel,
+    )
+    .await;
     assert!(matches!(ran.result, Err(AgentError::Cancelled(_))));
-    let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // The background child was in the CLI's process group, so it is gone too.
     let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| !s.contains(") Z "))
@@ -152,8 +211,17 @@ async fn unparsable_and_unknown_lines_are_kept_not_fatal() {
         dir.path(),
         &format!("echo '{INIT}'\necho 'Warning: something odd'\necho '{{\"type\":\"brand_new\",\"x\":1}}'\necho '{{\"type\":\"assistant\",\"message\":{{\"content\":[{{\"type\":\"te'\necho '{RESULT}'"),
     );
-    let ran = run(&config(&cli, Duration::from_secs(60), Duration::from_secs(5)), dir.path(), CancellationToken::new()).await;
+    let ran = run(
+        &config(&cli, Duration::from_secs(60), Duration::from_secs(5)),
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     assert!(ran.result.is_ok());
-    let unknown = ran.events.iter().filter(|e| matches!(e, AgentEvent::Unknown { .. })).count();
+    let unknown = ran
+        .events
+        .iter()
+        .filter(|e| matches!(e, AgentEvent::Unknown { .. }))
+        .count();
     assert_eq!(unknown, 3, "{:?}", ran.events);
 }

@@ -136,6 +136,10 @@ pub struct RunResult {
     pub session_id: Option<String>,
     /// The error, when it failed.
     pub error: Option<String>,
+    /// For a failed agent: `not_installed`, `auth_refused`, `rate_limited`, `model_error`,
+    /// `stalled`, `timeout`, `crashed`, `failed` or `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_class: Option<String>,
 }
 
 /// The JSON Schema of `result.json`, pretty-printed (shipped as `schemas/result.schema.json`).

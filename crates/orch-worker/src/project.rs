@@ -1,4 +1,6 @@
-//! Per-project settings from `.orch.toml` at the project root. Every key is optional.
+//! Settings for running a project's tasks: the global `<home>/config.toml`, with the project's
+//! own `.orch.toml` at its root merged over it (table by table, key by key), then `ORCH_*`
+//! environment overrides. Every key is optional.
 
 use std::path::Path;
 
@@ -35,6 +37,8 @@ pub struct ProjectConfig {
     pub output_cap_bytes: u64,
     /// Commit the workspace's changes after the steps.
     pub auto_commit: bool,
+    /// Agent adapters: which real CLIs may run and how (see `orch_agents::config`).
+    pub agents: orch_agents::AgentsConfig,
 }
 
 impl Default for ProjectConfig {
@@ -47,6 +51,7 @@ impl Default for ProjectConfig {
             secret_env: Vec::new(),
             output_cap_bytes: 16 * 1024 * 1024,
             auto_commit: true,
+            agents: orch_agents::AgentsConfig::default(),
         }
     }
 }
@@ -62,19 +67,81 @@ pub struct ProjectConfigError {
 }
 
 impl ProjectConfig {
-    /// Load `<dir>/.orch.toml`, or the defaults when there is none.
+    /// Load `<dir>/.orch.toml`, or the defaults when there is none (no global file, no
+    /// environment overrides; see [`ProjectConfig::load_merged`]).
     pub fn load(dir: &Path) -> Result<ProjectConfig, ProjectConfigError> {
-        let path = dir.join(".orch.toml");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| ProjectConfigError {
+        Self::load_layers(None, dir, &|_| None)
+    }
+
+    /// The settings a worker runs a project's tasks with: `<home>/config.toml`, then
+    /// `<dir>/.orch.toml` over it, then `ORCH_ENABLE_REAL_CLI` / `ORCH_ALLOWED_AGENTS`.
+    pub fn load_merged(home: &Path, dir: &Path) -> Result<ProjectConfig, ProjectConfigError> {
+        Self::load_layers(Some(&home.join("config.toml")), dir, &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    fn load_layers(
+        global: Option<&Path>,
+        dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProjectConfig, ProjectConfigError> {
+        let mut merged = toml::Table::new();
+        let project = dir.join(".orch.toml");
+        for path in global.into_iter().chain([project.as_path()]) {
+            if let Some(table) = read_table(path)? {
+                merge(&mut merged, table);
+            }
+        }
+        let shown = match global {
+            Some(global) => format!("{} + {}", global.display(), project.display()),
+            None => project.display().to_string(),
+        };
+        let mut config: ProjectConfig =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ProjectConfigError {
+                    path: shown.clone(),
+                    message: e.to_string(),
+                })?;
+        config
+            .agents
+            .apply_env(env)
+            .map_err(|message| ProjectConfigError {
+                path: "the environment".into(),
+                message,
+            })?;
+        Ok(config)
+    }
+}
+
+fn read_table(path: &Path) -> Result<Option<toml::Table>, ProjectConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .parse::<toml::Table>()
+            .map(Some)
+            .map_err(|e| ProjectConfigError {
                 path: path.display().to_string(),
                 message: e.to_string(),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ProjectConfig::default()),
-            Err(e) => Err(ProjectConfigError {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ProjectConfigError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// `over` wins key by key; tables merge recursively, everything else (arrays too) is replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(over_table)) => {
+                merge(base_table, over_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
         }
     }
 }
@@ -92,5 +159,62 @@ impl ProjectConfig {
                     .map(|v| (name.clone(), v))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_project_file_merges_over_the_global_one_key_by_key() {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config.toml"),
+            "allow_shell = true\n[agents]\nenable_real_cli = true\nallowed = [\"claude\"]\n[agents.claude]\nmodel = \"opus\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            project.path().join(".orch.toml"),
+            "[agents]\nallowed = [\"codex\"]\n[agents.claude]\nisolate = true\n",
+        )
+        .unwrap();
+        let config = ProjectConfig::load_layers(
+            Some(&home.path().join("config.toml")),
+            project.path(),
+            &|_| None,
+        )
+        .unwrap();
+        assert!(config.allow_shell);
+        assert!(config.agents.enable_real_cli);
+        assert_eq!(config.agents.allowed, vec!["codex"]);
+        assert_eq!(config.agents.claude.model.as_deref(), Some("opus"));
+        assert!(config.agents.claude.isolate);
+    }
+
+    #[test]
+    fn environment_overrides_come_last_and_bad_keys_name_both_files() {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let config = ProjectConfig::load_layers(
+            Some(&home.path().join("config.toml")),
+            project.path(),
+            &|name| (name == "ORCH_ENABLE_REAL_CLI").then(|| "yes".to_owned()),
+        )
+        .unwrap();
+        assert!(config.agents.enable_real_cli);
+        std::fs::write(project.path().join(".orch.toml"), "[agents]\nenable = 1\n").unwrap();
+        let error = ProjectConfig::load_layers(
+            Some(&home.path().join("config.toml")),
+            project.path(),
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("enable") && error.contains(".orch.toml"),
+            "{error}"
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use orch_agents::{Agent, AgentEvent, AgentRequest};
+use orch_agents::{Agent, AgentEvent, AgentRequest, FailureClass, RawOutput};
 use orch_core::{Outcome, Step, StepAction, Task};
 use orch_store::Claim;
 use serde_json::json;
@@ -36,6 +36,8 @@ pub struct WorkerSettings {
     pub heartbeat_every: Duration,
     /// Time between SIGTERM and SIGKILL when stopping commands.
     pub kill_grace: Duration,
+    /// Agents paused by a rate limit, until when: shared by this process's workers.
+    pub agent_pauses: Arc<std::sync::Mutex<BTreeMap<String, Instant>>>,
 }
 
 impl WorkerSettings {
@@ -47,7 +49,25 @@ impl WorkerSettings {
             lease: Duration::from_secs(30),
             heartbeat_every: Duration::from_secs(10),
             kill_grace: Duration::from_secs(5),
+            agent_pauses: Arc::default(),
         }
+    }
+
+    /// Pause `agent` for `wait`: tasks that need it go back to the queue until then.
+    pub fn pause_agent(&self, agent: &str, wait: Duration) {
+        // A std mutex: held for one map operation, never across an await.
+        if let Ok(mut pauses) = self.agent_pauses.lock() {
+            pauses.insert(agent.to_owned(), Instant::now() + wait);
+        }
+    }
+
+    /// How much longer `agent` is paused, if it is.
+    pub fn agent_paused(&self, agent: &str) -> Option<Duration> {
+        let pauses = self.agent_pauses.lock().ok()?;
+        let until = pauses.get(agent)?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -85,6 +105,10 @@ struct StepReport {
     output_tail: String,
     duration_ms: u64,
     error: Option<String>,
+    /// For agent steps that failed: the class of failure, which decides retry or not.
+    failure: Option<FailureClass>,
+    /// For a rate limit with a known reset: when (Unix seconds).
+    reset_at: Option<i64>,
 }
 
 /// The outcome of the steps before it is reported.
@@ -93,6 +117,9 @@ struct Verdict {
     reason: String,
     /// The run was stopped (lease lost, shutdown, cancel) before its steps finished.
     interrupted: bool,
+    /// Give the task back to the queue for this long without using an attempt (an agent is
+    /// rate limited until a known time) instead of reporting `outcome`.
+    requeue_after: Option<(String, Duration)>,
 }
 
 /// Run one claimed task to the end and report it. `stop` asks the run to stop now (shutdown
@@ -132,6 +159,20 @@ pub async fn execute(
                 Duration::ZERO,
                 "the worker shut down before the run finished",
             )
+            .await
+        {
+            Ok(_) => RunEnd::Requeued,
+            Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
+            Err(e) => {
+                tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
+                RunEnd::Requeued
+            }
+        };
+    }
+    if let Some((agent, delay)) = &verdict.requeue_after {
+        settings.pause_agent(agent, *delay);
+        return match coordinator
+            .requeue(&settings.name, run, token, *delay, &verdict.reason)
             .await
         {
             Ok(_) => RunEnd::Requeued,
@@ -240,16 +281,18 @@ async fn run_task(
                 outcome: Outcome::Failed,
                 reason: format!("could not look up the project: {e}"),
                 interrupted: false,
+                requeue_after: None,
             }
         }
     };
-    let config = match ProjectConfig::load(&project_dir) {
+    let config = match ProjectConfig::load_merged(&settings.home, &project_dir) {
         Ok(config) => config,
         Err(e) => {
             return Verdict {
                 outcome: Outcome::FailedPermanently,
                 reason: e.to_string(),
                 interrupted: false,
+                requeue_after: None,
             }
         }
     };
@@ -267,6 +310,7 @@ async fn run_task(
                 outcome: Outcome::Failed,
                 reason: format!("could not create the run bundle: {e}"),
                 interrupted: false,
+                requeue_after: None,
             }
         }
     };
@@ -280,6 +324,7 @@ async fn run_task(
         secrets,
         bundle: &mut bundle,
         steps: Vec::new(),
+        resume_session: None,
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
     // The reason is stored in the database and shown by `orch task list`: redact it like a file.
@@ -301,6 +346,8 @@ struct Runner<'a> {
     secrets: BTreeMap<String, String>,
     bundle: &'a mut Bundle,
     steps: Vec<StepReport>,
+    /// The agent session a follow-up resumes (`orch task reply`).
+    resume_session: Option<String>,
 }
 
 impl Runner<'_> {
@@ -364,11 +411,18 @@ impl Runner<'_> {
                 outcome: Outcome::Failed,
                 reason: format!("could not write job.json: {e}"),
                 interrupted: false,
+                requeue_after: None,
             };
         }
         self.write_state("preparing");
         self.write_context();
         let started = now_ms();
+        if let Some(verdict) = self.preflight().await {
+            self.log(None, &verdict.reason);
+            self.finish(None, started, verdict.outcome, &verdict.reason, None)
+                .await;
+            return verdict;
+        }
         let request = WorkspaceRequest {
             project_dir: project_dir.to_owned(),
             worktrees_root: self.settings.home.join("worktrees"),
@@ -392,6 +446,7 @@ impl Runner<'_> {
                     outcome,
                     reason,
                     interrupted: false,
+                    requeue_after: None,
                 };
             }
         };
@@ -425,6 +480,7 @@ impl Runner<'_> {
             outcome: Outcome::Succeeded,
             reason: "every step succeeded".to_owned(),
             interrupted: false,
+            requeue_after: None,
         };
         let steps = self.task.spec.steps.clone();
         for (index, step) in steps.iter().enumerate() {
@@ -458,6 +514,7 @@ impl Runner<'_> {
                 outcome: Outcome::Failed,
                 reason: "the run was stopped before its steps finished (lease lost, cancelled or shut down)".into(),
                 interrupted: true,
+                requeue_after: None,
             };
         }
         let status = verdict.interrupted.then_some(ResultStatus::Cancelled);
@@ -557,6 +614,7 @@ impl Runner<'_> {
             usage: report.usage,
             session_id: report.session_id.clone(),
             error: report.error.clone(),
+            failure_class: report.failure.map(|c| c.as_str().to_owned()),
         };
         self.write_result(&format!("{step_dir}/result.json"), &result);
         let md = format!(
@@ -710,9 +768,12 @@ impl Runner<'_> {
             output_tail: tail,
             duration_ms: 0,
             error: None,
+            failure: None,
+            reset_at: None,
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_agent(
         &mut self,
         step: &Step,
@@ -724,11 +785,12 @@ impl Runner<'_> {
     ) -> StepReport {
         let clock = Instant::now();
         let started = now_ms();
-        let agent = match Agent::by_name(agent_name) {
+        let agent = match Agent::resolve(agent_name, &self.config.agents) {
             Ok(agent) => agent,
             Err(e) => {
                 let mut report = failed_report(&step.name, e.to_string(), clock);
                 report.error = Some(format!("refused: {e}"));
+                report.failure = Some(e.class());
                 return report;
             }
         };
@@ -744,33 +806,53 @@ impl Runner<'_> {
                 ));
             }
         }
+        let (raw_sender, mut raw_receiver) = tokio::sync::mpsc::unbounded_channel::<RawOutput>();
         let request = AgentRequest {
             prompt: full_prompt,
             model,
             workdir: workspace.path().to_owned(),
-            resume_session: None,
+            resume_session: self.resume_session.clone(),
             env: self.command_env(workspace, step),
+            state_dir: Some(
+                self.settings
+                    .home
+                    .join("agent-state")
+                    .join(self.task.id.0.to_string()),
+            ),
+            process_registry: Some(self.settings.home.join("processes")),
+            raw_output: Some(raw_sender),
+            ..AgentRequest::default()
         };
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
-        let events_rel = format!("steps/{}/events.jsonl", step.name);
-        let session = agent.run(&request, sender, cancel.clone());
-        tokio::pin!(session);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                Some(event) = receiver.recv() => self.record_event(&step.name, &events_rel, &event),
-                result = &mut session => break result,
+        let step_dir = format!("steps/{}", step.name);
+        let events_rel = format!("{step_dir}/events.jsonl");
+        let outcome = {
+            let session = agent.run(&request, sender, cancel.clone());
+            tokio::pin!(session);
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(event) = receiver.recv() => self.record_event(&step.name, &events_rel, &event),
+                    Some(raw) = raw_receiver.recv() => self.record_raw(&step_dir, raw),
+                    result = &mut session => break result,
+                }
             }
         };
+        // Closes the raw channel, so the drain below ends.
+        drop(request);
         while let Ok(event) = receiver.try_recv() {
             self.record_event(&step.name, &events_rel, &event);
         }
+        while let Ok(raw) = raw_receiver.try_recv() {
+            self.record_raw(&step_dir, raw);
+        }
         let events_path = self.bundle.path().join(&events_rel);
         let events_bytes = std::fs::read(&events_path).unwrap_or_default();
+        let argv = outcome.as_ref().map(|o| o.argv.clone()).unwrap_or_default();
         self.bundle.record(ManifestEntry::Agent {
             step: step.name.clone(),
             agent: agent.name().to_owned(),
-            argv: Vec::new(),
+            argv,
             cwd: workspace.path().to_owned(),
             started_at_ms: started,
             ended_at_ms: now_ms(),
@@ -794,13 +876,73 @@ impl Runner<'_> {
                 output_tail: tail_text(done.result_text.as_bytes(), 2048),
                 duration_ms: 0,
                 error: None,
+                failure: None,
+                reset_at: None,
             },
             Err(e) => {
+                let class = e.class();
                 let mut report = failed_report(&step.name, e.to_string(), clock);
-                report.summary = format!("agent `{}` failed", agent.name());
+                report.summary = format!("agent `{}` failed ({})", agent.name(), class.as_str());
+                report.failure = Some(class);
+                report.reset_at = e.reset_at();
                 report
             }
         }
+    }
+
+    fn record_raw(&mut self, step_dir: &str, raw: RawOutput) {
+        let (file, mut line) = match raw {
+            RawOutput::Stdout(line) => ("stdout.log", line),
+            RawOutput::Stderr(line) => ("stderr.log", line),
+        };
+        line.push('\n');
+        let _ = self
+            .bundle
+            .append(&format!("{step_dir}/{file}"), line.as_bytes());
+    }
+
+    /// Refuse the task at claim time when one of its agents cannot run here (not enabled, not
+    /// installed, too old) or is paused by a rate limit, before a workspace is made.
+    async fn preflight(&mut self) -> Option<Verdict> {
+        let path = std::env::var("PATH").ok();
+        for step in &self.task.spec.steps {
+            let StepAction::Agent { agent, .. } = &step.action else {
+                continue;
+            };
+            if agent == "auto" {
+                continue;
+            }
+            if let Some(until) = self.settings.agent_paused(agent) {
+                return Some(Verdict {
+                    outcome: Outcome::Failed,
+                    reason: format!(
+                        "agent `{agent}` is paused by a rate limit; the task waits {} for it",
+                        humantime_duration(until)
+                    ),
+                    interrupted: false,
+                    requeue_after: Some((agent.clone(), until)),
+                });
+            }
+            if let Err(e) = Agent::resolve(agent, &self.config.agents) {
+                return Some(Verdict {
+                    outcome: Outcome::FailedPermanently,
+                    reason: format!("step `{}`: {e}", step.name),
+                    interrupted: false,
+                    requeue_after: None,
+                });
+            }
+            let info =
+                orch_agents::preflight::check(agent, &self.config.agents, path.as_deref()).await;
+            if let Err(e) = orch_agents::preflight::require_ready(&info) {
+                return Some(Verdict {
+                    outcome: Outcome::FailedPermanently,
+                    reason: format!("step `{}`: {e}", step.name),
+                    interrupted: false,
+                    requeue_after: None,
+                });
+            }
+        }
+        None
     }
 
     fn record_event(&mut self, step: &str, events_rel: &str, event: &AgentEvent) {
@@ -901,6 +1043,10 @@ impl Runner<'_> {
             usage,
             session_id: self.steps.iter().rev().find_map(|s| s.session_id.clone()),
             error: (status != ResultStatus::Succeeded).then(|| reason.to_owned()),
+            failure_class: (status != ResultStatus::Succeeded)
+                .then(|| self.steps.iter().rev().find_map(|s| s.failure))
+                .flatten()
+                .map(|c| c.as_str().to_owned()),
         };
         self.write_result("result.json", &result);
         let mut md = format!(
@@ -962,6 +1108,7 @@ fn step_verdict(
             outcome: Outcome::NeedsReview,
             reason: format!("the task ran past its timeout of {limit}"),
             interrupted: false,
+            requeue_after: None,
         };
     }
     match report.status {
@@ -969,18 +1116,54 @@ fn step_verdict(
             outcome: Outcome::NeedsReview,
             reason: format!("step `{}`: {error}", report.name),
             interrupted: false,
+            requeue_after: None,
+        },
+        _ if report.failure == Some(FailureClass::RateLimited) && report.reset_at.is_some() => {
+            let wait = report
+                .reset_at
+                .map(|at| at.saturating_mul(1000).saturating_sub(now_ms()))
+                .map(|ms| {
+                    Duration::from_millis(
+                        u64::try_from(ms.clamp(1_000, 24 * 3_600_000)).unwrap_or(1_000),
+                    )
+                })
+                .unwrap_or_default();
+            Verdict {
+                outcome: Outcome::Failed,
+                reason: format!("step `{}` failed: {error}; the task waits for the reset without using an attempt", report.name),
+                interrupted: false,
+                requeue_after: Some((agent_of(report), wait)),
+            }
+        }
+        _ if report.failure.is_some_and(|class| !class.retryable()) => Verdict {
+            outcome: Outcome::FailedPermanently,
+            reason: format!("step `{}` failed: {error}", report.name),
+            interrupted: false,
+            requeue_after: None,
         },
         _ if error.starts_with("refused: ") => Verdict {
             outcome: Outcome::FailedPermanently,
             reason: format!("step `{}` {error}", report.name),
             interrupted: false,
+            requeue_after: None,
         },
         _ => Verdict {
             outcome: Outcome::Failed,
             reason: format!("step `{}` failed: {error}", report.name),
             interrupted: false,
+            requeue_after: None,
         },
     }
+}
+
+/// The agent named in a failed agent step's summary (`agent `x` failed (...)`).
+fn agent_of(report: &StepReport) -> String {
+    report
+        .summary
+        .split('`')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn humantime_duration(d: Duration) -> String {
@@ -998,6 +1181,8 @@ fn skipped(name: &str) -> StepReport {
         output_tail: String::new(),
         duration_ms: 0,
         error: None,
+        failure: None,
+        reset_at: None,
     }
 }
 
@@ -1012,6 +1197,8 @@ fn failed_report(name: &str, error: String, clock: Instant) -> StepReport {
         output_tail: String::new(),
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         error: Some(error),
+        failure: None,
+        reset_at: None,
     }
 }
 

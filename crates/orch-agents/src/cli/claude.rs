@@ -36,11 +36,15 @@ impl ClaudeParser {
                 });
                 let output = usage.map_or(0, |u| u64_at(u, "/output_tokens"));
                 let cost = value.pointer("/total_cost_usd").and_then(Value::as_f64);
-                let is_error = value.pointer("/is_error").and_then(Value::as_bool).unwrap_or(false)
+                let is_error = value
+                    .pointer("/is_error")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
                     || str_at(&value, "/subtype").is_some_and(|s| s.starts_with("error"));
                 let mut text = str_at(&value, "/result").unwrap_or_default().to_owned();
                 if is_error {
-                    if let Some(status) = value.pointer("/api_error_status").and_then(Value::as_u64) {
+                    if let Some(status) = value.pointer("/api_error_status").and_then(Value::as_u64)
+                    {
                         if !text.contains(&status.to_string()) {
                             text = format!("API error status {status}: {text}");
                         }
@@ -91,7 +95,10 @@ fn content_events(value: &Value, role: &str) -> Vec<AgentEvent> {
             Some("tool_result") => events.push(AgentEvent::ToolResult {
                 id: str_at(block, "/tool_use_id").unwrap_or_default().to_owned(),
                 output: tool_output(block.pointer("/content")),
-                is_error: block.pointer("/is_error").and_then(Value::as_bool).unwrap_or(false),
+                is_error: block
+                    .pointer("/is_error")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             }),
             Some("thinking") | Some("redacted_thinking") => {}
             _ => events.push(AgentEvent::Unknown { raw: block.clone() }),

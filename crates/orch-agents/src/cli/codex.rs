@@ -71,7 +71,9 @@ impl CodexParser {
                 ]
             }
             Some("turn.failed") => {
-                let message = str_at(&value, "/error/message").unwrap_or("the turn failed").to_owned();
+                let message = str_at(&value, "/error/message")
+                    .unwrap_or("the turn failed")
+                    .to_owned();
                 vec![AgentEvent::Result {
                     text: message,
                     is_error: true,
@@ -109,8 +111,11 @@ impl CodexParser {
                     let code = item.pointer("/exit_code").and_then(Value::as_i64);
                     events.push(AgentEvent::ToolResult {
                         id,
-                        output: str_at(item, "/aggregated_output").unwrap_or_default().to_owned(),
-                        is_error: code.is_some_and(|c| c != 0) || str_at(item, "/status") == Some("failed"),
+                        output: str_at(item, "/aggregated_output")
+                            .unwrap_or_default()
+                            .to_owned(),
+                        is_error: code.is_some_and(|c| c != 0)
+                            || str_at(item, "/status") == Some("failed"),
                     });
                 }
                 events
@@ -135,7 +140,9 @@ impl CodexParser {
             Some("error") if completed => vec![AgentEvent::Error {
                 message: str_at(item, "/message").unwrap_or_default().to_owned(),
             }],
-            Some("reasoning") | Some("agent_message") | Some("file_change") | Some("error") => Vec::new(),
+            Some("reasoning") | Some("agent_message") | Some("file_change") | Some("error") => {
+                Vec::new()
+            }
             _ => vec![AgentEvent::Unknown { raw: item.clone() }],
         }
     }

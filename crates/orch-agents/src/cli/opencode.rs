@@ -70,10 +70,16 @@ impl OpenCodeParser {
                 }
             }
             Some("step_finish") => {
-                let tokens = value.pointer("/part/tokens").cloned().unwrap_or(Value::Null);
+                let tokens = value
+                    .pointer("/part/tokens")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 self.input += u64_at(&tokens, "/input") + u64_at(&tokens, "/cache/read");
                 self.output += u64_at(&tokens, "/output") + u64_at(&tokens, "/reasoning");
-                self.cost += value.pointer("/part/cost").and_then(Value::as_f64).unwrap_or(0.0);
+                self.cost += value
+                    .pointer("/part/cost")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
                 events.push(AgentEvent::Usage {
                     input_tokens: self.input,
                     output_tokens: self.output,
@@ -85,7 +91,12 @@ impl OpenCodeParser {
                 let message = str_at(&value, "/error/data/message")
                     .or_else(|| str_at(&value, "/error/message"))
                     .map(str::to_owned)
-                    .unwrap_or_else(|| value.pointer("/error").map(Value::to_string).unwrap_or_default());
+                    .unwrap_or_else(|| {
+                        value
+                            .pointer("/error")
+                            .map(Value::to_string)
+                            .unwrap_or_default()
+                    });
                 let status = value
                     .pointer("/error/data/statusCode")
                     .and_then(Value::as_u64)

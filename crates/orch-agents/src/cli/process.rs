@@ -95,8 +95,14 @@ pub async fn run(
     let _guard = GroupGuard(group);
 
     let (lines_tx, mut lines) = mpsc::channel::<Line>(256);
-    let stdout = child.stdout.take().map(|s| tokio::spawn(read_lines(s, lines_tx.clone(), true)));
-    let stderr = child.stderr.take().map(|s| tokio::spawn(read_lines(s, lines_tx.clone(), false)));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(read_lines(s, lines_tx.clone(), true)));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(read_lines(s, lines_tx.clone(), false)));
     drop(lines_tx);
 
     let mut transcript = Transcript::default();
@@ -113,7 +119,8 @@ pub async fn run(
                 signal: std::os::unix::process::ExitStatusExt::signal(&status),
             };
         }
-        let grace = result_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        let grace =
+            result_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         tokio::select! {
             biased;
             () = cancel.cancelled() => {
@@ -191,7 +198,11 @@ async fn read_lines(stream: impl AsyncRead + Unpin, sink: mpsc::Sender<Line>, st
                     buffer.pop();
                 }
                 let text = String::from_utf8_lossy(&buffer).into_owned();
-                let line = if stdout { Line::Out(text) } else { Line::Err(text) };
+                let line = if stdout {
+                    Line::Out(text)
+                } else {
+                    Line::Err(text)
+                };
                 if sink.send(line).await.is_err() {
                     return;
                 }
@@ -229,7 +240,10 @@ async fn read_capped_line(
 async fn stop(group: Option<Pid>, child: &mut tokio::process::Child) {
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGTERM);
-        if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+        if tokio::time::timeout(KILL_GRACE, child.wait())
+            .await
+            .is_err()
+        {
             let _ = killpg(group, Signal::SIGKILL);
         }
         let _ = killpg(group, Signal::SIGKILL);

@@ -84,7 +84,9 @@ impl Transcript {
     ) -> Result<AgentOutcome, AgentError> {
         match &ending {
             Ending::Cancelled => {
-                return Err(AgentError::Cancelled(format!("`{agent}` was stopped before it finished")))
+                return Err(AgentError::Cancelled(format!(
+                    "`{agent}` was stopped before it finished"
+                )))
             }
             Ending::Stalled(after) => {
                 return Err(AgentError::Stalled {
@@ -134,14 +136,25 @@ impl Transcript {
             return Err(error);
         }
         if let Some((text, true)) = &self.result {
-            return Err(AgentError::Failed(format!("`{agent}` reported an error: {}", first_line(text))));
+            return Err(AgentError::Failed(format!(
+                "`{agent}` reported an error: {}",
+                first_line(text)
+            )));
         }
         if !self.errors.is_empty() {
-            return Err(AgentError::Failed(format!("`{agent}` reported an error: {}", first_line(&said))));
+            return Err(AgentError::Failed(format!(
+                "`{agent}` reported an error: {}",
+                first_line(&said)
+            )));
         }
         let status = match ending {
-            Ending::Exited { code: Some(code), .. } => format!("exit code {code}"),
-            Ending::Exited { signal: Some(signal), .. } => format!("killed by signal {signal}"),
+            Ending::Exited {
+                code: Some(code), ..
+            } => format!("exit code {code}"),
+            Ending::Exited {
+                signal: Some(signal),
+                ..
+            } => format!("killed by signal {signal}"),
             _ => "no exit status".to_owned(),
         };
         Err(AgentError::Crashed {
@@ -157,10 +170,19 @@ pub fn classify(agent: &str, text: &str, status: Option<u16>) -> Option<AgentErr
     let lower = text.to_ascii_lowercase();
     let detail = first_line(text.trim());
     let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
-    let status_in = |range: std::ops::RangeInclusive<u16>| status.is_some_and(|s| range.contains(&s));
+    let status_in =
+        |range: std::ops::RangeInclusive<u16>| status.is_some_and(|s| range.contains(&s));
     if status == Some(401)
         || status == Some(403)
-        || has(&["401", "unauthorized", "invalid api key", "invalid x-api-key", "authentication_error", "authentication failed", "403 forbidden"])
+        || has(&[
+            "401",
+            "unauthorized",
+            "invalid api key",
+            "invalid x-api-key",
+            "authentication_error",
+            "authentication failed",
+            "403 forbidden",
+        ])
     {
         return Some(AgentError::AuthRefused {
             agent: agent.to_owned(),
@@ -168,7 +190,15 @@ pub fn classify(agent: &str, text: &str, status: Option<u16>) -> Option<AgentErr
         });
     }
     if status == Some(429)
-        || has(&["429", "rate limit", "rate_limit", "usage limit", "too many requests", "quota exceeded", "resource_exhausted"])
+        || has(&[
+            "429",
+            "rate limit",
+            "rate_limit",
+            "usage limit",
+            "too many requests",
+            "quota exceeded",
+            "resource_exhausted",
+        ])
     {
         return Some(AgentError::RateLimited {
             agent: agent.to_owned(),
@@ -177,7 +207,18 @@ pub fn classify(agent: &str, text: &str, status: Option<u16>) -> Option<AgentErr
         });
     }
     if status_in(500..=599)
-        || has(&["500", "502", "503", "529", "internal server error", "overloaded", "server error", "bad gateway", "service unavailable", "api error"])
+        || has(&[
+            "500",
+            "502",
+            "503",
+            "529",
+            "internal server error",
+            "overloaded",
+            "server error",
+            "bad gateway",
+            "service unavailable",
+            "api error",
+        ])
     {
         return Some(AgentError::ModelError {
             agent: agent.to_owned(),
@@ -190,7 +231,11 @@ pub fn classify(agent: &str, text: &str, status: Option<u16>) -> Option<AgentErr
 /// A reset time a CLI gave with its rate limit: Claude Code's `...limit reached|1700000000`.
 fn reset_time(text: &str) -> Option<i64> {
     let (_, after) = text.split_once('|')?;
-    let digits: String = after.trim().chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = after
+        .trim()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     let at: i64 = digits.parse().ok()?;
     // Seconds since 1970 in a plausible range (2020 .. 2100), or milliseconds.
     match at {
@@ -201,7 +246,11 @@ fn reset_time(text: &str) -> Option<i64> {
 }
 
 fn first_line(text: &str) -> String {
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     let mut out: String = line.chars().take(300).collect();
     if line.chars().count() > 300 {
         out.push('…');
@@ -218,7 +267,11 @@ fn last_lines(text: &str, n: usize) -> String {
 mod tests {
     use super::*;
 
-    fn judged(events: &[AgentEvent], ending: Ending, stderr: &str) -> Result<AgentOutcome, AgentError> {
+    fn judged(
+        events: &[AgentEvent],
+        ending: Ending,
+        stderr: &str,
+    ) -> Result<AgentOutcome, AgentError> {
         let mut t = Transcript::default();
         for e in events {
             t.observe(e);
@@ -233,13 +286,33 @@ mod tests {
         }
     }
 
-    const EXIT0: Ending = Ending::Exited { code: Some(0), signal: None };
-    const EXIT1: Ending = Ending::Exited { code: Some(1), signal: None };
+    const EXIT0: Ending = Ending::Exited {
+        code: Some(0),
+        signal: None,
+    };
+    const EXIT1: Ending = Ending::Exited {
+        code: Some(1),
+        signal: None,
+    };
 
     #[test]
     fn a_rate_limit_with_exit_code_zero_is_not_success() {
-        let error = judged(&[result("Claude AI usage limit reached|1767225600", false)], EXIT0, "").unwrap_err();
-        assert!(matches!(error, AgentError::RateLimited { reset_at: Some(1_767_225_600), .. }), "{error:?}");
+        let error = judged(
+            &[result("Claude AI usage limit reached|1767225600", false)],
+            EXIT0,
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                AgentError::RateLimited {
+                    reset_at: Some(1_767_225_600),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -256,15 +329,42 @@ mod tests {
 
     #[test]
     fn errors_are_classified() {
-        let auth = judged(&[result("API Error: 401 {\"type\":\"error\"}", true)], EXIT1, "").unwrap_err();
+        let auth = judged(
+            &[result("API Error: 401 {\"type\":\"error\"}", true)],
+            EXIT1,
+            "",
+        )
+        .unwrap_err();
         assert!(matches!(auth, AgentError::AuthRefused { .. }), "{auth:?}");
         assert!(!auth.class().retryable());
-        let server = judged(&[AgentEvent::Error { message: "unexpected status 500 Internal Server Error".into() }], EXIT1, "").unwrap_err();
-        assert!(matches!(server, AgentError::ModelError { .. }), "{server:?}");
+        let server = judged(
+            &[AgentEvent::Error {
+                message: "unexpected status 500 Internal Server Error".into(),
+            }],
+            EXIT1,
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(server, AgentError::ModelError { .. }),
+            "{server:?}"
+        );
         assert!(server.class().retryable());
-        let crash = judged(&[], Ending::Exited { code: None, signal: Some(9) }, "boom\n").unwrap_err();
-        assert!(crash.to_string().contains("(killed by signal 9): boom"), "{crash}");
-        let stalled = judged(&[], Ending::Stalled(std::time::Duration::from_secs(3)), "").unwrap_err();
+        let crash = judged(
+            &[],
+            Ending::Exited {
+                code: None,
+                signal: Some(9),
+            },
+            "boom\n",
+        )
+        .unwrap_err();
+        assert!(
+            crash.to_string().contains("(killed by signal 9): boom"),
+            "{crash}"
+        );
+        let stalled =
+            judged(&[], Ending::Stalled(std::time::Duration::from_secs(3)), "").unwrap_err();
         assert_eq!(stalled.class(), crate::FailureClass::Stalled);
     }
 }
