@@ -64,6 +64,12 @@ pub enum Command {
     Status(JsonArgs),
     /// Print a task's transitions live, through the running daemon, until it is finished.
     Stream(StreamArgs),
+    /// List the agents orch can run: installed or not, version, whether config enables them.
+    ///
+    /// Real CLIs run only when `[agents] enable_real_cli = true` (or ORCH_ENABLE_REAL_CLI=1)
+    /// and, if `[agents] allowed` is set, they are in it; `sim` always runs. Settings come from
+    /// `<home>/config.toml` and the project's `.orch.toml` (--project, default: this directory).
+    Agents(AgentsArgs),
     /// Check the database: replay every task's events and compare with its state.
     ///
     /// Exits 1 if any task disagrees with its event log or breaks an invariant.
@@ -222,6 +228,30 @@ pub enum TaskCommand {
     Approve(TaskIdArgs),
     /// Show a run's logs: orch's log of the run, then each step's output.
     Logs(TaskLogsArgs),
+    /// Send a follow-up to a finished task's agent: a new run resumes the agent's last session
+    /// in the same worktree, with the message as the next prompt.
+    Reply(TaskReplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskReplyArgs {
+    /// The task's number.
+    pub id: i64,
+    /// What to tell the agent.
+    pub message: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    /// The project whose `.orch.toml` to read [default: the current directory].
+    #[arg(long)]
+    pub project: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

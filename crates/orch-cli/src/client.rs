@@ -283,6 +283,54 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Reopen a finished task with a follow-up message for its agent.
+    pub async fn reply(&self, id: i64, message: &str) -> anyhow::Result<Value> {
+        match self {
+            Backend::Store(store) => {
+                let status = store.reply(TaskId(id), message, op("cli")).await?;
+                Ok(json!({ "id": id, "status": status.as_str() }))
+            }
+            Backend::Api(api) => {
+                api.post(
+                    &format!("/v1/tasks/{id}/reply"),
+                    &json!({ "message": message }),
+                )
+                .await
+            }
+        }
+    }
+
+    /// The agent sessions of a task with their usage (the rows of `GET /v1/tasks/{id}/usage`).
+    pub async fn task_usage(&self, id: i64) -> anyhow::Result<Value> {
+        match self {
+            Backend::Store(store) => {
+                let rows = store.task_usage(TaskId(id)).await?;
+                Ok(serde_json::to_value(
+                    rows.into_iter()
+                        .map(|u| {
+                            json!({
+                                "run": u.run.0, "step": u.step, "agent": u.agent, "model": u.model,
+                                "session_id": u.session_id, "input_tokens": u.input_tokens,
+                                "output_tokens": u.output_tokens, "cost_usd": u.cost_usd, "day": u.day,
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                )?)
+            }
+            Backend::Api(api) => api.get(&format!("/v1/tasks/{id}/usage"), &[]).await,
+        }
+    }
+
+    /// Usage per agent and per day (`{by_agent, by_day}`).
+    pub async fn usage_summary(&self, days: u32) -> anyhow::Result<Value> {
+        match self {
+            Backend::Store(store) => Ok(serde_json::to_value(store.usage_summary(days).await?)?),
+            Backend::Api(api) => api.get("/v1/usage", &[("days", days.to_string())]).await,
+        }
+    }
+}
+
 /// What `act` does to a task.
 #[derive(Debug, Clone, Copy)]
 pub enum Action<'a> {

@@ -159,6 +159,17 @@ pub async fn task(
             report_status(&changed, "unblocked", args.json)
         }
         TaskCommand::Logs(args) => crate::daemon::task_logs(settings, args).await,
+        TaskCommand::Reply(args) => {
+            if args.message.trim().is_empty() {
+                return Err(UserError::new(
+                    "the reply is empty; say what the agent should do next".to_owned(),
+                )
+                .into());
+            }
+            let backend = Backend::open(settings, remote, None).await?;
+            let changed = backend.reply(args.id, &args.message).await?;
+            report_status(&changed, "reopened with a reply", args.json)
+        }
         TaskCommand::Approve(args) => {
             let backend = Backend::open(settings, remote, None).await?;
             let changed = backend.act(args.id, Action::Approve).await?;
@@ -360,7 +371,9 @@ async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> 
 
 async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> anyhow::Result<()> {
     let backend = Backend::open(settings, remote, None).await?;
-    let detail = backend.task_detail(settings, args.id).await?;
+    let mut detail = backend.task_detail(settings, args.id).await?;
+    let usage = backend.task_usage(args.id).await?;
+    detail["usage"] = json!({ "sessions": usage, "total": crate::agents::sum_usage(&usage) });
     if args.json {
         return print_json(&detail);
     }
@@ -394,6 +407,7 @@ async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> any
     if let Some(dir) = detail["bundle"].as_str() {
         println!("bundle:   {dir}");
     }
+    crate::agents::print_task_usage(&detail["usage"]);
     let result = &detail["result"];
     if !result.is_null() {
         println!(
@@ -455,7 +469,9 @@ async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> any
 
 pub async fn status(settings: &Settings, remote: &Remote, args: JsonArgs) -> anyhow::Result<()> {
     let backend = Backend::open(settings, remote, None).await?;
-    let counts = backend.status_counts().await?;
+    let mut counts = backend.status_counts().await?;
+    let usage = backend.usage_summary(7).await?;
+    counts["usage"] = usage;
     if args.json {
         return print_json(&counts);
     }
@@ -468,6 +484,7 @@ pub async fn status(settings: &Settings, remote: &Remote, args: JsonArgs) -> any
     }
     table.add_row(vec!["total".to_owned(), counts["total"].to_string()]);
     println!("{table}");
+    crate::agents::print_usage_summary(&counts["usage"]);
     Ok(())
 }
 
@@ -484,23 +501,41 @@ pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool>
     let problems = store.check_consistency().await?;
     let counts = store.status_counts().await?;
     let total: u64 = counts.values().sum();
+    // The agents as the current directory's project would run them (global config merged
+    // under its `.orch.toml`). A config that does not parse is a problem; a missing CLI is
+    // reported, not a failure: `sim` needs none.
+    let cwd = std::env::current_dir().context("read the current directory")?;
+    let (agents, config_problem) = match crate::agents::check(settings, &cwd).await {
+        Ok(agents) => (agents, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let ok = problems.is_empty() && config_problem.is_none();
     if args.json {
         let list: Vec<_> = problems
             .iter()
             .map(|p| json!({ "task": p.task.0, "problem": p.message }))
             .collect();
-        print_json(
-            &json!({ "database": path, "tasks": total, "ok": problems.is_empty(), "problems": list }),
-        )?;
-    } else if problems.is_empty() {
-        println!("ok: {total} task(s) checked; every task's events replay to its current state");
+        print_json(&json!({
+            "database": path, "tasks": total, "ok": ok, "problems": list,
+            "config_problem": config_problem, "agents": agents,
+        }))?;
     } else {
-        for p in &problems {
-            println!("task {}: {}", p.task, p.message);
+        if problems.is_empty() {
+            println!(
+                "ok: {total} task(s) checked; every task's events replay to its current state"
+            );
+        } else {
+            for p in &problems {
+                println!("task {}: {}", p.task, p.message);
+            }
+            println!("{} problem(s) in {total} task(s)", problems.len());
         }
-        println!("{} problem(s) in {total} task(s)", problems.len());
+        match &config_problem {
+            Some(problem) => println!("config: {problem}"),
+            None => crate::agents::print_table(&agents),
+        }
     }
-    Ok(problems.is_empty())
+    Ok(ok)
 }
 
 pub async fn recover(settings: &Settings, args: JsonArgs) -> anyhow::Result<()> {

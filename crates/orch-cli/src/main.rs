@@ -1,6 +1,7 @@
 //! The `orch` binary: parses arguments, runs one command, maps errors to exit codes
 //! (0 ok, 1 the operation failed, 2 usage or input error).
 
+mod agents;
 mod cli;
 mod client;
 mod commands;
@@ -124,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Status(args) => commands::status(&settings()?, &remote, args).await?,
         Command::Stream(args) => stream::stream(&settings()?, args).await?,
         Command::Doctor(args) => return commands::doctor(&settings()?, args).await,
+        Command::Agents(args) => return agents::agents(&settings()?, args).await,
         Command::Recover(args) => commands::recover(&settings()?, args).await?,
         Command::Gc(args) => daemon::gc(&settings()?, args).await?,
         Command::Debug(DebugCommand::ClaimLoop(args)) => {

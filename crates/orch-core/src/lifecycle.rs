@@ -152,11 +152,14 @@ pub enum EventKind {
     Unblock,
     /// Note: a request carrying a stale fencing token or an expired lease was refused.
     Refused,
+    /// A follow-up message (`orch task reply`) reopened a finished task for a new run that
+    /// resumes the agent's session.
+    Reply,
 }
 
 impl EventKind {
     /// Every kind, transition kinds first.
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::Create,
         EventKind::Promote,
         EventKind::DepWait,
@@ -176,6 +179,7 @@ impl EventKind {
         EventKind::Cancel,
         EventKind::Unblock,
         EventKind::Refused,
+        EventKind::Reply,
     ];
 
     /// The stable name stored in the event log.
@@ -200,6 +204,7 @@ impl EventKind {
             EventKind::Cancel => "cancel",
             EventKind::Unblock => "unblock",
             EventKind::Refused => "refused",
+            EventKind::Reply => "reply",
         }
     }
 
@@ -277,6 +282,10 @@ pub const TRANSITIONS: &[(Option<Status>, EventKind, Status)] = &[
     (Some(S::NeedsReview), K::Cancel, S::Cancelled),
     (Some(S::Blocked), K::Unblock, S::Queued),
     (Some(S::Blocked), K::Unblock, S::Waiting),
+    (Some(S::Done), K::Reply, S::Queued),
+    (Some(S::Failed), K::Reply, S::Queued),
+    (Some(S::NeedsReview), K::Reply, S::Queued),
+    (Some(S::Cancelled), K::Reply, S::Queued),
 ];
 
 /// A refused status change.

@@ -75,6 +75,90 @@ pub struct Claim {
     pub task: Task,
     /// The run; `run.lease.token` must accompany every later request about it.
     pub run: Run,
+    /// A follow-up (`orch task reply`) this run must answer by resuming the agent's session
+    /// instead of running the task's steps.
+    pub reply: Option<PendingReply>,
+}
+
+/// A follow-up message waiting for a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingReply {
+    /// Its number.
+    pub id: i64,
+    /// What the user said.
+    pub message: String,
+    /// The agent whose session it resumes.
+    pub agent: String,
+    /// The step that session belongs to.
+    pub step: String,
+    /// The session to resume.
+    pub session_id: String,
+}
+
+/// One agent session's usage, as a worker reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UsageRecord {
+    /// The step.
+    pub step: String,
+    /// The agent.
+    pub agent: String,
+    /// The model, when known.
+    pub model: Option<String>,
+    /// The session id, when known (what `orch task reply` resumes).
+    pub session_id: Option<String>,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+}
+
+/// A stored usage row of one task.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AgentUsage {
+    /// The run.
+    pub run: RunId,
+    /// The step.
+    pub step: String,
+    /// The agent.
+    pub agent: String,
+    /// The model, when known.
+    pub model: Option<String>,
+    /// The session id.
+    pub session_id: Option<String>,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+    /// UTC day it was recorded.
+    pub day: String,
+}
+
+/// Usage summed over a key (an agent, or a day).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UsageTotal {
+    /// The agent name or the day (`YYYY-MM-DD`).
+    pub key: String,
+    /// Agent sessions counted.
+    pub sessions: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+}
+
+/// Usage per agent and per day.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct UsageSummary {
+    /// Per agent.
+    pub by_agent: Vec<UsageTotal>,
+    /// Per day, newest first.
+    pub by_day: Vec<UsageTotal>,
 }
 
 /// Which tasks to list.
@@ -194,6 +278,34 @@ impl Store {
     /// Find the project registered for `path`, registering it if it is new.
     pub async fn ensure_project(&self, path: &str, now: Timestamp) -> Result<Project> {
         delegate!(self.ensure_project(path, now))
+    }
+
+    /// Record the usage of a run's agent sessions (fenced by the run's token; a repeated
+    /// report of the same step replaces the earlier one).
+    pub async fn record_usage(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        records: Vec<UsageRecord>,
+        op: Op<'_>,
+    ) -> Result<()> {
+        delegate!(self.record_usage(run, token, records, op))
+    }
+
+    /// The usage of every agent session of a task, oldest run first.
+    pub async fn task_usage(&self, task: TaskId) -> Result<Vec<AgentUsage>> {
+        delegate!(self.task_usage(task))
+    }
+
+    /// Usage per agent (all time) and per day (the last `days` days that had any).
+    pub async fn usage_summary(&self, days: u32) -> Result<UsageSummary> {
+        delegate!(self.usage_summary(days))
+    }
+
+    /// Reopen a finished task with a follow-up message: its next run resumes the last agent
+    /// session in the same worktree.
+    pub async fn reply(&self, task: TaskId, message: &str, op: Op<'_>) -> Result<Status> {
+        delegate!(self.reply(task, message.to_owned(), op))
     }
 
     /// Every registered project.

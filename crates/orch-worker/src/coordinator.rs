@@ -86,6 +86,23 @@ impl Coordinator {
         }
     }
 
+    /// Record the usage of the run's agent sessions (fenced by the run's token).
+    pub async fn record_usage(
+        &self,
+        worker: &str,
+        run: RunId,
+        token: FencingToken,
+        records: &[orch_store::UsageRecord],
+    ) -> Result<(), CoordinatorError> {
+        match self {
+            Coordinator::Local(store) => store
+                .record_usage(run, token, records.to_vec(), Op::now(worker))
+                .await
+                .map_err(CoordinatorError::from_store),
+            Coordinator::Http(http) => http.record_usage(run, token, records).await,
+        }
+    }
+
     /// Report how the run ended.
     pub async fn complete(
         &self,

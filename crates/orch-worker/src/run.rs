@@ -324,9 +324,20 @@ async fn run_task(
         secrets,
         bundle: &mut bundle,
         steps: Vec::new(),
-        resume_session: None,
+        resume_session: claim.reply.as_ref().map(|r| r.session_id.clone()),
+        reply: claim.reply.clone(),
+        usage: Vec::new(),
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
+    let usage = std::mem::take(&mut runner.usage);
+    if !usage.is_empty() {
+        if let Err(e) = coordinator
+            .record_usage(&settings.name, claim.run.id, claim.run.lease.token, &usage)
+            .await
+        {
+            tracing::warn!(task = %task.id, "could not record agent usage: {e}");
+        }
+    }
     // The reason is stored in the database and shown by `orch task list`: redact it like a file.
     let (redacted, _) = bundle.redactor().redact(verdict.reason.as_bytes());
     verdict.reason = String::from_utf8_lossy(&redacted).into_owned();
@@ -348,6 +359,10 @@ struct Runner<'a> {
     steps: Vec<StepReport>,
     /// The agent session a follow-up resumes (`orch task reply`).
     resume_session: Option<String>,
+    /// The follow-up this run answers, if any: it runs one agent session instead of the steps.
+    reply: Option<orch_store::PendingReply>,
+    /// Usage of the agent sessions of this run, reported before completion.
+    usage: Vec<orch_store::UsageRecord>,
 }
 
 impl Runner<'_> {
@@ -482,7 +497,10 @@ impl Runner<'_> {
             interrupted: false,
             requeue_after: None,
         };
-        let steps = self.task.spec.steps.clone();
+        let steps = match &self.reply {
+            Some(reply) => vec![reply_step(reply, &self.task.spec.steps)],
+            None => self.task.spec.steps.clone(),
+        };
         for (index, step) in steps.iter().enumerate() {
             if verdict.outcome != Outcome::Succeeded {
                 self.steps.push(skipped(&step.name));
@@ -862,23 +880,34 @@ impl Runner<'_> {
             events_sha256: sha256_hex(&events_bytes),
         });
         match outcome {
-            Ok(done) => StepReport {
-                name: step.name.clone(),
-                status: ResultStatus::Succeeded,
-                summary: done.result_text.clone(),
-                exit_code: None,
-                usage: Some(Usage {
+            Ok(done) => {
+                self.usage.push(orch_store::UsageRecord {
+                    step: step.name.clone(),
+                    agent: agent.name().to_owned(),
+                    model: done.model.clone(),
+                    session_id: done.session_id.clone(),
                     input_tokens: done.input_tokens,
                     output_tokens: done.output_tokens,
                     cost_usd: done.cost_usd,
-                }),
-                session_id: done.session_id,
-                output_tail: tail_text(done.result_text.as_bytes(), 2048),
-                duration_ms: 0,
-                error: None,
-                failure: None,
-                reset_at: None,
-            },
+                });
+                StepReport {
+                    name: step.name.clone(),
+                    status: ResultStatus::Succeeded,
+                    summary: done.result_text.clone(),
+                    exit_code: None,
+                    usage: Some(Usage {
+                        input_tokens: done.input_tokens,
+                        output_tokens: done.output_tokens,
+                        cost_usd: done.cost_usd,
+                    }),
+                    session_id: done.session_id,
+                    output_tail: tail_text(done.result_text.as_bytes(), 2048),
+                    duration_ms: 0,
+                    error: None,
+                    failure: None,
+                    reset_at: None,
+                }
+            }
             Err(e) => {
                 let class = e.class();
                 let mut report = failed_report(&step.name, e.to_string(), clock);
@@ -1153,6 +1182,26 @@ fn step_verdict(
             interrupted: false,
             requeue_after: None,
         },
+    }
+}
+
+/// The one step of a follow-up run: the agent of the session it resumes, the reply as prompt,
+/// the model of the step that session came from.
+fn reply_step(reply: &orch_store::PendingReply, steps: &[Step]) -> Step {
+    let original = steps.iter().find(|s| s.name == reply.step);
+    let (model, profile) = match original.map(|s| &s.action) {
+        Some(StepAction::Agent { model, profile, .. }) => (model.clone(), profile.clone()),
+        _ => (None, None),
+    };
+    Step {
+        name: format!("reply-{}", reply.id),
+        action: StepAction::Agent {
+            agent: reply.agent.clone(),
+            prompt: reply.message.clone(),
+            model,
+            profile,
+        },
+        timeout: original.and_then(|s| s.timeout),
     }
 }
 

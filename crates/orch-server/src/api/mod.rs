@@ -4,6 +4,7 @@
 //! Architecture invariant: handlers only extract, call the store and map; every error leaves
 //! through [`error::ApiError`], and every `/v1` route sits behind [`auth::require_token`].
 
+pub mod agents;
 pub mod auth;
 pub mod docs;
 pub mod error;
@@ -62,6 +63,9 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/tasks/{id}/retry", post(tasks::retry))
         .route("/tasks/{id}/unblock", post(tasks::unblock))
         .route("/tasks/{id}/approve", post(tasks::approve))
+        .route("/tasks/{id}/reply", post(agents::reply))
+        .route("/tasks/{id}/usage", get(agents::task_usage))
+        .route("/usage", get(agents::usage))
         .route("/workflows", post(tasks::submit_workflow))
         .route("/status", get(tasks::status))
         .route("/events", get(events::stream_events))

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{docs, error, events, health, logs, ops, tasks, views, webhooks, workers};
+use super::{agents, docs, error, events, health, logs, ops, tasks, views, webhooks, workers};
 
 /// The API's description.
 #[derive(OpenApi)]
@@ -30,6 +30,10 @@ use super::{docs, error, events, health, logs, ops, tasks, views, webhooks, work
         workers::heartbeat,
         workers::complete,
         workers::requeue,
+        agents::reply,
+        agents::task_usage,
+        agents::usage,
+        agents::report_usage,
         webhooks::tasks,
         webhooks::github,
         docs::docs,
@@ -45,6 +49,9 @@ use super::{docs, error, events, health, logs, ops, tasks, views, webhooks, work
         logs::LogSearch,
         workers::ClaimedRun,
         workers::ClaimedTask,
+        workers::ClaimedReply,
+        agents::UsageView,
+        agents::UsageSummaryView,
         webhooks::WebhookOutcome,
     )),
     modifiers(&BearerAuth)

@@ -43,6 +43,10 @@ pub fn routes() -> Router<ApiState> {
         .route("/worker/runs/{run}/heartbeat", post(heartbeat))
         .route("/worker/runs/{run}/complete", post(complete))
         .route("/worker/runs/{run}/requeue", post(requeue))
+        .route(
+            "/worker/runs/{run}/usage",
+            post(super::agents::report_usage),
+        )
 }
 
 /// A claim: who asks, for how long a lease, and how long to wait for work.
@@ -79,6 +83,24 @@ pub struct ClaimedRun {
     /// The project's absolute directory. A remote worker needs the repository checked out at
     /// this same path.
     pub project_dir: String,
+    /// A follow-up (`orch task reply`) the run answers by resuming an agent session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<ClaimedReply>,
+}
+
+/// A follow-up the claimed run must answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimedReply {
+    /// Its number.
+    pub id: i64,
+    /// What the user said.
+    pub message: String,
+    /// The agent whose session it resumes.
+    pub agent: String,
+    /// The step that session belongs to.
+    pub step: String,
+    /// The session to resume.
+    pub session_id: String,
 }
 
 /// The task of a claimed run.
@@ -247,7 +269,7 @@ pub async fn claim(
 }
 
 async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiError> {
-    let Claim { task, run } = claim;
+    let Claim { task, run, reply } = claim;
     let project_dir = state
         .store
         .projects()
@@ -283,6 +305,13 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
         lease_expires_at: run.lease.expires_at.0,
         started_at: run.started_at.0,
         project_dir,
+        reply: reply.map(|r| ClaimedReply {
+            id: r.id,
+            message: r.message,
+            agent: r.agent,
+            step: r.step,
+            session_id: r.session_id,
+        }),
     })
 }
 

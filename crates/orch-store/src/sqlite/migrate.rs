@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "create_webhook_deliveries",
         include_str!("../../migrations/sqlite/20261121120000_create_webhook_deliveries.sql"),
     ),
+    (
+        20261121200000,
+        "agent_usage_and_replies",
+        include_str!("../../migrations/sqlite/20261121200000_agent_usage_and_replies.sql"),
+    ),
 ];
 
 /// Bring the schema up to date.

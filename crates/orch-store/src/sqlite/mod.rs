@@ -43,6 +43,8 @@ macro_rules! sql {
     };
 }
 
+mod agents;
+
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
@@ -939,7 +941,8 @@ fn claim_next(
         ended_at: None,
         outcome: None,
     };
-    Ok(Some(Claim { task, run }))
+    let reply = agents::pending_reply(conn, task.id)?;
+    Ok(Some(Claim { task, run, reply }))
 }
 
 fn complete(
@@ -983,6 +986,9 @@ fn complete(
         Some(run),
         op,
     )?;
+    if to == Status::Done {
+        agents::answer_replies(conn, task, run)?;
+    }
     reevaluate_dependents(conn, task, op)?;
     Ok(to)
 }

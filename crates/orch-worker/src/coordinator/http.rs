@@ -140,6 +140,22 @@ impl HttpCoordinator {
         .map(|_| ())
     }
 
+    pub(super) async fn record_usage(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        records: &[orch_store::UsageRecord],
+    ) -> Result<(), CoordinatorError> {
+        let body = json!({ "token": token.0, "records": records });
+        self.post(
+            &format!("/v1/worker/runs/{run}/usage"),
+            body,
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub(super) async fn complete(
         &self,
         run: RunId,
@@ -235,6 +251,8 @@ struct ClaimedRun {
     lease_expires_at: i64,
     started_at: i64,
     project_dir: String,
+    #[serde(default)]
+    reply: Option<orch_store::PendingReply>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,6 +305,13 @@ impl ClaimedRun {
             ended_at: None,
             outcome: None,
         };
-        Ok((Claim { task, run }, PathBuf::from(self.project_dir)))
+        Ok((
+            Claim {
+                task,
+                run,
+                reply: self.reply,
+            },
+            PathBuf::from(self.project_dir),
+        ))
     }
 }
