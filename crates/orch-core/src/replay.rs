@@ -27,7 +27,7 @@ pub enum ReplayError {
         /// The table's refusal.
         source: TransitionError,
     },
-    /// More than one `done` was recorded.
+    /// More than one `done` was recorded (without a `reply` reopening the task in between).
     #[error("the task was completed {0} times")]
     DoneTwice(usize),
 }
@@ -55,11 +55,15 @@ pub fn replay(events: &[Event]) -> Result<Status, ReplayError> {
             })?;
         if next == Status::Done && status != Some(Status::Done) {
             dones += 1;
+            if dones > 1 {
+                return Err(ReplayError::DoneTwice(dones));
+            }
+        }
+        // A follow-up reopens a done task on purpose: its next completion is a new one.
+        if event.kind == crate::lifecycle::EventKind::Reply {
+            dones = 0;
         }
         status = Some(next);
-    }
-    if dones > 1 {
-        return Err(ReplayError::DoneTwice(dones));
     }
     status.ok_or(ReplayError::NoEvents)
 }

@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod agents;
 mod cli;
 mod client;
 mod consistency;
