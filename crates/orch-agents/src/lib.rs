@@ -7,6 +7,11 @@
 //! Architecture invariant: adapters know nothing about the store, leases or bundles; they get a
 //! working directory, a prompt and a cancellation token, and report events through a channel.
 
+pub mod answer;
+pub mod profile;
+pub mod prompt;
+pub mod review;
+pub mod router;
 pub mod sim;
 
 use std::collections::BTreeMap;
