@@ -136,6 +136,9 @@ pub struct RunResult {
     pub session_id: Option<String>,
     /// The error, when it failed.
     pub error: Option<String>,
+    /// The reviewer's verdict (runs of projects with `[review]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<crate::review::ReviewResult>,
 }
 
 /// The JSON Schema of `result.json`, pretty-printed (shipped as `schemas/result.schema.json`).

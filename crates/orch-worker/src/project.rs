@@ -1,7 +1,11 @@
 //! Per-project settings from `.orch.toml` at the project root. Every key is optional.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use orch_agents::profile::Profile;
+use orch_agents::review::ReviewConfig;
+use orch_agents::router::{self, ModelMap, RouterConfig, RoutingConfig};
 use serde::Deserialize;
 
 /// What to do with a project directory that is not a git repository.
@@ -35,6 +39,14 @@ pub struct ProjectConfig {
     pub output_cap_bytes: u64,
     /// Commit the workspace's changes after the steps.
     pub auto_commit: bool,
+    /// `[router]`: how `agent: auto` steps are routed.
+    pub router: RouterConfig,
+    /// `[model_map]`: the model per complexity and agent.
+    pub model_map: ModelMap,
+    /// `[profiles.<name>]`: named agent profiles.
+    pub profiles: BTreeMap<String, Profile>,
+    /// `[review]`: the optional reviewer.
+    pub review: ReviewConfig,
 }
 
 impl Default for ProjectConfig {
@@ -47,6 +59,10 @@ impl Default for ProjectConfig {
             secret_env: Vec::new(),
             output_cap_bytes: 16 * 1024 * 1024,
             auto_commit: true,
+            router: RouterConfig::default(),
+            model_map: ModelMap::default(),
+            profiles: BTreeMap::new(),
+            review: ReviewConfig::default(),
         }
     }
 }
@@ -66,10 +82,18 @@ impl ProjectConfig {
     pub fn load(dir: &Path) -> Result<ProjectConfig, ProjectConfigError> {
         let path = dir.join(".orch.toml");
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| ProjectConfigError {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            }),
+            Ok(text) => {
+                let config: ProjectConfig =
+                    toml::from_str(&text).map_err(|e| ProjectConfigError {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                config.validate().map_err(|message| ProjectConfigError {
+                    path: path.display().to_string(),
+                    message,
+                })?;
+                Ok(config)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ProjectConfig::default()),
             Err(e) => Err(ProjectConfigError {
                 path: path.display().to_string(),
@@ -80,6 +104,21 @@ impl ProjectConfig {
 }
 
 impl ProjectConfig {
+    /// The routing sections, borrowed together.
+    pub fn routing(&self) -> RoutingConfig<'_> {
+        RoutingConfig {
+            router: &self.router,
+            model_map: &self.model_map,
+            profiles: &self.profiles,
+        }
+    }
+
+    /// Checks across keys that serde cannot express (names that must exist, numbers >= 1).
+    pub fn validate(&self) -> Result<(), String> {
+        router::validate(self.routing())?;
+        self.review.validate()
+    }
+
     /// The values of the environment variables this project marks secret (those that are set).
     /// They are passed to commands and agents, and redacted from everything orch stores.
     pub fn secret_values(&self) -> std::collections::BTreeMap<String, String> {
@@ -92,5 +131,67 @@ impl ProjectConfig {
                     .map(|v| (name.clone(), v))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ProjectConfig, String> {
+        let config: ProjectConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn the_routing_and_review_sections_parse_together() {
+        let config = parse(
+            r#"
+            [router]
+            agent = "sim"
+            model = "fast"
+            max_route_attempts = 2
+            agents = ["sim", "claude"]
+            [[router.rules]]
+            label = "docs"
+            agent = "sim"
+            complexity = "simple"
+            profile = "writer"
+            [model_map.simple]
+            claude = "haiku"
+            [model_map.review]
+            claude = "sonnet"
+            [profiles.writer]
+            role = "technical writer"
+            skills = ["markdown"]
+            [review]
+            agent = "claude"
+            max_review_rounds = 2
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(config.router.rules.len(), 1);
+        assert_eq!(
+            config.review.model_for("claude", &config.model_map).as_deref(),
+            Some("sonnet")
+        );
+        assert_eq!(config.profiles["writer"].role, "technical writer");
+    }
+
+    #[test]
+    fn unknown_keys_and_impossible_values_are_refused() {
+        for (text, expected) in [
+            ("[router]\nagnet = \"sim\"\n", "unknown field `agnet`"),
+            ("[model_map.hard]\nsim = \"x\"\n", "unknown field `hard`"),
+            ("[review]\nmax_review_rounds = 0\n", "max_review_rounds is 0"),
+            (
+                "[[router.rules]]\nlabel = \"x\"\nprofile = \"ghost\"\n",
+                "profile `ghost`",
+            ),
+        ] {
+            let error = parse(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 }

@@ -93,6 +93,8 @@ struct Verdict {
     reason: String,
     /// The run was stopped (lease lost, shutdown, cancel) before its steps finished.
     interrupted: bool,
+    /// Give the run back to the queue instead of reporting `outcome` (a review rejection).
+    requeue: bool,
 }
 
 /// Run one claimed task to the end and report it. `stop` asks the run to stop now (shutdown
@@ -139,6 +141,19 @@ pub async fn execute(
             Err(e) => {
                 tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
                 RunEnd::Requeued
+            }
+        };
+    }
+    if verdict.requeue {
+        return match coordinator
+            .requeue(&settings.name, run, token, Duration::ZERO, &verdict.reason)
+            .await
+        {
+            Ok(_) => RunEnd::Requeued,
+            Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
+            Err(e) => {
+                tracing::error!(task = %claim.task.id, "could not requeue after the review: {e}; the lease will expire and recovery will retry it");
+                RunEnd::LeaseLost
             }
         };
     }
@@ -240,6 +255,7 @@ async fn run_task(
                 outcome: Outcome::Failed,
                 reason: format!("could not look up the project: {e}"),
                 interrupted: false,
+                requeue: false,
             }
         }
     };
@@ -250,6 +266,18 @@ async fn run_task(
                 outcome: Outcome::FailedPermanently,
                 reason: e.to_string(),
                 interrupted: false,
+                requeue: false,
+            }
+        }
+    };
+    let prompts = match orch_agents::prompt::Prompts::load(&project_dir) {
+        Ok(prompts) => prompts,
+        Err(e) => {
+            return Verdict {
+                outcome: Outcome::FailedPermanently,
+                reason: e.to_string(),
+                interrupted: false,
+                requeue: false,
             }
         }
     };
@@ -267,6 +295,7 @@ async fn run_task(
                 outcome: Outcome::Failed,
                 reason: format!("could not create the run bundle: {e}"),
                 interrupted: false,
+                requeue: false,
             }
         }
     };
@@ -280,6 +309,12 @@ async fn run_task(
         secrets,
         bundle: &mut bundle,
         steps: Vec::new(),
+        prompts,
+        decision: None,
+        review_feedback: Vec::new(),
+        review_rounds_used: 0,
+        keep_work: false,
+        review_result: None,
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
     // The reason is stored in the database and shown by `orch task list`: redact it like a file.
@@ -301,6 +336,18 @@ struct Runner<'a> {
     secrets: BTreeMap<String, String>,
     bundle: &'a mut Bundle,
     steps: Vec<StepReport>,
+    /// The project's prompt templates.
+    prompts: orch_agents::prompt::Prompts,
+    /// The router's decision, when the task has `agent: auto` steps.
+    decision: Option<orch_agents::router::RouteDecision>,
+    /// Earlier reviews' rejections, for the step prompts.
+    review_feedback: Vec<orch_agents::review::PriorReview>,
+    /// Review rounds this task has used.
+    review_rounds_used: u32,
+    /// Commit the work even though the run did not succeed (a review rejected it).
+    keep_work: bool,
+    /// The review, for `result.json`.
+    review_result: Option<crate::review::ReviewResult>,
 }
 
 impl Runner<'_> {
@@ -364,11 +411,50 @@ impl Runner<'_> {
                 outcome: Outcome::Failed,
                 reason: format!("could not write job.json: {e}"),
                 interrupted: false,
+                requeue: false,
             };
         }
         self.write_state("preparing");
         self.write_context();
         let started = now_ms();
+        (self.review_feedback, self.review_rounds_used) = crate::review::earlier_reviews(
+            &self.settings.home.join("runs"),
+            self.task,
+            self.attempt,
+        );
+        match crate::route::route_run(self.task, self.config, &self.prompts, self.bundle, &cancel)
+            .await
+        {
+            Ok(Some(decision)) => {
+                self.log(
+                    None,
+                    &format!(
+                        "routed to agent `{}` (model {}, complexity {}) by {}: {}",
+                        decision.agent,
+                        decision.model.as_deref().unwrap_or("default"),
+                        decision.complexity,
+                        serde_json::to_value(decision.source)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        decision.why.join("; ")
+                    ),
+                );
+                self.decision = Some(decision);
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                self.log(None, &reason);
+                self.finish(None, started, Outcome::FailedPermanently, &reason, None)
+                    .await;
+                return Verdict {
+                    outcome: Outcome::FailedPermanently,
+                    reason,
+                    interrupted: false,
+                    requeue: false,
+                };
+            }
+        }
         let request = WorkspaceRequest {
             project_dir: project_dir.to_owned(),
             worktrees_root: self.settings.home.join("worktrees"),
@@ -392,6 +478,7 @@ impl Runner<'_> {
                     outcome,
                     reason,
                     interrupted: false,
+                    requeue: false,
                 };
             }
         };
@@ -425,6 +512,7 @@ impl Runner<'_> {
             outcome: Outcome::Succeeded,
             reason: "every step succeeded".to_owned(),
             interrupted: false,
+            requeue: false,
         };
         let steps = self.task.spec.steps.clone();
         for (index, step) in steps.iter().enumerate() {
@@ -458,7 +546,21 @@ impl Runner<'_> {
                 outcome: Outcome::Failed,
                 reason: "the run was stopped before its steps finished (lease lost, cancelled or shut down)".into(),
                 interrupted: true,
+                requeue: false,
             };
+        }
+        if verdict.outcome == Outcome::Succeeded && !verdict.interrupted {
+            if let Some(agent) = self.config.review.agent.clone() {
+                verdict = self.review(&agent, &workspace, &run_cancel).await;
+                if cancel.is_cancelled() {
+                    verdict = Verdict {
+                        outcome: Outcome::Failed,
+                        reason: "the run was stopped during its review (lease lost, cancelled or shut down)".into(),
+                        interrupted: true,
+                        requeue: false,
+                    };
+                }
+            }
         }
         let status = verdict.interrupted.then_some(ResultStatus::Cancelled);
         self.finish(
@@ -509,18 +611,24 @@ impl Runner<'_> {
                 agent,
                 prompt,
                 model,
-                ..
-            } => {
-                self.run_agent(
-                    step,
-                    agent,
-                    prompt,
-                    model.clone(),
-                    workspace,
-                    step_cancel.clone(),
-                )
-                .await
-            }
+                profile,
+            } => match crate::route::resolve_step(
+                agent,
+                model.as_deref(),
+                profile.as_deref(),
+                self.decision.as_ref(),
+                self.config,
+            ) {
+                Ok(resolved) => {
+                    self.run_agent(step, resolved, prompt, workspace, step_cancel.clone())
+                        .await
+                }
+                Err(e) => {
+                    let mut report = failed_report(&step.name, e.clone(), clock);
+                    report.error = Some(format!("refused: {e}"));
+                    report
+                }
+            },
         };
         if let Some(timer) = step_timer {
             timer.abort();
@@ -557,6 +665,7 @@ impl Runner<'_> {
             usage: report.usage,
             session_id: report.session_id.clone(),
             error: report.error.clone(),
+            review: None,
         };
         self.write_result(&format!("{step_dir}/result.json"), &result);
         let md = format!(
@@ -716,15 +825,14 @@ impl Runner<'_> {
     async fn run_agent(
         &mut self,
         step: &Step,
-        agent_name: &str,
+        resolved: crate::route::ResolvedStep,
         prompt: &str,
-        model: Option<String>,
         workspace: &Workspace,
         cancel: CancellationToken,
     ) -> StepReport {
         let clock = Instant::now();
         let started = now_ms();
-        let agent = match Agent::by_name(agent_name) {
+        let agent = match Agent::by_name(&resolved.agent) {
             Ok(agent) => agent,
             Err(e) => {
                 let mut report = failed_report(&step.name, e.to_string(), clock);
@@ -732,18 +840,35 @@ impl Runner<'_> {
                 return report;
             }
         };
-        let mut full_prompt = prompt.to_owned();
-        if !self.steps.is_empty() {
-            full_prompt.push_str("\n\nEarlier steps of this task (details in $ORCH_CONTEXT):\n");
-            for r in &self.steps {
-                full_prompt.push_str(&format!(
-                    "- {}: {} ({})\n",
-                    r.name,
-                    status_name(r.status),
-                    r.summary
-                ));
+        let earlier: Vec<_> = self
+            .steps
+            .iter()
+            .map(|r| crate::route::EarlierStep {
+                name: &r.name,
+                status: status_name(r.status),
+                summary: &r.summary,
+            })
+            .collect();
+        let full_prompt = match crate::route::step_prompt(
+            &self.prompts,
+            prompt,
+            &resolved,
+            &self.review_feedback,
+            &earlier,
+        ) {
+            Ok(text) => text,
+            Err(e) => {
+                let mut report = failed_report(&step.name, e.clone(), clock);
+                report.error = Some(format!("refused: {e}"));
+                return report;
             }
-        }
+        };
+        // The prompt as the agent got it, so a run can be understood (and a test can check
+        // that review feedback reached it).
+        let _ = self
+            .bundle
+            .write_bytes(&format!("steps/{}/prompt.md", step.name), full_prompt.as_bytes());
+        let model = resolved.model.clone();
         let request = AgentRequest {
             prompt: full_prompt,
             model,
@@ -803,6 +928,73 @@ impl Runner<'_> {
         }
     }
 
+    /// Review a run whose steps all succeeded; the verdict replaces the run's.
+    async fn review(
+        &mut self,
+        agent: &str,
+        workspace: &Workspace,
+        cancel: &CancellationToken,
+    ) -> Verdict {
+        self.log(
+            None,
+            &format!(
+                "review by `{agent}` (round {} of {})",
+                self.review_rounds_used + 1,
+                self.config.review.max_review_rounds
+            ),
+        );
+        let diff = workspace.diff().await.unwrap_or_else(|e| {
+            tracing::warn!("diff for the review failed: {e}");
+            Vec::new()
+        });
+        let steps = self
+            .steps
+            .iter()
+            .map(|r| orch_agents::review::StepSummary {
+                name: r.name.clone(),
+                status: status_name(r.status),
+                summary: r.summary.clone(),
+            })
+            .collect();
+        let feedback = self.review_feedback.clone();
+        let run = crate::review::RunForReview {
+            task: self.task,
+            steps,
+            diff: &diff,
+            workdir: workspace.path(),
+            previous: &feedback,
+            rounds_used: self.review_rounds_used,
+        };
+        let end = crate::review::review_run(
+            agent,
+            self.config,
+            &self.prompts,
+            self.bundle,
+            run,
+            cancel,
+        )
+        .await;
+        self.log(None, &end.reason);
+        self.review_result = Some(end.result);
+        match end.outcome {
+            Some(outcome) => Verdict {
+                outcome,
+                reason: end.reason,
+                interrupted: false,
+                requeue: false,
+            },
+            None => {
+                self.keep_work = true;
+                Verdict {
+                    outcome: Outcome::Failed,
+                    reason: end.reason,
+                    interrupted: false,
+                    requeue: true,
+                }
+            }
+        }
+    }
+
     fn record_event(&mut self, step: &str, events_rel: &str, event: &AgentEvent) {
         if let Ok(mut line) = serde_json::to_vec(event) {
             line.push(b'\n');
@@ -847,7 +1039,7 @@ impl Runner<'_> {
     ) {
         let mut commit = None;
         if let Some(ws) = workspace {
-            if outcome == Outcome::Succeeded && self.config.auto_commit {
+            if (outcome == Outcome::Succeeded || self.keep_work) && self.config.auto_commit {
                 let message = format!(
                     "orch: task {} attempt {}: {}",
                     self.task.id, self.attempt, self.task.spec.title
@@ -901,6 +1093,7 @@ impl Runner<'_> {
             usage,
             session_id: self.steps.iter().rev().find_map(|s| s.session_id.clone()),
             error: (status != ResultStatus::Succeeded).then(|| reason.to_owned()),
+            review: self.review_result.clone(),
         };
         self.write_result("result.json", &result);
         let mut md = format!(
@@ -962,6 +1155,7 @@ fn step_verdict(
             outcome: Outcome::NeedsReview,
             reason: format!("the task ran past its timeout of {limit}"),
             interrupted: false,
+            requeue: false,
         };
     }
     match report.status {
@@ -969,16 +1163,19 @@ fn step_verdict(
             outcome: Outcome::NeedsReview,
             reason: format!("step `{}`: {error}", report.name),
             interrupted: false,
+            requeue: false,
         },
         _ if error.starts_with("refused: ") => Verdict {
             outcome: Outcome::FailedPermanently,
             reason: format!("step `{}` {error}", report.name),
             interrupted: false,
+            requeue: false,
         },
         _ => Verdict {
             outcome: Outcome::Failed,
             reason: format!("step `{}` failed: {error}", report.name),
             interrupted: false,
+            requeue: false,
         },
     }
 }

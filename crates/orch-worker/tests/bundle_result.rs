@@ -25,6 +25,7 @@ fn step_result() -> RunResult {
         }),
         session_id: None,
         error: None,
+        review: None,
     }
 }
 
