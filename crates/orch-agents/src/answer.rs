@@ -79,8 +79,12 @@ pub fn json_object(answer: &str) -> Result<serde_json::Value, String> {
             ))
         }
     };
-    let value: serde_json::Value = serde_json::from_str(candidate)
-        .map_err(|e| format!("the answer is not valid JSON ({e}): `{}`", shorten(trimmed, 200)))?;
+    let value: serde_json::Value = serde_json::from_str(candidate).map_err(|e| {
+        format!(
+            "the answer is not valid JSON ({e}): `{}`",
+            shorten(trimmed, 200)
+        )
+    })?;
     if !value.is_object() {
         return Err("the answer is JSON but not an object".to_owned());
     }
@@ -146,6 +150,8 @@ mod tests {
             &CancellationToken::new(),
         )
         .await;
-        assert!(answer.expect_err("unknown").contains("unknown agent `nope`"));
+        assert!(answer
+            .expect_err("unknown")
+            .contains("unknown agent `nope`"));
     }
 }

@@ -104,7 +104,9 @@ impl Prompts {
 
     /// Where template `name` comes from: `built-in <name>` or the project file's path.
     pub fn origin(&self, name: &str) -> &str {
-        self.origins.get(name).map_or("unknown template", String::as_str)
+        self.origins
+            .get(name)
+            .map_or("unknown template", String::as_str)
     }
 
     /// Render template `name` (one of [`ROUTE`], [`STEP`], [`REVIEW`]) with `context`.
@@ -209,7 +211,10 @@ mod tests {
                 }),
             )
             .expect("renders");
-        assert!(route.contains("Task 7: Add docs\nLabels: docs\n"), "{route}");
+        assert!(
+            route.contains("Task 7: Add docs\nLabels: docs\n"),
+            "{route}"
+        );
         assert!(route.contains("- writer: technical writer"), "{route}");
         assert!(
             route.contains("(attempt 1 of 3) was refused: not JSON"),

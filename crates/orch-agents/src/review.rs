@@ -97,7 +97,9 @@ pub fn parse_answer(answer: &str) -> Result<ReviewAnswer, String> {
         return Err("the answer has an empty reason".to_owned());
     }
     if parsed.verdict == Verdict::Reject && parsed.reasons.is_empty() {
-        return Err("the answer rejects without reasons; a rejection must say what to fix".to_owned());
+        return Err(
+            "the answer rejects without reasons; a rejection must say what to fix".to_owned(),
+        );
     }
     Ok(parsed)
 }
@@ -310,8 +312,14 @@ mod tests {
             ("LGTM", "no JSON object"),
             ("{\"verdict\": \"maybe\"}", "unknown variant `maybe`"),
             ("{\"verdict\": \"reject\"}", "rejects without reasons"),
-            ("{\"verdict\": \"reject\", \"reasons\": [\" \"]}", "empty reason"),
-            ("{\"verdict\": \"approve\", \"score\": 3}", "unknown field `score`"),
+            (
+                "{\"verdict\": \"reject\", \"reasons\": [\" \"]}",
+                "empty reason",
+            ),
+            (
+                "{\"verdict\": \"approve\", \"score\": 3}",
+                "unknown field `score`",
+            ),
         ] {
             let error = parse_answer(answer).expect_err(answer);
             assert!(error.contains(expected), "{answer}: {error}");
@@ -332,7 +340,8 @@ mod tests {
         use Verdict::*;
         let (feedback, used) = prior_reviews(&[record(1, Reject, false), record(2, Reject, false)]);
         assert_eq!((feedback.len(), used), (2, 2));
-        let (feedback, used) = prior_reviews(&[record(1, Reject, false), record(2, Approve, false)]);
+        let (feedback, used) =
+            prior_reviews(&[record(1, Reject, false), record(2, Approve, false)]);
         assert_eq!((feedback.len(), used), (0, 0));
         let (feedback, used) = prior_reviews(&[record(1, Reject, false), record(2, Reject, true)]);
         assert_eq!((feedback.len(), used), (2, 0));

@@ -229,7 +229,9 @@ pub fn validate(config: RoutingConfig<'_>) -> Result<(), String> {
         }
     }
     for (name, profile) in config.profiles {
-        profile.validate().map_err(|e| format!("profiles.{name}: {e}"))?;
+        profile
+            .validate()
+            .map_err(|e| format!("profiles.{name}: {e}"))?;
     }
     Ok(())
 }
@@ -322,13 +324,17 @@ fn decide_static(task: &RouteTask<'_>, config: RoutingConfig<'_>) -> Result<Part
         if let Some(agent) = label.strip_prefix("agent:") {
             if partial.agent.is_none() {
                 partial.agent = Some((agent.to_owned(), RouteSource::Label));
-                partial.why.push(format!("agent `{agent}` from label `{label}`"));
+                partial
+                    .why
+                    .push(format!("agent `{agent}` from label `{label}`"));
             }
         } else if let Some(level) = label.strip_prefix("complexity:") {
-            let complexity = level.parse::<Complexity>().map_err(|reason| RouteError::Label {
-                label: label.clone(),
-                reason,
-            })?;
+            let complexity = level
+                .parse::<Complexity>()
+                .map_err(|reason| RouteError::Label {
+                    label: label.clone(),
+                    reason,
+                })?;
             if partial.complexity.is_none() {
                 partial.complexity = Some(complexity);
                 partial
@@ -363,7 +369,9 @@ fn decide_static(task: &RouteTask<'_>, config: RoutingConfig<'_>) -> Result<Part
         let mut used = false;
         if let (None, Some(agent)) = (&partial.agent, &rule.agent) {
             partial.agent = Some((agent.clone(), RouteSource::Rule));
-            partial.why.push(format!("agent `{agent}` from rule `{name}`"));
+            partial
+                .why
+                .push(format!("agent `{agent}` from rule `{name}`"));
             used = true;
         }
         if let (None, Some(complexity)) = (partial.complexity, rule.complexity) {
@@ -468,9 +476,15 @@ pub async fn route(
                     None
                 }
                 (RouterMode::Llm, Some(router_agent)) => {
-                    let answered =
-                        ask_router(task, config, prompts, router_agent, cancel, &mut llm_attempts)
-                            .await?;
+                    let answered = ask_router(
+                        task,
+                        config,
+                        prompts,
+                        router_agent,
+                        cancel,
+                        &mut llm_attempts,
+                    )
+                    .await?;
                     if answered.is_none() {
                         why.push(format!(
                             "router agent `{router_agent}` gave no valid answer in {} attempt(s)",
@@ -525,9 +539,14 @@ pub async fn route(
         ));
         router.default_complexity
     });
-    let model = config.model_map.model(complexity, &agent).map(str::to_owned);
+    let model = config
+        .model_map
+        .model(complexity, &agent)
+        .map(str::to_owned);
     match &model {
-        Some(model) => why.push(format!("model `{model}` from model_map.{complexity}.{agent}")),
+        Some(model) => why.push(format!(
+            "model `{model}` from model_map.{complexity}.{agent}"
+        )),
         None => why.push(format!(
             "no model_map.{complexity}.{agent}: the agent's default model"
         )),
@@ -634,7 +653,9 @@ pub fn explicit(agent: &str, model: Option<&str>, step: &str) -> RouteDecision {
         profile: Profile::default(),
         source: RouteSource::Explicit,
         rule: None,
-        why: vec![format!("step `{step}` names agent `{agent}`; it is not routed")],
+        why: vec![format!(
+            "step `{step}` names agent `{agent}`; it is not routed"
+        )],
         llm_attempts: Vec::new(),
     }
 }
@@ -682,9 +703,14 @@ mod tests {
             body: "",
             labels: &task_labels,
         };
-        route(&task, config, &Prompts::builtin(), &CancellationToken::new())
-            .await
-            .expect("routed")
+        route(
+            &task,
+            config,
+            &Prompts::builtin(),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("routed")
     }
 
     const CONFIG: &str = r#"
@@ -792,9 +818,14 @@ mod tests {
                 body: "",
                 labels: &task_labels,
             };
-            let error = route(&task, config, &Prompts::builtin(), &CancellationToken::new())
-                .await
-                .expect_err("refused");
+            let error = route(
+                &task,
+                config,
+                &Prompts::builtin(),
+                &CancellationToken::new(),
+            )
+            .await
+            .expect_err("refused");
             assert!(error.to_string().contains(expected), "{error}");
             assert!(error.to_string().contains(label), "{error}");
         }
@@ -846,16 +877,25 @@ mod tests {
             body: "@answer {\"agent\": \"sim\", \"complexity\": \"simple\", \"profile\": {\"role\": \"janitor\"}, \"reason\": \"trivial\"}",
             labels: &task_labels,
         };
-        let decision = route(&task, config, &Prompts::builtin(), &CancellationToken::new())
-            .await
-            .expect("routed");
+        let decision = route(
+            &task,
+            config,
+            &Prompts::builtin(),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("routed");
         assert_eq!(decision.source, RouteSource::Llm);
         assert_eq!(decision.agent, "sim");
         assert_eq!(decision.complexity, Complexity::Simple);
         assert_eq!(decision.model.as_deref(), Some("sim-small"));
         assert_eq!(decision.profile.role, "janitor");
         assert_eq!(decision.llm_attempts.len(), 1);
-        assert!(decision.why[0].ends_with("(attempt 1): trivial"), "{:?}", decision.why);
+        assert!(
+            decision.why[0].ends_with("(attempt 1): trivial"),
+            "{:?}",
+            decision.why
+        );
     }
 
     #[tokio::test]
@@ -875,9 +915,14 @@ mod tests {
             body: "@answer {\"agent\": \"nobody\", \"complexity\": \"simple\"}",
             labels: &task_labels,
         };
-        let decision = route(&task, config, &Prompts::builtin(), &CancellationToken::new())
-            .await
-            .expect("routed");
+        let decision = route(
+            &task,
+            config,
+            &Prompts::builtin(),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("routed");
         assert_eq!(decision.llm_attempts.len(), 3);
         assert_eq!(decision.source, RouteSource::RoundRobin);
         assert_eq!(decision.agent, "claude");

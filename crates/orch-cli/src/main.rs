@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod debug;
 mod output;
+mod route;
 mod stream;
 
 use std::process::ExitCode;

@@ -173,7 +173,10 @@ mod tests {
         .expect("valid");
         assert_eq!(config.router.rules.len(), 1);
         assert_eq!(
-            config.review.model_for("claude", &config.model_map).as_deref(),
+            config
+                .review
+                .model_for("claude", &config.model_map)
+                .as_deref(),
             Some("sonnet")
         );
         assert_eq!(config.profiles["writer"].role, "technical writer");
@@ -184,7 +187,10 @@ mod tests {
         for (text, expected) in [
             ("[router]\nagnet = \"sim\"\n", "unknown field `agnet`"),
             ("[model_map.hard]\nsim = \"x\"\n", "unknown field `hard`"),
-            ("[review]\nmax_review_rounds = 0\n", "max_review_rounds is 0"),
+            (
+                "[review]\nmax_review_rounds = 0\n",
+                "max_review_rounds is 0",
+            ),
             (
                 "[[router.rules]]\nlabel = \"x\"\nprofile = \"ghost\"\n",
                 "profile `ghost`",

@@ -25,9 +25,9 @@ pub const ROUTE_FILE: &str = "route.json";
 
 /// Whether any agent step of `task` asks to be routed.
 pub fn needs_routing(task: &Task) -> bool {
-    task.spec.steps.iter().any(|step| {
-        matches!(&step.action, StepAction::Agent { agent, .. } if router::is_auto(agent))
-    })
+    task.spec.steps.iter().any(
+        |step| matches!(&step.action, StepAction::Agent { agent, .. } if router::is_auto(agent)),
+    )
 }
 
 /// Route `task` if it needs it, and record the decision in the bundle. `Err` is a reason to
@@ -91,7 +91,9 @@ pub(crate) fn record_exchanges(
             }
         }
     }
-    if let Err(e) = bundle.write_bytes(&events_rel, &bytes) {
+    if let Err(e) = std::fs::create_dir_all(bundle.path().join(dir))
+        .and_then(|()| bundle.write_bytes(&events_rel, &bytes))
+    {
         tracing::warn!("could not write {events_rel}: {e}");
     }
     let stored = std::fs::read(bundle.path().join(&events_rel)).unwrap_or_default();

@@ -865,9 +865,10 @@ impl Runner<'_> {
         };
         // The prompt as the agent got it, so a run can be understood (and a test can check
         // that review feedback reached it).
-        let _ = self
-            .bundle
-            .write_bytes(&format!("steps/{}/prompt.md", step.name), full_prompt.as_bytes());
+        let _ = self.bundle.write_bytes(
+            &format!("steps/{}/prompt.md", step.name),
+            full_prompt.as_bytes(),
+        );
         let model = resolved.model.clone();
         let request = AgentRequest {
             prompt: full_prompt,
@@ -965,15 +966,9 @@ impl Runner<'_> {
             previous: &feedback,
             rounds_used: self.review_rounds_used,
         };
-        let end = crate::review::review_run(
-            agent,
-            self.config,
-            &self.prompts,
-            self.bundle,
-            run,
-            cancel,
-        )
-        .await;
+        let end =
+            crate::review::review_run(agent, self.config, &self.prompts, self.bundle, run, cancel)
+                .await;
         self.log(None, &end.reason);
         self.review_result = Some(end.result);
         match end.outcome {
