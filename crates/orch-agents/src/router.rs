@@ -432,7 +432,7 @@ pub fn parse_answer(answer: &str, agents: &[String]) -> Result<RouteAnswer, Stri
     let raw: RawAnswer = serde_json::from_value(value).map_err(|e| {
         format!("the answer does not have the expected fields {{agent, complexity, profile, reason}}: {e}")
     })?;
-    if !agents.iter().any(|a| *a == raw.agent) {
+    if !agents.contains(&raw.agent) {
         return Err(format!(
             "the answer chose agent `{}`, which is not one of {}",
             raw.agent,

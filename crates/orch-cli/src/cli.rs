@@ -277,7 +277,8 @@ pub struct TaskAddArgs {
     /// step with these commands in order), e.g. --exec "cargo test --quiet".
     #[arg(long, value_name = "COMMAND")]
     pub exec: Vec<String>,
-    /// Run this agent with the body (or title) as its prompt, e.g. --agent sim.
+    /// Run this agent with the body (or title) as its prompt, e.g. --agent sim; `--agent auto`
+    /// lets the router choose (see `orch task route`).
     #[arg(long)]
     pub agent: Option<String>,
     /// Wait for `orch task approve` before running.
