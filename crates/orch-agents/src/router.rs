@@ -522,7 +522,7 @@ pub async fn route(
                         .expect("router.agents is not empty (validated)")
                         .to_owned();
                     why.push(format!(
-                        "agent `{agent}` by round robin: task {} of {} agent(s) [{}]",
+                        "agent `{agent}` by round robin: task id {} mod {} agent(s) [{}]",
                         task.id,
                         router.agents.len(),
                         router.agents.join(", ")

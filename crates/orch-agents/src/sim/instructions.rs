@@ -293,6 +293,22 @@ mod tests {
     }
 
     #[test]
+    fn answer_lines_are_kept_verbatim_and_an_empty_one_is_refused() {
+        check(
+            "@answer {\"verdict\": \"approve\", \"reasons\": []}",
+            expect![[r#"
+                Answer { text: "{\"verdict\": \"approve\", \"reasons\": []}" }
+            "#]],
+        );
+        check(
+            "@answer",
+            expect![[r#"
+                error: prompt line 1: `@answer` needs text, such as `@answer {"verdict": "approve"}`
+            "#]],
+        );
+    }
+
+    #[test]
     fn a_write_without_end_is_refused_with_its_line() {
         check(
             "prose\n@write a.txt\nhello",
