@@ -7,10 +7,15 @@
 //! Architecture invariant: adapters know nothing about the store, leases or bundles; they get a
 //! working directory, a prompt and a cancellation token, and report events through a channel.
 
+pub mod answer;
 pub mod cli;
 pub mod config;
 pub mod preflight;
 pub mod pricing;
+pub mod profile;
+pub mod prompt;
+pub mod review;
+pub mod router;
 pub mod sim;
 
 pub use config::{AgentSettings, AgentsConfig, CommandAgent, OutputFormat};

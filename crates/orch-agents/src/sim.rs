@@ -23,6 +23,7 @@
 //! | `@fail <message>` | stop here: earlier instructions stay done, later ones are skipped; the session fails with the message | none |
 //! | `@sleep <ms>` | wait, cancellably (for tests of long-running agents) | none |
 //! | `@say <text>` | one more assistant message | none |
+//! | `@answer <text>` | a line of the final answer (the `Result` event and `result_text`) instead of the summary; several `@answer` lines are joined with newlines | none |
 //!
 //! Content lines are taken verbatim up to a line that is exactly `@end` (surrounding spaces
 //! allowed), so a file cannot contain such a line. The whole prompt is parsed before anything
@@ -31,6 +32,11 @@
 //!
 //! A prompt with no directive at all appends a note to `NOTES.md` (its first line as a `##`
 //! heading, then its word count), so every sim step leaves a visible diff.
+//!
+//! `@answer` is how a test scripts what a model *says*: the router and the reviewer read the
+//! final answer as JSON, so a prompt line `@answer {"verdict": "approve", "reasons": []}` makes
+//! sim a reviewer that approves. Combined with a project's own prompt templates (which can test
+//! the attempt or review round), it scripts a sequence of answers across calls.
 //!
 //! In a workflow file, write the prompt as a YAML block scalar (`|`): a plain YAML scalar cannot
 //! start with `@`.
@@ -226,6 +232,7 @@ impl SimAgent {
                     }
                 }
                 Instruction::Say { text } => session.say(text),
+                Instruction::Answer { text } => session.answer.push(text),
             }
             session.steps_done += 1;
         }
@@ -243,6 +250,8 @@ struct Session {
     steps_done: usize,
     commands_not_run: usize,
     changed_files: BTreeSet<String>,
+    /// Lines of the final answer given by `@answer`; empty means "answer with the summary".
+    answer: Vec<String>,
 }
 
 impl Session {
@@ -256,6 +265,7 @@ impl Session {
             steps_done: 0,
             commands_not_run: 0,
             changed_files: BTreeSet::new(),
+            answer: Vec::new(),
         }
     }
 
@@ -348,7 +358,11 @@ impl Session {
 
     /// End the session as done: `Usage`, `Result`, and the outcome.
     fn finish(mut self) -> AgentOutcome {
-        let result_text = summary(self.steps_done, &self.changed_files, self.commands_not_run);
+        let result_text = if self.answer.is_empty() {
+            summary(self.steps_done, &self.changed_files, self.commands_not_run)
+        } else {
+            self.answer.join("\n")
+        };
         self.count_output(&result_text);
         self.emit_usage();
         self.emit(AgentEvent::Result {
@@ -436,6 +450,7 @@ fn plan(instructions: &[Instruction]) -> String {
             Instruction::Fail { message } => format!("fail with \"{message}\""),
             Instruction::Sleep { millis } => format!("wait {millis} ms"),
             Instruction::Say { text } => format!("say \"{text}\""),
+            Instruction::Answer { .. } => "answer".to_owned(),
         })
         .collect();
     let count = plural(steps.len() as u64, "step", "steps");

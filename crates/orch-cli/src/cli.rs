@@ -218,6 +218,14 @@ pub enum TaskCommand {
     List(TaskListArgs),
     /// Show one task with its runs and events.
     Get(TaskIdArgs),
+    /// Show which agent, model, complexity and profile the router picks for a task, and why,
+    /// without running it.
+    ///
+    /// Labels (`agent:<name>`, `complexity:<level>`, `profile:<name>`) win, then the first
+    /// matching `[[router.rules]]` of the project's `.orch.toml`, then the router agent
+    /// (`[router] agent`, asked for real: this may cost a model call), then round robin over
+    /// `[router] agents` by task id. Only steps with `agent: auto` are routed.
+    Route(TaskIdArgs),
     /// Cancel a task that has not finished (a running one loses its lease).
     Cancel(TaskCancelArgs),
     /// Give a failed, needs_review or cancelled task a fresh set of attempts.
@@ -299,7 +307,8 @@ pub struct TaskAddArgs {
     /// step with these commands in order), e.g. --exec "cargo test --quiet".
     #[arg(long, value_name = "COMMAND")]
     pub exec: Vec<String>,
-    /// Run this agent with the body (or title) as its prompt, e.g. --agent sim.
+    /// Run this agent with the body (or title) as its prompt, e.g. --agent sim; `--agent auto`
+    /// lets the router choose (see `orch task route`).
     #[arg(long)]
     pub agent: Option<String>,
     /// Wait for `orch task approve` before running.

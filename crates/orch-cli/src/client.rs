@@ -218,17 +218,21 @@ impl Backend {
                             .join(run.attempt.to_string())
                     })
                     .filter(|dir| dir.is_dir());
-                let result: Option<Value> = bundle
-                    .as_ref()
-                    .and_then(|dir| std::fs::read(dir.join("result.json")).ok())
-                    .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+                let read_json = |name: &str| -> Option<Value> {
+                    bundle
+                        .as_ref()
+                        .and_then(|dir| std::fs::read(dir.join(name)).ok())
+                        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                };
                 Ok(json!({
                     "task": TaskView::from(&task),
                     "spec": serde_json::to_value(&task.spec)?,
                     "runs": runs.iter().map(RunView::from).collect::<Vec<_>>(),
                     "events": events.iter().map(EventView::from).collect::<Vec<_>>(),
                     "bundle": bundle,
-                    "result": result,
+                    "result": read_json("result.json"),
+                    "route": read_json("route.json"),
+                    "review": read_json("review.json"),
                 }))
             }
             Backend::Api(api) => api.get(&format!("/v1/tasks/{id}"), &[]).await,

@@ -138,6 +138,7 @@ pub async fn task(
         TaskCommand::Add(args) => task_add(settings, remote, args).await,
         TaskCommand::List(args) => task_list(settings, remote, args).await,
         TaskCommand::Get(args) => task_get(settings, remote, args).await,
+        TaskCommand::Route(args) => crate::route::task_route(settings, args).await,
         TaskCommand::Cancel(args) => {
             let lacking = args.reason.is_some().then_some("--reason");
             let backend = Backend::open(settings, remote, lacking).await?;
@@ -408,6 +409,36 @@ async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> any
         println!("bundle:   {dir}");
     }
     crate::agents::print_task_usage(&detail["usage"]);
+    let route = &detail["route"];
+    if !route.is_null() {
+        println!(
+            "route:    agent {} (model {}, complexity {}) by {}",
+            text_of(route, "agent"),
+            route["model"].as_str().unwrap_or("default"),
+            text_of(route, "complexity"),
+            text_of(route, "source"),
+        );
+    }
+    let review = &detail["review"];
+    if !review.is_null() {
+        let reasons: Vec<&str> = review["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .collect();
+        println!(
+            "review:   {} (round {} of {}){}",
+            review["verdict"].as_str().unwrap_or("no valid answer"),
+            review["round"],
+            review["max_rounds"],
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", reasons.join("; "))
+            }
+        );
+    }
     let result = &detail["result"];
     if !result.is_null() {
         println!(

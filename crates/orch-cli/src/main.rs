@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod debug;
 mod output;
+mod route;
 mod stream;
 
 use std::process::ExitCode;

@@ -168,7 +168,8 @@ pub struct StepFile {
     /// Commands to run in order, each an argv array (never a shell string).
     #[serde(default)]
     pub exec: Option<Vec<CommandFile>>,
-    /// The agent to run: `sim`, `claude`, `codex`, `opencode`, ...
+    /// The agent to run: `sim`, `claude`, `codex`, `opencode`, ..., or `auto` to let the router
+    /// choose (labels, `[[router.rules]]`, the router agent, round robin; see `orch task route`).
     #[serde(default)]
     pub agent: Option<String>,
     /// The agent's prompt. Default: the task's body, or its title.

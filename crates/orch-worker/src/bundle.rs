@@ -140,6 +140,9 @@ pub struct RunResult {
     /// `stalled`, `timeout`, `crashed`, `failed` or `cancelled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_class: Option<String>,
+    /// The reviewer's verdict (runs of projects with `[review]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<crate::review::ReviewResult>,
 }
 
 /// The JSON Schema of `result.json`, pretty-printed (shipped as `schemas/result.schema.json`).

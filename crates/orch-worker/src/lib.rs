@@ -9,6 +9,8 @@ pub mod coordinator;
 pub mod exec;
 pub mod project;
 pub mod redact;
+pub mod review;
+pub mod route;
 pub mod run;
 pub mod worker;
 pub mod workspace;

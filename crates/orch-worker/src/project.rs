@@ -2,8 +2,12 @@
 //! own `.orch.toml` at its root merged over it (table by table, key by key), then `ORCH_*`
 //! environment overrides. Every key is optional.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use orch_agents::profile::Profile;
+use orch_agents::review::ReviewConfig;
+use orch_agents::router::{self, ModelMap, RouterConfig, RoutingConfig};
 use serde::Deserialize;
 
 /// What to do with a project directory that is not a git repository.
@@ -39,6 +43,14 @@ pub struct ProjectConfig {
     pub auto_commit: bool,
     /// Agent adapters: which real CLIs may run and how (see `orch_agents::config`).
     pub agents: orch_agents::AgentsConfig,
+    /// `[router]`: how `agent: auto` steps are routed.
+    pub router: RouterConfig,
+    /// `[model_map]`: the model per complexity and agent.
+    pub model_map: ModelMap,
+    /// `[profiles.<name>]`: named agent profiles.
+    pub profiles: BTreeMap<String, Profile>,
+    /// `[review]`: the optional reviewer.
+    pub review: ReviewConfig,
 }
 
 impl Default for ProjectConfig {
@@ -52,6 +64,10 @@ impl Default for ProjectConfig {
             output_cap_bytes: 16 * 1024 * 1024,
             auto_commit: true,
             agents: orch_agents::AgentsConfig::default(),
+            router: RouterConfig::default(),
+            model_map: ModelMap::default(),
+            profiles: BTreeMap::new(),
+            review: ReviewConfig::default(),
         }
     }
 }
@@ -104,6 +120,10 @@ impl ProjectConfig {
                     path: shown.clone(),
                     message: e.to_string(),
                 })?;
+        config.validate().map_err(|message| ProjectConfigError {
+            path: shown.clone(),
+            message,
+        })?;
         config
             .agents
             .apply_env(env)
@@ -147,6 +167,22 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 impl ProjectConfig {
+    /// The routing sections, borrowed together.
+    pub fn routing(&self) -> RoutingConfig<'_> {
+        RoutingConfig {
+            router: &self.router,
+            model_map: &self.model_map,
+            profiles: &self.profiles,
+            agents: &self.agents,
+        }
+    }
+
+    /// Checks across keys that serde cannot express (names that must exist, numbers >= 1).
+    pub fn validate(&self) -> Result<(), String> {
+        router::validate(self.routing())?;
+        self.review.validate()
+    }
+
     /// The values of the environment variables this project marks secret (those that are set).
     /// They are passed to commands and agents, and redacted from everything orch stores.
     pub fn secret_values(&self) -> std::collections::BTreeMap<String, String> {
@@ -216,5 +252,68 @@ mod tests {
             error.contains("enable") && error.contains(".orch.toml"),
             "{error}"
         );
+    }
+
+    fn parse(text: &str) -> Result<ProjectConfig, String> {
+        let config: ProjectConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn the_routing_and_review_sections_parse_together() {
+        let config = parse(
+            r#"
+            [router]
+            agent = "sim"
+            model = "fast"
+            max_route_attempts = 2
+            agents = ["sim", "claude"]
+            [[router.rules]]
+            label = "docs"
+            agent = "sim"
+            complexity = "simple"
+            profile = "writer"
+            [model_map.simple]
+            claude = "haiku"
+            [model_map.review]
+            claude = "sonnet"
+            [profiles.writer]
+            role = "technical writer"
+            skills = ["markdown"]
+            [review]
+            agent = "claude"
+            max_review_rounds = 2
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(config.router.rules.len(), 1);
+        assert_eq!(
+            config
+                .review
+                .model_for("claude", &config.model_map)
+                .as_deref(),
+            Some("sonnet")
+        );
+        assert_eq!(config.profiles["writer"].role, "technical writer");
+    }
+
+    #[test]
+    fn unknown_keys_and_impossible_values_are_refused() {
+        for (text, expected) in [
+            ("[router]\nagnet = \"sim\"\n", "unknown field `agnet`"),
+            ("[model_map.hard]\nsim = \"x\"\n", "unknown field `hard`"),
+            (
+                "[review]\nmax_review_rounds = 0\n",
+                "max_review_rounds is 0",
+            ),
+            (
+                "[[router.rules]]\nlabel = \"x\"\nprofile = \"ghost\"\n",
+                "profile `ghost`",
+            ),
+        ] {
+            let error = parse(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 }

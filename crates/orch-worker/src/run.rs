@@ -117,9 +117,10 @@ struct Verdict {
     reason: String,
     /// The run was stopped (lease lost, shutdown, cancel) before its steps finished.
     interrupted: bool,
-    /// Give the task back to the queue for this long without using an attempt (an agent is
-    /// rate limited until a known time) instead of reporting `outcome`.
-    requeue_after: Option<(String, Duration)>,
+    /// Give the task back to the queue for this long without using an attempt instead of
+    /// reporting `outcome`: an agent rate limited until a known time (named, so it is paused),
+    /// or a review rejection (no agent, no delay).
+    requeue_after: Option<(Option<String>, Duration)>,
 }
 
 /// Run one claimed task to the end and report it. `stop` asks the run to stop now (shutdown
@@ -170,7 +171,9 @@ pub async fn execute(
         };
     }
     if let Some((agent, delay)) = &verdict.requeue_after {
-        settings.pause_agent(agent, *delay);
+        if let Some(agent) = agent {
+            settings.pause_agent(agent, *delay);
+        }
         return match coordinator
             .requeue(&settings.name, run, token, *delay, &verdict.reason)
             .await
@@ -296,6 +299,17 @@ async fn run_task(
             }
         }
     };
+    let prompts = match orch_agents::prompt::Prompts::load(&project_dir) {
+        Ok(prompts) => prompts,
+        Err(e) => {
+            return Verdict {
+                outcome: Outcome::FailedPermanently,
+                reason: e.to_string(),
+                interrupted: false,
+                requeue_after: None,
+            }
+        }
+    };
     let secrets = config.secret_values();
     let redactor = Redactor::new(&secrets.values().cloned().collect::<Vec<_>>());
     let mut bundle = match Bundle::create(
@@ -327,6 +341,12 @@ async fn run_task(
         resume_session: claim.reply.as_ref().map(|r| r.session_id.clone()),
         reply: claim.reply.clone(),
         usage: Vec::new(),
+        prompts,
+        decision: None,
+        review_feedback: Vec::new(),
+        review_rounds_used: 0,
+        keep_work: false,
+        review_result: None,
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
     let usage = std::mem::take(&mut runner.usage);
@@ -363,6 +383,18 @@ struct Runner<'a> {
     reply: Option<orch_store::PendingReply>,
     /// Usage of the agent sessions of this run, reported before completion.
     usage: Vec<orch_store::UsageRecord>,
+    /// The project's prompt templates.
+    prompts: orch_agents::prompt::Prompts,
+    /// The router's decision, when the task has `agent: auto` steps.
+    decision: Option<orch_agents::router::RouteDecision>,
+    /// Earlier reviews' rejections, for the step prompts.
+    review_feedback: Vec<orch_agents::review::PriorReview>,
+    /// Review rounds this task has used.
+    review_rounds_used: u32,
+    /// Commit the work even though the run did not succeed (a review rejected it).
+    keep_work: bool,
+    /// The review, for `result.json`.
+    review_result: Option<crate::review::ReviewResult>,
 }
 
 impl Runner<'_> {
@@ -437,6 +469,44 @@ impl Runner<'_> {
             self.finish(None, started, verdict.outcome, &verdict.reason, None)
                 .await;
             return verdict;
+        }
+        (self.review_feedback, self.review_rounds_used) = crate::review::earlier_reviews(
+            &self.settings.home.join("runs"),
+            self.task,
+            self.attempt,
+        );
+        match crate::route::route_run(self.task, self.config, &self.prompts, self.bundle, &cancel)
+            .await
+        {
+            Ok(Some(decision)) => {
+                self.log(
+                    None,
+                    &format!(
+                        "routed to agent `{}` (model {}, complexity {}) by {}: {}",
+                        decision.agent,
+                        decision.model.as_deref().unwrap_or("default"),
+                        decision.complexity,
+                        serde_json::to_value(decision.source)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        decision.why.join("; ")
+                    ),
+                );
+                self.decision = Some(decision);
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                self.log(None, &reason);
+                self.finish(None, started, Outcome::FailedPermanently, &reason, None)
+                    .await;
+                return Verdict {
+                    outcome: Outcome::FailedPermanently,
+                    reason,
+                    interrupted: false,
+                    requeue_after: None,
+                };
+            }
         }
         let request = WorkspaceRequest {
             project_dir: project_dir.to_owned(),
@@ -535,6 +605,19 @@ impl Runner<'_> {
                 requeue_after: None,
             };
         }
+        if verdict.outcome == Outcome::Succeeded && !verdict.interrupted {
+            if let Some(agent) = self.config.review.agent.clone() {
+                verdict = self.review(&agent, &workspace, &run_cancel).await;
+                if cancel.is_cancelled() {
+                    verdict = Verdict {
+                        outcome: Outcome::Failed,
+                        reason: "the run was stopped during its review (lease lost, cancelled or shut down)".into(),
+                        interrupted: true,
+                        requeue_after: None,
+                    };
+                }
+            }
+        }
         let status = verdict.interrupted.then_some(ResultStatus::Cancelled);
         self.finish(
             Some(&workspace),
@@ -584,18 +667,24 @@ impl Runner<'_> {
                 agent,
                 prompt,
                 model,
-                ..
-            } => {
-                self.run_agent(
-                    step,
-                    agent,
-                    prompt,
-                    model.clone(),
-                    workspace,
-                    step_cancel.clone(),
-                )
-                .await
-            }
+                profile,
+            } => match crate::route::resolve_step(
+                agent,
+                model.as_deref(),
+                profile.as_deref(),
+                self.decision.as_ref(),
+                self.config,
+            ) {
+                Ok(resolved) => {
+                    self.run_agent(step, resolved, prompt, workspace, step_cancel.clone())
+                        .await
+                }
+                Err(e) => {
+                    let mut report = failed_report(&step.name, e.clone(), clock);
+                    report.error = Some(format!("refused: {e}"));
+                    report
+                }
+            },
         };
         if let Some(timer) = step_timer {
             timer.abort();
@@ -633,6 +722,7 @@ impl Runner<'_> {
             session_id: report.session_id.clone(),
             error: report.error.clone(),
             failure_class: report.failure.map(|c| c.as_str().to_owned()),
+            review: None,
         };
         self.write_result(&format!("{step_dir}/result.json"), &result);
         let md = format!(
@@ -795,15 +885,14 @@ impl Runner<'_> {
     async fn run_agent(
         &mut self,
         step: &Step,
-        agent_name: &str,
+        resolved: crate::route::ResolvedStep,
         prompt: &str,
-        model: Option<String>,
         workspace: &Workspace,
         cancel: CancellationToken,
     ) -> StepReport {
         let clock = Instant::now();
         let started = now_ms();
-        let agent = match Agent::resolve(agent_name, &self.config.agents) {
+        let agent = match Agent::resolve(&resolved.agent, &self.config.agents) {
             Ok(agent) => agent,
             Err(e) => {
                 let mut report = failed_report(&step.name, e.to_string(), clock);
@@ -812,18 +901,36 @@ impl Runner<'_> {
                 return report;
             }
         };
-        let mut full_prompt = prompt.to_owned();
-        if !self.steps.is_empty() {
-            full_prompt.push_str("\n\nEarlier steps of this task (details in $ORCH_CONTEXT):\n");
-            for r in &self.steps {
-                full_prompt.push_str(&format!(
-                    "- {}: {} ({})\n",
-                    r.name,
-                    status_name(r.status),
-                    r.summary
-                ));
+        let earlier: Vec<_> = self
+            .steps
+            .iter()
+            .map(|r| crate::route::EarlierStep {
+                name: &r.name,
+                status: status_name(r.status),
+                summary: &r.summary,
+            })
+            .collect();
+        let full_prompt = match crate::route::step_prompt(
+            &self.prompts,
+            prompt,
+            &resolved,
+            &self.review_feedback,
+            &earlier,
+        ) {
+            Ok(text) => text,
+            Err(e) => {
+                let mut report = failed_report(&step.name, e.clone(), clock);
+                report.error = Some(format!("refused: {e}"));
+                return report;
             }
-        }
+        };
+        // The prompt as the agent got it, so a run can be understood (and a test can check
+        // that review feedback reached it).
+        let _ = self.bundle.write_bytes(
+            &format!("steps/{}/prompt.md", step.name),
+            full_prompt.as_bytes(),
+        );
+        let model = resolved.model.clone();
         let (raw_sender, mut raw_receiver) = tokio::sync::mpsc::unbounded_channel::<RawOutput>();
         let request = AgentRequest {
             prompt: full_prompt,
@@ -949,7 +1056,7 @@ impl Runner<'_> {
                         humantime_duration(until)
                     ),
                     interrupted: false,
-                    requeue_after: Some((agent.clone(), until)),
+                    requeue_after: Some((Some(agent.clone()), until)),
                 });
             }
             if let Err(e) = Agent::resolve(agent, &self.config.agents) {
@@ -972,6 +1079,67 @@ impl Runner<'_> {
             }
         }
         None
+    }
+
+    /// Review a run whose steps all succeeded; the verdict replaces the run's.
+    async fn review(
+        &mut self,
+        agent: &str,
+        workspace: &Workspace,
+        cancel: &CancellationToken,
+    ) -> Verdict {
+        self.log(
+            None,
+            &format!(
+                "review by `{agent}` (round {} of {})",
+                self.review_rounds_used + 1,
+                self.config.review.max_review_rounds
+            ),
+        );
+        let diff = workspace.diff().await.unwrap_or_else(|e| {
+            tracing::warn!("diff for the review failed: {e}");
+            Vec::new()
+        });
+        let steps = self
+            .steps
+            .iter()
+            .map(|r| orch_agents::review::StepSummary {
+                name: r.name.clone(),
+                status: status_name(r.status),
+                summary: r.summary.clone(),
+            })
+            .collect();
+        let feedback = self.review_feedback.clone();
+        let run = crate::review::RunForReview {
+            task: self.task,
+            steps,
+            diff: &diff,
+            workdir: workspace.path(),
+            previous: &feedback,
+            rounds_used: self.review_rounds_used,
+        };
+        let end =
+            crate::review::review_run(agent, self.config, &self.prompts, self.bundle, run, cancel)
+                .await;
+        self.log(None, &end.reason);
+        self.review_result = Some(end.result);
+        match end.outcome {
+            Some(outcome) => Verdict {
+                outcome,
+                reason: end.reason,
+                interrupted: false,
+                requeue_after: None,
+            },
+            None => {
+                self.keep_work = true;
+                Verdict {
+                    outcome: Outcome::Failed,
+                    reason: end.reason,
+                    interrupted: false,
+                    requeue_after: Some((None, Duration::ZERO)),
+                }
+            }
+        }
     }
 
     fn record_event(&mut self, step: &str, events_rel: &str, event: &AgentEvent) {
@@ -1018,7 +1186,7 @@ impl Runner<'_> {
     ) {
         let mut commit = None;
         if let Some(ws) = workspace {
-            if outcome == Outcome::Succeeded && self.config.auto_commit {
+            if (outcome == Outcome::Succeeded || self.keep_work) && self.config.auto_commit {
                 let message = format!(
                     "orch: task {} attempt {}: {}",
                     self.task.id, self.attempt, self.task.spec.title
@@ -1076,6 +1244,7 @@ impl Runner<'_> {
                 .then(|| self.steps.iter().rev().find_map(|s| s.failure))
                 .flatten()
                 .map(|c| c.as_str().to_owned()),
+            review: self.review_result.clone(),
         };
         self.write_result("result.json", &result);
         let mut md = format!(
@@ -1161,7 +1330,7 @@ fn step_verdict(
                 outcome: Outcome::Failed,
                 reason: format!("step `{}` failed: {error}; the task waits for the reset without using an attempt", report.name),
                 interrupted: false,
-                requeue_after: Some((agent_of(report), wait)),
+                requeue_after: Some((Some(agent_of(report)), wait)),
             }
         }
         _ if report.failure.is_some_and(|class| !class.retryable()) => Verdict {

@@ -26,6 +26,7 @@ fn step_result() -> RunResult {
         session_id: None,
         error: None,
         failure_class: None,
+        review: None,
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) enum Instruction {
     Sleep { millis: u64 },
     /// `@say <text>`: one more assistant message.
     Say { text: String },
+    /// `@answer <text>`: one line of the session's final answer.
+    Answer { text: String },
 }
 
 /// Why a prompt could not be read; `line` is 1-based.
@@ -115,6 +117,17 @@ pub(crate) fn parse(prompt: &str) -> Result<Vec<Instruction>, ParseError> {
                     text: argument.to_owned(),
                 }
             }
+            Directive::Answer => {
+                if argument.is_empty() {
+                    return Err(error(
+                        "`@answer` needs text, such as `@answer {\"verdict\": \"approve\"}`"
+                            .to_owned(),
+                    ));
+                }
+                Instruction::Answer {
+                    text: argument.to_owned(),
+                }
+            }
             Directive::End => {
                 return Err(error(
                     "`@end` without an open `@write` or `@append`".to_owned(),
@@ -137,6 +150,7 @@ enum Directive {
     Fail,
     Sleep,
     Say,
+    Answer,
     End,
 }
 
@@ -149,6 +163,7 @@ const DIRECTIVES: &[(&str, Directive)] = &[
     ("fail", Directive::Fail),
     ("sleep", Directive::Sleep),
     ("say", Directive::Say),
+    ("answer", Directive::Answer),
     ("end", Directive::End),
 ];
 
@@ -273,6 +288,22 @@ mod tests {
                 Fail { message: "the prompt asked sim to fail (`@fail`)" }
                 Sleep { millis: 250 }
                 Say { text: "All done." }
+            "#]],
+        );
+    }
+
+    #[test]
+    fn answer_lines_are_kept_verbatim_and_an_empty_one_is_refused() {
+        check(
+            "@answer {\"verdict\": \"approve\", \"reasons\": []}",
+            expect![[r#"
+                Answer { text: "{\"verdict\": \"approve\", \"reasons\": []}" }
+            "#]],
+        );
+        check(
+            "@answer",
+            expect![[r#"
+                error: prompt line 1: `@answer` needs text, such as `@answer {"verdict": "approve"}`
             "#]],
         );
     }

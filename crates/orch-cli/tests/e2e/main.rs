@@ -20,4 +20,5 @@ mod execution;
 mod fencing;
 mod regressions;
 mod remote;
+mod routing;
 mod serve;

@@ -133,6 +133,12 @@ pub struct TaskDetail {
     /// The latest run's `result.json`, if there is one.
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
+    /// The latest run's routing decision (`route.json`), for tasks with `agent: auto` steps.
+    #[schema(value_type = Option<Object>)]
+    pub route: Option<serde_json::Value>,
+    /// The latest run's review (`review.json`), for projects with `[review]`.
+    #[schema(value_type = Option<Object>)]
+    pub review: Option<serde_json::Value>,
 }
 
 /// The tasks a workflow submission created.
@@ -228,7 +234,15 @@ pub async fn get(
         task: TaskView::from(&task),
         runs: runs.iter().map(RunView::from).collect(),
         events: events.iter().map(EventView::from).collect(),
-        result: bundle.as_deref().and_then(read_result),
+        result: bundle
+            .as_deref()
+            .and_then(|dir| read_json(dir, "result.json")),
+        route: bundle
+            .as_deref()
+            .and_then(|dir| read_json(dir, "route.json")),
+        review: bundle
+            .as_deref()
+            .and_then(|dir| read_json(dir, "review.json")),
         bundle: bundle.map(|dir| dir.display().to_string()),
     }))
 }
@@ -496,7 +510,7 @@ fn bundle_dir(home: &FsPath, task: TaskId, attempt: u32) -> PathBuf {
         .join(attempt.to_string())
 }
 
-fn read_result(bundle: &FsPath) -> Option<serde_json::Value> {
-    let bytes = std::fs::read(bundle.join("result.json")).ok()?;
+fn read_json(bundle: &FsPath, name: &str) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(bundle.join(name)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
