@@ -370,6 +370,7 @@ mod tests {
         };
         let outcome = review(
             "sim",
+            &crate::AgentsConfig::default(),
             &config,
             &ModelMap::default(),
             &Prompts::builtin(),
