@@ -1,0 +1,191 @@
+//! Codex CLI against the model server: a scripted session, a resume, and API failures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun, Dirs};
+use orch_modelsim::clienv::{self, Retries};
+use orch_modelsim::{ModelServer, Script, Turn};
+
+const SCRIPT: &str = r#"
+conversations:
+  - match: "create hello"
+    turns:
+      - write: {path: hello.txt, content: "hello from modelsim\n"}
+      - run: {command: "echo hi > ran.txt"}
+      - say: {text: "All done: hello.txt created"}
+  - match: "second prompt"
+    turns:
+      - say: {text: "Resumed and remembered"}
+"#;
+
+const BASE_ARGS: &[&str] = &[
+    "exec",
+    "--json",
+    "--skip-git-repo-check",
+    "--dangerously-bypass-approvals-and-sandbox",
+];
+
+async fn codex(
+    extra: &[&str],
+    dirs: &Dirs,
+    base_url: &str,
+    retries: Retries,
+    timeout: Duration,
+) -> CliRun {
+    let env = clienv::codex(base_url, &dirs.run, retries).unwrap();
+    let work = dirs.work.to_string_lossy().into_owned();
+    let mut args = BASE_ARGS.to_vec();
+    args.extend_from_slice(&["-C", &work]);
+    args.extend_from_slice(extra);
+    run_cli("codex", &args, &dirs.work, &env, timeout).await
+}
+
+fn agent_messages(run: &CliRun) -> Vec<String> {
+    run.json_lines()
+        .into_iter()
+        .filter(|line| line["type"] == "item.completed" && line["item"]["type"] == "agent_message")
+        .map(|line| line["item"]["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn codex_writes_runs_answers_and_resumes_with_the_earlier_history() {
+    if !cli_available("codex") {
+        return;
+    }
+    let server = ModelServer::start(Script::from_yaml(SCRIPT).unwrap())
+        .await
+        .unwrap();
+    let dirs = dirs();
+    let first = codex(
+        &["Please create hello"],
+        &dirs,
+        &server.base_url(),
+        Retries::Default,
+        Duration::from_secs(120),
+    )
+    .await;
+    dump("first", &server, &first);
+    assert_eq!(first.exit_code, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dirs.work.join("hello.txt")).unwrap(),
+        "hello from modelsim\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dirs.work.join("ran.txt")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(agent_messages(&first), ["All done: hello.txt created"]);
+    let lines = first.json_lines();
+    let thread = lines
+        .iter()
+        .find(|line| line["type"] == "thread.started")
+        .and_then(|line| line["thread_id"].as_str())
+        .expect("codex prints thread.started with a thread_id")
+        .to_owned();
+    assert!(lines.iter().any(|line| line["type"] == "turn.completed"));
+    assert_eq!(turns(&server).len(), 3);
+    record_fixture("codex", "success", &first.stdout, &dirs.work, &dirs.run);
+
+    let second = codex(
+        &["resume", &thread, "A second prompt"],
+        &dirs,
+        &server.base_url(),
+        Retries::Default,
+        Duration::from_secs(120),
+    )
+    .await;
+    dump("resume", &server, &second);
+    assert_eq!(second.exit_code, Some(0));
+    assert_eq!(agent_messages(&second), ["Resumed and remembered"]);
+    let resumed = turns(&server).pop().unwrap();
+    let body = resumed.body_text();
+    assert!(body.contains("A second prompt"), "{body}");
+    assert!(
+        body.contains("Please create hello"),
+        "the resumed request carries the first prompt"
+    );
+    assert!(
+        body.contains("All done: hello.txt created"),
+        "and the first answer"
+    );
+    record_fixture("codex", "resume", &second.stdout, &dirs.work, &dirs.run);
+    server.shutdown().await.unwrap();
+}
+
+async fn failing_run(status: u16) -> (CliRun, usize) {
+    let server = ModelServer::start(Script::single(vec![Turn::Error {
+        status,
+        retry_after_secs: Some(1),
+        message: None,
+    }]))
+    .await
+    .unwrap();
+    let dirs = dirs();
+    let run = codex(
+        &["This will fail"],
+        &dirs,
+        &server.base_url(),
+        Retries::Disabled,
+        Duration::from_secs(60),
+    )
+    .await;
+    dump(&format!("status {status}"), &server, &run);
+    record_fixture(
+        "codex",
+        &format!("error_{status}"),
+        &run.stdout,
+        &dirs.work,
+        &dirs.run,
+    );
+    let count = turns(&server).len();
+    server.shutdown().await.unwrap();
+    (run, count)
+}
+
+#[tokio::test]
+async fn codex_reports_api_errors_with_turn_failed_and_exit_1() {
+    if !cli_available("codex") {
+        return;
+    }
+    for status in [401, 429, 500] {
+        let (run, requests) = failing_run(status).await;
+        assert!(!run.timed_out, "status {status}");
+        assert_eq!(run.exit_code, Some(1), "status {status}");
+        let lines = run.json_lines();
+        assert!(
+            lines.iter().any(|l| l["type"] == "turn.failed"),
+            "status {status}"
+        );
+        assert_eq!(
+            requests, 1,
+            "no retries with request_max_retries = 0 (status {status})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn codex_waits_on_a_hanging_model_until_killed() {
+    if !cli_available("codex") {
+        return;
+    }
+    let server = ModelServer::start(Script::single(vec![Turn::Hang]))
+        .await
+        .unwrap();
+    let dirs = dirs();
+    let run = codex(
+        &["This will hang"],
+        &dirs,
+        &server.base_url(),
+        Retries::Disabled,
+        Duration::from_secs(20),
+    )
+    .await;
+    dump("hang", &server, &run);
+    assert!(run.timed_out);
+    assert_eq!(turns(&server).len(), 1);
+    server.shutdown().await.unwrap();
+}
