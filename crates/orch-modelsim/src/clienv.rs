@@ -171,14 +171,19 @@ pub fn opencode(base_url: &str, run_dir: &Path) -> io::Result<CliEnv> {
 }
 
 /// Gemini CLI: `GOOGLE_GEMINI_BASE_URL`, `GEMINI_API_KEY` and a settings file in an isolated
-/// `HOME` selecting API-key auth with telemetry and update checks off.
-pub fn gemini(base_url: &str, run_dir: &Path) -> io::Result<CliEnv> {
+/// `HOME` selecting API-key auth with telemetry and update checks off. `Retries::Disabled`
+/// sets `general.maxAttempts = 1` for the main chat model.
+pub fn gemini(base_url: &str, run_dir: &Path, retries: Retries) -> io::Result<CliEnv> {
     let home = home(run_dir)?;
     let settings_dir = home.join(".gemini");
     std::fs::create_dir_all(&settings_dir)?;
+    let mut general = serde_json::json!({"disableAutoUpdate": true, "disableUpdateNag": true});
+    if retries == Retries::Disabled {
+        general["maxAttempts"] = serde_json::json!(1);
+    }
     let settings = serde_json::json!({
         "security": {"auth": {"selectedType": "gemini-api-key"}},
-        "general": {"disableAutoUpdate": true, "disableUpdateNag": true},
+        "general": general,
         "privacy": {"usageStatisticsEnabled": false},
         "telemetry": {"enabled": false},
     });

@@ -7,16 +7,16 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::script::{absolute_path, line_value, Entry, ToolCall, Transcript, Turn};
+use crate::script::{absolute_path, Entry, ToolCall, Transcript, Turn};
 use crate::server::{
     content_text, default_error_message, error_response, hang, json_body, json_words, read_request,
     sse_body, sse_data, Dialect, Served, Shared,
 };
 
-/// How Gemini CLI's setup context names the working directory.
-const CWD_PREFIX: &str = "working in the directory: ";
-/// Answer to side requests without tools (next-speaker checks and similar).
-const SIDE_JSON: &str = r#"{"reasoning": "scripted", "next_speaker": "user"}"#;
+/// The heading in Gemini CLI's `<session_context>` followed by `  - <cwd>` lines.
+const WORKSPACE_HEADING: &str = "Workspace Directories:";
+/// Answer to side requests without tools that ask for no JSON.
+const SIDE_TEXT: &str = "Scripted session";
 
 pub(crate) async fn models(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let incoming = read_request(Dialect::Gemini, request).await;
@@ -41,15 +41,17 @@ pub(crate) async fn models(State(shared): State<Arc<Shared>>, request: Request) 
     let turn = if has_tools {
         shared.decide(incoming, &transcript)
     } else {
-        shared.record(
-            incoming,
-            Served::Auxiliary {
-                text: SIDE_JSON.to_owned(),
-            },
-        );
-        Turn::Say {
-            text: SIDE_JSON.to_owned(),
-        }
+        // Side requests (the model router's complexity classifier, next-speaker checks) ask for
+        // JSON following a schema; answer the smallest value that fits it.
+        let text = match body
+            .pointer("/generationConfig/responseJsonSchema")
+            .or_else(|| body.pointer("/generationConfig/responseSchema"))
+        {
+            Some(schema) => example_for_schema(schema).to_string(),
+            None => SIDE_TEXT.to_owned(),
+        };
+        shared.record(incoming, Served::Auxiliary { text: text.clone() });
+        Turn::Say { text }
     };
     match &turn {
         Turn::Hang => hang(&shared).await,
@@ -82,11 +84,7 @@ pub(crate) async fn models(State(shared): State<Arc<Shared>>, request: Request) 
 }
 
 fn transcript(body: &Value) -> Transcript {
-    let system = content_text(
-        body.pointer("/systemInstruction/parts")
-            .unwrap_or(&Value::Null),
-    );
-    let mut cwd = line_value(&system, CWD_PREFIX);
+    let mut cwd = None;
     let mut entries = Vec::new();
     let contents = body.get("contents").unwrap_or(&Value::Null);
     for content in contents.as_array().into_iter().flatten() {
@@ -101,8 +99,8 @@ fn transcript(body: &Value) -> Transcript {
                     entries.push(Entry::ToolResult);
                 } else {
                     let text = content_text(parts);
-                    if let Some(found) = line_value(&text, CWD_PREFIX) {
-                        cwd = Some(found.trim_end_matches('.').to_owned());
+                    if let Some(found) = first_workspace_directory(&text) {
+                        cwd = Some(found);
                     }
                     entries.push(Entry::UserText(text));
                 }
@@ -113,6 +111,49 @@ fn transcript(body: &Value) -> Transcript {
         entries,
         cwd,
         words: json_words(contents),
+    }
+}
+
+fn first_workspace_directory(text: &str) -> Option<String> {
+    let after = &text[text.find(WORKSPACE_HEADING)? + WORKSPACE_HEADING.len()..];
+    // Skip the rest of the heading line (`:**`), then take the first listed directory.
+    let line = after
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .find(|line| !line.is_empty())?;
+    let dir = line.strip_prefix("- ")?.trim();
+    dir.starts_with('/').then(|| dir.to_owned())
+}
+
+/// The smallest JSON value following a (Gemini-flavoured, upper-case types) JSON schema.
+fn example_for_schema(schema: &Value) -> Value {
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        let user = options.iter().find(|o| o.as_str() == Some("user"));
+        return user.or(options.first()).cloned().unwrap_or(Value::Null);
+    }
+    let kind = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("object")
+        .to_ascii_lowercase();
+    match kind.as_str() {
+        "object" => {
+            let mut object = serde_json::Map::new();
+            for (name, property) in schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                object.insert(name.clone(), example_for_schema(property));
+            }
+            Value::Object(object)
+        }
+        "array" => json!([]),
+        "integer" | "number" => schema.get("minimum").cloned().unwrap_or(json!(1)),
+        "boolean" => json!(false),
+        _ => json!("scripted"),
     }
 }
 

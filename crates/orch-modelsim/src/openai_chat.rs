@@ -121,10 +121,8 @@ fn transcript(body: &Value) -> Transcript {
     for message in messages.as_array().into_iter().flatten() {
         let content = message.get("content").unwrap_or(&Value::Null);
         match message.get("role").and_then(Value::as_str) {
-            Some("system") => {
-                if cwd.is_none() {
-                    cwd = line_value(&content_text(content), CWD_PREFIX);
-                }
+            Some("system") if cwd.is_none() => {
+                cwd = line_value(&content_text(content), CWD_PREFIX);
             }
             Some("user") => entries.push(Entry::UserText(content_text(content))),
             Some("assistant") => entries.push(Entry::Assistant),

@@ -57,8 +57,10 @@ pub async fn run_cli(
     env: &CliEnv,
     timeout: Duration,
 ) -> CliRun {
-    let out_path = cwd.join(".modelsim-stdout");
-    let err_path = cwd.join(".modelsim-stderr");
+    // Captured outside `cwd` so the agent does not see (or list) the capture files.
+    let capture = tempfile::tempdir().unwrap();
+    let out_path = capture.path().join("stdout");
+    let err_path = capture.path().join("stderr");
     let mut command = std::process::Command::new(program);
     command
         .args(args)
@@ -85,15 +87,12 @@ pub async fn run_cli(
             (None, true)
         }
     };
-    let run = CliRun {
+    CliRun {
         exit_code,
         stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
         timed_out,
-    };
-    let _ = std::fs::remove_file(out_path);
-    let _ = std::fs::remove_file(err_path);
-    run
+    }
 }
 
 fn kill_group(pid: u32) {
