@@ -5,21 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun};
+use common::{
+    assert_session_effects, cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun,
+    SESSION_SCRIPT, SESSION_TURNS,
+};
 use orch_modelsim::clienv::{self, Retries};
 use orch_modelsim::{ModelServer, Script, Turn};
-
-const SCRIPT: &str = r#"
-conversations:
-  - match: "create hello"
-    turns:
-      - write: {path: hello.txt, content: "hello from modelsim\n"}
-      - run: {command: "echo hi > ran.txt"}
-      - say: {text: "All done: hello.txt created"}
-  - match: "second prompt"
-    turns:
-      - say: {text: "Resumed and remembered"}
-"#;
 
 fn result_line(run: &CliRun) -> serde_json::Value {
     run.json_lines()
@@ -52,7 +43,7 @@ async fn claude_writes_runs_answers_and_resumes_with_the_earlier_history() {
     if !cli_available("claude") {
         return;
     }
-    let server = ModelServer::start(Script::from_yaml(SCRIPT).unwrap())
+    let server = ModelServer::start(Script::from_yaml(SESSION_SCRIPT).unwrap())
         .await
         .unwrap();
     let dirs = dirs();
@@ -66,19 +57,12 @@ async fn claude_writes_runs_answers_and_resumes_with_the_earlier_history() {
     .await;
     dump("first", &server, &first);
     assert_eq!(first.exit_code, Some(0));
-    assert_eq!(
-        std::fs::read_to_string(dirs.work.join("hello.txt")).unwrap(),
-        "hello from modelsim\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(dirs.work.join("ran.txt")).unwrap(),
-        "hi\n"
-    );
+    assert_session_effects(&dirs.work);
     let result = result_line(&first);
     assert_eq!(result["is_error"], false);
     assert_eq!(result["result"], "All done: hello.txt created");
     let session = result["session_id"].as_str().unwrap().to_owned();
-    assert_eq!(turns(&server).len(), 3);
+    assert_eq!(turns(&server).len(), SESSION_TURNS);
     record_fixture("claude", "success", &first.stdout, &dirs.work, &dirs.run);
 
     let second = claude(

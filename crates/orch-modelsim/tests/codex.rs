@@ -5,21 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun, Dirs};
+use common::{
+    assert_session_effects, cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun,
+    Dirs, SESSION_SCRIPT, SESSION_TURNS,
+};
 use orch_modelsim::clienv::{self, Retries};
 use orch_modelsim::{ModelServer, Script, Turn};
-
-const SCRIPT: &str = r#"
-conversations:
-  - match: "create hello"
-    turns:
-      - write: {path: hello.txt, content: "hello from modelsim\n"}
-      - run: {command: "echo hi > ran.txt"}
-      - say: {text: "All done: hello.txt created"}
-  - match: "second prompt"
-    turns:
-      - say: {text: "Resumed and remembered"}
-"#;
 
 const BASE_ARGS: &[&str] = &[
     "exec",
@@ -56,7 +47,7 @@ async fn codex_writes_runs_answers_and_resumes_with_the_earlier_history() {
     if !cli_available("codex") {
         return;
     }
-    let server = ModelServer::start(Script::from_yaml(SCRIPT).unwrap())
+    let server = ModelServer::start(Script::from_yaml(SESSION_SCRIPT).unwrap())
         .await
         .unwrap();
     let dirs = dirs();
@@ -70,14 +61,7 @@ async fn codex_writes_runs_answers_and_resumes_with_the_earlier_history() {
     .await;
     dump("first", &server, &first);
     assert_eq!(first.exit_code, Some(0));
-    assert_eq!(
-        std::fs::read_to_string(dirs.work.join("hello.txt")).unwrap(),
-        "hello from modelsim\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(dirs.work.join("ran.txt")).unwrap(),
-        "hi\n"
-    );
+    assert_session_effects(&dirs.work);
     assert_eq!(agent_messages(&first), ["All done: hello.txt created"]);
     let lines = first.json_lines();
     let thread = lines
@@ -87,7 +71,7 @@ async fn codex_writes_runs_answers_and_resumes_with_the_earlier_history() {
         .expect("codex prints thread.started with a thread_id")
         .to_owned();
     assert!(lines.iter().any(|line| line["type"] == "turn.completed"));
-    assert_eq!(turns(&server).len(), 3);
+    assert_eq!(turns(&server).len(), SESSION_TURNS);
     record_fixture("codex", "success", &first.stdout, &dirs.work, &dirs.run);
 
     let second = codex(

@@ -5,21 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun, Dirs};
+use common::{
+    assert_session_effects, cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun,
+    Dirs, SESSION_SCRIPT, SESSION_TURNS,
+};
 use orch_modelsim::clienv;
 use orch_modelsim::{ModelServer, Script, Served, Turn};
-
-const SCRIPT: &str = r#"
-conversations:
-  - match: "create hello"
-    turns:
-      - write: {path: hello.txt, content: "hello from modelsim\n"}
-      - run: {command: "echo hi > ran.txt"}
-      - say: {text: "All done: hello.txt created"}
-  - match: "second prompt"
-    turns:
-      - say: {text: "Resumed and remembered"}
-"#;
 
 async fn opencode(extra: &[&str], dirs: &Dirs, base_url: &str, timeout: Duration) -> CliRun {
     let env = clienv::opencode(base_url, &dirs.run).unwrap();
@@ -41,7 +32,7 @@ async fn opencode_writes_runs_answers_and_resumes_with_the_earlier_history() {
     if !cli_available("opencode") {
         return;
     }
-    let server = ModelServer::start(Script::from_yaml(SCRIPT).unwrap())
+    let server = ModelServer::start(Script::from_yaml(SESSION_SCRIPT).unwrap())
         .await
         .unwrap();
     let dirs = dirs();
@@ -54,14 +45,7 @@ async fn opencode_writes_runs_answers_and_resumes_with_the_earlier_history() {
     .await;
     dump("first", &server, &first);
     assert_eq!(first.exit_code, Some(0));
-    assert_eq!(
-        std::fs::read_to_string(dirs.work.join("hello.txt")).unwrap(),
-        "hello from modelsim\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(dirs.work.join("ran.txt")).unwrap(),
-        "hi\n"
-    );
+    assert_session_effects(&dirs.work);
     assert_eq!(texts(&first), ["All done: hello.txt created"]);
     let session = first.json_lines()[0]["sessionID"]
         .as_str()
@@ -69,7 +53,7 @@ async fn opencode_writes_runs_answers_and_resumes_with_the_earlier_history() {
         .to_owned();
     assert_eq!(
         turns(&server).len(),
-        3,
+        SESSION_TURNS,
         "the title request does not use a turn"
     );
     assert!(server

@@ -111,11 +111,12 @@ pub fn dump(label: &str, server: &ModelServer, run: &CliRun) {
     eprintln!("--- stderr\n{}", truncate(&run.stderr, 4000));
     for request in server.requests() {
         eprintln!(
-            "--- {} {} {:?} served {:?}\n{}",
+            "--- {} {} {:?} served {:?}\n{:?}\n{}",
             request.method,
             request.path,
             request.query,
             request.served,
+            request.headers,
             truncate(&request.body_text(), 300)
         );
     }
@@ -174,4 +175,43 @@ pub fn dirs() -> Dirs {
         work,
         run,
     }
+}
+
+/// The session every CLI test runs: a write, a run, two commands in one turn, a final answer;
+/// then a second prompt for the resumed session.
+pub const SESSION_SCRIPT: &str = r#"
+conversations:
+  - match: "create hello"
+    turns:
+      - write: {path: hello.txt, content: "hello from modelsim\n"}
+      - run: {command: "echo hi > ran.txt"}
+      - tools: [{run: {command: "echo one > one.txt"}}, {run: {command: "echo two > two.txt"}}]
+      - say: {text: "All done: hello.txt created"}
+  - match: "second prompt"
+    turns:
+      - say: {text: "Resumed and remembered"}
+"#;
+
+/// Script turns the first prompt of [`SESSION_SCRIPT`] uses.
+pub const SESSION_TURNS: usize = 4;
+
+/// Asserts what [`SESSION_SCRIPT`]'s first conversation did in `work`.
+pub fn assert_session_effects(work: &Path) {
+    let read = |name: &str| std::fs::read_to_string(work.join(name)).unwrap_or_default();
+    assert_eq!(
+        read("hello.txt"),
+        "hello from modelsim\n",
+        "the scripted write happened"
+    );
+    assert_eq!(read("ran.txt"), "hi\n", "the scripted command ran");
+    assert_eq!(
+        read("one.txt"),
+        "one\n",
+        "the first of two tool calls in one turn ran"
+    );
+    assert_eq!(
+        read("two.txt"),
+        "two\n",
+        "the second of two tool calls in one turn ran"
+    );
 }
