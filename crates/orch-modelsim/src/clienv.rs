@@ -7,6 +7,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Whether the CLI may retry failed requests (disable it for fast failure tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,35 @@ pub enum Retries {
     Default,
     /// No retries where the CLI allows turning them off.
     Disabled,
+}
+
+/// How a CLI run may fail: retries and a per-request timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Whether the CLI retries failed requests.
+    pub retries: Retries,
+    /// Give up on a model request with no answer after this long, where the CLI supports it
+    /// (Claude `API_TIMEOUT_MS`, Codex `stream_idle_timeout_ms`, OpenCode provider `timeout`).
+    pub request_timeout: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            retries: Retries::Default,
+            request_timeout: None,
+        }
+    }
+}
+
+impl Settings {
+    /// No retries and no timeout: for fast failure tests.
+    pub fn no_retries() -> Settings {
+        Settings {
+            retries: Retries::Disabled,
+            request_timeout: None,
+        }
+    }
 }
 
 /// Environment variables for one CLI run.
@@ -54,7 +84,7 @@ fn home(run_dir: &Path) -> io::Result<PathBuf> {
 }
 
 /// Claude Code: `ANTHROPIC_BASE_URL`, an isolated `CLAUDE_CONFIG_DIR`, no nonessential traffic.
-pub fn claude(base_url: &str, run_dir: &Path, retries: Retries) -> io::Result<CliEnv> {
+pub fn claude(base_url: &str, run_dir: &Path, settings: &Settings) -> io::Result<CliEnv> {
     let home = home(run_dir)?;
     let config = run_dir.join("claude-config");
     std::fs::create_dir_all(&config)?;
@@ -67,21 +97,30 @@ pub fn claude(base_url: &str, run_dir: &Path, retries: Retries) -> io::Result<Cl
     env.set("DISABLE_TELEMETRY", "1");
     env.set("DISABLE_AUTOUPDATER", "1");
     env.set("DISABLE_ERROR_REPORTING", "1");
-    if retries == Retries::Disabled {
+    if settings.retries == Retries::Disabled {
         env.set("CLAUDE_CODE_MAX_RETRIES", "0");
+    }
+    if let Some(timeout) = settings.request_timeout {
+        env.set("API_TIMEOUT_MS", timeout.as_millis().to_string());
     }
     Ok(env)
 }
 
 /// Codex CLI: `CODEX_HOME` with a `config.toml` naming a custom `responses` provider.
-pub fn codex(base_url: &str, run_dir: &Path, retries: Retries) -> io::Result<CliEnv> {
+pub fn codex(base_url: &str, run_dir: &Path, settings: &Settings) -> io::Result<CliEnv> {
     let home = home(run_dir)?;
     let codex_home = run_dir.join("codex-home");
     std::fs::create_dir_all(&codex_home)?;
-    let retry_lines = match retries {
-        Retries::Default => "",
-        Retries::Disabled => "request_max_retries = 0\nstream_max_retries = 0\n",
-    };
+    let mut provider_extra = String::new();
+    if settings.retries == Retries::Disabled {
+        provider_extra.push_str("request_max_retries = 0\nstream_max_retries = 0\n");
+    }
+    if let Some(timeout) = settings.request_timeout {
+        provider_extra.push_str(&format!(
+            "stream_idle_timeout_ms = {}\n",
+            timeout.as_millis()
+        ));
+    }
     let config = format!(
         r#"model = "{CODEX_MODEL}"
 model_provider = "modelsim"
@@ -92,7 +131,7 @@ name = "modelsim"
 base_url = "{base_url}/v1"
 env_key = "MODELSIM_API_KEY"
 wire_api = "responses"
-{retry_lines}
+{provider_extra}
 [analytics]
 enabled = false
 
@@ -116,8 +155,10 @@ apps = false
 }
 
 /// OpenCode: XDG dirs inside `run_dir`, a pre-seeded plugin package (else it runs npm), and the
-/// provider in `OPENCODE_CONFIG_CONTENT`. OpenCode has no switch for its retries.
-pub fn opencode(base_url: &str, run_dir: &Path) -> io::Result<CliEnv> {
+/// provider in `OPENCODE_CONFIG_CONTENT`. OpenCode has no switch for its retries, so
+/// `settings.retries` is ignored (a `retry-after` header bounds them: see `NOTES.md`).
+/// The child also needs `PWD` set to its working directory: OpenCode reads `$PWD`.
+pub fn opencode(base_url: &str, run_dir: &Path, settings: &Settings) -> io::Result<CliEnv> {
     let home = home(run_dir)?;
     let xdg = |name: &str| -> io::Result<PathBuf> {
         let dir = run_dir.join("xdg").join(name);
@@ -135,12 +176,16 @@ pub fn opencode(base_url: &str, run_dir: &Path) -> io::Result<CliEnv> {
         plugin_dir.join("package-lock.json"),
         r#"{"name":"opencode","lockfileVersion":3,"requires":true,"packages":{"":{"dependencies":{"@opencode-ai/plugin":"*"}}}}"#,
     )?;
+    let mut options = serde_json::json!({"baseURL": format!("{base_url}/v1"), "apiKey": API_KEY});
+    if let Some(timeout) = settings.request_timeout {
+        options["timeout"] = serde_json::json!(timeout.as_millis() as u64);
+    }
     let config = serde_json::json!({
         "$schema": "https://opencode.ai/config.json",
         "provider": {"modelsim": {
             "npm": "@ai-sdk/openai-compatible",
             "name": "modelsim",
-            "options": {"baseURL": format!("{base_url}/v1"), "apiKey": API_KEY},
+            "options": options,
             "models": {"scripted": {"name": "scripted", "tool_call": true,
                                     "cost": {"input": 1, "output": 2}}},
         }},
@@ -172,13 +217,13 @@ pub fn opencode(base_url: &str, run_dir: &Path) -> io::Result<CliEnv> {
 
 /// Gemini CLI: `GOOGLE_GEMINI_BASE_URL`, `GEMINI_API_KEY` and a settings file in an isolated
 /// `HOME` selecting API-key auth with telemetry and update checks off. `Retries::Disabled`
-/// sets `general.maxAttempts = 1` for the main chat model.
-pub fn gemini(base_url: &str, run_dir: &Path, retries: Retries) -> io::Result<CliEnv> {
+/// sets `general.maxAttempts = 1` for the main chat model; no request timeout is known.
+pub fn gemini(base_url: &str, run_dir: &Path, settings: &Settings) -> io::Result<CliEnv> {
     let home = home(run_dir)?;
     let settings_dir = home.join(".gemini");
     std::fs::create_dir_all(&settings_dir)?;
     let mut general = serde_json::json!({"disableAutoUpdate": true, "disableUpdateNag": true});
-    if retries == Retries::Disabled {
+    if settings.retries == Retries::Disabled {
         general["maxAttempts"] = serde_json::json!(1);
     }
     let settings = serde_json::json!({

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::script::{absolute_path, line_value, Entry, ToolCall, Transcript, Turn};
 use crate::server::{
     content_text, default_error_message, error_response, hang, json_body, json_words, read_request,
-    sse_body, sse_data, Dialect, Served, Shared,
+    sse_body, sse_data, stall, Dialect, Served, Shared,
 };
 
 /// The line of OpenCode's system prompt that names the working directory.
@@ -46,6 +46,7 @@ pub(crate) async fn completions(State(shared): State<Arc<Shared>>, request: Requ
         .to_owned();
     match &turn {
         Turn::Hang => hang(&shared).await,
+        Turn::Stall => stall(&shared),
         Turn::Error {
             status,
             retry_after_secs,

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use crate::script::{Entry, ToolCall, Transcript, Turn};
 use crate::server::{
-    content_text, hang, json_body, json_words, read_request, sse_body, sse_event, Dialect, Shared,
+    content_text, hang, json_body, json_words, read_request, sse_body, sse_event, stall, Dialect,
+    Shared,
 };
 
 /// User messages Codex adds itself; they are context, not the user's request.
@@ -32,6 +33,7 @@ pub(crate) async fn responses(State(shared): State<Arc<Shared>>, request: Reques
         .to_owned();
     match &turn {
         Turn::Hang => hang(&shared).await,
+        Turn::Stall => stall(&shared),
         Turn::Error {
             status,
             retry_after_secs,

@@ -52,8 +52,11 @@ pub enum Turn {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
-    /// Accept the request and never answer (until the server shuts down).
+    /// Accept the request and never answer, not even the status line (until shutdown).
     Hang,
+    /// Answer `200` with streaming headers, then send nothing more (until shutdown): tests a
+    /// CLI's idle-stream timeout rather than its request timeout.
+    Stall,
 }
 
 /// A tool call inside a [`Turn::Tools`].
@@ -81,7 +84,7 @@ impl Turn {
                 command: command.clone(),
             }],
             Turn::Tools(calls) => calls.clone(),
-            Turn::Say { .. } | Turn::Error { .. } | Turn::Hang => Vec::new(),
+            Turn::Say { .. } | Turn::Error { .. } | Turn::Hang | Turn::Stall => Vec::new(),
         }
     }
 

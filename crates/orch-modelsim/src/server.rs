@@ -265,6 +265,21 @@ pub(crate) async fn hang(shared: &Shared) -> Response {
     StatusCode::SERVICE_UNAVAILABLE.into_response()
 }
 
+/// Streaming headers, then a body that sends nothing until shutdown: the answer of `stall`.
+pub(crate) fn stall(shared: &Shared) -> Response {
+    let shutdown = shared.shutdown.clone();
+    let never = futures_util::stream::once(async move {
+        shutdown.cancelled_owned().await;
+        Ok::<Bytes, std::convert::Infallible>(Bytes::new())
+    });
+    let mut response = Response::new(Body::from_stream(never));
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
+}
+
 pub(crate) fn json_body(value: &serde_json::Value) -> Response {
     let mut response = Response::new(Body::from(value.to_string()));
     response

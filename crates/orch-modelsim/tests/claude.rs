@@ -9,7 +9,7 @@ use common::{
     assert_session_effects, cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun,
     SESSION_SCRIPT, SESSION_TURNS,
 };
-use orch_modelsim::clienv::{self, Retries};
+use orch_modelsim::clienv::{self, Settings};
 use orch_modelsim::{ModelServer, Script, Turn};
 
 fn result_line(run: &CliRun) -> serde_json::Value {
@@ -23,10 +23,10 @@ async fn claude(
     args: &[&str],
     dirs: &common::Dirs,
     base_url: &str,
-    retries: Retries,
+    settings: Settings,
     timeout: Duration,
 ) -> CliRun {
-    let env = clienv::claude(base_url, &dirs.run, retries).unwrap();
+    let env = clienv::claude(base_url, &dirs.run, &settings).unwrap();
     let mut all = vec![
         "--output-format",
         "stream-json",
@@ -51,7 +51,7 @@ async fn claude_writes_runs_answers_and_resumes_with_the_earlier_history() {
         &["-p", "Please create hello"],
         &dirs,
         &server.base_url(),
-        Retries::Default,
+        Settings::default(),
         Duration::from_secs(120),
     )
     .await;
@@ -69,7 +69,7 @@ async fn claude_writes_runs_answers_and_resumes_with_the_earlier_history() {
         &["-p", "A second prompt", "--resume", &session],
         &dirs,
         &server.base_url(),
-        Retries::Default,
+        Settings::default(),
         Duration::from_secs(120),
     )
     .await;
@@ -104,7 +104,7 @@ async fn failing_run(status: u16) -> (CliRun, usize) {
         &["-p", "This will fail"],
         &dirs,
         &server.base_url(),
-        Retries::Disabled,
+        Settings::no_retries(),
         Duration::from_secs(60),
     )
     .await;
@@ -153,12 +153,49 @@ async fn claude_waits_on_a_hanging_model_until_killed() {
         &["-p", "This will hang"],
         &dirs,
         &server.base_url(),
-        Retries::Disabled,
+        Settings::no_retries(),
         Duration::from_secs(20),
     )
     .await;
     dump("hang", &server, &run);
     assert!(run.timed_out);
     assert_eq!(turns(&server).len(), 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn claude_gives_up_on_a_hanging_model_after_the_request_timeout() {
+    if !cli_available("claude") {
+        return;
+    }
+    let server = ModelServer::start(Script::single(vec![Turn::Hang]))
+        .await
+        .unwrap();
+    let dirs = dirs();
+    let settings = Settings {
+        request_timeout: Some(Duration::from_secs(3)),
+        ..Settings::no_retries()
+    };
+    let started = std::time::Instant::now();
+    let run = claude(
+        &["-p", "This will hang"],
+        &dirs,
+        &server.base_url(),
+        settings,
+        Duration::from_secs(60),
+    )
+    .await;
+    dump("hang with timeout", &server, &run);
+    eprintln!(
+        "gave up after {:?} and {} requests",
+        started.elapsed(),
+        turns(&server).len()
+    );
+    record_fixture("claude", "hang_timeout", &run.stdout, &dirs.work, &dirs.run);
+    assert!(!run.timed_out, "the CLI gave up by itself");
+    assert_eq!(run.exit_code, Some(1));
+    let result = result_line(&run);
+    assert_eq!(result["is_error"], true);
+    assert_eq!(result["result"], "Request timed out");
     server.shutdown().await.unwrap();
 }

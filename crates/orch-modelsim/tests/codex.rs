@@ -9,7 +9,7 @@ use common::{
     assert_session_effects, cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun,
     Dirs, SESSION_SCRIPT, SESSION_TURNS,
 };
-use orch_modelsim::clienv::{self, Retries};
+use orch_modelsim::clienv::{self, Settings};
 use orch_modelsim::{ModelServer, Script, Turn};
 
 const BASE_ARGS: &[&str] = &[
@@ -23,10 +23,10 @@ async fn codex(
     extra: &[&str],
     dirs: &Dirs,
     base_url: &str,
-    retries: Retries,
+    settings: Settings,
     timeout: Duration,
 ) -> CliRun {
-    let env = clienv::codex(base_url, &dirs.run, retries).unwrap();
+    let env = clienv::codex(base_url, &dirs.run, &settings).unwrap();
     let work = dirs.work.to_string_lossy().into_owned();
     let mut args = BASE_ARGS.to_vec();
     args.extend_from_slice(&["-C", &work]);
@@ -55,7 +55,7 @@ async fn codex_writes_runs_answers_and_resumes_with_the_earlier_history() {
         &["Please create hello"],
         &dirs,
         &server.base_url(),
-        Retries::Default,
+        Settings::default(),
         Duration::from_secs(120),
     )
     .await;
@@ -78,7 +78,7 @@ async fn codex_writes_runs_answers_and_resumes_with_the_earlier_history() {
         &["resume", &thread, "A second prompt"],
         &dirs,
         &server.base_url(),
-        Retries::Default,
+        Settings::default(),
         Duration::from_secs(120),
     )
     .await;
@@ -113,7 +113,7 @@ async fn failing_run(status: u16) -> (CliRun, usize) {
         &["This will fail"],
         &dirs,
         &server.base_url(),
-        Retries::Disabled,
+        Settings::no_retries(),
         Duration::from_secs(60),
     )
     .await;
@@ -164,12 +164,49 @@ async fn codex_waits_on_a_hanging_model_until_killed() {
         &["This will hang"],
         &dirs,
         &server.base_url(),
-        Retries::Disabled,
+        Settings::no_retries(),
         Duration::from_secs(20),
     )
     .await;
     dump("hang", &server, &run);
     assert!(run.timed_out);
     assert_eq!(turns(&server).len(), 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn codex_gives_up_on_a_stalled_stream_after_the_idle_timeout() {
+    if !cli_available("codex") {
+        return;
+    }
+    let server = ModelServer::start(Script::single(vec![Turn::Stall]))
+        .await
+        .unwrap();
+    let dirs = dirs();
+    let settings = Settings {
+        request_timeout: Some(Duration::from_secs(3)),
+        ..Settings::no_retries()
+    };
+    let started = std::time::Instant::now();
+    let run = codex(
+        &["This will hang"],
+        &dirs,
+        &server.base_url(),
+        settings,
+        Duration::from_secs(60),
+    )
+    .await;
+    dump("hang with timeout", &server, &run);
+    eprintln!(
+        "gave up after {:?} and {} requests",
+        started.elapsed(),
+        turns(&server).len()
+    );
+    record_fixture("codex", "stall_timeout", &run.stdout, &dirs.work, &dirs.run);
+    // stream_idle_timeout_ms only covers a response whose headers arrived: a `hang` (no status
+    // line at all) is never timed out by Codex 0.169.0, hence `stall` here.
+    assert!(!run.timed_out, "the CLI gave up by itself");
+    assert_eq!(run.exit_code, Some(1));
+    assert!(run.json_lines().iter().any(|l| l["type"] == "turn.failed"));
     server.shutdown().await.unwrap();
 }

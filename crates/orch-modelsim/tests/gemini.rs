@@ -9,17 +9,17 @@ use common::{
     assert_session_effects, cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun,
     Dirs, SESSION_SCRIPT, SESSION_TURNS,
 };
-use orch_modelsim::clienv::{self, Retries};
+use orch_modelsim::clienv::{self, Settings};
 use orch_modelsim::{ModelServer, Script, Turn};
 
 async fn gemini(
     extra: &[&str],
     dirs: &Dirs,
     base_url: &str,
-    retries: Retries,
+    settings: Settings,
     timeout: Duration,
 ) -> CliRun {
-    let env = clienv::gemini(base_url, &dirs.run, retries).unwrap();
+    let env = clienv::gemini(base_url, &dirs.run, &settings).unwrap();
     let mut args = vec!["--output-format", "stream-json", "--yolo", "--skip-trust"];
     args.extend_from_slice(extra);
     run_cli("gemini", &args, &dirs.work, &env, timeout).await
@@ -38,7 +38,7 @@ async fn gemini_writes_runs_answers_and_resumes_with_the_earlier_history() {
         &["-p", "Please create hello"],
         &dirs,
         &server.base_url(),
-        Retries::Default,
+        Settings::default(),
         Duration::from_secs(120),
     )
     .await;
@@ -68,7 +68,7 @@ async fn gemini_writes_runs_answers_and_resumes_with_the_earlier_history() {
         &["-p", "A second prompt", "--resume", "latest"],
         &dirs,
         &server.base_url(),
-        Retries::Default,
+        Settings::default(),
         Duration::from_secs(120),
     )
     .await;
@@ -99,7 +99,7 @@ async fn failing_run(status: u16, timeout: Duration) -> (CliRun, usize) {
         &["-p", "This will fail"],
         &dirs,
         &server.base_url(),
-        Retries::Disabled,
+        Settings::no_retries(),
         timeout,
     )
     .await;
@@ -157,7 +157,7 @@ async fn gemini_waits_on_a_hanging_model_until_killed() {
         &["-p", "This will hang"],
         &dirs,
         &server.base_url(),
-        Retries::Disabled,
+        Settings::no_retries(),
         Duration::from_secs(20),
     )
     .await;

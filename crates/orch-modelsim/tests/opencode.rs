@@ -9,11 +9,17 @@ use common::{
     assert_session_effects, cli_available, dirs, dump, record_fixture, run_cli, turns, CliRun,
     Dirs, SESSION_SCRIPT, SESSION_TURNS,
 };
-use orch_modelsim::clienv;
+use orch_modelsim::clienv::{self, Settings};
 use orch_modelsim::{ModelServer, Script, Served, Turn};
 
-async fn opencode(extra: &[&str], dirs: &Dirs, base_url: &str, timeout: Duration) -> CliRun {
-    let env = clienv::opencode(base_url, &dirs.run).unwrap();
+async fn opencode(
+    extra: &[&str],
+    dirs: &Dirs,
+    base_url: &str,
+    settings: Settings,
+    timeout: Duration,
+) -> CliRun {
+    let env = clienv::opencode(base_url, &dirs.run, &settings).unwrap();
     let mut args = vec!["run", "--format", "json"];
     args.extend_from_slice(extra);
     run_cli("opencode", &args, &dirs.work, &env, timeout).await
@@ -40,6 +46,7 @@ async fn opencode_writes_runs_answers_and_resumes_with_the_earlier_history() {
         &["Please create hello"],
         &dirs,
         &server.base_url(),
+        Settings::default(),
         Duration::from_secs(120),
     )
     .await;
@@ -66,6 +73,7 @@ async fn opencode_writes_runs_answers_and_resumes_with_the_earlier_history() {
         &["--session", &session, "A second prompt"],
         &dirs,
         &server.base_url(),
+        Settings::default(),
         Duration::from_secs(120),
     )
     .await;
@@ -96,7 +104,14 @@ async fn failing_run(status: u16, timeout: Duration) -> (CliRun, usize) {
     .await
     .unwrap();
     let dirs = dirs();
-    let run = opencode(&["This will fail"], &dirs, &server.base_url(), timeout).await;
+    let run = opencode(
+        &["This will fail"],
+        &dirs,
+        &server.base_url(),
+        Settings::default(),
+        timeout,
+    )
+    .await;
     dump(&format!("status {status}"), &server, &run);
     record_fixture(
         "opencode",
@@ -160,11 +175,61 @@ async fn opencode_waits_on_a_hanging_model_until_killed() {
         &["This will hang"],
         &dirs,
         &server.base_url(),
+        Settings::default(),
         Duration::from_secs(20),
     )
     .await;
     dump("hang", &server, &run);
     assert!(run.timed_out);
     assert_eq!(turns(&server).len(), 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn opencode_gives_up_on_a_hanging_model_after_the_request_timeout() {
+    if !cli_available("opencode") {
+        return;
+    }
+    let server = ModelServer::start(Script::single(vec![Turn::Hang]))
+        .await
+        .unwrap();
+    let dirs = dirs();
+    let settings = Settings {
+        request_timeout: Some(Duration::from_secs(3)),
+        ..Settings::no_retries()
+    };
+    let started = std::time::Instant::now();
+    let run = opencode(
+        &["This will hang"],
+        &dirs,
+        &server.base_url(),
+        settings,
+        Duration::from_secs(60),
+    )
+    .await;
+    dump("hang with timeout", &server, &run);
+    eprintln!(
+        "gave up after {:?} and {} requests",
+        started.elapsed(),
+        turns(&server).len()
+    );
+    record_fixture(
+        "opencode",
+        "hang_timeout",
+        &run.stdout,
+        &dirs.work,
+        &dirs.run,
+    );
+    assert!(!run.timed_out, "the CLI gave up by itself");
+    assert_eq!(run.exit_code, Some(1));
+    let error = run
+        .json_lines()
+        .into_iter()
+        .find(|l| l["type"] == "error")
+        .unwrap();
+    assert_eq!(
+        error["error"]["data"]["message"],
+        "The operation timed out."
+    );
     server.shutdown().await.unwrap();
 }
