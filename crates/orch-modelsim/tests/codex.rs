@@ -210,3 +210,37 @@ async fn codex_gives_up_on_a_stalled_stream_after_the_idle_timeout() {
     assert!(run.json_lines().iter().any(|l| l["type"] == "turn.failed"));
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn codex_retries_a_429_and_then_succeeds() {
+    if !cli_available("codex") {
+        return;
+    }
+    let server = ModelServer::start(Script::single(vec![Turn::Say {
+        text: "Recovered after a retry".into(),
+    }]))
+    .await
+    .unwrap();
+    server.force_next(Turn::Error {
+        status: 429,
+        retry_after_secs: Some(1),
+        message: None,
+    });
+    let dirs = dirs();
+    let started = std::time::Instant::now();
+    let run = codex(
+        &["Recover please"],
+        &dirs,
+        &server.base_url(),
+        Settings::default(),
+        Duration::from_secs(90),
+    )
+    .await;
+    dump("retry", &server, &run);
+    eprintln!("finished after {:?}", started.elapsed());
+    record_fixture("codex", "retry_429", &run.stdout, &dirs.work, &dirs.run);
+    assert_eq!(run.exit_code, Some(0));
+    assert!(run.stdout.contains("Recovered after a retry"));
+    assert_eq!(turns(&server).len(), 2, "one 429, one retry");
+    server.shutdown().await.unwrap();
+}

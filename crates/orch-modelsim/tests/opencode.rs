@@ -233,3 +233,37 @@ async fn opencode_gives_up_on_a_hanging_model_after_the_request_timeout() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn opencode_retries_a_429_and_then_succeeds() {
+    if !cli_available("opencode") {
+        return;
+    }
+    let server = ModelServer::start(Script::single(vec![Turn::Say {
+        text: "Recovered after a retry".into(),
+    }]))
+    .await
+    .unwrap();
+    server.force_next(Turn::Error {
+        status: 429,
+        retry_after_secs: Some(1),
+        message: None,
+    });
+    let dirs = dirs();
+    let started = std::time::Instant::now();
+    let run = opencode(
+        &["Recover please"],
+        &dirs,
+        &server.base_url(),
+        Settings::default(),
+        Duration::from_secs(90),
+    )
+    .await;
+    dump("retry", &server, &run);
+    eprintln!("finished after {:?}", started.elapsed());
+    record_fixture("opencode", "retry_429", &run.stdout, &dirs.work, &dirs.run);
+    assert_eq!(run.exit_code, Some(0));
+    assert!(run.stdout.contains("Recovered after a retry"));
+    assert_eq!(turns(&server).len(), 2, "one 429, one retry");
+    server.shutdown().await.unwrap();
+}
