@@ -25,6 +25,12 @@
 //!   - turns: ["hang"]                   # catch-all: accept and never answer
 //! ```
 //!
+//! Other turns: `stall` (200 with streaming headers, then silence until shutdown) and
+//! `tools: [...]` (several tool calls in one assistant turn, shown above). In Rust:
+//! `Script::single(vec![Turn::Say { text: "hi".into() }])`; at runtime
+//! [`ModelServer::set_script`] replaces the script and [`ModelServer::force_next`] queues answers
+//! served before it (e.g. one 429, then the script).
+//!
 //! Per dialect, `write` becomes Claude `Write {file_path (absolute, from "Primary working
 //! directory:"), content}`, Codex `apply_patch` with an `*** Add File:` patch, OpenCode
 //! `write {filePath, content}` and Gemini `write_file {file_path, content}`; `run` becomes Claude

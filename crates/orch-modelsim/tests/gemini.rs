@@ -117,7 +117,7 @@ async fn failing_run(status: u16, timeout: Duration) -> (CliRun, usize) {
 }
 
 #[tokio::test]
-async fn gemini_reports_api_errors_with_a_nonzero_exit() {
+async fn gemini_reports_api_errors_with_the_http_status_as_exit_code() {
     if !cli_available("gemini") {
         return;
     }
