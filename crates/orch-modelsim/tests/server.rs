@@ -287,3 +287,61 @@ async fn a_hanging_request_is_released_by_shutdown() {
     let (status, _, _) = request.await.unwrap();
     assert_eq!(status, 503);
 }
+
+#[tokio::test]
+async fn serve_answers_until_its_shutdown_token_is_cancelled() {
+    // Find a free port, then hand it to `serve` (the entry an `orch model-server` would use).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let script = Script::single(vec![Turn::Say {
+        text: "served".into(),
+    }]);
+    let server = tokio::spawn(orch_modelsim::serve(addr, script, shutdown.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "the server never listened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, _, body) = post(addr, "/v1/messages", &[], &anthropic_request("go", false)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("served"), "{body}");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returns once cancelled")
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn script_files_load_as_json_or_yaml_and_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("script.json");
+    std::fs::write(
+        &json,
+        r#"{"conversations":[{"turns":[{"say":{"text":"hi"}}]}]}"#,
+    )
+    .unwrap();
+    let yaml = dir.path().join("script.yaml");
+    std::fs::write(
+        &yaml,
+        "conversations:\n  - turns:\n      - say: {text: hi}\n",
+    )
+    .unwrap();
+    assert_eq!(Script::load(&json).unwrap(), Script::load(&yaml).unwrap());
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "conversations:\n  - turns:\n      - shout: {text: hi}\n",
+    )
+    .unwrap();
+    let error = Script::load(&broken).unwrap_err().to_string();
+    assert!(error.contains("broken.yaml"), "{error}");
+    assert!(
+        error.contains("shout"),
+        "the unknown turn is named: {error}"
+    );
+}
