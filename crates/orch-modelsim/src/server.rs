@@ -78,7 +78,7 @@ impl RequestRecord {
 
 /// Mutable server state. A `std::sync::Mutex` because it is never held across an `.await`.
 #[derive(Debug, Default)]
-struct State0 {
+struct ServerState {
     script: Script,
     forced: VecDeque<Turn>,
     log: Vec<RequestRecord>,
@@ -87,22 +87,22 @@ struct State0 {
 /// State shared by all handlers.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    state: Mutex<State0>,
+    state: Mutex<ServerState>,
     pub(crate) shutdown: CancellationToken,
 }
 
 impl Shared {
     pub(crate) fn new(script: Script, shutdown: CancellationToken) -> Shared {
         Shared {
-            state: Mutex::new(State0 {
+            state: Mutex::new(ServerState {
                 script,
-                ..State0::default()
+                ..ServerState::default()
             }),
             shutdown,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State0> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ServerState> {
         // A panic while holding the lock only happens in a failing test; keep serving.
         self.state
             .lock()
@@ -124,30 +124,27 @@ impl Shared {
     /// Picks the turn for a transcript (a forced answer first) and logs the request.
     pub(crate) fn decide(&self, incoming: Incoming, transcript: &Transcript) -> Turn {
         let mut state = self.lock();
-        let served = match state.forced.pop_front() {
-            Some(turn) => Served::Turn {
-                conversation: None,
-                turn_index: transcript.assistant_turns_after_latest_user_text(),
-                turn,
-                forced: true,
-            },
-            None => {
-                let Selection {
-                    conversation,
-                    turn_index,
+        let (selection, forced) = match state.forced.pop_front() {
+            Some(turn) => (
+                Selection {
+                    conversation: None,
+                    turn_index: transcript.assistant_turns_after_latest_user_text(),
                     turn,
-                } = state.script.select(transcript);
-                Served::Turn {
-                    conversation,
-                    turn_index,
-                    turn,
-                    forced: false,
-                }
-            }
+                },
+                true,
+            ),
+            None => (state.script.select(transcript), false),
         };
-        let turn = match &served {
-            Served::Turn { turn, .. } => turn.clone(),
-            _ => unreachable!("decide only builds turns"),
+        let Selection {
+            conversation,
+            turn_index,
+            turn,
+        } = selection;
+        let served = Served::Turn {
+            conversation,
+            turn_index,
+            turn: turn.clone(),
+            forced,
         };
         state.log.push(incoming.into_record(served));
         turn
