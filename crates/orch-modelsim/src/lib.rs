@@ -38,12 +38,14 @@
 //! status with the dialect's error JSON (429 also with `retry-after` and rate-limit headers);
 //! `hang` keeps the request open until [`ModelServer::shutdown`].
 //!
-//! Usage is deterministic: input tokens = words of all text in the request, output tokens =
-//! 10 per tool call or 5 + words of a `say`.
+//! Usage is deterministic: input tokens = words of all strings in the request's conversation
+//! (`messages` / `input` / `contents`, not the system prompt or tools), output tokens = 10 per
+//! tool call or 5 + words of a `say`.
 //!
 //! Every request is kept in a log ([`ModelServer::requests`]) with its body, selected headers
-//! (credentials only as `<present>`) and what was served. Side requests (OpenCode's title
-//! generation, Claude's haiku calls without tools) get a short answer and do not use a turn.
+//! (credentials only as `<present>`) and what was served. Requests without tools (OpenCode's
+//! title generation, Gemini CLI's model router; Claude sends none with nonessential traffic
+//! off) get a short answer, JSON shaped by the requested schema for Gemini, and use no turn.
 //!
 //! [`clienv`] builds the isolated environment and config for running each CLI against the
 //! server. See `NOTES.md` for what each CLI does on the wire.
