@@ -388,6 +388,8 @@ impl CliAgent {
                 }
             }
         }
+        // Some CLIs (OpenCode) take their working directory from `$PWD`, not the process's.
+        env.insert("PWD".into(), request.workdir.display().to_string());
         env.extend(fixed);
         Ok(Invocation { argv, env })
     }
