@@ -218,6 +218,9 @@ pub fn classify(agent: &str, text: &str, status: Option<u16>) -> Option<AgentErr
             "bad gateway",
             "service unavailable",
             "api error",
+            "high demand",
+            "temporary errors",
+            "try again later",
         ])
     {
         return Some(AgentError::ModelError {
