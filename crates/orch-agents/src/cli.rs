@@ -344,7 +344,9 @@ impl CliAgent {
                         prompt.as_str(),
                         "--output-format",
                         "stream-json",
+                        // Headless: nobody can answer the approval or folder-trust prompts.
                         "--yolo",
+                        "--skip-trust",
                     ]
                     .map(String::from),
                 );

@@ -77,8 +77,14 @@ fn a_whole_session_parses_into_tool_calls_usage_a_session_and_the_answer() {
             .result
             .unwrap_or_else(|e| panic!("{cli}: {e}\n{:#?}", judged.events));
         assert_eq!(outcome.result_text, "All done: hello.txt created", "{cli}");
-        assert!(outcome.session_id.as_deref().is_some_and(|s| !s.is_empty()), "{cli}");
-        assert!(outcome.input_tokens > 0 && outcome.output_tokens > 0, "{cli}: {outcome:?}");
+        assert!(
+            outcome.session_id.as_deref().is_some_and(|s| !s.is_empty()),
+            "{cli}"
+        );
+        assert!(
+            outcome.input_tokens > 0 && outcome.output_tokens > 0,
+            "{cli}: {outcome:?}"
+        );
         let calls = judged
             .events
             .iter()
@@ -92,7 +98,10 @@ fn a_whole_session_parses_into_tool_calls_usage_a_session_and_the_answer() {
             .count();
         assert!(results >= 2, "{cli}: {results} tool results");
         assert!(
-            outcome.changed_files.iter().any(|f| f.ends_with("hello.txt")),
+            outcome
+                .changed_files
+                .iter()
+                .any(|f| f.ends_with("hello.txt")),
             "{cli}: {:?}",
             outcome.changed_files
         );
@@ -172,7 +181,10 @@ fn unknown_event_types_and_truncated_lines_are_kept_and_not_fatal() {
         let cut = lines[1].len() / 2;
         let truncated = lines[1][..cut].to_owned();
         lines.insert(2, truncated);
-        lines.insert(3, r#"{"type":"brand_new_event","payload":{"x":1}}"#.to_owned());
+        lines.insert(
+            3,
+            r#"{"type":"brand_new_event","payload":{"x":1}}"#.to_owned(),
+        );
         let judged = judge_text(cli, &lines.join("\n"), 0);
         let unknown: Vec<&AgentEvent> = judged
             .events
@@ -181,7 +193,9 @@ fn unknown_event_types_and_truncated_lines_are_kept_and_not_fatal() {
             .collect();
         assert!(unknown.len() >= 2, "{cli}: {unknown:?}");
         assert!(
-            unknown.iter().any(|e| matches!(e, AgentEvent::Unknown { raw } if raw["type"] == "brand_new_event")),
+            unknown.iter().any(
+                |e| matches!(e, AgentEvent::Unknown { raw } if raw["type"] == "brand_new_event")
+            ),
             "{cli}"
         );
         let outcome = judged.result.unwrap_or_else(|e| panic!("{cli}: {e}"));

@@ -263,7 +263,26 @@ fn first_line(text: &str) -> String {
 
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    strip_ansi(&lines[lines.len().saturating_sub(n)..].join("\n"))
+}
+
+/// Terminal colour codes (`ESC [ ... letter`) out of a CLI's stderr, so messages read cleanly.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for next in chars.by_ref() {
+                if next.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -369,5 +388,14 @@ mod tests {
         let stalled =
             judged(&[], Ending::Stalled(std::time::Duration::from_secs(3)), "").unwrap_err();
         assert_eq!(stalled.class(), crate::FailureClass::Stalled);
+    }
+
+    #[test]
+    fn colour_codes_are_taken_out_of_stderr() {
+        let error = judged(&[], EXIT1, "\u{1b}[31mnot trusted\u{1b}[0m\n").unwrap_err();
+        assert!(
+            error.to_string().ends_with("(exit code 1): not trusted"),
+            "{error}"
+        );
     }
 }

@@ -1,0 +1,384 @@
+//! The real agent CLIs (Claude Code, Codex, OpenCode, Gemini CLI, installed from npm) run
+//! through `orch serve` against the scripted model server on 127.0.0.1: the agent edits files
+//! in the task's worktree, the bundle shows the edit and the parsed events, usage and the
+//! session id are recorded, `orch task reply` resumes the session, and provider failures end
+//! with the right status and message.
+//!
+//! A missing CLI fails the test when `CI` is set (`.ci/run` installs pinned versions) and is
+//! skipped with a printed reason otherwise.
+
+use std::path::Path;
+use std::time::Duration;
+
+use orch_modelsim::clienv::{self, CliEnv, Settings};
+use orch_modelsim::{ModelServer, Script, Turn};
+use serde_json::Value;
+
+use crate::support::{read_json, read_text, workspace_of, Finished, Home, Repo, SERVE_DEADLINE};
+
+/// Whether `cli` can run here; in CI its absence is a failure.
+fn available(cli: &str) -> bool {
+    let found = std::process::Command::new(cli)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`{cli}` is not installed, and CI must run the real agent CLIs (.ci/run installs them)"
+        );
+        eprintln!("skipped: `{cli}` is not installed (npm install -g as .ci/run does to run this)");
+    }
+    found
+}
+
+/// A model server with its runtime, and the CLI's environment pointing at it.
+struct Model {
+    server: Option<ModelServer>,
+    runtime: tokio::runtime::Runtime,
+    env: CliEnv,
+    _dir: tempfile::TempDir,
+}
+
+impl Model {
+    fn start(cli: &str, script: Script, settings: Settings) -> Model {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime.block_on(ModelServer::start(script)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let base = server.base_url();
+        let env = match cli {
+            "claude" => clienv::claude(&base, dir.path(), &settings),
+            "codex" => clienv::codex(&base, dir.path(), &settings),
+            "opencode" => clienv::opencode(&base, dir.path(), &settings),
+            "gemini" => clienv::gemini(&base, dir.path(), &settings),
+            other => panic!("no environment for {other}"),
+        }
+        .unwrap();
+        Model {
+            server: Some(server),
+            runtime,
+            env,
+            _dir: dir,
+        }
+    }
+
+    fn server(&self) -> &ModelServer {
+        self.server.as_ref().unwrap()
+    }
+
+    /// The `.orch.toml` that lets `cli` run with this environment passed through by name.
+    fn config(&self, cli: &str, extra: &str) -> String {
+        let names: Vec<String> = self
+            .env
+            .vars
+            .iter()
+            .map(|(k, _)| format!("{k:?}"))
+            .collect();
+        // Claude and OpenCode run with orch's own per-task state directory (`isolate`), the
+        // others with the one the environment names.
+        let isolate = matches!(cli, "claude" | "opencode");
+        format!(
+            "[agents]\nenable_real_cli = true\nallowed = [\"{cli}\"]\n{extra}\n[agents.{cli}]\nisolate = {isolate}\npass_env = [{}]\n",
+            names.join(", ")
+        )
+    }
+
+    /// `orch serve` until the queue is empty, with the CLI's environment.
+    fn serve(&self, home: &Home) -> Finished {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let finished = home
+            .spawn_with_env(
+                &[
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--workers",
+                    "1",
+                    "--lease",
+                    "5s",
+                    "--grace",
+                    "1s",
+                    "--exit-when-idle",
+                ],
+                &env,
+            )
+            .finish(SERVE_DEADLINE * 2);
+        finished.expect_code(0, "orch serve --exit-when-idle");
+        finished
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = self.runtime.block_on(server.shutdown());
+        }
+    }
+}
+
+fn configure(repo: &Repo, toml: &str) {
+    std::fs::write(repo.path().join(".orch.toml"), toml).unwrap();
+    repo.git(&["add", ".orch.toml"]);
+    repo.git(&["commit", "-qm", "orch config"]);
+}
+
+fn agent_task(cli: &str, prompt: &str, max_attempts: u32) -> String {
+    format!(
+        "tasks:\n  - id: t\n    title: real {cli}\n    retry: {{ max_attempts: {max_attempts}, backoff: 10ms, max_backoff: 10ms }}\n    steps:\n      - name: work\n        agent: {cli}\n        prompt: \"{prompt}\"\n"
+    )
+}
+
+fn session_script() -> Script {
+    Script::from_yaml(
+        r#"
+conversations:
+  - match: "orch-e2e-reply"
+    turns:
+      - write: {path: second.txt, content: "second\n"}
+      - say: {text: "Reply done"}
+  - match: "orch-e2e-first"
+    turns:
+      - write: {path: hello.txt, content: "hello from the agent\n"}
+      - run: {command: "echo ran > ran.txt"}
+      - say: {text: "All done: hello.txt created"}
+"#,
+    )
+    .unwrap()
+}
+
+/// The whole path for one CLI: a session that edits the worktree, the bundle, usage and the
+/// session id, then a reply that resumes the session.
+fn a_real_session_edits_the_worktree_and_a_reply_resumes_it(cli: &str) {
+    if !available(cli) {
+        return;
+    }
+    let model = Model::start(cli, session_script(), Settings::default());
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hi\n")]);
+    configure(&repo, &model.config(cli, ""));
+    let id = home.submit(
+        "real",
+        &agent_task(cli, "orch-e2e-first: create hello.txt and run a command", 2),
+        repo.path(),
+    )["t"];
+    let served = model.serve(&home);
+
+    let task = home.task(id);
+    assert_eq!(
+        task["task"]["status"], "done",
+        "{cli}: {task:#}\n{}",
+        served.stderr
+    );
+    let run = home.run_dir(id, 1);
+    let workspace = workspace_of(&run);
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("hello.txt")).unwrap(),
+        "hello from the agent\n",
+        "{cli}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("ran.txt")).unwrap(),
+        "ran\n",
+        "{cli}"
+    );
+    let patch = read_text(&run.join("patch.diff"));
+    assert!(
+        patch.contains("hello.txt") && patch.contains("+hello from the agent"),
+        "{cli}: {patch}"
+    );
+    let events: Vec<Value> = read_text(&run.join("steps/work/events.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    for kind in ["init", "tool_call", "tool_result", "usage", "result"] {
+        assert!(kinds.contains(&kind), "{cli}: no {kind} event in {kinds:?}");
+    }
+    assert!(
+        !read_text(&run.join("steps/work/stdout.log")).is_empty(),
+        "{cli}"
+    );
+    let step = read_json(&run.join("steps/work/result.json"));
+    assert_eq!(
+        step["summary"], "All done: hello.txt created",
+        "{cli}: {step:#}"
+    );
+    let usage = &task["usage"]["sessions"][0];
+    let session = usage["session_id"].as_str().unwrap_or_default().to_owned();
+    assert!(!session.is_empty(), "{cli}: {usage:#}");
+    assert!(
+        usage["input_tokens"].as_u64().unwrap() > 0,
+        "{cli}: {usage:#}"
+    );
+    assert_eq!(usage["agent"], cli);
+
+    // The follow-up resumes the same session in the same worktree.
+    home.json(&[
+        "task",
+        "reply",
+        &id.to_string(),
+        "orch-e2e-reply: now add second.txt",
+        "--json",
+    ]);
+    let served = model.serve(&home);
+    let task = home.task(id);
+    assert_eq!(
+        task["task"]["status"], "done",
+        "{cli}: {task:#}\n{}",
+        served.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("second.txt")).unwrap(),
+        "second\n",
+        "{cli}"
+    );
+    assert!(
+        workspace.join("hello.txt").is_file(),
+        "{cli}: same worktree"
+    );
+    let resumed = model
+        .server()
+        .turn_requests()
+        .into_iter()
+        .filter(|r| r.body_text().contains("orch-e2e-reply"))
+        .collect::<Vec<_>>();
+    assert!(!resumed.is_empty(), "{cli}: the reply reached the model");
+    assert!(
+        resumed
+            .iter()
+            .all(|r| r.body_text().contains("orch-e2e-first")),
+        "{cli}: the resumed session carries the earlier conversation"
+    );
+    let sessions = task["usage"]["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{cli}: {sessions:#?}");
+    assert_eq!(sessions[1]["step"], "reply-1");
+    home.run(&["doctor"]).expect_code(0, "orch doctor");
+}
+
+#[test]
+fn claude_code_edits_the_worktree_and_a_reply_resumes_its_session() {
+    a_real_session_edits_the_worktree_and_a_reply_resumes_it("claude");
+}
+
+#[test]
+fn codex_edits_the_worktree_and_a_reply_resumes_its_session() {
+    a_real_session_edits_the_worktree_and_a_reply_resumes_it("codex");
+}
+
+#[test]
+fn opencode_edits_the_worktree_and_a_reply_resumes_its_session() {
+    a_real_session_edits_the_worktree_and_a_reply_resumes_it("opencode");
+}
+
+#[test]
+fn gemini_edits_the_worktree_and_a_reply_resumes_its_session() {
+    a_real_session_edits_the_worktree_and_a_reply_resumes_it("gemini");
+}
+
+/// One Claude Code task whose model answers `turns`; returns the home, the task and its JSON.
+fn claude_against(
+    turns: &str,
+    force: Option<Turn>,
+    max_attempts: u32,
+    extra: &str,
+) -> Option<(Home, i64, Value, Model)> {
+    if !available("claude") {
+        return None;
+    }
+    let script = Script::from_yaml(&format!("conversations:\n  - turns: {turns}\n")).unwrap();
+    let model = Model::start("claude", script, Settings::no_retries());
+    if let Some(turn) = force {
+        model.server().force_next(turn);
+    }
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hi\n")]);
+    configure(&repo, &model.config("claude", extra));
+    let id = home.submit(
+        "fail",
+        &agent_task("claude", "orch-e2e-first: do it", max_attempts),
+        repo.path(),
+    )["t"];
+    model.serve(&home);
+    let task = home.task(id);
+    Some((home, id, task, model))
+}
+
+fn step_result(home: &Home, id: i64, attempt: u32) -> Value {
+    read_json(&home.run_dir(id, attempt).join("steps/work/result.json"))
+}
+
+#[test]
+fn a_refused_api_key_fails_the_task_at_once_as_auth_refused() {
+    let Some((home, id, task, _model)) = claude_against(
+        "[{error: {status: 401, message: \"invalid x-api-key\"}}]",
+        None,
+        3,
+        "",
+    ) else {
+        return;
+    };
+    assert_eq!(task["task"]["status"], "failed", "{task:#}");
+    assert_eq!(task["runs"].as_array().unwrap().len(), 1, "not retried");
+    let reason = task["task"]["status_reason"].as_str().unwrap();
+    assert!(reason.contains("refused the credentials"), "{reason}");
+    assert_eq!(step_result(&home, id, 1)["failure_class"], "auth_refused");
+}
+
+#[test]
+fn a_rate_limit_is_retried_with_backoff_and_then_succeeds() {
+    let Some((home, id, task, _model)) = claude_against(
+        "[{say: {text: \"finally\"}}]",
+        Some(Turn::Error {
+            status: 429,
+            retry_after_secs: None,
+            message: Some("rate limited".into()),
+        }),
+        3,
+        "",
+    ) else {
+        return;
+    };
+    assert_eq!(task["task"]["status"], "done", "{task:#}");
+    assert_eq!(task["runs"].as_array().unwrap().len(), 2, "{task:#}");
+    assert_eq!(step_result(&home, id, 1)["failure_class"], "rate_limited");
+    assert_eq!(step_result(&home, id, 2)["summary"], "finally");
+}
+
+#[test]
+fn a_provider_error_fails_the_run_as_model_error() {
+    let Some((home, id, task, _model)) =
+        claude_against("[{error: {status: 500, message: \"boom\"}}]", None, 1, "")
+    else {
+        return;
+    };
+    assert_eq!(task["task"]["status"], "failed", "{task:#}");
+    let reason = task["task"]["status_reason"].as_str().unwrap();
+    assert!(reason.contains("model provider failed"), "{reason}");
+    assert_eq!(step_result(&home, id, 1)["failure_class"], "model_error");
+}
+
+#[test]
+fn a_hung_model_is_caught_by_the_stall_watchdog() {
+    let started = std::time::Instant::now();
+    let Some((home, id, task, _model)) =
+        claude_against("[hang]", None, 1, "stall_timeout = \"3s\"")
+    else {
+        return;
+    };
+    assert_eq!(task["task"]["status"], "failed", "{task:#}");
+    let reason = task["task"]["status_reason"].as_str().unwrap();
+    assert!(reason.contains("stalled"), "{reason}");
+    assert_eq!(step_result(&home, id, 1)["failure_class"], "stalled");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let _ = Path::new("");
+}
