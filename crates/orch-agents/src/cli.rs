@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AgentSettings, CommandAgent};
+use crate::config::{AgentSettings, CommandAgent, SessionMode};
 use crate::pricing::Price;
 use crate::{AgentError, AgentEvent, AgentOutcome, AgentRequest, AgentsConfig, OutputFormat};
 
@@ -143,15 +143,46 @@ pub struct CliAgent {
     stall_timeout: Duration,
     result_grace: Duration,
     pricing: BTreeMap<String, Price>,
+    session: SessionMode,
 }
 
 impl CliAgent {
+    /// `sim` as a process (`orch agent-sim`, printing orch's normalized events), for live
+    /// sessions: the same agent, watchable in a terminal.
+    pub fn sim_process(config: &AgentsConfig) -> CliAgent {
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "orch".to_owned());
+        let command = CommandAgent {
+            argv: vec![
+                exe,
+                "agent-sim".into(),
+                "--workdir".into(),
+                "{workdir}".into(),
+                "--resume={session}".into(),
+                "--".into(),
+                "{prompt}".into(),
+            ],
+            output: OutputFormat::Jsonl,
+            env: BTreeMap::new(),
+            pass_env: Vec::new(),
+            model: None,
+            stall_timeout: None,
+            session: Some(SessionMode::Tmux),
+        };
+        CliAgent::new("sim", CliKind::Command(command), config)
+    }
+
     /// The adapter for `kind` under `config`.
     pub fn new(name: &str, kind: CliKind, config: &AgentsConfig) -> CliAgent {
         let settings = config.settings(name).cloned().unwrap_or_default();
         let own_stall = match &kind {
             CliKind::Command(command) => command.stall_timeout,
             _ => settings.stall_timeout,
+        };
+        let own_session = match &kind {
+            CliKind::Command(command) => command.session,
+            _ => settings.session,
         };
         CliAgent {
             name: name.to_owned(),
@@ -160,6 +191,7 @@ impl CliAgent {
             stall_timeout: own_stall.unwrap_or(config.stall_timeout),
             result_grace: config.result_grace,
             pricing: config.pricing.clone(),
+            session: own_session.unwrap_or(config.session),
         }
     }
 
@@ -410,6 +442,11 @@ impl CliAgent {
             stall_timeout: self.stall_timeout,
             result_grace: self.result_grace,
         };
+        let relay = std::env::current_exe().ok();
+        let live = match (&request.live_session, &relay, self.session) {
+            (Some(session), Some(relay), SessionMode::Tmux) => Some((session, relay.as_path())),
+            _ => None,
+        };
         process::run(
             &self.name,
             invocation,
@@ -417,6 +454,7 @@ impl CliAgent {
             dialect,
             limits,
             request,
+            live,
             events,
             cancel,
         )
@@ -514,13 +552,43 @@ fn seed_opencode_home(dir: &Path) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// A line as JSON, if it is a JSON object.
+fn parse_json(line: &str) -> Option<serde_json::Value> {
+    let trimmed = line.trim();
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(trimmed).ok()
+}
+
+/// A line that is not JSON (a warning the CLI printed, or a line cut short): kept, never fatal.
+fn unparsed(line: &str) -> Vec<AgentEvent> {
+    if line.trim().is_empty() {
+        return Vec::new();
+    }
+    vec![AgentEvent::Unknown {
+        raw: serde_json::json!({ "unparsed": line }),
+    }]
+}
+
+fn str_at<'a>(value: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(serde_json::Value::as_str)
+}
+
+fn u64_at(value: &serde_json::Value, pointer: &str) -> u64 {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn agent(name: &str, config: &AgentsConfig) -> CliAgent {
         match crate::Agent::resolve(name, config).unwrap() {
-            crate::Agent::Cli(cli) => cli,
+            crate::Agent::Cli(cli) => *cli,
             crate::Agent::Sim(_) => panic!("sim"),
         }
     }
@@ -599,34 +667,4 @@ mod tests {
             .unwrap();
         assert_eq!(inv.argv[2], " --help me");
     }
-}
-
-/// A line as JSON, if it is a JSON object.
-fn parse_json(line: &str) -> Option<serde_json::Value> {
-    let trimmed = line.trim();
-    if !trimmed.starts_with('{') {
-        return None;
-    }
-    serde_json::from_str(trimmed).ok()
-}
-
-/// A line that is not JSON (a warning the CLI printed, or a line cut short): kept, never fatal.
-fn unparsed(line: &str) -> Vec<AgentEvent> {
-    if line.trim().is_empty() {
-        return Vec::new();
-    }
-    vec![AgentEvent::Unknown {
-        raw: serde_json::json!({ "unparsed": line }),
-    }]
-}
-
-fn str_at<'a>(value: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
-    value.pointer(pointer).and_then(serde_json::Value::as_str)
-}
-
-fn u64_at(value: &serde_json::Value, pointer: &str) -> u64 {
-    value
-        .pointer(pointer)
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0)
 }

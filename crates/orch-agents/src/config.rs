@@ -62,6 +62,20 @@ pub struct AgentsConfig {
     pub commands: BTreeMap<String, CommandAgent>,
     /// Prices per model, for CLIs that do not report cost themselves.
     pub pricing: BTreeMap<String, Price>,
+    /// Where agents run: `direct` (a child process, the default) or `tmux` (a live session
+    /// named after the task, for `orch task attach|live|kill`). Agents can override it.
+    pub session: SessionMode,
+}
+
+/// Where an agent process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// A child process of the worker.
+    #[default]
+    Direct,
+    /// Inside a tmux session named `orch-task-<id>` on orch's own tmux server.
+    Tmux,
 }
 
 impl Default for AgentsConfig {
@@ -78,6 +92,7 @@ impl Default for AgentsConfig {
             gemini: AgentSettings::default(),
             commands: BTreeMap::new(),
             pricing: BTreeMap::new(),
+            session: SessionMode::Direct,
         }
     }
 }
@@ -108,6 +123,8 @@ pub struct AgentSettings {
     pub allowed_tools: Vec<String>,
     /// Tools the agent must not use.
     pub disallowed_tools: Vec<String>,
+    /// Overrides `[agents] session` for this agent.
+    pub session: Option<SessionMode>,
 }
 
 /// A user-defined agent: any program, given the prompt through an argv template.
@@ -132,6 +149,9 @@ pub struct CommandAgent {
     /// Overrides `[agents] stall_timeout`.
     #[serde(default, with = "humantime_serde::option")]
     pub stall_timeout: Option<Duration>,
+    /// Overrides `[agents] session`.
+    #[serde(default)]
+    pub session: Option<SessionMode>,
 }
 
 /// What a command agent prints on stdout.

@@ -17,6 +17,7 @@ pub mod prompt;
 pub mod review;
 pub mod router;
 pub mod sim;
+pub mod tmux;
 
 pub use config::{AgentSettings, AgentsConfig, CommandAgent, OutputFormat};
 
@@ -121,6 +122,9 @@ pub struct AgentRequest {
     pub process_registry: Option<PathBuf>,
     /// Raw output of a spawned CLI, line by line, for the bundle's `stdout.log` / `stderr.log`.
     pub raw_output: Option<mpsc::UnboundedSender<RawOutput>>,
+    /// Where to run the agent when its settings say `session = "tmux"`; without it the agent
+    /// runs directly.
+    pub live_session: Option<tmux::LiveSession>,
 }
 
 /// One line a CLI printed, as it came (the worker redacts it before storing it).
@@ -333,7 +337,7 @@ pub enum Agent {
     /// The deterministic offline agent.
     Sim(sim::SimAgent),
     /// A real CLI (Claude Code, Codex, OpenCode, Gemini, or a user-defined command).
-    Cli(cli::CliAgent),
+    Cli(Box<cli::CliAgent>),
 }
 
 impl Agent {
@@ -347,6 +351,11 @@ impl Agent {
     /// not look for the binary (see [`preflight::check`]).
     pub fn resolve(name: &str, config: &AgentsConfig) -> Result<Agent, AgentError> {
         if name == "sim" {
+            if config.session == config::SessionMode::Tmux {
+                // In a live session sim runs as a process (`orch agent-sim`) printing orch's
+                // own event lines, so it can be watched like any CLI.
+                return Ok(Agent::Cli(Box::new(cli::CliAgent::sim_process(config))));
+            }
             return Ok(Agent::Sim(sim::SimAgent::default()));
         }
         let kind = match name {
@@ -360,7 +369,7 @@ impl Agent {
             },
         };
         config.check_enabled(name)?;
-        Ok(Agent::Cli(cli::CliAgent::new(name, kind, config)))
+        Ok(Agent::Cli(Box::new(cli::CliAgent::new(name, kind, config))))
     }
 
     /// The adapter's name.

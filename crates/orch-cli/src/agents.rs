@@ -7,7 +7,8 @@ use orch_agents::preflight::{self, AgentInfo};
 use orch_worker::project::ProjectConfig;
 use serde_json::{json, Value};
 
-use crate::cli::AgentsArgs;
+use crate::cli::{AgentSimArgs, AgentsArgs, TaskAttachArgs, TaskKillArgs};
+use crate::client::{Action, Backend, Remote};
 use crate::config::Settings;
 use crate::output::{self, print_json};
 use crate::UserError;
@@ -137,4 +138,137 @@ pub fn print_usage_summary(usage: &Value) {
         }
         println!("{table}");
     }
+}
+
+/// `orch agent-sim`: the sim agent as a process, printing its events as JSON lines.
+pub async fn agent_sim(args: AgentSimArgs) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let request = orch_agents::AgentRequest {
+        prompt: args.prompt.join(" "),
+        workdir: args.workdir,
+        resume_session: Some(args.resume).filter(|s| !s.is_empty()),
+        ..orch_agents::AgentRequest::default()
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let agent = orch_agents::sim::SimAgent::default();
+    let printer = tokio::spawn(async move {
+        while let Some(event) = receiver.recv().await {
+            let mut out = std::io::stdout().lock();
+            if let Ok(line) = serde_json::to_string(&event) {
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        }
+    });
+    let result = agent
+        .run(&request, sender, tokio_util::sync::CancellationToken::new())
+        .await;
+    let _ = printer.await;
+    if let Err(e) = &result {
+        eprintln!("{e}");
+    }
+    Ok(result.is_ok())
+}
+
+/// `orch task live`.
+pub fn live(settings: &Settings, json_out: bool) -> anyhow::Result<()> {
+    let socket = orch_agents::tmux::socket(&settings.home);
+    let sessions = orch_agents::tmux::list(&socket).map_err(|e| UserError::new(e.to_string()))?;
+    if json_out {
+        return print_json(&json!({ "socket": socket, "sessions": sessions }));
+    }
+    if sessions.is_empty() {
+        println!("no live agent sessions (agents run in tmux when their settings say `session = \"tmux\"`)");
+        return Ok(());
+    }
+    let mut table = output::table(&["task", "session", "started", "pid"]);
+    for s in &sessions {
+        table.add_row(vec![
+            s.task.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+            s.name.clone(),
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(u64::try_from(s.created).unwrap_or(0)),
+            )
+            .to_string(),
+            s.pane_pid.map(|p| p.to_string()).unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    println!("attach with `orch task attach <task>`; end one with `orch task kill <task>`");
+    Ok(())
+}
+
+/// `orch task attach`.
+pub fn attach(settings: &Settings, args: TaskAttachArgs) -> anyhow::Result<()> {
+    let socket = orch_agents::tmux::socket(&settings.home);
+    let name = orch_agents::tmux::session_name(args.id);
+    if args.capture {
+        let text = orch_agents::tmux::capture(&socket, &name)
+            .map_err(|e| UserError::new(e.to_string()))?;
+        print!("{text}");
+        return Ok(());
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(UserError::new(
+            "attaching needs a terminal; use `orch task attach --capture` to print the session instead".to_owned(),
+        )
+        .into());
+    }
+    orch_agents::tmux::capture(&socket, &name).map_err(|e| UserError::new(e.to_string()))?;
+    let status = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&socket)
+        .args(["attach-session", "-t", &name])
+        .status()
+        .context("run tmux")?;
+    if !status.success() {
+        anyhow::bail!("tmux attach ended with {status}");
+    }
+    Ok(())
+}
+
+/// `orch task kill`: cancel the task (so no worker retries it) and end its live session now.
+pub async fn kill(settings: &Settings, remote: &Remote, args: TaskKillArgs) -> anyhow::Result<()> {
+    let socket = orch_agents::tmux::socket(&settings.home);
+    let name = orch_agents::tmux::session_name(args.id);
+    let live = orch_agents::tmux::list(&socket)
+        .map_err(|e| UserError::new(e.to_string()))?
+        .iter()
+        .any(|s| s.name == name);
+    if !live {
+        return Err(UserError::new(format!(
+            "task {} has no live agent session; `orch task live` lists them (use `orch task cancel` for other tasks)",
+            args.id
+        ))
+        .into());
+    }
+    let backend = Backend::open(settings, remote, None).await?;
+    let changed = backend
+        .act(
+            args.id,
+            Action::Cancel {
+                reason: Some("its live session was ended with `orch task kill`"),
+            },
+        )
+        .await;
+    // End the session even when the task had already finished in the meantime.
+    let killed = orch_agents::tmux::kill(&socket, &name);
+    let changed = changed?;
+    if let Err(e) = killed {
+        if !matches!(e, orch_agents::tmux::TmuxError::NoSession(_)) {
+            return Err(e.into());
+        }
+    }
+    if args.json {
+        return print_json(
+            &json!({ "id": args.id, "session": name, "killed": true, "status": changed["status"] }),
+        );
+    }
+    println!(
+        "task {}: live session {name} ended; the task is {}",
+        args.id,
+        changed["status"].as_str().unwrap_or("?")
+    );
+    Ok(())
 }

@@ -88,6 +88,14 @@ pub enum Command {
     /// Internal tools for tests and benchmarks.
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
+    /// Internal: run an agent's command line inside a live (tmux) session, copying its output
+    /// to the session's files for the worker.
+    #[command(hide = true)]
+    AgentRelay(AgentRelayArgs),
+    /// Internal: run the `sim` agent as a process that prints orch's event lines (live
+    /// sessions run it this way).
+    #[command(hide = true)]
+    AgentSim(AgentSimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -236,9 +244,56 @@ pub enum TaskCommand {
     Approve(TaskIdArgs),
     /// Show a run's logs: orch's log of the run, then each step's output.
     Logs(TaskLogsArgs),
+    /// List the live agent sessions (agents configured with `session = "tmux"`).
+    Live(JsonArgs),
+    /// Attach this terminal to a task's live agent session (detach with Ctrl-b d).
+    Attach(TaskAttachArgs),
+    /// End a task's live agent session and cancel the task.
+    Kill(TaskKillArgs),
     /// Send a follow-up to a finished task's agent: a new run resumes the agent's last session
     /// in the same worktree, with the message as the next prompt.
     Reply(TaskReplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskAttachArgs {
+    /// The task's number.
+    pub id: i64,
+    /// Print what the session's pane shows now (with its scrollback) instead of attaching.
+    #[arg(long)]
+    pub capture: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskKillArgs {
+    /// The task's number.
+    pub id: i64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentRelayArgs {
+    /// The live session's directory (env.json in, stdout / stderr / exit out).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The agent's command line.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentSimArgs {
+    /// The working directory.
+    #[arg(long)]
+    pub workdir: PathBuf,
+    /// A session to resume (empty: a new one).
+    #[arg(long, default_value = "")]
+    pub resume: String,
+    /// The prompt.
+    #[arg(last = true, required = true)]
+    pub prompt: Vec<String>,
 }
 
 #[derive(Debug, Args)]

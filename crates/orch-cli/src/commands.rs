@@ -160,6 +160,9 @@ pub async fn task(
             report_status(&changed, "unblocked", args.json)
         }
         TaskCommand::Logs(args) => crate::daemon::task_logs(settings, args).await,
+        TaskCommand::Live(args) => crate::agents::live(settings, args.json),
+        TaskCommand::Attach(args) => crate::agents::attach(settings, args),
+        TaskCommand::Kill(args) => crate::agents::kill(settings, remote, args).await,
         TaskCommand::Reply(args) => {
             if args.message.trim().is_empty() {
                 return Err(UserError::new(

@@ -127,6 +127,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Stream(args) => stream::stream(&settings()?, args).await?,
         Command::Doctor(args) => return commands::doctor(&settings()?, args).await,
         Command::Agents(args) => return agents::agents(&settings()?, args).await,
+        // The agent's own status goes to the session's `exit` file; this only says ok or not.
+        Command::AgentRelay(args) => {
+            return Ok(orch_agents::tmux::relay(&args.dir, &args.argv) == 0)
+        }
+        Command::AgentSim(args) => return agents::agent_sim(args).await,
         Command::Recover(args) => commands::recover(&settings()?, args).await?,
         Command::Gc(args) => daemon::gc(&settings()?, args).await?,
         Command::Debug(DebugCommand::ClaimLoop(args)) => {

@@ -946,6 +946,18 @@ impl Runner<'_> {
             ),
             process_registry: Some(self.settings.home.join("processes")),
             raw_output: Some(raw_sender),
+            // Used when the agent's settings say `session = "tmux"`.
+            live_session: Some(orch_agents::tmux::LiveSession {
+                socket: orch_agents::tmux::socket(&self.settings.home),
+                name: orch_agents::tmux::session_name(self.task.id.0),
+                dir: self
+                    .settings
+                    .home
+                    .join("agent-state")
+                    .join(self.task.id.0.to_string())
+                    .join("live")
+                    .join(format!("{}-{}", self.run_id, step.name)),
+            }),
             ..AgentRequest::default()
         };
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();

@@ -1,6 +1,6 @@
 //! Running one CLI session as a process: spawn, read, watch, stop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::transcript::{Ending, Transcript};
 use super::{Dialect, Invocation};
+use crate::tmux::{self, LiveSession};
 use crate::{AgentError, AgentEvent, AgentOutcome, AgentRequest, RawOutput};
 
 /// The longest stdout line kept whole; longer lines are cut (and then fail to parse, which
@@ -46,44 +47,24 @@ pub async fn run(
     mut dialect: Dialect,
     limits: Limits,
     request: &AgentRequest,
+    live: Option<(&LiveSession, &Path)>,
     events: mpsc::UnboundedSender<AgentEvent>,
     cancel: CancellationToken,
 ) -> Result<AgentOutcome, AgentError> {
-    let Some(program) = invocation.argv.first() else {
+    let Some(program) = invocation.argv.first().cloned() else {
         return Err(AgentError::Unavailable {
             agent: agent.to_owned(),
             reason: "its command line is empty".into(),
         });
     };
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(&invocation.argv[1..])
-        .current_dir(workdir)
-        .env_clear()
-        .envs(&invocation.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            AgentError::Unavailable {
-                agent: agent.to_owned(),
-                reason: format!("`{program}` is not installed (not found on PATH); install it or set `binary` in the agent's settings"),
-            }
-        } else {
-            AgentError::Io {
-                context: format!("start `{program}`"),
-                source,
-            }
+    let (lines_tx, mut lines) = mpsc::channel::<Line>(256);
+    let mut proc = match live {
+        Some((session, relay)) => {
+            Proc::live(agent, session, relay, &invocation, workdir, lines_tx).await?
         }
-    })?;
-    let group = child
-        .id()
-        .and_then(|pid| i32::try_from(pid).ok())
-        .map(Pid::from_raw);
-    let registered = match (&request.process_registry, group) {
+        None => Proc::direct(agent, &program, &invocation, workdir, lines_tx)?,
+    };
+    let registered = match (&request.process_registry, proc.group()) {
         (Some(dir), Some(group)) => {
             let path = dir.join(group.as_raw().to_string());
             let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, b""));
@@ -92,39 +73,24 @@ pub async fn run(
         _ => None,
     };
     // Leaving early (the caller dropping this future) must not leave the CLI running.
-    let _guard = GroupGuard(group);
-
-    let (lines_tx, mut lines) = mpsc::channel::<Line>(256);
-    let stdout = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(read_lines(s, lines_tx.clone(), true)));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(read_lines(s, lines_tx.clone(), false)));
-    drop(lines_tx);
+    let _guard = GroupGuard(proc.group());
 
     let mut transcript = Transcript::default();
     let mut stderr_tail = String::new();
     let mut deadline = Instant::now() + limits.stall_timeout;
     let mut result_deadline: Option<Instant> = None;
     let mut streams_open = true;
-    let mut exit: Option<std::process::ExitStatus> = None;
+    let mut exit: Option<(Option<i32>, Option<i32>)> = None;
     let ending = loop {
-        if exit.is_some() && !streams_open {
-            let status = exit.unwrap_or_default();
-            break Ending::Exited {
-                code: status.code(),
-                signal: std::os::unix::process::ExitStatusExt::signal(&status),
-            };
+        if let (Some((code, signal)), false) = (exit, streams_open) {
+            break Ending::Exited { code, signal };
         }
         let grace =
             result_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         tokio::select! {
             biased;
             () = cancel.cancelled() => {
-                stop(group, &mut child).await;
+                proc.stop().await;
                 break Ending::Cancelled;
             }
             line = lines.recv(), if streams_open => match line {
@@ -156,26 +122,20 @@ pub async fn run(
                 }
                 None => streams_open = false,
             },
-            status = child.wait(), if exit.is_none() => {
+            status = proc.wait(), if exit.is_none() => {
                 exit = Some(status.map_err(|source| AgentError::Io { context: format!("wait for `{program}`"), source })?);
-                // The leader is gone; whatever it left in its group must not hold the pipes.
-                if let Some(group) = group {
-                    let _ = killpg(group, Signal::SIGKILL);
-                }
             }
             () = tokio::time::sleep_until(grace), if result_deadline.is_some() => {
-                stop(group, &mut child).await;
+                proc.stop().await;
                 break Ending::EndedAfterResult;
             }
             () = tokio::time::sleep_until(deadline) => {
-                stop(group, &mut child).await;
+                proc.stop().await;
                 break Ending::Stalled(limits.stall_timeout);
             }
         }
     };
-    for task in [stdout, stderr].into_iter().flatten() {
-        task.abort();
-    }
+    proc.close();
     if let Some(path) = registered {
         let _ = std::fs::remove_file(path);
     }
@@ -237,18 +197,286 @@ async fn read_capped_line(
     }
 }
 
-async fn stop(group: Option<Pid>, child: &mut tokio::process::Child) {
-    if let Some(group) = group {
-        let _ = killpg(group, Signal::SIGTERM);
-        if tokio::time::timeout(KILL_GRACE, child.wait())
-            .await
-            .is_err()
-        {
-            let _ = killpg(group, Signal::SIGKILL);
+/// A running CLI: a child of this process, or the relay in a tmux pane.
+enum Proc {
+    Direct {
+        child: tokio::process::Child,
+        group: Option<Pid>,
+        readers: Vec<tokio::task::JoinHandle<()>>,
+    },
+    Live {
+        session: LiveSession,
+        pane: Option<Pid>,
+        /// Tells the file readers that the relay has finished writing.
+        done: CancellationToken,
+        readers: Vec<tokio::task::JoinHandle<()>>,
+    },
+}
+
+impl Proc {
+    fn direct(
+        agent: &str,
+        program: &str,
+        invocation: &Invocation,
+        workdir: &Path,
+        lines: mpsc::Sender<Line>,
+    ) -> Result<Proc, AgentError> {
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(&invocation.argv[1..])
+            .current_dir(workdir)
+            .env_clear()
+            .envs(&invocation.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                AgentError::Unavailable {
+                    agent: agent.to_owned(),
+                    reason: format!("`{program}` is not installed (not found on PATH); install it or set `binary` in the agent's settings"),
+                }
+            } else {
+                AgentError::Io {
+                    context: format!("start `{program}`"),
+                    source,
+                }
+            }
+        })?;
+        let group = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(Pid::from_raw);
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(tokio::spawn(read_lines(out, lines.clone(), true)));
         }
-        let _ = killpg(group, Signal::SIGKILL);
+        if let Some(err) = child.stderr.take() {
+            readers.push(tokio::spawn(read_lines(err, lines, false)));
+        }
+        Ok(Proc::Direct {
+            child,
+            group,
+            readers,
+        })
     }
-    let _ = child.kill().await;
+
+    async fn live(
+        agent: &str,
+        session: &LiveSession,
+        relay: &Path,
+        invocation: &Invocation,
+        workdir: &Path,
+        lines: mpsc::Sender<Line>,
+    ) -> Result<Proc, AgentError> {
+        let started = {
+            let (session, relay, argv, env, workdir) = (
+                session.clone(),
+                relay.to_owned(),
+                invocation.argv.clone(),
+                invocation.env.clone(),
+                workdir.to_owned(),
+            );
+            tokio::task::spawn_blocking(move || {
+                tmux::start(&session, &relay, &argv, &env, &workdir)
+            })
+            .await
+        };
+        let pane = match started {
+            Ok(Ok(pid)) => pid.map(Pid::from_raw),
+            Ok(Err(e)) => {
+                return Err(AgentError::Unavailable {
+                    agent: agent.to_owned(),
+                    reason: format!("its live session could not start: {e}"),
+                })
+            }
+            Err(e) => {
+                return Err(AgentError::Io {
+                    context: "start the live session".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            }
+        };
+        let done = CancellationToken::new();
+        let readers = vec![
+            tokio::spawn(tail_lines(
+                session.dir.join("stdout"),
+                lines.clone(),
+                true,
+                done.clone(),
+            )),
+            tokio::spawn(tail_lines(
+                session.dir.join("stderr"),
+                lines,
+                false,
+                done.clone(),
+            )),
+        ];
+        Ok(Proc::Live {
+            session: session.clone(),
+            pane,
+            done,
+            readers,
+        })
+    }
+
+    fn group(&self) -> Option<Pid> {
+        match self {
+            Proc::Direct { group, .. } => *group,
+            Proc::Live { pane, .. } => *pane,
+        }
+    }
+
+    /// Wait for the process to end: `(exit code, signal)`.
+    async fn wait(&mut self) -> std::io::Result<(Option<i32>, Option<i32>)> {
+        match self {
+            Proc::Direct { child, group, .. } => {
+                let status = child.wait().await?;
+                // The leader is gone; whatever it left in its group must not hold the pipes.
+                if let Some(group) = group {
+                    let _ = killpg(*group, Signal::SIGKILL);
+                }
+                Ok((
+                    status.code(),
+                    std::os::unix::process::ExitStatusExt::signal(&status),
+                ))
+            }
+            Proc::Live { session, done, .. } => {
+                let mut polls: u32 = 0;
+                loop {
+                    if let Some(status) = tmux::exit_status(&session.dir) {
+                        done.cancel();
+                        return Ok(status);
+                    }
+                    polls += 1;
+                    // About once a second: a session ended from outside (`orch task kill`,
+                    // `tmux kill-session`) leaves no exit status.
+                    if polls.is_multiple_of(20) && !session_alive(session).await {
+                        done.cancel();
+                        return Ok(tmux::exit_status(&session.dir)
+                            .unwrap_or((None, Some(Signal::SIGHUP as i32))));
+                    }
+                    tokio::time::sleep(tmux::POLL).await;
+                }
+            }
+        }
+    }
+
+    /// SIGTERM to the process group, SIGKILL after a grace.
+    async fn stop(&mut self) {
+        match self {
+            Proc::Direct { child, group, .. } => {
+                if let Some(group) = group {
+                    let _ = killpg(*group, Signal::SIGTERM);
+                    if tokio::time::timeout(KILL_GRACE, child.wait())
+                        .await
+                        .is_err()
+                    {
+                        let _ = killpg(*group, Signal::SIGKILL);
+                    }
+                    let _ = killpg(*group, Signal::SIGKILL);
+                }
+                let _ = child.kill().await;
+            }
+            Proc::Live {
+                session,
+                pane,
+                done,
+                ..
+            } => {
+                if let Some(pane) = pane {
+                    let _ = killpg(*pane, Signal::SIGTERM);
+                    let deadline = Instant::now() + KILL_GRACE;
+                    while Instant::now() < deadline && tmux::exit_status(&session.dir).is_none() {
+                        tokio::time::sleep(tmux::POLL).await;
+                    }
+                    let _ = killpg(*pane, Signal::SIGKILL);
+                }
+                let (socket, name) = (session.socket.clone(), session.name.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    tmux::tmux(&socket, &["kill-session", "-t", &name])
+                })
+                .await;
+                done.cancel();
+            }
+        }
+    }
+
+    /// Stop reading output.
+    fn close(&mut self) {
+        let readers = match self {
+            Proc::Direct { readers, .. } | Proc::Live { readers, .. } => readers,
+        };
+        for reader in readers.drain(..) {
+            reader.abort();
+        }
+    }
+}
+
+async fn session_alive(session: &LiveSession) -> bool {
+    let (socket, name) = (session.socket.clone(), session.name.clone());
+    tokio::task::spawn_blocking(move || tmux::tmux(&socket, &["has-session", "-t", &name]).is_ok())
+        .await
+        .unwrap_or(false)
+}
+
+/// Follow a file the relay appends to, line by line, until `done` and everything is read.
+async fn tail_lines(
+    path: PathBuf,
+    sink: mpsc::Sender<Line>,
+    stdout: bool,
+    done: CancellationToken,
+) {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut offset: u64 = 0;
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let finished = done.is_cancelled();
+        let mut grew = false;
+        if let Ok(mut file) = tokio::fs::File::open(&path).await {
+            if file.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
+                let mut chunk = Vec::new();
+                if let Ok(n) = file.read_to_end(&mut chunk).await {
+                    if n > 0 {
+                        grew = true;
+                        offset += n as u64;
+                        pending.extend_from_slice(&chunk);
+                    }
+                }
+            }
+        }
+        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+            let mut line: Vec<u8> = pending.drain(..=i).collect();
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
+            }
+            line.truncate(MAX_LINE_BYTES);
+            if send_line(&sink, &line, stdout).await.is_err() {
+                return;
+            }
+        }
+        if finished && !grew {
+            if !pending.is_empty() {
+                let _ = send_line(&sink, &pending, stdout).await;
+            }
+            return;
+        }
+        if !grew {
+            tokio::time::sleep(tmux::POLL).await;
+        }
+    }
+}
+
+async fn send_line(sink: &mpsc::Sender<Line>, bytes: &[u8], stdout: bool) -> Result<(), ()> {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let line = if stdout {
+        Line::Out(text)
+    } else {
+        Line::Err(text)
+    };
+    sink.send(line).await.map_err(|_| ())
 }
 
 struct GroupGuard(Option<Pid>);

@@ -18,6 +18,7 @@ mod crash;
 mod demo;
 mod execution;
 mod fencing;
+mod live;
 mod real_agents;
 mod regressions;
 mod remote;
