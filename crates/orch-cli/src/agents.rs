@@ -7,7 +7,7 @@ use orch_agents::preflight::{self, AgentInfo};
 use orch_worker::project::ProjectConfig;
 use serde_json::{json, Value};
 
-use crate::cli::{AgentSimArgs, AgentsArgs, TaskAttachArgs, TaskKillArgs};
+use crate::cli::{AgentSimArgs, AgentsArgs, ModelServerArgs, TaskAttachArgs, TaskKillArgs};
 use crate::client::{Action, Backend, Remote};
 use crate::config::Settings;
 use crate::output::{self, print_json};
@@ -271,4 +271,29 @@ pub async fn kill(settings: &Settings, remote: &Remote, args: TaskKillArgs) -> a
         changed["status"].as_str().unwrap_or("?")
     );
     Ok(())
+}
+
+/// `orch model-server`: the scripted model server, until Ctrl-C or SIGTERM.
+pub async fn model_server(args: ModelServerArgs) -> anyhow::Result<()> {
+    let script = orch_modelsim::Script::load(&args.script)
+        .map_err(|e| UserError::new(format!("{}: {e}", args.script.display())))?;
+    let server = orch_modelsim::ModelServer::start_on(args.listen, script)
+        .await
+        .map_err(|e| UserError::new(format!("cannot serve on {}: {e}", args.listen)))?;
+    // The first line says where it listens (port 0 picks a free one).
+    println!("{}", server.base_url());
+    eprintln!(
+        "scripted model server on {} (Ctrl-C stops it)",
+        server.base_url()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listen for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    server
+        .shutdown()
+        .await
+        .map_err(|e| anyhow::anyhow!("the model server failed: {e}"))
 }

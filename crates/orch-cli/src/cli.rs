@@ -92,6 +92,11 @@ pub enum Command {
     /// to the session's files for the worker.
     #[command(hide = true)]
     AgentRelay(AgentRelayArgs),
+    /// Internal: serve a scripted model (Anthropic Messages, OpenAI Responses and Chat
+    /// Completions, Gemini) on 127.0.0.1 for running the real agent CLIs offline. The script
+    /// format is documented in the `orch-modelsim` crate. Stops on Ctrl-C.
+    #[command(hide = true)]
+    ModelServer(ModelServerArgs),
     /// Internal: run the `sim` agent as a process that prints orch's event lines (live
     /// sessions run it this way).
     #[command(hide = true)]
@@ -281,6 +286,16 @@ pub struct AgentRelayArgs {
     /// The agent's command line.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelServerArgs {
+    /// The script (YAML or JSON).
+    #[arg(long)]
+    pub script: PathBuf,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

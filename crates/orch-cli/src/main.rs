@@ -132,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             return Ok(orch_agents::tmux::relay(&args.dir, &args.argv) == 0)
         }
         Command::AgentSim(args) => return agents::agent_sim(args).await,
+        Command::ModelServer(args) => agents::model_server(args).await?,
         Command::Recover(args) => commands::recover(&settings()?, args).await?,
         Command::Gc(args) => daemon::gc(&settings()?, args).await?,
         Command::Debug(DebugCommand::ClaimLoop(args)) => {

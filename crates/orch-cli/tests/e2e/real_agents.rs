@@ -382,3 +382,55 @@ fn a_hung_model_is_caught_by_the_stall_watchdog() {
     assert!(started.elapsed() < Duration::from_secs(60));
     let _ = Path::new("");
 }
+
+#[test]
+fn the_hidden_model_server_command_serves_a_script_until_stopped() {
+    let home = Home::new();
+    let script = home.write(
+        "script.yml",
+        "conversations:\n  - turns:\n      - say: {text: \"hello from the script\"}\n",
+    );
+    let mut server = home.spawn(&[
+        "model-server",
+        "--script",
+        script.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let base = server.wait_for_line("http://127.0.0.1:", Duration::from_secs(20));
+    let base = base.trim().to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body: Value = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&serde_json::json!({
+                "model": "m",
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "hello from the script"
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server
+        .finish(Duration::from_secs(20))
+        .expect_code(0, "orch model-server after SIGTERM");
+    let bad = home.run(&["model-server", "--script", "/nonexistent/script.yml"]);
+    assert_eq!(bad.code, Some(2));
+    assert!(
+        bad.stderr.contains("/nonexistent/script.yml"),
+        "{}",
+        bad.stderr
+    );
+}
