@@ -57,6 +57,7 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.rate_limit_per_sec = args.rate_limit;
     options.rate_limit_burst = args.rate_burst;
     options.cors_origins = args.cors_origin;
+    options.max_bundle_bytes = args.max_bundle_size;
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
@@ -84,7 +85,8 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
 
 pub async fn worker_command(settings: &Settings, args: WorkerArgs) -> anyhow::Result<()> {
     let http = orch_worker::HttpCoordinator::new(&args.server, &args.token)
-        .map_err(|e| UserError::new(format!("--server: {e}")))?;
+        .map_err(|e| UserError::new(format!("--server: {e}")))?
+        .with_checkouts(args.projects.into_iter().collect());
     if args.name.trim().is_empty() {
         return Err(UserError::new("--name: give the worker a name").into());
     }

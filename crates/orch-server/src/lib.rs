@@ -39,6 +39,9 @@ pub struct ServeOptions {
     pub allow_non_loopback: bool,
     /// The largest request body the API accepts, in bytes.
     pub body_limit: usize,
+    /// The most bytes one remote run's bundle (streamed logs and the uploaded bundle) may take
+    /// in the home; beyond it the worker is answered 413 `bundle_too_large`.
+    pub max_bundle_bytes: u64,
     /// Requests per second each client may send on average (0: no limit); `/health` is exempt.
     pub rate_limit_per_sec: u32,
     /// Requests a client may send at once before the average rate applies.
@@ -73,6 +76,7 @@ impl ServeOptions {
             listen: None,
             allow_non_loopback: false,
             body_limit: 1024 * 1024,
+            max_bundle_bytes: 512 * 1024 * 1024,
             rate_limit_per_sec: 50,
             rate_limit_burst: 100,
             cors_origins: Vec::new(),

@@ -5,6 +5,7 @@
 //! through [`error::ApiError`], and every `/v1` route sits behind [`auth::require_token`].
 
 pub mod auth;
+pub mod bundles;
 pub mod docs;
 pub mod error;
 pub mod events;
@@ -50,6 +51,10 @@ pub struct ApiState {
     pub feed: events::EventFeed,
     /// The GitHub webhook's secret, handle and project.
     pub github: Arc<webhooks::GithubSettings>,
+    /// The most bytes a remote run's bundle may take on the daemon.
+    pub max_bundle_bytes: u64,
+    /// Serializes writes to run bundles from remote workers (see `bundles.rs`).
+    pub bundle_lock: Arc<std::sync::Mutex<()>>,
 }
 
 /// The whole API. `body_limit` caps every request body, in bytes.
@@ -146,6 +151,8 @@ pub(crate) async fn start(
             handle: options.github_handle.clone(),
             project: options.github_project.clone(),
         }),
+        max_bundle_bytes: options.max_bundle_bytes,
+        bundle_lock: Arc::default(),
     };
     let mut app = router(state, options.body_limit);
     if let Some(cors) = cors {

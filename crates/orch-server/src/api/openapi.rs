@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{docs, error, events, health, logs, ops, tasks, views, webhooks, workers};
+use super::{bundles, docs, error, events, health, logs, ops, tasks, views, webhooks, workers};
 
 /// The API's description.
 #[derive(OpenApi)]
@@ -30,6 +30,8 @@ use super::{docs, error, events, health, logs, ops, tasks, views, webhooks, work
         workers::heartbeat,
         workers::complete,
         workers::requeue,
+        bundles::files,
+        bundles::upload,
         webhooks::tasks,
         webhooks::github,
         docs::docs,

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -43,6 +43,12 @@ pub fn routes() -> Router<ApiState> {
         .route("/worker/runs/{run}/heartbeat", post(heartbeat))
         .route("/worker/runs/{run}/complete", post(complete))
         .route("/worker/runs/{run}/requeue", post(requeue))
+        .route("/worker/runs/{run}/files", post(super::bundles::files))
+        // The bundle is counted against `max_bundle_bytes` as it streams in, not the body limit.
+        .route(
+            "/worker/runs/{run}/bundle",
+            axum::routing::put(super::bundles::upload).layer(DefaultBodyLimit::disable()),
+        )
 }
 
 /// A claim: who asks, for how long a lease, and how long to wait for work.
@@ -76,9 +82,12 @@ pub struct ClaimedRun {
     pub lease_expires_at: i64,
     /// When the run was claimed (milliseconds since the Unix epoch).
     pub started_at: i64,
-    /// The project's absolute directory. A remote worker needs the repository checked out at
+    /// The project's absolute directory on the daemon's machine. A remote worker uses its own
+    /// checkout: the one given for `project_name` (`orch worker --project NAME=PATH`), else
     /// this same path.
     pub project_dir: String,
+    /// The project's name.
+    pub project_name: String,
 }
 
 /// The task of a claimed run.
@@ -197,7 +206,7 @@ fn lease(lease_ms: u64) -> Result<Duration, ApiError> {
 }
 
 /// A stale token is the worker's signal to stop: a code of its own rather than `conflict`.
-fn lease_error(error: StoreError) -> ApiError {
+pub(crate) fn lease_error(error: StoreError) -> ApiError {
     match error {
         StoreError::StaleLease { .. } => ApiError::LeaseLost(error.to_string()),
         other => other.into(),
@@ -248,13 +257,13 @@ pub async fn claim(
 
 async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiError> {
     let Claim { task, run } = claim;
-    let project_dir = state
+    let (project_dir, project_name) = state
         .store
         .projects()
         .await?
         .into_iter()
         .find(|project| project.id == task.project)
-        .map(|project| project.path)
+        .map(|project| (project.path, project.name))
         .ok_or_else(|| {
             ApiError::internal(&format!(
                 "task {} names project {}, which does not exist",
@@ -283,6 +292,7 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
         lease_expires_at: run.lease.expires_at.0,
         started_at: run.started_at.0,
         project_dir,
+        project_name,
     })
 }
 
