@@ -561,7 +561,9 @@ pub fn checked_bundle_path(relative: &str) -> Result<PathBuf, String> {
         }
     }
     if depth == 0 || depth > 16 {
-        return Err(format!("`{relative}` is not a file path inside a run directory"));
+        return Err(format!(
+            "`{relative}` is not a file path inside a run directory"
+        ));
     }
     Ok(path.to_path_buf())
 }
@@ -576,7 +578,9 @@ pub fn is_append_only(relative: &str) -> bool {
 /// each agent session's events, paths relative to the run directory.
 pub fn manifest_digests(manifest: &serde_json::Value) -> Vec<(String, String)> {
     let mut digests = Vec::new();
-    let entries = manifest["entries"].as_array().map_or(&[][..], Vec::as_slice);
+    let entries = manifest["entries"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     for entry in entries {
         for stream in ["stdout", "stderr"] {
             if let (Some(path), Some(sha)) = (

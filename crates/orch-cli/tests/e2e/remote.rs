@@ -160,17 +160,21 @@ fn a_daemon_killed_and_restarted_while_remote_steps_run_gets_each_result_once_wi
 
     // Both remote workers are in `sleep 3`, as the daemon's own copy of their logs shows: the
     // log lines were streamed to it while the step runs.
-    let running = poll_until("both remote workers to stream `sleep 3`", SERVE_DEADLINE, || {
-        let runs = remote_runs(&home, "active");
-        let streaming = runs
-            .iter()
-            .filter(|(task, attempt, _)| {
-                std::fs::read_to_string(home.run_dir(*task, *attempt as u32).join("logs.txt"))
-                    .is_ok_and(|text| text.contains("$ sleep 3"))
-            })
-            .count();
-        (runs.len() == 2 && streaming == 2).then_some(runs)
-    });
+    let running = poll_until(
+        "both remote workers to stream `sleep 3`",
+        SERVE_DEADLINE,
+        || {
+            let runs = remote_runs(&home, "active");
+            let streaming = runs
+                .iter()
+                .filter(|(task, attempt, _)| {
+                    std::fs::read_to_string(home.run_dir(*task, *attempt as u32).join("logs.txt"))
+                        .is_ok_and(|text| text.contains("$ sleep 3"))
+                })
+                .count();
+            (runs.len() == 2 && streaming == 2).then_some(runs)
+        },
+    );
     let killed = serve.kill();
     assert_eq!(killed.code, None, "killed by the signal\n{}", killed.stderr);
     // Restart on the same port and home while the remote steps are still sleeping.
@@ -193,7 +197,10 @@ fn a_daemon_killed_and_restarted_while_remote_steps_run_gets_each_result_once_wi
         let state = home.query_text(&format!(
             "SELECT state FROM runs WHERE task_id = {task} AND attempt = {attempt}"
         ));
-        assert_eq!(state, "succeeded", "task {task} attempt {attempt} on {owner}");
+        assert_eq!(
+            state, "succeeded",
+            "task {task} attempt {attempt} on {owner}"
+        );
     }
     // Every remote run's bundle is in the daemon's home, whole: the command output matches the
     // sha256 its manifest recorded, and the logs read like an embedded run's.

@@ -208,8 +208,7 @@ fn replace_file(target: &Path, data: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary =
-        target.with_file_name(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
+    let temporary = target.with_file_name(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
     let written = fs::write(&temporary, data).and_then(|()| fs::rename(&temporary, target));
     if written.is_err() {
         let _ = fs::remove_file(&temporary);
@@ -272,7 +271,8 @@ pub async fn upload(
             message: format!("x-orch-fencing-token: {e}"),
         })?;
     let expected = header(&headers, "x-orch-bundle-sha256")?.to_ascii_lowercase();
-    let (stored, dir) = fenced_dir(&state, RunId(run), FencingToken(token), "bundle upload").await?;
+    let (stored, dir) =
+        fenced_dir(&state, RunId(run), FencingToken(token), "bundle upload").await?;
     let limit = state.max_bundle_bytes;
     let task_dir = dir
         .parent()
@@ -285,7 +285,15 @@ pub async fn upload(
         stored.id.0,
         rand::random::<u64>()
     ));
-    let result = receive(body, &staging, limit, &expected, &dir, state.bundle_lock.clone()).await;
+    let result = receive(
+        body,
+        &staging,
+        limit,
+        &expected,
+        &dir,
+        state.bundle_lock.clone(),
+    )
+    .await;
     let _ = fs::remove_dir_all(&staging);
     let _ = fs::remove_file(staging.with_extension("tar"));
     result.map(Json)

@@ -144,9 +144,9 @@ impl HttpCoordinator {
         tar: &std::path::Path,
         sha256: &str,
     ) -> Result<(), CoordinatorError> {
-        let file = tokio::fs::File::open(tar).await.map_err(|e| {
-            CoordinatorError::Refused(format!("open {}: {e}", tar.display()))
-        })?;
+        let file = tokio::fs::File::open(tar)
+            .await
+            .map_err(|e| CoordinatorError::Refused(format!("open {}: {e}", tar.display())))?;
         let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         let path = format!("/v1/worker/runs/{run}/bundle");
         let request = self
