@@ -121,6 +121,23 @@ pub struct ServeArgs {
     /// the home, e.g. 512MiB, 2GiB or a number of bytes; beyond it the upload is refused.
     #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
     pub max_bundle_size: u64,
+    /// A file holding the secret GitHub signs webhook deliveries with (`POST
+    /// /v1/webhooks/github`); the secret itself may come from ORCH_GITHUB_WEBHOOK_SECRET
+    /// instead. Without either, the route answers 404. Needs --github-project.
+    #[arg(long, value_name = "FILE", env = "ORCH_GITHUB_WEBHOOK_SECRET_FILE")]
+    pub github_webhook_secret_file: Option<PathBuf>,
+    /// The project (its checkout on this machine) that tasks created from GitHub issues and
+    /// comments belong to.
+    #[arg(long, value_name = "DIR", env = "ORCH_GITHUB_PROJECT")]
+    pub github_project: Option<PathBuf>,
+    /// Comments mentioning @HANDLE on GitHub create tasks.
+    #[arg(
+        long,
+        value_name = "HANDLE",
+        env = "ORCH_GITHUB_HANDLE",
+        default_value = "orch"
+    )]
+    pub github_handle: String,
 }
 
 /// `512MiB`, `2GiB`, `64KiB`, `1000` (bytes); `K`, `M`, `G` mean the same powers of 1024.

@@ -56,8 +56,9 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.allow_non_loopback = args.insecure_listen;
     options.rate_limit_per_sec = args.rate_limit;
     options.rate_limit_burst = args.rate_burst;
-    options.cors_origins = args.cors_origin;
+    options.cors_origins = args.cors_origin.clone();
     options.max_bundle_bytes = args.max_bundle_size;
+    configure_github(&mut options, &args)?;
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
@@ -80,6 +81,58 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
         })?;
     store.close().await;
     eprintln!("orch serve: stopped");
+    Ok(())
+}
+
+/// The GitHub webhook's settings from the flags (the secret from a file, else from
+/// `ORCH_GITHUB_WEBHOOK_SECRET`, which `ServeOptions::new` read). A secret without a project
+/// would refuse every delivery that creates a task, so it stops start-up instead.
+fn configure_github(options: &mut ServeOptions, args: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(file) = &args.github_webhook_secret_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            UserError::new(format!(
+                "--github-webhook-secret-file {}: {e}",
+                file.display()
+            ))
+        })?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(UserError::new(format!(
+                "--github-webhook-secret-file {}: the file is empty; put the webhook's secret in it",
+                file.display()
+            ))
+            .into());
+        }
+        options.github_webhook_secret = Some(secret.to_owned());
+    }
+    let handle = args.github_handle.trim().trim_start_matches('@');
+    if handle.is_empty() || handle.contains(char::is_whitespace) {
+        return Err(UserError::new(format!(
+            "--github-handle `{}`: give a GitHub user or app name, e.g. orch",
+            args.github_handle
+        ))
+        .into());
+    }
+    options.github_handle = handle.to_owned();
+    if let Some(dir) = &args.github_project {
+        let dir = std::fs::canonicalize(dir)
+            .map_err(|e| UserError::new(format!("--github-project {}: {e}", dir.display())))?;
+        if !dir.is_dir() {
+            return Err(UserError::new(format!(
+                "--github-project {}: not a directory",
+                dir.display()
+            ))
+            .into());
+        }
+        options.github_project = Some(dir);
+    }
+    if options.github_webhook_secret.is_some() && options.github_project.is_none() {
+        return Err(UserError::new(
+            "a GitHub webhook secret is set (--github-webhook-secret-file or \
+             ORCH_GITHUB_WEBHOOK_SECRET) but no project for its tasks; add --github-project DIR",
+        )
+        .into());
+    }
     Ok(())
 }
 

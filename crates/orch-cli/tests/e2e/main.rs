@@ -20,3 +20,4 @@ mod fencing;
 mod regressions;
 mod remote;
 mod serve;
+mod webhooks;
