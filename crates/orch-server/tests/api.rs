@@ -911,3 +911,73 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
     assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn cancel_takes_an_optional_reason_retry_an_optional_delay_and_projects_are_listed() {
+    let daemon = Daemon::start().await;
+    let id = daemon.create_task("Steered").await;
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/tasks/{id}/cancel"),
+            Some(json!({ "reason": "not needed" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, task) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}"), None)
+        .await;
+    assert_eq!(task["task"]["status_reason"], "not needed", "{task:#}");
+    // No body at all is the same as an empty one.
+    let (status, body) = daemon
+        .call(Method::POST, &format!("/v1/tasks/{id}/retry"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "queued");
+    daemon
+        .call(Method::POST, &format!("/v1/tasks/{id}/cancel"), None)
+        .await;
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/tasks/{id}/retry"),
+            Some(json!({ "delay_ms": 60_000 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "retry_wait");
+    for (bad, field) in [
+        (json!({ "delay_ms": "soon" }), "delay_ms"),
+        (json!({ "delay_ms": 1u64 << 50 }), "delay_ms"),
+        (json!({ "wait": 5 }), "wait"),
+    ] {
+        let (status, body) = daemon
+            .call(Method::POST, &format!("/v1/tasks/{id}/retry"), Some(bad))
+            .await;
+        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(field),
+            "{body}"
+        );
+    }
+
+    let (status, projects) = daemon.call(Method::GET, "/v1/projects", None).await;
+    assert_eq!(status, StatusCode::OK, "{projects}");
+    let projects = projects.as_array().unwrap();
+    assert_eq!(projects.len(), 1);
+    let path = std::fs::canonicalize(daemon.project()).unwrap();
+    assert_eq!(projects[0]["path"], path.to_str().unwrap());
+    let name = projects[0]["name"].as_str().unwrap().to_owned();
+    for wanted in [name.as_str(), path.to_str().unwrap(), "1"] {
+        let (status, list) = daemon
+            .call(Method::GET, &format!("/v1/tasks?project={wanted}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        assert_eq!(list.as_array().unwrap().len(), 1, "{wanted}: {list}");
+    }
+    let (status, body) = daemon
+        .call(Method::GET, "/v1/tasks?project=nope", None)
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    daemon.stop().await;
+}

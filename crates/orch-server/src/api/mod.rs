@@ -69,6 +69,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/tasks/{id}/approve", post(tasks::approve))
         .route("/workflows", post(tasks::submit_workflow))
         .route("/status", get(tasks::status))
+        .route("/projects", get(tasks::projects))
         .route("/events", get(events::stream_events))
         .route("/runs/{task}/{attempt}/logs", get(logs::logs))
         .route("/webhooks/tasks", post(webhooks::tasks))

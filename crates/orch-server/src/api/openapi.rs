@@ -24,6 +24,7 @@ use super::{bundles, docs, error, events, health, logs, ops, tasks, views, webho
         tasks::approve,
         tasks::submit_workflow,
         tasks::status,
+        tasks::projects,
         events::stream_events,
         logs::logs,
         workers::claim,
@@ -47,6 +48,9 @@ use super::{bundles, docs, error, events, health, logs, ops, tasks, views, webho
         logs::LogSearch,
         workers::ClaimedRun,
         workers::ClaimedTask,
+        tasks::CancelRequest,
+        tasks::RetryRequest,
+        tasks::ProjectView,
         webhooks::WebhookOutcome,
     )),
     modifiers(&BearerAuth)
