@@ -27,6 +27,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "ORCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// A CA certificate (PEM) to trust for an https:// --server besides the usual roots, e.g.
+    /// the daemon's own self-signed certificate (also for `orch worker`)
+    #[arg(long, global = true, env = "ORCH_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Log more (repeat for more detail); logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -108,6 +113,13 @@ pub struct ServeArgs {
     /// Serve plaintext HTTP on a non-loopback address; use only behind TLS termination.
     #[arg(long)]
     pub insecure_listen: bool,
+    /// Serve HTTPS with this certificate chain (PEM; the server's certificate first). A
+    /// non-loopback --listen needs no --insecure-listen then. Needs --tls-key.
+    #[arg(long, value_name = "PEM", env = "ORCH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", env = "ORCH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// API requests per second each client may send on average (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub rate_limit: u32,
@@ -181,7 +193,8 @@ pub fn parse_checkout(text: &str) -> Result<(String, PathBuf), String> {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The daemon's address (`orch serve --listen`), e.g. http://127.0.0.1:7700.
+    /// The daemon's address (`orch serve --listen`), e.g. http://127.0.0.1:7700, or https://...
+    /// for a daemon serving TLS (see --ca-cert for a self-signed certificate).
     #[arg(long, value_name = "URL")]
     pub server: String,
     /// The worker token: the file `worker-token` in the daemon's home.

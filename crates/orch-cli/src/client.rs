@@ -26,6 +26,22 @@ pub struct Remote {
     pub server: Option<String>,
     /// `--token` / `ORCH_TOKEN`.
     pub token: Option<String>,
+    /// `--ca-cert` / `ORCH_CA_CERT`: a PEM file of certificates to trust for https.
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+impl Remote {
+    /// The `--ca-cert` file's content, if one is given.
+    pub fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.ca_cert
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|e| {
+                    UserError::new(format!("--ca-cert {}: {e}", path.display())).into()
+                })
+            })
+            .transpose()
+    }
 }
 
 /// The daemon's HTTP API with the admin token.
@@ -332,10 +348,17 @@ impl Api {
                 (token.trim().to_owned(), file.display().to_string())
             }
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("build the HTTP client")?;
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = remote.ca_pem()? {
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| UserError::new("--ca-cert: the file holds no PEM certificate"))?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder.build().context("build the HTTP client")?;
         Ok(Api {
             base,
             token,

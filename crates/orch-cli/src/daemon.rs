@@ -54,6 +54,13 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.exit_when_idle = args.exit_when_idle;
     options.listen = Some(args.listen);
     options.allow_non_loopback = args.insecure_listen;
+    options.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(orch_server::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
     options.rate_limit_per_sec = args.rate_limit;
     options.rate_limit_burst = args.rate_burst;
     options.cors_origins = args.cors_origin.clone();
@@ -74,6 +81,7 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
         .map_err(|e| match e {
             orch_server::ServeError::AlreadyRunning(_)
             | orch_server::ServeError::NonLoopback(_)
+            | orch_server::ServeError::Tls(_)
             | orch_server::ServeError::TokenExposed { .. } => {
                 anyhow::Error::from(UserError::new(e.to_string()))
             }
@@ -136,8 +144,13 @@ fn configure_github(options: &mut ServeOptions, args: &ServeArgs) -> anyhow::Res
     Ok(())
 }
 
-pub async fn worker_command(settings: &Settings, args: WorkerArgs) -> anyhow::Result<()> {
-    let http = orch_worker::HttpCoordinator::new(&args.server, &args.token)
+pub async fn worker_command(
+    settings: &Settings,
+    remote: &crate::client::Remote,
+    args: WorkerArgs,
+) -> anyhow::Result<()> {
+    let ca_pem = remote.ca_pem()?;
+    let http = orch_worker::HttpCoordinator::new(&args.server, &args.token, ca_pem.as_deref())
         .map_err(|e| UserError::new(format!("--server: {e}")))?
         .with_checkouts(args.projects.into_iter().collect());
     if args.name.trim().is_empty() {

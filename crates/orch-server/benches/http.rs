@@ -147,7 +147,7 @@ async fn round_trips(coordinator: Coordinator, workers: usize) -> f64 {
 async fn remote_latency(samples: usize) -> (f64, f64) {
     let d = daemon().await;
     let http =
-        HttpCoordinator::new(&format!("http://{}", d.addr), &d.worker_token).expect("client");
+        HttpCoordinator::new(&format!("http://{}", d.addr), &d.worker_token, None).expect("client");
     let worker_home = tempfile::tempdir().expect("tmp");
     let stop = CancellationToken::new();
     let pool = tokio::spawn(orch_worker::run_workers(
@@ -213,7 +213,7 @@ fn main() {
             submit(&d.store, d.project, n).await;
             let embedded = round_trips(Coordinator::Local(d.store.clone()), workers).await;
             submit(&d.store, d.project, n).await;
-            let client = HttpCoordinator::new(&format!("http://{}", d.addr), &d.worker_token)
+            let client = HttpCoordinator::new(&format!("http://{}", d.addr), &d.worker_token, None)
                 .expect("client");
             let http = round_trips(Coordinator::Http(client), workers).await;
             d.shutdown.cancel();

@@ -35,8 +35,12 @@ pub struct ServeOptions {
     /// Serve the HTTP API on this address (port 0: any free port; the bound address is written
     /// to `<home>/serve.addr`). `None`: no API (`orch demo`).
     pub listen: Option<SocketAddr>,
-    /// Allow `listen` on a non-loopback address (plaintext HTTP; only behind TLS termination).
+    /// Allow `listen` on a non-loopback address without `tls` (plaintext HTTP; only behind TLS
+    /// termination).
     pub allow_non_loopback: bool,
+    /// Serve HTTPS with this certificate and key; a non-loopback `listen` needs no
+    /// `allow_non_loopback` then.
+    pub tls: Option<TlsFiles>,
     /// The largest request body the API accepts, in bytes.
     pub body_limit: usize,
     /// The most bytes one remote run's bundle (streamed logs and the uploaded bundle) may take
@@ -57,6 +61,15 @@ pub struct ServeOptions {
     pub github_project: Option<PathBuf>,
 }
 
+/// The API's certificate chain and private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain (the server's certificate first).
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// The environment variable holding the GitHub webhook secret. [`ServeOptions::new`] is the one
 /// place that reads it (orch-server has no config module; the CLI's flags may override the field).
 pub const GITHUB_WEBHOOK_SECRET_ENV: &str = "ORCH_GITHUB_WEBHOOK_SECRET";
@@ -75,6 +88,7 @@ impl ServeOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             listen: None,
             allow_non_loopback: false,
+            tls: None,
             body_limit: 1024 * 1024,
             max_bundle_bytes: 512 * 1024 * 1024,
             rate_limit_per_sec: 50,
@@ -111,10 +125,13 @@ pub enum ServeError {
     /// `listen` is not a loopback address and `allow_non_loopback` is not set.
     #[error(
         "refusing to serve plaintext HTTP on the non-loopback address {0}: the admin token would \
-         cross the network unencrypted; listen on 127.0.0.1, or put a TLS terminator in front \
-         and pass --insecure-listen"
+         cross the network unencrypted; listen on 127.0.0.1, serve HTTPS with --tls-cert and \
+         --tls-key, or put a TLS terminator in front and pass --insecure-listen"
     )]
     NonLoopback(SocketAddr),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The token file exists but is readable by others.
     #[error(
         "{path} has mode {mode:o}, so other users can read the admin token; run \
@@ -169,7 +186,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     if let Some(addr) = options.listen {
-        if !addr.ip().is_loopback() && !options.allow_non_loopback {
+        if !addr.ip().is_loopback() && !options.allow_non_loopback && options.tls.is_none() {
             return Err(ServeError::NonLoopback(addr));
         }
     }

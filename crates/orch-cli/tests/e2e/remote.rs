@@ -253,3 +253,62 @@ fn a_daemon_killed_and_restarted_while_remote_steps_run_gets_each_result_once_wi
         .finish(SERVE_DEADLINE)
         .expect_code(0, "orch serve after SIGTERM");
 }
+
+#[test]
+fn a_remote_worker_and_the_cli_reach_a_daemon_serving_tls_with_a_self_signed_certificate() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "# project\n")]);
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert = home.write("cert.pem", &certified.cert.pem());
+    let key = home.write("key.pem", &certified.key_pair.serialize_pem());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+
+    let bad = home
+        .serve(&["--tls-cert", cert, "--tls-key", cert])
+        .finish(SERVE_DEADLINE);
+    bad.expect_code(2, "orch serve with a certificate for a key");
+    assert!(bad.stderr.contains("TLS"), "{}", bad.stderr);
+
+    let yaml = "name: tls\ntasks:\n  - id: hello\n    title: Over TLS\n    steps:\n      - name: hello\n        exec:\n          - argv: [echo, over-tls]\n";
+    let ids = home.submit("tls", yaml, repo.path());
+    let serve = home.serve(&["--workers", "0", "--tls-cert", cert, "--tls-key", key]);
+    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
+        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
+    });
+    let server = format!("https://{addr}");
+    let token = read_trimmed(&home.path().join("worker-token"));
+
+    // Without the certificate the client refuses the daemon, and says it could not connect.
+    let untrusted = home.run(&["status", "--server", &server, "--json"]);
+    assert_ne!(untrusted.code, Some(0), "{}", untrusted.stdout);
+    let trusted = home.json(&["status", "--server", &server, "--ca-cert", cert, "--json"]);
+    assert_eq!(trusted["total"], 1, "{trusted}");
+
+    let worker_home = Home::new();
+    let worker = worker_home.spawn_with_env(
+        &[
+            "worker", "--server", &server, "--name", "tls", "--lease", "5s", "--grace", "1s",
+        ],
+        &[
+            ("ORCH_WORKER_TOKEN", token.as_str()),
+            ("ORCH_CA_CERT", cert),
+        ],
+    );
+    let id = ids["hello"];
+    poll_until("the task to be done over TLS", SERVE_DEADLINE, || {
+        (home.task_status(id) == "done").then_some(())
+    });
+    let stdout = home.run_dir(id, 1).join("steps/hello/cmd-1.stdout.log");
+    assert_eq!(read_text(&stdout), "over-tls\n");
+
+    worker.signal(Signal::SIGTERM);
+    worker
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch worker after SIGTERM");
+    serve.signal(Signal::SIGTERM);
+    serve
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch serve after SIGTERM");
+}

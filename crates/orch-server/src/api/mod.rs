@@ -15,6 +15,7 @@ pub mod logs;
 pub mod openapi;
 pub mod ops;
 pub mod tasks;
+pub mod tls;
 pub mod views;
 pub mod webhooks;
 pub mod workers;
@@ -116,6 +117,11 @@ pub(crate) async fn start(
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, ServeError> {
     let cors = ops::cors(&options.cors_origins)?;
+    // Read before binding, so a bad certificate stops start-up with nothing half started.
+    let acceptor = match &options.tls {
+        Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
     let token = auth::load_or_create_token(&options.home)?;
     let worker_token = auth::load_or_create_worker_token(&options.home)?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -135,7 +141,8 @@ pub(crate) async fn start(
         context: format!("write {}", addr_file.display()),
         source,
     })?;
-    tracing::info!(%bound, "HTTP API listening on http://{bound}");
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    tracing::info!(%bound, "HTTP API listening on {scheme}://{bound}");
     let (feed, feed_poller) =
         events::EventFeed::start(store.clone(), metrics.clone(), stop.clone()).await?;
     let state = ApiState {
@@ -162,17 +169,31 @@ pub(crate) async fn start(
     Ok(tokio::spawn(async move {
         // With the peer's address, for rate limiting clients that send no token.
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        // Small request/response pairs (heartbeats, claims) must not wait on Nagle's algorithm
-        // and delayed ACKs: without TCP_NODELAY a claim→complete round trip took ~17 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::warn!(%error, "could not set TCP_NODELAY on a connection");
+        let served = match acceptor {
+            Some(acceptor) => {
+                let listener = tls::TlsListener::start(listener, acceptor, stop.clone());
+                // `tap_io` (doing nothing here: TCP_NODELAY is set before the handshake) is what
+                // gives a custom listener's connections their peer address.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
             }
-        });
-        if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
+            None => {
+                // Small request/response pairs (heartbeats, claims) must not wait on Nagle's
+                // algorithm and delayed ACKs: without TCP_NODELAY a claim→complete round trip
+                // took ~17 ms.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::warn!(%error, "could not set TCP_NODELAY on a connection");
+                    }
+                });
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!("the HTTP API failed: {e}");
         }
         if let Err(e) = feed_poller.await {

@@ -44,19 +44,37 @@ pub struct HttpCoordinator {
 }
 
 impl HttpCoordinator {
-    /// A coordinator for the daemon at `base` (`http://127.0.0.1:7700`), sending `token` (the
-    /// worker token from `<home>/worker-token` on the daemon's machine).
-    pub fn new(base: &str, token: &str) -> Result<HttpCoordinator, CoordinatorError> {
+    /// A coordinator for the daemon at `base` (`http://127.0.0.1:7700` or `https://...`),
+    /// sending `token` (the worker token from `<home>/worker-token` on the daemon's machine).
+    /// `ca_pem` adds a trusted certificate (PEM) for a daemon whose certificate is self-signed or
+    /// from a private CA.
+    pub fn new(
+        base: &str,
+        token: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<HttpCoordinator, CoordinatorError> {
         let url = reqwest::Url::parse(base)
             .map_err(|e| CoordinatorError::Refused(format!("the server URL `{base}`: {e}")))?;
-        if url.scheme() != "http" {
+        if !matches!(url.scheme(), "http" | "https") {
             return Err(CoordinatorError::Refused(format!(
-                "the server URL `{base}` must start with http:// (TLS is not supported yet; \
-                 reach a remote daemon through a tunnel)"
+                "the server URL `{base}` must start with http:// or https://"
             )));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(REQUEST_TIMEOUT)
+        let mut builder = reqwest::Client::builder().connect_timeout(REQUEST_TIMEOUT);
+        if let Some(pem) = ca_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                CoordinatorError::Refused(format!("the CA certificate is not PEM: {e}"))
+            })?;
+            if certificates.is_empty() {
+                return Err(CoordinatorError::Refused(
+                    "the CA certificate file holds no certificate".to_owned(),
+                ));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| CoordinatorError::Refused(format!("build the HTTP client: {e}")))?;
         Ok(HttpCoordinator {
