@@ -205,6 +205,7 @@ pub async fn serve(
     // The API stops with `shutdown`, or when the workers stop by themselves (`exit_when_idle`).
     let api_stop = shutdown.child_token();
     let metrics = std::sync::Arc::new(api::ops::Metrics::new());
+    let work_ready = std::sync::Arc::new(tokio::sync::Notify::new());
     let api = match options.listen {
         Some(addr) => Some(
             api::start(
@@ -212,6 +213,7 @@ pub async fn serve(
                 &options,
                 addr,
                 metrics.clone(),
+                work_ready.clone(),
                 api_stop.clone(),
             )
             .await?,
@@ -227,6 +229,7 @@ pub async fn serve(
         store.clone(),
         options.clone(),
         metrics,
+        work_ready,
         shutdown.clone(),
         workers_stop.clone(),
     ));
@@ -262,6 +265,7 @@ async fn scheduler_loop(
     store: Store,
     options: ServeOptions,
     metrics: std::sync::Arc<api::ops::Metrics>,
+    work_ready: std::sync::Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
     workers_stop: CancellationToken,
 ) {
@@ -294,6 +298,9 @@ async fn scheduler_loop(
         }
         match store.tick(Op::now("scheduler")).await {
             Ok(report) => {
+                if !report.requeued.is_empty() || !report.recovered.is_empty() {
+                    work_ready.notify_waiters();
+                }
                 metrics.leases_expired(report.recovered.len());
                 for r in &report.recovered {
                     tracing::warn!(task = %r.task, run = %r.run, status = %r.status, "lease expired; run lost");

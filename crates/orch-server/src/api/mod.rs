@@ -56,6 +56,9 @@ pub struct ApiState {
     pub max_bundle_bytes: u64,
     /// Serializes writes to run bundles from remote workers (see `bundles.rs`).
     pub bundle_lock: Arc<std::sync::Mutex<()>>,
+    /// Signalled when work may have become ready (a submit, retry, approval, completion,
+    /// requeue, or the scheduler queueing tasks), to wake waiting claims at once.
+    pub work_ready: Arc<tokio::sync::Notify>,
 }
 
 /// The whole API. `body_limit` caps every request body, in bytes.
@@ -114,6 +117,7 @@ pub(crate) async fn start(
     options: &ServeOptions,
     addr: SocketAddr,
     metrics: Arc<ops::Metrics>,
+    work_ready: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, ServeError> {
     let cors = ops::cors(&options.cors_origins)?;
@@ -161,6 +165,7 @@ pub(crate) async fn start(
         }),
         max_bundle_bytes: options.max_bundle_bytes,
         bundle_lock: Arc::default(),
+        work_ready,
     };
     let mut app = router(state, options.body_limit);
     if let Some(cors) = cors {

@@ -232,6 +232,7 @@ pub async fn create(
     let project = project_dir(&request.project)?;
     let task = new_task(request)?;
     let tasks = submit(&state.store, &project, None, vec![task]).await?.1;
+    state.work_ready.notify_waiters();
     let task = tasks
         .first()
         .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
@@ -341,6 +342,7 @@ pub async fn retry(
     }
     let delay = delay.filter(|d| !d.is_zero());
     let status = state.store.retry(id, delay, Op::now(ACTOR)).await?;
+    state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
 
@@ -384,6 +386,7 @@ pub async fn unblock(
     TaskIdPath(id): TaskIdPath,
 ) -> Result<Json<StatusChange>, ApiError> {
     let status = state.store.unblock(id, Op::now(ACTOR)).await?;
+    state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
 
@@ -396,6 +399,7 @@ pub async fn approve(
     TaskIdPath(id): TaskIdPath,
 ) -> Result<Json<StatusChange>, ApiError> {
     let status = state.store.approve(id, Op::now(ACTOR)).await?;
+    state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
 
@@ -416,6 +420,7 @@ pub async fn submit_workflow(
         })?;
     let source = Some((workflow.name, request.yaml));
     let (project, tasks) = submit(&state.store, &project, source, workflow.tasks).await?;
+    state.work_ready.notify_waiters();
     Ok((
         StatusCode::CREATED,
         Json(WorkflowView {

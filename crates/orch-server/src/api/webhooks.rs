@@ -350,6 +350,9 @@ async fn submit_once(
         .first()
         .copied()
         .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
+    if created {
+        state.work_ready.notify_waiters();
+    }
     Ok((id, created))
 }
 

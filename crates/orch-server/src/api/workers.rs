@@ -25,10 +25,11 @@ use crate::EMBEDDED_PREFIX;
 /// The longest a claim waits for work, whatever the worker asks.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// How often a waiting claim looks at the queue again. Claims made by other processes on the
-/// same home (and tasks made ready by the scheduler) are not announced in-process, so polling
-/// the store is what sees all of them.
-const POLL: Duration = Duration::from_millis(20);
+/// How often a waiting claim looks at the queue again when nothing wakes it. Work made ready
+/// through this daemon's API and scheduler wakes waiting claims at once (`ApiState::work_ready`);
+/// tasks submitted by other processes on the same home and dependents released by embedded
+/// workers' completions are only seen by looking, so the claim still looks this often.
+const POLL: Duration = Duration::from_millis(50);
 
 /// Leases shorter than this would expire between two heartbeats over a network.
 const MIN_LEASE: Duration = Duration::from_secs(1);
@@ -239,6 +240,11 @@ pub async fn claim(
     let lease = lease(request.lease_ms)?;
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
     loop {
+        // Registered before looking, so work made ready between the look and the wait still
+        // wakes this claim.
+        let woken = state.work_ready.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         if let Some(claim) = state
             .store
             .claim_next(worker, lease, Op::now(worker))
@@ -251,7 +257,10 @@ pub async fn claim(
         if now >= deadline {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        tokio::time::sleep(POLL.min(deadline - now)).await;
+        tokio::select! {
+            () = &mut woken => {}
+            () = tokio::time::sleep(POLL.min(deadline - now)) => {}
+        }
     }
 }
 
@@ -370,9 +379,13 @@ pub async fn complete(
         )
         .await
     {
-        Ok(status) => Ok(Json(RunStatusResponse {
-            status: status.to_string(),
-        })),
+        Ok(status) => {
+            // Dependents of the task may be ready now.
+            state.work_ready.notify_waiters();
+            Ok(Json(RunStatusResponse {
+                status: status.to_string(),
+            }))
+        }
         // Two copies of one completion racing: the second lost to the first, which is fine.
         Err(error @ StoreError::StaleLease { .. }) => {
             match already_completed(&state, run, token, outcome).await? {
@@ -432,6 +445,7 @@ pub async fn requeue(
         )
         .await
         .map_err(lease_error)?;
+    state.work_ready.notify_waiters();
     Ok(Json(RunStatusResponse {
         status: status.to_string(),
     }))
