@@ -312,3 +312,69 @@ fn a_remote_worker_and_the_cli_reach_a_daemon_serving_tls_with_a_self_signed_cer
         .finish(SERVE_DEADLINE)
         .expect_code(0, "orch serve after SIGTERM");
 }
+
+#[test]
+fn a_remote_worker_runs_tasks_in_the_checkout_its_project_flag_names_not_the_daemons_path() {
+    let home = Home::new();
+    let daemons = Repo::new(&[("README.md", "# the daemon's checkout\n")]);
+    let workers = Repo::new(&[
+        ("README.md", "# the worker's checkout\n"),
+        ("only-here.txt", "from the worker's checkout\n"),
+    ]);
+    let yaml = "name: mapped\ntasks:\n  - id: read\n    title: Read a file only the worker's checkout has\n    steps:\n      - name: read\n        exec:\n          - argv: [cat, only-here.txt]\n";
+    let ids = home.submit("mapped", yaml, daemons.path());
+    let name = home.query_text("SELECT name FROM projects");
+    let serve = home.serve(&["--workers", "0"]);
+    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
+        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
+    });
+    let token = read_trimmed(&home.path().join("worker-token"));
+    let mapping = format!("{name}={}", workers.path().display());
+    let worker_home = Home::new();
+    let worker = worker_home.spawn_with_env(
+        &[
+            "worker",
+            "--server",
+            &format!("http://{addr}"),
+            "--name",
+            "mapped",
+            "--project",
+            &mapping,
+            "--lease",
+            "5s",
+            "--grace",
+            "1s",
+        ],
+        &[("ORCH_WORKER_TOKEN", token.as_str())],
+    );
+    let id = ids["read"];
+    poll_until("the task to finish", SERVE_DEADLINE, || {
+        let status = home.task_status(id);
+        (status == "done" || status == "failed" || status == "retry_wait").then_some(status)
+    });
+    assert_eq!(home.task_status(id), "done", "{:#}", home.task(id));
+    let stdout = home.run_dir(id, 1).join("steps/read/cmd-1.stdout.log");
+    assert_eq!(read_text(&stdout), "from the worker's checkout\n");
+    let bad = worker_home.run(&[
+        "worker",
+        "--server",
+        "http://127.0.0.1:9",
+        "--token",
+        "t",
+        "--name",
+        "x",
+        "--project",
+        "no-equals-sign",
+    ]);
+    bad.expect_code(2, "a --project without NAME=PATH");
+    assert!(bad.stderr.contains("NAME=PATH"), "{}", bad.stderr);
+
+    worker.signal(Signal::SIGTERM);
+    worker
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch worker after SIGTERM");
+    serve.signal(Signal::SIGTERM);
+    serve
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch serve after SIGTERM");
+}
