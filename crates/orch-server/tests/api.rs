@@ -885,6 +885,19 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
         std::fs::read_to_string(dir.join("logs.txt")).unwrap(),
         "hello\nworld\nrun succeeded\n"
     );
+    // A piece arriving after the upload (a stalled request) is not applied.
+    let (status, body) = daemon
+        .worker_call(
+            &files,
+            json!({ "token": token, "files": [piece("logs.txt", 26, b"late\n")] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["files"]["logs.txt"], 26, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("logs.txt")).unwrap(),
+        "hello\nworld\nrun succeeded\n"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -903,7 +916,7 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
     let (status, body) = daemon
         .worker_call(
             &files,
-            json!({ "token": token, "files": [piece("logs.txt", 27, b"late\n")] }),
+            json!({ "token": token, "files": [piece("logs.txt", 26, b"late\n")] }),
         )
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");

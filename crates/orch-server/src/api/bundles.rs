@@ -7,16 +7,22 @@
 //! names each file's length, so a repeated append adds nothing; an upload replaces files whole.
 //! Both are bounded by `ServeOptions::max_bundle_bytes` per run (413 `bundle_too_large`).
 //!
+//! A piece that arrives after its run's bundle was uploaded (a request that stalled past the
+//! worker's timeout and was sent again) is not applied, so it cannot add to the final files:
+//! the daemon remembers the runs it received bundles for in the last [`LATE_PIECES_FOR`]
+//! (in memory: after a restart no request from before it can still be in flight).
+//!
 //! Crashes: files are replaced by rename and appends are checked against the file's length, so
 //! a daemon killed at any point leaves whole files or a prefix of the stream, which the
 //! worker's next request completes. An upload is staged beside the run directory
 //! (`.upload-<run>-<n>`) and moved in file by file after its checks; leftovers of a killed
 //! daemon are removed by the next upload of the same run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
@@ -34,6 +40,38 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
 use super::ApiState;
+
+/// How long after an upload late pieces of its run are recognised: longer than any request of
+/// a worker may take.
+const LATE_PIECES_FOR: Duration = Duration::from_secs(120);
+
+/// Runs whose bundles were uploaded recently, oldest first; guarded by `ApiState::bundle_lock`.
+#[derive(Debug, Default)]
+pub struct Uploaded {
+    runs: VecDeque<(RunId, Instant)>,
+}
+
+impl Uploaded {
+    fn forget_old(&mut self) {
+        while self
+            .runs
+            .front()
+            .is_some_and(|(_, at)| at.elapsed() > LATE_PIECES_FOR)
+        {
+            self.runs.pop_front();
+        }
+    }
+
+    fn contains(&mut self, run: RunId) -> bool {
+        self.forget_old();
+        self.runs.iter().any(|(r, _)| *r == run)
+    }
+
+    fn insert(&mut self, run: RunId) {
+        self.forget_old();
+        self.runs.push_back((run, Instant::now()));
+    }
+}
 
 /// Pieces of a run's bundle files.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -138,19 +176,25 @@ pub async fn files(
             .map_err(|e| invalid(format!("data is not base64: {e}")))?;
         pieces.push((piece.path, path, piece.offset, piece.replace, data));
     }
-    let (_, dir) = fenced_dir(&state, RunId(run), FencingToken(request.token), "files").await?;
+    let (stored, dir) =
+        fenced_dir(&state, RunId(run), FencingToken(request.token), "files").await?;
     let limit = state.max_bundle_bytes;
     let lock = state.bundle_lock.clone();
     let lengths = tokio::task::spawn_blocking(move || {
         // Serializes writers of bundle files, so two copies of one append (a retry racing
         // the original) cannot both see the old length. A `std` mutex: it is held only in this
         // blocking task, never across an await.
-        let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut uploaded = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let late = uploaded.contains(stored.id);
         let mut used = dir_size(&dir);
         let mut lengths = BTreeMap::new();
         for (name, relative, offset, replace, data) in pieces {
             let target = dir.join(&relative);
             let current = fs::metadata(&target).map_or(0, |m| m.len());
+            if late {
+                lengths.insert(name, current);
+                continue;
+            }
             let added = if replace {
                 (data.len() as u64).saturating_sub(current)
             } else {
@@ -291,6 +335,7 @@ pub async fn upload(
         limit,
         &expected,
         &dir,
+        stored.id,
         state.bundle_lock.clone(),
     )
     .await;
@@ -316,7 +361,8 @@ async fn receive(
     limit: u64,
     expected: &str,
     dir: &Path,
-    lock: std::sync::Arc<std::sync::Mutex<()>>,
+    run: RunId,
+    lock: std::sync::Arc<std::sync::Mutex<Uploaded>>,
 ) -> Result<BundleStored, ApiError> {
     let tar_path = staging.with_extension("tar");
     let mut file = fs::OpenOptions::new()
@@ -352,7 +398,7 @@ async fn receive(
     tokio::task::spawn_blocking(move || {
         let files = unpack(file, &staging)?;
         check_manifest(&staging)?;
-        let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut uploaded = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut bytes = 0;
         for relative in &files {
             let (from, to) = (staging.join(relative), dir.join(relative));
@@ -365,6 +411,7 @@ async fn receive(
                 });
             moved.map_err(|e| ApiError::internal(&format!("store {}: {e}", to.display())))?;
         }
+        uploaded.insert(run);
         Ok(BundleStored {
             files: files.len() as u64,
             bytes,

@@ -54,8 +54,9 @@ pub struct ApiState {
     pub github: Arc<webhooks::GithubSettings>,
     /// The most bytes a remote run's bundle may take on the daemon.
     pub max_bundle_bytes: u64,
-    /// Serializes writes to run bundles from remote workers (see `bundles.rs`).
-    pub bundle_lock: Arc<std::sync::Mutex<()>>,
+    /// Serializes writes to run bundles from remote workers and holds the runs whose bundles
+    /// were uploaded lately (see `bundles.rs`).
+    pub bundle_lock: Arc<std::sync::Mutex<bundles::Uploaded>>,
     /// Signalled when work may have become ready (a submit, retry, approval, completion,
     /// requeue, or the scheduler queueing tasks), to wake waiting claims at once.
     pub work_ready: Arc<tokio::sync::Notify>,
