@@ -177,7 +177,31 @@ fn a_daemon_killed_and_restarted_while_remote_steps_run_gets_each_result_once_wi
     );
     let killed = serve.kill();
     assert_eq!(killed.code, None, "killed by the signal\n{}", killed.stderr);
-    // Restart on the same port and home while the remote steps are still sleeping.
+    // The remote steps go on without the daemon and finish: their results are written in the
+    // workers' own homes, and the workers keep trying to deliver bundle and outcome.
+    poll_until(
+        "the remote runs to finish without the daemon",
+        SERVE_DEADLINE,
+        || {
+            running
+                .iter()
+                .all(|(task, attempt, owner)| {
+                    let worker_home = if owner.starts_with("alpha") {
+                        &alpha_home
+                    } else {
+                        &beta_home
+                    };
+                    std::fs::read_to_string(
+                        worker_home
+                            .run_dir(*task, *attempt as u32)
+                            .join("result.json"),
+                    )
+                    .is_ok_and(|text| text.contains("succeeded"))
+                })
+                .then_some(())
+        },
+    );
+    // Restart on the same port and home; the results arrive now.
     let mut args = vec!["serve", "--listen", addr.as_str()];
     args.extend_from_slice(&serve_args);
     let serve = home.spawn(&args);
@@ -192,7 +216,7 @@ fn a_daemon_killed_and_restarted_while_remote_steps_run_gets_each_result_once_wi
         let task = home.task(*id);
         assert_eq!(task_events(&task, "complete").len(), 1, "{key}: {task:#}");
     }
-    // The runs that were in flight across the restart finished on their remote workers.
+    // The runs that were in flight while the daemon was away finished on their remote workers.
     for (task, attempt, owner) in &running {
         let state = home.query_text(&format!(
             "SELECT state FROM runs WHERE task_id = {task} AND attempt = {attempt}"
