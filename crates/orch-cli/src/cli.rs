@@ -27,6 +27,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "ORCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// A CA certificate (PEM) to trust for an https:// --server besides the usual roots, e.g.
+    /// the daemon's own self-signed certificate (also for `orch worker`)
+    #[arg(long, global = true, env = "ORCH_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Log more (repeat for more detail); logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -47,9 +52,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run remote workers: claim and run tasks of the daemon at --server over its HTTP API.
     ///
-    /// The worker needs each project checked out at the same absolute path as on the daemon's
-    /// machine; its run bundles and worktrees go to its own --home. SIGTERM or Ctrl-C stops
-    /// claiming, lets running steps finish for up to --grace, then gives unfinished runs back.
+    /// The worker uses its own checkout of each project: the one given with --project NAME=PATH,
+    /// else the same absolute path as on the daemon's machine; it never reads the daemon's
+    /// files. Worktrees go to its own --home; each run's bundle is written there and mirrored
+    /// to the daemon (logs and events while the run goes on, the whole bundle before the
+    /// result). SIGTERM or Ctrl-C stops claiming, lets running steps finish for up to --grace,
+    /// then gives unfinished runs back.
     Worker(WorkerArgs),
     /// Show what orch does, end to end, in a throwaway repository: a workflow of agent (`sim`)
     /// and command steps with dependencies, run by embedded workers, with live progress and a
@@ -124,6 +132,13 @@ pub struct ServeArgs {
     /// Serve plaintext HTTP on a non-loopback address; use only behind TLS termination.
     #[arg(long)]
     pub insecure_listen: bool,
+    /// Serve HTTPS with this certificate chain (PEM; the server's certificate first). A
+    /// non-loopback --listen needs no --insecure-listen then. Needs --tls-key.
+    #[arg(long, value_name = "PEM", env = "ORCH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", env = "ORCH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// API requests per second each client may send on average (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub rate_limit: u32,
@@ -133,11 +148,72 @@ pub struct ServeArgs {
     /// An origin browsers may call the API from (repeatable; `*` for any). Default: none.
     #[arg(long, value_name = "ORIGIN")]
     pub cors_origin: Vec<String>,
+    /// The most a remote worker's run bundle (its streamed logs and uploaded files) may take in
+    /// the home, e.g. 512MiB, 2GiB or a number of bytes; beyond it the upload is refused.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
+    pub max_bundle_size: u64,
+    /// A file holding the secret GitHub signs webhook deliveries with (`POST
+    /// /v1/webhooks/github`); the secret itself may come from ORCH_GITHUB_WEBHOOK_SECRET
+    /// instead. Without either, the route answers 404. Needs --github-project.
+    #[arg(long, value_name = "FILE", env = "ORCH_GITHUB_WEBHOOK_SECRET_FILE")]
+    pub github_webhook_secret_file: Option<PathBuf>,
+    /// The project (its checkout on this machine) that tasks created from GitHub issues and
+    /// comments belong to.
+    #[arg(long, value_name = "DIR", env = "ORCH_GITHUB_PROJECT")]
+    pub github_project: Option<PathBuf>,
+    /// Comments mentioning @HANDLE on GitHub create tasks.
+    #[arg(
+        long,
+        value_name = "HANDLE",
+        env = "ORCH_GITHUB_HANDLE",
+        default_value = "orch"
+    )]
+    pub github_handle: String,
+}
+
+/// `512MiB`, `2GiB`, `64KiB`, `1000` (bytes); `K`, `M`, `G` mean the same powers of 1024.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write e.g. 512MiB, 2GiB or 1048576"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1024,
+        "m" | "mib" | "mb" => 1024 * 1024,
+        "g" | "gib" | "gb" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}`; use KiB, MiB or GiB"
+            ))
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// `NAME=PATH` for `orch worker --project`.
+pub fn parse_checkout(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, path)) if !name.trim().is_empty() && !path.trim().is_empty() => {
+            Ok((name.trim().to_owned(), PathBuf::from(path.trim())))
+        }
+        _ => Err(format!(
+            "`{text}` is not NAME=PATH (the project's name on the daemon, `=`, the directory \
+             of its checkout on this machine)"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The daemon's address (`orch serve --listen`), e.g. http://127.0.0.1:7700.
+    /// The daemon's address (`orch serve --listen`), e.g. http://127.0.0.1:7700, or https://...
+    /// for a daemon serving TLS (see --ca-cert for a self-signed certificate).
     #[arg(long, value_name = "URL")]
     pub server: String,
     /// The worker token: the file `worker-token` in the daemon's home.
@@ -155,6 +231,11 @@ pub struct WorkerArgs {
     /// How long running steps may take to finish after SIGTERM before they are requeued.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace: std::time::Duration,
+    /// Where a project is checked out on this machine: NAME=PATH, NAME being the project's
+    /// name on the daemon (repeatable). Projects not named here are used at the same absolute
+    /// path as on the daemon's machine.
+    #[arg(long = "project", value_name = "NAME=PATH", value_parser = parse_checkout)]
+    pub projects: Vec<(String, PathBuf)>,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,22 @@ pub struct Remote {
     pub server: Option<String>,
     /// `--token` / `ORCH_TOKEN`.
     pub token: Option<String>,
+    /// `--ca-cert` / `ORCH_CA_CERT`: a PEM file of certificates to trust for https.
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+impl Remote {
+    /// The `--ca-cert` file's content, if one is given.
+    pub fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.ca_cert
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|e| {
+                    UserError::new(format!("--ca-cert {}: {e}", path.display())).into()
+                })
+            })
+            .transpose()
+    }
 }
 
 /// The daemon's HTTP API with the admin token.
@@ -164,8 +180,34 @@ impl Backend {
         }
     }
 
-    /// Tasks, oldest first. `project` is a project's id (the API cannot filter by it yet, so the
-    /// caller resolves it only on the store path).
+    /// The registered projects, oldest first (`GET /v1/projects` through the API).
+    pub async fn projects(&self) -> anyhow::Result<Vec<orch_store::Project>> {
+        match self {
+            Backend::Store(store) => Ok(store.projects().await?),
+            Backend::Api(api) => {
+                #[derive(serde::Deserialize)]
+                struct Wire {
+                    id: i64,
+                    name: String,
+                    path: String,
+                }
+                let list: Vec<Wire> = serde_json::from_value(api.get("/v1/projects", &[]).await?)
+                    .context("the daemon's project list")?;
+                Ok(list
+                    .into_iter()
+                    .map(|p| orch_store::Project {
+                        id: orch_core::ProjectId(p.id),
+                        name: p.name,
+                        path: p.path,
+                        // Not used by the callers; the API's RFC 3339 text is not parsed back.
+                        created_at: orch_core::Timestamp(0),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Tasks, oldest first, filtered by status, project (its id) and count.
     pub async fn list_tasks(&self, filter: &TaskFilter) -> anyhow::Result<Vec<Value>> {
         match self {
             Backend::Store(store) => {
@@ -180,6 +222,9 @@ impl Backend {
                 if let Some(limit) = filter.limit {
                     query.push(("limit", limit.to_string()));
                 }
+                if let Some(project) = filter.project {
+                    query.push(("project", project.0.to_string()));
+                }
                 let list = api.get("/v1/tasks", &query).await?;
                 match list {
                     Value::Array(tasks) => Ok(tasks),
@@ -188,14 +233,6 @@ impl Backend {
                     }
                 }
             }
-        }
-    }
-
-    /// The store, for what only it can do (e.g. resolve `--project`).
-    pub fn store(&self) -> Option<&Store> {
-        match self {
-            Backend::Store(store) => Some(store),
-            Backend::Api(_) => None,
         }
     }
 
@@ -253,14 +290,16 @@ impl Backend {
                 Ok(json!({ "id": id, "status": status.as_str() }))
             }
             Backend::Api(api) => {
-                let verb = match action {
-                    Action::Cancel { .. } => "cancel",
-                    Action::Retry { .. } => "retry",
-                    Action::Unblock => "unblock",
-                    Action::Approve => "approve",
+                let (verb, body) = match action {
+                    Action::Cancel { reason } => ("cancel", json!({ "reason": reason })),
+                    Action::Retry { delay } => (
+                        "retry",
+                        json!({ "delay_ms": delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)) }),
+                    ),
+                    Action::Unblock => ("unblock", json!({})),
+                    Action::Approve => ("approve", json!({})),
                 };
-                api.post(&format!("/v1/tasks/{id}/{verb}"), &json!({}))
-                    .await
+                api.post(&format!("/v1/tasks/{id}/{verb}"), &body).await
             }
         }
     }
@@ -361,10 +400,17 @@ impl Api {
                 (token.trim().to_owned(), file.display().to_string())
             }
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("build the HTTP client")?;
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = remote.ca_pem()? {
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| UserError::new("--ca-cert: the file holds no PEM certificate"))?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder.build().context("build the HTTP client")?;
         Ok(Api {
             base,
             token,

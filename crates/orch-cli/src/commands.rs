@@ -140,15 +140,13 @@ pub async fn task(
         TaskCommand::Get(args) => task_get(settings, remote, args).await,
         TaskCommand::Route(args) => crate::route::task_route(settings, args).await,
         TaskCommand::Cancel(args) => {
-            let lacking = args.reason.is_some().then_some("--reason");
-            let backend = Backend::open(settings, remote, lacking).await?;
+            let backend = Backend::open(settings, remote, None).await?;
             let reason = args.reason.as_deref();
             let changed = backend.act(args.id, Action::Cancel { reason }).await?;
             report_status(&changed, "cancelled", args.json)
         }
         TaskCommand::Retry(args) => {
-            let lacking = args.delay.is_some().then_some("--delay");
-            let backend = Backend::open(settings, remote, lacking).await?;
+            let backend = Backend::open(settings, remote, None).await?;
             let changed = backend
                 .act(args.id, Action::Retry { delay: args.delay })
                 .await?;
@@ -321,13 +319,11 @@ async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> 
                 .map_err(|e| UserError::new(format!("--status: {e}")))
         })
         .transpose()?;
-    // The API cannot filter by project yet: `--project` reads the store.
-    let backend =
-        Backend::open(settings, remote, args.project.as_ref().map(|_| "--project")).await?;
-    let project = match (&args.project, backend.store()) {
-        (None, _) | (_, None) => None,
-        (Some(wanted), Some(store)) => {
-            let projects = store.projects().await?;
+    let backend = Backend::open(settings, remote, None).await?;
+    let project = match &args.project {
+        None => None,
+        Some(wanted) => {
+            let projects = backend.projects().await?;
             let resolved = config::absolute(Path::new(wanted))
                 .ok()
                 .and_then(|p| p.canonicalize().ok());

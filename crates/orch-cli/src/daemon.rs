@@ -54,9 +54,18 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.exit_when_idle = args.exit_when_idle;
     options.listen = Some(args.listen);
     options.allow_non_loopback = args.insecure_listen;
+    options.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(orch_server::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
     options.rate_limit_per_sec = args.rate_limit;
     options.rate_limit_burst = args.rate_burst;
-    options.cors_origins = args.cors_origin;
+    options.cors_origins = args.cors_origin.clone();
+    options.max_bundle_bytes = args.max_bundle_size;
+    configure_github(&mut options, &args)?;
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
@@ -72,6 +81,7 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
         .map_err(|e| match e {
             orch_server::ServeError::AlreadyRunning(_)
             | orch_server::ServeError::NonLoopback(_)
+            | orch_server::ServeError::Tls(_)
             | orch_server::ServeError::TokenExposed { .. } => {
                 anyhow::Error::from(UserError::new(e.to_string()))
             }
@@ -82,9 +92,67 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     Ok(())
 }
 
-pub async fn worker_command(settings: &Settings, args: WorkerArgs) -> anyhow::Result<()> {
-    let http = orch_worker::HttpCoordinator::new(&args.server, &args.token)
-        .map_err(|e| UserError::new(format!("--server: {e}")))?;
+/// The GitHub webhook's settings from the flags (the secret from a file, else from
+/// `ORCH_GITHUB_WEBHOOK_SECRET`, which `ServeOptions::new` read). A secret without a project
+/// would refuse every delivery that creates a task, so it stops start-up instead.
+fn configure_github(options: &mut ServeOptions, args: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(file) = &args.github_webhook_secret_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            UserError::new(format!(
+                "--github-webhook-secret-file {}: {e}",
+                file.display()
+            ))
+        })?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(UserError::new(format!(
+                "--github-webhook-secret-file {}: the file is empty; put the webhook's secret in it",
+                file.display()
+            ))
+            .into());
+        }
+        options.github_webhook_secret = Some(secret.to_owned());
+    }
+    let handle = args.github_handle.trim().trim_start_matches('@');
+    if handle.is_empty() || handle.contains(char::is_whitespace) {
+        return Err(UserError::new(format!(
+            "--github-handle `{}`: give a GitHub user or app name, e.g. orch",
+            args.github_handle
+        ))
+        .into());
+    }
+    options.github_handle = handle.to_owned();
+    if let Some(dir) = &args.github_project {
+        let dir = std::fs::canonicalize(dir)
+            .map_err(|e| UserError::new(format!("--github-project {}: {e}", dir.display())))?;
+        if !dir.is_dir() {
+            return Err(UserError::new(format!(
+                "--github-project {}: not a directory",
+                dir.display()
+            ))
+            .into());
+        }
+        options.github_project = Some(dir);
+    }
+    if options.github_webhook_secret.is_some() && options.github_project.is_none() {
+        return Err(UserError::new(
+            "a GitHub webhook secret is set (--github-webhook-secret-file or \
+             ORCH_GITHUB_WEBHOOK_SECRET) but no project for its tasks; add --github-project DIR",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+pub async fn worker_command(
+    settings: &Settings,
+    remote: &crate::client::Remote,
+    args: WorkerArgs,
+) -> anyhow::Result<()> {
+    let ca_pem = remote.ca_pem()?;
+    let http = orch_worker::HttpCoordinator::new(&args.server, &args.token, ca_pem.as_deref())
+        .map_err(|e| UserError::new(format!("--server: {e}")))?
+        .with_checkouts(args.projects.into_iter().collect());
     if args.name.trim().is_empty() {
         return Err(UserError::new("--name: give the worker a name").into());
     }

@@ -113,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let remote = client::Remote {
         server: cli.server,
         token: cli.token,
+        ca_cert: cli.ca_cert,
     };
     match cli.command {
         Command::Version(args) => commands::version(args)?,
@@ -120,7 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Demo(args) => return daemon::demo(home, args).await,
         Command::Init(args) => commands::init(&settings()?, args).await?,
         Command::Serve(args) => daemon::serve_command(&settings()?, args).await?,
-        Command::Worker(args) => daemon::worker_command(&settings()?, args).await?,
+        Command::Worker(args) => daemon::worker_command(&settings()?, &remote, args).await?,
         Command::Task(command) => commands::task(&settings()?, &remote, command).await?,
         Command::Run(args) => commands::run_workflow(&settings()?, &remote, args).await?,
         Command::Status(args) => commands::status(&settings()?, &remote, args).await?,

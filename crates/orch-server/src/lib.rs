@@ -35,10 +35,17 @@ pub struct ServeOptions {
     /// Serve the HTTP API on this address (port 0: any free port; the bound address is written
     /// to `<home>/serve.addr`). `None`: no API (`orch demo`).
     pub listen: Option<SocketAddr>,
-    /// Allow `listen` on a non-loopback address (plaintext HTTP; only behind TLS termination).
+    /// Allow `listen` on a non-loopback address without `tls` (plaintext HTTP; only behind TLS
+    /// termination).
     pub allow_non_loopback: bool,
+    /// Serve HTTPS with this certificate and key; a non-loopback `listen` needs no
+    /// `allow_non_loopback` then.
+    pub tls: Option<TlsFiles>,
     /// The largest request body the API accepts, in bytes.
     pub body_limit: usize,
+    /// The most bytes one remote run's bundle (streamed logs and the uploaded bundle) may take
+    /// in the home; beyond it the worker is answered 413 `bundle_too_large`.
+    pub max_bundle_bytes: u64,
     /// Requests per second each client may send on average (0: no limit); `/health` is exempt.
     pub rate_limit_per_sec: u32,
     /// Requests a client may send at once before the average rate applies.
@@ -52,6 +59,15 @@ pub struct ServeOptions {
     pub github_handle: String,
     /// The project (directory) tasks from GitHub belong to; `None`: they are refused with 422.
     pub github_project: Option<PathBuf>,
+}
+
+/// The API's certificate chain and private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain (the server's certificate first).
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// The environment variable holding the GitHub webhook secret. [`ServeOptions::new`] is the one
@@ -72,7 +88,9 @@ impl ServeOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             listen: None,
             allow_non_loopback: false,
+            tls: None,
             body_limit: 1024 * 1024,
+            max_bundle_bytes: 512 * 1024 * 1024,
             rate_limit_per_sec: 50,
             rate_limit_burst: 100,
             cors_origins: Vec::new(),
@@ -107,10 +125,13 @@ pub enum ServeError {
     /// `listen` is not a loopback address and `allow_non_loopback` is not set.
     #[error(
         "refusing to serve plaintext HTTP on the non-loopback address {0}: the admin token would \
-         cross the network unencrypted; listen on 127.0.0.1, or put a TLS terminator in front \
-         and pass --insecure-listen"
+         cross the network unencrypted; listen on 127.0.0.1, serve HTTPS with --tls-cert and \
+         --tls-key, or put a TLS terminator in front and pass --insecure-listen"
     )]
     NonLoopback(SocketAddr),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The token file exists but is readable by others.
     #[error(
         "{path} has mode {mode:o}, so other users can read the admin token; run \
@@ -165,7 +186,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     if let Some(addr) = options.listen {
-        if !addr.ip().is_loopback() && !options.allow_non_loopback {
+        if !addr.ip().is_loopback() && !options.allow_non_loopback && options.tls.is_none() {
             return Err(ServeError::NonLoopback(addr));
         }
     }
@@ -184,6 +205,7 @@ pub async fn serve(
     // The API stops with `shutdown`, or when the workers stop by themselves (`exit_when_idle`).
     let api_stop = shutdown.child_token();
     let metrics = std::sync::Arc::new(api::ops::Metrics::new());
+    let work_ready = std::sync::Arc::new(tokio::sync::Notify::new());
     let api = match options.listen {
         Some(addr) => Some(
             api::start(
@@ -191,6 +213,7 @@ pub async fn serve(
                 &options,
                 addr,
                 metrics.clone(),
+                work_ready.clone(),
                 api_stop.clone(),
             )
             .await?,
@@ -206,6 +229,7 @@ pub async fn serve(
         store.clone(),
         options.clone(),
         metrics,
+        work_ready,
         shutdown.clone(),
         workers_stop.clone(),
     ));
@@ -241,6 +265,7 @@ async fn scheduler_loop(
     store: Store,
     options: ServeOptions,
     metrics: std::sync::Arc<api::ops::Metrics>,
+    work_ready: std::sync::Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
     workers_stop: CancellationToken,
 ) {
@@ -273,6 +298,9 @@ async fn scheduler_loop(
         }
         match store.tick(Op::now("scheduler")).await {
             Ok(report) => {
+                if !report.requeued.is_empty() || !report.recovered.is_empty() {
+                    work_ready.notify_waiters();
+                }
                 metrics.leases_expired(report.recovered.len());
                 for r in &report.recovered {
                     tracing::warn!(task = %r.task, run = %r.run, status = %r.status, "lease expired; run lost");

@@ -50,15 +50,17 @@ fn options(home: &Path, listen: &str) -> ServeOptions {
 
 impl Daemon {
     async fn start() -> Daemon {
+        Daemon::start_with(|_| {}).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut ServeOptions)) -> Daemon {
         let home = tempfile::tempdir().unwrap();
         let project = tempfile::tempdir().unwrap();
         let store = open_store(home.path()).await;
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(serve(
-            store,
-            options(home.path(), "127.0.0.1:0"),
-            shutdown.clone(),
-        ));
+        let mut options = options(home.path(), "127.0.0.1:0");
+        configure(&mut options);
+        let handle = tokio::spawn(serve(store, options, shutdown.clone()));
         let addr_file = home.path().join("serve.addr");
         let deadline = Instant::now() + Duration::from_secs(20);
         let addr: SocketAddr = loop {
@@ -673,5 +675,322 @@ async fn a_worker_name_of_the_embedded_workers_and_a_too_short_lease_are_refused
     assert_eq!(body["error"]["field"], "lease_ms");
     let (_, task) = daemon.call(Method::GET, "/v1/tasks/1", None).await;
     assert_eq!(task["task"]["status"], "queued");
+    daemon.stop().await;
+}
+
+/// A tar file of `(path, content)` members, and its sha256.
+fn tar_of(files: &[(&str, &[u8])]) -> (Vec<u8>, String) {
+    use sha2::Digest;
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, path, *content).unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    (bytes, sha)
+}
+
+fn sha_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl Daemon {
+    async fn upload(&self, run: i64, token: i64, tar: Vec<u8>, sha: &str) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .put(format!("{}/v1/worker/runs/{run}/bundle", self.base))
+            .bearer_auth(&self.worker_token)
+            .header("x-orch-fencing-token", token.to_string())
+            .header("x-orch-bundle-sha256", sha)
+            .body(tar);
+        read(request).await
+    }
+}
+
+#[tokio::test]
+async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory_fenced_idempotent_and_bounded(
+) {
+    let daemon = Daemon::start_with(|options| options.max_bundle_bytes = 12 * 1024).await;
+    let id = daemon.create_task("Remote bundle").await;
+    let claim = daemon.claim_now("remote-a").await;
+    let (run, token) = (
+        claim["run"].as_i64().unwrap(),
+        claim["token"].as_i64().unwrap(),
+    );
+    let files = format!("/v1/worker/runs/{run}/files");
+    let piece = |path: &str, offset: u64, data: &[u8]| json!({ "path": path, "offset": offset, "data": base64(data) });
+
+    // A stale token is refused and the refusal recorded.
+    let (status, body) = daemon
+        .worker_call(
+            &files,
+            json!({ "token": token - 1, "files": [piece("logs.txt", 0, b"x")] }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
+    let (_, events) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}/events"), None)
+        .await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "refused"),
+        "{events:#}"
+    );
+
+    // Appends by offset: a repeat adds nothing, a gap is not applied and the answer says where
+    // to resume.
+    for _ in 0..2 {
+        let (status, body) = daemon
+            .worker_call(
+                &files,
+                json!({ "token": token, "files": [piece("logs.txt", 0, b"hello\n")] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["files"]["logs.txt"], 6, "{body}");
+    }
+    let (_, body) = daemon
+        .worker_call(
+            &files,
+            json!({ "token": token, "files": [
+                piece("logs.txt", 3, b"lo\nworld\n"),
+                piece("steps/s/cmd-1.stdout.log", 10, b"late"),
+            ] }),
+        )
+        .await;
+    assert_eq!(body["files"]["logs.txt"], 12, "{body}");
+    assert_eq!(body["files"]["steps/s/cmd-1.stdout.log"], 0, "{body}");
+    let dir = daemon
+        .home
+        .path()
+        .join("runs")
+        .join(id.to_string())
+        .join("1");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("logs.txt")).unwrap(),
+        "hello\nworld\n"
+    );
+    // The daemon's own read paths serve it.
+    let response = daemon
+        .client
+        .get(format!("{}/v1/runs/{id}/1/logs", daemon.base))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("world"));
+
+    for bad in ["../escape.txt", "/etc/passwd", ".hidden", "steps/../../x"] {
+        let (status, body) = daemon
+            .worker_call(
+                &files,
+                json!({ "token": token, "files": [piece(bad, 0, b"x")] }),
+            )
+            .await;
+        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    }
+    // Within the body limit (16 KiB here) but past the bundle limit (12 KiB) on the second piece.
+    let (status, body) = daemon
+        .worker_call(
+            &files,
+            json!({ "token": token, "files": [piece("big.log", 0, &[b'x'; 8 * 1024])] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = daemon
+        .worker_call(
+            &files,
+            json!({ "token": token, "files": [piece("big.log", 8 * 1024, &[b'x'; 8 * 1024])] }),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "bundle_too_large",
+    );
+
+    // The upload: checked against its sha256 and the manifest's digests.
+    let output = b"out\n";
+    let manifest = json!({ "entries": [{ "type": "command", "step": "s",
+        "stdout": { "path": "steps/s/cmd-1.stdout.log", "sha256": sha_hex(output) },
+        "stderr": { "path": "steps/s/cmd-1.stderr.log", "sha256": sha_hex(b"") } }] })
+    .to_string();
+    let members: Vec<(&str, &[u8])> = vec![
+        ("logs.txt", b"hello\nworld\nrun succeeded\n"),
+        ("result.json", br#"{"status":"succeeded"}"#),
+        ("manifest.json", manifest.as_bytes()),
+        ("steps/s/cmd-1.stdout.log", output),
+        ("steps/s/cmd-1.stderr.log", b""),
+    ];
+    let (tar, sha) = tar_of(&members);
+    let (status, body) = daemon
+        .upload(run, token, tar.clone(), &sha_hex(b"other"))
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bundle_invalid",
+    );
+    let mut altered = members.clone();
+    altered[3] = ("steps/s/cmd-1.stdout.log", b"tampered\n");
+    let (altered_tar, altered_sha) = tar_of(&altered);
+    let (status, body) = daemon.upload(run, token, altered_tar, &altered_sha).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bundle_invalid",
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cmd-1.stdout.log"),
+        "{body}"
+    );
+    let (huge, huge_sha) = tar_of(&[("report.md", &[b'x'; 20 * 1024])]);
+    let (status, body) = daemon.upload(run, token, huge, &huge_sha).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "bundle_too_large",
+    );
+    for _ in 0..2 {
+        let (status, body) = daemon.upload(run, token, tar.clone(), &sha).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["files"], 5, "{body}");
+    }
+    assert_eq!(
+        std::fs::read(dir.join("steps/s/cmd-1.stdout.log")).unwrap(),
+        output
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("logs.txt")).unwrap(),
+        "hello\nworld\nrun succeeded\n"
+    );
+    // A piece arriving after the upload (a stalled request) is not applied.
+    let (status, body) = daemon
+        .worker_call(
+            &files,
+            json!({ "token": token, "files": [piece("logs.txt", 26, b"late\n")] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["files"]["logs.txt"], 26, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("logs.txt")).unwrap(),
+        "hello\nworld\nrun succeeded\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Once the run has ended, its token streams nothing more.
+    let (status, body) = daemon
+        .worker_call(
+            &format!("/v1/worker/runs/{run}/complete"),
+            json!({ "token": token, "outcome": "succeeded" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = daemon
+        .worker_call(
+            &files,
+            json!({ "token": token, "files": [piece("logs.txt", 26, b"late\n")] }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
+    let (status, body) = daemon.upload(run, token, tar, &sha).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_takes_an_optional_reason_retry_an_optional_delay_and_projects_are_listed() {
+    let daemon = Daemon::start().await;
+    let id = daemon.create_task("Steered").await;
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/tasks/{id}/cancel"),
+            Some(json!({ "reason": "not needed" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, task) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}"), None)
+        .await;
+    assert_eq!(task["task"]["status_reason"], "not needed", "{task:#}");
+    // No body at all is the same as an empty one.
+    let (status, body) = daemon
+        .call(Method::POST, &format!("/v1/tasks/{id}/retry"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "queued");
+    daemon
+        .call(Method::POST, &format!("/v1/tasks/{id}/cancel"), None)
+        .await;
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/tasks/{id}/retry"),
+            Some(json!({ "delay_ms": 60_000 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "retry_wait");
+    for (bad, field) in [
+        (json!({ "delay_ms": "soon" }), "delay_ms"),
+        (json!({ "delay_ms": 1u64 << 50 }), "delay_ms"),
+        (json!({ "wait": 5 }), "wait"),
+    ] {
+        let (status, body) = daemon
+            .call(Method::POST, &format!("/v1/tasks/{id}/retry"), Some(bad))
+            .await;
+        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(field),
+            "{body}"
+        );
+    }
+
+    let (status, projects) = daemon.call(Method::GET, "/v1/projects", None).await;
+    assert_eq!(status, StatusCode::OK, "{projects}");
+    let projects = projects.as_array().unwrap();
+    assert_eq!(projects.len(), 1);
+    let path = std::fs::canonicalize(daemon.project()).unwrap();
+    assert_eq!(projects[0]["path"], path.to_str().unwrap());
+    let name = projects[0]["name"].as_str().unwrap().to_owned();
+    for wanted in [name.as_str(), path.to_str().unwrap(), "1"] {
+        let (status, list) = daemon
+            .call(Method::GET, &format!("/v1/tasks?project={wanted}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        assert_eq!(list.as_array().unwrap().len(), 1, "{wanted}: {list}");
+    }
+    let (status, body) = daemon
+        .call(Method::GET, "/v1/tasks?project=nope", None)
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     daemon.stop().await;
 }

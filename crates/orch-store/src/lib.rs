@@ -352,6 +352,19 @@ impl Store {
         delegate!(self.heartbeat(run, token, lease, op))
     }
 
+    /// The run, if it is active and `token` is its token; otherwise the request (`what`, e.g.
+    /// `bundle upload`) is refused and the refusal recorded, like a stale heartbeat. For requests
+    /// that change no state of their own (log chunks, bundle uploads) but must be fenced.
+    pub async fn check_lease(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        what: &str,
+        op: Op<'_>,
+    ) -> Result<Run> {
+        delegate!(self.check_lease(run, token, what, op))
+    }
+
     /// End a run with its outcome. Refused (and recorded) with a stale token.
     pub async fn complete(
         &self,

@@ -545,3 +545,73 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// `relative` as a path inside a run directory, checked: relative, no `..`, no hidden
+/// components (temporary files of atomic writes start with `.`), at most 16 components. Used
+/// for paths that cross the network (a remote worker's streamed files and uploaded bundle).
+pub fn checked_bundle_path(relative: &str) -> Result<PathBuf, String> {
+    let path = Path::new(relative);
+    let mut depth = 0;
+    for component in path.components() {
+        match component {
+            Component::Normal(name)
+                if !name.to_string_lossy().starts_with('.') && !name.is_empty() =>
+            {
+                depth += 1
+            }
+            _ => {
+                return Err(format!(
+                    "`{relative}` is not a file path inside a run directory (relative, without \
+                     `..` or hidden names)"
+                ))
+            }
+        }
+    }
+    if depth == 0 || depth > 16 {
+        return Err(format!(
+            "`{relative}` is not a file path inside a run directory"
+        ));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Files that only grow while a run goes on (orch's logs, command output, agent events), so a
+/// remote worker streams them by offset; every other bundle file is replaced whole.
+pub fn is_append_only(relative: &str) -> bool {
+    relative.ends_with(".log") || relative.ends_with(".jsonl") || relative.ends_with("logs.txt")
+}
+
+/// The `(path, sha256)` pairs a `manifest.json` promises: each command's stdout and stderr and
+/// each agent session's events, paths relative to the run directory.
+pub fn manifest_digests(manifest: &serde_json::Value) -> Vec<(String, String)> {
+    let mut digests = Vec::new();
+    let entries = manifest["entries"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for entry in entries {
+        for stream in ["stdout", "stderr"] {
+            if let (Some(path), Some(sha)) = (
+                entry[stream]["path"].as_str(),
+                entry[stream]["sha256"].as_str(),
+            ) {
+                digests.push((path.to_owned(), sha.to_owned()));
+            }
+        }
+        if let (Some(path), Some(sha)) = (
+            entry["events_path"].as_str(),
+            entry["events_sha256"].as_str(),
+        ) {
+            digests.push((path.to_owned(), sha.to_owned()));
+        }
+    }
+    digests
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut file = fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}

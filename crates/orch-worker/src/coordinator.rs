@@ -2,14 +2,16 @@
 //! daemon's HTTP API for remote workers (`orch worker`). Execution code sees only this.
 
 mod http;
+mod stream;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orch_core::{FencingToken, Outcome, ProjectId, RunId, Status};
 use orch_store::{Claim, Op, Store, StoreError};
 
 pub use http::HttpCoordinator;
+pub use stream::{BundleStream, STREAM_EVERY};
 
 /// Why a coordinator call failed.
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +141,22 @@ impl Coordinator {
         }
     }
 
-    /// The directory of a project. A remote worker runs where the project is checked out at the
-    /// same absolute path as on the daemon's machine (the claim names the path).
+    /// Start getting the run's bundle (written under `dir`) to the daemon. Embedded workers
+    /// write it where the daemon reads it, so there is nothing to do; a remote worker streams
+    /// its logs and events while the run goes on and uploads the whole bundle at the end
+    /// ([`BundleStream::finish`], before the completion).
+    pub fn stream_bundle(&self, run: RunId, token: FencingToken, dir: &Path) -> BundleStream {
+        match self {
+            Coordinator::Local(_) => BundleStream::local(),
+            Coordinator::Http(http) => {
+                BundleStream::start(http.clone(), run, token, dir.to_owned())
+            }
+        }
+    }
+
+    /// The directory of a project. A remote worker uses the path given for the project's name
+    /// with `orch worker --project NAME=PATH`, else the same absolute path as on the daemon's
+    /// machine (the claim names both); it never reads the daemon's files.
     pub async fn project_dir(&self, project: ProjectId) -> Result<PathBuf, CoordinatorError> {
         match self {
             Coordinator::Local(store) => {

@@ -143,13 +143,32 @@ pub async fn execute(
         cancel.clone(),
         Arc::clone(&lost),
     ));
+    let bundle_dir = settings
+        .home
+        .join("runs")
+        .join(claim.task.id.0.to_string())
+        .join(claim.run.attempt.to_string());
+    let bundle_stream = coordinator.stream_bundle(run, token, &bundle_dir);
     let verdict = run_task(coordinator, settings, &claim, cancel.clone()).await;
     heartbeat.abort();
     // The heartbeat task may be mid-call; what matters is whether it saw the lease go.
     let _ = heartbeat.await;
     if lost.load(Ordering::SeqCst) {
+        bundle_stream.abandon().await;
         tracing::warn!(task = %claim.task.id, run = %run, "lease lost; the result is not reported");
         return RunEnd::LeaseLost;
+    }
+    // The bundle reaches the daemon before the outcome, so whoever sees the task finished finds
+    // its bundle. One that cannot be delivered does not hold the outcome back.
+    match bundle_stream
+        .finish(tokio::time::Instant::now() + COMPLETE_RETRY_FOR)
+        .await
+    {
+        Ok(()) => {}
+        Err(CoordinatorError::LeaseLost(_)) => return RunEnd::LeaseLost,
+        Err(e) => {
+            tracing::error!(task = %claim.task.id, "could not upload the run bundle: {e}; reporting the outcome without it")
+        }
     }
     if stop.is_cancelled() {
         return match coordinator

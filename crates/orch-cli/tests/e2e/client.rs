@@ -198,3 +198,60 @@ fn server_pointing_at_a_closed_port_fails_with_a_clear_message() {
         "the store was not touched"
     );
 }
+
+#[test]
+fn cancel_with_a_reason_retry_with_a_delay_and_list_by_project_go_through_the_api() {
+    let home = Home::new();
+    let (_daemon, server) = serve(&home);
+    let project = home
+        .path()
+        .to_str()
+        .expect("temp paths are UTF-8")
+        .to_owned();
+    let added = home.json(&["task", "add", "Steered remotely", "--json"]);
+    let id = int(&added, "id").to_string();
+
+    let cancelled = home.json(&[
+        "task",
+        "cancel",
+        &id,
+        "--reason",
+        "superseded by #7",
+        "--server",
+        &server,
+        "--json",
+    ]);
+    assert_eq!(cancelled["status"], "cancelled");
+    let task = home.task(int(&added, "id"));
+    assert_eq!(
+        task["task"]["status_reason"], "superseded by #7",
+        "{task:#}"
+    );
+    let retried = home.json(&[
+        "task", "retry", &id, "--delay", "1h", "--server", &server, "--json",
+    ]);
+    assert_eq!(retried["status"], "retry_wait");
+    let task = home.task(int(&added, "id"));
+    assert!(task["task"]["not_before"].is_string(), "{task:#}");
+    assert_eq!(actors(&task), ["api", "api", "api"], "{task:#}");
+
+    for wanted in [project.as_str(), "."] {
+        let listed = home.json(&[
+            "task",
+            "list",
+            "--project",
+            wanted,
+            "--server",
+            &server,
+            "--json",
+        ]);
+        assert_eq!(
+            listed.as_array().map(Vec::len),
+            Some(1),
+            "{wanted}: {listed}"
+        );
+    }
+    let unknown = home.run(&["task", "list", "--project", "nowhere", "--server", &server]);
+    unknown.expect_code(2, "an unknown project");
+    assert!(unknown.stderr.contains("nowhere"), "{}", unknown.stderr);
+}

@@ -24,3 +24,4 @@ mod regressions;
 mod remote;
 mod routing;
 mod serve;
+mod webhooks;

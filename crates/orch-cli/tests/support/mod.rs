@@ -459,6 +459,10 @@ impl Home {
     }
 
     /// Run a query returning one integer.
+    pub fn query_text(&self, sql: &str) -> String {
+        self.with_connection(|conn| conn.query_row(sql, [], |r| r.get(0)))
+    }
+
     pub fn query_int(&self, sql: &str) -> i64 {
         self.with_connection(|conn| conn.query_row(sql, [], |r| r.get(0)))
     }

@@ -33,6 +33,10 @@ pub enum ApiError {
     LeaseLost(String),
     /// The body is larger than the configured limit (413).
     TooLarge,
+    /// A run's bundle would be larger than the per-run limit (413).
+    BundleTooLarge(String),
+    /// An uploaded bundle does not match its digests or is not a tar of files (422).
+    BundleInvalid(String),
     /// The request was read but a value is wrong (422).
     Invalid {
         /// The offending field, if one is to blame.
@@ -66,7 +70,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `malformed`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `conflict`, `lease_lost`, `too_large`, `invalid`, `internal`, `unavailable`, `rate_limited`.
+    /// `conflict`, `lease_lost`, `too_large`, `bundle_too_large`, `invalid`, `bundle_invalid`, `internal`, `unavailable`, `rate_limited`.
     pub code: &'static str,
     /// For humans.
     pub message: String,
@@ -124,6 +128,18 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 "the request body is larger than the server's limit".to_owned(),
+                None,
+            ),
+            ApiError::BundleTooLarge(message) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bundle_too_large",
+                message,
+                None,
+            ),
+            ApiError::BundleInvalid(message) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bundle_invalid",
+                message,
                 None,
             ),
             ApiError::Invalid { field, message } => {

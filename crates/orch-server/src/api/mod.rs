@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod bundles;
 pub mod docs;
 pub mod error;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod logs;
 pub mod openapi;
 pub mod ops;
 pub mod tasks;
+pub mod tls;
 pub mod views;
 pub mod webhooks;
 pub mod workers;
@@ -51,6 +53,14 @@ pub struct ApiState {
     pub feed: events::EventFeed,
     /// The GitHub webhook's secret, handle and project.
     pub github: Arc<webhooks::GithubSettings>,
+    /// The most bytes a remote run's bundle may take on the daemon.
+    pub max_bundle_bytes: u64,
+    /// Serializes writes to run bundles from remote workers and holds the runs whose bundles
+    /// were uploaded lately (see `bundles.rs`).
+    pub bundle_lock: Arc<std::sync::Mutex<bundles::Uploaded>>,
+    /// Signalled when work may have become ready (a submit, retry, approval, completion,
+    /// requeue, or the scheduler queueing tasks), to wake waiting claims at once.
+    pub work_ready: Arc<tokio::sync::Notify>,
 }
 
 /// The whole API. `body_limit` caps every request body, in bytes.
@@ -68,6 +78,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/usage", get(agents::usage))
         .route("/workflows", post(tasks::submit_workflow))
         .route("/status", get(tasks::status))
+        .route("/projects", get(tasks::projects))
         .route("/events", get(events::stream_events))
         .route("/runs/{task}/{attempt}/logs", get(logs::logs))
         .route("/webhooks/tasks", post(webhooks::tasks))
@@ -111,9 +122,15 @@ pub(crate) async fn start(
     options: &ServeOptions,
     addr: SocketAddr,
     metrics: Arc<ops::Metrics>,
+    work_ready: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, ServeError> {
     let cors = ops::cors(&options.cors_origins)?;
+    // Read before binding, so a bad certificate stops start-up with nothing half started.
+    let acceptor = match &options.tls {
+        Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
     let token = auth::load_or_create_token(&options.home)?;
     let worker_token = auth::load_or_create_worker_token(&options.home)?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -133,7 +150,8 @@ pub(crate) async fn start(
         context: format!("write {}", addr_file.display()),
         source,
     })?;
-    tracing::info!(%bound, "HTTP API listening on http://{bound}");
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    tracing::info!(%bound, "HTTP API listening on {scheme}://{bound}");
     let (feed, feed_poller) =
         events::EventFeed::start(store.clone(), metrics.clone(), stop.clone()).await?;
     let state = ApiState {
@@ -150,6 +168,9 @@ pub(crate) async fn start(
             handle: options.github_handle.clone(),
             project: options.github_project.clone(),
         }),
+        max_bundle_bytes: options.max_bundle_bytes,
+        bundle_lock: Arc::default(),
+        work_ready,
     };
     let mut app = router(state, options.body_limit);
     if let Some(cors) = cors {
@@ -158,17 +179,31 @@ pub(crate) async fn start(
     Ok(tokio::spawn(async move {
         // With the peer's address, for rate limiting clients that send no token.
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        // Small request/response pairs (heartbeats, claims) must not wait on Nagle's algorithm
-        // and delayed ACKs: without TCP_NODELAY a claim→complete round trip took ~17 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::warn!(%error, "could not set TCP_NODELAY on a connection");
+        let served = match acceptor {
+            Some(acceptor) => {
+                let listener = tls::TlsListener::start(listener, acceptor, stop.clone());
+                // `tap_io` (doing nothing here: TCP_NODELAY is set before the handshake) is what
+                // gives a custom listener's connections their peer address.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
             }
-        });
-        if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
+            None => {
+                // Small request/response pairs (heartbeats, claims) must not wait on Nagle's
+                // algorithm and delayed ACKs: without TCP_NODELAY a claim→complete round trip
+                // took ~17 ms.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::warn!(%error, "could not set TCP_NODELAY on a connection");
+                    }
+                });
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!("the HTTP API failed: {e}");
         }
         if let Err(e) = feed_poller.await {

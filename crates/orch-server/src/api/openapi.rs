@@ -4,7 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, docs, error, events, health, logs, ops, tasks, views, webhooks, workers};
+use super::{
+    agents, bundles, docs, error, events, health, logs, ops, tasks, views, webhooks, workers,
+};
 
 /// The API's description.
 #[derive(OpenApi)]
@@ -24,6 +26,7 @@ use super::{agents, docs, error, events, health, logs, ops, tasks, views, webhoo
         tasks::approve,
         tasks::submit_workflow,
         tasks::status,
+        tasks::projects,
         events::stream_events,
         logs::logs,
         workers::claim,
@@ -34,6 +37,8 @@ use super::{agents, docs, error, events, health, logs, ops, tasks, views, webhoo
         agents::task_usage,
         agents::usage,
         agents::report_usage,
+        bundles::files,
+        bundles::upload,
         webhooks::tasks,
         webhooks::github,
         docs::docs,
@@ -52,6 +57,9 @@ use super::{agents, docs, error, events, health, logs, ops, tasks, views, webhoo
         workers::ClaimedReply,
         agents::UsageView,
         agents::UsageSummaryView,
+        tasks::CancelRequest,
+        tasks::RetryRequest,
+        tasks::ProjectView,
         webhooks::WebhookOutcome,
     )),
     modifiers(&BearerAuth)

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiJsonOrEmpty};
 use super::views::{EventView, RunView, TaskView};
 use super::ApiState;
 
@@ -112,6 +113,8 @@ pub struct SubmitWorkflow {
 pub struct ListQuery {
     /// Only tasks in this status (`queued`, `running`, `done`, ...).
     pub status: Option<String>,
+    /// Only tasks of this project: its id, its name or its absolute directory.
+    pub project: Option<String>,
     /// At most this many.
     pub limit: Option<u32>,
 }
@@ -191,8 +194,35 @@ pub async fn list(
     State(state): State<ApiState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<TaskView>>, ApiError> {
-    let Query(query) = query?;
-    let filter = task_filter(query)?;
+    let Query(mut query) = query?;
+    let project = match query.project.take() {
+        None => None,
+        Some(wanted) => {
+            let projects = state.store.projects().await?;
+            let found = projects
+                .iter()
+                .find(|p| p.name == wanted || p.path == wanted || p.id.0.to_string() == wanted);
+            match found {
+                Some(p) => Some(p.id),
+                None => {
+                    let names: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
+                    return Err(ApiError::Invalid {
+                        field: Some("project".to_owned()),
+                        message: format!(
+                            "project: no project `{wanted}`; registered projects: {}",
+                            if names.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                names.join(", ")
+                            }
+                        ),
+                    });
+                }
+            }
+        }
+    };
+    let mut filter = task_filter(query)?;
+    filter.project = project;
     let tasks = state.store.tasks(&filter).await?;
     Ok(Json(tasks.iter().map(TaskView::from).collect()))
 }
@@ -208,6 +238,7 @@ pub async fn create(
     let project = project_dir(&request.project)?;
     let task = new_task(request)?;
     let tasks = submit(&state.store, &project, None, vec![task]).await?.1;
+    state.work_ready.notify_waiters();
     let task = tasks
         .first()
         .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
@@ -259,28 +290,105 @@ pub async fn events(
     Ok(Json(events.iter().map(EventView::from).collect()))
 }
 
+/// Why a task is cancelled (the body is optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Recorded with the cancellation and shown as the task's reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// When a retried task may run (the body is optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Run no sooner than this many milliseconds from now (the task waits in `retry_wait`);
+    /// absent or 0: queued now.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+}
+
+/// The longest delay a retry may ask for.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Cancel a task (its running steps are stopped).
 #[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks",
+    request_body(content = Option<CancelRequest>, description = "Optional: `{\"reason\": \"...\"}`"),
     params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
-    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<ApiState>,
     TaskIdPath(id): TaskIdPath,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<CancelRequest>,
 ) -> Result<Json<StatusChange>, ApiError> {
-    let status = state.store.cancel(id, None, Op::now(ACTOR)).await?;
+    let reason = request
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.len() > 4096) {
+        return Err(ApiError::Invalid {
+            field: Some("reason".to_owned()),
+            message: "reason: at most 4096 bytes".to_owned(),
+        });
+    }
+    let status = state.store.cancel(id, reason, Op::now(ACTOR)).await?;
     Ok(status_change(id, status))
 }
 
-/// Retry a finished task now, with its attempts reset.
+/// Retry a finished task, with its attempts reset: now, or after `delay_ms`.
 #[utoipa::path(post, path = "/v1/tasks/{id}/retry", tag = "tasks",
+    request_body(content = Option<RetryRequest>, description = "Optional: `{\"delay_ms\": 30000}`"),
     params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
-    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn retry(
     State(state): State<ApiState>,
     TaskIdPath(id): TaskIdPath,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<RetryRequest>,
 ) -> Result<Json<StatusChange>, ApiError> {
-    let status = state.store.retry(id, None, Op::now(ACTOR)).await?;
+    let delay = request.delay_ms.map(Duration::from_millis);
+    if delay.is_some_and(|d| d > MAX_RETRY_DELAY) {
+        return Err(ApiError::Invalid {
+            field: Some("delay_ms".to_owned()),
+            message: "delay_ms: at most 30 days".to_owned(),
+        });
+    }
+    let delay = delay.filter(|d| !d.is_zero());
+    let status = state.store.retry(id, delay, Op::now(ACTOR)).await?;
+    state.work_ready.notify_waiters();
     Ok(status_change(id, status))
+}
+
+/// A registered project.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectView {
+    /// Its id.
+    pub id: i64,
+    /// Its short unique name.
+    pub name: String,
+    /// Its absolute directory on the daemon's machine.
+    pub path: String,
+    /// When it was registered (RFC 3339).
+    pub created_at: String,
+}
+
+/// The registered projects, oldest first.
+#[utoipa::path(get, path = "/v1/projects", tag = "tasks", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ProjectView>)))]
+pub async fn projects(State(state): State<ApiState>) -> Result<Json<Vec<ProjectView>>, ApiError> {
+    let projects = state.store.projects().await?;
+    Ok(Json(
+        projects
+            .into_iter()
+            .map(|p| ProjectView {
+                id: p.id.0,
+                name: p.name,
+                path: p.path,
+                created_at: super::views::time(p.created_at),
+            })
+            .collect(),
+    ))
 }
 
 /// Waive the dependencies that block a task.
@@ -292,6 +400,7 @@ pub async fn unblock(
     TaskIdPath(id): TaskIdPath,
 ) -> Result<Json<StatusChange>, ApiError> {
     let status = state.store.unblock(id, Op::now(ACTOR)).await?;
+    state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
 
@@ -304,6 +413,7 @@ pub async fn approve(
     TaskIdPath(id): TaskIdPath,
 ) -> Result<Json<StatusChange>, ApiError> {
     let status = state.store.approve(id, Op::now(ACTOR)).await?;
+    state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
 
@@ -324,6 +434,7 @@ pub async fn submit_workflow(
         })?;
     let source = Some((workflow.name, request.yaml));
     let (project, tasks) = submit(&state.store, &project, source, workflow.tasks).await?;
+    state.work_ready.notify_waiters();
     Ok((
         StatusCode::CREATED,
         Json(WorkflowView {

@@ -188,8 +188,8 @@ pub async fn github(
     let Some(project) = settings.project.as_deref() else {
         return Err(ApiError::Invalid {
             field: None,
-            message: "no project is configured for GitHub's tasks; set \
-                      ServeOptions.github_project to the repository's checkout on this machine"
+            message: "no project is configured for GitHub's tasks; start `orch serve` with \
+                      --github-project DIR (the repository's checkout on this machine)"
                 .to_owned(),
         });
     };
@@ -350,6 +350,9 @@ async fn submit_once(
         .first()
         .copied()
         .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
+    if created {
+        state.work_ready.notify_waiters();
+    }
     Ok((id, created))
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -25,10 +25,11 @@ use crate::EMBEDDED_PREFIX;
 /// The longest a claim waits for work, whatever the worker asks.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// How often a waiting claim looks at the queue again. Claims made by other processes on the
-/// same home (and tasks made ready by the scheduler) are not announced in-process, so polling
-/// the store is what sees all of them.
-const POLL: Duration = Duration::from_millis(20);
+/// How often a waiting claim looks at the queue again when nothing wakes it. Work made ready
+/// through this daemon's API and scheduler wakes waiting claims at once (`ApiState::work_ready`);
+/// tasks submitted by other processes on the same home and dependents released by embedded
+/// workers' completions are only seen by looking, so the claim still looks this often.
+const POLL: Duration = Duration::from_millis(50);
 
 /// Leases shorter than this would expire between two heartbeats over a network.
 const MIN_LEASE: Duration = Duration::from_secs(1);
@@ -46,6 +47,12 @@ pub fn routes() -> Router<ApiState> {
         .route(
             "/worker/runs/{run}/usage",
             post(super::agents::report_usage),
+        )
+        .route("/worker/runs/{run}/files", post(super::bundles::files))
+        // The bundle is counted against `max_bundle_bytes` as it streams in, not the body limit.
+        .route(
+            "/worker/runs/{run}/bundle",
+            axum::routing::put(super::bundles::upload).layer(DefaultBodyLimit::disable()),
         )
 }
 
@@ -80,9 +87,12 @@ pub struct ClaimedRun {
     pub lease_expires_at: i64,
     /// When the run was claimed (milliseconds since the Unix epoch).
     pub started_at: i64,
-    /// The project's absolute directory. A remote worker needs the repository checked out at
+    /// The project's absolute directory on the daemon's machine. A remote worker uses its own
+    /// checkout: the one given for `project_name` (`orch worker --project NAME=PATH`), else
     /// this same path.
     pub project_dir: String,
+    /// The project's name.
+    pub project_name: String,
     /// A follow-up (`orch task reply`) the run answers by resuming an agent session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<ClaimedReply>,
@@ -219,7 +229,7 @@ fn lease(lease_ms: u64) -> Result<Duration, ApiError> {
 }
 
 /// A stale token is the worker's signal to stop: a code of its own rather than `conflict`.
-fn lease_error(error: StoreError) -> ApiError {
+pub(crate) fn lease_error(error: StoreError) -> ApiError {
     match error {
         StoreError::StaleLease { .. } => ApiError::LeaseLost(error.to_string()),
         other => other.into(),
@@ -252,6 +262,11 @@ pub async fn claim(
     let lease = lease(request.lease_ms)?;
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
     loop {
+        // Registered before looking, so work made ready between the look and the wait still
+        // wakes this claim.
+        let woken = state.work_ready.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         if let Some(claim) = state
             .store
             .claim_next(worker, lease, Op::now(worker))
@@ -264,19 +279,22 @@ pub async fn claim(
         if now >= deadline {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        tokio::time::sleep(POLL.min(deadline - now)).await;
+        tokio::select! {
+            () = &mut woken => {}
+            () = tokio::time::sleep(POLL.min(deadline - now)) => {}
+        }
     }
 }
 
 async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiError> {
     let Claim { task, run, reply } = claim;
-    let project_dir = state
+    let (project_dir, project_name) = state
         .store
         .projects()
         .await?
         .into_iter()
         .find(|project| project.id == task.project)
-        .map(|project| project.path)
+        .map(|project| (project.path, project.name))
         .ok_or_else(|| {
             ApiError::internal(&format!(
                 "task {} names project {}, which does not exist",
@@ -312,6 +330,7 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
             step: r.step,
             session_id: r.session_id,
         }),
+        project_name,
     })
 }
 
@@ -389,9 +408,13 @@ pub async fn complete(
         )
         .await
     {
-        Ok(status) => Ok(Json(RunStatusResponse {
-            status: status.to_string(),
-        })),
+        Ok(status) => {
+            // Dependents of the task may be ready now.
+            state.work_ready.notify_waiters();
+            Ok(Json(RunStatusResponse {
+                status: status.to_string(),
+            }))
+        }
         // Two copies of one completion racing: the second lost to the first, which is fine.
         Err(error @ StoreError::StaleLease { .. }) => {
             match already_completed(&state, run, token, outcome).await? {
@@ -451,6 +474,7 @@ pub async fn requeue(
         )
         .await
         .map_err(lease_error)?;
+    state.work_ready.notify_waiters();
     Ok(Json(RunStatusResponse {
         status: status.to_string(),
     }))

@@ -374,6 +374,32 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn check_lease(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        what: &str,
+        op: Op<'_>,
+    ) -> Result<Run> {
+        let what = what.to_owned();
+        let op = OwnedOp::from(op);
+        self.call(move |conn| {
+            let stored = conn
+                .prepare_cached(sql!("select_run"))?
+                .query_row([run.0], run_from_row)
+                .optional()?
+                .ok_or(StoreError::RunNotFound(run))??;
+            if stored.state == RunState::Active && stored.lease.token == token {
+                return Ok(stored);
+            }
+            let tx = immediate(conn)?;
+            let err = refuse(&tx, run, token, &what, &op)?;
+            tx.commit()?;
+            Err(err)
+        })
+        .await
+    }
+
     pub(crate) async fn complete(
         &self,
         run: RunId,

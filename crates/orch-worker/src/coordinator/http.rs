@@ -1,9 +1,10 @@
 //! The HTTP coordinator: a remote worker's view of the daemon, through its `/v1/worker` routes
 //! and the worker token.
 //!
-//! Assumption: the worker runs where the project is checked out at the same absolute path as on
-//! the daemon's machine; the claim names that path and the worker uses it as is. Bundles and
-//! worktrees stay in the worker's own home (uploading bundles to the daemon is left for later).
+//! The project checkout: a claim names the project's name and its path on the daemon's machine;
+//! the worker uses the path mapped to that name (`orch worker --project NAME=PATH`), else the
+//! same path. It never reads the daemon's files. Worktrees stay in the worker's own home; the
+//! run's bundle is written there too and mirrored to the daemon (`stream.rs`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,22 +39,42 @@ pub struct HttpCoordinator {
     /// Project directories named by claims. A `std` mutex: it is held only to read or insert
     /// one entry, never across an await.
     projects: Arc<Mutex<HashMap<ProjectId, PathBuf>>>,
+    /// Local checkouts by project name (`--project NAME=PATH`), used instead of the daemon's path.
+    checkouts: Arc<HashMap<String, PathBuf>>,
 }
 
 impl HttpCoordinator {
-    /// A coordinator for the daemon at `base` (`http://127.0.0.1:7700`), sending `token` (the
-    /// worker token from `<home>/worker-token` on the daemon's machine).
-    pub fn new(base: &str, token: &str) -> Result<HttpCoordinator, CoordinatorError> {
+    /// A coordinator for the daemon at `base` (`http://127.0.0.1:7700` or `https://...`),
+    /// sending `token` (the worker token from `<home>/worker-token` on the daemon's machine).
+    /// `ca_pem` adds a trusted certificate (PEM) for a daemon whose certificate is self-signed or
+    /// from a private CA.
+    pub fn new(
+        base: &str,
+        token: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<HttpCoordinator, CoordinatorError> {
         let url = reqwest::Url::parse(base)
             .map_err(|e| CoordinatorError::Refused(format!("the server URL `{base}`: {e}")))?;
-        if url.scheme() != "http" {
+        if !matches!(url.scheme(), "http" | "https") {
             return Err(CoordinatorError::Refused(format!(
-                "the server URL `{base}` must start with http:// (TLS is not supported yet; \
-                 reach a remote daemon through a tunnel)"
+                "the server URL `{base}` must start with http:// or https://"
             )));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(REQUEST_TIMEOUT)
+        let mut builder = reqwest::Client::builder().connect_timeout(REQUEST_TIMEOUT);
+        if let Some(pem) = ca_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                CoordinatorError::Refused(format!("the CA certificate is not PEM: {e}"))
+            })?;
+            if certificates.is_empty() {
+                return Err(CoordinatorError::Refused(
+                    "the CA certificate file holds no certificate".to_owned(),
+                ));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| CoordinatorError::Refused(format!("build the HTTP client: {e}")))?;
         Ok(HttpCoordinator {
@@ -61,7 +82,14 @@ impl HttpCoordinator {
             base: base.trim_end_matches('/').to_owned(),
             token: token.trim().into(),
             projects: Arc::default(),
+            checkouts: Arc::default(),
         })
+    }
+
+    /// Use these local checkouts (by project name) instead of the paths the daemon names.
+    pub fn with_checkouts(mut self, checkouts: HashMap<String, PathBuf>) -> HttpCoordinator {
+        self.checkouts = Arc::new(checkouts);
+        self
     }
 
     async fn post(
@@ -70,15 +98,23 @@ impl HttpCoordinator {
         body: serde_json::Value,
         timeout: Duration,
     ) -> Result<reqwest::Response, CoordinatorError> {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
+        let request = self.client.post(format!("{}{path}", self.base)).json(&body);
+        self.send(request, &format!("POST {path}"), timeout).await
+    }
+
+    /// Send `request` with the token; a refusal becomes the matching [`CoordinatorError`].
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, CoordinatorError> {
+        let response = request
             .bearer_auth(&self.token)
-            .json(&body)
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| CoordinatorError::Unreachable(format!("POST {path}: {e}")))?;
+            .map_err(|e| CoordinatorError::Unreachable(format!("{what}: {e}")))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -87,12 +123,63 @@ impl HttpCoordinator {
         let message = serde_json::from_str::<ErrorBody>(&text)
             .map(|body| body.error.message)
             .unwrap_or(text);
-        let message = format!("POST {path}: {status}: {message}");
+        let message = format!("{what}: {status}: {message}");
         Err(match status.as_u16() {
             409 => CoordinatorError::LeaseLost(message),
             408 | 429 | 500.. => CoordinatorError::Unreachable(message),
             _ => CoordinatorError::Refused(message),
         })
+    }
+
+    /// Append to (or replace) files of the run's bundle on the daemon; the answer is each
+    /// file's length there, which is where the next append of it starts.
+    pub(super) async fn send_files(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        files: Vec<serde_json::Value>,
+    ) -> Result<HashMap<String, u64>, CoordinatorError> {
+        let body = json!({ "token": token.0, "files": files });
+        let response = self
+            .post(
+                &format!("/v1/worker/runs/{run}/files"),
+                body,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        let lengths: FileLengths = response
+            .json()
+            .await
+            .map_err(|e| CoordinatorError::Refused(format!("read the answer: {e}")))?;
+        Ok(lengths.files)
+    }
+
+    /// Upload the finished bundle (a tar file) of the run; `sha256` is the tar's digest.
+    pub(super) async fn upload_bundle(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        tar: &std::path::Path,
+        sha256: &str,
+    ) -> Result<(), CoordinatorError> {
+        let file = tokio::fs::File::open(tar)
+            .await
+            .map_err(|e| CoordinatorError::Refused(format!("open {}: {e}", tar.display())))?;
+        let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let path = format!("/v1/worker/runs/{run}/bundle");
+        let request = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .header("x-orch-fencing-token", token.0.to_string())
+            .header("x-orch-bundle-sha256", sha256)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::from(file));
+        // A second per MiB on top of the usual allowance: bundles can be large.
+        let timeout = REQUEST_TIMEOUT + Duration::from_secs(size / (1024 * 1024));
+        self.send(request, &format!("PUT {path}"), timeout)
+            .await
+            .map(drop)
     }
 
     /// Long-poll the daemon for the next ready task.
@@ -116,7 +203,11 @@ impl HttpCoordinator {
             .json()
             .await
             .map_err(|e| CoordinatorError::Refused(format!("read the claim: {e}")))?;
-        let (claim, dir) = wire.into_claim()?;
+        let name = wire.project_name.clone();
+        let (claim, mut dir) = wire.into_claim()?;
+        if let Some(local) = name.and_then(|name| self.checkouts.get(&name).cloned()) {
+            dir = local;
+        }
         self.projects
             .lock()
             .expect("no code panics while holding the projects lock")
@@ -236,6 +327,11 @@ struct ErrorDetail {
 }
 
 #[derive(Deserialize)]
+struct FileLengths {
+    files: HashMap<String, u64>,
+}
+
+#[derive(Deserialize)]
 struct StatusBody {
     status: String,
 }
@@ -253,6 +349,7 @@ struct ClaimedRun {
     project_dir: String,
     #[serde(default)]
     reply: Option<orch_store::PendingReply>,
+    project_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

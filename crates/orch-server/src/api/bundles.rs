@@ -1,0 +1,486 @@
+//! `/v1/worker/runs/{run}/files` and `/v1/worker/runs/{run}/bundle`: a remote worker's run bundle
+//! reaches the daemon's `<home>/runs/<task>/<attempt>/`, so every read path (logs, follow,
+//! bundle files, `orch task get`) works for remote runs as for embedded ones.
+//!
+//! Both are fenced: the run must be active and the token its own, else 409 `lease_lost` and the
+//! refusal is recorded (SPEC §7). Both are idempotent: an append names its offset and the answer
+//! names each file's length, so a repeated append adds nothing; an upload replaces files whole.
+//! Both are bounded by `ServeOptions::max_bundle_bytes` per run (413 `bundle_too_large`).
+//!
+//! A piece that arrives after its run's bundle was uploaded (a request that stalled past the
+//! worker's timeout and was sent again) is not applied, so it cannot add to the final files:
+//! the daemon remembers the runs it received bundles for in the last [`LATE_PIECES_FOR`]
+//! (in memory: after a restart no request from before it can still be in flight).
+//!
+//! Crashes: files are replaced by rename and appends are checked against the file's length, so
+//! a daemon killed at any point leaves whole files or a prefix of the stream, which the
+//! worker's next request completes. An upload is staged beside the run directory
+//! (`.upload-<run>-<n>`) and moved in file by file after its checks; leftovers of a killed
+//! daemon are removed by the next upload of the same run.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::io::{Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use base64::Engine;
+use futures_util::StreamExt;
+use orch_core::{FencingToken, Run, RunId};
+use orch_store::Op;
+use orch_worker::bundle::{checked_bundle_path, manifest_digests, sha256_file};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::json::ApiJson;
+use super::ApiState;
+
+/// How long after an upload late pieces of its run are recognised: longer than any request of
+/// a worker may take.
+const LATE_PIECES_FOR: Duration = Duration::from_secs(120);
+
+/// Runs whose bundles were uploaded recently, oldest first; guarded by `ApiState::bundle_lock`.
+#[derive(Debug, Default)]
+pub struct Uploaded {
+    runs: VecDeque<(RunId, Instant)>,
+}
+
+impl Uploaded {
+    fn forget_old(&mut self) {
+        while self
+            .runs
+            .front()
+            .is_some_and(|(_, at)| at.elapsed() > LATE_PIECES_FOR)
+        {
+            self.runs.pop_front();
+        }
+    }
+
+    fn contains(&mut self, run: RunId) -> bool {
+        self.forget_old();
+        self.runs.iter().any(|(r, _)| *r == run)
+    }
+
+    fn insert(&mut self, run: RunId) {
+        self.forget_old();
+        self.runs.push_back((run, Instant::now()));
+    }
+}
+
+/// Pieces of a run's bundle files.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilesRequest {
+    /// The run's fencing token.
+    pub token: i64,
+    /// The pieces, applied in order.
+    pub files: Vec<FilePiece>,
+}
+
+/// Bytes of one bundle file.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilePiece {
+    /// The file, relative to the run directory (`logs.txt`, `steps/build/cmd-1.stdout.log`).
+    pub path: String,
+    /// Where `data` starts in the file. Bytes the daemon already has are skipped; a piece
+    /// starting past the daemon's length is not applied (the answer says where to resume).
+    #[serde(default)]
+    pub offset: u64,
+    /// Replace the whole file with `data` (`offset` must be 0).
+    #[serde(default)]
+    pub replace: bool,
+    /// The bytes, base64 (standard alphabet, padded).
+    pub data: String,
+}
+
+/// Each file's length on the daemon after the request: where the next append of it starts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileLengths {
+    /// Path → length in bytes.
+    pub files: BTreeMap<String, u64>,
+}
+
+/// The uploaded bundle.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BundleStored {
+    /// Files stored.
+    pub files: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+}
+
+/// The run's bundle directory on the daemon, if `token` is the run's active lease.
+async fn fenced_dir(
+    state: &ApiState,
+    run: RunId,
+    token: FencingToken,
+    what: &str,
+) -> Result<(Run, PathBuf), ApiError> {
+    let owner = state.store.run(run).await?.lease.owner;
+    let stored = state
+        .store
+        .check_lease(run, token, what, Op::now(&owner))
+        .await
+        .map_err(super::workers::lease_error)?;
+    let dir = state
+        .home
+        .join("runs")
+        .join(stored.task.0.to_string())
+        .join(stored.attempt.to_string());
+    Ok((stored, dir))
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::BundleTooLarge(format!(
+        "the run's bundle would be larger than the daemon's limit of {limit} bytes; raise it \
+         with `orch serve --max-bundle-size`, or lower the project's output_cap_bytes"
+    ))
+}
+
+/// Append to (or replace) files of a running run's bundle.
+#[utoipa::path(post, path = "/v1/worker/runs/{run}/files", tag = "worker",
+    request_body = FilesRequest, security(("bearer" = [])),
+    params(("run" = i64, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "Applied; each file's length now", body = FileLengths),
+        (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 413, description = "`bundle_too_large`: over the per-run limit", body = ErrorBody),
+        (status = 422, description = "A bad path or data", body = ErrorBody),
+    ))]
+pub async fn files(
+    State(state): State<ApiState>,
+    UrlPath(run): UrlPath<i64>,
+    ApiJson(request): ApiJson<FilesRequest>,
+) -> Result<Json<FileLengths>, ApiError> {
+    let mut pieces = Vec::with_capacity(request.files.len());
+    for (index, piece) in request.files.into_iter().enumerate() {
+        let invalid = |message: String| ApiError::Invalid {
+            field: Some(format!("files[{index}]")),
+            message: format!("files[{index}]: {message}"),
+        };
+        let path = checked_bundle_path(&piece.path).map_err(invalid)?;
+        if piece.replace && piece.offset != 0 {
+            return Err(invalid("a replacing piece must have offset 0".to_owned()));
+        }
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(piece.data.as_bytes())
+            .map_err(|e| invalid(format!("data is not base64: {e}")))?;
+        pieces.push((piece.path, path, piece.offset, piece.replace, data));
+    }
+    let (stored, dir) =
+        fenced_dir(&state, RunId(run), FencingToken(request.token), "files").await?;
+    let limit = state.max_bundle_bytes;
+    let lock = state.bundle_lock.clone();
+    let lengths = tokio::task::spawn_blocking(move || {
+        // Serializes writers of bundle files, so two copies of one append (a retry racing
+        // the original) cannot both see the old length. A `std` mutex: it is held only in this
+        // blocking task, never across an await.
+        let mut uploaded = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let late = uploaded.contains(stored.id);
+        let mut used = dir_size(&dir);
+        let mut lengths = BTreeMap::new();
+        for (name, relative, offset, replace, data) in pieces {
+            let target = dir.join(&relative);
+            let current = fs::metadata(&target).map_or(0, |m| m.len());
+            if late {
+                lengths.insert(name, current);
+                continue;
+            }
+            let added = if replace {
+                (data.len() as u64).saturating_sub(current)
+            } else {
+                (offset + data.len() as u64).saturating_sub(current)
+            };
+            if used + added > limit {
+                return Err(too_large(limit));
+            }
+            let length = write_piece(&target, current, offset, replace, &data)
+                .map_err(|e| ApiError::internal(&format!("write {}: {e}", target.display())))?;
+            used += added;
+            lengths.insert(name, length);
+        }
+        Ok(lengths)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    Ok(Json(FileLengths { files: lengths }))
+}
+
+/// Apply one piece; returns the file's length after it.
+fn write_piece(
+    target: &Path,
+    current: u64,
+    offset: u64,
+    replace: bool,
+    data: &[u8],
+) -> std::io::Result<u64> {
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if replace {
+        replace_file(target, data)?;
+        return Ok(data.len() as u64);
+    }
+    if offset > current {
+        // A gap: something before it never arrived; the worker resends from `current`.
+        return Ok(current);
+    }
+    let skip = usize::try_from(current - offset).unwrap_or(usize::MAX);
+    if skip < data.len() {
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(target)?;
+        file.write_all(&data[skip..])?;
+        return Ok(offset + data.len() as u64);
+    }
+    Ok(current)
+}
+
+/// Replace `target` with `data` by rename, so readers see the old file or the new one.
+fn replace_file(target: &Path, data: &[u8]) -> std::io::Result<()> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = target.with_file_name(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
+    let written = fs::write(&temporary, data).and_then(|()| fs::rename(&temporary, target));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .ok_or_else(|| ApiError::Invalid {
+            field: Some(name.to_owned()),
+            message: format!("the header `{name}` is missing or not text"),
+        })
+}
+
+/// Upload a run's finished bundle: a tar file of the run directory's files. Checked against
+/// `X-Orch-Bundle-Sha256` and, for every command output and agent event file, against the sha256
+/// in the bundle's own `manifest.json`; then stored, replacing what streaming sent.
+#[utoipa::path(put, path = "/v1/worker/runs/{run}/bundle", tag = "worker",
+    request_body(content = Vec<u8>, content_type = "application/x-tar",
+        description = "A tar file of the run directory's files, paths relative to it"),
+    security(("bearer" = [])),
+    params(
+        ("run" = i64, Path, description = "The run's id"),
+        ("x-orch-fencing-token" = i64, Header, description = "The run's fencing token"),
+        ("x-orch-bundle-sha256" = String, Header, description = "The body's sha256, hex"),
+    ),
+    responses(
+        (status = 200, description = "Stored (again, for a repeated upload)", body = BundleStored),
+        (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 413, description = "`bundle_too_large`: over the per-run limit", body = ErrorBody),
+        (status = 422, description = "`bundle_invalid`: a digest does not match, or not a tar of files", body = ErrorBody),
+    ))]
+pub async fn upload(
+    State(state): State<ApiState>,
+    UrlPath(run): UrlPath<i64>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<BundleStored>, ApiError> {
+    let token = header(&headers, "x-orch-fencing-token")?
+        .parse::<i64>()
+        .map_err(|e| ApiError::Invalid {
+            field: Some("x-orch-fencing-token".to_owned()),
+            message: format!("x-orch-fencing-token: {e}"),
+        })?;
+    let expected = header(&headers, "x-orch-bundle-sha256")?.to_ascii_lowercase();
+    let (stored, dir) =
+        fenced_dir(&state, RunId(run), FencingToken(token), "bundle upload").await?;
+    let limit = state.max_bundle_bytes;
+    let task_dir = dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.clone());
+    fs::create_dir_all(&task_dir).map_err(|e| ApiError::internal(&e))?;
+    remove_leftovers(&task_dir, stored.id);
+    let staging = task_dir.join(format!(
+        ".upload-{}-{:016x}",
+        stored.id.0,
+        rand::random::<u64>()
+    ));
+    let result = receive(
+        body,
+        &staging,
+        limit,
+        &expected,
+        &dir,
+        stored.id,
+        state.bundle_lock.clone(),
+    )
+    .await;
+    let _ = fs::remove_dir_all(&staging);
+    let _ = fs::remove_file(staging.with_extension("tar"));
+    result.map(Json)
+}
+
+/// Leftovers of uploads of `run` that a killed daemon did not clean up.
+fn remove_leftovers(task_dir: &Path, run: RunId) {
+    let prefix = format!(".upload-{}-", run.0);
+    for entry in fs::read_dir(task_dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let path = entry.path();
+            let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+        }
+    }
+}
+
+async fn receive(
+    body: Body,
+    staging: &Path,
+    limit: u64,
+    expected: &str,
+    dir: &Path,
+    run: RunId,
+    lock: std::sync::Arc<std::sync::Mutex<Uploaded>>,
+) -> Result<BundleStored, ApiError> {
+    let tar_path = staging.with_extension("tar");
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tar_path)
+        .map_err(|e| ApiError::internal(&e))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut size = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::Malformed {
+            message: format!("the body could not be read: {e}"),
+        })?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(too_large(limit));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).map_err(|e| ApiError::internal(&e))?;
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual != expected {
+        return Err(ApiError::BundleInvalid(format!(
+            "the body's sha256 is {actual}, not the {expected} sent in x-orch-bundle-sha256 (a \
+             truncated or altered upload); send it again"
+        )));
+    }
+    file.rewind().map_err(|e| ApiError::internal(&e))?;
+    let (staging, dir) = (staging.to_owned(), dir.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let files = unpack(file, &staging)?;
+        check_manifest(&staging)?;
+        let mut uploaded = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut bytes = 0;
+        for relative in &files {
+            let (from, to) = (staging.join(relative), dir.join(relative));
+            let moved = to
+                .parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|()| {
+                    bytes += fs::metadata(&from)?.len();
+                    fs::rename(&from, &to)
+                });
+            moved.map_err(|e| ApiError::internal(&format!("store {}: {e}", to.display())))?;
+        }
+        uploaded.insert(run);
+        Ok(BundleStored {
+            files: files.len() as u64,
+            bytes,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+}
+
+/// Unpack the tar into `staging`: regular files at checked paths only. Returns their paths.
+fn unpack(file: fs::File, staging: &Path) -> Result<Vec<PathBuf>, ApiError> {
+    let invalid = |message: String| ApiError::BundleInvalid(message);
+    let mut archive = tar::Archive::new(file);
+    let mut files = Vec::new();
+    let entries = archive
+        .entries()
+        .map_err(|e| invalid(format!("the body is not a tar file: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| invalid(format!("the body is not a tar file: {e}")))?;
+        let name = entry
+            .path()
+            .map_err(|e| invalid(format!("a member's name: {e}")))?
+            .to_string_lossy()
+            .into_owned();
+        match entry.header().entry_type() {
+            tar::EntryType::Regular => {}
+            tar::EntryType::Directory => continue,
+            other => {
+                return Err(invalid(format!(
+                    "`{name}` is a {other:?}; a bundle holds regular files only"
+                )))
+            }
+        }
+        let relative = checked_bundle_path(&name).map_err(invalid)?;
+        let target = staging.join(&relative);
+        let written = target
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| {
+                let mut out = fs::File::create(&target)?;
+                std::io::copy(&mut entry, &mut out).map(drop)
+            });
+        written.map_err(|e| ApiError::internal(&format!("unpack {name}: {e}")))?;
+        files.push(relative);
+    }
+    Ok(files)
+}
+
+/// Every file `manifest.json` gives a sha256 for must have it.
+fn check_manifest(staging: &Path) -> Result<(), ApiError> {
+    let Ok(bytes) = fs::read(staging.join("manifest.json")) else {
+        return Ok(());
+    };
+    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        // An empty manifest (a run that ended before any step) has nothing to check.
+        return Ok(());
+    };
+    for (path, expected) in manifest_digests(&manifest) {
+        let Ok(relative) = checked_bundle_path(&path) else {
+            continue;
+        };
+        let actual = sha256_file(&staging.join(&relative)).map_err(|e| {
+            ApiError::BundleInvalid(format!("manifest.json names {path}, which is missing: {e}"))
+        })?;
+        if actual != expected {
+            return Err(ApiError::BundleInvalid(format!(
+                "{path} has sha256 {actual}, but manifest.json says {expected}"
+            )));
+        }
+    }
+    Ok(())
+}
