@@ -202,6 +202,15 @@ pub async fn serve(
     for r in &released {
         tracing::info!(task = %r.task, run = %r.run, status = %r.status, "run of a previous daemon released");
     }
+    // What the registry missed (a command spawned but not yet registered when the daemon died)
+    // still carries its run's id; no worker runs yet, so nothing is handed out before this.
+    let runs: Vec<i64> = released.iter().map(|r| r.run.0).collect();
+    for group in orch_worker::exec::kill_processes_of_runs(&options.home.join("runs"), &runs) {
+        tracing::warn!(
+            group,
+            "killed the unregistered commands of a run whose daemon died"
+        );
+    }
     // The API stops with `shutdown`, or when the workers stop by themselves (`exit_when_idle`).
     let api_stop = shutdown.child_token();
     let metrics = std::sync::Arc::new(api::ops::Metrics::new());

@@ -713,6 +713,9 @@ impl Runner<'_> {
             && report.status != ResultStatus::Succeeded
         {
             report.status = ResultStatus::NeedsReview;
+            if matches!(step.action, StepAction::Agent { .. }) {
+                report.failure = Some(FailureClass::Timeout);
+            }
             report.error = Some(format!(
                 "the step ran past its timeout of {}",
                 humantime_duration(step.timeout.unwrap_or_default())

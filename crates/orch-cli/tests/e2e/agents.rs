@@ -313,3 +313,39 @@ fn a_reply_resumes_the_agent_session_in_the_same_worktree() {
     let refused = home.run(&["task", "reply", "999", "more"]);
     assert_ne!(refused.code, Some(0));
 }
+
+#[test]
+fn a_cli_that_hangs_after_its_result_is_ended_and_the_run_succeeds() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hi\n")]);
+    let bin = tempfile::tempdir().unwrap();
+    let ok = r#"{"type":"result","subtype":"success","is_error":false,"result":"done, then stuck","session_id":"sess-42"}"#;
+    let cli = script(
+        bin.path(),
+        "claude",
+        &format!("{}\nexec sleep 600", claude_session(ok)),
+    );
+    write_config(
+        &repo,
+        &format!("[agents]\nenable_real_cli = true\nresult_grace = \"1s\"\n[agents.claude]\nbinary = \"{}\"\n", cli.display()),
+    );
+    let id = home.submit("stuck", &one_task("claude", "say hi", 1), repo.path())["t"];
+    home.serve_until_idle(1);
+    let task = home.task(id);
+    assert_eq!(task["task"]["status"], "done", "{task:#}");
+    let step = read_json(&home.run_dir(id, 1).join("steps/work/result.json"));
+    assert_eq!(step["summary"], "done, then stuck");
+}
+
+#[test]
+fn an_agent_step_past_its_timeout_is_classified_timeout() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hi\n")]);
+    let yaml = "tasks:\n  - id: t\n    title: slow agent\n    steps:\n      - name: work\n        agent: sim\n        timeout: 1s\n        prompt: |\n          @sleep 30000\n";
+    let id = home.submit("slow", yaml, repo.path())["t"];
+    home.serve_until_idle(1);
+    let task = home.task(id);
+    assert_eq!(task["task"]["status"], "needs_review", "{task:#}");
+    let step = read_json(&home.run_dir(id, 1).join("steps/work/result.json"));
+    assert_eq!(step["failure_class"], "timeout", "{step:#}");
+}

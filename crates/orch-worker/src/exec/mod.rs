@@ -402,6 +402,46 @@ fn process_group_and_state(pid: i32) -> Option<(i32, char)> {
     Some((pgrp, state))
 }
 
+/// Kill every process group holding a process of one of `runs` (by `ORCH_RUN_ID`) whose
+/// `ORCH_BUNDLE` lies under `runs_dir` (this home's, so another home's run with the same number
+/// is never touched). This catches what the registry cannot: a command started in the instant
+/// between its spawn and its registration when the daemon died. Returns the groups killed.
+pub fn kill_processes_of_runs(runs_dir: &Path, runs: &[i64]) -> Vec<i32> {
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let bundle_prefix = format!("ORCH_BUNDLE={}/", runs_dir.display());
+    let mut killed = Vec::new();
+    for pid in procs
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let Some((group, state)) = process_group_and_state(pid) else {
+            continue;
+        };
+        if state == 'Z' || killed.contains(&group) || group <= 1 {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+        let in_home = vars.iter().any(|v| v.starts_with(bundle_prefix.as_bytes()));
+        let run = vars
+            .iter()
+            .find_map(|v| v.strip_prefix(b"ORCH_RUN_ID="))
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
+        if in_home && run.is_some_and(|r| runs.contains(&r)) {
+            signal_group(Pid::from_raw(group), Signal::SIGKILL);
+            killed.push(group);
+        }
+    }
+    killed
+}
+
 /// Kill the process groups recorded in `registry` by runs of a daemon that died (kill -9 leaves
 /// its commands running), then forget them. A group is killed only if one of its live members
 /// carries `ORCH_RUN_ID` in its environment, so a recycled group id of an unrelated process is
