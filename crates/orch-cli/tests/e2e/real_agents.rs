@@ -434,3 +434,48 @@ fn the_hidden_model_server_command_serves_a_script_until_stopped() {
         bad.stderr
     );
 }
+
+#[test]
+fn a_real_router_agent_answering_from_the_scripted_model_routes_the_task() {
+    if !available("claude") {
+        return;
+    }
+    let script = Script::from_yaml(
+        r#"
+conversations:
+  - match: "You are the router of orch"
+    turns:
+      - say: {text: "{\"agent\": \"sim\", \"complexity\": \"simple\", \"profile\": {\"role\": \"scribe\", \"skills\": [\"notes\"], \"tools\": [], \"constraints\": []}, \"reason\": \"a note is simple\"}"}
+"#,
+    )
+    .unwrap();
+    let model = Model::start("claude", script, Settings::no_retries());
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hi\n")]);
+    let config = format!(
+        "{}\n[router]\nagent = \"claude\"\nagents = [\"sim\", \"codex\"]\n",
+        model.config("claude", "")
+    );
+    configure(&repo, &config);
+    let yaml = "tasks:\n  - id: t\n    title: write a note\n    steps:\n      - name: work\n        agent: auto\n        prompt: |\n          @write routed.txt\n          routed by a model\n          @end\n";
+    let id = home.submit("route", yaml, repo.path())["t"];
+    model.serve(&home);
+    let task = home.task(id);
+    assert_eq!(task["task"]["status"], "done", "{task:#}");
+    let route = read_json(&home.run_dir(id, 1).join("route.json"));
+    assert_eq!(route["agent"], "sim", "{route:#}");
+    assert_eq!(route["complexity"], "simple", "{route:#}");
+    let why = route.to_string();
+    assert!(why.contains("a note is simple"), "{route:#}");
+    let workspace = workspace_of(&home.run_dir(id, 1));
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("routed.txt")).unwrap(),
+        "routed by a model\n"
+    );
+    // The router's question reached the model through the real CLI.
+    assert!(model
+        .server()
+        .turn_requests()
+        .iter()
+        .any(|r| r.body_text().contains("write a note")));
+}
