@@ -272,6 +272,9 @@ mod tests {
         assert_eq!(config.stall_timeout, Duration::from_secs(90));
         assert_eq!(config.claude.stall_timeout, Some(Duration::from_secs(120)));
         assert_eq!(config.commands["echo"].output, OutputFormat::Jsonl);
+        let acp: CommandAgent =
+            toml::from_str("argv = [\"opencode\", \"acp\"]\noutput = \"acp\"\n").unwrap();
+        assert_eq!(acp.output, OutputFormat::Acp);
     }
 
     #[test]

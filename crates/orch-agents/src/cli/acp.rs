@@ -4,10 +4,12 @@
 //! ```toml
 //! [agents.commands.opencode-acp]
 //! argv = ["opencode", "acp"]
+//! output = "acp"
 //! pass_env = ["OPENCODE_CONFIG_CONTENT"]
 //!
 //! [agents.commands.gemini-acp]
-//! argv = ["gemini", "--experimental-acp"]
+//! argv = ["gemini", "--acp"]                # `--experimental-acp` in older versions
+//! output = "acp"
 //! pass_env = ["GEMINI_API_KEY"]
 //! ```
 //!
@@ -16,15 +18,30 @@
 //! `session/prompt`; the agent streams `session/update` notifications and the prompt's response
 //! carries the `stopReason`. Then orch closes the agent's stdin, which ends it (or the result
 //! grace does). orch advertises no file system and no terminal capability, so the agent uses its
-//! own tools in the working directory, and it answers every `session/request_permission` with an
-//! "allow" option: the session is headless, like the other CLIs run with edits accepted.
+//! own tools in the working directory, and it answers every `session/request_permission` with
+//! its "allow once" option: the session is headless, like the other CLIs run with edits
+//! accepted. An ACP agent always runs as a direct child (a `session = "tmux"` setting is not
+//! applied): the relay in a tmux pane has no stdin orch could write to.
 //!
-//! Why a small hand-written client rather than the `agent-client-protocol` crate: that crate
-//! owns the transport (it drives the agent's stdio itself, with `!Send` futures on a
-//! `LocalSet`), while every CLI here goes through the one process runner that owns the pipes,
-//! the stall watchdog, the result grace, cancellation and the raw output capture. The part of
-//! ACP a headless client needs is six messages, so [`AcpClient`] is a pure state machine, like
-//! the other dialects: lines in, events and lines to send out, no I/O (and testable as such).
+//! Events: the `session/new` (or resumed) session id is `init`; agent message chunks are joined
+//! into one `message` per stretch of text; `tool_call` / `tool_call_update` become `tool_call`
+//! (once per call, when its input is known) and `tool_result`; token usage on the prompt answer
+//! (or Gemini CLI's `_meta.quota`) is `usage`; the answer is `result`, whose text is the agent's
+//! last message (the text after its last tool call), and an error unless the `stopReason` is
+//! `end_turn`. Other updates (plans, thoughts, mode and command lists) are kept as `unknown`.
+//! A JSON-RPC error answer is an `error` event naming the refused method, judged like any CLI's
+//! error text; an agent that exits before answering is a crash with its stderr.
+//!
+//! Why a small hand-written client rather than the `agent-client-protocol` crate (5.0.0 on
+//! crates.io at the time of writing; not built here): it is a full SDK whose connection owns
+//! the transport and runs the session inside its own `connect_with` future, with its own
+//! dependencies (a derive crate, the schema crate, futures-concurrency, uuid, anyhow). Every CLI
+//! here goes through the one process runner, which owns the pipes, the line reader (with its
+//! length cap and the raw output capture), the stall watchdog, the result grace and
+//! cancellation by process group; handing the pipes to the SDK would bypass or duplicate all of
+//! that. The part of ACP a headless client needs is six messages, so [`AcpClient`] is a pure
+//! state machine like the other dialects: lines in, events and lines to send out, no I/O (and
+//! unit-testable as such).
 
 use std::collections::BTreeMap;
 
