@@ -384,6 +384,22 @@ fn a_hung_model_is_caught_by_the_stall_watchdog() {
     let _ = Path::new("");
 }
 
+/// The `.orch.toml` of an `acp` command agent `name` running `argv` with the model's environment.
+fn acp_config(model: &Model, name: &str, argv: &[&str]) -> String {
+    let names: Vec<String> = model
+        .env
+        .vars
+        .iter()
+        .map(|(k, _)| format!("{k:?}"))
+        .collect();
+    let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "[agents]\nenable_real_cli = true\nallowed = [\"{name}\"]\n\n[agents.commands.{name}]\nargv = [{}]\noutput = \"acp\"\npass_env = [{}]\n",
+        argv.join(", "),
+        names.join(", ")
+    )
+}
+
 /// Whether an ACP agent's `session/load` works (see the Gemini CLI test).
 #[derive(PartialEq)]
 enum Load {
@@ -403,21 +419,7 @@ fn an_acp_agent_edits_the_worktree_and_a_reply_resumes_it(cli: &str, argv: &[&st
     let home = Home::new();
     let repo = Repo::new(&[("README.md", "hi\n")]);
     let name = format!("{cli}-acp");
-    let names: Vec<String> = model
-        .env
-        .vars
-        .iter()
-        .map(|(k, _)| format!("{k:?}"))
-        .collect();
-    let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
-    configure(
-        &repo,
-        &format!(
-            "[agents]\nenable_real_cli = true\nallowed = [\"{name}\"]\n\n[agents.commands.{name}]\nargv = [{}]\noutput = \"acp\"\npass_env = [{}]\n",
-            argv.join(", "),
-            names.join(", ")
-        ),
-    );
+    configure(&repo, &acp_config(&model, &name, argv));
     let id = home.submit(
         "acp",
         &agent_task(
@@ -545,4 +547,36 @@ fn gemini_acp_runs_as_an_acp_command_agent_and_a_reply_loads_its_session() {
         &["gemini", "--acp", "--skip-trust"],
         Load::MayFail,
     );
+}
+
+#[test]
+fn opencode_acp_with_a_refused_api_key_fails_as_auth_refused() {
+    if !available("opencode") {
+        return;
+    }
+    let script = Script::from_yaml(
+        "conversations:\n  - turns: [{error: {status: 401, message: \"invalid api key\"}}]\n",
+    )
+    .unwrap();
+    let model = Model::start("opencode", script, Settings::no_retries());
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hi\n")]);
+    configure(
+        &repo,
+        &acp_config(&model, "opencode-acp", &["opencode", "acp"]),
+    );
+    let id = home.submit(
+        "acp-401",
+        &agent_task("opencode-acp", "orch-e2e-first: do it", 3),
+        repo.path(),
+    )["t"];
+    model.serve(&home);
+    let task = home.task(id);
+    assert_eq!(task["task"]["status"], "failed", "{task:#}");
+    assert_eq!(task["runs"].as_array().unwrap().len(), 1, "not retried");
+    let step = step_result(&home, id, 1);
+    assert_eq!(step["failure_class"], "auth_refused", "{step:#}");
+    // OpenCode answers the prompt with a JSON-RPC error carrying the provider's message.
+    let error = step["error"].as_str().unwrap();
+    assert!(error.contains("refused session/prompt"), "{error}");
 }
