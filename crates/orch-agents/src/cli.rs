@@ -1,6 +1,7 @@
 //! Real agent CLIs: how each is invoked, and how its output becomes normalized events.
 //!
-//! Every CLI runs the same way ([`process`]): its own process group, `stdin` closed, a cleared
+//! Every CLI runs the same way ([`process`]): its own process group, `stdin` closed (except for
+//! [`acp`] agents, which orch talks to over their stdin), a cleared
 //! environment plus what the request and the agent's settings allow, stdout read line by line
 //! through the agent's [`Dialect`] parser. Three timers watch it: the step's cancellation
 //! (timeout, lease lost, shutdown), the stall watchdog (no output at all for `stall_timeout`),
@@ -9,6 +10,7 @@
 //! status and the end of stderr — so a rate limit reported with exit code 0 or an empty result
 //! never counts as success.
 
+pub mod acp;
 mod claude;
 mod codex;
 mod command;
@@ -28,6 +30,7 @@ use crate::config::{AgentSettings, CommandAgent, SessionMode};
 use crate::pricing::Price;
 use crate::{AgentError, AgentEvent, AgentOutcome, AgentRequest, AgentsConfig, OutputFormat};
 
+pub use acp::AcpClient;
 pub use claude::ClaudeParser;
 pub use codex::CodexParser;
 pub use command::{CommandParser, JsonlParser};
@@ -78,6 +81,8 @@ pub enum Dialect {
     Text(CommandParser),
     /// orch's own normalized JSONL.
     Jsonl(JsonlParser),
+    /// The Agent Client Protocol: the only dialect that also talks back on stdin.
+    Acp(AcpClient),
 }
 
 impl Dialect {
@@ -91,6 +96,28 @@ impl Dialect {
             Dialect::Gemini(p) => p.line(line),
             Dialect::Text(p) => p.line(line),
             Dialect::Jsonl(p) => p.line(line),
+            Dialect::Acp(p) => p.line(line),
+        }
+    }
+
+    /// Whether the agent reads orch's messages on stdin (all others get `/dev/null`).
+    pub fn wants_stdin(&self) -> bool {
+        matches!(self, Dialect::Acp(_))
+    }
+
+    /// Lines to write to the agent's stdin now.
+    pub fn take_outgoing(&mut self) -> Vec<String> {
+        match self {
+            Dialect::Acp(p) => p.take_outgoing(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether orch has nothing more to say, so the agent's stdin can be closed.
+    pub fn input_finished(&self) -> bool {
+        match self {
+            Dialect::Acp(p) => p.finished(),
+            _ => true,
         }
     }
 
@@ -102,14 +129,17 @@ impl Dialect {
             }
             Dialect::OpenCode(p) => p.finish(),
             Dialect::Text(p) => p.finish(),
+            Dialect::Acp(p) => p.finish(),
         }
     }
 
-    /// The dialect for `kind`, with the price table for CLIs that report no cost.
+    /// The dialect for `kind`, with the price table for CLIs that report no cost. `request`
+    /// gives what a protocol dialect (ACP) sends itself: the prompt, directory and session.
     pub fn for_kind(
         kind: &CliKind,
         model: Option<&str>,
         pricing: &BTreeMap<String, Price>,
+        request: &AgentRequest,
     ) -> Dialect {
         let price = model.and_then(|m| pricing.get(m)).copied();
         match kind {
@@ -120,6 +150,14 @@ impl Dialect {
             CliKind::Command(command) => match command.output {
                 OutputFormat::Text => Dialect::Text(CommandParser::default()),
                 OutputFormat::Jsonl => Dialect::Jsonl(JsonlParser::default()),
+                OutputFormat::Acp => Dialect::Acp(
+                    AcpClient::new(
+                        &prompt_with_system(request),
+                        &request.workdir.display().to_string(),
+                        request.resume_session.as_deref(),
+                    )
+                    .priced(model, pricing),
+                ),
             },
         }
     }
@@ -437,7 +475,7 @@ impl CliAgent {
     ) -> Result<AgentOutcome, AgentError> {
         let invocation = self.invocation(request, &|name| std::env::var(name).ok())?;
         let model = self.model(request);
-        let dialect = Dialect::for_kind(&self.kind, model.as_deref(), &self.pricing);
+        let dialect = Dialect::for_kind(&self.kind, model.as_deref(), &self.pricing, request);
         let limits = process::Limits {
             stall_timeout: self.stall_timeout,
             result_grace: self.result_grace,
@@ -459,6 +497,14 @@ impl CliAgent {
             cancel,
         )
         .await
+    }
+}
+
+/// The prompt with the rendered profile leading it, for agents with no system prompt option.
+fn prompt_with_system(request: &AgentRequest) -> String {
+    match &request.system_prompt {
+        Some(system) if !system.trim().is_empty() => format!("{system}\n\n{}", request.prompt),
+        _ => request.prompt.clone(),
     }
 }
 

@@ -21,6 +21,10 @@
 //! argv = ["aider", "--yes", "--model", "{model}", "--message", "{prompt}"]
 //! output = "text"
 //!
+//! [agents.commands.opencode-acp]            # any Agent Client Protocol agent
+//! argv = ["opencode", "acp"]
+//! output = "acp"
+//!
 //! [agents.pricing."gpt-5.5"]
 //! input_per_mtok = 1.25
 //! output_per_mtok = 10.0
@@ -164,6 +168,9 @@ pub enum OutputFormat {
     /// One JSON object per line in orch's normalized event format (the lines of
     /// `events.jsonl`); lines that are not are kept as `unknown` events.
     Jsonl,
+    /// The Agent Client Protocol (JSON-RPC on stdin/stdout): orch sends the prompt as a
+    /// `session/prompt` instead of through `{prompt}` (see [`crate::cli::acp`]).
+    Acp,
 }
 
 impl AgentsConfig {
@@ -265,6 +272,9 @@ mod tests {
         assert_eq!(config.stall_timeout, Duration::from_secs(90));
         assert_eq!(config.claude.stall_timeout, Some(Duration::from_secs(120)));
         assert_eq!(config.commands["echo"].output, OutputFormat::Jsonl);
+        let acp: CommandAgent =
+            toml::from_str("argv = [\"opencode\", \"acp\"]\noutput = \"acp\"\n").unwrap();
+        assert_eq!(acp.output, OutputFormat::Acp);
     }
 
     #[test]

@@ -232,3 +232,126 @@ async fn unparsable_and_unknown_lines_are_kept_not_fatal() {
         .count();
     assert_eq!(unknown, 3, "{:?}", ran.events);
 }
+
+/// A fake Agent Client Protocol agent: answers `initialize`, `session/new` and one
+/// `session/prompt`, asking permission before it writes `acp.txt` in its working directory.
+/// `mode`: `ok`, `crash` (dies mid-prompt), `linger` (never exits after answering).
+const FAKE_ACP_AGENT: &str = r#"
+import json, sys, time
+mode = sys.argv[1]
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+def update(u):
+    send({"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": "fake-1", "update": u}})
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {"protocolVersion": 1, "agentCapabilities": {"loadSession": False}}})
+    elif method == "session/new":
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {"sessionId": "fake-1"}})
+    elif method == "session/prompt":
+        if mode == "crash":
+            sys.stderr.write("fake agent: out of memory\n"); sys.exit(3)
+        call = {"toolCallId": "c1", "title": "write acp.txt", "kind": "edit", "locations": [{"path": "acp.txt"}]}
+        send({"jsonrpc": "2.0", "id": "perm-1", "method": "session/request_permission", "params": {"sessionId": "fake-1", "toolCall": call, "options": [{"optionId": "no", "name": "No", "kind": "reject_once"}, {"optionId": "yes", "name": "Yes", "kind": "allow_once"}]}})
+        answer = json.loads(sys.stdin.readline())
+        if answer["result"]["outcome"].get("optionId") == "yes":
+            open("acp.txt", "w").write(m["params"]["prompt"][0]["text"])
+        update(dict(call, sessionUpdate="tool_call_update", status="completed"))
+        update({"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "wrote "}})
+        update({"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "acp.txt"}})
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {"stopReason": "end_turn", "usage": {"inputTokens": 7, "outputTokens": 3}}})
+        if mode == "linger":
+            time.sleep(600)
+"#;
+
+async fn run_acp(mode: &str, workdir: &Path, grace: Duration, resume: Option<&str>) -> Ran {
+    let script = workdir.join("fake_acp.py");
+    std::fs::write(&script, FAKE_ACP_AGENT).unwrap();
+    let mut config = AgentsConfig {
+        enable_real_cli: true,
+        stall_timeout: Duration::from_secs(60),
+        result_grace: grace,
+        ..AgentsConfig::default()
+    };
+    let toml = format!(
+        "argv = [\"python3\", {:?}, \"{mode}\"]\noutput = \"acp\"\n",
+        script.display().to_string()
+    );
+    config
+        .commands
+        .insert("fake-acp".into(), toml::from_str(&toml).unwrap());
+    let agent = Agent::resolve("fake-acp", &config).unwrap();
+    let request = AgentRequest {
+        prompt: "hello over acp".into(),
+        workdir: workdir.to_owned(),
+        resume_session: resume.map(str::to_owned),
+        ..AgentRequest::default()
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let started = Instant::now();
+    let result = agent.run(&request, tx, CancellationToken::new()).await;
+    let took = started.elapsed();
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    Ran {
+        result,
+        events,
+        raw: Vec::new(),
+        took,
+    }
+}
+
+#[tokio::test]
+async fn an_acp_agent_is_driven_over_its_stdin_and_exits_when_orch_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = run_acp("ok", dir.path(), Duration::from_secs(30), None).await;
+    let outcome = ran.result.unwrap();
+    assert_eq!(outcome.result_text, "wrote acp.txt");
+    assert_eq!(outcome.session_id.as_deref(), Some("fake-1"));
+    assert_eq!((outcome.input_tokens, outcome.output_tokens), (7, 3));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("acp.txt")).unwrap(),
+        "hello over acp",
+        "the permission request was answered with the allow option"
+    );
+    assert!(
+        ran.events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::ToolCall { id, .. } if id == "c1")),
+        "{:?}",
+        ran.events
+    );
+    // Closing stdin ended it, not the 30 s result grace.
+    assert!(ran.took < Duration::from_secs(10), "took {:?}", ran.took);
+}
+
+#[tokio::test]
+async fn an_acp_agent_that_dies_mid_prompt_is_a_crash_with_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = run_acp("crash", dir.path(), Duration::from_secs(5), None).await;
+    let error = ran.result.unwrap_err();
+    assert!(matches!(error, AgentError::Crashed { .. }), "{error:?}");
+    assert!(error.to_string().contains("out of memory"), "{error}");
+}
+
+#[tokio::test]
+async fn an_acp_agent_that_lingers_after_its_answer_is_ended_by_the_result_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = run_acp("linger", dir.path(), Duration::from_millis(300), None).await;
+    assert_eq!(ran.result.unwrap().result_text, "wrote acp.txt");
+    assert!(ran.took < Duration::from_secs(10), "took {:?}", ran.took);
+}
+
+#[tokio::test]
+async fn resuming_an_acp_agent_without_load_session_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = run_acp("ok", dir.path(), Duration::from_secs(30), Some("old-1")).await;
+    let error = ran.result.unwrap_err();
+    assert!(matches!(error, AgentError::Failed(_)), "{error:?}");
+    assert!(error.to_string().contains("loadSession"), "{error}");
+    assert!(ran.took < Duration::from_secs(10), "took {:?}", ran.took);
+}

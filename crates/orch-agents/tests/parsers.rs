@@ -27,7 +27,7 @@ fn kind(cli: &str) -> CliKind {
 }
 
 fn judge_text(cli: &str, text: &str, code: i32) -> Judged {
-    let mut dialect = Dialect::for_kind(&kind(cli), None, &BTreeMap::new());
+    let mut dialect = Dialect::for_kind(&kind(cli), None, &BTreeMap::new(), &Default::default());
     let mut transcript = Transcript::default();
     let mut events = Vec::new();
     for line in text.lines() {

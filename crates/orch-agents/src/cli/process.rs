@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -58,12 +58,17 @@ pub async fn run(
         });
     };
     let (lines_tx, mut lines) = mpsc::channel::<Line>(256);
-    let mut proc = match live {
-        Some((session, relay)) => {
-            Proc::live(agent, session, relay, &invocation, workdir, lines_tx).await?
-        }
-        None => Proc::direct(agent, &program, &invocation, workdir, lines_tx)?,
+    // A dialect that talks back (ACP) gets a piped stdin, and so runs as a direct child even
+    // when its settings ask for a live session: the relay in a tmux pane has no stdin to feed.
+    let talks_back = dialect.wants_stdin();
+    let (mut proc, mut stdin) = match live {
+        Some((session, relay)) if !talks_back => (
+            Proc::live(agent, session, relay, &invocation, workdir, lines_tx).await?,
+            None,
+        ),
+        _ => Proc::direct(agent, &program, &invocation, workdir, lines_tx, talks_back)?,
     };
+    send_outgoing(&mut dialect, &mut stdin);
     let registered = match (&request.process_registry, proc.group()) {
         (Some(dir), Some(group)) => {
             let path = dir.join(group.as_raw().to_string());
@@ -106,6 +111,12 @@ pub async fn run(
                         transcript.observe(&event);
                         let _ = events.send(event);
                     }
+                    send_outgoing(&mut dialect, &mut stdin);
+                    if talks_back && dialect.input_finished() && result_deadline.is_none() {
+                        // The session is over (an answer or a refusal): an agent that does not
+                        // exit when its stdin closes gets the result grace, not the stall timeout.
+                        result_deadline = Some(Instant::now() + limits.result_grace);
+                    }
                 }
                 Some(Line::Err(text)) => {
                     deadline = Instant::now() + limits.stall_timeout;
@@ -144,6 +155,34 @@ pub async fn run(
         let _ = events.send(event);
     }
     transcript.finish(agent, invocation.argv.clone(), ending, &stderr_tail)
+}
+
+/// Hand what the dialect wants to say to the stdin writer; once it has nothing more to say,
+/// drop the writer's channel, which closes the agent's stdin (an ACP agent then exits).
+fn send_outgoing(dialect: &mut Dialect, stdin: &mut Option<mpsc::UnboundedSender<String>>) {
+    let Some(writer) = stdin else {
+        return;
+    };
+    for line in dialect.take_outgoing() {
+        let _ = writer.send(line);
+    }
+    if dialect.input_finished() {
+        *stdin = None;
+    }
+}
+
+/// Write lines to the agent's stdin until the channel closes, then close it. A write error
+/// means the agent is gone: the runner sees that through its exit, so it only ends this task.
+async fn write_lines(
+    mut pipe: tokio::process::ChildStdin,
+    mut lines: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(mut line) = lines.recv().await {
+        line.push('\n');
+        if pipe.write_all(line.as_bytes()).await.is_err() || pipe.flush().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn read_lines(stream: impl AsyncRead + Unpin, sink: mpsc::Sender<Line>, stdout: bool) {
@@ -214,20 +253,28 @@ enum Proc {
 }
 
 impl Proc {
+    /// A child process; with `piped_stdin`, also the sender of the lines written to its stdin
+    /// (dropping it closes the pipe). Otherwise stdin is `/dev/null`: Codex blocks on an open
+    /// stdin until EOF and Claude Code waits for it.
     fn direct(
         agent: &str,
         program: &str,
         invocation: &Invocation,
         workdir: &Path,
         lines: mpsc::Sender<Line>,
-    ) -> Result<Proc, AgentError> {
+        piped_stdin: bool,
+    ) -> Result<(Proc, Option<mpsc::UnboundedSender<String>>), AgentError> {
         let mut command = tokio::process::Command::new(program);
         command
             .args(&invocation.argv[1..])
             .current_dir(workdir)
             .env_clear()
             .envs(&invocation.env)
-            .stdin(Stdio::null())
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -256,11 +303,19 @@ impl Proc {
         if let Some(err) = child.stderr.take() {
             readers.push(tokio::spawn(read_lines(err, lines, false)));
         }
-        Ok(Proc::Direct {
-            child,
-            group,
-            readers,
-        })
+        let stdin = child.stdin.take().map(|pipe| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            readers.push(tokio::spawn(write_lines(pipe, receiver)));
+            sender
+        });
+        Ok((
+            Proc::Direct {
+                child,
+                group,
+                readers,
+            },
+            stdin,
+        ))
     }
 
     async fn live(

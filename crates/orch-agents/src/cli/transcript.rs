@@ -169,7 +169,7 @@ impl Transcript {
 pub fn classify(agent: &str, text: &str, status: Option<u16>) -> Option<AgentError> {
     let lower = text.to_ascii_lowercase();
     let detail = first_line(text.trim());
-    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    let has = |needles: &[&str]| needles.iter().any(|n| contains_needle(&lower, n));
     let status_in =
         |range: std::ops::RangeInclusive<u16>| status.is_some_and(|s| range.contains(&s));
     if status == Some(401)
@@ -229,6 +229,22 @@ pub fn classify(agent: &str, text: &str, status: Option<u16>) -> Option<AgentErr
         });
     }
     None
+}
+
+/// Whether `text` contains `needle`; a status code (`"500"`) only as a number of its own, so
+/// that the digits inside a session id or a hash that a CLI echoes (`0c0a5009-...`) do not
+/// make a failure look like a provider error.
+fn contains_needle(text: &str, needle: &str) -> bool {
+    if !needle.bytes().all(|b| b.is_ascii_digit()) {
+        return text.contains(needle);
+    }
+    let bytes = text.as_bytes();
+    text.match_indices(needle).any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + needle.len()).copied();
+        !before.is_some_and(|b| b.is_ascii_alphanumeric())
+            && !after.is_some_and(|b| b.is_ascii_alphanumeric())
+    })
 }
 
 /// A reset time a CLI gave with its rate limit: Claude Code's `...limit reached|1700000000`.
@@ -388,6 +404,24 @@ mod tests {
         let stalled =
             judged(&[], Ending::Stalled(std::time::Duration::from_secs(3)), "").unwrap_err();
         assert_eq!(stalled.class(), crate::FailureClass::Stalled);
+    }
+
+    #[test]
+    fn status_digits_inside_a_session_id_on_stderr_are_not_a_provider_error() {
+        // Gemini CLI echoes the refused request, session id included, on stderr.
+        let error = judged(
+            &[AgentEvent::Error {
+                message: "the ACP agent refused session/load: Internal error (-32603)".into(),
+            }],
+            EXIT0,
+            "Error handling request { sessionId: '0c0a5009-a401-b429-cccc-123456789012' }\n",
+        )
+        .unwrap_err();
+        assert!(matches!(error, AgentError::Failed(_)), "{error:?}");
+        assert!(
+            classify("x", "API Error: 500 boom", None).is_some()
+                && classify("x", "status=429,", None).is_some()
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! through `orch serve` against the scripted model server on 127.0.0.1: the agent edits files
 //! in the task's worktree, the bundle shows the edit and the parsed events, usage and the
 //! session id are recorded, `orch task reply` resumes the session, and provider failures end
-//! with the right status and message.
+//! with the right status and message. OpenCode and Gemini CLI also run in their Agent Client
+//! Protocol modes (`opencode acp`, `gemini --acp`) as `output = "acp"` command agents.
 //!
 //! A missing CLI fails the test when `CI` is set (`.ci/run` installs pinned versions) and is
 //! skipped with a printed reason otherwise.
@@ -435,6 +436,171 @@ fn the_hidden_model_server_command_serves_a_script_until_stopped() {
     );
 }
 
+/// The `.orch.toml` of an `acp` command agent `name` running `argv` with the model's environment.
+fn acp_config(model: &Model, name: &str, argv: &[&str]) -> String {
+    let names: Vec<String> = model
+        .env
+        .vars
+        .iter()
+        .map(|(k, _)| format!("{k:?}"))
+        .collect();
+    let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "[agents]\nenable_real_cli = true\nallowed = [\"{name}\"]\n\n[agents.commands.{name}]\nargv = [{}]\noutput = \"acp\"\npass_env = [{}]\n",
+        argv.join(", "),
+        names.join(", ")
+    )
+}
+
+/// Whether an ACP agent's `session/load` works (see the Gemini CLI test).
+#[derive(PartialEq)]
+enum Load {
+    Works,
+    /// FIXME: a known bug of the agent; the reply must then fail with orch's clear message.
+    MayFail,
+}
+
+/// An Agent Client Protocol agent as a command agent (`output = "acp"`): the CLI's ACP mode,
+/// driven over its stdin by orch, edits the worktree, its JSON-RPC updates become events, and a
+/// reply resumes the session with `session/load`.
+fn an_acp_agent_edits_the_worktree_and_a_reply_resumes_it(cli: &str, argv: &[&str], load: Load) {
+    if !available(cli) {
+        return;
+    }
+    let model = Model::start(cli, session_script(), Settings::default());
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hi\n")]);
+    let name = format!("{cli}-acp");
+    configure(&repo, &acp_config(&model, &name, argv));
+    let id = home.submit(
+        "acp",
+        &agent_task(
+            &name,
+            "orch-e2e-first: create hello.txt and run a command",
+            1,
+        ),
+        repo.path(),
+    )["t"];
+    let served = model.serve(&home);
+
+    let task = home.task(id);
+    let run = home.run_dir(id, 1);
+    let events_text = read_text(&run.join("steps/work/events.jsonl"));
+    assert_eq!(
+        task["task"]["status"], "done",
+        "{name}: {task:#}\n{events_text}\n{}",
+        served.stderr
+    );
+    let workspace = workspace_of(&run);
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("hello.txt")).unwrap(),
+        "hello from the agent\n",
+        "{name}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("ran.txt")).unwrap(),
+        "ran\n",
+        "{name}"
+    );
+    let events: Vec<Value> = events_text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    for kind in [
+        "init",
+        "message",
+        "tool_call",
+        "tool_result",
+        "usage",
+        "result",
+    ] {
+        assert!(
+            kinds.contains(&kind),
+            "{name}: no {kind} event in\n{events_text}"
+        );
+    }
+    // The raw output is the JSON-RPC the agent sent.
+    let stdout = read_text(&run.join("steps/work/stdout.log"));
+    assert!(stdout.contains("\"session/update\""), "{name}: {stdout}");
+    let step = read_json(&run.join("steps/work/result.json"));
+    assert_eq!(
+        step["summary"], "All done: hello.txt created",
+        "{name}: {step:#}"
+    );
+    let usage = &task["usage"]["sessions"][0];
+    let session = usage["session_id"].as_str().unwrap_or_default().to_owned();
+    assert!(!session.is_empty(), "{name}: {usage:#}");
+    assert!(
+        usage["input_tokens"].as_u64().unwrap() > 0,
+        "{name}: {usage:#}"
+    );
+    assert_eq!(usage["agent"], name.as_str());
+
+    home.json(&[
+        "task",
+        "reply",
+        &id.to_string(),
+        "orch-e2e-reply: now add second.txt",
+        "--json",
+    ]);
+    let served = model.serve(&home);
+    let task = home.task(id);
+    if load == Load::MayFail && task["task"]["status"] == "failed" {
+        let reason = task["task"]["status_reason"].as_str().unwrap();
+        assert!(reason.contains("refused session/load"), "{name}: {reason}");
+        eprintln!("{name}: the reply failed as the agent's known bug makes it: {reason}");
+        return;
+    }
+    assert_eq!(
+        task["task"]["status"], "done",
+        "{name}: {task:#}\n{}",
+        served.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("second.txt")).unwrap(),
+        "second\n",
+        "{name}"
+    );
+    let resumed: Vec<_> = model
+        .server()
+        .turn_requests()
+        .into_iter()
+        .filter(|r| r.body_text().contains("orch-e2e-reply"))
+        .collect();
+    assert!(
+        !resumed.is_empty()
+            && resumed
+                .iter()
+                .all(|r| r.body_text().contains("orch-e2e-first")),
+        "{name}: the reply reached the model in the loaded session"
+    );
+    assert_eq!(task["usage"]["sessions"][1]["session_id"], session.as_str());
+}
+
+#[test]
+fn opencode_acp_runs_as_an_acp_command_agent_and_a_reply_loads_its_session() {
+    an_acp_agent_edits_the_worktree_and_a_reply_resumes_it(
+        "opencode",
+        &["opencode", "acp"],
+        Load::Works,
+    );
+}
+
+/// FIXME(gemini 0.61.0): `session/load` mostly answers "No previous sessions found for this
+/// project." although the session's file is in the project's `chats` directory and
+/// `gemini --list-sessions` run in the same worktree lists it; a standalone Python ACP client
+/// gets the same answer, so the bug is Gemini CLI's. The first session is asserted in full; the
+/// reply either resumes or fails with orch's clear `refused session/load` message.
+#[test]
+fn gemini_acp_runs_as_an_acp_command_agent_and_a_reply_loads_its_session() {
+    an_acp_agent_edits_the_worktree_and_a_reply_resumes_it(
+        "gemini",
+        &["gemini", "--acp", "--skip-trust"],
+        Load::MayFail,
+    );
+}
+
 #[test]
 fn a_real_router_agent_answering_from_the_scripted_model_routes_the_task() {
     if !available("claude") {
@@ -478,4 +644,36 @@ conversations:
         .turn_requests()
         .iter()
         .any(|r| r.body_text().contains("write a note")));
+}
+
+#[test]
+fn opencode_acp_with_a_refused_api_key_fails_as_auth_refused() {
+    if !available("opencode") {
+        return;
+    }
+    let script = Script::from_yaml(
+        "conversations:\n  - turns: [{error: {status: 401, message: \"invalid api key\"}}]\n",
+    )
+    .unwrap();
+    let model = Model::start("opencode", script, Settings::no_retries());
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hi\n")]);
+    configure(
+        &repo,
+        &acp_config(&model, "opencode-acp", &["opencode", "acp"]),
+    );
+    let id = home.submit(
+        "acp-401",
+        &agent_task("opencode-acp", "orch-e2e-first: do it", 3),
+        repo.path(),
+    )["t"];
+    model.serve(&home);
+    let task = home.task(id);
+    assert_eq!(task["task"]["status"], "failed", "{task:#}");
+    assert_eq!(task["runs"].as_array().unwrap().len(), 1, "not retried");
+    let step = step_result(&home, id, 1);
+    assert_eq!(step["failure_class"], "auth_refused", "{step:#}");
+    // OpenCode answers the prompt with a JSON-RPC error carrying the provider's message.
+    let error = step["error"].as_str().unwrap();
+    assert!(error.contains("refused session/prompt"), "{error}");
 }
