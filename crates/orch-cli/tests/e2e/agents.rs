@@ -349,3 +349,68 @@ fn an_agent_step_past_its_timeout_is_classified_timeout() {
     let step = read_json(&home.run_dir(id, 1).join("steps/work/result.json"));
     assert_eq!(step["failure_class"], "timeout", "{step:#}");
 }
+
+#[test]
+fn command_agents_run_any_program_with_text_or_jsonl_output() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hi\n")]);
+    let bin = tempfile::tempdir().unwrap();
+    // Plain text: every line is a message, all of stdout the result.
+    let texty = script(
+        bin.path(),
+        "texty",
+        "echo \"model=$1\"\necho \"$2\" > prompt.txt\necho \"wrote prompt.txt in $(basename \"$3\")\"",
+    );
+    // orch's own event lines.
+    let jsonl = script(
+        bin.path(),
+        "jsonl-agent",
+        r#"echo '{"type":"init","session_id":"j-1","model":"tiny"}'
+echo 'not json at all'
+echo made > made.txt
+echo '{"type":"tool_call","id":"1","name":"write","input":{"path":"made.txt"}}'
+echo '{"type":"usage","input_tokens":7,"output_tokens":3,"cost_usd":0.01}'
+echo '{"type":"result","text":"made it","is_error":false}'"#,
+    );
+    write_config(
+        &repo,
+        &format!(
+            "[agents]\nenable_real_cli = true\n[agents.commands.texty]\nargv = [\"{}\", \"{{model}}\", \"{{prompt}}\", \"{{workdir}}\"]\nmodel = \"m-1\"\n[agents.commands.jsonl]\nargv = [\"{}\"]\noutput = \"jsonl\"\n",
+            texty.display(),
+            jsonl.display()
+        ),
+    );
+    let yaml = "tasks:\n  - id: text\n    title: text agent\n    steps:\n      - { name: work, agent: texty, prompt: hello there }\n  - id: jsonl\n    title: jsonl agent\n    steps:\n      - { name: work, agent: jsonl, prompt: go }\n";
+    let ids = home.submit("commands", yaml, repo.path());
+    home.serve_until_idle(2);
+
+    let text = home.task(ids["text"]);
+    assert_eq!(text["task"]["status"], "done", "{text:#}");
+    let run = home.run_dir(ids["text"], 1);
+    let step = read_json(&run.join("steps/work/result.json"));
+    let summary = step["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("model=m-1\nwrote prompt.txt in "),
+        "{summary}"
+    );
+    let workspace = workspace_of(&run);
+    assert!(std::fs::read_to_string(workspace.join("prompt.txt"))
+        .unwrap()
+        .starts_with("hello there"));
+
+    let jsonl = home.task(ids["jsonl"]);
+    assert_eq!(jsonl["task"]["status"], "done", "{jsonl:#}");
+    let run = home.run_dir(ids["jsonl"], 1);
+    assert_eq!(
+        read_json(&run.join("steps/work/result.json"))["summary"],
+        "made it"
+    );
+    let events = read_text(&run.join("steps/work/events.jsonl"));
+    assert!(
+        events.contains("\"unparsed\":\"not json at all\""),
+        "{events}"
+    );
+    let usage = &jsonl["usage"]["sessions"][0];
+    assert_eq!(usage["session_id"], "j-1");
+    assert_eq!(usage["input_tokens"], 7);
+}
