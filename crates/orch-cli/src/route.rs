@@ -23,7 +23,9 @@ pub async fn task_route(settings: &Settings, args: TaskIdArgs) -> anyhow::Result
         .find(|p| p.id == task.project)
         .with_context(|| format!("find the project of task {}", task.id))?;
     let project_dir = std::path::Path::new(&project.path);
-    let config = ProjectConfig::load(project_dir).map_err(|e| UserError::new(e.to_string()))?;
+    // The same settings the worker routes with: the global config under the project's.
+    let config = ProjectConfig::load_merged(&settings.home, project_dir)
+        .map_err(|e| UserError::new(e.to_string()))?;
     let prompts = Prompts::load(project_dir).map_err(|e| UserError::new(e.to_string()))?;
     let route_task = RouteTask {
         id: task.id.0,
