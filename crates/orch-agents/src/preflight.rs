@@ -169,7 +169,8 @@ pub fn parse_version(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Whether `found` >= `minimum`, comparing dot-separated numbers (a pre-release suffix such as
+/// Whether `found` >= `minimum`, comparing dot-separated numbers (not `semver`: CLIs and
+/// configured minimums often give two parts, `2.1`; a pre-release suffix such as
 /// `-beta.1` is ignored).
 pub fn at_least(found: &str, minimum: &str) -> bool {
     fn numbers(v: &str) -> Vec<u64> {

@@ -307,6 +307,9 @@ pub enum RouteError {
     /// The router could not make a scratch directory for its agent.
     #[error("create a scratch directory for the router: {0}")]
     Scratch(std::io::Error),
+    /// Nothing to route to (config loading refuses this; a caller that skipped it gets this).
+    #[error("router.agents is empty; list at least one agent, e.g. [\"sim\"]")]
+    NoAgents,
 }
 
 /// The fields decided before any agent is asked.
@@ -521,7 +524,7 @@ pub async fn route(
                 }
                 None => {
                     let agent = round_robin(task.id, &router.agents)
-                        .expect("router.agents is not empty (validated)")
+                        .ok_or(RouteError::NoAgents)?
                         .to_owned();
                     why.push(format!(
                         "agent `{agent}` by round robin: task id {} mod {} agent(s) [{}]",

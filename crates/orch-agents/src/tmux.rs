@@ -207,7 +207,11 @@ pub(crate) fn start(
     }
     args.extend(["--", &relay_text, "agent-relay", "--dir", &dir, "--"]);
     args.extend(argv.iter().map(String::as_str));
-    tmux(&session.socket, &args)?;
+    if let Err(e) = tmux(&session.socket, &args) {
+        // The relay never started, so nobody deletes the environment (it holds API keys).
+        let _ = std::fs::remove_file(session.dir.join("env.json"));
+        return Err(e);
+    }
     let pid = tmux(
         &session.socket,
         &["display-message", "-p", "-t", &session.name, "#{pane_pid}"],

@@ -26,7 +26,7 @@ use crate::workspace::{Workspace, WorkspaceError, WorkspaceRequest};
 mod agent;
 mod report;
 
-use agent::{agent_of, reply_step};
+use agent::reply_step;
 use report::*;
 
 /// How a worker runs things.
@@ -113,8 +113,8 @@ struct StepReport {
     error: Option<String>,
     /// For agent steps that failed: the class of failure, which decides retry or not.
     failure: Option<FailureClass>,
-    /// For a rate limit with a known reset: when (Unix seconds).
-    reset_at: Option<i64>,
+    /// For a rate limit with a known reset: the agent, and when (Unix seconds).
+    reset: Option<(String, i64)>,
 }
 
 /// The outcome of the steps before it is reported.
@@ -905,7 +905,7 @@ impl Runner<'_> {
             duration_ms: 0,
             error: None,
             failure: None,
-            reset_at: None,
+            reset: None,
         }
     }
 

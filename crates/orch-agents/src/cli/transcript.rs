@@ -282,23 +282,9 @@ fn last_lines(text: &str, n: usize) -> String {
     strip_ansi(&lines[lines.len().saturating_sub(n)..].join("\n"))
 }
 
-/// Terminal colour codes (`ESC [ ... letter`) out of a CLI's stderr, so messages read cleanly.
+/// Terminal colour codes out of a CLI's stderr, so messages read cleanly.
 fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            for next in chars.by_ref() {
-                if next.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    strip_ansi_escapes::strip_str(text)
 }
 
 #[cfg(test)]

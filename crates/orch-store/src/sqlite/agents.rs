@@ -119,9 +119,19 @@ impl SqliteStore {
                     message: "cannot reply: no agent session of this task was recorded, so there is nothing to resume; use `orch task retry` to run it again".into(),
                 });
             };
-            tx.prepare_cached(sql!("insert_reply"))?.execute(params![
-                task.0, message, agent, step, session_id, op.now.0
-            ])?;
+            // A reply not yet answered (its run failed) is still owed: the new message joins it,
+            // so one resumed session hears both and neither is dropped.
+            match pending_reply(&tx, task)? {
+                Some(pending) => {
+                    tx.prepare_cached(sql!("append_to_reply"))?
+                        .execute(params![pending.id, message])?;
+                }
+                None => {
+                    tx.prepare_cached(sql!("insert_reply"))?.execute(params![
+                        task.0, message, agent, step, session_id, op.now.0
+                    ])?;
+                }
+            }
             tx.prepare_cached(sql!("set_task_attempts"))?.execute(params![task.0, 0_i64])?;
             let shown: String = message.chars().take(120).collect();
             move_task(

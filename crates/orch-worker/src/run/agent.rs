@@ -147,7 +147,7 @@ impl Runner<'_> {
                     duration_ms: 0,
                     error: None,
                     failure: None,
-                    reset_at: None,
+                    reset: None,
                 }
             }
             Err(e) => {
@@ -155,7 +155,7 @@ impl Runner<'_> {
                 let mut report = failed_report(&step.name, e.to_string(), clock);
                 report.summary = format!("agent `{}` failed ({})", agent.name(), class.as_str());
                 report.failure = Some(class);
-                report.reset_at = e.reset_at();
+                report.reset = e.reset_at().map(|at| (agent.name().to_owned(), at));
                 report
             }
         }
@@ -316,14 +316,4 @@ pub(super) fn reply_step(reply: &orch_store::PendingReply, steps: &[Step]) -> St
         },
         timeout: original.and_then(|s| s.timeout),
     }
-}
-
-/// The agent named in a failed agent step's summary (`agent `x` failed (...)`).
-pub(super) fn agent_of(report: &StepReport) -> String {
-    report
-        .summary
-        .split('`')
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned()
 }

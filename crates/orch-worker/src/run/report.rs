@@ -21,6 +21,26 @@ pub(super) fn step_verdict(
             requeue_after: None,
         };
     }
+    if let (Some((agent, reset_at)), Some(FailureClass::RateLimited), false) = (
+        &report.reset,
+        report.failure,
+        report.status == ResultStatus::NeedsReview,
+    ) {
+        // At least a second, at most a day: a reset time in the past or absurdly far off must
+        // neither spin nor park the task for good.
+        let ms = reset_at.saturating_mul(1000).saturating_sub(now_ms());
+        let wait =
+            Duration::from_millis(u64::try_from(ms.clamp(1_000, 24 * 3_600_000)).unwrap_or(1_000));
+        return Verdict {
+            outcome: Outcome::Failed,
+            reason: format!(
+                "step `{}` failed: {error}; the task waits for the reset without using an attempt",
+                report.name
+            ),
+            interrupted: false,
+            requeue_after: Some((Some(agent.clone()), wait)),
+        };
+    }
     match report.status {
         ResultStatus::NeedsReview => Verdict {
             outcome: Outcome::NeedsReview,
@@ -28,23 +48,6 @@ pub(super) fn step_verdict(
             interrupted: false,
             requeue_after: None,
         },
-        _ if report.failure == Some(FailureClass::RateLimited) && report.reset_at.is_some() => {
-            let wait = report
-                .reset_at
-                .map(|at| at.saturating_mul(1000).saturating_sub(now_ms()))
-                .map(|ms| {
-                    Duration::from_millis(
-                        u64::try_from(ms.clamp(1_000, 24 * 3_600_000)).unwrap_or(1_000),
-                    )
-                })
-                .unwrap_or_default();
-            Verdict {
-                outcome: Outcome::Failed,
-                reason: format!("step `{}` failed: {error}; the task waits for the reset without using an attempt", report.name),
-                interrupted: false,
-                requeue_after: Some((Some(agent_of(report)), wait)),
-            }
-        }
         _ if report.failure.is_some_and(|class| !class.retryable()) => Verdict {
             outcome: Outcome::FailedPermanently,
             reason: format!("step `{}` failed: {error}", report.name),
@@ -82,7 +85,7 @@ pub(super) fn skipped(name: &str) -> StepReport {
         duration_ms: 0,
         error: None,
         failure: None,
-        reset_at: None,
+        reset: None,
     }
 }
 
@@ -98,7 +101,7 @@ pub(super) fn failed_report(name: &str, error: String, clock: Instant) -> StepRe
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         error: Some(error),
         failure: None,
-        reset_at: None,
+        reset: None,
     }
 }
 
