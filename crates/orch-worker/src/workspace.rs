@@ -194,7 +194,8 @@ impl Workspace {
     /// or the workspace is a copy. Refused with [`WorkspaceError::Tampered`] when
     /// [`verify`](Self::verify) fails.
     ///
-    /// The commit is made with plumbing (`add -A` into the worktree's index, `write-tree`,
+    /// The commit is made with plumbing (everything staged into the worktree's index as
+    /// `add -A` would, `write-tree`,
     /// `commit-tree` on the branch's current tip, `update-ref` of `refs/heads/<branch>` from that
     /// tip), as `orch <orch@localhost>`, unsigned: no hook can run, and the commit lands on the
     /// recorded branch whatever the worktree's `HEAD` says. Hooks still run when a human commits
@@ -219,7 +220,7 @@ impl Workspace {
     /// new files. Binary files appear as git's binary diff. Refused with
     /// [`WorkspaceError::Tampered`] when [`verify`](Self::verify) fails.
     ///
-    /// For git, the worktree is staged with `git add -A` into a throwaway index (a copy of the
+    /// For git, the worktree is staged as `git add -A` would (see `stage_all`) into a throwaway index (a copy of the
     /// worktree's own index, so unchanged files are not hashed again, kept beside the worktree in
     /// orch's home) and that index is diffed against the base commit. The worktree's real index is
     /// never written: what the user or the agent staged stays as it was, and new files stay
@@ -341,7 +342,7 @@ async fn commit_once(
         )
         .await?,
     );
-    git(scope, &["add", "-A"]).await?;
+    stage_all(scope).await?;
     let tree = stdout_line(&git(scope, &["write-tree"]).await?);
     let tip_tree = stdout_line(&git(scope, &["rev-parse", "--verify", &format!("{tip}^{{tree}}")]).await?);
     if tree == tip_tree {
@@ -935,7 +936,7 @@ async fn diff_with_index(
         let tip = format!("refs/heads/{branch}");
         git(&scope, &["read-tree", tip.as_str()]).await?;
     }
-    git(&scope, &["add", "-A"]).await?;
+    stage_all(&scope).await?;
     // Fixed prefixes and no external drivers or text conversion, whatever the config, so the
     // patch is a plain one that `git apply` takes and no driver a `.gitattributes` names runs.
     git(
@@ -954,6 +955,50 @@ async fn diff_with_index(
         ],
     )
     .await
+}
+
+/// Most bytes of paths passed to one `git update-index`, well below any argument-length limit.
+const STAGE_BATCH_BYTES: usize = 64 * 1024;
+
+/// Stage every change of the worktree into the scope's index, as `git add -A` would: modified,
+/// deleted and new (not ignored) files, and embedded repositories as gitlinks.
+///
+/// Not `git add -A` itself: for every gitlink in the index whose directory holds a repository,
+/// `add` starts `git status` *inside that repository*, which reads the repository's own config
+/// (a task can make one with a `filter.*.clean` driver and a `.gitattributes` naming it, and
+/// that driver would run). `ls-files` and `update-index` only read a gitlink's `HEAD`.
+async fn stage_all(scope: &GitScope<'_>) -> Result<(), WorkspaceError> {
+    let listed = git(
+        scope,
+        &["ls-files", "-z", "--modified", "--others", "--exclude-standard"],
+    )
+    .await?;
+    // An embedded repository is listed as `dir/`; without the slash it becomes a gitlink.
+    let mut batches: Vec<Vec<PathBuf>> = vec![Vec::new()];
+    let mut batch_bytes = 0;
+    for path in listed.split(|byte| *byte == 0).filter(|path| !path.is_empty()) {
+        let path = path.strip_suffix(b"/").unwrap_or(path);
+        if batch_bytes >= STAGE_BATCH_BYTES {
+            batches.push(Vec::new());
+            batch_bytes = 0;
+        }
+        batch_bytes += path.len() + 1;
+        if let Some(batch) = batches.last_mut() {
+            batch.push(places::path_from_bytes(path));
+        }
+    }
+    for batch in batches.iter().filter(|batch| !batch.is_empty()) {
+        let mut args = vec![
+            OsStr::new("update-index"),
+            OsStr::new("--add"),
+            OsStr::new("--remove"),
+            OsStr::new("--replace"),
+            OsStr::new("--"),
+        ];
+        args.extend(batch.iter().map(|path| path.as_os_str()));
+        git(scope, &args).await?;
+    }
+    Ok(())
 }
 
 /// Delete a worktree and its admin dir without git (see [`Workspace::remove`]).
