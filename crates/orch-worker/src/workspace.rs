@@ -344,14 +344,28 @@ async fn commit_once(
     );
     stage_all(scope).await?;
     let tree = stdout_line(&git(scope, &["write-tree"]).await?);
-    let tip_tree = stdout_line(&git(scope, &["rev-parse", "--verify", &format!("{tip}^{{tree}}")]).await?);
+    let tip_tree = stdout_line(
+        &git(
+            scope,
+            &["rev-parse", "--verify", &format!("{tip}^{{tree}}")],
+        )
+        .await?,
+    );
     if tree == tip_tree {
         return Ok(None);
     }
     let commit = stdout_line(
         &git(
             scope,
-            &["commit-tree", "--no-gpg-sign", "-p", &tip, "-m", message, &tree],
+            &[
+                "commit-tree",
+                "--no-gpg-sign",
+                "-p",
+                &tip,
+                "-m",
+                message,
+                &tree,
+            ],
         )
         .await?,
     );
@@ -359,7 +373,14 @@ async fn commit_once(
     // commits that moved it.
     git(
         scope,
-        &["update-ref", "-m", "orch: commit the task's work", reference, &commit, &tip],
+        &[
+            "update-ref",
+            "-m",
+            "orch: commit the task's work",
+            reference,
+            &commit,
+            &tip,
+        ],
     )
     .await?;
     Ok(Some(commit))
@@ -621,7 +642,10 @@ async fn located(target: &WorktreeTarget) -> Result<GitPlaces, WorkspaceError> {
     let (path, common) = (target.path.clone(), target.main.common_dir.clone());
     blocking(move || {
         places::locate(&path, &common).map_err(|why| WorkspaceError::Io {
-            context: format!("record the git directories of the new worktree {}", path.display()),
+            context: format!(
+                "record the git directories of the new worktree {}",
+                path.display()
+            ),
             source: std::io::Error::other(why),
         })
     })
@@ -839,11 +863,8 @@ async fn choose_branch(
     }
     // Without a record, this home's own worktree on that branch still proves it is ours; it is
     // read from its files, as `check` does, never by running git in it.
-    let (worktree, common, candidate) = (
-        path.to_path_buf(),
-        main.common_dir.clone(),
-        plain.clone(),
-    );
+    let (worktree, common, candidate) =
+        (path.to_path_buf(), main.common_dir.clone(), plain.clone());
     let ours = blocking(move || {
         Ok(places::locate(&worktree, &common)
             .is_ok_and(|places| places::check(&places, &candidate) == Finding::Intact))
@@ -970,13 +991,22 @@ const STAGE_BATCH_BYTES: usize = 64 * 1024;
 async fn stage_all(scope: &GitScope<'_>) -> Result<(), WorkspaceError> {
     let listed = git(
         scope,
-        &["ls-files", "-z", "--modified", "--others", "--exclude-standard"],
+        &[
+            "ls-files",
+            "-z",
+            "--modified",
+            "--others",
+            "--exclude-standard",
+        ],
     )
     .await?;
     // An embedded repository is listed as `dir/`; without the slash it becomes a gitlink.
     let mut batches: Vec<Vec<PathBuf>> = vec![Vec::new()];
     let mut batch_bytes = 0;
-    for path in listed.split(|byte| *byte == 0).filter(|path| !path.is_empty()) {
+    for path in listed
+        .split(|byte| *byte == 0)
+        .filter(|path| !path.is_empty())
+    {
         let path = path.strip_suffix(b"/").unwrap_or(path);
         if batch_bytes >= STAGE_BATCH_BYTES {
             batches.push(Vec::new());

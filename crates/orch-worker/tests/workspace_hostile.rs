@@ -106,7 +106,10 @@ fn hostile_environment() -> &'static Path {
             ("ORCH_WORKER_TOKEN", "orch-worker-secret-token".into()),
             ("ORCH_ADMIN_TOKEN", "orch-admin-secret-token".into()),
             ("HOME", home.display().to_string()),
-            ("XDG_CONFIG_HOME", home.join(".config").display().to_string()),
+            (
+                "XDG_CONFIG_HOME",
+                home.join(".config").display().to_string(),
+            ),
             ("GIT_DIR", repo.join(".git").display().to_string()),
             ("GIT_COMMON_DIR", repo.join(".git").display().to_string()),
             ("GIT_WORK_TREE", repo.display().to_string()),
@@ -115,7 +118,10 @@ fn hostile_environment() -> &'static Path {
                 "GIT_CONFIG_GLOBAL",
                 decoy.join("global.gitconfig").display().to_string(),
             ),
-            ("GIT_CONFIG_SYSTEM", decoy.join("global.gitconfig").display().to_string()),
+            (
+                "GIT_CONFIG_SYSTEM",
+                decoy.join("global.gitconfig").display().to_string(),
+            ),
             ("GIT_CONFIG_COUNT", "1".into()),
             ("GIT_CONFIG_KEY_0", "core.fsmonitor".into()),
             ("GIT_CONFIG_VALUE_0", p.clone()),
@@ -300,7 +306,9 @@ impl Lab {
                 ));
             }
         }
-        if std::fs::read_to_string(self.outside.join("precious.txt")).ok().as_deref()
+        if std::fs::read_to_string(self.outside.join("precious.txt"))
+            .ok()
+            .as_deref()
             != Some("precious\n")
         {
             escapes.push("outside/precious.txt was changed or deleted".into());
@@ -422,7 +430,8 @@ fn attacks() -> Vec<Attack> {
             expect: Expect::Refused,
         },
         Attack {
-            name: ".git file redirected by a relative path to a hostile git dir inside the worktree",
+            name:
+                ".git file redirected by a relative path to a hostile git dir inside the worktree",
             before: nothing,
             plant: |lab, t| {
                 hostile_git_dir(lab, &t.worktree.join("evil.git"));
@@ -485,8 +494,7 @@ fn attacks() -> Vec<Attack> {
                     &t.admin.join("gitdir"),
                     &format!("{}\n", lab.outside.join(".git").display()),
                 );
-                std::os::unix::fs::symlink(&lab.outside, t.worktree.join("link-outside"))
-                    .unwrap();
+                std::os::unix::fs::symlink(&lab.outside, t.worktree.join("link-outside")).unwrap();
             },
             expect: Expect::Refused,
         },
@@ -510,8 +518,7 @@ fn attacks() -> Vec<Attack> {
             before: nothing,
             plant: |_, t| {
                 std::fs::remove_file(t.admin.join("index")).unwrap();
-                std::os::unix::fs::symlink(t.common.join("index"), t.admin.join("index"))
-                    .unwrap();
+                std::os::unix::fs::symlink(t.common.join("index"), t.admin.join("index")).unwrap();
             },
             expect: Expect::Refused,
         },
@@ -532,7 +539,8 @@ fn attacks() -> Vec<Attack> {
             name: "config.worktree with include.path while the repository enables worktreeConfig",
             before: |lab| {
                 let mut config = std::fs::read_to_string(lab.repo.join(".git/config")).unwrap();
-                config = config.replace("repositoryformatversion = 0", "repositoryformatversion = 1");
+                config =
+                    config.replace("repositoryformatversion = 0", "repositoryformatversion = 1");
                 config.push_str("[extensions]\n\tworktreeConfig = true\n");
                 std::fs::write(lab.repo.join(".git/config"), config).unwrap();
             },
@@ -549,8 +557,11 @@ fn attacks() -> Vec<Attack> {
                 )
                 .unwrap();
                 std::fs::write(t.worktree.join("x.bin"), "x\n").unwrap();
-                std::fs::write(t.worktree.join(".gitattributes"), "* filter=evil diff=evil\n")
-                    .unwrap();
+                std::fs::write(
+                    t.worktree.join(".gitattributes"),
+                    "* filter=evil diff=evil\n",
+                )
+                .unwrap();
             },
             expect: Expect::Ignored,
         },
@@ -567,7 +578,10 @@ fn attacks() -> Vec<Attack> {
                 let mut config = std::fs::read_to_string(lab.repo.join(".git/config")).unwrap();
                 // Every program of the hostile config but the filter driver, which a user's own
                 // config is trusted to define.
-                config.push_str(&lab.config().replace("[filter \"evil\"]", "[filter \"user\"]"));
+                config.push_str(
+                    &lab.config()
+                        .replace("[filter \"evil\"]", "[filter \"user\"]"),
+                );
                 std::fs::write(lab.repo.join(".git/config"), config).unwrap();
             },
             plant: |_, t| {
@@ -643,7 +657,10 @@ async fn try_attack(attack: &Attack) -> Vec<String> {
     (attack.before)(&lab);
     let workspace = Workspace::prepare(&lab.request(1)).await.unwrap();
     let t = target(&workspace);
-    let start = clean_git(&lab.repo, &["rev-parse", &format!("refs/heads/{}", t.branch)]);
+    let start = clean_git(
+        &lab.repo,
+        &["rev-parse", &format!("refs/heads/{}", t.branch)],
+    );
     std::fs::write(t.worktree.join("work.txt"), "the task's work\n").unwrap();
     (attack.plant)(&lab, &t);
     let before = lab.main_state();
@@ -669,7 +686,10 @@ async fn try_attack(attack: &Attack) -> Vec<String> {
         }
         Err(e) => problems.push(format!("another task could not be prepared: {e}")),
     }
-    let tip = clean_git(&lab.repo, &["rev-parse", &format!("refs/heads/{}", t.branch)]);
+    let tip = clean_git(
+        &lab.repo,
+        &["rev-parse", &format!("refs/heads/{}", t.branch)],
+    );
     match attack.expect {
         Expect::Refused => {
             for (operation, result) in [
@@ -800,9 +820,14 @@ async fn the_git_runner_passes_only_its_whitelist_of_variables_whatever_orchs_en
         for name in &set {
             assert!(names.contains(name), "{scope:?}: {name} did not reach git");
         }
-        assert!(dumped.contains("\nHOME=/nonexistent\n") || dumped.starts_with("HOME=/nonexistent\n"));
+        assert!(
+            dumped.contains("\nHOME=/nonexistent\n") || dumped.starts_with("HOME=/nonexistent\n")
+        );
         assert!(!dumped.contains("orch-worker-secret-token"), "{dumped}");
-        assert!(!dumped.contains(&hostile_environment().display().to_string()), "{dumped}");
+        assert!(
+            !dumped.contains(&hostile_environment().display().to_string()),
+            "{dumped}"
+        );
     }
     assert!(lab.escapes().is_empty(), "{:?}", lab.escapes());
 }

@@ -724,7 +724,10 @@ tasks:
     let id = ids["swap"];
     let task = home.task(id);
     assert_eq!(task["task"]["status"], "failed", "{task:#}");
-    assert_eq!(task["task"]["attempts_used"], 1, "refused for good, no retry");
+    assert_eq!(
+        task["task"]["attempts_used"], 1,
+        "refused for good, no retry"
+    );
     let reason = task["task"]["status_reason"].as_str().unwrap_or_default();
     let dir = home.run_dir(id, 1);
     let result = read_json(&dir.join("result.json"));

@@ -102,7 +102,10 @@ pub(super) fn render_record(
             let raw = path.as_os_str().as_encoded_bytes();
             if raw.contains(&b'\n') {
                 return Err(WorkspaceError::Io {
-                    context: format!("record the git directories of {}", places.worktree.display()),
+                    context: format!(
+                        "record the git directories of {}",
+                        places.worktree.display()
+                    ),
                     source: std::io::Error::other(format!(
                         "the path {} holds a newline; move the repository or orch's home to a \
                          path without one",
@@ -203,7 +206,12 @@ fn check_links(places: &GitPlaces) -> Result<(), String> {
     }
     match std::fs::symlink_metadata(admin) {
         Ok(metadata) if metadata.is_dir() => {}
-        _ => return Err(format!("its git directory {} is not a directory", admin.display())),
+        _ => {
+            return Err(format!(
+                "its git directory {} is not a directory",
+                admin.display()
+            ))
+        }
     }
     let expected_parent = places.common_dir.join("worktrees");
     if admin.parent() != Some(expected_parent.as_path())
@@ -215,7 +223,10 @@ fn check_links(places: &GitPlaces) -> Result<(), String> {
             expected_parent.display()
         ));
     }
-    let common = resolve(admin, &read_small(&admin.join("commondir")).map_err(|p| format!("its commondir {p}"))?);
+    let common = resolve(
+        admin,
+        &read_small(&admin.join("commondir")).map_err(|p| format!("its commondir {p}"))?,
+    );
     if std::fs::canonicalize(&common).ok().as_deref() != Some(places.common_dir.as_path()) {
         return Err(format!(
             "its commondir names {} instead of {}",
@@ -223,7 +234,10 @@ fn check_links(places: &GitPlaces) -> Result<(), String> {
             places.common_dir.display()
         ));
     }
-    let back = resolve(admin, &read_small(&admin.join("gitdir")).map_err(|p| format!("its gitdir file {p}"))?);
+    let back = resolve(
+        admin,
+        &read_small(&admin.join("gitdir")).map_err(|p| format!("its gitdir file {p}"))?,
+    );
     let dot_git = places.worktree.join(".git");
     if std::fs::canonicalize(&back).ok() != std::fs::canonicalize(&dot_git).ok() {
         return Err(format!(
