@@ -643,6 +643,18 @@ impl Runner<'_> {
                 }
             }
         }
+        // Whatever the steps did, a worktree whose git metadata the task replaced or redirected
+        // fails the run for good: retrying would run the same task into the same trap, and
+        // nothing is committed or diffed (`commit_all` and `diff` refuse it too).
+        if let Err(refused) = workspace.verify().await {
+            self.log(None, &refused.to_string());
+            verdict = Verdict {
+                outcome: Outcome::FailedPermanently,
+                reason: refused.to_string(),
+                interrupted: false,
+                requeue_after: None,
+            };
+        }
         let status = verdict.interrupted.then_some(ResultStatus::Cancelled);
         self.finish(
             Some(&workspace),
@@ -728,7 +740,19 @@ impl Runner<'_> {
             ));
         }
         report.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let diff = workspace.diff().await.unwrap_or_default();
+        let diff = match workspace.diff().await {
+            Ok(diff) => diff,
+            Err(refused @ WorkspaceError::Tampered { .. }) => {
+                // The step changed where git would look: no later step runs in that worktree.
+                report.status = ResultStatus::Failed;
+                report.error = Some(refused.to_string());
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!("diff failed: {e}");
+                Vec::new()
+            }
+        };
         let step_dir = format!("steps/{}", step.name);
         let _ = self
             .bundle
