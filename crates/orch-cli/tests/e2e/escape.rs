@@ -534,6 +534,40 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
     let mut attempts = exec_attempts(&w);
     let exec_count = attempts.len();
     attempts.extend(agent_attempts(&w));
+    // One real CLI: Claude Code against the scripted model, asked to write outside with its
+    // Write tool and its Bash tool, and to read the home's token.
+    let claude = crate::real_agents::available("claude").then(|| {
+        let script = format!(
+            "conversations:\n  - match: \"orch-escape\"\n    turns:\n      - write: {{path: {}, content: \"pwned\\n\"}}\n      - run: {{command: {}}}\n      - say: {{text: \"done\"}}\n",
+            yaml_string(&w.p(&w.outside("claude-write"))),
+            yaml_string(&format!(
+                "echo pwned > {}; cat {}/token | rev",
+                w.p(&w.outside("claude-run")),
+                w.home.path().display()
+            )),
+        );
+        let model = crate::real_agents::Model::start(
+            "claude",
+            orch_modelsim::Script::from_yaml(&script).unwrap(),
+            orch_modelsim::clienv::Settings::default(),
+        );
+        std::fs::write(
+            w.repo.path().join(".orch.toml"),
+            format!("allow_shell = true\n{}", model.config("claude", "")),
+        )
+        .unwrap();
+        w.repo.git(&["add", ".orch.toml"]);
+        w.repo.git(&["commit", "-qm", "claude"]);
+        attempts.push(Attempt {
+            name: "agent: claude Write and Bash outside, read the token".into(),
+            steps: "      - agent: claude\n        prompt: \"orch-escape: write outside\"\n".into(),
+            targets: vec![
+                Target::Unchanged(w.outside("claude-write")),
+                Target::Unchanged(w.outside("claude-run")),
+            ],
+        });
+        model
+    });
     for attempt in &attempts {
         for target in &attempt.targets {
             if let Target::Unchanged(path) = target {
@@ -554,6 +588,10 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
     let ids = w.home.submit("escape", &workflow(&attempts), w.repo.path());
     let listen = format!("127.0.0.1:{}", w.port);
     let real_home = w.p(w.real_home.path());
+    let mut env: Vec<(&str, &str)> = vec![("HOME", real_home.as_str())];
+    if let Some(model) = &claude {
+        env.extend(model.env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
     let served = w
         .home
         .spawn_with_env(
@@ -561,7 +599,7 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
                 "serve", "--listen", &listen, "--workers", "2", "--lease", "5s", "--grace", "1s",
                 "--exit-when-idle",
             ],
-            &[("HOME", real_home.as_str())],
+            &env,
         )
         .finish(SERVE_DEADLINE * 3);
     served.expect_code(0, "orch serve (an attempt must not be able to kill it)");
@@ -640,6 +678,19 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
     }
     println!("{tried} tried, {} escaped", escaped.len());
     assert!(exec_count >= 40 && tried - exec_count >= 10, "{exec_count} exec, {} agent", tried - exec_count);
+    if claude.is_some() {
+        let id = ids[&format!("a{}", tried - 1)];
+        let task = w.home.task(id);
+        // The session ran to its end: the tools were tried and refused by the kernel.
+        assert_eq!(task["task"]["status"], "done", "{task:#}");
+        let events = std::fs::read_to_string(w.home.run_dir(id, 1).join("steps/step-1/events.jsonl"))
+            .unwrap_or_default()
+            .to_lowercase();
+        assert!(
+            events.contains("permission denied") || events.contains("eacces"),
+            "claude's tools were refused by the kernel: {events}"
+        );
+    }
     assert!(escaped.is_empty(), "escapes:\n{}", escaped.join("\n"));
     // The suite is not vacuous: the tasks ran (a refusal at claim time would also leave the
     // targets alone).
