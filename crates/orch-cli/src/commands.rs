@@ -276,6 +276,7 @@ fn spec_from_flags(args: &TaskAddArgs) -> anyhow::Result<TaskSpec> {
             name: "exec".into(),
             action: StepAction::Exec { commands },
             timeout: None,
+            network: true,
         });
     }
     if let Some(agent) = &args.agent {
@@ -293,6 +294,7 @@ fn spec_from_flags(args: &TaskAddArgs) -> anyhow::Result<TaskSpec> {
                 profile: None,
             },
             timeout: None,
+            network: true,
         });
     }
     let mut spec = TaskSpec {

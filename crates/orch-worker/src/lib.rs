@@ -11,6 +11,7 @@ pub mod project;
 pub mod redact;
 pub mod review;
 pub mod route;
+pub mod sandbox;
 pub mod run;
 pub mod worker;
 pub mod workspace;

@@ -21,6 +21,7 @@ use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::exec::{self, ExecPolicy, OutputPaths};
 use crate::project::{NonGitMode, ProjectConfig};
 use crate::redact::Redactor;
+use crate::sandbox::{SandboxDecision, Scratch};
 use crate::workspace::{Workspace, WorkspaceError, WorkspaceRequest};
 
 mod agent;
@@ -372,6 +373,8 @@ async fn run_task(
         review_rounds_used: 0,
         keep_work: false,
         review_result: None,
+        project_dir: project_dir.clone(),
+        sandbox: SandboxDecision::Off,
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
     let usage = std::mem::take(&mut runner.usage);
@@ -420,6 +423,10 @@ struct Runner<'a> {
     keep_work: bool,
     /// The review, for `result.json`.
     review_result: Option<crate::review::ReviewResult>,
+    /// The main checkout (read-only inside the sandbox).
+    project_dir: PathBuf,
+    /// Whether steps run confined (decided at claim time).
+    sandbox: SandboxDecision,
 }
 
 impl Runner<'_> {
@@ -474,6 +481,70 @@ impl Runner<'_> {
         if let Err(e) = self.bundle.write_json("context.json", &context) {
             tracing::warn!("could not write context.json: {e}");
         }
+        // Steps read a copy in their scratch area: the bundle is out of their reach.
+        let scratch = self.scratch();
+        let copied = std::fs::create_dir_all(&scratch.root).and_then(|()| {
+            let bytes = serde_json::to_vec_pretty(&context).unwrap_or_default();
+            let (redacted, _) = self.bundle.redactor().redact(&bytes);
+            std::fs::write(scratch.context(), redacted)
+        });
+        if let Err(e) = copied {
+            tracing::warn!("could not write the scratch copy of context.json: {e}");
+        }
+    }
+
+    fn scratch(&self) -> Scratch {
+        Scratch::of(&self.settings.home, self.task.id.0)
+    }
+
+    /// Refuse the task at claim time when it needs a sandbox this machine cannot give, before
+    /// a workspace is made; under `best_effort`, log what is missing.
+    fn sandbox_preflight(&mut self) -> Option<Verdict> {
+        match self.config.sandbox.decide() {
+            Ok(decision) => {
+                if let SandboxDecision::Enforce {
+                    warning: Some(warning),
+                } = &decision
+                {
+                    tracing::warn!(task = %self.task.id, "{warning}");
+                    self.log(None, &format!("warning: {warning}"));
+                }
+                self.sandbox = decision;
+                None
+            }
+            Err(reason) => Some(Verdict {
+                outcome: Outcome::FailedPermanently,
+                reason,
+                interrupted: false,
+                requeue_after: None,
+            }),
+        }
+    }
+
+    /// How the processes of `step` are confined; `binaries` are the programs it starts (their
+    /// install directories are made readable when they sit in a hidden directory).
+    fn step_sandbox(
+        &self,
+        step: &Step,
+        workspace: &Workspace,
+        binaries: &[String],
+        path_var: Option<&str>,
+    ) -> orch_process::Sandbox {
+        match self.sandbox {
+            SandboxDecision::Off => orch_process::Sandbox::Off,
+            SandboxDecision::Enforce { .. } => {
+                orch_process::Sandbox::Enforced(crate::sandbox::step_policy(
+                    &self.settings.home,
+                    &self.config.sandbox,
+                    &self.scratch(),
+                    workspace.path(),
+                    &self.project_dir,
+                    binaries,
+                    path_var,
+                    step.network,
+                ))
+            }
+        }
     }
 
     async fn run(&mut self, project_dir: &Path, cancel: CancellationToken) -> Verdict {
@@ -489,7 +560,10 @@ impl Runner<'_> {
         self.write_state("preparing");
         self.write_context();
         let started = now_ms();
-        if let Some(verdict) = self.preflight().await {
+        if let Some(verdict) = match self.sandbox_preflight() {
+            Some(refused) => Some(refused),
+            None => self.preflight().await,
+        } {
             self.log(None, &verdict.reason);
             self.finish(None, started, verdict.outcome, &verdict.reason, None)
                 .await;
@@ -818,18 +892,12 @@ impl Runner<'_> {
             "ORCH_WORKSPACE".into(),
             workspace.path().display().to_string(),
         );
-        env.insert(
-            "ORCH_BUNDLE".into(),
-            self.bundle.path().display().to_string(),
-        );
-        env.insert(
-            "ORCH_CONTEXT".into(),
-            self.bundle
-                .path()
-                .join("context.json")
-                .display()
-                .to_string(),
-        );
+        // The task's own HOME, TMPDIR, XDG dirs and context copy (never the daemon user's, never
+        // the bundle); `ORCH_SCRATCH` also lets a restarted daemon find the run's processes.
+        match self.scratch().prepare() {
+            Ok(scratch) => env.extend(scratch),
+            Err(e) => tracing::warn!("could not prepare the task's scratch area: {e}"),
+        }
         env
     }
 
@@ -848,22 +916,39 @@ impl Runner<'_> {
             kill_grace: self.settings.kill_grace,
             default_timeout: None,
             process_registry: Some(self.settings.home.join("processes")),
+            sandbox: orch_process::Sandbox::Off,
         };
-        if let Err(refused) = exec::validate(commands, workspace.path(), &policy) {
-            let mut report = failed_report(&step.name, refused.to_string(), clock);
-            report.summary = "refused before anything ran".into();
-            report.status = ResultStatus::Failed;
-            report.exit_code = None;
-            // Marks the failure as permanent for `step_verdict`.
-            report.error = Some(format!("refused: {refused}"));
-            return report;
-        }
         let env = self.command_env(workspace, step);
+        let programs: Vec<String> = commands
+            .iter()
+            .filter_map(|c| c.argv.first().cloned())
+            .collect();
+        let path_var = exec::command_path(&policy);
+        let policy = ExecPolicy {
+            sandbox: self.step_sandbox(step, workspace, &programs, path_var.as_deref()),
+            ..policy
+        };
         let step_dir = self.bundle.path().join("steps").join(&step.name);
         let mut last_code = None;
         let mut tail = String::new();
         for (index, command) in commands.iter().enumerate() {
             let line = shell_words::join(&command.argv);
+            // Policy, checked just before this command (an earlier one may have made a link);
+            // the sandbox is what enforces.
+            if let Err(refused) = exec::validate_command(index, command, workspace.path(), &policy)
+            {
+                let mut report = failed_report(&step.name, refused.to_string(), clock);
+                report.summary = if index == 0 {
+                    "refused before anything ran".into()
+                } else {
+                    format!("command {} of {} refused", index + 1, commands.len())
+                };
+                report.status = ResultStatus::Failed;
+                report.exit_code = None;
+                // Marks the failure as permanent for `step_verdict`.
+                report.error = Some(format!("refused: {refused}"));
+                return report;
+            }
             self.log(Some(&step.name), &format!("$ {line}"));
             let out = OutputPaths {
                 stdout: step_dir.join(format!("cmd-{}.stdout.log", index + 1)),

@@ -90,9 +90,10 @@ fn a_diamond_workflow_runs_in_dependency_order_in_parallel_worktrees_and_leaves_
     let home = Home::new();
     let repo = Repo::new(&[("README.md", "# project\n")]);
     let head = repo.head();
-    // Task `a` is the first task of a fresh home, so its first bundle is `runs/1/1`; its second
-    // step prints the context it was given, to show what step 2 saw of step 1.
-    let context_of_a = home.run_dir(1, 1).join("context.json");
+    // Task `a` is the first task of a fresh home, so its scratch area is `scratch/1`; its second
+    // step prints the context it was given (`$ORCH_CONTEXT`, a copy outside the bundle, which a
+    // step cannot reach), to show what step 2 saw of step 1.
+    let context_of_a = home.path().join("scratch/1/context.json");
     let yaml = format!(
         r#"name: diamond
 defaults:
@@ -371,7 +372,7 @@ tasks:
 }
 
 #[test]
-fn refused_commands_fail_on_the_first_attempt_and_nothing_runs() {
+fn refused_commands_fail_on_the_first_attempt_and_nothing_from_them_on_runs() {
     let home = Home::new();
     let repo = Repo::new(&[("README.md", "# project\n")]);
     let outside = tempfile::tempdir().expect("create a directory outside the workspace");
@@ -420,14 +421,17 @@ tasks:
             assert!(reason.contains(text), "{key}: `{text}` not in {reason}");
             assert!(error.contains(text), "{key}: `{text}` not in {error}");
         }
-        assert!(
-            manifest_entries(&dir, "touch").is_empty()
-                && manifest_entries(&dir, "delete").is_empty(),
-            "{key}: a refused step ran commands"
+        // Each command is checked just before it runs: `touch` ran, `rm` never did.
+        let ran = usize::from(key == "rm");
+        assert_eq!(
+            manifest_entries(&dir, "touch").len() + manifest_entries(&dir, "delete").len(),
+            ran,
+            "{key}: the refused command ran, or the one before it did not"
         );
-        assert!(
-            !workspace_of(&dir).join("marker").exists(),
-            "{key}: a command of a refused step ran"
+        assert_eq!(
+            workspace_of(&dir).join("marker").exists(),
+            key == "rm",
+            "{key}: only the command before the refused one runs"
         );
     }
     assert!(!repo.path().join("marker").exists());

@@ -595,6 +595,7 @@ pub(super) fn new_task(request: CreateTask) -> Result<NewTask, ApiError> {
             name,
             action,
             timeout: None,
+            network: true,
         });
     }
     Ok(NewTask {
