@@ -56,7 +56,7 @@ pub async fn claim_loop(settings: &Settings, args: ClaimLoopArgs) -> anyhow::Res
         idle = 0;
         claims += 1;
         let run = claim.run.id;
-        let token = claim.run.lease.token;
+        let token = claim.token;
         emit(
             json!({ "event": "claimed", "task": claim.task.id.0, "run": run.0, "token": token.0, "attempt": claim.run.attempt, "at": op("").now.0 }),
         );

@@ -138,7 +138,7 @@ pub async fn execute(
     stop: CancellationToken,
 ) -> RunEnd {
     let run = claim.run.id;
-    let token = claim.run.lease.token;
+    let token = claim.token;
     let cancel = stop.child_token();
     let lost = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat_loop(
@@ -377,7 +377,7 @@ async fn run_task(
     let usage = std::mem::take(&mut runner.usage);
     if !usage.is_empty() {
         if let Err(e) = coordinator
-            .record_usage(&settings.name, claim.run.id, claim.run.lease.token, &usage)
+            .record_usage(&settings.name, claim.run.id, claim.token, &usage)
             .await
         {
             tracing::warn!(task = %task.id, "could not record agent usage: {e}");
