@@ -47,6 +47,12 @@ impl<'a> Op<'a> {
     }
 }
 
+/// A short public name of a fencing token (the first 8 hex characters of its SHA-256), as
+/// events record it: it tells two tokens apart without revealing either.
+pub fn token_fingerprint(token: &FencingToken) -> String {
+    sqlite::token_fingerprint(token)
+}
+
 /// The current time as a `Timestamp` (milliseconds since the Unix epoch).
 pub fn wall_clock() -> Timestamp {
     let ms = std::time::SystemTime::now()

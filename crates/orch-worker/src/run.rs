@@ -154,7 +154,7 @@ pub async fn execute(
         .join("runs")
         .join(claim.task.id.0.to_string())
         .join(claim.run.attempt.to_string());
-    let bundle_stream = coordinator.stream_bundle(run, token, &bundle_dir);
+    let bundle_stream = coordinator.stream_bundle(&settings.name, run, token, &bundle_dir);
     let verdict = run_task(coordinator, settings, &claim, cancel.clone()).await;
     heartbeat.abort();
     // The heartbeat task may be mid-call; what matters is whether it saw the lease go.

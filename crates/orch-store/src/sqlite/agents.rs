@@ -20,6 +20,12 @@ impl SqliteStore {
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;
+            // Checked first, so an empty report is fenced too.
+            if fencing::holding(&tx, run, &token, &op.actor)? != fencing::Holding::Active {
+                let err = refuse(&tx, run, token, "usage report", &op)?;
+                tx.commit()?;
+                return Err(err);
+            }
             let day = utc_day(op.now.0);
             let token_hash = fencing::token_hash(&token);
             for record in &records {

@@ -41,7 +41,7 @@ pub(super) fn token_hash(token: &FencingToken) -> Vec<u8> {
 
 /// A short public name of a token for events: the first 8 hex characters of its SHA-256. It
 /// tells two tokens apart in a log without revealing either.
-pub(super) fn fingerprint(token: &FencingToken) -> String {
+pub fn fingerprint(token: &FencingToken) -> String {
     Sha256::digest(token.expose_bytes())[..4]
         .iter()
         .map(|b| format!("{b:02x}"))

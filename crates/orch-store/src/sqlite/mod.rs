@@ -47,7 +47,7 @@ mod agents;
 mod fencing;
 
 use fencing::refuse;
-pub use fencing::REFUSAL_WINDOW_MS;
+pub use fencing::{fingerprint as token_fingerprint, REFUSAL_WINDOW_MS};
 
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
