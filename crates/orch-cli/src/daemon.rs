@@ -150,7 +150,15 @@ pub async fn worker_command(
     args: WorkerArgs,
 ) -> anyhow::Result<()> {
     let ca_pem = remote.ca_pem()?;
-    let http = orch_worker::HttpCoordinator::new(&args.server, &args.token, ca_pem.as_deref())
+    let token = crate::config::token_from(remote.token_file.as_deref(), "ORCH_WORKER_TOKEN")
+        .map_err(|e| UserError::new(format!("{e:#}")))?
+        .ok_or_else(|| {
+            UserError::new(
+                "no worker token: pass --token-file PATH (a copy of the file `worker-token` in \
+                 the daemon's home, mode 0600) or set ORCH_WORKER_TOKEN",
+            )
+        })?;
+    let http = orch_worker::HttpCoordinator::new(&args.server, &token.value, ca_pem.as_deref())
         .map_err(|e| UserError::new(format!("--server: {e}")))?
         .with_checkouts(args.projects.into_iter().collect());
     if args.name.trim().is_empty() {

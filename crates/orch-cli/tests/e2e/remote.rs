@@ -2,6 +2,7 @@
 //! a worker killed with SIGKILL mid-step has its task finished by another; the daemon killed
 //! with SIGKILL and restarted while remote steps run gets every result once, with its bundle.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::sys::signal::Signal;
@@ -54,10 +55,24 @@ fn two_remote_workers_finish_a_workflow_and_a_worker_killed_mid_step_has_its_tas
             .filter(|text| text.contains("$ sleep 2"))
             .map(drop)
     });
+    // Beta reads its token from a file only its owner can read.
     let beta_home = Home::new();
+    let token_file = beta_home.write("worker-token", &token);
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let beta = beta_home.spawn(&[
-        "worker", "--server", &server, "--token", &token, "--name", "beta", "--slots", "1",
-        "--lease", "2s", "--grace", "1s",
+        "worker",
+        "--server",
+        &server,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--name",
+        "beta",
+        "--slots",
+        "1",
+        "--lease",
+        "2s",
+        "--grace",
+        "1s",
     ]);
     let killed = alpha.kill();
     assert_eq!(killed.code, None, "killed by the signal\n{}", killed.stderr);
@@ -383,8 +398,6 @@ fn a_remote_worker_runs_tasks_in_the_checkout_its_project_flag_names_not_the_dae
         "worker",
         "--server",
         "http://127.0.0.1:9",
-        "--token",
-        "t",
         "--name",
         "x",
         "--project",
