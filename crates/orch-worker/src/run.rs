@@ -154,6 +154,26 @@ pub async fn execute(
         .join("runs")
         .join(claim.task.id.0.to_string())
         .join(claim.run.attempt.to_string());
+    // Held until the run has reported (dropped when `execute` returns): no two runs of a task
+    // ever share its worktree at once.
+    let _task_lock =
+        match crate::task_lock::acquire(&settings.home, claim.task.id, run, settings.lease).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                heartbeat.abort();
+                let _ = heartbeat.await;
+                tracing::warn!(task = %claim.task.id, run = %run, "{e}");
+                return give_back(
+                    coordinator,
+                    settings,
+                    &claim,
+                    token,
+                    settings.lease,
+                    &e.to_string(),
+                )
+                .await;
+            }
+        };
     let bundle_stream = coordinator.stream_bundle(&settings.name, run, token, &bundle_dir);
     let verdict = run_task(coordinator, settings, &claim, cancel.clone()).await;
     heartbeat.abort();
@@ -177,39 +197,29 @@ pub async fn execute(
         }
     }
     if stop.is_cancelled() {
-        return match coordinator
-            .requeue(
-                &settings.name,
-                run,
-                token,
-                Duration::ZERO,
-                "the worker shut down before the run finished",
-            )
-            .await
-        {
-            Ok(_) => RunEnd::Requeued,
-            Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
-            Err(e) => {
-                tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
-                RunEnd::Requeued
-            }
-        };
+        return give_back(
+            coordinator,
+            settings,
+            &claim,
+            token,
+            Duration::ZERO,
+            "the worker shut down before the run finished",
+        )
+        .await;
     }
     if let Some((agent, delay)) = &verdict.requeue_after {
         if let Some(agent) = agent {
             settings.pause_agent(agent, *delay);
         }
-        return match coordinator
-            .requeue(&settings.name, run, token, *delay, &verdict.reason)
-            .await
-        {
-            Ok(_) => RunEnd::Requeued,
-            Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
-            Err(e) => {
-                tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
-                RunEnd::Requeued
-            }
-        };
+        return give_back(
+            coordinator,
+            settings,
+            &claim,
+            token,
+            *delay,
+            &verdict.reason,
+        )
+        .await;
     }
     match complete(coordinator, settings, run, token, &verdict).await {
         Ok(_) => RunEnd::Reported(verdict.outcome),
@@ -217,6 +227,28 @@ pub async fn execute(
         Err(e) => {
             tracing::error!(task = %claim.task.id, "could not report the outcome: {e}; the lease will expire and the task run again");
             RunEnd::LeaseLost
+        }
+    }
+}
+
+/// Give the run back to be run again after `delay`, without using an attempt.
+async fn give_back(
+    coordinator: &Coordinator,
+    settings: &WorkerSettings,
+    claim: &Claim,
+    token: orch_core::FencingToken,
+    delay: Duration,
+    reason: &str,
+) -> RunEnd {
+    match coordinator
+        .requeue(&settings.name, claim.run.id, token, delay, reason)
+        .await
+    {
+        Ok(_) => RunEnd::Requeued,
+        Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
+        Err(e) => {
+            tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
+            RunEnd::Requeued
         }
     }
 }

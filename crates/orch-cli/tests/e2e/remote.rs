@@ -8,8 +8,8 @@ use std::path::Path;
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    int, poll_until, read_json, read_text, sha256_of, task_events, Home, Process, Repo,
-    SERVE_DEADLINE,
+    int, poll_until, process_is_alive, read_json, read_text, sha256_of, task_events, workspace_of,
+    Home, Process, Repo, SERVE_DEADLINE,
 };
 
 /// Start a remote worker with its own home; the token comes from the environment.
@@ -408,6 +408,88 @@ fn a_remote_worker_runs_tasks_in_the_checkout_its_project_flag_names_not_the_dae
 
     worker.signal(Signal::SIGTERM);
     worker
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch worker after SIGTERM");
+    serve.signal(Signal::SIGTERM);
+    serve
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch serve after SIGTERM");
+}
+
+/// A remote worker killed with SIGKILL mid-step and restarted on the same home stops its
+/// previous incarnation's step before the task runs again: the step of the retry, in the same
+/// worktree, finds the first step's process gone (an ordering marker written by the retry
+/// itself), and the task ends with one `done`. A second worker on a home in use is refused.
+#[test]
+fn a_remote_worker_killed_mid_step_and_restarted_stops_the_old_step_before_the_task_runs_again() {
+    let home = Home::new();
+    let repo = Repo::new(&[(".orch.toml", "allow_shell = true\n")]);
+    // The first run records its pid and sleeps (as `exec sleep`, keeping the pid); the retry,
+    // in the same worktree, writes whether that pid is still alive and ends.
+    // (A killed process may stay a zombie here, which `kill -0` would call alive: read its state.)
+    let step = "if test -e step.pid; then if grep -qs '^State:[[:space:]]*[^Z[:space:]]' /proc/$(cat step.pid)/status; then echo old-alive >> marks.txt; else echo old-gone >> marks.txt; fi; exit 0; fi; echo $$ > step.pid; exec sleep 60";
+    let yaml = format!(
+        "name: restart\ndefaults:\n  retry: {{max_attempts: 3, backoff: 0s, max_backoff: 0s, jitter: 0s}}\ntasks:\n  - id: t\n    title: Sleep once\n    steps:\n      - name: sleep\n        exec:\n          - argv: [sh, -c, \"{step}\"]\n"
+    );
+    let id = home.submit("restart", &yaml, repo.path())["t"];
+    let serve = home.serve(&["--workers", "0", "--lease", "2s", "--grace", "1s"]);
+    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
+        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
+    });
+    let token = read_trimmed(&home.path().join("worker-token"));
+    let server = format!("http://{addr}");
+
+    let worker_home = Home::new();
+    let first = worker(&worker_home, &server, &token, "w");
+    let run_dir = worker_home.run_dir(id, 1);
+    let pid: i32 = poll_until("the first run's step to sleep", SERVE_DEADLINE, || {
+        let logs = std::fs::read_to_string(run_dir.join("logs.txt")).ok()?;
+        logs.contains(" workspace ").then_some(())?;
+        let text = std::fs::read_to_string(workspace_of(&run_dir).join("step.pid")).ok()?;
+        text.trim().parse().ok()
+    });
+    assert!(process_is_alive(pid));
+
+    // The home is this worker's: a second worker on it is refused.
+    let second = worker_home.spawn_with_env(
+        &["worker", "--server", &server, "--name", "other"],
+        &[("ORCH_WORKER_TOKEN", token.as_str())],
+    );
+    let refused = second.finish(SERVE_DEADLINE);
+    refused.expect_code(2, "a second worker on a home in use");
+    assert!(
+        refused.stderr.contains("is using this home"),
+        "{}",
+        refused.stderr
+    );
+
+    let killed = first.kill();
+    assert_eq!(killed.code, None, "killed by the signal\n{}", killed.stderr);
+    assert!(
+        process_is_alive(pid),
+        "SIGKILL of the worker alone stops its step (the test would prove nothing)"
+    );
+    let restarted = worker(&worker_home, &server, &token, "w");
+    poll_until("the task to be done", SERVE_DEADLINE, || {
+        (home.task_status(id) == "done").then_some(())
+    });
+    let alive = process_is_alive(pid);
+    if alive {
+        // Started by this test (through orch); end it so it does not sleep on.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(!alive, "the old step (pid {pid}) outlived the restart");
+    let marks = read_text(&workspace_of(&worker_home.run_dir(id, 2)).join("marks.txt"));
+    assert_eq!(
+        marks, "old-gone\n",
+        "the retry's step ran while the old one lived"
+    );
+    let task = home.task(id);
+    assert_eq!(task_events(&task, "complete").len(), 1, "{task:#}");
+    assert_eq!(home.tasks_completed_more_than_once(), vec![]);
+
+    restarted.signal(Signal::SIGTERM);
+    restarted
         .finish(SERVE_DEADLINE)
         .expect_code(0, "orch worker after SIGTERM");
     serve.signal(Signal::SIGTERM);
