@@ -165,6 +165,14 @@ impl Daemon {
         read(request).await
     }
 
+    /// Claim as `worker`, not waiting: the claim's JSON, its run id and its secret token.
+    async fn claim_run(&self, worker: &str) -> (Value, i64, String) {
+        let claim = self.claim_now(worker).await;
+        let run = claim["run"].as_i64().unwrap();
+        let token = claim["token"].as_str().unwrap().to_owned();
+        (claim, run, token)
+    }
+
     /// Claim with the worker token, not waiting; the claim's JSON.
     async fn claim_now(&self, worker: &str) -> Value {
         let (status, claim) = self
@@ -571,11 +579,7 @@ async fn a_remote_worker_claims_heartbeats_and_completes_a_run_over_http() {
 async fn a_made_up_token_is_refused_403_a_late_one_409_and_a_requeue_gives_the_task_back() {
     let daemon = Daemon::start().await;
     let id = daemon.create_task("Fenced").await;
-    let claim = daemon.claim_now("remote-a").await;
-    let (run, token) = (
-        claim["run"].as_i64().unwrap(),
-        claim["token"].as_str().unwrap().to_owned(),
-    );
+    let (_, run, token) = daemon.claim_run("remote-a").await;
     let stale = "0".repeat(32);
     let (status, body) = daemon
         .run_call(
@@ -632,11 +636,7 @@ async fn a_made_up_token_is_refused_403_a_late_one_409_and_a_requeue_gives_the_t
 async fn a_repeated_identical_completion_is_answered_200_twice_and_recorded_once() {
     let daemon = Daemon::start().await;
     let id = daemon.create_task("Twice").await;
-    let claim = daemon.claim_now("remote-a").await;
-    let (run, token) = (
-        claim["run"].as_i64().unwrap(),
-        claim["token"].as_str().unwrap().to_owned(),
-    );
+    let (_, run, token) = daemon.claim_run("remote-a").await;
     let path = format!("/v1/worker/runs/{run}/complete");
     let body = json!({ "outcome": "succeeded", "reason": "all steps passed" });
     let (first, answer) = daemon
@@ -767,11 +767,7 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
 ) {
     let daemon = Daemon::start_with(|options| options.max_bundle_bytes = 12 * 1024).await;
     let id = daemon.create_task("Remote bundle").await;
-    let claim = daemon.claim_now("remote-a").await;
-    let (run, token) = (
-        claim["run"].as_i64().unwrap(),
-        claim["token"].as_str().unwrap().to_owned(),
-    );
+    let (_, run, token) = daemon.claim_run("remote-a").await;
     let files = format!("/v1/worker/runs/{run}/files");
     let piece = |path: &str, offset: u64, data: &[u8]| json!({ "path": path, "offset": offset, "data": base64(data) });
 
@@ -1076,11 +1072,7 @@ async fn refusals(daemon: &Daemon, id: i64) -> Vec<Value> {
 async fn a_worker_cannot_heartbeat_complete_requeue_report_or_upload_for_a_run_it_did_not_claim() {
     let daemon = Daemon::start().await;
     let id = daemon.create_task("Claimed by a").await;
-    let claim = daemon.claim_now("remote-a").await;
-    let (run, token) = (
-        claim["run"].as_i64().unwrap(),
-        claim["token"].as_str().unwrap().to_owned(),
-    );
+    let (claim, run, token) = daemon.claim_run("remote-a").await;
     assert_eq!(token.len(), 32, "{claim}");
     assert_ne!(token, run.to_string());
     let runs = |action: &str| format!("/v1/worker/runs/{run}/{action}");
@@ -1143,11 +1135,7 @@ async fn a_worker_cannot_heartbeat_complete_requeue_report_or_upload_for_a_run_i
 async fn a_thousand_forged_requests_add_one_event_are_counted_and_the_real_worker_completes() {
     let daemon = Daemon::start().await;
     let id = daemon.create_task("Flooded").await;
-    let claim = daemon.claim_now("remote-a").await;
-    let (run, token) = (
-        claim["run"].as_i64().unwrap(),
-        claim["token"].as_str().unwrap().to_owned(),
-    );
+    let (_, run, token) = daemon.claim_run("remote-a").await;
     let mut forged = Vec::new();
     for i in 0..1_000u32 {
         let (action, body) = if i % 2 == 0 {

@@ -11,6 +11,37 @@ use orch_core::{EventKind, FencingToken, Outcome, Status};
 use orch_store::{StoreError, REFUSAL_WINDOW_MS};
 use support::*;
 
+/// Submit one task and claim it as `owner` at time 1.
+async fn claimed(db: &TestDb, owner: &str) -> (orch_core::TaskId, orch_store::Claim) {
+    let id = db.submit(vec![task("a", &[])], 0).await[0];
+    let claim = db
+        .store
+        .claim_next(owner, LEASE, op(owner, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    (id, claim)
+}
+
+/// The holder completes its run after all, and the log still replays to the stored state.
+async fn holder_completes(db: &TestDb, claim: &orch_store::Claim, owner: &str, at: i64) {
+    db.store
+        .complete(
+            claim.run.id,
+            claim.token,
+            Outcome::Succeeded,
+            None,
+            op(owner, at),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.task(claim.task.id).await.unwrap().status,
+        Status::Done
+    );
+    assert!(db.store.check_consistency().await.unwrap().is_empty());
+}
+
 fn refused_events(events: &[orch_core::Event]) -> Vec<&orch_core::Event> {
     events
         .iter()
@@ -21,13 +52,7 @@ fn refused_events(events: &[orch_core::Event]) -> Vec<&orch_core::Event> {
 #[tokio::test]
 async fn a_claims_token_is_a_random_secret_that_the_database_never_holds() {
     let db = TestDb::new().await;
-    let id = db.submit(vec![task("a", &[])], 0).await[0];
-    let claim = db
-        .store
-        .claim_next("w", LEASE, op("w", 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let (id, claim) = claimed(&db, "w").await;
     let secret = claim.token.expose_hex();
     assert_eq!(secret.len(), 32);
     assert_ne!(secret, format!("{:032x}", claim.run.id.0));
@@ -77,47 +102,37 @@ async fn a_claims_token_is_a_random_secret_that_the_database_never_holds() {
 #[tokio::test]
 async fn another_worker_with_the_run_id_and_even_the_token_cannot_act_on_the_run() {
     let db = TestDb::new().await;
-    let id = db.submit(vec![task("a", &[])], 0).await[0];
-    let claim = db
-        .store
-        .claim_next("a", LEASE, op("a", 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let (id, claim) = claimed(&db, "a").await;
     let made_up = FencingToken::from_bytes([1; 16]);
+    let run = claim.run.id;
     for token in [made_up, claim.token] {
-        let heartbeat = db
-            .store
-            .heartbeat(claim.run.id, token, LEASE, op("b", 2))
-            .await;
-        assert!(
-            matches!(heartbeat, Err(StoreError::NotLeaseHolder { .. })),
-            "{heartbeat:?}"
-        );
-        let requeue = db
-            .store
-            .requeue(claim.run.id, token, Duration::ZERO, None, op("b", 2))
-            .await;
-        assert!(
-            matches!(requeue, Err(StoreError::NotLeaseHolder { .. })),
-            "{requeue:?}"
-        );
-        let check = db
-            .store
-            .check_lease(claim.run.id, token, "bundle upload", op("b", 2))
-            .await;
-        assert!(
-            matches!(check, Err(StoreError::NotLeaseHolder { .. })),
-            "{check:?}"
-        );
-        let complete = db
-            .store
-            .complete(claim.run.id, token, Outcome::Succeeded, None, op("b", 2))
-            .await;
-        assert!(
-            matches!(complete, Err(StoreError::NotLeaseHolder { .. })),
-            "{complete:?}"
-        );
+        let results = [
+            db.store
+                .heartbeat(run, token, LEASE, op("b", 2))
+                .await
+                .map(drop),
+            db.store
+                .requeue(run, token, Duration::ZERO, None, op("b", 2))
+                .await
+                .map(drop),
+            db.store
+                .check_lease(run, token, "bundle upload", op("b", 2))
+                .await
+                .map(drop),
+            db.store
+                .complete(run, token, Outcome::Succeeded, None, op("b", 2))
+                .await
+                .map(drop),
+            db.store
+                .record_usage(run, token, Vec::new(), op("b", 2))
+                .await,
+        ];
+        for result in results {
+            assert!(
+                matches!(result, Err(StoreError::NotLeaseHolder { .. })),
+                "{result:?}"
+            );
+        }
     }
     // The owner with a made-up token is a stranger too.
     let owner_forged = db
@@ -148,30 +163,13 @@ async fn another_worker_with_the_run_id_and_even_the_token_cannot_act_on_the_run
     assert_eq!(data["refused"], 1);
     assert!(!data.to_string().contains(&claim.token.expose_hex()));
 
-    db.store
-        .complete(
-            claim.run.id,
-            claim.token,
-            Outcome::Succeeded,
-            None,
-            op("a", 4),
-        )
-        .await
-        .unwrap();
-    assert_eq!(db.store.task(id).await.unwrap().status, Status::Done);
-    assert!(db.store.check_consistency().await.unwrap().is_empty());
+    holder_completes(&db, &claim, "a", 4).await;
 }
 
 #[tokio::test]
 async fn a_thousand_forged_requests_add_one_event_per_window_that_counts_them() {
     let db = TestDb::new().await;
-    let id = db.submit(vec![task("a", &[])], 0).await[0];
-    let claim = db
-        .store
-        .claim_next("real", LEASE, op("real", 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let (id, claim) = claimed(&db, "real").await;
     let before = db.store.events(id).await.unwrap().len();
     for i in 0..1_000u16 {
         let forged = FencingToken::from_bytes([(i % 251) as u8; 16]);
@@ -211,30 +209,13 @@ async fn a_thousand_forged_requests_add_one_event_per_window_that_counts_them() 
     assert_eq!(refused.len(), 2);
     assert_eq!(refused[1].data["refused"], 1_000);
 
-    db.store
-        .complete(
-            claim.run.id,
-            claim.token,
-            Outcome::Succeeded,
-            None,
-            op("real", 20),
-        )
-        .await
-        .unwrap();
-    assert_eq!(db.store.task(id).await.unwrap().status, Status::Done);
-    assert!(db.store.check_consistency().await.unwrap().is_empty());
+    holder_completes(&db, &claim, "real", 20).await;
 }
 
 #[tokio::test]
 async fn the_holder_asking_too_late_is_refused_and_recorded_every_time() {
     let db = TestDb::new().await;
-    let id = db.submit(vec![task("a", &[])], 0).await[0];
-    let claim = db
-        .store
-        .claim_next("w", LEASE, op("w", 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let (id, claim) = claimed(&db, "w").await;
     db.store.cancel(id, None, op("cli", 2)).await.unwrap();
     for at in [3, 4, 5] {
         let late = db

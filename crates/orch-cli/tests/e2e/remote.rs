@@ -23,6 +23,16 @@ fn worker(home: &Home, server: &str, token: &str, name: &str) -> Process {
     )
 }
 
+/// The address (`http://...`) and worker token of the daemon starting on `home`, once it
+/// listens.
+fn server_and_token(home: &Home) -> (String, String) {
+    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
+        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
+    });
+    let token = read_trimmed(&home.path().join("worker-token"));
+    (format!("http://{addr}"), token)
+}
+
 fn read_trimmed(path: &Path) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -38,11 +48,7 @@ fn two_remote_workers_finish_a_workflow_and_a_worker_killed_mid_step_has_its_tas
     let yaml = "name: remote\ndefaults:\n  retry: {max_attempts: 3, backoff: 0s, max_backoff: 0s, jitter: 0s}\ntasks:\n  - id: slow\n    title: Slow step\n    priority: 10\n    steps:\n      - name: wait\n        exec:\n          - argv: [sleep, \"2\"]\n  - id: quick\n    title: Quick step\n    steps:\n      - name: hello\n        exec:\n          - argv: [echo, hello]\n  - id: after\n    title: After the slow one\n    needs: [slow]\n    steps:\n      - name: done\n        exec:\n          - argv: [echo, after]\n";
     let ids = home.submit("remote", yaml, repo.path());
     let serve = home.serve(&["--workers", "0", "--lease", "2s", "--grace", "1s"]);
-    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
-        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
-    });
-    let token = read_trimmed(&home.path().join("worker-token"));
-    let server = format!("http://{addr}");
+    let (server, token) = server_and_token(&home);
 
     // The first worker takes the slow task (highest priority) and is killed mid-step.
     let alpha_home = Home::new();
@@ -154,11 +160,7 @@ fn a_daemon_killed_and_restarted_while_remote_steps_run_gets_each_result_once_wi
     let ids = home.submit("restart", &yaml, repo.path());
     let serve_args = ["--workers", "1", "--lease", "2s", "--grace", "1s"];
     let serve = home.serve(&serve_args);
-    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
-        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
-    });
-    let token = read_trimmed(&home.path().join("worker-token"));
-    let server = format!("http://{addr}");
+    let (server, token) = server_and_token(&home);
     // Leases long enough to outlive the daemon's absence: heartbeats fail while it is away.
     let remote = |name: &str, worker_home: &Home| {
         worker_home.spawn_with_env(
@@ -217,7 +219,8 @@ fn a_daemon_killed_and_restarted_while_remote_steps_run_gets_each_result_once_wi
         },
     );
     // Restart on the same port and home; the results arrive now.
-    let mut args = vec!["serve", "--listen", addr.as_str()];
+    let addr = server.trim_start_matches("http://");
+    let mut args = vec!["serve", "--listen", addr];
     args.extend_from_slice(&serve_args);
     let serve = home.spawn(&args);
 
@@ -433,11 +436,7 @@ fn a_remote_worker_killed_mid_step_and_restarted_stops_the_old_step_before_the_t
     );
     let id = home.submit("restart", &yaml, repo.path())["t"];
     let serve = home.serve(&["--workers", "0", "--lease", "2s", "--grace", "1s"]);
-    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
-        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
-    });
-    let token = read_trimmed(&home.path().join("worker-token"));
-    let server = format!("http://{addr}");
+    let (server, token) = server_and_token(&home);
 
     let worker_home = Home::new();
     let first = worker(&worker_home, &server, &token, "w");

@@ -106,6 +106,29 @@ fn holds(lease: &RunLease, token: &FencingToken, actor: &str) -> bool {
     lease.owner == actor && lease.token_sha256.as_deref() == Some(token_hash(token).as_slice())
 }
 
+/// A `refused` event: a note on the task that changes nothing.
+fn note_refusal(
+    conn: &Connection,
+    lease: &RunLease,
+    run: RunId,
+    reason: &str,
+    data: &serde_json::Value,
+    op: &OwnedOp,
+) -> Result<()> {
+    let status = task_brief(conn, lease.task)?.status;
+    insert_event(
+        conn,
+        lease.task,
+        Some(run),
+        op,
+        EventKind::Refused,
+        Some(status),
+        status,
+        Some(reason),
+        Some(data),
+    )
+}
+
 /// Record a refused request about a run (as the module says) and build the error that explains
 /// it.
 pub(super) fn refuse(
@@ -116,7 +139,6 @@ pub(super) fn refuse(
     op: &OwnedOp,
 ) -> Result<StoreError> {
     let lease = run_lease(conn, run)?;
-    let status = task_brief(conn, lease.task)?.status;
     if holds(&lease, &token, &op.actor) {
         let reason = format!(
             "{what} refused: the run is {} (no longer active)",
@@ -126,17 +148,7 @@ pub(super) fn refuse(
             "request": what, "token": fingerprint(&token), "owner": op.actor,
             "run_state": lease.state,
         });
-        insert_event(
-            conn,
-            lease.task,
-            Some(run),
-            op,
-            EventKind::Refused,
-            Some(status),
-            status,
-            Some(&reason),
-            Some(&data),
-        )?;
+        note_refusal(conn, &lease, run, &reason, &data, op)?;
         return Ok(StoreError::StaleLease {
             run,
             task: lease.task,
@@ -169,17 +181,7 @@ pub(super) fn refuse(
             "run_owner": lease.owner, "run_state": lease.state, "refused": refused,
             "window_ms": REFUSAL_WINDOW_MS,
         });
-        insert_event(
-            conn,
-            lease.task,
-            Some(run),
-            op,
-            EventKind::Refused,
-            Some(status),
-            status,
-            Some(&recorded),
-            Some(&data),
-        )?;
+        note_refusal(conn, &lease, run, &recorded, &data, op)?;
         conn.prepare_cached(sql!("set_refusal_recorded"))?
             .execute(params![run.0, op.now.0])?;
     }
