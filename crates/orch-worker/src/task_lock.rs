@@ -1,6 +1,6 @@
 //! One run at a time in a task's worktree: a run holds an exclusive `flock` on
-//! `<home>/worktrees/locks/<task>.lock` (beside the worktrees, outside every one of them, so a
-//! step cannot touch it) from before its workspace is prepared until it has reported.
+//! `<home>/locks/task-<task>.lock` (in the home, outside every worktree, so a step cannot touch
+//! it; not under `worktrees/`, which exists only once a workspace was made) from before its workspace is prepared until it has reported.
 //!
 //! The lock file holds the id of the run that last took it. A run that takes the lock after an
 //! earlier run of the task stops whatever is left of that run's processes in this home first
@@ -55,9 +55,7 @@ pub enum TaskLockError {
 
 /// The lock file of `task` under the home's worktrees directory.
 pub fn lock_path(home: &Path, task: TaskId) -> PathBuf {
-    home.join("worktrees")
-        .join("locks")
-        .join(format!("{}.lock", task.0))
+    home.join("locks").join(format!("task-{}.lock", task.0))
 }
 
 /// Take `task`'s lock for `run`, waiting up to `wait` for an earlier run to let go; then stop
@@ -129,10 +127,11 @@ pub async fn acquire(
 /// Returns the process groups stopped.
 pub fn stop_previous_incarnation(home: &Path) -> Vec<i32> {
     let mut killed = crate::exec::kill_orphaned_groups(&home.join("processes"));
-    let recorded: Vec<i64> = std::fs::read_dir(home.join("worktrees").join("locks"))
+    let recorded: Vec<i64> = std::fs::read_dir(home.join("locks"))
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("task-"))
         .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
         .filter_map(|text| text.trim().parse().ok())
         .collect();
