@@ -51,6 +51,70 @@ impl Settings {
     }
 }
 
+/// A secret token and where it came from (named in messages; the token itself never is).
+#[derive(Clone)]
+pub struct Token {
+    /// The token, trimmed.
+    pub value: String,
+    /// `--token-file PATH` or the environment variable's name.
+    pub source: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(from {})", self.source)
+    }
+}
+
+/// A token from `--token-file` if one is given, else from the environment variable `env`
+/// (`ORCH_TOKEN`, `ORCH_WORKER_TOKEN`), else none. Never from a command-line value: that is
+/// readable by every local user in `/proc/PID/cmdline`. A token file must not be readable by
+/// others (like the daemon's own token files), and must not be empty.
+pub fn token_from(file: Option<&Path>, env: &str) -> anyhow::Result<Option<Token>> {
+    if let Some(path) = file {
+        let value = read_token_file(path)?;
+        return Ok(Some(Token {
+            value,
+            source: format!("--token-file {}", path.display()),
+        }));
+    }
+    Ok(env_text(env)?.map(|value| Token {
+        value,
+        source: env.to_owned(),
+    }))
+}
+
+fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("--token-file {}: open the token file", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file
+            .metadata()
+            .with_context(|| format!("--token-file {}: stat", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "--token-file {}: the file has mode {:o}, so other users can read the token; run \
+                 `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    let mut value = String::new();
+    std::io::Read::read_to_string(&mut &file, &mut value)
+        .with_context(|| format!("--token-file {}: read", path.display()))?;
+    let value = value.trim();
+    if value.is_empty() {
+        bail!("--token-file {}: the file is empty", path.display());
+    }
+    Ok(value.to_owned())
+}
+
 fn env_text(name: &str) -> anyhow::Result<Option<String>> {
     match std::env::var(name) {
         Ok(value) if value.trim().is_empty() => Ok(None),

@@ -110,9 +110,17 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let home = cli.home.as_deref();
     let settings = || config::Settings::load(home);
+    if cli.token.is_some() {
+        return Err(UserError::new(
+            "--token: a token on the command line is visible to every local user (`ps`, \
+             /proc/PID/cmdline); write it to a file only you can read and pass --token-file PATH, \
+             or set ORCH_TOKEN (ORCH_WORKER_TOKEN for `orch worker`)",
+        )
+        .into());
+    }
     let remote = client::Remote {
         server: cli.server,
-        token: cli.token,
+        token_file: cli.token_file,
         ca_cert: cli.ca_cert,
     };
     match cli.command {

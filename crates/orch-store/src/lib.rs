@@ -18,7 +18,7 @@ use orch_core::{
     Event, FencingToken, NewTask, Outcome, ProjectId, Run, RunId, Status, Task, TaskId, Timestamp,
     WorkflowId,
 };
-pub use sqlite::{SqliteOptions, Synchronous, WAL_AUTOCHECKPOINT_PAGES};
+pub use sqlite::{SqliteOptions, Synchronous, REFUSAL_WINDOW_MS, WAL_AUTOCHECKPOINT_PAGES};
 
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -47,6 +47,12 @@ impl<'a> Op<'a> {
     }
 }
 
+/// A short public name of a fencing token (the first 8 hex characters of its SHA-256), as
+/// events record it: it tells two tokens apart without revealing either.
+pub fn token_fingerprint(token: &FencingToken) -> String {
+    sqlite::token_fingerprint(token)
+}
+
 /// The current time as a `Timestamp` (milliseconds since the Unix epoch).
 pub fn wall_clock() -> Timestamp {
     let ms = std::time::SystemTime::now()
@@ -73,8 +79,11 @@ pub struct Project {
 pub struct Claim {
     /// The task.
     pub task: Task,
-    /// The run; `run.lease.token` must accompany every later request about it.
+    /// The run.
     pub run: Run,
+    /// The run's fencing token, a secret: every later request about the run must carry it and
+    /// come from `run.lease.owner`. The store keeps only its hash, so this is the only copy.
+    pub token: FencingToken,
     /// A follow-up (`orch task reply`) this run must answer by resuming the agent's session
     /// instead of running the task's steps.
     pub reply: Option<PendingReply>,
@@ -363,6 +372,12 @@ impl Store {
         op: Op<'_>,
     ) -> Result<Run> {
         delegate!(self.check_lease(run, token, what, op))
+    }
+
+    /// Whether `actor` presenting `token` is (or was, if the run has ended) the holder of `run`'s
+    /// lease: its owner with its token. Records nothing; for answering a repeated request.
+    pub async fn is_holder(&self, run: RunId, token: FencingToken, actor: &str) -> Result<bool> {
+        delegate!(self.is_holder(run, token, actor))
     }
 
     /// End a run with its outcome. Refused (and recorded) with a stale token.

@@ -79,7 +79,7 @@ async fn a_diamond_becomes_claimable_in_dependency_order() {
     db.store
         .complete(
             claim_a.run.id,
-            claim_a.run.lease.token,
+            claim_a.token,
             Outcome::Succeeded,
             None,
             op("w", 2),
@@ -112,7 +112,7 @@ async fn a_diamond_becomes_claimable_in_dependency_order() {
     db.store
         .complete(
             first.run.id,
-            first.run.lease.token,
+            first.token,
             Outcome::Succeeded,
             None,
             op("w", 4),
@@ -123,7 +123,7 @@ async fn a_diamond_becomes_claimable_in_dependency_order() {
     db.store
         .complete(
             second.run.id,
-            second.run.lease.token,
+            second.token,
             Outcome::Succeeded,
             None,
             op("w", 5),
@@ -168,7 +168,7 @@ async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them
     db.store
         .complete(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Outcome::Succeeded,
             None,
             op("w", 2),
@@ -189,7 +189,7 @@ async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them
         db.store
             .complete(
                 claim.run.id,
-                claim.run.lease.token,
+                claim.token,
                 Outcome::Succeeded,
                 None,
                 op("w", 3),
@@ -201,7 +201,7 @@ async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them
         .store
         .complete(
             claim_b.run.id,
-            claim_b.run.lease.token,
+            claim_b.token,
             Outcome::Failed,
             Some("tests failed"),
             op("w", 4),
@@ -228,7 +228,7 @@ async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them
         db.store
             .complete(
                 claim.run.id,
-                claim.run.lease.token,
+                claim.token,
                 Outcome::Succeeded,
                 None,
                 op("w", 8),
@@ -296,14 +296,12 @@ async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event() {
         .unwrap();
     assert_eq!(second.task.id, ids[0]);
     assert_eq!(second.run.attempt, 2);
-    assert!(
-        second.run.lease.token > first.run.lease.token,
-        "tokens only grow"
-    );
+    assert!(second.run.id > first.run.id, "run ids only grow");
+    assert_ne!(second.token, first.token, "every claim gets its own token");
 
     let heartbeat = db
         .store
-        .heartbeat(first.run.id, first.run.lease.token, LEASE, op("w1", 1_002))
+        .heartbeat(first.run.id, first.token, LEASE, op("w1", 1_002))
         .await;
     assert!(
         matches!(heartbeat, Err(StoreError::StaleLease { .. })),
@@ -313,7 +311,7 @@ async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event() {
         .store
         .complete(
             first.run.id,
-            first.run.lease.token,
+            first.token,
             Outcome::Succeeded,
             None,
             op("w1", 1_003),
@@ -323,19 +321,19 @@ async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event() {
         matches!(late, Err(StoreError::StaleLease { .. })),
         "{late:?}"
     );
-    // A forged token for the live run is refused too.
+    // A forged token for the live run is refused too, as a stranger's request.
     let forged = db
         .store
         .complete(
             second.run.id,
-            FencingToken(second.run.lease.token.0 + 100),
+            FencingToken::from_bytes([7; 16]),
             Outcome::Succeeded,
             None,
             op("w1", 1_004),
         )
         .await;
     assert!(
-        matches!(forged, Err(StoreError::StaleLease { .. })),
+        matches!(forged, Err(StoreError::NotLeaseHolder { .. })),
         "{forged:?}"
     );
     assert_eq!(
@@ -347,7 +345,7 @@ async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event() {
     db.store
         .complete(
             second.run.id,
-            second.run.lease.token,
+            second.token,
             Outcome::Succeeded,
             None,
             op("w2", 1_005),
@@ -387,7 +385,7 @@ async fn a_heartbeat_extends_the_lease_so_recovery_leaves_it_alone() {
         .store
         .heartbeat(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Duration::from_millis(100),
             op("w", 90),
         )
@@ -463,13 +461,7 @@ async fn failures_back_off_exponentially_before_the_next_attempt() {
         .unwrap();
     assert_eq!(
         db.store
-            .complete(
-                claim.run.id,
-                claim.run.lease.token,
-                Outcome::Failed,
-                None,
-                op("w", 0)
-            )
+            .complete(claim.run.id, claim.token, Outcome::Failed, None, op("w", 0))
             .await
             .unwrap(),
         Status::RetryWait
@@ -501,7 +493,7 @@ async fn failures_back_off_exponentially_before_the_next_attempt() {
     db.store
         .complete(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Outcome::Failed,
             None,
             op("w", 1_000),
@@ -524,7 +516,7 @@ async fn failures_back_off_exponentially_before_the_next_attempt() {
         db.store
             .complete(
                 claim.run.id,
-                claim.run.lease.token,
+                claim.token,
                 Outcome::Failed,
                 None,
                 op("w", 3_000)
@@ -558,7 +550,7 @@ async fn a_requeue_waits_its_delay_and_does_not_use_up_an_attempt() {
     db.store
         .requeue(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Duration::from_secs(30),
             Some("rate limited"),
             op("w", 10),
@@ -582,7 +574,7 @@ async fn a_requeue_waits_its_delay_and_does_not_use_up_an_attempt() {
         db.store
             .complete(
                 claim.run.id,
-                claim.run.lease.token,
+                claim.token,
                 Outcome::Failed,
                 None,
                 op("w", 30_012)
@@ -609,7 +601,7 @@ async fn cancelling_a_running_task_voids_its_lease() {
         .unwrap();
     let heartbeat = db
         .store
-        .heartbeat(claim.run.id, claim.run.lease.token, LEASE, op("w", 2))
+        .heartbeat(claim.run.id, claim.token, LEASE, op("w", 2))
         .await;
     assert!(matches!(heartbeat, Err(StoreError::StaleLease { .. })));
     assert_eq!(status(&db, ids[1]).await, Status::Blocked);
@@ -643,7 +635,7 @@ async fn a_task_that_requires_approval_waits_for_it() {
     db.store
         .complete(
             build.run.id,
-            build.run.lease.token,
+            build.token,
             Outcome::Succeeded,
             None,
             op("w", 1),

@@ -139,7 +139,7 @@ pub async fn execute(
     stop: CancellationToken,
 ) -> RunEnd {
     let run = claim.run.id;
-    let token = claim.run.lease.token;
+    let token = claim.token;
     let cancel = stop.child_token();
     let lost = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat_loop(
@@ -155,7 +155,27 @@ pub async fn execute(
         .join("runs")
         .join(claim.task.id.0.to_string())
         .join(claim.run.attempt.to_string());
-    let bundle_stream = coordinator.stream_bundle(run, token, &bundle_dir);
+    // Held until the run has reported (dropped when `execute` returns): no two runs of a task
+    // ever share its worktree at once.
+    let _task_lock =
+        match crate::task_lock::acquire(&settings.home, claim.task.id, run, settings.lease).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                heartbeat.abort();
+                let _ = heartbeat.await;
+                tracing::warn!(task = %claim.task.id, run = %run, "{e}");
+                return give_back(
+                    coordinator,
+                    settings,
+                    &claim,
+                    token,
+                    settings.lease,
+                    &e.to_string(),
+                )
+                .await;
+            }
+        };
+    let bundle_stream = coordinator.stream_bundle(&settings.name, run, token, &bundle_dir);
     let verdict = run_task(coordinator, settings, &claim, cancel.clone()).await;
     heartbeat.abort();
     // The heartbeat task may be mid-call; what matters is whether it saw the lease go.
@@ -178,39 +198,29 @@ pub async fn execute(
         }
     }
     if stop.is_cancelled() {
-        return match coordinator
-            .requeue(
-                &settings.name,
-                run,
-                token,
-                Duration::ZERO,
-                "the worker shut down before the run finished",
-            )
-            .await
-        {
-            Ok(_) => RunEnd::Requeued,
-            Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
-            Err(e) => {
-                tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
-                RunEnd::Requeued
-            }
-        };
+        return give_back(
+            coordinator,
+            settings,
+            &claim,
+            token,
+            Duration::ZERO,
+            "the worker shut down before the run finished",
+        )
+        .await;
     }
     if let Some((agent, delay)) = &verdict.requeue_after {
         if let Some(agent) = agent {
             settings.pause_agent(agent, *delay);
         }
-        return match coordinator
-            .requeue(&settings.name, run, token, *delay, &verdict.reason)
-            .await
-        {
-            Ok(_) => RunEnd::Requeued,
-            Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
-            Err(e) => {
-                tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
-                RunEnd::Requeued
-            }
-        };
+        return give_back(
+            coordinator,
+            settings,
+            &claim,
+            token,
+            *delay,
+            &verdict.reason,
+        )
+        .await;
     }
     match complete(coordinator, settings, run, token, &verdict).await {
         Ok(_) => RunEnd::Reported(verdict.outcome),
@@ -218,6 +228,28 @@ pub async fn execute(
         Err(e) => {
             tracing::error!(task = %claim.task.id, "could not report the outcome: {e}; the lease will expire and the task run again");
             RunEnd::LeaseLost
+        }
+    }
+}
+
+/// Give the run back to be run again after `delay`, without using an attempt.
+async fn give_back(
+    coordinator: &Coordinator,
+    settings: &WorkerSettings,
+    claim: &Claim,
+    token: orch_core::FencingToken,
+    delay: Duration,
+    reason: &str,
+) -> RunEnd {
+    match coordinator
+        .requeue(&settings.name, claim.run.id, token, delay, reason)
+        .await
+    {
+        Ok(_) => RunEnd::Requeued,
+        Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
+        Err(e) => {
+            tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
+            RunEnd::Requeued
         }
     }
 }
@@ -380,7 +412,7 @@ async fn run_task(
     let usage = std::mem::take(&mut runner.usage);
     if !usage.is_empty() {
         if let Err(e) = coordinator
-            .record_usage(&settings.name, claim.run.id, claim.run.lease.token, &usage)
+            .record_usage(&settings.name, claim.run.id, claim.token, &usage)
             .await
         {
             tracing::warn!(task = %task.id, "could not record agent usage: {e}");

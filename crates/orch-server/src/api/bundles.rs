@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use axum::Json;
 use base64::Engine;
 use futures_util::StreamExt;
-use orch_core::{FencingToken, Run, RunId};
+use orch_core::{Run, RunId};
 use orch_store::Op;
 use orch_worker::bundle::{checked_bundle_path, manifest_digests, sha256_file};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,7 @@ use sha2::Digest;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
+use super::fencing::{header, lease_error, RunCaller};
 use super::json::ApiJson;
 use super::ApiState;
 
@@ -73,12 +74,13 @@ impl Uploaded {
     }
 }
 
+/// The header with the uploaded tar's SHA-256.
+const X_ORCH_BUNDLE_SHA256: HeaderName = HeaderName::from_static("x-orch-bundle-sha256");
+
 /// Pieces of a run's bundle files.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilesRequest {
-    /// The run's fencing token.
-    pub token: i64,
     /// The pieces, applied in order.
     pub files: Vec<FilePiece>,
 }
@@ -116,19 +118,18 @@ pub struct BundleStored {
     pub bytes: u64,
 }
 
-/// The run's bundle directory on the daemon, if `token` is the run's active lease.
+/// The run's bundle directory on the daemon, if the caller holds the run's active lease.
 async fn fenced_dir(
     state: &ApiState,
     run: RunId,
-    token: FencingToken,
+    caller: &RunCaller,
     what: &str,
 ) -> Result<(Run, PathBuf), ApiError> {
-    let owner = state.store.run(run).await?.lease.owner;
     let stored = state
         .store
-        .check_lease(run, token, what, Op::now(&owner))
+        .check_lease(run, caller.token, what, Op::now(&caller.worker))
         .await
-        .map_err(super::workers::lease_error)?;
+        .map_err(|e| lease_error(state, e))?;
     let dir = state
         .home
         .join("runs")
@@ -147,18 +148,20 @@ fn too_large(limit: u64) -> ApiError {
 /// Append to (or replace) files of a running run's bundle.
 #[utoipa::path(post, path = "/v1/worker/runs/{run}/files", tag = "worker",
     request_body = FilesRequest, security(("bearer" = [])),
-    params(("run" = i64, Path, description = "The run's id")),
+    params(("run" = i64, Path, description = "The run's id"), super::workers::RunCallerHeaders),
     responses(
         (status = 200, description = "Applied; each file's length now", body = FileLengths),
         (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 403, description = "`not_lease_holder`: not the run's owner with its token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the run is no longer active", body = ErrorBody),
         (status = 413, description = "`bundle_too_large`: over the per-run limit", body = ErrorBody),
         (status = 422, description = "A bad path or data", body = ErrorBody),
     ))]
 pub async fn files(
     State(state): State<ApiState>,
     UrlPath(run): UrlPath<i64>,
+    caller: RunCaller,
     ApiJson(request): ApiJson<FilesRequest>,
 ) -> Result<Json<FileLengths>, ApiError> {
     let mut pieces = Vec::with_capacity(request.files.len());
@@ -176,8 +179,7 @@ pub async fn files(
             .map_err(|e| invalid(format!("data is not base64: {e}")))?;
         pieces.push((piece.path, path, piece.offset, piece.replace, data));
     }
-    let (stored, dir) =
-        fenced_dir(&state, RunId(run), FencingToken(request.token), "files").await?;
+    let (stored, dir) = fenced_dir(&state, RunId(run), &caller, "files").await?;
     let limit = state.max_bundle_bytes;
     let lock = state.bundle_lock.clone();
     let lengths = tokio::task::spawn_blocking(move || {
@@ -271,17 +273,6 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .ok_or_else(|| ApiError::Invalid {
-            field: Some(name.to_owned()),
-            message: format!("the header `{name}` is missing or not text"),
-        })
-}
-
 /// Upload a run's finished bundle: a tar file of the run directory's files. Checked against
 /// `X-Orch-Bundle-Sha256` and, for every command output and agent event file, against the sha256
 /// in the bundle's own `manifest.json`; then stored, replacing what streaming sent.
@@ -291,32 +282,30 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
     security(("bearer" = [])),
     params(
         ("run" = i64, Path, description = "The run's id"),
-        ("x-orch-fencing-token" = i64, Header, description = "The run's fencing token"),
+        ("x-orch-fencing-token" = String, Header, description = "The run's fencing token"),
+        ("x-orch-worker" = String, Header, description = "The worker's name"),
         ("x-orch-bundle-sha256" = String, Header, description = "The body's sha256, hex"),
     ),
     responses(
         (status = 200, description = "Stored (again, for a repeated upload)", body = BundleStored),
         (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 403, description = "`not_lease_holder`: not the run's owner with its token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the run is no longer active", body = ErrorBody),
         (status = 413, description = "`bundle_too_large`: over the per-run limit", body = ErrorBody),
         (status = 422, description = "`bundle_invalid`: a digest does not match, or not a tar of files", body = ErrorBody),
     ))]
 pub async fn upload(
     State(state): State<ApiState>,
     UrlPath(run): UrlPath<i64>,
+    caller: RunCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<BundleStored>, ApiError> {
-    let token = header(&headers, "x-orch-fencing-token")?
-        .parse::<i64>()
-        .map_err(|e| ApiError::Invalid {
-            field: Some("x-orch-fencing-token".to_owned()),
-            message: format!("x-orch-fencing-token: {e}"),
-        })?;
-    let expected = header(&headers, "x-orch-bundle-sha256")?.to_ascii_lowercase();
-    let (stored, dir) =
-        fenced_dir(&state, RunId(run), FencingToken(token), "bundle upload").await?;
+    let expected = header(&headers, &X_ORCH_BUNDLE_SHA256)?
+        .trim()
+        .to_ascii_lowercase();
+    let (stored, dir) = fenced_dir(&state, RunId(run), &caller, "bundle upload").await?;
     let limit = state.max_bundle_bytes;
     let task_dir = dir
         .parent()

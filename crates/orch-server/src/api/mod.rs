@@ -10,6 +10,7 @@ pub mod bundles;
 pub mod docs;
 pub mod error;
 pub mod events;
+pub mod fencing;
 pub mod health;
 pub mod json;
 pub mod logs;

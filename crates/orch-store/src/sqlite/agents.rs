@@ -4,7 +4,7 @@ use rusqlite::{params, OptionalExtension};
 
 use orch_core::{EventKind, FencingToken, RunId, Status, TaskId};
 
-use super::{immediate, move_task, refuse, task_brief, OwnedOp, SqliteStore};
+use super::{fencing, immediate, move_task, refuse, task_brief, OwnedOp, SqliteStore};
 use crate::{
     AgentUsage, Op, PendingReply, Result, StoreError, UsageRecord, UsageSummary, UsageTotal,
 };
@@ -20,14 +20,21 @@ impl SqliteStore {
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;
+            // Checked first, so an empty report is fenced too.
+            if fencing::holding(&tx, run, &token, &op.actor)? != fencing::Holding::Active {
+                let err = refuse(&tx, run, token, "usage report", &op)?;
+                tx.commit()?;
+                return Err(err);
+            }
             let day = utc_day(op.now.0);
+            let token_hash = fencing::token_hash(&token);
             for record in &records {
                 let written = tx
                     .prepare_cached(sql!("upsert_agent_usage"))?
                     .execute(params![
                         run.0,
                         record.step,
-                        token.0,
+                        token_hash,
                         record.agent,
                         record.model,
                         record.session_id,
@@ -36,6 +43,7 @@ impl SqliteStore {
                         record.cost_usd.max(0.0),
                         day,
                         op.now.0,
+                        op.actor,
                     ])?;
                 if written == 0 {
                     let err = refuse(&tx, run, token, "usage report", &op)?;

@@ -44,6 +44,10 @@ macro_rules! sql {
 }
 
 mod agents;
+mod fencing;
+
+use fencing::refuse;
+pub use fencing::{fingerprint as token_fingerprint, REFUSAL_WINDOW_MS};
 
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -361,7 +365,10 @@ impl SqliteStore {
             // The common case is one statement in autocommit mode.
             let extended: Option<i64> = conn
                 .prepare_cached(sql!("heartbeat"))?
-                .query_row(params![run.0, token.0, expires.0], |r| r.get(0))
+                .query_row(
+                    params![run.0, fencing::token_hash(&token), expires.0, op.actor],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if let Some(at) = extended {
                 return Ok(Timestamp(at));
@@ -384,13 +391,10 @@ impl SqliteStore {
         let what = what.to_owned();
         let op = OwnedOp::from(op);
         self.call(move |conn| {
-            let stored = conn
-                .prepare_cached(sql!("select_run"))?
-                .query_row([run.0], run_from_row)
-                .optional()?
-                .ok_or(StoreError::RunNotFound(run))??;
-            if stored.state == RunState::Active && stored.lease.token == token {
-                return Ok(stored);
+            if fencing::holding(conn, run, &token, &op.actor)? == fencing::Holding::Active {
+                return conn
+                    .prepare_cached(sql!("select_run"))?
+                    .query_row([run.0], run_from_row)?;
             }
             let tx = immediate(conn)?;
             let err = refuse(&tx, run, token, &what, &op)?;
@@ -739,6 +743,19 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn is_holder(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        actor: &str,
+    ) -> Result<bool> {
+        let actor = actor.to_owned();
+        self.call(move |conn| {
+            Ok(fencing::holding(conn, run, &token, &actor)? != fencing::Holding::Not)
+        })
+        .await
+    }
+
     pub(crate) async fn runs(&self, task: TaskId) -> Result<Vec<Run>> {
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(sql!("select_runs_of_task"))?;
@@ -928,19 +945,29 @@ fn claim_next(
         return Ok(None);
     };
     let expires = op.now.after(lease);
+    // A fresh secret per claim; only its hash is stored, only the claim answer carries it.
+    let token = fencing::new_token();
     let run_id = conn.prepare_cached(sql!("insert_run"))?.query_row(
-        params![task_id.0, attempt, owner, expires.0, op.now.0],
+        params![
+            task_id.0,
+            attempt,
+            owner,
+            expires.0,
+            op.now.0,
+            fencing::token_hash(&token)
+        ],
         |r| Ok(RunId(r.get(0)?)),
     )?;
-    // The run's id is its lease's fencing token (see the runs table).
-    let token = FencingToken(run_id.0);
     lifecycle::transition(Some(Status::Queued), EventKind::Claim, Status::Running).map_err(
         |source| StoreError::Transition {
             task: task_id,
             source,
         },
     )?;
-    let data = serde_json::json!({ "owner": owner, "attempt": attempt, "token": token.0 });
+    // A fingerprint, never the secret: it tells this claim's token apart in refusals.
+    let data = serde_json::json!({
+        "owner": owner, "attempt": attempt, "token": fencing::fingerprint(&token),
+    });
     insert_event(
         conn,
         task_id,
@@ -960,7 +987,6 @@ fn claim_next(
         lease: Lease {
             owner: owner.to_owned(),
             expires_at: expires,
-            token,
         },
         state: RunState::Active,
         started_at: op.now,
@@ -968,7 +994,12 @@ fn claim_next(
         outcome: None,
     };
     let reply = agents::pending_reply(conn, task.id)?;
-    Ok(Some(Claim { task, run, reply }))
+    Ok(Some(Claim {
+        task,
+        run,
+        token,
+        reply,
+    }))
 }
 
 fn complete(
@@ -1392,50 +1423,16 @@ fn end_run(
     let task: Option<i64> = conn
         .prepare_cached(sql!("end_run"))?
         .query_row(
-            params![run.0, token.0, state.as_str(), op.now.0, reason],
+            params![
+                run.0,
+                fencing::token_hash(&token),
+                state.as_str(),
+                op.now.0,
+                reason,
+                op.actor
+            ],
             |r| r.get(0),
         )
         .optional()?;
     Ok(task.map(TaskId))
-}
-
-/// Record a refused request about a run and build the error that explains it.
-fn refuse(
-    conn: &Connection,
-    run: RunId,
-    token: FencingToken,
-    what: &str,
-    op: &OwnedOp,
-) -> Result<StoreError> {
-    let stored = conn
-        .prepare_cached(sql!("select_run"))?
-        .query_row([run.0], run_from_row)
-        .optional()?
-        .ok_or(StoreError::RunNotFound(run))??;
-    let reason = if stored.lease.token != token {
-        format!("{what} refused: fencing token {token} is not the run's token")
-    } else {
-        format!(
-            "{what} refused: the run is {} (no longer active)",
-            stored.state
-        )
-    };
-    let status = task_brief(conn, stored.task)?.status;
-    let data = serde_json::json!({ "request": what, "token": token.0, "owner": op.actor, "run_state": stored.state.as_str() });
-    insert_event(
-        conn,
-        stored.task,
-        Some(run),
-        op,
-        EventKind::Refused,
-        Some(status),
-        status,
-        Some(&reason),
-        Some(&data),
-    )?;
-    Ok(StoreError::StaleLease {
-        run,
-        task: stored.task,
-        reason,
-    })
 }
