@@ -99,6 +99,7 @@ pub async fn run_workflow(
     };
     let backend = Backend::open(settings, remote, None).await?;
     let submitted = backend.submit_workflow(&project_dir, &name, text).await?;
+    print_warnings(&submitted);
     if args.json {
         print_json(&submitted)
     } else {
@@ -211,6 +212,7 @@ async fn task_add(settings: &Settings, remote: &Remote, args: TaskAddArgs) -> an
     };
     let backend = Backend::open(settings, remote, client::spec_lacks(&spec)).await?;
     let (task, project) = backend.add_task(&project_dir, spec, &args.needs).await?;
+    print_warnings(&task);
     if args.json {
         print_json(&task)
     } else {
@@ -612,4 +614,13 @@ pub fn schema(args: SchemaArgs) -> anyhow::Result<()> {
         SchemaKind::Task => print!("{}", spec::task_schema()),
     }
     Ok(())
+}
+
+/// The `warnings` of a submission's answer (fields that looked like secrets), on stderr.
+fn print_warnings(answer: &serde_json::Value) {
+    for warning in answer["warnings"].as_array().into_iter().flatten() {
+        if let Some(text) = warning.as_str() {
+            eprintln!("warning: {text}");
+        }
+    }
 }

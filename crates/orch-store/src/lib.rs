@@ -185,6 +185,33 @@ pub struct Submission {
     pub tasks: Vec<NewTask>,
 }
 
+impl Submission {
+    /// Redact the known token formats from every task spec and the workflow source, in place
+    /// (`orch_core::redact::redact_spec`). Returns where secrets were found, each field prefixed
+    /// with its task (`tasks[0].steps.build.commands[0].argv[1]`), for the submitter's warning.
+    ///
+    /// [`Store::submit`] and [`Store::submit_once`] call this on their own copy, so no secret in
+    /// a spec reaches the database whoever submits; callers that want the warnings call it first.
+    pub fn redact_secrets(&mut self) -> Vec<orch_core::redact::Redaction> {
+        let redactor = orch_core::redact::spec_redactor();
+        let mut found = Vec::new();
+        for (index, task) in self.tasks.iter_mut().enumerate() {
+            let task_name = match &task.spec.key {
+                Some(key) => format!("task `{key}`"),
+                None => format!("tasks[{index}]"),
+            };
+            for mut redaction in orch_core::redact::redact_spec(&mut task.spec, &redactor) {
+                redaction.field = format!("{task_name} {}", redaction.field);
+                found.push(redaction);
+            }
+        }
+        if let Some((_, source)) = &mut self.workflow {
+            orch_core::redact::redact_field(&redactor, "the workflow file", source, &mut found);
+        }
+        found
+    }
+}
+
 /// One id under which a webhook delivery is remembered: `source` names the id space (`github`
 /// for GitHub's delivery ids, `github-issue` for `<repo>#<number>`, `tasks` for the task webhook).
 #[derive(Debug, Clone, PartialEq, Eq)]

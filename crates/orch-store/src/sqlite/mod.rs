@@ -269,7 +269,9 @@ impl SqliteStore {
                 });
             }
         }
-        let submission = submission.clone();
+        let mut submission = submission.clone();
+        // The choke point: no secret in a spec reaches the database, whoever submits.
+        submission.redact_secrets();
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;
@@ -293,7 +295,8 @@ impl SqliteStore {
             });
         }
         let deliveries = deliveries.to_vec();
-        let submission = submission.clone();
+        let mut submission = submission.clone();
+        submission.redact_secrets();
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             // One write transaction: two copies of a delivery arriving at once serialize on the
