@@ -113,7 +113,7 @@ impl Backend {
                         parent: None,
                     }],
                 };
-                let warnings = secret_warnings(&mut submission);
+                let warnings = secret_warnings(store, &mut submission);
                 let ids = store.submit(&submission, op).await.map_err(|e| match e {
                     orch_store::StoreError::Invalid { field, reason } => {
                         anyhow::Error::from(UserError::new(format!(
@@ -162,7 +162,7 @@ impl Backend {
                     workflow: Some((workflow.name.clone(), text)),
                     tasks: workflow.tasks,
                 };
-                let warnings = secret_warnings(&mut submission);
+                let warnings = secret_warnings(store, &mut submission);
                 let ids = store.submit(&submission, op).await?;
                 let mut tasks = Vec::with_capacity(ids.len());
                 for id in ids {
@@ -553,9 +553,9 @@ fn create_request(project_dir: &Path, spec: &TaskSpec, needs: &[i64]) -> anyhow:
 
 /// Redact secrets from a submission before it is stored (the store would too); one warning per
 /// field that held one, as the daemon's `warnings` answer has them.
-fn secret_warnings(submission: &mut Submission) -> Vec<String> {
+fn secret_warnings(store: &orch_store::Store, submission: &mut Submission) -> Vec<String> {
     submission
-        .redact_secrets()
+        .redact_secrets(&store.secret_values())
         .iter()
         .map(|redaction| redaction.warning())
         .collect()

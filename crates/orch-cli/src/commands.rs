@@ -32,9 +32,12 @@ pub fn op(actor: &str) -> Op<'_> {
 /// Open (creating if needed) the store of this home.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let path = settings.database_path();
-    Store::open_sqlite(&path, settings.sqlite.clone())
+    let store = Store::open_sqlite(&path, settings.sqlite.clone())
         .await
-        .with_context(|| format!("open the orch database at {}", path.display()))
+        .with_context(|| format!("open the orch database at {}", path.display()))?;
+    // orch's own tokens are redacted from every spec this process submits.
+    store.add_secret_values(&orch_worker::run::home_tokens(&settings.home));
+    Ok(store)
 }
 
 pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {

@@ -159,6 +159,8 @@ pub async fn worker_command(
     std::fs::create_dir_all(&settings.home)
         .with_context(|| format!("create {}", settings.home.display()))?;
     let mut worker = orch_worker::WorkerSettings::new(args.name.trim(), &settings.home);
+    // The worker token is redacted from every run's bundle like a secret value.
+    worker.own_secrets.push(args.token.trim().to_owned());
     worker.lease = args.lease.max(Duration::from_secs(1));
     worker.heartbeat_every = worker.lease / 3;
     let slots = args.slots.max(1);

@@ -299,7 +299,9 @@ impl Redactor {
                 match patterns.private_key_end.find_at(buf, position) {
                     Some(end) if end.start() < limit => {
                         if state.mask {
-                            push_masked(out, &buf[position..end.end()]);
+                            // The END line is kept, like the BEGIN line (see below).
+                            push_masked(out, &buf[position..end.start()]);
+                            out.extend_from_slice(&buf[end.start()..end.end()]);
                         }
                         position = end.end();
                         state.in_private_key = false;
@@ -337,7 +339,12 @@ impl Redactor {
                 }
                 None => found.start(),
             };
-            if state.mask {
+            if state.mask && alternative.opens_private_key {
+                // A masked key block keeps its BEGIN line: a rescan of masked text (the daemon
+                // scans a stored tail again with the next piece) must still see that what
+                // follows is key material.
+                out.extend_from_slice(&buf[found.start()..found.end()]);
+            } else if state.mask {
                 push_masked(out, &buf[kept_end..found.end()]);
             } else {
                 out.extend_from_slice(b"[REDACTED:");
@@ -425,5 +432,37 @@ impl StreamRedactor {
     /// calls); for tests and metrics.
     pub fn held_back_len(&self) -> usize {
         self.held_back.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_keeps_the_length_and_hides_every_byte_of_the_secret() {
+        let token = format!("ghp_{}", "a1B2".repeat(9));
+        let input = format!("x {token} y\npassword=hunter22 z\n");
+        let (masked, counts) = Redactor::new(&[]).mask(input.as_bytes());
+        assert_eq!(masked.len(), input.len());
+        let masked = String::from_utf8(masked).unwrap();
+        assert!(!masked.contains(&token), "{masked}");
+        assert!(masked.contains("password=******** z"), "{masked}");
+        assert_eq!(counts.get("github_token"), Some(&1));
+    }
+
+    #[test]
+    fn a_masked_private_key_keeps_its_marker_lines_so_a_rescan_still_masks_what_follows() {
+        let redactor = Redactor::new(&[]);
+        let first = "-----BEGIN PRIVATE KEY-----\nAAAA\n";
+        let (masked, _) = redactor.mask(first.as_bytes());
+        assert_eq!(masked, b"-----BEGIN PRIVATE KEY-----\n****\n");
+        let mut again = masked.clone();
+        again.extend_from_slice(b"BBBB\n-----END PRIVATE KEY-----\nafter\n");
+        let (masked, _) = redactor.mask(&again);
+        assert_eq!(
+            String::from_utf8(masked).unwrap(),
+            "-----BEGIN PRIVATE KEY-----\n****\n****\n-----END PRIVATE KEY-----\nafter\n"
+        );
     }
 }

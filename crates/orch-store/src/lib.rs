@@ -186,14 +186,18 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// Redact the known token formats from every task spec and the workflow source, in place
-    /// (`orch_core::redact::redact_spec`). Returns where secrets were found, each field prefixed
-    /// with its task (`tasks[0].steps.build.commands[0].argv[1]`), for the submitter's warning.
+    /// Redact the known token formats and `literal_values` (orch's own tokens) from every task
+    /// spec and the workflow source, in place (`orch_core::redact::redact_spec`). Returns where
+    /// secrets were found, each field prefixed with its task, for the submitter's warning.
     ///
-    /// [`Store::submit`] and [`Store::submit_once`] call this on their own copy, so no secret in
-    /// a spec reaches the database whoever submits; callers that want the warnings call it first.
-    pub fn redact_secrets(&mut self) -> Vec<orch_core::redact::Redaction> {
-        let redactor = orch_core::redact::spec_redactor();
+    /// [`Store::submit`] and [`Store::submit_once`] call this on their own copy (with the values
+    /// given to [`Store::add_secret_values`]), so no secret in a spec reaches the database
+    /// whoever submits; callers that want the warnings call it first.
+    pub fn redact_secrets(
+        &mut self,
+        literal_values: &[String],
+    ) -> Vec<orch_core::redact::Redaction> {
+        let redactor = orch_core::redact::Redactor::new(literal_values);
         let mut found = Vec::new();
         for (index, task) in self.tasks.iter_mut().enumerate() {
             let task_name = match &task.spec.key {
@@ -338,6 +342,21 @@ impl Store {
     /// Every registered project.
     pub async fn projects(&self) -> Result<Vec<Project>> {
         delegate!(self.projects())
+    }
+
+    /// Redact these literal secrets (orch's own tokens) from every spec and reply submitted from
+    /// now on, besides the known token formats (in memory, for this handle and its clones).
+    pub fn add_secret_values(&self, values: &[String]) {
+        match self {
+            Store::Sqlite(store) => store.add_secret_values(values),
+        }
+    }
+
+    /// The literal secrets given to [`Store::add_secret_values`].
+    pub fn secret_values(&self) -> Vec<String> {
+        match self {
+            Store::Sqlite(store) => store.secret_values(),
+        }
     }
 
     /// Create tasks atomically: all of them with their dependencies and `create` events, or none.

@@ -533,7 +533,7 @@ async fn submit(
         tasks,
     };
     let warnings = submission
-        .redact_secrets()
+        .redact_secrets(&store.secret_values())
         .iter()
         .map(|redaction| redaction.warning())
         .collect();
