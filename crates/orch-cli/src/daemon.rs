@@ -66,6 +66,8 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.cors_origins = args.cors_origin.clone();
     options.max_bundle_bytes = args.max_bundle_size;
     configure_github(&mut options, &args)?;
+    // Loaded (and created) at start, so a key others can read stops the daemon now.
+    options.secret_box = Some(settings.secret_box()?);
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(

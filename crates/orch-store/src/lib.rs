@@ -7,6 +7,8 @@
 //! updates, writing an event in the same transaction as every status change.
 
 mod error;
+pub mod home;
+pub mod secret_box;
 mod sqlite;
 
 use std::collections::BTreeMap;
