@@ -197,7 +197,10 @@ impl Redactor {
             .into_iter()
             .enumerate()
             .map(|(index, (kind, pattern))| {
-                (kind, pattern.replace("(?P<keep>", &format!("(?P<k{index}>")))
+                (
+                    kind,
+                    pattern.replace("(?P<keep>", &format!("(?P<k{index}>")),
+                )
             })
             .collect();
 

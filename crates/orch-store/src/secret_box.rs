@@ -120,9 +120,7 @@ impl SecretBox {
             .decode(encoded)
             .map_err(|e| SecretBoxError::Malformed(e.to_string()))?;
         if sealed.len() < NONCE_LEN {
-            return Err(SecretBoxError::Malformed(
-                "shorter than a nonce".to_owned(),
-            ));
+            return Err(SecretBoxError::Malformed("shorter than a nonce".to_owned()));
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         self.cipher
@@ -245,7 +243,10 @@ mod tests {
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let error = SecretBox::load(home.path(), None).unwrap_err();
-        assert!(matches!(error, SecretBoxError::KeyExposed { .. }), "{error}");
+        assert!(
+            matches!(error, SecretBoxError::KeyExposed { .. }),
+            "{error}"
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ fn samples() -> Vec<(&'static str, String)> {
         ("aws_access_key", format!("AKIA{}", "IOSFODNN7EXAMPLE")),
         ("slack_token", format!("xoxb-{}", "1234567890-abcdef")),
         ("slack_token", format!("xoxp-{}", "98765-43210-zz")),
-        ("stripe_key", format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc")),
+        (
+            "stripe_key",
+            format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc"),
+        ),
         ("stripe_key", format!("rk_test_{}", "51H8abcdEFGHijkl")),
         (
             "anthropic_key",

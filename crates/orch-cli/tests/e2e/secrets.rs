@@ -211,7 +211,14 @@ fn secrets_never_stored_raw(remote: bool) {
     let workers = if remote { "0" } else { "1" };
     let serve = home.spawn_with_env(
         &[
-            "serve", "--listen", "127.0.0.1:0", "--workers", workers, "--lease", "2s", "--grace",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            workers,
+            "--lease",
+            "2s",
+            "--grace",
             "1s",
         ],
         &[("DEMO_SECRET", SECRET_ENV_VALUE)],
@@ -222,7 +229,11 @@ fn secrets_never_stored_raw(remote: bool) {
     let server = format!("http://{addr}");
     let admin_token = read_trimmed(&home.path().join("token"));
     let worker_token = read_trimmed(&home.path().join("worker-token"));
-    let home_mode = std::fs::metadata(home.path()).expect("stat").permissions().mode() & 0o777;
+    let home_mode = std::fs::metadata(home.path())
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(home_mode, 0o700, "the daemon made its home private");
 
     let mut lines: Vec<String> = samples().into_iter().map(|s| s.printed).collect();
@@ -275,8 +286,8 @@ fn secrets_never_stored_raw(remote: bool) {
     let worker = remote.then(|| {
         worker_home.spawn_with_env(
             &[
-                "worker", "--server", &server, "--name", "remote", "--slots", "1", "--lease",
-                "2s", "--grace", "1s",
+                "worker", "--server", &server, "--name", "remote", "--slots", "1", "--lease", "2s",
+                "--grace", "1s",
             ],
             &[
                 ("ORCH_WORKER_TOKEN", worker_token.as_str()),
@@ -346,9 +357,15 @@ fn secrets_never_stored_raw(remote: bool) {
     assert_eq!(raw_occurrences(home.path(), &needles), Vec::<String>::new());
     let dump = dump_database(&home.database());
     for needle in &needles {
-        assert!(!dump.contains(needle.as_str()), "the database holds {needle}");
+        assert!(
+            !dump.contains(needle.as_str()),
+            "the database holds {needle}"
+        );
     }
-    assert!(dump.contains("[REDACTED:github_token]"), "the spec was redacted");
+    assert!(
+        dump.contains("[REDACTED:github_token]"),
+        "the spec was redacted"
+    );
     assert_eq!(not_private(home.path()), Vec::<String>::new());
     if remote {
         // The remote worker cannot redact the daemon's admin token, which it is never told; it

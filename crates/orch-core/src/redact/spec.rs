@@ -128,7 +128,10 @@ mod tests {
                 action: StepAction::Exec {
                     commands: vec![Command {
                         argv,
-                        env: BTreeMap::from([("KEY".to_owned(), format!("AKIA{}", "Q".repeat(16)))]),
+                        env: BTreeMap::from([(
+                            "KEY".to_owned(),
+                            format!("AKIA{}", "Q".repeat(16)),
+                        )]),
                         cwd: None,
                         timeout: None,
                     }],
@@ -160,7 +163,10 @@ mod tests {
         );
         let stored = format!("{spec:?}");
         assert!(!stored.contains(&token), "{stored}");
-        assert!(stored.contains("--token=[REDACTED:github_token]"), "{stored}");
+        assert!(
+            stored.contains("--token=[REDACTED:github_token]"),
+            "{stored}"
+        );
         assert!(found[0].warning().contains("secret_env"));
     }
 

@@ -16,8 +16,8 @@ mod rows;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use orch_core::lifecycle::{self, DependencyState, EventKind};
