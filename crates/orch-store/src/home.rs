@@ -28,6 +28,68 @@ pub fn secure(home: &Path) -> std::io::Result<Option<u32>> {
     }
 }
 
+/// Why a private file could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateFileError {
+    /// Group or others can access it.
+    #[error("{path} has mode {mode:o}, so other users can read it")]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Creating, opening or reading it failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The trimmed text of a secret file (a token, a key), creating it with mode 0600 holding
+/// `fresh` if it does not exist; refused when group or others can access it. Returns the text
+/// and whether it was created now.
+pub fn load_or_create_private(
+    path: &Path,
+    fresh: &str,
+) -> Result<(String, bool), PrivateFileError> {
+    use std::io::{ErrorKind, Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |context: &str| {
+        let context = format!("{context} {}", path.display());
+        move |source| PrivateFileError::Io { context, source }
+    };
+    // `create_new` makes the check and the creation one step, so two starts cannot race.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => {
+            file.write_all(format!("{fresh}\n").as_bytes())
+                .map_err(io("write"))?;
+            return Ok((fresh.to_owned(), true));
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io("create")(e)),
+    }
+    let mut file = std::fs::File::open(path).map_err(io("open"))?;
+    let mode = file.metadata().map_err(io("stat"))?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(PrivateFileError::Exposed {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io("read"))?;
+    Ok((text.trim().to_owned(), false))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -11,9 +11,7 @@
 //! Why here and not in `orch-core`: encrypting draws a random nonce and the key is read from a
 //! file, and the domain crate does neither; the store is where encrypted values will live.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
@@ -140,38 +138,18 @@ fn decode_key(source_name: &str, text: &str) -> Result<[u8; 32], SecretBoxError>
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad(format!("{} bytes", bytes.len())))
 }
 
-fn load_or_create_key_file(path: &PathBuf) -> Result<[u8; 32], SecretBoxError> {
-    let io = |context: &str| {
-        let context = format!("{context} {}", path.display());
-        move |source| SecretBoxError::Io { context, source }
-    };
+fn load_or_create_key_file(path: &Path) -> Result<[u8; 32], SecretBoxError> {
     let fresh: [u8; 32] = rand::random();
-    // `create_new` makes the check and the creation one step, so two starts cannot race.
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
-            let text = base64::engine::general_purpose::STANDARD.encode(fresh);
-            file.write_all(format!("{text}\n").as_bytes())
-                .map_err(io("write"))?;
-            return Ok(fresh);
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io("create")(e)),
-    }
-    let mut file = std::fs::File::open(path).map_err(io("open"))?;
-    let mode = file.metadata().map_err(io("stat"))?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(SecretBoxError::KeyExposed {
-            path: path.display().to_string(),
-            mode,
-        });
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(io("read"))?;
+    let fresh_text = base64::engine::general_purpose::STANDARD.encode(fresh);
+    let (text, _) =
+        crate::home::load_or_create_private(path, &fresh_text).map_err(|e| match e {
+            crate::home::PrivateFileError::Exposed { path, mode } => {
+                SecretBoxError::KeyExposed { path, mode }
+            }
+            crate::home::PrivateFileError::Io { context, source } => {
+                SecretBoxError::Io { context, source }
+            }
+        })?;
     decode_key(&path.display().to_string(), &text)
 }
 
@@ -179,6 +157,7 @@ fn load_or_create_key_file(path: &PathBuf) -> Result<[u8; 32], SecretBoxError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn boxed(byte: u8) -> SecretBox {
         SecretBox::new(&[byte; 32])
