@@ -103,7 +103,7 @@ impl Backend {
                 let project = store
                     .ensure_project(&project_dir.to_string_lossy(), op.now)
                     .await?;
-                let submission = Submission {
+                let mut submission = Submission {
                     project: project.id,
                     workflow: None,
                     tasks: vec![orch_core::NewTask {
@@ -113,6 +113,7 @@ impl Backend {
                         parent: None,
                     }],
                 };
+                let warnings = secret_warnings(store, &mut submission);
                 let ids = store.submit(&submission, op).await.map_err(|e| match e {
                     orch_store::StoreError::Invalid { field, reason } => {
                         anyhow::Error::from(UserError::new(format!(
@@ -122,7 +123,11 @@ impl Backend {
                     other => other.into(),
                 })?;
                 let task = store.task(ids[0]).await?;
-                Ok((view(&TaskView::from(&task))?, project.name))
+                let mut answer = view(&TaskView::from(&task))?;
+                if !warnings.is_empty() {
+                    answer["warnings"] = json!(warnings);
+                }
+                Ok((answer, project.name))
             }
             Backend::Api(api) => {
                 let body = create_request(project_dir, &spec, needs)?;
@@ -152,22 +157,27 @@ impl Backend {
                 let project = store
                     .ensure_project(&project_dir.to_string_lossy(), op.now)
                     .await?;
-                let submission = Submission {
+                let mut submission = Submission {
                     project: project.id,
                     workflow: Some((workflow.name.clone(), text)),
                     tasks: workflow.tasks,
                 };
+                let warnings = secret_warnings(store, &mut submission);
                 let ids = store.submit(&submission, op).await?;
                 let mut tasks = Vec::with_capacity(ids.len());
                 for id in ids {
                     tasks.push(store.task(id).await?);
                 }
                 let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
-                Ok(json!({
+                let mut answer = json!({
                     "workflow": tasks.first().and_then(|t| t.workflow).map(|w| w.0),
                     "project": project.name,
                     "tasks": views,
-                }))
+                });
+                if !warnings.is_empty() {
+                    answer["warnings"] = json!(warnings);
+                }
+                Ok(answer)
             }
             Backend::Api(api) => {
                 let body = json!({
@@ -544,4 +554,14 @@ fn create_request(project_dir: &Path, spec: &TaskSpec, needs: &[i64]) -> anyhow:
         "max_attempts": spec.retry.max_attempts,
         "requires_approval": spec.requires_approval,
     }))
+}
+
+/// Redact secrets from a submission before it is stored (the store would too); one warning per
+/// field that held one, as the daemon's `warnings` answer has them.
+fn secret_warnings(store: &orch_store::Store, submission: &mut Submission) -> Vec<String> {
+    submission
+        .redact_secrets(&store.secret_values())
+        .iter()
+        .map(|redaction| redaction.warning())
+        .collect()
 }

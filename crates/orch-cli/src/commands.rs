@@ -32,9 +32,12 @@ pub fn op(actor: &str) -> Op<'_> {
 /// Open (creating if needed) the store of this home.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let path = settings.database_path();
-    Store::open_sqlite(&path, settings.sqlite.clone())
+    let store = Store::open_sqlite(&path, settings.sqlite.clone())
         .await
-        .with_context(|| format!("open the orch database at {}", path.display()))
+        .with_context(|| format!("open the orch database at {}", path.display()))?;
+    // orch's own tokens are redacted from every spec this process submits.
+    store.add_secret_values(&orch_worker::run::home_tokens(&settings.home));
+    Ok(store)
 }
 
 pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {
@@ -99,6 +102,7 @@ pub async fn run_workflow(
     };
     let backend = Backend::open(settings, remote, None).await?;
     let submitted = backend.submit_workflow(&project_dir, &name, text).await?;
+    print_warnings(&submitted);
     if args.json {
         print_json(&submitted)
     } else {
@@ -211,6 +215,7 @@ async fn task_add(settings: &Settings, remote: &Remote, args: TaskAddArgs) -> an
     };
     let backend = Backend::open(settings, remote, client::spec_lacks(&spec)).await?;
     let (task, project) = backend.add_task(&project_dir, spec, &args.needs).await?;
+    print_warnings(&task);
     if args.json {
         print_json(&task)
     } else {
@@ -614,4 +619,13 @@ pub fn schema(args: SchemaArgs) -> anyhow::Result<()> {
         SchemaKind::Task => print!("{}", spec::task_schema()),
     }
     Ok(())
+}
+
+/// The `warnings` of a submission's answer (fields that looked like secrets), on stderr.
+fn print_warnings(answer: &serde_json::Value) {
+    for warning in answer["warnings"].as_array().into_iter().flatten() {
+        if let Some(text) = warning.as_str() {
+            eprintln!("warning: {text}");
+        }
+    }
 }

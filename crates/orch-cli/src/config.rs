@@ -14,6 +14,9 @@ pub struct Settings {
     pub home: PathBuf,
     /// SQLite options.
     pub sqlite: SqliteOptions,
+    /// `ORCH_SECRET_KEY`: the key for secrets kept at rest (base64, 32 bytes); unset: the
+    /// home's `secret.key`.
+    pub secret_key: Option<String>,
 }
 
 impl Settings {
@@ -42,7 +45,31 @@ impl Settings {
                 format!("ORCH_SQLITE_BUSY_TIMEOUT={raw} is not a duration; write it like `30s`")
             })?;
         }
-        Ok(Settings { home, sqlite })
+        // Every command that uses the home keeps it private (the `orch` binary's umask makes
+        // what it creates private too).
+        if home.exists() {
+            if let Some(mode) = orch_store::home::secure(&home)
+                .with_context(|| format!("make the home {} private (mode 0700)", home.display()))?
+            {
+                eprintln!(
+                    "warning: the orch home {} could be read by other users (mode {mode:o}); it \
+                     is 0700 now",
+                    home.display()
+                );
+            }
+        }
+        let secret_key = env_text("ORCH_SECRET_KEY")?;
+        Ok(Settings {
+            home,
+            sqlite,
+            secret_key,
+        })
+    }
+
+    /// The key for secrets kept at rest: `ORCH_SECRET_KEY`, else `<home>/secret.key` (created).
+    pub fn secret_box(&self) -> anyhow::Result<orch_store::secret_box::SecretBox> {
+        orch_store::secret_box::SecretBox::load(&self.home, self.secret_key.as_deref())
+            .map_err(|e| anyhow::Error::from(crate::UserError::new(e.to_string())))
     }
 
     /// The SQLite database file.

@@ -66,6 +66,8 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.cors_origins = args.cors_origin.clone();
     options.max_bundle_bytes = args.max_bundle_size;
     configure_github(&mut options, &args)?;
+    // Loaded (and created) at start, so a key others can read stops the daemon now.
+    options.secret_box = Some(settings.secret_box()?);
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
@@ -188,6 +190,8 @@ pub async fn worker_command(
         );
     }
     let mut worker = orch_worker::WorkerSettings::new(args.name.trim(), &settings.home);
+    // The worker token is redacted from every run's bundle like a secret value.
+    worker.own_secrets.push(token.value.trim().to_owned());
     worker.lease = args.lease.max(Duration::from_secs(1));
     worker.heartbeat_every = worker.lease / 3;
     let slots = args.slots.max(1);

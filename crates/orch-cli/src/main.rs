@@ -56,6 +56,11 @@ fn exit_quietly_on_broken_pipe() {
 }
 
 fn main() -> ExitCode {
+    // Every file orch creates (database and its WAL, tokens, key, config, bundles, logs,
+    // `serve.addr`) is 0600 and every directory 0700, for every command, serve and worker alike;
+    // the home itself is made 0700 when it is used (`config::Settings::load`). Steps inherit it,
+    // so worktree files are private too: the user can still read them, others cannot.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let filter = match cli.verbose {

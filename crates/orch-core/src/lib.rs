@@ -11,6 +11,7 @@
 pub mod dag;
 pub mod lifecycle;
 pub mod model;
+pub mod redact;
 pub mod replay;
 pub mod retry;
 pub mod spec;

@@ -7,6 +7,8 @@
 //! updates, writing an event in the same transaction as every status change.
 
 mod error;
+pub mod home;
+pub mod secret_box;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -194,6 +196,37 @@ pub struct Submission {
     pub tasks: Vec<NewTask>,
 }
 
+impl Submission {
+    /// Redact the known token formats and `literal_values` (orch's own tokens) from every task
+    /// spec and the workflow source, in place (`orch_core::redact::redact_spec`). Returns where
+    /// secrets were found, each field prefixed with its task, for the submitter's warning.
+    ///
+    /// [`Store::submit`] and [`Store::submit_once`] call this on their own copy (with the values
+    /// given to [`Store::add_secret_values`]), so no secret in a spec reaches the database
+    /// whoever submits; callers that want the warnings call it first.
+    pub fn redact_secrets(
+        &mut self,
+        literal_values: &[String],
+    ) -> Vec<orch_core::redact::Redaction> {
+        let redactor = orch_core::redact::Redactor::new(literal_values);
+        let mut found = Vec::new();
+        for (index, task) in self.tasks.iter_mut().enumerate() {
+            let task_name = match &task.spec.key {
+                Some(key) => format!("task `{key}`"),
+                None => format!("tasks[{index}]"),
+            };
+            for mut redaction in orch_core::redact::redact_spec(&mut task.spec, &redactor) {
+                redaction.field = format!("{task_name} {}", redaction.field);
+                found.push(redaction);
+            }
+        }
+        if let Some((_, source)) = &mut self.workflow {
+            orch_core::redact::redact_field(&redactor, "the workflow file", source, &mut found);
+        }
+        found
+    }
+}
+
 /// One id under which a webhook delivery is remembered: `source` names the id space (`github`
 /// for GitHub's delivery ids, `github-issue` for `<repo>#<number>`, `tasks` for the task webhook).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +353,21 @@ impl Store {
     /// Every registered project.
     pub async fn projects(&self) -> Result<Vec<Project>> {
         delegate!(self.projects())
+    }
+
+    /// Redact these literal secrets (orch's own tokens) from every spec and reply submitted from
+    /// now on, besides the known token formats (in memory, for this handle and its clones).
+    pub fn add_secret_values(&self, values: &[String]) {
+        match self {
+            Store::Sqlite(store) => store.add_secret_values(values),
+        }
+    }
+
+    /// The literal secrets given to [`Store::add_secret_values`].
+    pub fn secret_values(&self) -> Vec<String> {
+        match self {
+            Store::Sqlite(store) => store.secret_values(),
+        }
     }
 
     /// Create tasks atomically: all of them with their dependencies and `create` events, or none.

@@ -45,6 +45,9 @@ pub struct WorkerSettings {
     pub kill_grace: Duration,
     /// Agents paused by a rate limit, until when: shared by this process's workers.
     pub agent_pauses: Arc<std::sync::Mutex<BTreeMap<String, Instant>>>,
+    /// orch's own secrets this worker holds (a remote worker's worker token), redacted from
+    /// every run like a secret value; the tokens in `home` are added at each run.
+    pub own_secrets: Vec<String>,
 }
 
 impl WorkerSettings {
@@ -57,6 +60,7 @@ impl WorkerSettings {
             heartbeat_every: Duration::from_secs(10),
             kill_grace: Duration::from_secs(5),
             agent_pauses: Arc::default(),
+            own_secrets: Vec::new(),
         }
     }
 
@@ -76,6 +80,28 @@ impl WorkerSettings {
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
     }
+}
+
+/// Files in an orch home that hold orch's own secrets (the admin and worker tokens).
+pub const HOME_TOKEN_FILES: [&str; 2] = ["token", "worker-token"];
+
+/// orch's own secrets for a run's redactor: the worker's [`WorkerSettings::own_secrets`] plus
+/// the tokens found in its home (an embedded worker's home is the daemon's). Read at every run,
+/// so a token created after the worker started is covered too.
+pub fn own_secrets(settings: &WorkerSettings) -> Vec<String> {
+    let mut values = settings.own_secrets.clone();
+    values.extend(home_tokens(&settings.home));
+    values
+}
+
+/// The tokens in `home` ([`HOME_TOKEN_FILES`]) that exist and are not empty.
+pub fn home_tokens(home: &Path) -> Vec<String> {
+    HOME_TOKEN_FILES
+        .iter()
+        .filter_map(|name| std::fs::read_to_string(home.join(name)).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|token| !token.is_empty())
+        .collect()
 }
 
 /// How a run ended, from the worker's side.
@@ -369,7 +395,9 @@ async fn run_task(
         }
     };
     let secrets = config.secret_values();
-    let redactor = Redactor::new(&secrets.values().cloned().collect::<Vec<_>>());
+    let mut secret_values: Vec<String> = secrets.values().cloned().collect();
+    secret_values.extend(own_secrets(settings));
+    let redactor = Redactor::new(&secret_values);
     let mut bundle = match Bundle::create(
         &settings.home.join("runs"),
         task.id.0,
@@ -421,6 +449,11 @@ async fn run_task(
     // The reason is stored in the database and shown by `orch task list`: redact it like a file.
     let (redacted, _) = bundle.redactor().redact(verdict.reason.as_bytes());
     verdict.reason = String::from_utf8_lossy(&redacted).into_owned();
+    // The end-of-run scan: files a step or agent wrote into the bundle directory are redacted
+    // too, before the manifest records digests and before a remote worker uploads the bundle.
+    if let Err(e) = bundle.scan_all() {
+        tracing::error!(task = %task.id, "could not scan the bundle for secrets: {e}");
+    }
     if let Err(e) = bundle.write_manifest() {
         tracing::error!(task = %task.id, "could not write manifest.json: {e}");
     }

@@ -153,6 +153,22 @@ pub struct WorkflowView {
     pub project: String,
     /// The tasks, in file order.
     pub tasks: Vec<TaskView>,
+    /// Fields that looked like secrets and were redacted before the tasks were stored (absent
+    /// when none did).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A created task, with warnings about fields that looked like secrets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTask {
+    /// The task.
+    #[serde(flatten)]
+    pub task: TaskView,
+    /// Fields that looked like secrets and were redacted before the task was stored (absent
+    /// when none did): secrets belong in `secret_env`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A task's status after an action.
@@ -230,19 +246,26 @@ pub async fn list(
 /// Create one task.
 #[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTask,
     security(("bearer" = [])),
-    responses((status = 201, body = TaskView), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = CreatedTask), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<CreateTask>,
-) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedTask>), ApiError> {
     let project = project_dir(&request.project)?;
     let task = new_task(request)?;
-    let tasks = submit(&state.store, &project, None, vec![task]).await?.1;
+    let submitted = submit(&state.store, &project, None, vec![task]).await?;
     state.work_ready.notify_waiters();
-    let task = tasks
+    let task = submitted
+        .tasks
         .first()
         .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
-    Ok((StatusCode::CREATED, Json(TaskView::from(task))))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedTask {
+            task: TaskView::from(task),
+            warnings: submitted.warnings,
+        }),
+    ))
 }
 
 /// A task with its runs and events.
@@ -433,14 +456,16 @@ pub async fn submit_workflow(
             message: e.to_string(),
         })?;
     let source = Some((workflow.name, request.yaml));
-    let (project, tasks) = submit(&state.store, &project, source, workflow.tasks).await?;
+    let submitted = submit(&state.store, &project, source, workflow.tasks).await?;
     state.work_ready.notify_waiters();
+    let tasks = submitted.tasks;
     Ok((
         StatusCode::CREATED,
         Json(WorkflowView {
             workflow: tasks.first().and_then(|t| t.workflow).map(|w| w.0),
-            project,
+            project: submitted.project,
             tasks: tasks.iter().map(TaskView::from).collect(),
+            warnings: submitted.warnings,
         }),
     ))
 }
@@ -483,26 +508,45 @@ fn task_filter(query: ListQuery) -> Result<TaskFilter, ApiError> {
     })
 }
 
-/// Register the project (if new) and submit the tasks; returns the project's name and the tasks.
+/// What [`submit`] did.
+struct Submitted {
+    /// The project's name.
+    project: String,
+    /// The tasks created.
+    tasks: Vec<Task>,
+    /// One warning per field that looked like a secret (redacted before it was stored).
+    warnings: Vec<String>,
+}
+
+/// Register the project (if new) and submit the tasks, secrets in their specs redacted.
 async fn submit(
     store: &Store,
     project: &str,
     workflow: Option<(Option<String>, String)>,
     tasks: Vec<NewTask>,
-) -> Result<(String, Vec<Task>), ApiError> {
+) -> Result<Submitted, ApiError> {
     let op = Op::now(ACTOR);
     let project = store.ensure_project(project, op.now).await?;
-    let submission = Submission {
+    let mut submission = Submission {
         project: project.id,
         workflow,
         tasks,
     };
+    let warnings = submission
+        .redact_secrets(&store.secret_values())
+        .iter()
+        .map(|redaction| redaction.warning())
+        .collect();
     let ids = store.submit(&submission, op).await?;
     let mut tasks = Vec::with_capacity(ids.len());
     for id in ids {
         tasks.push(store.task(id).await?);
     }
-    Ok((project.name, tasks))
+    Ok(Submitted {
+        project: project.name,
+        tasks,
+        warnings,
+    })
 }
 
 /// The project directory of a request: absolute and existing.

@@ -407,6 +407,7 @@ pub async fn complete(
         Ok(status) => {
             // Dependents of the task may be ready now.
             state.work_ready.notify_waiters();
+            super::bundles::scan_stored_run(&state, run).await;
             Ok(Json(RunStatusResponse {
                 status: status.to_string(),
             }))

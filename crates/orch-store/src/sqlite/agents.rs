@@ -105,6 +105,9 @@ impl SqliteStore {
     }
 
     pub(crate) async fn reply(&self, task: TaskId, message: String, op: Op<'_>) -> Result<Status> {
+        // A follow-up message is a prompt like a spec's: no token in it reaches the database.
+        let (message, _) =
+            orch_core::redact::Redactor::new(&self.secret_values()).redact_text(&message);
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;

@@ -17,6 +17,7 @@ mod rows;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use orch_core::lifecycle::{self, DependencyState, EventKind};
@@ -85,6 +86,9 @@ pub const WAL_AUTOCHECKPOINT_PAGES: i64 = 4_000;
 pub struct SqliteStore {
     conn: tokio_rusqlite::Connection,
     path: PathBuf,
+    /// Literal secrets (orch's own tokens) redacted from specs with the known formats. A std
+    /// lock: held to copy the list, never across an await.
+    secret_values: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -168,6 +172,7 @@ impl SqliteStore {
         let store = SqliteStore {
             conn,
             path: path.to_owned(),
+            secret_values: Arc::default(),
         };
         store
             .call(move |conn| {
@@ -262,6 +267,27 @@ impl SqliteStore {
         .await
     }
 
+    /// Add literal secrets to redact from every spec submitted from now on.
+    pub(crate) fn add_secret_values(&self, values: &[String]) {
+        let mut known = self
+            .secret_values
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for value in values {
+            if !known.contains(value) {
+                known.push(value.clone());
+            }
+        }
+    }
+
+    /// The literal secrets given to [`SqliteStore::add_secret_values`].
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        self.secret_values
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     pub(crate) async fn submit(&self, submission: &Submission, op: Op<'_>) -> Result<Vec<TaskId>> {
         for (index, task) in submission.tasks.iter().enumerate() {
             if let Some(bad) = task.needs_in_batch.iter().find(|&&d| d >= index) {
@@ -273,7 +299,9 @@ impl SqliteStore {
                 });
             }
         }
-        let submission = submission.clone();
+        let mut submission = submission.clone();
+        // The choke point: no secret in a spec reaches the database, whoever submits.
+        submission.redact_secrets(&self.secret_values());
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;
@@ -297,7 +325,8 @@ impl SqliteStore {
             });
         }
         let deliveries = deliveries.to_vec();
-        let submission = submission.clone();
+        let mut submission = submission.clone();
+        submission.redact_secrets(&self.secret_values());
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             // One write transaction: two copies of a delivery arriving at once serialize on the
