@@ -10,6 +10,8 @@ pub mod bundles;
 pub mod docs;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod health;
 pub mod json;
 pub mod logs;
