@@ -268,7 +268,26 @@ fn load_error(file: &str, text: &str, err: &marked_yaml::LoadError) -> SpecError
             ),
         ),
     };
-    error(file, Position::of_marker(marker.as_ref()), message)
+    error(
+        file,
+        within_text(text, Position::of_marker(marker.as_ref())),
+        message,
+    )
+}
+
+/// `at`, or the end of the last line when the parser reports a position past the end of the
+/// text (it does after a tag on the last line without a line break), so an error always points
+/// at a line the user can see. Found by the `workflow_spec` fuzz target.
+fn within_text(text: &str, at: Position) -> Position {
+    let line_count = text.lines().count();
+    if at.line <= line_count {
+        return at;
+    }
+    let last = text.lines().last().unwrap_or_default();
+    Position {
+        line: line_count.max(1),
+        column: last.chars().count() + 1,
+    }
 }
 
 /// A YAML syntax error. The scanner's own Display repeats the position as a byte offset and a
@@ -299,14 +318,9 @@ fn scan_error(file: &str, text: &str, at: Position, info: &str) -> SpecError {
     let line_count = text.lines().count();
     if at.line > line_count {
         // Past the last line: point at the end of the file's last line instead.
-        let last = text.lines().last().unwrap_or_default();
-        let end = Position {
-            line: line_count.max(1),
-            column: last.chars().count() + 1,
-        };
         return error(
             file,
-            end,
+            within_text(text, at),
             format!("this is not valid YAML: {info} before the end of the file"),
         );
     }

@@ -1337,3 +1337,15 @@ fn a_task_file_with_a_bad_step_points_at_the_step() {
         "#]],
     );
 }
+
+/// Found by the `workflow_spec` fuzz target: a tag on the last line, without a line break after
+/// it, was reported at a line past the end of the file.
+#[test]
+fn an_error_at_the_end_of_a_file_without_a_final_line_break_points_at_its_last_line() {
+    let text = "# comment\n  !09releds";
+    let error = orch_core::spec::parse_workflow("workflow.yml", text).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "workflow.yml:2:12: YAML tags (`!name`) are not supported; remove the tag"
+    );
+}
