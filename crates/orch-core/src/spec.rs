@@ -276,8 +276,8 @@ fn load_error(file: &str, text: &str, err: &marked_yaml::LoadError) -> SpecError
 }
 
 /// `at`, or the end of the last line when the parser reports a position past the end of the
-/// text (it does after a tag on the last line without a line break), so an error always points
-/// at a line the user can see. Found by the `workflow_spec` fuzz target.
+/// text (it does for a tag, or a missing key, on a last line without a line break), so an error
+/// always points at a line the user can see. Found by the `workflow_spec` fuzz target.
 fn within_text(text: &str, at: Position) -> Position {
     let line_count = text.lines().count();
     if at.line <= line_count {
@@ -624,12 +624,23 @@ fn serde_message(message: &str, text: Option<&str>) -> String {
     message.to_owned()
 }
 
-fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, SpecError> {
+fn parse_yaml_unclamped<T: for<'de> Deserialize<'de>>(
+    file: &str,
+    text: &str,
+) -> Result<T, SpecError> {
     let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
     let mut node = marked_yaml::parse_yaml_with_options(0, text, options)
         .map_err(|e| load_error(file, text, &e))?;
     start_mappings_at_their_first_key(&mut node);
     marked_yaml::from_node(&node).map_err(|e| node_error(file, &node, &e))
+}
+
+/// [`parse_yaml_unclamped`] with every error pointing inside the text.
+fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, SpecError> {
+    parse_yaml_unclamped(file, text).map_err(|mut error| {
+        error.at = within_text(text, error.at);
+        error
+    })
 }
 
 /// Parse and validate a workflow file. `file` is the name used in error messages.

@@ -1349,3 +1349,11 @@ fn an_error_at_the_end_of_a_file_without_a_final_line_break_points_at_its_last_l
         "workflow.yml:2:12: YAML tags (`!name`) are not supported; remove the tag"
     );
 }
+
+/// Found by the `workflow_spec` fuzz target: a missing key in a file whose only line has no line
+/// break after it was reported at line 2.
+#[test]
+fn a_missing_key_in_a_one_line_file_points_at_that_line() {
+    let error = orch_core::spec::parse_workflow("workflow.yml", "# only a comment").unwrap_err();
+    assert_eq!(error.at.line, 1, "{error}");
+}
