@@ -276,7 +276,7 @@ fn load_error(file: &str, text: &str, err: &marked_yaml::LoadError) -> SpecError
 }
 
 /// `at`, or the end of the last line when the parser reports a position past the end of the
-/// text (it does for a tag, or a missing key, on a last line without a line break), so an error
+/// text (it does for a tag, a missing key or an empty value on a last line without a line break), so an error
 /// always points at a line the user can see. Found by the `workflow_spec` fuzz target.
 fn within_text(text: &str, at: Position) -> Position {
     let line_count = text.lines().count();
@@ -624,10 +624,7 @@ fn serde_message(message: &str, text: Option<&str>) -> String {
     message.to_owned()
 }
 
-fn parse_yaml_unclamped<T: for<'de> Deserialize<'de>>(
-    file: &str,
-    text: &str,
-) -> Result<T, SpecError> {
+fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, SpecError> {
     let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
     let mut node = marked_yaml::parse_yaml_with_options(0, text, options)
         .map_err(|e| load_error(file, text, &e))?;
@@ -635,9 +632,9 @@ fn parse_yaml_unclamped<T: for<'de> Deserialize<'de>>(
     marked_yaml::from_node(&node).map_err(|e| node_error(file, &node, &e))
 }
 
-/// [`parse_yaml_unclamped`] with every error pointing inside the text.
-fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, SpecError> {
-    parse_yaml_unclamped(file, text).map_err(|mut error| {
+/// Every error pointing inside the text, whichever check found it.
+fn clamped<T>(text: &str, result: Result<T, SpecError>) -> Result<T, SpecError> {
+    result.map_err(|mut error| {
         error.at = within_text(text, error.at);
         error
     })
@@ -645,15 +642,19 @@ fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T,
 
 /// Parse and validate a workflow file. `file` is the name used in error messages.
 pub fn parse_workflow(file: &str, text: &str) -> Result<Workflow, SpecError> {
-    let parsed: WorkflowFile = parse_yaml(file, text)?;
-    validate_workflow(file, parsed)
+    clamped(
+        text,
+        parse_yaml(file, text).and_then(|parsed| validate_workflow(file, parsed)),
+    )
 }
 
 /// Parse and validate a single-task file.
 pub fn parse_task(file: &str, text: &str) -> Result<TaskSpec, SpecError> {
-    let parsed: TaskFile = parse_yaml(file, text)?;
-    let defaults = Defaults::default();
-    task_spec(file, &parsed, &defaults)
+    let parsed = parse_yaml::<TaskFile>(file, text);
+    clamped(
+        text,
+        parsed.and_then(|parsed| task_spec(file, &parsed, &Defaults::default())),
+    )
 }
 
 #[derive(Default)]

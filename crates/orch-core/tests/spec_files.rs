@@ -1357,3 +1357,11 @@ fn a_missing_key_in_a_one_line_file_points_at_that_line() {
     let error = orch_core::spec::parse_workflow("workflow.yml", "# only a comment").unwrap_err();
     assert_eq!(error.at.line, 1, "{error}");
 }
+
+/// Found by the `workflow_spec` fuzz target: an empty title on the only line of a task file
+/// without a line break after it was reported at line 2.
+#[test]
+fn an_empty_title_on_the_last_line_points_at_that_line() {
+    let error = orch_core::spec::parse_task("task.yml", "title: \0").unwrap_err();
+    assert_eq!(error.at.line, 1, "{error}");
+}
