@@ -223,8 +223,7 @@ impl CliAgent {
 
     /// This process is the `orch` binary (which has `agent-sim`), not a test binary.
     pub fn current_exe_is_orch() -> bool {
-        std::env::current_exe()
-            .is_ok_and(|exe| exe.file_name().is_some_and(|name| name == "orch"))
+        std::env::current_exe().is_ok_and(|exe| exe.file_name().is_some_and(|name| name == "orch"))
     }
 
     /// The adapter for `kind` under `config`.

@@ -192,7 +192,10 @@ pub struct Step {
     pub timeout: Option<Duration>,
     /// The step's processes may reach the network. Without it they run in a network namespace
     /// with only a down loopback (not even the host's 127.0.0.1 is reachable).
-    #[serde(default = "network_default", skip_serializing_if = "is_network_default")]
+    #[serde(
+        default = "network_default",
+        skip_serializing_if = "is_network_default"
+    )]
     pub network: bool,
 }
 

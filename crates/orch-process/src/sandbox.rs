@@ -202,7 +202,9 @@ fn probe_namespaces() -> Result<(), String> {
         .ok_or("no `true` binary to probe with")?;
     let prepared = Prepared {
         rlimits: Vec::new(),
-        unshare: Some(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS),
+        unshare: Some(
+            CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS,
+        ),
         id_maps: Some(IdMaps::current()),
         masked: Vec::new(),
         ruleset: None,
@@ -438,7 +440,9 @@ mod tests {
         assert!(roots.contains(&base.join("home/other")), "{roots:?}");
         assert!(roots.contains(&PathBuf::from("/usr")), "{roots:?}");
         assert!(
-            !roots.iter().any(|r| r.starts_with(base.join("home/secret"))),
+            !roots
+                .iter()
+                .any(|r| r.starts_with(base.join("home/secret"))),
             "{roots:?}"
         );
         // `open` holds a link into the secret: it is carved out by its real path only, so the

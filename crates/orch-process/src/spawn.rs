@@ -236,12 +236,10 @@ impl Spawn {
         let mut running = self.start()?;
         let stdout = read_all(running.child.stdout.take());
         let stderr = read_all(running.child.stderr.take());
-        let (status, stdout, stderr) =
-            tokio::try_join!(running.child.wait(), stdout, stderr).map_err(|source| {
-                SpawnError::Start {
-                    program: program.clone(),
-                    source,
-                }
+        let (status, stdout, stderr) = tokio::try_join!(running.child.wait(), stdout, stderr)
+            .map_err(|source| SpawnError::Start {
+                program: program.clone(),
+                source,
             })?;
         running.finish();
         Ok(Output {

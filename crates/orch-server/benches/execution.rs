@@ -253,10 +253,17 @@ fn sandbox_cost(rt: &tokio::runtime::Runtime, n: usize) {
         off = off.max(rt.block_on(throughput(n, true, Some("off"))));
         on = on.max(rt.block_on(throughput(n, true, Some("best_effort"))));
     }
-    println!("\nsandbox: {n} no-op exec tasks in git worktrees, 2 embedded workers ({})\n", support.describe());
+    println!(
+        "\nsandbox: {n} no-op exec tasks in git worktrees, 2 embedded workers ({})\n",
+        support.describe()
+    );
     println!("| sandbox | orch tasks/s (submit → done) |");
     println!("|---|---:|");
     println!("| off | {off:.0} |");
     println!("| on | {on:.0} |");
-    println!("\non / off = {:.3} (cost {:.1}% of tasks/s; target: at most 10%)", on / off, (1.0 - on / off) * 100.0);
+    println!(
+        "\non / off = {:.3} (cost {:.1}% of tasks/s; target: at most 10%)",
+        on / off,
+        (1.0 - on / off) * 100.0
+    );
 }

@@ -11,8 +11,8 @@ pub mod project;
 pub mod redact;
 pub mod review;
 pub mod route;
-pub mod sandbox;
 pub mod run;
+pub mod sandbox;
 pub mod worker;
 pub mod workspace;
 

@@ -116,9 +116,11 @@ impl SandboxSettings {
             settings.read = paths;
         }
         if project.remove("sandbox_read").is_some() {
-            return Err("sandbox_read may only be set in the global config.toml: a project \
+            return Err(
+                "sandbox_read may only be set in the global config.toml: a project \
                         cannot widen what its tasks may read"
-                .into());
+                    .into(),
+            );
         }
         if let Some(value) = project.remove("sandbox") {
             let text = value.as_str().unwrap_or_default().to_owned();
@@ -230,7 +232,10 @@ impl Scratch {
             orch_process::SCRATCH_VAR.to_owned(),
             self.root.display().to_string(),
         );
-        env.insert("ORCH_CONTEXT".to_owned(), self.context().display().to_string());
+        env.insert(
+            "ORCH_CONTEXT".to_owned(),
+            self.context().display().to_string(),
+        );
         Ok(env)
     }
 }
@@ -238,6 +243,8 @@ impl Scratch {
 /// What a step's processes may touch: its worktree, the worktree's git admin dir and the
 /// repository's objects (so a `git commit` inside works), its scratch area; read the main
 /// checkout and the install dirs of `binaries`; nothing else under the home or the real `HOME`.
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the policy; a struct would
+                                     // only rename them at the one call site.
 pub fn step_policy(
     home: &Path,
     settings: &SandboxSettings,
@@ -303,7 +310,11 @@ fn git_dirs(project_dir: &Path, workspace: &Path) -> Option<(PathBuf, PathBuf)> 
 mod tests {
     use super::*;
 
-    fn settings(global: &str, project: &str, env: &[(&str, &str)]) -> Result<SandboxSettings, String> {
+    fn settings(
+        global: &str,
+        project: &str,
+        env: &[(&str, &str)],
+    ) -> Result<SandboxSettings, String> {
         let mut global: toml::Table = global.parse().unwrap();
         let mut project: toml::Table = project.parse().unwrap();
         let env: BTreeMap<String, String> = env
@@ -316,9 +327,21 @@ mod tests {
     #[test]
     fn a_project_can_tighten_the_sandbox_but_never_loosen_it() {
         let cases = [
-            ("sandbox = \"required\"", "sandbox = \"off\"", Some(SandboxMode::Required)),
-            ("sandbox = \"best_effort\"", "sandbox = \"off\"", Some(SandboxMode::BestEffort)),
-            ("sandbox = \"off\"", "sandbox = \"required\"", Some(SandboxMode::Required)),
+            (
+                "sandbox = \"required\"",
+                "sandbox = \"off\"",
+                Some(SandboxMode::Required),
+            ),
+            (
+                "sandbox = \"best_effort\"",
+                "sandbox = \"off\"",
+                Some(SandboxMode::BestEffort),
+            ),
+            (
+                "sandbox = \"off\"",
+                "sandbox = \"required\"",
+                Some(SandboxMode::Required),
+            ),
             ("", "sandbox = \"off\"", None),
             ("", "sandbox = \"required\"", Some(SandboxMode::Required)),
         ];
@@ -343,7 +366,10 @@ mod tests {
         let forced = settings(
             "sandbox = \"off\"",
             "",
-            &[("ORCH_SANDBOX", "required"), ("ORCH_SANDBOX_UNSUPPORTED", "1")],
+            &[
+                ("ORCH_SANDBOX", "required"),
+                ("ORCH_SANDBOX_UNSUPPORTED", "1"),
+            ],
         )
         .unwrap();
         assert_eq!(forced.mode, Some(SandboxMode::Required));

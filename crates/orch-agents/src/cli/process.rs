@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::transcript::{Ending, Transcript};
 use super::{Dialect, Invocation};
 use crate::tmux::{self, LiveSession};
-use orch_process::{Io, Sandbox, Spawn};
 use crate::{AgentError, AgentEvent, AgentOutcome, AgentRequest, RawOutput};
+use orch_process::{Io, Sandbox, Spawn};
 
 /// The longest stdout line kept whole; longer lines are cut (and then fail to parse, which
 /// makes them `unknown` events rather than errors).
@@ -89,7 +89,12 @@ pub async fn run(
     // The direct child registers itself (`orch_process::Spawn::registry`); a live session's
     // pane is recorded here.
     let registered = match (&request.process_registry, &proc) {
-        (Some(dir), Proc::Live { pane: Some(pane), .. }) => orch_process::group::register(dir, *pane),
+        (
+            Some(dir),
+            Proc::Live {
+                pane: Some(pane), ..
+            },
+        ) => orch_process::group::register(dir, *pane),
         _ => None,
     };
     // Leaving early (the caller dropping this future) must not leave the CLI running: the

@@ -155,17 +155,29 @@ fn exec_attempts(w: &World) -> Vec<Attempt> {
     add("tee", argv(&["tee", &o("tee")]), vec![unchanged_o("tee")]);
     add(
         "python3 -c",
-        argv(&["python3", "-c", &format!("open('{}','w').write('pwned')", o("py"))]),
+        argv(&[
+            "python3",
+            "-c",
+            &format!("open('{}','w').write('pwned')", o("py")),
+        ]),
         vec![unchanged_o("py")],
     );
     add(
         "perl -e",
-        argv(&["perl", "-e", &format!("open(F,'>{}'); print F 'pwned'", o("perl"))]),
+        argv(&[
+            "perl",
+            "-e",
+            &format!("open(F,'>{}'); print F 'pwned'", o("perl")),
+        ]),
         vec![unchanged_o("perl")],
     );
     add(
         "node -e",
-        argv(&["node", "-e", &format!("require('fs').writeFileSync('{}','pwned')", o("node"))]),
+        argv(&[
+            "node",
+            "-e",
+            &format!("require('fs').writeFileSync('{}','pwned')", o("node")),
+        ]),
         vec![unchanged_o("node")],
     );
     add(
@@ -173,7 +185,11 @@ fn exec_attempts(w: &World) -> Vec<Attempt> {
         argv(&["install", "-m", "644", "README.md", &o("install")]),
         vec![unchanged_o("install")],
     );
-    add("touch", argv(&["touch", &o("touch")]), vec![unchanged_o("touch")]);
+    add(
+        "touch",
+        argv(&["touch", &o("touch")]),
+        vec![unchanged_o("touch")],
+    );
     add(
         "sed -i",
         argv(&["sed", "-i", "s/original/pwned/", &o("sed")]),
@@ -181,7 +197,11 @@ fn exec_attempts(w: &World) -> Vec<Attempt> {
     );
     add(
         "cp --targ=",
-        argv(&["cp", &format!("--targ={}", w.p(w.outside.path())), "README.md"]),
+        argv(&[
+            "cp",
+            &format!("--targ={}", w.p(w.outside.path())),
+            "README.md",
+        ]),
         vec![Target::Absent(w.outside("README.md"))],
     );
     add(
@@ -220,7 +240,12 @@ fn exec_attempts(w: &World) -> Vec<Attempt> {
     }
     add(
         "script",
-        argv(&["script", "-qc", &format!("touch {}", o("script")), "/dev/null"]),
+        argv(&[
+            "script",
+            "-qc",
+            &format!("touch {}", o("script")),
+            "/dev/null",
+        ]),
         vec![unchanged_o("script")],
     );
     add(
@@ -323,7 +348,10 @@ fn exec_attempts(w: &World) -> Vec<Attempt> {
     // Writing the home.
     add(
         "append to config.toml",
-        sh(&format!("echo 'allow_shell = true' >> {}/config.toml", home.display())),
+        sh(&format!(
+            "echo 'allow_shell = true' >> {}/config.toml",
+            home.display()
+        )),
         vec![Target::Unchanged(home.join("config.toml"))],
     );
     add(
@@ -362,13 +390,26 @@ fn exec_attempts(w: &World) -> Vec<Attempt> {
     );
     add(
         "commit in the main checkout",
-        argv(&["git", "-C", &w.p(w.repo.path()), "commit", "--allow-empty", "-qm", "pwned"]),
-        vec![Target::Unchanged(w.repo.path().join(".git/refs/heads/main"))],
+        argv(&[
+            "git",
+            "-C",
+            &w.p(w.repo.path()),
+            "commit",
+            "--allow-empty",
+            "-qm",
+            "pwned",
+        ]),
+        vec![Target::Unchanged(
+            w.repo.path().join(".git/refs/heads/main"),
+        )],
     );
     // The user's real HOME.
     add(
         "write ~/.bashrc",
-        sh(&format!("echo pwned >> {}/.bashrc", w.p(w.real_home.path()))),
+        sh(&format!(
+            "echo pwned >> {}/.bashrc",
+            w.p(w.real_home.path())
+        )),
         vec![Target::Unchanged(w.real_home.path().join(".bashrc"))],
     );
     add(
@@ -435,17 +476,28 @@ fn agent_attempts(w: &World) -> Vec<Attempt> {
         },
         Attempt {
             name: "sim @append config.toml".into(),
-            steps: sim(&format!("@append {}/config.toml\nallow_shell = true\n@end\n", home.display())),
+            steps: sim(&format!(
+                "@append {}/config.toml\nallow_shell = true\n@end\n",
+                home.display()
+            )),
             targets: vec![Target::Unchanged(home.join("config.toml"))],
         },
         Attempt {
             name: "sim @write through a hard link made by the step before".into(),
-            steps: format!("{}{}", sh(&format!("ln {} hard", o("sim-hard"))), sim(&write("hard"))),
+            steps: format!(
+                "{}{}",
+                sh(&format!("ln {} hard", o("sim-hard"))),
+                sim(&write("hard"))
+            ),
             targets: vec![unchanged_o("sim-hard")],
         },
         Attempt {
             name: "sim @write through a symlink made by the step before".into(),
-            steps: format!("{}{}", sh(&format!("ln -s {} link", o("sim-link"))), sim(&write("link"))),
+            steps: format!(
+                "{}{}",
+                sh(&format!("ln -s {} link", o("sim-link"))),
+                sim(&write("link"))
+            ),
             targets: vec![unchanged_o("sim-link")],
         },
         Attempt {
@@ -596,7 +648,15 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
         .home
         .spawn_with_env(
             &[
-                "serve", "--listen", &listen, "--workers", "2", "--lease", "5s", "--grace", "1s",
+                "serve",
+                "--listen",
+                &listen,
+                "--workers",
+                "2",
+                "--lease",
+                "5s",
+                "--grace",
+                "1s",
                 "--exit-when-idle",
             ],
             &env,
@@ -611,7 +671,8 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
             match target {
                 Target::Unchanged(path) => {
                     let after = snapshot(path);
-                    let content = |s: &Option<(Vec<u8>, SystemTime)>| s.as_ref().map(|(c, _)| c.clone());
+                    let content =
+                        |s: &Option<(Vec<u8>, SystemTime)>| s.as_ref().map(|(c, _)| c.clone());
                     if content(&after) != content(&before[path]) {
                         escaped.push(format!("{}: changed {}", attempt.name, path.display()));
                     } else if after != before[path] {
@@ -636,11 +697,19 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
     // Nothing the tasks left holds a secret, read or reversed: their bundles, scratch areas and
     // worktrees (the victim's own are left out: its title is one of the secrets).
     let mut left: Vec<PathBuf> = Vec::new();
-    let files_if_any = |dir: &Path| if dir.is_dir() { files_under(dir) } else { Vec::new() };
+    let files_if_any = |dir: &Path| {
+        if dir.is_dir() {
+            files_under(dir)
+        } else {
+            Vec::new()
+        }
+    };
     for id in ids.values() {
         let run = w.home.run_dir(*id, 1);
         left.extend(files_if_any(&run));
-        left.extend(files_if_any(&w.home.path().join("scratch").join(id.to_string())));
+        left.extend(files_if_any(
+            &w.home.path().join("scratch").join(id.to_string()),
+        ));
         if run.join("logs.txt").is_file() {
             left.extend(files_if_any(&crate::support::workspace_of(&run)));
         }
@@ -648,14 +717,16 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
     for secret in &w.secrets {
         let reversed: String = secret.chars().rev().collect();
         for file in &left {
-            let text = String::from_utf8_lossy(&std::fs::read(file).unwrap_or_default()).into_owned();
+            let text =
+                String::from_utf8_lossy(&std::fs::read(file).unwrap_or_default()).into_owned();
             if text.contains(secret.as_str()) || text.contains(&reversed) {
                 escaped.push(format!("a secret was read: found in {}", file.display()));
             }
         }
     }
     for id in ids.values() {
-        let logs = std::fs::read_to_string(w.home.run_dir(*id, 1).join("logs.txt")).unwrap_or_default();
+        let logs =
+            std::fs::read_to_string(w.home.run_dir(*id, 1).join("logs.txt")).unwrap_or_default();
         if logs.contains("ESCAPED-42-LOGS") {
             escaped.push(format!("task {id} wrote its bundle's logs.txt"));
         }
@@ -664,9 +735,12 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
         .home
         .query_int("SELECT count(*) FROM tasks WHERE title IN ('stolen', 'pwned')");
     if stolen != 0 {
-        escaped.push(format!("{stolen} task(s) made or renamed through the database or the API"));
+        escaped.push(format!(
+            "{stolen} task(s) made or renamed through the database or the API"
+        ));
     }
-    if std::fs::read_to_string("/proc/sys/kernel/hostname").is_ok_and(|h| h.contains("orch-pwned")) {
+    if std::fs::read_to_string("/proc/sys/kernel/hostname").is_ok_and(|h| h.contains("orch-pwned"))
+    {
         escaped.push("the hostname was changed".into());
     }
     let tried = attempts.len();
@@ -677,15 +751,20 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
         );
     }
     println!("{tried} tried, {} escaped", escaped.len());
-    assert!(exec_count >= 40 && tried - exec_count >= 10, "{exec_count} exec, {} agent", tried - exec_count);
+    assert!(
+        exec_count >= 40 && tried - exec_count >= 10,
+        "{exec_count} exec, {} agent",
+        tried - exec_count
+    );
     if claude.is_some() {
         let id = ids[&format!("a{}", tried - 1)];
         let task = w.home.task(id);
         // The session ran to its end: the tools were tried and refused by the kernel.
         assert_eq!(task["task"]["status"], "done", "{task:#}");
-        let events = std::fs::read_to_string(w.home.run_dir(id, 1).join("steps/step-1/events.jsonl"))
-            .unwrap_or_default()
-            .to_lowercase();
+        let events =
+            std::fs::read_to_string(w.home.run_dir(id, 1).join("steps/step-1/events.jsonl"))
+                .unwrap_or_default()
+                .to_lowercase();
         assert!(
             events.contains("permission denied") || events.contains("eacces"),
             "claude's tools were refused by the kernel: {events}"
@@ -695,7 +774,11 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
     // The suite is not vacuous: the tasks ran (a refusal at claim time would also leave the
     // targets alone).
     let sample = read_json(&w.home.run_dir(ids["a0"], 1).join("result.json"));
-    assert_ne!(sample["error"].as_str().unwrap_or_default(), "", "tee into a read-only file fails: {sample:#}");
+    assert_ne!(
+        sample["error"].as_str().unwrap_or_default(),
+        "",
+        "tee into a read-only file fails: {sample:#}"
+    );
 }
 
 /// `sandbox = "required"` on a machine that cannot give it (forced here with
@@ -707,7 +790,16 @@ fn required_sandbox_refuses_at_claim_time_with_the_reason(env: &[(&str, &str)]) 
     let yaml = "tasks:\n  - id: t\n    title: confined\n    steps:\n      - exec:\n          - argv: [\"true\"]\n";
     let id = home.submit("refused", yaml, repo.path())["t"];
     home.spawn_with_env(
-        &["serve", "--workers", "1", "--lease", "5s", "--grace", "1s", "--exit-when-idle"],
+        &[
+            "serve",
+            "--workers",
+            "1",
+            "--lease",
+            "5s",
+            "--grace",
+            "1s",
+            "--exit-when-idle",
+        ],
         env,
     )
     .finish(SERVE_DEADLINE)
@@ -726,17 +818,33 @@ fn required_sandbox_refuses_at_claim_time_with_the_reason(env: &[(&str, &str)]) 
     );
 
     let id = home.submit("best", yaml, repo.path())["t"];
-    let mut best: Vec<(&str, &str)> = env.iter().copied().filter(|(k, _)| *k != "ORCH_SANDBOX").collect();
+    let mut best: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "ORCH_SANDBOX")
+        .collect();
     best.push(("ORCH_SANDBOX", "best_effort"));
     home.spawn_with_env(
-        &["serve", "--workers", "1", "--lease", "5s", "--grace", "1s", "--exit-when-idle"],
+        &[
+            "serve",
+            "--workers",
+            "1",
+            "--lease",
+            "5s",
+            "--grace",
+            "1s",
+            "--exit-when-idle",
+        ],
         &best,
     )
     .finish(SERVE_DEADLINE)
     .expect_code(0, "orch serve");
     assert_eq!(home.task(id)["task"]["status"], "done");
     let logs = std::fs::read_to_string(home.run_dir(id, 1).join("logs.txt")).unwrap();
-    assert!(logs.contains("best_effort") && logs.contains("lacks"), "{logs}");
+    assert!(
+        logs.contains("best_effort") && logs.contains("lacks"),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -771,8 +879,9 @@ fn a_step_without_network_cannot_reach_the_hosts_loopback_and_one_with_it_can() 
     let on = home.task(ids["on"]);
     assert_eq!(on["task"]["status"], "done", "{on:#}");
     assert_eq!(off["task"]["status"], "failed", "{off:#}");
-    let stderr = std::fs::read_to_string(home.run_dir(ids["off"], 1).join("steps/step-1/stderr.log"))
-        .unwrap_or_default();
+    let stderr =
+        std::fs::read_to_string(home.run_dir(ids["off"], 1).join("steps/step-1/stderr.log"))
+            .unwrap_or_default();
     assert!(
         stderr.contains("Network is unreachable") || stderr.contains("Connection refused"),
         "{stderr}"

@@ -32,7 +32,13 @@ pub(crate) fn install(command: &mut std::process::Command, prepared: Prepared) {
         }
         for path in &prepared.masked {
             let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-            mount(Some(c"none"), path.as_c_str(), Some(c"tmpfs"), flags, Some(c"size=4k"))?;
+            mount(
+                Some(c"none"),
+                path.as_c_str(),
+                Some(c"tmpfs"),
+                flags,
+                Some(c"size=4k"),
+            )?;
         }
         nix::sys::prctl::set_no_new_privs()?;
         if let Some(ruleset) = &prepared.ruleset {
