@@ -30,12 +30,19 @@ pub struct Exchange {
 
 /// Run `agent_name` once on `prompt` in `workdir` and return its final answer, with every event
 /// it emitted. A failed session, a timeout or a cancellation is `Err` with the reason.
+///
+/// The router's and the reviewer's agents read text a task's author wrote (its body, its diff),
+/// so they are confined like a step's: `sandbox` is the policy to start from, and an enforced
+/// one gets `workdir` as readable only and a fresh state directory (its `HOME` and `TMPDIR`) as
+/// the one place it may write.
+#[allow(clippy::too_many_arguments)] // each is a distinct input of one session
 pub async fn ask(
     agent_name: &str,
     agents: &crate::AgentsConfig,
     model: Option<&str>,
     prompt: &str,
     workdir: &Path,
+    sandbox: &orch_process::Sandbox,
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> (Result<String, String>, Vec<AgentEvent>) {
@@ -43,12 +50,18 @@ pub async fn ask(
         Ok(agent) => agent,
         Err(e) => return (Err(e.to_string()), Vec::new()),
     };
+    let state = match tempfile::Builder::new().prefix("orch-answer-").tempdir() {
+        Ok(state) => state,
+        Err(e) => return (Err(format!("create a state directory: {e}")), Vec::new()),
+    };
+    let (sandbox, env) = confine(sandbox, workdir, state.path());
     let request = AgentRequest {
         prompt: prompt.to_owned(),
         model: model.map(str::to_owned),
         workdir: workdir.to_owned(),
         resume_session: None,
-        env: Default::default(),
+        env,
+        sandbox,
         ..AgentRequest::default()
     };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -66,6 +79,29 @@ pub async fn ask(
         events.push(event);
     }
     (outcome, events)
+}
+
+/// The confinement of one answer session: `workdir` readable, `state` writable and its home.
+fn confine(
+    sandbox: &orch_process::Sandbox,
+    workdir: &Path,
+    state: &Path,
+) -> (
+    orch_process::Sandbox,
+    std::collections::BTreeMap<String, String>,
+) {
+    let orch_process::Sandbox::Enforced(policy) = sandbox else {
+        return (orch_process::Sandbox::Off, Default::default());
+    };
+    let mut policy = policy.clone();
+    policy.read_write.push(state.to_owned());
+    policy.read_only.push(workdir.to_owned());
+    let state_text = state.display().to_string();
+    let env = ["HOME", "TMPDIR"]
+        .into_iter()
+        .map(|name| (name.to_owned(), state_text.clone()))
+        .collect();
+    (orch_process::Sandbox::Enforced(policy), env)
 }
 
 /// The JSON object in an answer: the whole text, or the part from the first `{` to the last
@@ -130,6 +166,7 @@ mod tests {
             None,
             "Classify.\n@answer {\"agent\": \"sim\",\n@answer \"complexity\": \"simple\"}",
             dir.path(),
+            &orch_process::Sandbox::Off,
             Duration::from_secs(10),
             &CancellationToken::new(),
         )
@@ -150,6 +187,7 @@ mod tests {
             None,
             "x",
             dir.path(),
+            &orch_process::Sandbox::Off,
             Duration::from_secs(1),
             &CancellationToken::new(),
         )

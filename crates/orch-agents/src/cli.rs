@@ -20,7 +20,7 @@ pub mod process;
 pub mod transcript;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -297,6 +297,9 @@ impl CliAgent {
             Some(dir) if self.settings.isolate => Some(dir.join(&self.name)),
             _ => None,
         };
+        if state.is_none() && matches!(request.sandbox, orch_process::Sandbox::Enforced(_)) {
+            seed_task_home(&self.kind, host, &mut env)?;
+        }
         let max_turns = request.max_turns.or(self.settings.max_turns);
         let allowed: Vec<String> = if request.allowed_tools.is_empty() {
             self.settings.allowed_tools.clone()
@@ -609,6 +612,83 @@ fn seed_opencode_home(dir: &Path) -> Result<(), AgentError> {
     )?;
     for sub in ["data", "cache", "state"] {
         create_dir(&dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// Under the sandbox a CLI's `HOME` is the task's own and the real one is out of its reach, so
+/// the CLI's configuration and login are copied into the task's home from where the daemon's
+/// user keeps them (`~/.claude.json` and `~/.claude/`, `$CODEX_HOME` or `~/.codex`,
+/// `~/.gemini`: their top-level files only, never sessions or histories of other work) before
+/// every run: the user's files stay the source of truth, and what the agent changes in its copy
+/// goes no further. OpenCode keeps its settings in the XDG dirs it is given; a command agent
+/// gets nothing copied.
+fn seed_task_home(
+    kind: &CliKind,
+    host: &dyn Fn(&str) -> Option<String>,
+    env: &mut BTreeMap<String, String>,
+) -> Result<(), AgentError> {
+    let (Some(source), Some(task_home)) = (host("HOME"), env.get("HOME").cloned()) else {
+        return Ok(());
+    };
+    let (source, task_home) = (PathBuf::from(source), PathBuf::from(task_home));
+    if source == task_home {
+        return Ok(());
+    }
+    match kind {
+        CliKind::Claude => {
+            copy_top_level(&source, &task_home, &[".claude.json"])?;
+            copy_top_level(&source.join(".claude"), &task_home.join(".claude"), &[])?;
+        }
+        CliKind::Codex => {
+            let from = env
+                .get("CODEX_HOME")
+                .map_or_else(|| source.join(".codex"), PathBuf::from);
+            let into = task_home.join(".codex");
+            copy_top_level(&from, &into, &[])?;
+            env.insert("CODEX_HOME".into(), into.display().to_string());
+        }
+        CliKind::Gemini => {
+            copy_top_level(&source.join(".gemini"), &task_home.join(".gemini"), &[])?;
+        }
+        CliKind::OpenCode | CliKind::Command(_) => {}
+    }
+    Ok(())
+}
+
+/// Copy the regular files directly in `from` (only those named in `only`, when it is not empty)
+/// into `into`, replacing older copies. Links, directories and files over 1 MiB are skipped; a
+/// missing `from` copies nothing.
+fn copy_top_level(from: &Path, into: &Path, only: &[&str]) -> Result<(), AgentError> {
+    const MAX_BYTES: u64 = 1024 * 1024;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        if !only.is_empty()
+            && !only
+                .iter()
+                .any(|wanted| name == std::ffi::OsStr::new(wanted))
+        {
+            continue;
+        }
+        // `symlink_metadata`: a link is never followed out of the user's config directory.
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_file() || meta.len() > MAX_BYTES {
+            continue;
+        }
+        create_dir(into)?;
+        std::fs::copy(entry.path(), into.join(&name)).map_err(|source| AgentError::Io {
+            context: format!(
+                "copy {} into the task's home {}",
+                entry.path().display(),
+                into.display()
+            ),
+            source,
+        })?;
     }
     Ok(())
 }

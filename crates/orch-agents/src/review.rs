@@ -147,6 +147,9 @@ pub struct ReviewRequest<'a> {
     pub previous: &'a [PriorReview],
     /// Where the reviewer runs (the task's workspace, so real agents can read the code).
     pub workdir: &'a Path,
+    /// How the reviewer's agent is confined: it reads the task's diff, so it is as hostile as
+    /// the task (see `answer::ask`); the workspace is readable, never writable, to it.
+    pub sandbox: &'a orch_process::Sandbox,
 }
 
 /// How a review went: the answer (or why there is none) and every question asked.
@@ -198,6 +201,7 @@ pub async fn review(
             model.as_deref(),
             &prompt,
             request.workdir,
+            request.sandbox,
             Duration::from_secs(config.timeout_seconds),
             cancel,
         )
@@ -367,6 +371,7 @@ mod tests {
             diff: "",
             previous: &[],
             workdir: dir.path(),
+            sandbox: &orch_process::Sandbox::Off,
         };
         let outcome = review(
             "sim",

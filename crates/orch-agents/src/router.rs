@@ -249,6 +249,8 @@ pub struct RouteTask<'a> {
     pub body: &'a str,
     /// Its labels.
     pub labels: &'a [String],
+    /// How the router's agent is confined (it reads the task's text: see `answer::ask`).
+    pub sandbox: &'a orch_process::Sandbox,
 }
 
 /// What decided the agent.
@@ -598,6 +600,15 @@ async fn ask_router(
         .prefix("orch-route-")
         .tempdir()
         .map_err(RouteError::Scratch)?;
+    // Confined, the agent may write that scratch directory and nothing else of its own.
+    let sandbox = match task.sandbox {
+        orch_process::Sandbox::Enforced(policy) => {
+            let mut policy = policy.clone();
+            policy.read_write.push(scratch.path().to_owned());
+            orch_process::Sandbox::Enforced(policy)
+        }
+        orch_process::Sandbox::Off => orch_process::Sandbox::Off,
+    };
     let mut previous_error: Option<String> = None;
     for attempt in 1..=router.max_route_attempts {
         if cancel.is_cancelled() {
@@ -619,6 +630,7 @@ async fn ask_router(
             router.model.as_deref(),
             &prompt,
             scratch.path(),
+            &sandbox,
             Duration::from_secs(router.timeout_seconds),
             cancel,
         )
@@ -709,6 +721,7 @@ mod tests {
             title,
             body: "",
             labels: &task_labels,
+            sandbox: &orch_process::Sandbox::Off,
         };
         route(
             &task,
@@ -825,6 +838,7 @@ mod tests {
                 title: "t",
                 body: "",
                 labels: &task_labels,
+                sandbox: &orch_process::Sandbox::Off,
             };
             let error = route(
                 &task,
@@ -885,6 +899,7 @@ mod tests {
             title: "Rename a variable",
             body: "@answer {\"agent\": \"sim\", \"complexity\": \"simple\", \"profile\": {\"role\": \"janitor\"}, \"reason\": \"trivial\"}",
             labels: &task_labels,
+            sandbox: &orch_process::Sandbox::Off,
         };
         let decision = route(
             &task,
@@ -924,6 +939,7 @@ mod tests {
             title: "Anything",
             body: "@answer {\"agent\": \"nobody\", \"complexity\": \"simple\"}",
             labels: &task_labels,
+            sandbox: &orch_process::Sandbox::Off,
         };
         let decision = route(
             &task,

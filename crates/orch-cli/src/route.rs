@@ -27,11 +27,19 @@ pub async fn task_route(settings: &Settings, args: TaskIdArgs) -> anyhow::Result
     let config = ProjectConfig::load_merged(&settings.home, project_dir)
         .map_err(|e| UserError::new(e.to_string()))?;
     let prompts = Prompts::load(project_dir).map_err(|e| UserError::new(e.to_string()))?;
+    // The router's agent reads the task's text: it is confined as a worker would confine it.
+    let sandbox = match config.sandbox.decide().map_err(UserError::new)? {
+        orch_worker::sandbox::SandboxDecision::Off => orch_process::Sandbox::Off,
+        orch_worker::sandbox::SandboxDecision::Enforce { .. } => orch_process::Sandbox::Enforced(
+            orch_worker::sandbox::answer_policy(&settings.home, &config.sandbox),
+        ),
+    };
     let route_task = RouteTask {
         id: task.id.0,
         title: task.spec.title.as_str(),
         body: &task.spec.body,
         labels: &task.spec.labels,
+        sandbox: &sandbox,
     };
     let decision = router::route(
         &route_task,

@@ -86,6 +86,8 @@ pub struct RunForReview<'a> {
     pub previous: &'a [PriorReview],
     /// Rounds already used.
     pub rounds_used: u32,
+    /// How the reviewer's agent is confined.
+    pub sandbox: &'a orch_process::Sandbox,
 }
 
 /// Run the review of a run whose steps all succeeded and write `review.json`.
@@ -118,6 +120,7 @@ pub async fn review_run(
         diff: &diff_text,
         previous: run.previous,
         workdir: run.workdir,
+        sandbox: run.sandbox,
     };
     let outcome = match review::review(
         agent,

@@ -37,6 +37,7 @@ pub async fn route_run(
     config: &ProjectConfig,
     prompts: &Prompts,
     bundle: &mut Bundle,
+    sandbox: &orch_process::Sandbox,
     cancel: &CancellationToken,
 ) -> Result<Option<RouteDecision>, String> {
     if !needs_routing(task) {
@@ -48,6 +49,7 @@ pub async fn route_run(
         title: task.spec.title.as_str(),
         body: &task.spec.body,
         labels: &task.spec.labels,
+        sandbox,
     };
     let decision = router::route(&route_task, config.routing(), prompts, cancel)
         .await

@@ -612,6 +612,16 @@ impl Runner<'_> {
         }
     }
 
+    /// How the router's and the reviewer's agents are confined (see `answer_policy`).
+    fn answer_sandbox(&self) -> orch_process::Sandbox {
+        match self.sandbox {
+            SandboxDecision::Off => orch_process::Sandbox::Off,
+            SandboxDecision::Enforce { .. } => orch_process::Sandbox::Enforced(
+                crate::sandbox::answer_policy(&self.settings.home, &self.config.sandbox),
+            ),
+        }
+    }
+
     async fn run(&mut self, project_dir: &Path, cancel: CancellationToken) -> Verdict {
         let job = json!({ "task": self.task.id.0, "attempt": self.attempt, "run": self.run_id, "project": project_dir, "spec": self.task.spec });
         if let Err(e) = self.bundle.write_json("job.json", &job) {
@@ -639,8 +649,16 @@ impl Runner<'_> {
             self.task,
             self.attempt,
         );
-        match crate::route::route_run(self.task, self.config, &self.prompts, self.bundle, &cancel)
-            .await
+        let answer_sandbox = self.answer_sandbox();
+        match crate::route::route_run(
+            self.task,
+            self.config,
+            &self.prompts,
+            self.bundle,
+            &answer_sandbox,
+            &cancel,
+        )
+        .await
         {
             Ok(Some(decision)) => {
                 self.log(

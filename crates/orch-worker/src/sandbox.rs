@@ -285,6 +285,22 @@ pub fn step_policy(
     }
 }
 
+/// What the router's and the reviewer's agents may touch before `answer::ask` adds their
+/// workdir (readable) and state directory (writable): the rest as for a step, but no worktree,
+/// scratch area or repository to write.
+pub fn answer_policy(home: &Path, settings: &SandboxSettings) -> SandboxPolicy {
+    let mut hidden = vec![home.to_owned()];
+    hidden.extend(settings.user_home.iter().cloned());
+    SandboxPolicy {
+        read_write: Vec::new(),
+        read_only: settings.read.clone(),
+        hidden,
+        masked: vec![home.join("tmux")],
+        network: true,
+        limits: settings.limits,
+    }
+}
+
 /// The worktree's own git admin dir (`<common>/worktrees/<name>`) and the objects dir, found
 /// from the main checkout (which a task cannot write), never from the worktree's `.git` file
 /// (which it can): the admin entry whose `gitdir` names this worktree.

@@ -250,6 +250,7 @@ impl Runner<'_> {
             workdir: workspace.path(),
             previous: &feedback,
             rounds_used: self.review_rounds_used,
+            sandbox: &self.answer_sandbox(),
         };
         let end =
             crate::review::review_run(agent, self.config, &self.prompts, self.bundle, run, cancel)
