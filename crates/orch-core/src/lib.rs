@@ -9,8 +9,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod dag;
+pub mod decide;
 pub mod lifecycle;
 pub mod model;
+pub mod plan;
 pub mod replay;
 pub mod retry;
 pub mod spec;

@@ -813,3 +813,14 @@ async fn submit_once_creates_nothing_for_a_known_delivery_id_and_records_the_new
     );
     assert_consistent(&db).await;
 }
+
+#[tokio::test]
+async fn a_postgres_url_is_refused_with_a_clear_error_until_that_backend_is_built() {
+    let err = orch_store::Store::open(&orch_store::DatabaseConfig::Postgres {
+        url: "postgres://localhost/orch".into(),
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, orch_store::StoreError::Unavailable(_)));
+    assert!(err.to_string().contains("PostgreSQL is not built"), "{err}");
+}

@@ -15,6 +15,7 @@ pub mod json;
 pub mod logs;
 pub mod openapi;
 pub mod ops;
+pub mod reviews;
 pub mod tasks;
 pub mod tls;
 pub mod views;

@@ -247,6 +247,22 @@ impl HttpCoordinator {
         .map(|_| ())
     }
 
+    pub(super) async fn record_review(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        review: &orch_store::ReviewRecord,
+    ) -> Result<(), CoordinatorError> {
+        let body = json!({ "token": token.0, "review": review });
+        self.post(
+            &format!("/v1/worker/runs/{run}/review"),
+            body,
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub(super) async fn complete(
         &self,
         run: RunId,
@@ -349,6 +365,8 @@ struct ClaimedRun {
     project_dir: String,
     #[serde(default)]
     reply: Option<orch_store::PendingReply>,
+    #[serde(default)]
+    reviews: Vec<orch_store::ReviewRecord>,
     project_name: Option<String>,
 }
 
@@ -407,6 +425,7 @@ impl ClaimedRun {
                 task,
                 run,
                 reply: self.reply,
+                reviews: self.reviews,
             },
             PathBuf::from(self.project_dir),
         ))
