@@ -10,6 +10,7 @@
 
 pub mod dag;
 pub mod decide;
+pub mod input;
 pub mod lifecycle;
 pub mod model;
 pub mod plan;
@@ -17,6 +18,9 @@ pub mod replay;
 pub mod retry;
 pub mod spec;
 
+pub use input::{
+    CancelReason, CommandDraft, FieldError, ReplyMessage, RetryDelay, StepDraft, TaskDraft,
+};
 pub use lifecycle::{EventKind, Status, TransitionError};
 pub use model::*;
 pub use retry::RetryPolicy;
