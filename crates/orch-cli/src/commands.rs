@@ -34,10 +34,18 @@ pub fn op(actor: &str) -> Op<'_> {
 
 /// Open (creating if needed) the store of this home.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let path = settings.database_path();
-    Store::open_sqlite(&path, settings.sqlite.clone())
+    let database = settings.database();
+    Store::open(&database)
         .await
-        .with_context(|| format!("open the orch database at {}", path.display()))
+        .with_context(|| match &database {
+            orch_store::DatabaseConfig::Sqlite { path, .. } => {
+                format!("open the orch database at {}", path.display())
+            }
+            // Not the URL itself: it may carry a password.
+            orch_store::DatabaseConfig::Postgres { .. } => {
+                "open the orch database of ORCH_DATABASE_URL".to_owned()
+            }
+        })
 }
 
 pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use orch_store::{SqliteOptions, Synchronous};
+use orch_store::{DatabaseConfig, SqliteOptions, Synchronous};
 
 /// Everything the commands need to know about where and how to run.
 #[derive(Debug, Clone)]
@@ -14,6 +14,8 @@ pub struct Settings {
     pub home: PathBuf,
     /// SQLite options.
     pub sqlite: SqliteOptions,
+    /// `ORCH_DATABASE_URL`: a PostgreSQL server instead of the home's SQLite file.
+    pub database_url: Option<String>,
 }
 
 impl Settings {
@@ -42,7 +44,28 @@ impl Settings {
                 format!("ORCH_SQLITE_BUSY_TIMEOUT={raw} is not a duration; write it like `30s`")
             })?;
         }
-        Ok(Settings { home, sqlite })
+        let database_url = env_text("ORCH_DATABASE_URL")?;
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("ORCH_DATABASE_URL={url} is not a PostgreSQL URL; write it like `postgres://user@host/db`, or unset it to use the SQLite file in the home");
+            }
+        }
+        Ok(Settings {
+            home,
+            sqlite,
+            database_url,
+        })
+    }
+
+    /// The database to open: `ORCH_DATABASE_URL`'s server, else the home's SQLite file.
+    pub fn database(&self) -> DatabaseConfig {
+        match &self.database_url {
+            Some(url) => DatabaseConfig::Postgres { url: url.clone() },
+            None => DatabaseConfig::Sqlite {
+                path: self.database_path(),
+                options: self.sqlite.clone(),
+            },
+        }
     }
 
     /// The SQLite database file.
