@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use orch_core::FencingToken;
 use orch_store::{ReviewRecord, ReviewVerdict, StoreError};
-use support::{op, policy, task_with, TestDb, LEASE};
+use support::{op, policy, store_tests, task_with, TestDb, LEASE};
 
 fn reject(round: u32) -> ReviewRecord {
     ReviewRecord {
@@ -20,9 +20,7 @@ fn reject(round: u32) -> ReviewRecord {
     }
 }
 
-#[tokio::test]
-async fn a_recorded_rejection_reaches_the_next_claim_of_the_task() {
-    let db = TestDb::new().await;
+async fn a_recorded_rejection_reaches_the_next_claim_of_the_task(db: TestDb) {
     db.submit(vec![task_with("t", &[], 0, policy(3))], 0).await;
     let first = db
         .store
@@ -61,9 +59,7 @@ async fn a_recorded_rejection_reaches_the_next_claim_of_the_task() {
     assert_eq!(second.reviews, vec![reject(1)]);
 }
 
-#[tokio::test]
-async fn a_review_with_a_stale_token_is_refused_and_recorded() {
-    let db = TestDb::new().await;
+async fn a_review_with_a_stale_token_is_refused_and_recorded(db: TestDb) {
     let id = db.submit(vec![task_with("t", &[], 0, policy(3))], 0).await[0];
     let claim = db
         .store
@@ -91,3 +87,8 @@ async fn a_review_with_a_stale_token_is_refused_and_recorded() {
         .unwrap()
         .starts_with("review report refused"));
 }
+
+store_tests!(
+    a_recorded_rejection_reaches_the_next_claim_of_the_task,
+    a_review_with_a_stale_token_is_refused_and_recorded,
+);
