@@ -211,6 +211,21 @@ impl CliAgent {
         CliAgent::new("sim", CliKind::Command(command), config)
     }
 
+    /// `sim` as a process started directly (no live session): how a confined run runs sim.
+    pub fn sim_process_direct(config: &AgentsConfig) -> CliAgent {
+        let mut agent = CliAgent::sim_process(config);
+        if let CliKind::Command(command) = &mut agent.kind {
+            command.session = Some(SessionMode::Direct);
+        }
+        agent.session = SessionMode::Direct;
+        agent
+    }
+
+    /// This process is the `orch` binary (which has `agent-sim`), not a test binary.
+    pub fn current_exe_is_orch() -> bool {
+        std::env::current_exe().is_ok_and(|exe| exe.file_name().is_some_and(|name| name == "orch"))
+    }
+
     /// The adapter for `kind` under `config`.
     pub fn new(name: &str, kind: CliKind, config: &AgentsConfig) -> CliAgent {
         let settings = config.settings(name).cloned().unwrap_or_default();

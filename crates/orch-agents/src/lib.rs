@@ -120,6 +120,10 @@ pub struct AgentRequest {
     /// Where to record the process group of a spawned CLI, so that a daemon restarting after a
     /// crash can stop what it left running (see `orch-worker`'s `kill_orphaned_groups`).
     pub process_registry: Option<PathBuf>,
+    /// How the CLI is confined (built by the worker: the worktree and the task's scratch area
+    /// writable, the home hidden). A live session's relay runs unconfined and starts the CLI
+    /// under it.
+    pub sandbox: orch_process::Sandbox,
     /// Raw output of a spawned CLI, line by line, for the bundle's `stdout.log` / `stderr.log`.
     pub raw_output: Option<mpsc::UnboundedSender<RawOutput>>,
     /// Where to run the agent when its settings say `session = "tmux"`; without it the agent
@@ -389,6 +393,17 @@ impl Agent {
         cancel: CancellationToken,
     ) -> Result<AgentOutcome, AgentError> {
         match self {
+            // Confined, sim runs as a process (`orch agent-sim`) inside the sandbox like any CLI,
+            // so its file edits are held to the same walls. Only the `orch` binary has that
+            // subcommand: a library test binary runs sim in process (its writes are checked
+            // against the workdir by path, not by the kernel).
+            Agent::Sim(_)
+                if matches!(request.sandbox, orch_process::Sandbox::Enforced(_))
+                    && cli::CliAgent::current_exe_is_orch() =>
+            {
+                let process = cli::CliAgent::sim_process_direct(&AgentsConfig::default());
+                process.run(request, events, cancel).await
+            }
             Agent::Sim(sim) => sim.run(request, events, cancel).await,
             Agent::Cli(cli) => cli.run(request, events, cancel).await,
         }

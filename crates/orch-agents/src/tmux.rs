@@ -2,7 +2,9 @@
 //! watch it (`orch task attach`), list it (`orch task live`) and end it (`orch task kill`).
 //!
 //! orch uses its own tmux server (socket `<home>/tmux/socket`), never the user's. The pane runs
-//! `orch agent-relay`, which starts the agent with the environment orch chose and copies its
+//! `orch agent-relay` (unconfined: it is orch's code writing orch's relay files), which starts
+//! the agent through `orch_process::Spawn` with the environment and the sandbox orch chose
+//! (`env.json` and `sandbox.json` beside its other files) and copies its
 //! stdout and stderr both to the pane and to files in the run's live directory; the worker
 //! reads those files as they grow, exactly as it reads a directly spawned CLI's pipes, so the
 //! output still lands in the bundle and the same parser, stall watchdog and result grace apply.
@@ -167,6 +169,7 @@ pub(crate) fn start(
     argv: &[String],
     env: &BTreeMap<String, String>,
     workdir: &Path,
+    sandbox: &orch_process::Sandbox,
 ) -> Result<Option<i32>, TmuxError> {
     let io = |e: std::io::Error| TmuxError::Failed {
         args: "prepare the live session".into(),
@@ -182,6 +185,11 @@ pub(crate) fn start(
     write_private(
         &session.dir.join("env.json"),
         &serde_json::to_vec(env).unwrap_or_default(),
+    )
+    .map_err(io)?;
+    write_private(
+        &session.dir.join("sandbox.json"),
+        &serde_json::to_vec(sandbox).unwrap_or_default(),
     )
     .map_err(io)?;
     // A session left by a crashed run of the same task would block the name.
@@ -233,7 +241,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The relay inside the pane: run `argv` with the environment in `<dir>/env.json` (deleted as
-/// soon as it is read: it holds API keys), copy stdout and stderr to this terminal and to
+/// soon as it is read: it holds API keys) and the sandbox in `<dir>/sandbox.json` (a missing or
+/// unreadable one refuses to start the agent: it never runs unconfined by accident), copy stdout and stderr to this terminal and to
 /// `<dir>/stdout` / `<dir>/stderr`, write the exit status to `<dir>/exit` (`code N` or
 /// `signal N`) and return the code to exit with.
 pub fn relay(dir: &Path, argv: &[String]) -> i32 {
@@ -247,14 +256,28 @@ pub fn relay(dir: &Path, argv: &[String]) -> i32 {
         finish(dir, "code 127");
         return 127;
     };
-    let child = Command::new(program)
-        .args(&argv[1..])
-        .env_clear()
-        .envs(&env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
+    let sandbox = std::fs::read(dir.join("sandbox.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            serde_json::from_slice::<orch_process::Sandbox>(&bytes).map_err(|e| e.to_string())
+        });
+    let child = sandbox
+        .map_err(|e| format!("no sandbox policy ({e})"))
+        .and_then(|sandbox| {
+            orch_process::Spawn::new(program)
+                .args(&argv[1..])
+                .envs(&env)
+                .stdio(
+                    orch_process::Io::Null,
+                    orch_process::Io::Piped,
+                    orch_process::Io::Piped,
+                )
+                // The pane's own group: tmux and orch stop the whole session by it.
+                .in_callers_group()
+                .sandbox(sandbox)
+                .start_blocking()
+                .map_err(|e| e.to_string())
+        });
     let mut child = match child {
         Ok(child) => child,
         Err(e) => {

@@ -186,20 +186,23 @@ pub async fn worker_command(
 
 const DEMO_WORKFLOW: &str = include_str!("demo.yml");
 
+/// Git for the demo repository, through the same hardened runner as every git orch runs.
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = std::process::Command::new("git")
-        .args([
-            "-c",
-            "user.name=orch demo",
-            "-c",
-            "user.email=demo@localhost",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .context("run git (is it installed?)")?;
+    let mut full = vec![
+        "-c",
+        "user.name=orch demo",
+        "-c",
+        "user.email=demo@localhost",
+        "-c",
+        "init.defaultBranch=main",
+    ];
+    full.extend_from_slice(args);
+    let out = orch_worker::workspace::git_command(
+        &orch_worker::workspace::GitScope::Discover { dir },
+        &full,
+    )
+    .output()
+    .context("run git (is it installed?)")?;
     if !out.status.success() {
         anyhow::bail!(
             "git {} failed: {}",

@@ -60,6 +60,8 @@ pub struct StepDraft {
     pub profile: Option<String>,
     /// Stop the step after this long.
     pub timeout: Option<Duration>,
+    /// Whether the step may reach the network; default yes.
+    pub network: Option<bool>,
 }
 
 /// A task as a front end received it, before it is checked.
@@ -179,6 +181,7 @@ impl Step {
             name,
             action,
             timeout: draft.timeout,
+            network: draft.network.unwrap_or(true),
         })
     }
 }

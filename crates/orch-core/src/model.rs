@@ -190,6 +190,22 @@ pub struct Step {
         with = "crate::duration_ms::option"
     )]
     pub timeout: Option<Duration>,
+    /// The step's processes may reach the network. Without it they run in a network namespace
+    /// with only a down loopback (not even the host's 127.0.0.1 is reachable).
+    #[serde(
+        default = "network_default",
+        skip_serializing_if = "is_network_default"
+    )]
+    pub network: bool,
+}
+
+fn network_default() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_network_default(network: &bool) -> bool {
+    *network
 }
 
 /// Everything about a task that its submitter chose: the normalized spec (`job.json`).

@@ -189,6 +189,10 @@ pub struct StepFile {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Located<String>>,
+    /// `false`: the step's commands or agent get no network at all (a network namespace with
+    /// only a down loopback; not even the host's 127.0.0.1). Default `true`.
+    #[serde(default)]
+    pub network: Option<bool>,
 }
 
 /// One command of an exec step.
@@ -798,6 +802,7 @@ fn step(
         name,
         action,
         timeout: optional_duration(file, "timeout", &raw.timeout)?,
+        network: raw.network.unwrap_or(true),
     })
 }
 

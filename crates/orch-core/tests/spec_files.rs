@@ -323,7 +323,7 @@ fn an_unknown_key_in_a_step_points_at_the_key() {
                 promt: Hello
         "#,
         expect![[r#"
-            workflow.yml:6:9: tasks[0].steps[0]: unknown key `promt`; did you mean `prompt`? The keys allowed here are: `name`, `exec`, `agent`, `prompt`, `model`, `profile`, `timeout`
+            workflow.yml:6:9: tasks[0].steps[0]: unknown key `promt`; did you mean `prompt`? The keys allowed here are: `name`, `exec`, `agent`, `prompt`, `model`, `profile`, `timeout`, `network`
               |         promt: Hello
               |         ^
         "#]],

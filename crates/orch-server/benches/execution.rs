@@ -2,6 +2,10 @@
 //! with 2 embedded workers, next to spawning the same 1,000 `true` processes from a plain Rust
 //! loop on 2 threads (the limit); and enqueue → process-start latency on an idle queue.
 //!
+//! The same throughput with the OS sandbox on (`sandbox = "required"`: Landlock, user and
+//! network namespaces, rlimits for every command) and off, alternated in one run: the sandbox
+//! may cost at most 10% of tasks/s.
+//!
 //! `cargo bench -p orch-server --bench execution` (`ORCH_BENCH_TASKS` changes the count).
 
 use std::path::Path;
@@ -76,11 +80,17 @@ async fn open(home: &Path) -> Store {
 }
 
 /// Submit `n` tasks at once, serve with 2 workers until idle; tasks/s from submit to done.
-async fn throughput(n: usize, git: bool) -> f64 {
+/// `sandbox` is the global `sandbox` setting (`None`: the default).
+async fn throughput(n: usize, git: bool, sandbox: Option<&str>) -> f64 {
     let dir = tempfile::tempdir().expect("tmp");
     let repo = dir.path().join("repo");
     project(&repo, git);
     let home = dir.path().join("home");
+    if let Some(mode) = sandbox {
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::write(home.join("config.toml"), format!("sandbox = \"{mode}\"\n"))
+            .expect("config");
+    }
     let store = open(&home).await;
     let project = store
         .ensure_project(&repo.to_string_lossy(), now())
@@ -213,7 +223,7 @@ fn main() {
     println!("| workspace | orch tasks/s (submit → done) | bare spawn/s (2 threads) | orch / bare | start latency p50 | p99 |");
     println!("|---|---:|---:|---:|---:|---:|");
     for git in [false, true] {
-        let rate = rt.block_on(throughput(n, git));
+        let rate = rt.block_on(throughput(n, git, None));
         let (p50, p99) = rt.block_on(latency(if quick { 5 } else { 200 }, git));
         let kind = if git {
             "git worktree"
@@ -225,4 +235,35 @@ fn main() {
             rate / bare
         );
     }
+    sandbox_cost(&rt, n);
+}
+
+/// Sandbox on and off, alternated (off, on, off, on) so drift on a shared machine hits both;
+/// the better of each pair is kept.
+fn sandbox_cost(rt: &tokio::runtime::Runtime, n: usize) {
+    let support = orch_process::support();
+    if !support.missing().is_empty() {
+        println!(
+            "\nsandbox: this machine lacks {}; measured with what it has",
+            support.missing().join(", ")
+        );
+    }
+    let (mut off, mut on) = (0.0f64, 0.0f64);
+    for _ in 0..2 {
+        off = off.max(rt.block_on(throughput(n, true, Some("off"))));
+        on = on.max(rt.block_on(throughput(n, true, Some("best_effort"))));
+    }
+    println!(
+        "\nsandbox: {n} no-op exec tasks in git worktrees, 2 embedded workers ({})\n",
+        support.describe()
+    );
+    println!("| sandbox | orch tasks/s (submit → done) |");
+    println!("|---|---:|");
+    println!("| off | {off:.0} |");
+    println!("| on | {on:.0} |");
+    println!(
+        "\non / off = {:.3} (cost {:.1}% of tasks/s; target: at most 10%)",
+        on / off,
+        (1.0 - on / off) * 100.0
+    );
 }

@@ -205,7 +205,7 @@ pub async fn serve(
     // What the registry missed (a command spawned but not yet registered when the daemon died)
     // still carries its run's id; no worker runs yet, so nothing is handed out before this.
     let runs: Vec<i64> = released.iter().map(|r| r.run.0).collect();
-    for group in orch_worker::exec::kill_processes_of_runs(&options.home.join("runs"), &runs) {
+    for group in orch_worker::exec::kill_processes_of_runs(&options.home.join("scratch"), &runs) {
         tracing::warn!(
             group,
             "killed the unregistered commands of a run whose daemon died"

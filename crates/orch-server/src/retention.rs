@@ -2,14 +2,16 @@
 //! or they are older than the configured age. `orch gc` runs it now; the daemon runs it hourly.
 //!
 //! Tasks in `needs_review` keep their worktrees whatever their age: a human is meant to look at
-//! them. Branches are never deleted, only worktrees, so no work is lost.
+//! them. Branches are never deleted, only worktrees, so no work is lost. The git it needs goes
+//! through the workspace's hardened runner, on the repository recorded beside each worktree,
+//! never through anything inside the worktree.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orch_core::{Status, TaskId, Timestamp};
 use orch_store::Store;
-use orch_worker::workspace::Workspace;
+use orch_worker::workspace::{parse_record, Workspace};
 
 /// What a retention pass did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,24 +26,16 @@ pub struct GcReport {
 struct Found {
     task: TaskId,
     workspace: Workspace,
-    /// The main checkout (for git worktrees), to find the base branch.
-    repo: Option<PathBuf>,
-}
-
-fn git_text(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Every workspace under `worktrees_root`, rebuilt from what is on disk: git worktrees are
-/// `<group>/<task>` with a `<group>/<task>.base` record (`<base sha> <branch>`), copies are
-/// `copies/<task>`.
+/// `<group>/<task>` with a `<group>/<task>.base` record (base commit, branch and the git
+/// directories orch recorded when it made the worktree), copies are `copies/<task>`.
+///
+/// Nothing is asked of git here and nothing inside a worktree is read: a task may have replaced
+/// its `.git`. A worktree whose record predates the recorded git directories is handled as a
+/// plain directory: removing it deletes the directory only, never running git in it (its stale
+/// registration is pruned by a later `prepare` that needs the path or the branch).
 fn find_workspaces(worktrees_root: &Path) -> Vec<Found> {
     let mut found = Vec::new();
     let Ok(groups) = std::fs::read_dir(worktrees_root) else {
@@ -68,38 +62,27 @@ fn find_workspaces(worktrees_root: &Path) -> Vec<Found> {
             else {
                 continue;
             };
-            if is_copies {
-                found.push(Found {
-                    task: TaskId(task),
-                    workspace: Workspace::Copy {
-                        path,
-                        source: PathBuf::new(),
-                    },
-                    repo: None,
-                });
-                continue;
-            }
-            let Ok(record) = std::fs::read_to_string(group.join(format!("{task}.base"))) else {
-                continue;
+            let as_directory = || Workspace::Copy {
+                path: path.clone(),
+                source: PathBuf::new(),
             };
-            let mut parts = record.split_whitespace();
-            let (Some(base_commit), Some(branch)) = (parts.next(), parts.next()) else {
-                continue;
+            let workspace = if is_copies {
+                as_directory()
+            } else {
+                let Some(record) = std::fs::read(group.join(format!("{task}.base")))
+                    .ok()
+                    .as_deref()
+                    .and_then(parse_record)
+                else {
+                    continue;
+                };
+                // Records hold canonical paths; `path` is canonical when the home is.
+                let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                Workspace::from_record(&canonical, record).unwrap_or_else(as_directory)
             };
-            let repo = git_text(
-                &path,
-                &["rev-parse", "--path-format=absolute", "--git-common-dir"],
-            )
-            .map(PathBuf::from)
-            .and_then(|common| common.parent().map(Path::to_path_buf));
             found.push(Found {
                 task: TaskId(task),
-                workspace: Workspace::Git {
-                    path,
-                    branch: branch.to_owned(),
-                    base_commit: base_commit.to_owned(),
-                },
-                repo,
+                workspace,
             });
         }
     }
@@ -134,14 +117,8 @@ pub async fn collect(
             continue;
         }
         let old = task.updated_at.after(older_than) <= now;
-        let merged = match (&found.workspace, &found.repo) {
-            (Workspace::Git { .. }, Some(repo)) => {
-                let base = git_text(repo, &["symbolic-ref", "--quiet", "--short", "HEAD"]);
-                match base {
-                    Some(base) => found.workspace.is_merged(&base).await.unwrap_or(false),
-                    None => false,
-                }
-            }
+        let merged = match found.workspace.main_branch().await {
+            Ok(Some(base)) => found.workspace.is_merged(&base).await.unwrap_or(false),
             _ => false,
         };
         // A done task whose branch is merged has nothing left in its worktree; anything else

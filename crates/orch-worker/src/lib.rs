@@ -12,6 +12,7 @@ pub mod redact;
 pub mod review;
 pub mod route;
 pub mod run;
+pub mod sandbox;
 pub mod worker;
 pub mod workspace;
 

@@ -10,6 +10,8 @@ use orch_agents::review::ReviewConfig;
 use orch_agents::router::{self, ModelMap, RouterConfig, RoutingConfig};
 use serde::Deserialize;
 
+use crate::sandbox::SandboxSettings;
+
 /// What to do with a project directory that is not a git repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,6 +53,10 @@ pub struct ProjectConfig {
     pub profiles: BTreeMap<String, Profile>,
     /// `[review]`: the optional reviewer.
     pub review: ReviewConfig,
+    /// `sandbox`, `[limits]` and `sandbox_read`, combined across the layers by their own rules
+    /// (a project may only tighten; see [`SandboxSettings::from_layers`]).
+    #[serde(skip)]
+    pub sandbox: SandboxSettings,
 }
 
 impl Default for ProjectConfig {
@@ -68,6 +74,7 @@ impl Default for ProjectConfig {
             model_map: ModelMap::default(),
             profiles: BTreeMap::new(),
             review: ReviewConfig::default(),
+            sandbox: SandboxSettings::default(),
         }
     }
 }
@@ -90,7 +97,8 @@ impl ProjectConfig {
     }
 
     /// The settings a worker runs a project's tasks with: `<home>/config.toml`, then
-    /// `<dir>/.orch.toml` over it, then `ORCH_ENABLE_REAL_CLI` / `ORCH_ALLOWED_AGENTS`.
+    /// `<dir>/.orch.toml` over it, then `ORCH_ENABLE_REAL_CLI` / `ORCH_ALLOWED_AGENTS`,
+    /// `ORCH_SANDBOX` and `ORCH_SANDBOX_UNSUPPORTED`.
     pub fn load_merged(home: &Path, dir: &Path) -> Result<ProjectConfig, ProjectConfigError> {
         Self::load_layers(Some(&home.join("config.toml")), dir, &|name| {
             std::env::var(name).ok()
@@ -102,17 +110,23 @@ impl ProjectConfig {
         dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ProjectConfig, ProjectConfigError> {
-        let mut merged = toml::Table::new();
         let project = dir.join(".orch.toml");
-        for path in global.into_iter().chain([project.as_path()]) {
-            if let Some(table) = read_table(path)? {
-                merge(&mut merged, table);
-            }
-        }
         let shown = match global {
             Some(global) => format!("{} + {}", global.display(), project.display()),
             None => project.display().to_string(),
         };
+        let mut global_table = match global {
+            Some(path) => read_table(path)?.unwrap_or_default(),
+            None => toml::Table::new(),
+        };
+        let mut project_table = read_table(&project)?.unwrap_or_default();
+        let sandbox = SandboxSettings::from_layers(&mut global_table, &mut project_table, env)
+            .map_err(|message| ProjectConfigError {
+                path: shown.clone(),
+                message,
+            })?;
+        let mut merged = global_table;
+        merge(&mut merged, project_table);
         let mut config: ProjectConfig =
             toml::Value::Table(merged)
                 .try_into()
@@ -124,6 +138,7 @@ impl ProjectConfig {
             path: shown.clone(),
             message,
         })?;
+        config.sandbox = sandbox;
         config
             .agents
             .apply_env(env)

@@ -21,6 +21,7 @@ use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::exec::{self, ExecPolicy, OutputPaths};
 use crate::project::{NonGitMode, ProjectConfig};
 use crate::redact::Redactor;
+use crate::sandbox::{SandboxDecision, Scratch};
 use crate::workspace::{Workspace, WorkspaceError, WorkspaceRequest};
 
 mod agent;
@@ -374,6 +375,8 @@ async fn run_task(
         keep_work: false,
         review_result: None,
         review_record: None,
+        project_dir: project_dir.clone(),
+        sandbox: SandboxDecision::Off,
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
     if let Some(review) = runner.review_record.take() {
@@ -435,6 +438,10 @@ struct Runner<'a> {
     review_result: Option<crate::review::ReviewResult>,
     /// This run's verdict, recorded in the store before the completion.
     review_record: Option<orch_store::ReviewRecord>,
+    /// The main checkout (read-only inside the sandbox).
+    project_dir: PathBuf,
+    /// Whether steps run confined (decided at claim time).
+    sandbox: SandboxDecision,
 }
 
 impl Runner<'_> {
@@ -489,6 +496,70 @@ impl Runner<'_> {
         if let Err(e) = self.bundle.write_json("context.json", &context) {
             tracing::warn!("could not write context.json: {e}");
         }
+        // Steps read a copy in their scratch area: the bundle is out of their reach.
+        let scratch = self.scratch();
+        let copied = std::fs::create_dir_all(&scratch.root).and_then(|()| {
+            let bytes = serde_json::to_vec_pretty(&context).unwrap_or_default();
+            let (redacted, _) = self.bundle.redactor().redact(&bytes);
+            std::fs::write(scratch.context(), redacted)
+        });
+        if let Err(e) = copied {
+            tracing::warn!("could not write the scratch copy of context.json: {e}");
+        }
+    }
+
+    fn scratch(&self) -> Scratch {
+        Scratch::of(&self.settings.home, self.task.id.0)
+    }
+
+    /// Refuse the task at claim time when it needs a sandbox this machine cannot give, before
+    /// a workspace is made; under `best_effort`, log what is missing.
+    fn sandbox_preflight(&mut self) -> Option<Verdict> {
+        match self.config.sandbox.decide() {
+            Ok(decision) => {
+                if let SandboxDecision::Enforce {
+                    warning: Some(warning),
+                } = &decision
+                {
+                    tracing::warn!(task = %self.task.id, "{warning}");
+                    self.log(None, &format!("warning: {warning}"));
+                }
+                self.sandbox = decision;
+                None
+            }
+            Err(reason) => Some(Verdict {
+                outcome: Outcome::FailedPermanently,
+                reason,
+                interrupted: false,
+                requeue_after: None,
+            }),
+        }
+    }
+
+    /// How the processes of `step` are confined; `binaries` are the programs it starts (their
+    /// install directories are made readable when they sit in a hidden directory).
+    fn step_sandbox(
+        &self,
+        step: &Step,
+        workspace: &Workspace,
+        binaries: &[String],
+        path_var: Option<&str>,
+    ) -> orch_process::Sandbox {
+        match self.sandbox {
+            SandboxDecision::Off => orch_process::Sandbox::Off,
+            SandboxDecision::Enforce { .. } => {
+                orch_process::Sandbox::Enforced(crate::sandbox::step_policy(
+                    &self.settings.home,
+                    &self.config.sandbox,
+                    &self.scratch(),
+                    workspace.path(),
+                    &self.project_dir,
+                    binaries,
+                    path_var,
+                    step.network,
+                ))
+            }
+        }
     }
 
     async fn run(&mut self, project_dir: &Path, cancel: CancellationToken) -> Verdict {
@@ -504,7 +575,10 @@ impl Runner<'_> {
         self.write_state("preparing");
         self.write_context();
         let started = now_ms();
-        if let Some(verdict) = self.preflight().await {
+        if let Some(verdict) = match self.sandbox_preflight() {
+            Some(refused) => Some(refused),
+            None => self.preflight().await,
+        } {
             self.log(None, &verdict.reason);
             self.finish(None, started, verdict.outcome, &verdict.reason, None)
                 .await;
@@ -655,6 +729,18 @@ impl Runner<'_> {
                 }
             }
         }
+        // Whatever the steps did, a worktree whose git metadata the task replaced or redirected
+        // fails the run for good: retrying would run the same task into the same trap, and
+        // nothing is committed or diffed (`commit_all` and `diff` refuse it too).
+        if let Err(refused) = workspace.verify().await {
+            self.log(None, &refused.to_string());
+            verdict = Verdict {
+                outcome: Outcome::FailedPermanently,
+                reason: refused.to_string(),
+                interrupted: false,
+                requeue_after: None,
+            };
+        }
         let status = verdict.interrupted.then_some(ResultStatus::Cancelled);
         self.finish(
             Some(&workspace),
@@ -740,7 +826,19 @@ impl Runner<'_> {
             ));
         }
         report.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let diff = workspace.diff().await.unwrap_or_default();
+        let diff = match workspace.diff().await {
+            Ok(diff) => diff,
+            Err(refused @ WorkspaceError::Tampered { .. }) => {
+                // The step changed where git would look: no later step runs in that worktree.
+                report.status = ResultStatus::Failed;
+                report.error = Some(refused.to_string());
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!("diff failed: {e}");
+                Vec::new()
+            }
+        };
         let step_dir = format!("steps/{}", step.name);
         let _ = self
             .bundle
@@ -806,18 +904,12 @@ impl Runner<'_> {
             "ORCH_WORKSPACE".into(),
             workspace.path().display().to_string(),
         );
-        env.insert(
-            "ORCH_BUNDLE".into(),
-            self.bundle.path().display().to_string(),
-        );
-        env.insert(
-            "ORCH_CONTEXT".into(),
-            self.bundle
-                .path()
-                .join("context.json")
-                .display()
-                .to_string(),
-        );
+        // The task's own HOME, TMPDIR, XDG dirs and context copy (never the daemon user's, never
+        // the bundle); `ORCH_SCRATCH` also lets a restarted daemon find the run's processes.
+        match self.scratch().prepare() {
+            Ok(scratch) => env.extend(scratch),
+            Err(e) => tracing::warn!("could not prepare the task's scratch area: {e}"),
+        }
         env
     }
 
@@ -836,22 +928,39 @@ impl Runner<'_> {
             kill_grace: self.settings.kill_grace,
             default_timeout: None,
             process_registry: Some(self.settings.home.join("processes")),
+            sandbox: orch_process::Sandbox::Off,
         };
-        if let Err(refused) = exec::validate(commands, workspace.path(), &policy) {
-            let mut report = failed_report(&step.name, refused.to_string(), clock);
-            report.summary = "refused before anything ran".into();
-            report.status = ResultStatus::Failed;
-            report.exit_code = None;
-            // Marks the failure as permanent for `step_verdict`.
-            report.error = Some(format!("refused: {refused}"));
-            return report;
-        }
         let env = self.command_env(workspace, step);
+        let programs: Vec<String> = commands
+            .iter()
+            .filter_map(|c| c.argv.first().cloned())
+            .collect();
+        let path_var = exec::command_path(&policy);
+        let policy = ExecPolicy {
+            sandbox: self.step_sandbox(step, workspace, &programs, path_var.as_deref()),
+            ..policy
+        };
         let step_dir = self.bundle.path().join("steps").join(&step.name);
         let mut last_code = None;
         let mut tail = String::new();
         for (index, command) in commands.iter().enumerate() {
             let line = shell_words::join(&command.argv);
+            // Policy, checked just before this command (an earlier one may have made a link);
+            // the sandbox is what enforces.
+            if let Err(refused) = exec::validate_command(index, command, workspace.path(), &policy)
+            {
+                let mut report = failed_report(&step.name, refused.to_string(), clock);
+                report.summary = if index == 0 {
+                    "refused before anything ran".into()
+                } else {
+                    format!("command {} of {} refused", index + 1, commands.len())
+                };
+                report.status = ResultStatus::Failed;
+                report.exit_code = None;
+                // Marks the failure as permanent for `step_verdict`.
+                report.error = Some(format!("refused: {refused}"));
+                return report;
+            }
             self.log(Some(&step.name), &format!("$ {line}"));
             let out = OutputPaths {
                 stdout: step_dir.join(format!("cmd-{}.stdout.log", index + 1)),

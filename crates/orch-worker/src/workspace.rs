@@ -4,30 +4,43 @@
 //!
 //! Layout under `worktrees_root`:
 //! - `<repo-name>-<hash of the repo path>/<task>`: the task's worktree;
-//! - `<repo-name>-<hash of the repo path>/<task>.base`: the base record, `<sha> <branch>`, the
-//!   commit the task's branch was created from. It sits beside the worktree, not inside it, so it
-//!   survives the worktree directory being deleted and is never seen by agents or commits. When it
-//!   is missing (a crash between creating the branch and writing it, or a wiped directory) it is
-//!   rebuilt from `git merge-base <branch> <base>` and written again, so the base never drifts
-//!   after that even when the base branch moves on;
+//! - `<repo-name>-<hash of the repo path>/<task>.base`: the base record, first line
+//!   `<sha> <branch>` (the commit the task's branch was created from), then the places orch's
+//!   git uses for the worktree (format in `places.rs`). It sits beside the worktree, not inside
+//!   it, so it survives the worktree directory being deleted and is never seen by agents or
+//!   commits. When it is missing (a crash between creating the branch and writing it, or a wiped
+//!   directory) it is rebuilt from `git merge-base <branch> <base>` and written again, so the
+//!   base never drifts after that even when the base branch moves on;
 //! - `copies/<task>`: copies of directories that are not repositories.
 //!
 //! Architecture invariant: nothing here changes the main checkout. The only git commands run in
-//! it are reads, `worktree add|prune|remove` (which touch `.git/worktrees` and create branches)
-//! and nothing that moves its HEAD, index or files.
+//! it are reads, `worktree add|prune` (which touch `.git/worktrees` and create branches) and
+//! nothing that moves its HEAD, index or files.
 //!
-//! Git runs as a child process (argv, never a shell) with prompts disabled, a fixed identity and
-//! signing off, so it behaves the same on a machine with no git configuration and never waits
-//! for a human.
+//! Architecture invariant: orch's git obeys nothing a task can write. Every git command is built
+//! by [`git_command`] (cleared environment, no system or user config, hooks, fsmonitor and
+//! external programs off; the decision and what config is trusted are in `git.rs`). A task's
+//! worktree is only ever named through the [`GitPlaces`] recorded when orch made it, never
+//! discovered from the worktree; commits are plumbing onto `refs/heads/<branch>`, never through
+//! the worktree's `HEAD`. Before orch diffs or commits, [`Workspace::verify`] checks that the
+//! task has not replaced or redirected the worktree's `.git`, its admin dir's links or `HEAD`;
+//! if it has, orch refuses ([`WorkspaceError::Tampered`]) and runs no git there at all. Removal
+//! deletes the recorded directories itself, without following links and without asking git
+//! (which would read the task-writable `.git` and `gitdir` files).
+
+mod git;
+mod places;
 
 use std::ffi::OsStr;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::process::Command;
+
+pub use git::{git_command, GitScope, ENVIRONMENT_WHITELIST};
+pub use places::{parse_record, BaseRecord, GitPlaces};
+
+use git::{git, git_failure, git_output, retry_on_contention, stdout_line};
+use places::Finding;
 
 use crate::project::NonGitMode;
 
@@ -59,6 +72,8 @@ pub enum Workspace {
         branch: String,
         /// The commit the branch started from (what `patch.diff` is against).
         base_commit: String,
+        /// Where orch's git looks for this worktree, recorded when orch made it.
+        places: GitPlaces,
     },
     /// A copy of a directory that is not a repository.
     Copy {
@@ -69,7 +84,7 @@ pub enum Workspace {
     },
 }
 
-/// Why no workspace was prepared.
+/// Why no workspace was prepared, or why orch refused to diff or commit it.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
     /// The project is not a git repository and its config says `needs_review`.
@@ -78,6 +93,20 @@ pub enum WorkspaceError {
     /// The project is not a git repository and its config says `fail`.
     #[error("{0} is not a git repository and the project's `non_git` setting is `fail`")]
     NotGit(PathBuf),
+    /// The task replaced or redirected the worktree's git metadata (its `.git`, its admin dir's
+    /// `commondir`/`gitdir`, its index) or moved its `HEAD` off the task's branch. orch ran no git
+    /// in the worktree: nothing a task planted there was executed or followed.
+    #[error(
+        "refused: the worktree {} was changed by the task so that git would follow it elsewhere \
+         ({what}); orch did not commit or diff it and ran no git in it",
+        path.display()
+    )]
+    Tampered {
+        /// The worktree.
+        path: PathBuf,
+        /// What was found.
+        what: String,
+    },
     /// A git command failed.
     #[error("`git {args}` failed in {dir}: {stderr}")]
     Git {
@@ -101,33 +130,19 @@ pub enum WorkspaceError {
 /// Most characters of the title's slug in a branch name.
 const SLUG_MAX_CHARS: usize = 40;
 
-/// How often an operation that lost a race with another git process is tried in all.
-const CONTENTION_ATTEMPTS: u32 = 6;
-
-/// Environment variables that would point git at another repository, index or work tree than
-/// the one we name (they are set, for example, when orch itself runs inside a git hook).
-const REDIRECTING_GIT_VARIABLES: &[&str] = &[
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_COMMON_DIR",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-];
-
 impl Workspace {
     /// Create the workspace, or reuse the task's existing one (a retry continues on its branch).
     ///
     /// For a git project: an existing worktree on the task's branch is reused as it is; a branch
     /// whose worktree directory is gone gets a new worktree on it; a directory in the worktree's
-    /// place that is not a worktree of this repository is replaced; otherwise a new branch is
-    /// created from `base_branch` (or the current HEAD). Races with other tasks of the same
-    /// repository (git's lock files, half-made worktrees) are retried with backoff.
+    /// place that is not the worktree orch recorded (no `.git`, or a `.git` replaced or
+    /// redirected by an earlier attempt) is deleted, without running git in it, and replaced;
+    /// otherwise a new branch is created from `base_branch` (or the current HEAD). Races with
+    /// other tasks of the same repository (git's lock files, half-made worktrees) are retried
+    /// with backoff.
     pub async fn prepare(request: &WorkspaceRequest) -> Result<Workspace, WorkspaceError> {
-        match repository_toplevel(&request.project_dir).await? {
-            Some(toplevel) => prepare_worktree(request, &toplevel).await,
+        match main_repository(&request.project_dir).await? {
+            Some(main) => prepare_worktree(request, main).await,
             None => match request.non_git {
                 NonGitMode::Copy => prepare_copy(request).await,
                 NonGitMode::NeedsReview => {
@@ -145,62 +160,96 @@ impl Workspace {
         }
     }
 
+    /// Check that the task left the worktree's git metadata as orch made it: its `.git` is still
+    /// the file naming the recorded admin dir, whose `commondir` and `gitdir` still point at the
+    /// recorded repository and back at the worktree, its index is a plain file and `HEAD` still
+    /// names the task's branch. Reads files only. A copy always passes.
+    pub async fn verify(&self) -> Result<(), WorkspaceError> {
+        let Workspace::Git {
+            path,
+            branch,
+            places,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let (checked, checked_branch) = (places.clone(), branch.clone());
+        let finding = blocking(move || Ok(places::check(&checked, &checked_branch))).await?;
+        let what = match finding {
+            Finding::Intact => return Ok(()),
+            Finding::HeadMoved(head) => format!(
+                "its HEAD was moved to {head}; orch commits only onto the task's branch `{branch}`"
+            ),
+            Finding::NoGitFile => "its .git was removed".to_owned(),
+            Finding::Tampered(what) => what,
+        };
+        Err(WorkspaceError::Tampered {
+            path: path.clone(),
+            what,
+        })
+    }
+
     /// Commit every change (including new files) on the task's branch; `None` if nothing changed
-    /// or the workspace is a copy.
+    /// or the workspace is a copy. Refused with [`WorkspaceError::Tampered`] when
+    /// [`verify`](Self::verify) fails.
     ///
-    /// The commit is made as `orch <orch@localhost>`, unsigned and without the repository's
-    /// hooks: it is a checkpoint of the agent's work, and a hook that fails or prompts must not
-    /// lose it. Hooks still run when a human commits or pushes the branch.
+    /// The commit is made with plumbing (everything staged into the worktree's index as
+    /// `add -A` would, `write-tree`,
+    /// `commit-tree` on the branch's current tip, `update-ref` of `refs/heads/<branch>` from that
+    /// tip), as `orch <orch@localhost>`, unsigned: no hook can run, and the commit lands on the
+    /// recorded branch whatever the worktree's `HEAD` says. Hooks still run when a human commits
+    /// or pushes the branch.
     pub async fn commit_all(&self, message: &str) -> Result<Option<String>, WorkspaceError> {
-        let Workspace::Git { path, .. } = self else {
+        let Workspace::Git { branch, places, .. } = self else {
             return Ok(None);
         };
-        git_retrying_contention(path, &["add", "-A"], None).await?;
-        if !has_staged_changes(path).await? {
-            return Ok(None);
-        }
-        git_retrying_contention(
-            path,
-            &[
-                "commit",
-                "--quiet",
-                "--no-verify",
-                "--allow-empty-message",
-                "-m",
-                message,
-            ],
-            None,
-        )
-        .await?;
-        let head = git(path, &["rev-parse", "--verify", "HEAD"], None).await?;
-        Ok(Some(stdout_line(&head)))
+        self.verify().await?;
+        let index = places.index();
+        let scope = GitScope::Worktree {
+            places,
+            index: &index,
+        };
+        let reference = format!("refs/heads/{branch}");
+        // Each attempt reads the tip afresh, so an attempt that lost a race for the index or the
+        // ref to another git process starts over instead of committing on a stale parent.
+        retry_on_contention(|| commit_once(&scope, &reference, message)).await
     }
 
     /// A unified diff of the workspace against its base: committed and uncommitted changes and
-    /// new files. Binary files appear as git's binary diff.
+    /// new files. Binary files appear as git's binary diff. Refused with
+    /// [`WorkspaceError::Tampered`] when [`verify`](Self::verify) fails.
     ///
-    /// For git, the worktree is staged with `git add -A` into a throwaway index (a copy of the
-    /// worktree's own index, so unchanged files are not hashed again) and that index is diffed
-    /// against the base commit. The worktree's real index is never written: what the user or the
-    /// agent staged stays as it was, and new files stay untracked. New files count unless
-    /// `.gitignore` ignores them. The only trace is the new files' blobs in the object database,
-    /// which `git gc` drops. A copy has no baseline to compare with, so its diff is empty.
+    /// For git, the worktree is staged as `git add -A` would (see `stage_all`) into a throwaway index (a copy of the
+    /// worktree's own index, so unchanged files are not hashed again, kept beside the worktree in
+    /// orch's home) and that index is diffed against the base commit. The worktree's real index is
+    /// never written: what the user or the agent staged stays as it was, and new files stay
+    /// untracked. New files count unless `.gitignore` ignores them. The only trace is the new
+    /// files' blobs in the object database, which `git gc` drops. A copy has no baseline to
+    /// compare with, so its diff is empty.
     pub async fn diff(&self) -> Result<Vec<u8>, WorkspaceError> {
         let Workspace::Git {
-            path, base_commit, ..
+            path,
+            branch,
+            base_commit,
+            places,
         } = self
         else {
             return Ok(Vec::new());
         };
-        let git_dir = stdout_path(&git(path, &["rev-parse", "--absolute-git-dir"], None).await?);
-        let scratch_index = git_dir.join(format!(
-            "orch-diff-index-{}-{:016x}",
+        self.verify().await?;
+        let task = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let scratch_index = path.with_file_name(format!(
+            ".{task}.diff-index-{}-{:016x}",
             std::process::id(),
             rand::random::<u64>()
         ));
-        let result = diff_with_index(path, &git_dir, &scratch_index, base_commit).await;
-        // The scratch index is ours alone; a failure to delete it only leaves a stray file in the
-        // worktree's private git directory, which `remove` deletes with the rest.
+        let result = diff_with_index(places, &scratch_index, branch, base_commit).await;
+        // The scratch index is ours alone; a failure to delete it only leaves a stray file beside
+        // the worktree.
         let leftovers = [scratch_index.clone(), scratch_index.with_extension("lock")];
         let _ = blocking(move || {
             for file in leftovers {
@@ -212,35 +261,129 @@ impl Workspace {
         result
     }
 
-    /// Remove the workspace (and for git, the worktree registration; the branch is kept).
+    /// Remove the workspace (and for git, the worktree's registration; the branch is kept).
     ///
     /// The base record beside the worktree is kept with the branch, so a later `prepare` of the
     /// same task continues on the branch against the same base. Removing a workspace whose
-    /// directory is already gone succeeds; its stale registration is pruned when a later
-    /// `prepare` needs the path or the branch.
+    /// directory is already gone succeeds. For git, orch deletes the worktree directory and the
+    /// recorded admin dir itself (what `git worktree remove --force` does) without following
+    /// links: no git runs, so nothing the task planted in `.git` is read, and the admin dir is
+    /// deleted only while its `gitdir` file still names this worktree, so a `.git` or `gitdir`
+    /// pointing elsewhere never makes orch delete anything outside the two recorded directories.
     pub async fn remove(&self) -> Result<(), WorkspaceError> {
         match self {
             Workspace::Copy { path, .. } => remove_dir_if_present(path.clone()).await,
-            Workspace::Git { path, .. } => remove_worktree(path).await,
+            Workspace::Git { places, .. } => remove_worktree(places).await,
         }
     }
 
     /// Whether the task's branch is merged into `into` (a branch or any commit-ish): its tip is
     /// an ancestor of `into`. A branch with no commits of its own counts as merged. Runs in the
-    /// worktree, so call it before `remove`. A copy has no branch and is never merged.
+    /// repository's common directory, not in the worktree. A copy has no branch and is never
+    /// merged.
     pub async fn is_merged(&self, into: &str) -> Result<bool, WorkspaceError> {
-        let Workspace::Git { path, branch, .. } = self else {
+        let Workspace::Git { branch, places, .. } = self else {
             return Ok(false);
         };
+        let scope = common_scope(places);
         let tip = format!("refs/heads/{branch}");
         let args = ["merge-base", "--is-ancestor", tip.as_str(), into];
-        let output = git_output(path, &args, None).await?;
+        let output = git_output(&scope, &args).await?;
         match output.status.code() {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
-            _ => Err(git_failure(path, &args, &output)),
+            _ => Err(git_failure(&scope, &args, &output)),
         }
     }
+
+    /// The branch the repository's main checkout has checked out, which retention checks merges
+    /// against; `None` for a copy or a main checkout on a detached HEAD.
+    pub async fn main_branch(&self) -> Result<Option<String>, WorkspaceError> {
+        let Workspace::Git { places, .. } = self else {
+            return Ok(None);
+        };
+        let scope = common_scope(places);
+        let output = git_output(&scope, &["symbolic-ref", "--quiet", "--short", "HEAD"]).await?;
+        let branch = stdout_line(&output.stdout);
+        Ok((output.status.success() && !branch.is_empty()).then_some(branch))
+    }
+
+    /// The workspace a base record describes, for the worktree at `path`: `None` when the record
+    /// has no places (older format) or they are for another directory. Retention builds the
+    /// workspaces it removes with this, from what is on disk.
+    pub fn from_record(path: &Path, record: BaseRecord) -> Option<Workspace> {
+        let places = record.places?;
+        (places.worktree == path).then(|| Workspace::Git {
+            path: path.to_path_buf(),
+            branch: record.branch,
+            base_commit: record.base_commit,
+            places,
+        })
+    }
+}
+
+/// The repository's common directory with no work tree: for reads of refs and commits.
+fn common_scope(places: &GitPlaces) -> GitScope<'_> {
+    GitScope::Repository {
+        git_dir: &places.common_dir,
+        work_tree: None,
+    }
+}
+
+async fn commit_once(
+    scope: &GitScope<'_>,
+    reference: &str,
+    message: &str,
+) -> Result<Option<String>, WorkspaceError> {
+    let tip = stdout_line(
+        &git(
+            scope,
+            &["rev-parse", "--verify", &format!("{reference}^{{commit}}")],
+        )
+        .await?,
+    );
+    stage_all(scope).await?;
+    let tree = stdout_line(&git(scope, &["write-tree"]).await?);
+    let tip_tree = stdout_line(
+        &git(
+            scope,
+            &["rev-parse", "--verify", &format!("{tip}^{{tree}}")],
+        )
+        .await?,
+    );
+    if tree == tip_tree {
+        return Ok(None);
+    }
+    let commit = stdout_line(
+        &git(
+            scope,
+            &[
+                "commit-tree",
+                "--no-gpg-sign",
+                "-p",
+                &tip,
+                "-m",
+                message,
+                &tree,
+            ],
+        )
+        .await?,
+    );
+    // From the tip read above only: a branch moved meanwhile fails here rather than losing the
+    // commits that moved it.
+    git(
+        scope,
+        &[
+            "update-ref",
+            "-m",
+            "orch: commit the task's work",
+            reference,
+            &commit,
+            &tip,
+        ],
+    )
+    .await?;
+    Ok(Some(commit))
 }
 
 /// The branch name for a task: `orch/<id>-<slug of the title>` (lowercase ascii, `-`, at most 40
@@ -270,8 +413,19 @@ pub fn branch_name(task_id: i64, title: &str) -> String {
     }
 }
 
-/// The top of the git work tree containing `project_dir`, or `None` when it is in none.
-async fn repository_toplevel(project_dir: &Path) -> Result<Option<PathBuf>, WorkspaceError> {
+/// The main checkout: where git found the repository from the project directory.
+struct MainRepository {
+    /// The main checkout's top directory, canonical.
+    toplevel: PathBuf,
+    /// Its git directory (its `.git`, or its admin dir if the project is itself a worktree).
+    git_dir: PathBuf,
+    /// The repository's common git directory (shared by all its worktrees), canonical.
+    common_dir: PathBuf,
+}
+
+/// The repository containing `project_dir`, or `None` when it is in none. The one place git
+/// discovers a repository: the project directory is the main checkout, which tasks cannot write.
+async fn main_repository(project_dir: &Path) -> Result<Option<MainRepository>, WorkspaceError> {
     let dir = project_dir.to_path_buf();
     let is_dir = blocking(move || {
         std::fs::metadata(&dir)
@@ -288,26 +442,44 @@ async fn repository_toplevel(project_dir: &Path) -> Result<Option<PathBuf>, Work
             source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
         });
     }
-    let args = ["rev-parse", "--show-toplevel"];
-    let output = git_output(project_dir, &args, None).await?;
-    if output.status.success() {
-        return Ok(Some(canonical(stdout_path(&output.stdout)).await?));
+    let scope = GitScope::Discover { dir: project_dir };
+    let args = [
+        "rev-parse",
+        "--show-toplevel",
+        "--absolute-git-dir",
+        "--git-common-dir",
+    ];
+    let output = git_output(&scope, &args).await?;
+    if !output.status.success() {
+        // Only "not a repository" means a plain directory; anything else (dubious ownership, a
+        // broken `.git`) is a repository git cannot use, and copying it instead would hide that.
+        if String::from_utf8_lossy(&output.stderr).contains("not a git repository") {
+            return Ok(None);
+        }
+        return Err(git_failure(&scope, &args, &output));
     }
-    // Only "not a repository" means a plain directory; anything else (dubious ownership, a
-    // broken `.git`) is a repository git cannot use, and copying it instead would hide that.
-    if String::from_utf8_lossy(&output.stderr).contains("not a git repository") {
-        Ok(None)
-    } else {
-        Err(git_failure(project_dir, &args, &output))
-    }
+    let lines: Vec<PathBuf> = output
+        .stdout
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(places::path_from_bytes)
+        .collect();
+    let [toplevel, git_dir, common] = lines.as_slice() else {
+        return Err(git_failure(&scope, &args, &output));
+    };
+    // Older gits print the common directory relative to the current directory; joining keeps an
+    // absolute one.
+    Ok(Some(MainRepository {
+        toplevel: canonical(toplevel.clone()).await?,
+        git_dir: canonical(git_dir.clone()).await?,
+        common_dir: canonical(project_dir.join(common)).await?,
+    }))
 }
 
 /// Where one task's worktree of one repository goes, and what it must be.
 struct WorktreeTarget {
-    /// The main checkout's top directory.
-    toplevel: PathBuf,
-    /// The repository's common git directory (shared by all its worktrees), canonical.
-    common_dir: PathBuf,
+    /// The repository, as found from the project directory.
+    main: MainRepository,
     /// The worktree directory, canonical parent.
     path: PathBuf,
     /// The base record beside the worktree.
@@ -318,24 +490,35 @@ struct WorktreeTarget {
     base_branch: Option<String>,
 }
 
+impl WorktreeTarget {
+    /// The main checkout, named explicitly.
+    fn main_scope(&self) -> GitScope<'_> {
+        GitScope::Repository {
+            git_dir: &self.main.git_dir,
+            work_tree: Some(&self.main.toplevel),
+        }
+    }
+}
+
 /// What is found at a worktree's place.
 enum WorktreeState {
     /// Nothing.
     Missing,
-    /// A worktree of the repository with the task's branch checked out.
-    OnBranch,
-    /// A worktree of the repository with something else checked out (described).
+    /// The recorded worktree, intact, with the task's branch checked out.
+    OnBranch(GitPlaces),
+    /// The recorded worktree, intact, with something else checked out (described).
     OtherHead(String),
-    /// Something that is not a worktree of the repository.
-    Stale,
+    /// Something that is not the recorded worktree (why), with the places recorded for it.
+    Stale(String, Option<GitPlaces>),
 }
 
 async fn prepare_worktree(
     request: &WorkspaceRequest,
-    toplevel: &Path,
+    main: MainRepository,
 ) -> Result<Workspace, WorkspaceError> {
-    let common_dir = common_git_dir(toplevel).await?;
-    let group = request.worktrees_root.join(worktree_group_name(toplevel));
+    let group = request
+        .worktrees_root
+        .join(worktree_group_name(&main.toplevel));
     let group = {
         let group = group.clone();
         blocking(move || {
@@ -348,11 +531,11 @@ async fn prepare_worktree(
         .await?
     };
     let record = group.join(format!("{}.base", request.task_id));
-    let branch = choose_branch(request, toplevel, &record).await?;
+    let path = group.join(request.task_id.to_string());
+    let branch = choose_branch(request, &main, &path, &record).await?;
     let target = WorktreeTarget {
-        toplevel: toplevel.to_path_buf(),
-        common_dir,
-        path: group.join(request.task_id.to_string()),
+        main,
+        path,
         record,
         branch,
         base_branch: request.base_branch.clone(),
@@ -368,8 +551,9 @@ async fn prepare_worktree_once(target: &WorktreeTarget) -> Result<Workspace, Wor
             // A worktree directory deleted by hand (or a crash) leaves a registration that keeps
             // its path taken and its branch "checked out"; pruning drops it. Prune runs only on
             // this recovery path: it can delete the metadata of another task's `worktree add` in
-            // its first instants (which that task then retries as contention).
-            git(&target.toplevel, &["worktree", "prune"], None).await?;
+            // its first instants (which that task then retries as contention). Prune only ever
+            // deletes admin dirs under `.git/worktrees` whose worktree is gone.
+            git(&target.main_scope(), &["worktree", "prune"]).await?;
             place_worktree(target).await
         }
         result => result,
@@ -386,10 +570,10 @@ fn is_held_by_registration(stderr: &str) -> bool {
 /// Reuse, recreate or create the worktree, looking at what is there first.
 async fn place_worktree(target: &WorktreeTarget) -> Result<Workspace, WorkspaceError> {
     match inspect_worktree(target).await? {
-        WorktreeState::OnBranch => {
-            let base_commit = base_commit_of_existing_branch(target).await?;
+        WorktreeState::OnBranch(places) => {
+            let base_commit = base_commit_of_existing_branch(target, &places).await?;
             tracing::info!(path = %target.path.display(), branch = %target.branch, "reusing worktree");
-            return Ok(git_workspace(target, base_commit));
+            return Ok(git_workspace(target, base_commit, places));
         }
         WorktreeState::OtherHead(head) => {
             return Err(WorkspaceError::Git {
@@ -404,26 +588,30 @@ async fn place_worktree(target: &WorktreeTarget) -> Result<Workspace, WorkspaceE
                 ),
             });
         }
-        WorktreeState::Stale => {
-            tracing::warn!(path = %target.path.display(), "replacing a directory that is not a worktree of the task's branch");
-            remove_dir_if_present(target.path.clone()).await?;
+        WorktreeState::Stale(why, places) => {
+            tracing::warn!(path = %target.path.display(), "replacing a directory that is not the task's worktree: {why}");
+            match places {
+                Some(places) => remove_worktree(&places).await?,
+                None => remove_dir_if_present(target.path.clone()).await?,
+            }
         }
         WorktreeState::Missing => {}
     }
-    if branch_exists(&target.toplevel, &target.branch).await? {
+    if branch_exists(target, &target.branch).await? {
         add_worktree(
             target,
             &[target.path.as_os_str(), OsStr::new(&target.branch)],
         )
         .await?;
-        let base_commit = base_commit_of_existing_branch(target).await?;
+        let places = located(target).await?;
+        let base_commit = base_commit_of_existing_branch(target, &places).await?;
         tracing::info!(path = %target.path.display(), branch = %target.branch, "recreated worktree on existing branch");
-        return Ok(git_workspace(target, base_commit));
+        return Ok(git_workspace(target, base_commit, places));
     }
     let base_commit = resolve_base(target).await?;
     // Written before the branch exists, so a branch never exists without its record unless the
     // record was deleted afterwards (then the merge base stands in).
-    write_base_record(target, &base_commit).await?;
+    write_base_record(target, &base_commit, None).await?;
     // The base is passed as a commit id, not a name, so the branch gets no upstream even when
     // the base is a remote-tracking branch.
     add_worktree(
@@ -436,91 +624,103 @@ async fn place_worktree(target: &WorktreeTarget) -> Result<Workspace, WorkspaceE
         ],
     )
     .await?;
+    let places = located(target).await?;
+    write_base_record(target, &base_commit, Some(&places)).await?;
     tracing::info!(path = %target.path.display(), branch = %target.branch, base = %base_commit, "created worktree");
-    Ok(git_workspace(target, base_commit))
+    Ok(git_workspace(target, base_commit, places))
 }
 
 async fn add_worktree(target: &WorktreeTarget, args: &[&OsStr]) -> Result<(), WorkspaceError> {
     let mut command = vec![OsStr::new("worktree"), OsStr::new("add")];
     command.extend_from_slice(args);
-    git(&target.toplevel, &command, None).await.map(drop)
+    git(&target.main_scope(), &command).await.map(drop)
 }
 
-fn git_workspace(target: &WorktreeTarget, base_commit: String) -> Workspace {
+/// The places of the worktree `git worktree add` has just made (nothing of the task has run in
+/// it yet).
+async fn located(target: &WorktreeTarget) -> Result<GitPlaces, WorkspaceError> {
+    let (path, common) = (target.path.clone(), target.main.common_dir.clone());
+    blocking(move || {
+        places::locate(&path, &common).map_err(|why| WorkspaceError::Io {
+            context: format!(
+                "record the git directories of the new worktree {}",
+                path.display()
+            ),
+            source: std::io::Error::other(why),
+        })
+    })
+    .await
+}
+
+fn git_workspace(target: &WorktreeTarget, base_commit: String, places: GitPlaces) -> Workspace {
     Workspace::Git {
         path: target.path.clone(),
         branch: target.branch.clone(),
         base_commit,
+        places,
     }
 }
 
+/// Look at the worktree's place by reading files only: no git runs in a directory a task had.
 async fn inspect_worktree(target: &WorktreeTarget) -> Result<WorktreeState, WorkspaceError> {
-    let path = target.path.clone();
-    let metadata = blocking(move || match std::fs::symlink_metadata(&path) {
-        Ok(metadata) => Ok(Some(metadata)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(WorkspaceError::Io {
-            context: format!("inspect {}", path.display()),
-            source: e,
-        }),
+    let recorded = read_base_record(target)
+        .await?
+        .and_then(|record| record.places)
+        .filter(|places| {
+            places.worktree == target.path && places.common_dir == target.main.common_dir
+        });
+    let (path, common, branch) = (
+        target.path.clone(),
+        target.main.common_dir.clone(),
+        target.branch.clone(),
+    );
+    blocking(move || {
+        match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => return Ok(WorktreeState::Stale("not a directory".into(), recorded)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(WorktreeState::Missing)
+            }
+            Err(e) => {
+                return Err(WorkspaceError::Io {
+                    context: format!("inspect {}", path.display()),
+                    source: e,
+                })
+            }
+        }
+        // A record in the older format has no places: they are taken from the worktree's `.git`
+        // only if it fits this repository in every way `check` looks at.
+        let places = match recorded {
+            Some(places) => places,
+            None => match places::locate(&path, &common) {
+                Ok(places) => places,
+                Err(why) => return Ok(WorktreeState::Stale(why, None)),
+            },
+        };
+        Ok(match places::check(&places, &branch) {
+            Finding::Intact => WorktreeState::OnBranch(places),
+            Finding::HeadMoved(head) => WorktreeState::OtherHead(head),
+            Finding::NoGitFile => WorktreeState::Stale("it has no .git".into(), Some(places)),
+            Finding::Tampered(why) => WorktreeState::Stale(why, Some(places)),
+        })
     })
-    .await?;
-    let Some(metadata) = metadata else {
-        return Ok(WorktreeState::Missing);
-    };
-    if !metadata.is_dir() {
-        return Ok(WorktreeState::Stale);
-    }
-    // Git searches upwards from a directory that is not a worktree, so a plain directory inside
-    // some other repository answers with that repository's top: the top must be the path itself.
-    let output = git_output(
-        &target.path,
-        &["rev-parse", "--show-toplevel", "--git-common-dir"],
-        None,
-    )
-    .await?;
-    if !output.status.success() {
-        // Only a directory git does not recognise is deleted; a worktree git refuses for another
-        // reason (ownership, permissions) may hold work, so that stops here with git's words.
-        if String::from_utf8_lossy(&output.stderr).contains("not a git repository") {
-            return Ok(WorktreeState::Stale);
-        }
-        return Err(git_failure(
-            &target.path,
-            &["rev-parse", "--show-toplevel", "--git-common-dir"],
-            &output,
-        ));
-    }
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let mut lines = text.lines();
-    let (Some(top), Some(common)) = (lines.next(), lines.next()) else {
-        return Ok(WorktreeState::Stale);
-    };
-    let same_top =
-        canonical(PathBuf::from(top)).await.ok().as_deref() == Some(target.path.as_path());
-    let same_repository = canonical(target.path.join(common)).await.ok().as_deref()
-        == Some(target.common_dir.as_path());
-    if !same_top || !same_repository {
-        return Ok(WorktreeState::Stale);
-    }
-    let head = git_output(&target.path, &["symbolic-ref", "--quiet", "HEAD"], None).await?;
-    if head.status.success() {
-        let reference = stdout_line(&head.stdout);
-        if reference == format!("refs/heads/{}", target.branch) {
-            return Ok(WorktreeState::OnBranch);
-        }
-        return Ok(WorktreeState::OtherHead(format!("`{reference}`")));
-    }
-    Ok(WorktreeState::OtherHead("a detached HEAD".to_string()))
+    .await
 }
 
 /// The base commit of a branch that already exists: its record when the record is for this
-/// branch and names a commit that still exists, else the merge base with the base branch (which
-/// is then recorded).
-async fn base_commit_of_existing_branch(target: &WorktreeTarget) -> Result<String, WorkspaceError> {
-    if let Some(recorded) = read_base_record(target).await? {
-        if commit_exists(&target.toplevel, &recorded).await? {
-            return Ok(recorded);
+/// branch and names a commit that still exists, else the merge base with the base branch. The
+/// record is written again with the worktree's places.
+async fn base_commit_of_existing_branch(
+    target: &WorktreeTarget,
+    places: &GitPlaces,
+) -> Result<String, WorkspaceError> {
+    let recorded = read_base_record(target).await?;
+    if let Some(record) = recorded {
+        if commit_exists(target, &record.base_commit).await? {
+            if record.places.as_ref() != Some(places) {
+                write_base_record(target, &record.base_commit, Some(places)).await?;
+            }
+            return Ok(record.base_commit);
         }
     }
     let base = target
@@ -529,10 +729,11 @@ async fn base_commit_of_existing_branch(target: &WorktreeTarget) -> Result<Strin
         .unwrap_or_else(|| "HEAD".to_string());
     let tip = format!("refs/heads/{}", target.branch);
     let args = ["merge-base", tip.as_str(), base.as_str()];
-    let output = git_output(&target.toplevel, &args, None).await?;
+    let scope = target.main_scope();
+    let output = git_output(&scope, &args).await?;
     let merge_base = stdout_line(&output.stdout);
     if !output.status.success() || merge_base.is_empty() {
-        let mut failure = git_failure(&target.toplevel, &args, &output);
+        let mut failure = git_failure(&scope, &args, &output);
         if let WorkspaceError::Git { stderr, .. } = &mut failure {
             stderr.push_str(&format!(
                 " (the base record {} is missing or invalid and no merge base of `{}` and \
@@ -545,16 +746,17 @@ async fn base_commit_of_existing_branch(target: &WorktreeTarget) -> Result<Strin
         }
         return Err(failure);
     }
-    write_base_record(target, &merge_base).await?;
+    write_base_record(target, &merge_base, Some(places)).await?;
     Ok(merge_base)
 }
 
 /// The commit a new branch starts from.
 async fn resolve_base(target: &WorktreeTarget) -> Result<String, WorkspaceError> {
+    let scope = target.main_scope();
     if let Some(name) = &target.base_branch {
         let not_found = || WorkspaceError::Git {
             args: format!("rev-parse --verify {name}"),
-            dir: target.toplevel.clone(),
+            dir: target.main.toplevel.clone(),
             stderr: format!(
                 "the base branch `{name}` does not name a commit in this repository; set \
                  `base_branch` in the project's .orch.toml to an existing branch, or remove it to \
@@ -566,43 +768,38 @@ async fn resolve_base(target: &WorktreeTarget) -> Result<String, WorkspaceError>
             return Err(not_found());
         }
         let revision = format!("{name}^{{commit}}");
-        let output = git_output(
-            &target.toplevel,
-            &["rev-parse", "--verify", "--quiet", &revision],
-            None,
-        )
-        .await?;
+        let output = git_output(&scope, &["rev-parse", "--verify", "--quiet", &revision]).await?;
         if !output.status.success() {
             return Err(not_found());
         }
         return Ok(stdout_line(&output.stdout));
     }
     let args = ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"];
-    let output = git_output(&target.toplevel, &args, None).await?;
+    let output = git_output(&scope, &args).await?;
     if output.status.success() {
         return Ok(stdout_line(&output.stdout));
     }
-    let on_branch =
-        git_output(&target.toplevel, &["symbolic-ref", "--quiet", "HEAD"], None).await?;
+    let on_branch = git_output(&scope, &["symbolic-ref", "--quiet", "HEAD"]).await?;
     if on_branch.status.success() {
         return Err(WorkspaceError::Git {
             args: "rev-parse --verify HEAD".to_string(),
-            dir: target.toplevel.clone(),
+            dir: target.main.toplevel.clone(),
             stderr: format!(
                 "the repository has no commits yet (HEAD is unborn), so there is nothing to branch \
                  the task from; make a first commit in {} (for example `git commit --allow-empty \
                  -m \"initial commit\"`) and retry the task",
-                target.toplevel.display()
+                target.main.toplevel.display()
             ),
         });
     }
-    Err(git_failure(&target.toplevel, &args, &output))
+    Err(git_failure(&scope, &args, &output))
 }
 
-async fn read_base_record(target: &WorktreeTarget) -> Result<Option<String>, WorkspaceError> {
+/// The task's base record, when it is for this task's branch and names an object id.
+async fn read_base_record(target: &WorktreeTarget) -> Result<Option<BaseRecord>, WorkspaceError> {
     let record = target.record.clone();
-    let text = blocking(move || match std::fs::read_to_string(&record) {
-        Ok(text) => Ok(Some(text)),
+    let bytes = blocking(move || match std::fs::read(&record) {
+        Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(WorkspaceError::Io {
             context: format!("read base record {}", record.display()),
@@ -610,25 +807,23 @@ async fn read_base_record(target: &WorktreeTarget) -> Result<Option<String>, Wor
         }),
     })
     .await?;
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let mut fields = text.split_whitespace();
-    let (Some(sha), Some(branch)) = (fields.next(), fields.next()) else {
+    let Some(record) = bytes.as_deref().and_then(parse_record) else {
         return Ok(None);
     };
     // A record left by an earlier task with the same number but another title is not ours.
+    let sha = &record.base_commit;
     let is_object_id =
         matches!(sha.len(), 40 | 64) && sha.bytes().all(|byte| byte.is_ascii_hexdigit());
-    Ok((is_object_id && branch == target.branch).then(|| sha.to_string()))
+    Ok((is_object_id && record.branch == target.branch).then_some(record))
 }
 
 async fn write_base_record(
     target: &WorktreeTarget,
     base_commit: &str,
+    places: Option<&GitPlaces>,
 ) -> Result<(), WorkspaceError> {
     let record = target.record.clone();
-    let contents = format!("{base_commit} {}\n", target.branch);
+    let contents = places::render_record(base_commit, &target.branch, places)?;
     blocking(move || {
         // Written aside and renamed, so a crash never leaves a half-written record.
         let partial = record.with_extension(format!("base.partial-{:016x}", rand::random::<u64>()));
@@ -649,63 +844,66 @@ async fn write_base_record(
 /// a task never continues on a branch it did not create.
 async fn choose_branch(
     request: &WorkspaceRequest,
-    toplevel: &Path,
+    main: &MainRepository,
+    path: &Path,
     record: &Path,
 ) -> Result<String, WorkspaceError> {
     let record_path = record.to_path_buf();
-    let recorded = blocking(move || Ok(std::fs::read_to_string(&record_path).ok())).await?;
-    if let Some(branch) = recorded
-        .as_deref()
-        .and_then(|text| text.split_whitespace().nth(1))
-    {
-        return Ok(branch.to_owned());
+    let recorded = blocking(move || Ok(std::fs::read(&record_path).ok())).await?;
+    if let Some(record) = recorded.as_deref().and_then(parse_record) {
+        return Ok(record.branch);
     }
+    let scope = GitScope::Repository {
+        git_dir: &main.git_dir,
+        work_tree: None,
+    };
     let plain = branch_name(request.task_id, &request.title);
-    if !branch_exists(toplevel, &plain).await? {
+    if !branch_exists_in(&scope, &plain).await? {
         return Ok(plain);
     }
-    // Without a record, this home's own worktree on that branch still proves it is ours.
-    let path = record.with_extension("");
-    if path.is_dir() {
-        let head = git_output(&path, &["symbolic-ref", "--quiet", "--short", "HEAD"], None).await?;
-        if head.status.success() && String::from_utf8_lossy(&head.stdout).trim() == plain {
-            return Ok(plain);
-        }
+    // Without a record, this home's own worktree on that branch still proves it is ours; it is
+    // read from its files, as `check` does, never by running git in it.
+    let (worktree, common, candidate) =
+        (path.to_path_buf(), main.common_dir.clone(), plain.clone());
+    let ours = blocking(move || {
+        Ok(places::locate(&worktree, &common)
+            .is_ok_and(|places| places::check(&places, &candidate) == Finding::Intact))
+    })
+    .await?;
+    if ours {
+        return Ok(plain);
     }
-    use sha2::Digest;
-    let home = hex::encode(sha2::Sha256::digest(
+    let home = hex::encode(Sha256::digest(
         request.worktrees_root.to_string_lossy().as_bytes(),
     ));
     let mut candidate = format!("{plain}-{}", &home[..6]);
     let mut counter = 2;
-    while branch_exists(toplevel, &candidate).await? {
+    while branch_exists_in(&scope, &candidate).await? {
         candidate = format!("{plain}-{}-{counter}", &home[..6]);
         counter += 1;
     }
     Ok(candidate)
 }
 
-async fn branch_exists(toplevel: &Path, branch: &str) -> Result<bool, WorkspaceError> {
+async fn branch_exists(target: &WorktreeTarget, branch: &str) -> Result<bool, WorkspaceError> {
+    branch_exists_in(&target.main_scope(), branch).await
+}
+
+async fn branch_exists_in(scope: &GitScope<'_>, branch: &str) -> Result<bool, WorkspaceError> {
     let reference = format!("refs/heads/{branch}");
     let args = ["rev-parse", "--verify", "--quiet", reference.as_str()];
-    let output = git_output(toplevel, &args, None).await?;
+    let output = git_output(scope, &args).await?;
     match output.status.code() {
         Some(0) => Ok(true),
         Some(1) => Ok(false),
-        _ => Err(git_failure(toplevel, &args, &output)),
+        _ => Err(git_failure(scope, &args, &output)),
     }
 }
 
-async fn commit_exists(toplevel: &Path, sha: &str) -> Result<bool, WorkspaceError> {
+async fn commit_exists(target: &WorktreeTarget, sha: &str) -> Result<bool, WorkspaceError> {
     let object = format!("{sha}^{{commit}}");
-    let output = git_output(toplevel, &["cat-file", "-e", object.as_str()], None).await?;
+    let output = git_output(&target.main_scope(), &["cat-file", "-e", object.as_str()]).await?;
     Ok(output.status.success())
-}
-
-async fn common_git_dir(toplevel: &Path) -> Result<PathBuf, WorkspaceError> {
-    // Older gits print this relative to the current directory; joining keeps an absolute one.
-    let common = stdout_path(&git(toplevel, &["rev-parse", "--git-common-dir"], None).await?);
-    canonical(toplevel.join(common)).await
 }
 
 /// `<repo-name>-<hash>`: readable, and distinct for two repositories with the same name.
@@ -732,23 +930,15 @@ fn worktree_group_name(toplevel: &Path) -> String {
     format!("{name}-{}", hex::encode(&digest[..6]))
 }
 
-async fn has_staged_changes(path: &Path) -> Result<bool, WorkspaceError> {
-    let args = ["diff", "--cached", "--quiet"];
-    let output = git_output(path, &args, None).await?;
-    match output.status.code() {
-        Some(0) => Ok(false),
-        Some(1) => Ok(true),
-        _ => Err(git_failure(path, &args, &output)),
-    }
-}
-
 async fn diff_with_index(
-    path: &Path,
-    git_dir: &Path,
+    places: &GitPlaces,
     scratch_index: &Path,
+    branch: &str,
     base_commit: &str,
 ) -> Result<Vec<u8>, WorkspaceError> {
-    let real_index = git_dir.join("index");
+    // `verify` has checked that the real index is a plain file (or absent), so the copy reads
+    // the worktree's own index and nothing a link would lead to.
+    let real_index = places.index();
     let seed = scratch_index.to_path_buf();
     let copied = blocking(move || match std::fs::copy(&real_index, &seed) {
         Ok(_) => Ok(true),
@@ -759,14 +949,19 @@ async fn diff_with_index(
         }),
     })
     .await?;
+    let scope = GitScope::Worktree {
+        places,
+        index: scratch_index,
+    };
     if !copied {
-        git(path, &["read-tree", "HEAD"], Some(scratch_index)).await?;
+        let tip = format!("refs/heads/{branch}");
+        git(&scope, &["read-tree", tip.as_str()]).await?;
     }
-    git(path, &["add", "-A"], Some(scratch_index)).await?;
-    // Fixed prefixes and no external drivers or text conversion, whatever the user's config, so
-    // the patch is a plain one that `git apply` takes.
+    stage_all(&scope).await?;
+    // Fixed prefixes and no external drivers or text conversion, whatever the config, so the
+    // patch is a plain one that `git apply` takes and no driver a `.gitattributes` names runs.
     git(
-        path,
+        &scope,
         &[
             "diff",
             "--cached",
@@ -779,50 +974,70 @@ async fn diff_with_index(
             base_commit,
             "--",
         ],
-        Some(scratch_index),
     )
     .await
 }
 
-async fn remove_worktree(path: &Path) -> Result<(), WorkspaceError> {
-    let probe = path.to_path_buf();
-    let present = blocking(move || Ok(std::fs::symlink_metadata(&probe).is_ok())).await?;
-    if !present {
-        return Ok(());
-    }
-    let args = ["rev-parse", "--show-toplevel", "--git-common-dir"];
-    let output = git_output(path, &args, None).await?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let mut lines = text.lines();
-    let (Some(top), Some(common)) = (lines.next(), lines.next()) else {
-        // No longer a worktree (its registration is gone): only the directory is left. Git may
-        // have answered for an enclosing repository instead, which must not be touched.
-        return remove_dir_if_present(path.to_path_buf()).await;
-    };
-    let canonical_path = canonical(path.to_path_buf()).await?;
-    if !output.status.success() || canonical(PathBuf::from(top)).await? != canonical_path {
-        return remove_dir_if_present(path.to_path_buf()).await;
-    }
-    // Run from the common git directory rather than from inside the directory being removed.
-    let common_dir = canonical(path.join(common)).await?;
-    let removed = git_retrying_contention(
-        &common_dir,
+/// Most bytes of paths passed to one `git update-index`, well below any argument-length limit.
+const STAGE_BATCH_BYTES: usize = 64 * 1024;
+
+/// Stage every change of the worktree into the scope's index, as `git add -A` would: modified,
+/// deleted and new (not ignored) files, and embedded repositories as gitlinks.
+///
+/// Not `git add -A` itself: for every gitlink in the index whose directory holds a repository,
+/// `add` starts `git status` *inside that repository*, which reads the repository's own config
+/// (a task can make one with a `filter.*.clean` driver and a `.gitattributes` naming it, and
+/// that driver would run). `ls-files` and `update-index` only read a gitlink's `HEAD`.
+async fn stage_all(scope: &GitScope<'_>) -> Result<(), WorkspaceError> {
+    let listed = git(
+        scope,
         &[
-            OsStr::new("worktree"),
-            OsStr::new("remove"),
-            OsStr::new("--force"),
-            canonical_path.as_os_str(),
+            "ls-files",
+            "-z",
+            "--modified",
+            "--others",
+            "--exclude-standard",
         ],
-        None,
     )
-    .await;
-    if let Err(e) = removed {
-        // Git refuses some worktrees (with submodules, or locked); the directory is ours to
-        // delete, and pruning then drops the registration. Prune only runs on this path because
-        // it can race with another task's `worktree add` (which retries that as contention).
-        tracing::warn!(path = %path.display(), "git worktree remove failed, deleting the directory: {e}");
-        remove_dir_if_present(path.to_path_buf()).await?;
-        git_retrying_contention(&common_dir, &["worktree", "prune"], None).await?;
+    .await?;
+    // An embedded repository is listed as `dir/`; without the slash it becomes a gitlink.
+    let mut batches: Vec<Vec<PathBuf>> = vec![Vec::new()];
+    let mut batch_bytes = 0;
+    for path in listed
+        .split(|byte| *byte == 0)
+        .filter(|path| !path.is_empty())
+    {
+        let path = path.strip_suffix(b"/").unwrap_or(path);
+        if batch_bytes >= STAGE_BATCH_BYTES {
+            batches.push(Vec::new());
+            batch_bytes = 0;
+        }
+        batch_bytes += path.len() + 1;
+        if let Some(batch) = batches.last_mut() {
+            batch.push(places::path_from_bytes(path));
+        }
+    }
+    for batch in batches.iter().filter(|batch| !batch.is_empty()) {
+        let mut args = vec![
+            OsStr::new("update-index"),
+            OsStr::new("--add"),
+            OsStr::new("--remove"),
+            OsStr::new("--replace"),
+            OsStr::new("--"),
+        ];
+        args.extend(batch.iter().map(|path| path.as_os_str()));
+        git(scope, &args).await?;
+    }
+    Ok(())
+}
+
+/// Delete a worktree and its admin dir without git (see [`Workspace::remove`]).
+async fn remove_worktree(places: &GitPlaces) -> Result<(), WorkspaceError> {
+    remove_dir_if_present(places.worktree.clone()).await?;
+    let places = places.clone();
+    let admin_is_ours = blocking(move || Ok(places::removable_admin_dir(&places))).await?;
+    if let Some(admin_dir) = admin_is_ours {
+        remove_dir_if_present(admin_dir).await?;
     }
     Ok(())
 }
@@ -967,182 +1182,6 @@ async fn remove_dir_if_present(path: PathBuf) -> Result<(), WorkspaceError> {
         result.map_err(io_error(format!("remove {}", path.display())))
     })
     .await
-}
-
-/// Retry `operation` while it fails only because another git process of the same repository
-/// was busy (see [`is_transient_contention`]).
-async fn retry_on_contention<T, F, Fut>(mut operation: F) -> Result<T, WorkspaceError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, WorkspaceError>>,
-{
-    let mut attempt = 0;
-    loop {
-        match operation().await {
-            Err(error) if attempt + 1 < CONTENTION_ATTEMPTS && is_transient_contention(&error) => {
-                // Jitter keeps two tasks that collided once from colliding again in step.
-                let backoff =
-                    Duration::from_millis(50 * 2u64.pow(attempt) + rand::random_range(0..50));
-                tracing::debug!("git contention, retrying in {backoff:?}: {error}");
-                tokio::time::sleep(backoff).await;
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Whether git failed only because another git process of the same repository was half-way
-/// through something: holding a lock file; creating a worktree whose metadata
-/// (`.git/worktrees/<name>/commondir`, `gitdir`, ...) `git worktree add` read before it was
-/// written; or pruning while this `worktree add` was making its metadata. All pass within
-/// milliseconds, and the next attempt finishes what this one started.
-fn is_transient_contention(error: &WorkspaceError) -> bool {
-    let WorkspaceError::Git { stderr, .. } = error else {
-        return false;
-    };
-    let stderr = stderr.to_ascii_lowercase();
-    stderr.contains("index.lock")
-        || stderr.contains("could not lock")
-        || stderr.contains("cannot lock")
-        || stderr.contains("unable to lock")
-        || (stderr.contains(".lock") && stderr.contains("file exists"))
-        || (stderr.contains("worktrees/")
-            && (stderr.contains("failed to read") || stderr.contains("could not open")))
-}
-
-/// The finished output of a git command, whatever its exit status.
-struct GitOutput {
-    status: std::process::ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-/// Run git in `dir`; its stdout, or an error carrying its stderr when it exits non-zero.
-async fn git<S: AsRef<OsStr>>(
-    dir: &Path,
-    args: &[S],
-    index_file: Option<&Path>,
-) -> Result<Vec<u8>, WorkspaceError> {
-    let output = git_output(dir, args, index_file).await?;
-    if output.status.success() {
-        Ok(output.stdout)
-    } else {
-        Err(git_failure(dir, args, &output))
-    }
-}
-
-async fn git_retrying_contention<S: AsRef<OsStr>>(
-    dir: &Path,
-    args: &[S],
-    index_file: Option<&Path>,
-) -> Result<Vec<u8>, WorkspaceError> {
-    retry_on_contention(|| git(dir, args, index_file)).await
-}
-
-/// Run git in `dir` and collect its output; an error only when it cannot be started.
-async fn git_output<S: AsRef<OsStr>>(
-    dir: &Path,
-    args: &[S],
-    index_file: Option<&Path>,
-) -> Result<GitOutput, WorkspaceError> {
-    let mut command = Command::new("git");
-    command
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=orch",
-            "-c",
-            "user.email=orch@localhost",
-            "-c",
-            "commit.gpgSign=false",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_EDITOR", "true")
-        // Read-only commands then skip refreshing the index, so they never take its lock.
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        // Lock contention is recognised by git's English messages.
-        .env("LC_ALL", "C");
-    for variable in REDIRECTING_GIT_VARIABLES {
-        command.env_remove(variable);
-    }
-    if let Some(index_file) = index_file {
-        command.env("GIT_INDEX_FILE", index_file);
-    }
-    // Not killed on drop: a git stopped half-way leaves its lock files behind for every later
-    // command; letting it finish is the lesser harm.
-    let output = command
-        .output()
-        .await
-        .map_err(|source| WorkspaceError::Io {
-            context: format!(
-                "run `git {}` in {} (is git installed and on PATH?)",
-                display_args(args),
-                dir.display()
-            ),
-            source,
-        })?;
-    Ok(GitOutput {
-        status: output.status,
-        stdout: output.stdout,
-        stderr: output.stderr,
-    })
-}
-
-fn git_failure<S: AsRef<OsStr>>(dir: &Path, args: &[S], output: &GitOutput) -> WorkspaceError {
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    let stderr = if stderr.is_empty() {
-        format!("exited with {}", output.status)
-    } else {
-        stderr
-    };
-    WorkspaceError::Git {
-        args: display_args(args),
-        dir: dir.to_path_buf(),
-        stderr,
-    }
-}
-
-fn display_args<S: AsRef<OsStr>>(args: &[S]) -> String {
-    args.iter()
-        .map(|arg| arg.as_ref().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The first line of a command's output.
-fn stdout_line(stdout: &[u8]) -> String {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-/// A path printed by git on one line; kept as bytes on unix, where paths need not be UTF-8.
-fn stdout_path(stdout: &[u8]) -> PathBuf {
-    let line = stdout
-        .split(|byte| *byte == b'\n')
-        .next()
-        .unwrap_or_default();
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        PathBuf::from(OsStr::from_bytes(line))
-    }
-    #[cfg(not(unix))]
-    {
-        PathBuf::from(std::ffi::OsString::from(
-            String::from_utf8_lossy(line)
-                .trim_end_matches('\r')
-                .to_string(),
-        ))
-    }
 }
 
 async fn canonical(path: PathBuf) -> Result<PathBuf, WorkspaceError> {

@@ -116,6 +116,7 @@ fn parts(workspace: &Workspace) -> (PathBuf, String, String) {
             path,
             branch,
             base_commit,
+            ..
         } => (path.clone(), branch.clone(), base_commit.clone()),
         Workspace::Copy { .. } => panic!("expected a git worktree, got {workspace:?}"),
     }
@@ -411,10 +412,12 @@ async fn a_lost_base_record_is_rebuilt_from_the_merge_base() {
 
     assert_eq!(second, first);
     let (_, branch, base_commit) = parts(&first);
+    let rebuilt = std::fs::read_to_string(&record).unwrap();
     assert_eq!(
-        std::fs::read_to_string(&record).unwrap(),
-        format!("{base_commit} {branch}\n")
+        rebuilt.lines().next().unwrap(),
+        format!("{base_commit} {branch}")
     );
+    assert!(rebuilt.contains("\nadmin "), "{rebuilt}");
 }
 
 #[tokio::test]

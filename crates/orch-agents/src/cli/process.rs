@@ -1,7 +1,6 @@
 //! Running one CLI session as a process: spawn, read, watch, stop.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -15,6 +14,7 @@ use super::transcript::{Ending, Transcript};
 use super::{Dialect, Invocation};
 use crate::tmux::{self, LiveSession};
 use crate::{AgentError, AgentEvent, AgentOutcome, AgentRequest, RawOutput};
+use orch_process::{Io, Sandbox, Spawn};
 
 /// The longest stdout line kept whole; longer lines are cut (and then fail to parse, which
 /// makes them `unknown` events rather than errors).
@@ -63,22 +63,46 @@ pub async fn run(
     let talks_back = dialect.wants_stdin();
     let (mut proc, mut stdin) = match live {
         Some((session, relay)) if !talks_back => (
-            Proc::live(agent, session, relay, &invocation, workdir, lines_tx).await?,
+            Proc::live(
+                agent,
+                session,
+                relay,
+                &invocation,
+                workdir,
+                &sandbox_for(&program, &invocation, request),
+                lines_tx,
+            )
+            .await?,
             None,
         ),
-        _ => Proc::direct(agent, &program, &invocation, workdir, lines_tx, talks_back)?,
+        _ => Proc::direct(
+            agent,
+            &program,
+            &invocation,
+            workdir,
+            request,
+            lines_tx,
+            talks_back,
+        )?,
     };
     send_outgoing(&mut dialect, &mut stdin);
-    let registered = match (&request.process_registry, proc.group()) {
-        (Some(dir), Some(group)) => {
-            let path = dir.join(group.as_raw().to_string());
-            let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, b""));
-            Some(path)
-        }
+    // The direct child registers itself (`orch_process::Spawn::registry`); a live session's
+    // pane is recorded here.
+    let registered = match (&request.process_registry, &proc) {
+        (
+            Some(dir),
+            Proc::Live {
+                pane: Some(pane), ..
+            },
+        ) => orch_process::group::register(dir, *pane),
         _ => None,
     };
-    // Leaving early (the caller dropping this future) must not leave the CLI running.
-    let _guard = GroupGuard(proc.group());
+    // Leaving early (the caller dropping this future) must not leave the CLI running: the
+    // direct child's `Running` kills its group when dropped, this guard a live pane's.
+    let _guard = GroupGuard(match &proc {
+        Proc::Live { pane, .. } => *pane,
+        Proc::Direct { .. } => None,
+    });
 
     let mut transcript = Transcript::default();
     let mut stderr_tail = String::new();
@@ -155,6 +179,28 @@ pub async fn run(
         let _ = events.send(event);
     }
     transcript.finish(agent, invocation.argv.clone(), ending, &stderr_tail)
+}
+
+/// The request's sandbox, with the install directories of the CLI (found on the PATH it runs
+/// with) readable, for a CLI installed under a hidden directory such as the user's `HOME`.
+fn sandbox_for(program: &str, invocation: &Invocation, request: &AgentRequest) -> Sandbox {
+    match &request.sandbox {
+        Sandbox::Off => Sandbox::Off,
+        Sandbox::Enforced(policy) => {
+            let mut policy = policy.clone();
+            let path = invocation.env.get("PATH").map(String::as_str);
+            policy
+                .read_only
+                .extend(orch_process::sandbox::install_dirs(program, path));
+            // Scripts name their interpreter through `env` (`#!/usr/bin/env node`).
+            for interpreter in ["node", "bun", "python3"] {
+                policy
+                    .read_only
+                    .extend(orch_process::sandbox::install_dirs(interpreter, path));
+            }
+            Sandbox::Enforced(policy)
+        }
+    }
 }
 
 /// Hand what the dialect wants to say to the stdin writer; once it has nothing more to say,
@@ -239,8 +285,7 @@ async fn read_capped_line(
 /// A running CLI: a child of this process, or the relay in a tmux pane.
 enum Proc {
     Direct {
-        child: tokio::process::Child,
-        group: Option<Pid>,
+        running: orch_process::Running,
         readers: Vec<tokio::task::JoinHandle<()>>,
     },
     Live {
@@ -261,41 +306,30 @@ impl Proc {
         program: &str,
         invocation: &Invocation,
         workdir: &Path,
+        request: &AgentRequest,
         lines: mpsc::Sender<Line>,
         piped_stdin: bool,
     ) -> Result<(Proc, Option<mpsc::UnboundedSender<String>>), AgentError> {
-        let mut command = tokio::process::Command::new(program);
-        command
+        let stdin = if piped_stdin { Io::Piped } else { Io::Null };
+        let mut running = Spawn::new(program)
             .args(&invocation.argv[1..])
-            .current_dir(workdir)
-            .env_clear()
+            .cwd(workdir)
             .envs(&invocation.env)
-            .stdin(if piped_stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                AgentError::Unavailable {
+            .stdio(stdin, Io::Piped, Io::Piped)
+            .registry(request.process_registry.clone())
+            .sandbox(sandbox_for(program, invocation, request))
+            .start()
+            .map_err(|error| match error.io_kind() {
+                Some(std::io::ErrorKind::NotFound) => AgentError::Unavailable {
                     agent: agent.to_owned(),
                     reason: format!("`{program}` is not installed (not found on PATH); install it or set `binary` in the agent's settings"),
-                }
-            } else {
-                AgentError::Io {
+                },
+                _ => AgentError::Io {
                     context: format!("start `{program}`"),
-                    source,
-                }
-            }
-        })?;
-        let group = child
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .map(Pid::from_raw);
+                    source: std::io::Error::other(error.to_string()),
+                },
+            })?;
+        let child = &mut running.child;
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
             readers.push(tokio::spawn(read_lines(out, lines.clone(), true)));
@@ -308,14 +342,7 @@ impl Proc {
             readers.push(tokio::spawn(write_lines(pipe, receiver)));
             sender
         });
-        Ok((
-            Proc::Direct {
-                child,
-                group,
-                readers,
-            },
-            stdin,
-        ))
+        Ok((Proc::Direct { running, readers }, stdin))
     }
 
     async fn live(
@@ -324,18 +351,20 @@ impl Proc {
         relay: &Path,
         invocation: &Invocation,
         workdir: &Path,
+        sandbox: &Sandbox,
         lines: mpsc::Sender<Line>,
     ) -> Result<Proc, AgentError> {
         let started = {
-            let (session, relay, argv, env, workdir) = (
+            let (session, relay, argv, env, workdir, sandbox) = (
                 session.clone(),
                 relay.to_owned(),
                 invocation.argv.clone(),
                 invocation.env.clone(),
                 workdir.to_owned(),
+                sandbox.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                tmux::start(&session, &relay, &argv, &env, &workdir)
+                tmux::start(&session, &relay, &argv, &env, &workdir, &sandbox)
             })
             .await
         };
@@ -377,22 +406,12 @@ impl Proc {
         })
     }
 
-    fn group(&self) -> Option<Pid> {
-        match self {
-            Proc::Direct { group, .. } => *group,
-            Proc::Live { pane, .. } => *pane,
-        }
-    }
-
     /// Wait for the process to end: `(exit code, signal)`.
     async fn wait(&mut self) -> std::io::Result<(Option<i32>, Option<i32>)> {
         match self {
-            Proc::Direct { child, group, .. } => {
-                let status = child.wait().await?;
+            Proc::Direct { running, .. } => {
                 // The leader is gone; whatever it left in its group must not hold the pipes.
-                if let Some(group) = group {
-                    let _ = killpg(*group, Signal::SIGKILL);
-                }
+                let status = running.wait().await?;
                 Ok((
                     status.code(),
                     std::os::unix::process::ExitStatusExt::signal(&status),
@@ -422,18 +441,8 @@ impl Proc {
     /// SIGTERM to the process group, SIGKILL after a grace.
     async fn stop(&mut self) {
         match self {
-            Proc::Direct { child, group, .. } => {
-                if let Some(group) = group {
-                    let _ = killpg(*group, Signal::SIGTERM);
-                    if tokio::time::timeout(KILL_GRACE, child.wait())
-                        .await
-                        .is_err()
-                    {
-                        let _ = killpg(*group, Signal::SIGKILL);
-                    }
-                    let _ = killpg(*group, Signal::SIGKILL);
-                }
-                let _ = child.kill().await;
+            Proc::Direct { running, .. } => {
+                let _ = running.stop(KILL_GRACE).await;
             }
             Proc::Live {
                 session,

@@ -170,7 +170,9 @@ fn a_rate_limit_with_a_reset_time_waits_for_it_without_using_an_attempt() {
     let home = Home::new();
     let repo = Repo::new(&[("README.md", "hi\n")]);
     let bin = tempfile::tempdir().unwrap();
-    let calls = bin.path().join("calls");
+    // The fake CLI counts its calls in the task's own HOME (its scratch area, kept across
+    // attempts): inside the sandbox it can write nowhere else outside the worktree.
+    let calls = "\"$HOME/calls\"";
     // First call: limited until two seconds from now, reported with exit code 0. Then success.
     let limited = r#"{"type":"result","subtype":"success","is_error":false,"result":"Claude AI usage limit reached|RESET","session_id":"sess-42"}"#;
     let ok = r#"{"type":"result","subtype":"success","is_error":false,"result":"all done","session_id":"sess-42","total_cost_usd":0.5,"usage":{"input_tokens":100,"output_tokens":20}}"#;
@@ -178,7 +180,7 @@ fn a_rate_limit_with_a_reset_time_waits_for_it_without_using_an_attempt() {
         "echo call >> {calls}\nif [ \"$(wc -l < {calls})\" -eq 1 ]; then\n  RESET=$(( $(date +%s) + 2 ))\n  {}\nelse\n  {}\nfi",
         claude_session(limited).replace("|RESET", "|'$RESET'"),
         claude_session(ok),
-        calls = calls.display()
+        calls = calls
     );
     let cli = script(bin.path(), "claude", &body);
     write_config(

@@ -90,9 +90,10 @@ fn a_diamond_workflow_runs_in_dependency_order_in_parallel_worktrees_and_leaves_
     let home = Home::new();
     let repo = Repo::new(&[("README.md", "# project\n")]);
     let head = repo.head();
-    // Task `a` is the first task of a fresh home, so its first bundle is `runs/1/1`; its second
-    // step prints the context it was given, to show what step 2 saw of step 1.
-    let context_of_a = home.run_dir(1, 1).join("context.json");
+    // Task `a` is the first task of a fresh home, so its scratch area is `scratch/1`; its second
+    // step prints the context it was given (`$ORCH_CONTEXT`, a copy outside the bundle, which a
+    // step cannot reach), to show what step 2 saw of step 1.
+    let context_of_a = home.path().join("scratch/1/context.json");
     let yaml = format!(
         r#"name: diamond
 defaults:
@@ -371,7 +372,7 @@ tasks:
 }
 
 #[test]
-fn refused_commands_fail_on_the_first_attempt_and_nothing_runs() {
+fn refused_commands_fail_on_the_first_attempt_and_nothing_from_them_on_runs() {
     let home = Home::new();
     let repo = Repo::new(&[("README.md", "# project\n")]);
     let outside = tempfile::tempdir().expect("create a directory outside the workspace");
@@ -420,14 +421,17 @@ tasks:
             assert!(reason.contains(text), "{key}: `{text}` not in {reason}");
             assert!(error.contains(text), "{key}: `{text}` not in {error}");
         }
-        assert!(
-            manifest_entries(&dir, "touch").is_empty()
-                && manifest_entries(&dir, "delete").is_empty(),
-            "{key}: a refused step ran commands"
+        // Each command is checked just before it runs: `touch` ran, `rm` never did.
+        let ran = usize::from(key == "rm");
+        assert_eq!(
+            manifest_entries(&dir, "touch").len() + manifest_entries(&dir, "delete").len(),
+            ran,
+            "{key}: the refused command ran, or the one before it did not"
         );
-        assert!(
-            !workspace_of(&dir).join("marker").exists(),
-            "{key}: a command of a refused step ran"
+        assert_eq!(
+            workspace_of(&dir).join("marker").exists(),
+            key == "rm",
+            "{key}: only the command before the refused one runs"
         );
     }
     assert!(!repo.path().join("marker").exists());
@@ -672,4 +676,79 @@ tasks:
         assert_eq!(read_text(&dir.path().join("original.txt")), "original\n");
     }
     home.assert_consistent("after the plain directories");
+}
+
+#[test]
+fn a_step_that_replaces_the_worktrees_git_with_an_fsmonitor_payload_is_refused_and_nothing_runs() {
+    let home = Home::new();
+    let repo = Repo::new(&[(".orch.toml", "allow_shell = true\n")]);
+    let outside = tempfile::tempdir().expect("create a directory outside the workspace");
+    let marker = outside.path().join("payload-ran");
+    let payload = outside.path().join("payload.sh");
+    std::fs::write(
+        &payload,
+        format!(
+            "#!/bin/sh\nenv > '{m}'\necho ran >> '{m}'\n",
+            m = marker.display()
+        ),
+    )
+    .expect("write the payload");
+    std::fs::set_permissions(
+        &payload,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("make the payload executable");
+    let (head, status) = (repo.head(), repo.status());
+    // The step swaps the worktree's `.git` file for a repository whose config runs the payload
+    // for orch's own `git add`/`diff`/`commit` (fsmonitor, hooks, pager, external diff).
+    let script = format!(
+        "rm .git && mkdir -p .git/objects .git/refs/heads && \
+         echo 'ref: refs/heads/main' > .git/HEAD && \
+         printf '[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = {p}\\n\\thooksPath = {hooks}\\n\\tpager = {p}\\n[diff]\\n\\texternal = {p}\\n' > .git/config && \
+         echo work > work.txt",
+        p = payload.display(),
+        hooks = outside.path().display(),
+    );
+    let yaml = format!(
+        r#"name: hostile-git
+defaults:
+  retry: {{max_attempts: 3, backoff: 0s, jitter: 0s}}
+tasks:
+  - id: swap
+    title: Replace .git
+    steps:
+      - name: swap
+        exec:
+          - argv: [sh, -c, {script:?}]
+"#
+    );
+    let ids = home.submit("hostile-git", &yaml, repo.path());
+    home.serve_until_idle(1);
+
+    let id = ids["swap"];
+    let task = home.task(id);
+    assert_eq!(task["task"]["status"], "failed", "{task:#}");
+    assert_eq!(
+        task["task"]["attempts_used"], 1,
+        "refused for good, no retry"
+    );
+    let reason = task["task"]["status_reason"].as_str().unwrap_or_default();
+    let dir = home.run_dir(id, 1);
+    let result = read_json(&dir.join("result.json"));
+    assert_eq!(result["status"], "failed", "{result:#}");
+    assert_eq!(result["commit"], Value::Null, "{result:#}");
+    let error = result["error"].as_str().unwrap_or_default();
+    for text in [reason, error] {
+        assert!(text.contains("orch did not commit or diff"), "{text}");
+        assert!(text.contains(".git was replaced by a directory"), "{text}");
+    }
+    assert!(
+        !marker.exists(),
+        "orch's git ran the task's payload: {}",
+        read_text(&marker)
+    );
+    assert_eq!(read_text(&dir.join("patch.diff")), "");
+    assert_eq!(repo.head(), head, "the main checkout's HEAD moved");
+    assert_eq!(repo.status(), status, "the main checkout changed");
+    home.assert_consistent("after the refusal");
 }

@@ -16,6 +16,7 @@ mod consistency;
 mod contention;
 mod crash;
 mod demo;
+mod escape;
 mod execution;
 mod fencing;
 mod live;

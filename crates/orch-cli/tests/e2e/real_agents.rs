@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::support::{read_json, read_text, workspace_of, Finished, Home, Repo, SERVE_DEADLINE};
 
 /// Whether `cli` can run here; in CI its absence is a failure.
-fn available(cli: &str) -> bool {
+pub(crate) fn available(cli: &str) -> bool {
     let found = std::process::Command::new(cli)
         .arg("--version")
         .stdin(std::process::Stdio::null())
@@ -35,15 +35,15 @@ fn available(cli: &str) -> bool {
 }
 
 /// A model server with its runtime, and the CLI's environment pointing at it.
-struct Model {
+pub(crate) struct Model {
     server: Option<ModelServer>,
     runtime: tokio::runtime::Runtime,
-    env: CliEnv,
+    pub(crate) env: CliEnv,
     _dir: tempfile::TempDir,
 }
 
 impl Model {
-    fn start(cli: &str, script: Script, settings: Settings) -> Model {
+    pub(crate) fn start(cli: &str, script: Script, settings: Settings) -> Model {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -73,7 +73,7 @@ impl Model {
     }
 
     /// The `.orch.toml` that lets `cli` run with this environment passed through by name.
-    fn config(&self, cli: &str, extra: &str) -> String {
+    pub(crate) fn config(&self, cli: &str, extra: &str) -> String {
         let names: Vec<String> = self
             .env
             .vars

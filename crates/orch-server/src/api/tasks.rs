@@ -493,6 +493,7 @@ pub(super) fn new_task(request: CreateTask) -> Result<NewTask, ApiError> {
                 model: step.model,
                 profile: step.profile,
                 timeout: None,
+                network: None,
             })
             .collect(),
         max_attempts: request.max_attempts,

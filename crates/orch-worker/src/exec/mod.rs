@@ -1,27 +1,27 @@
-//! Exec steps: pre-exec validation and the process runner.
+//! Exec steps: pre-exec validation (policy) and the process runner.
 //!
-//! Validation refuses, before anything runs, shell entrypoints (unless the project allows them)
-//! and destructive tools whose path arguments resolve outside the workspace. The runner starts
-//! each command in its own process group with a cleared environment plus an allowlist, streams
-//! stdout and stderr through the secret redactor into capped files, and on timeout or
-//! cancellation sends SIGTERM to the whole group, then SIGKILL after a grace period.
+//! Validation is a fast first check, not the wall: just before each command runs it refuses
+//! shell entrypoints (unless the project allows them) and obviously destructive tools whose path
+//! arguments resolve outside the workspace, with a clear reason. What enforces the boundary is
+//! the OS sandbox the command runs in (`ExecPolicy::sandbox`, see `orch_process::sandbox`): a
+//! tool the validator does not know is still confined. The runner starts each command through
+//! `orch_process::Spawn` (its own process group, a cleared environment plus an allowlist, the
+//! registry), streams stdout and stderr through the secret redactor into capped files, and on
+//! timeout or cancellation sends SIGTERM to the whole group, then SIGKILL after a grace period.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Component, Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use orch_core::Command;
+use orch_process::{Io, Sandbox, Spawn};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::process::Child;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +47,8 @@ pub struct ExecPolicy {
     /// A directory where each running command's process group id is recorded (and removed when
     /// it ends), so a restarted daemon can kill what a crashed one left behind.
     pub process_registry: Option<PathBuf>,
+    /// How each command is confined (the step's policy, built by the run).
+    pub sandbox: Sandbox,
 }
 
 impl Default for ExecPolicy {
@@ -58,6 +60,7 @@ impl Default for ExecPolicy {
             kill_grace: Duration::from_secs(5),
             default_timeout: None,
             process_registry: None,
+            sandbox: Sandbox::Off,
         }
     }
 }
@@ -74,7 +77,10 @@ pub struct ValidationError {
     pub reason: String,
 }
 
-/// Check every command of a step before running any of them.
+pub use orch_process::{kill_orphaned_groups, kill_processes_of_runs};
+
+/// Check every command of a step (tests and tools; a run checks each command just before it
+/// runs, with [`validate_command`], so an earlier command's effects are seen).
 ///
 /// Paths are resolved against the command's working directory without running anything: `.` and
 /// `..` are applied, and symbolic links that exist are followed, so `link-to-root/etc` is seen as
@@ -84,15 +90,25 @@ pub fn validate(
     workspace: &Path,
     policy: &ExecPolicy,
 ) -> Result<(), ValidationError> {
-    let root = workspace_root(workspace);
     for (index, command) in commands.iter().enumerate() {
-        check_command(command, &root, policy).map_err(|reason| ValidationError {
-            index,
-            argv: shell_words::join(&command.argv),
-            reason,
-        })?;
+        validate_command(index, command, workspace, policy)?;
     }
     Ok(())
+}
+
+/// Check one command (number `index` of its step) against the policy, just before it runs.
+pub fn validate_command(
+    index: usize,
+    command: &Command,
+    workspace: &Path,
+    policy: &ExecPolicy,
+) -> Result<(), ValidationError> {
+    let root = workspace_root(workspace);
+    check_command(command, &root, policy).map_err(|reason| ValidationError {
+        index,
+        argv: shell_words::join(&command.argv),
+        reason,
+    })
 }
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -216,38 +232,19 @@ pub async fn run_command(
     let stdout_file = create_output(&out.stdout).await?;
     let stderr_file = create_output(&out.stderr).await?;
 
-    let mut process = tokio::process::Command::new(program);
-    process
-        .args(&command.argv[1..])
-        .current_dir(&cwd)
-        .env_clear()
-        .envs(&env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
     let started_at_ms = now_ms();
-    let mut child = process
-        .spawn()
-        .map_err(|source| spawn_error(program, source))?;
-    let leader = child
-        .id()
-        .expect("a child that was never waited for still has its pid");
-    let group = Pid::from_raw(i32::try_from(leader).expect("pids fit in an i32"));
-    // From here on, leaving early (an error, or the caller dropping this future) kills the group.
-    let mut guard = GroupGuard { group, armed: true };
-    // Recorded so that a daemon restarting after a kill -9 can stop what this one left running.
-    let registered = policy
-        .process_registry
-        .as_ref()
-        .map(|dir| dir.join(group.as_raw().to_string()));
-    if let Some(path) = &registered {
-        if let Err(error) = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
-            .and_then(|()| std::fs::write(path, b""))
-        {
-            tracing::warn!(%error, "could not record the process group in {}", path.display());
-        }
-    }
+    let mut running = Spawn::new(program)
+        .args(&command.argv[1..])
+        .cwd(&cwd)
+        .envs(&env)
+        .stdio(Io::Null, Io::Piped, Io::Piped)
+        .registry(policy.process_registry.clone())
+        .sandbox(policy.sandbox.clone())
+        .start()
+        .map_err(|error| spawn_error(program, error))?;
+    // From here on, leaving early (an error, or the caller dropping this future) kills the
+    // group: `running` does that when dropped.
+    let child = &mut running.child;
 
     let drain_stop = CancellationToken::new();
     let stdout = child.stdout.take().expect("stdout was set to a pipe");
@@ -271,15 +268,10 @@ pub async fn run_command(
     ));
 
     let timeout = command.timeout.or(policy.default_timeout);
-    let (status, stopped) =
-        wait_or_stop(&mut child, group, timeout, policy.kill_grace, &cancel).await;
+    let (status, stopped) = wait_or_stop(&mut running, timeout, policy.kill_grace, &cancel).await;
     // The leader is reaped; whatever it left behind in its group (`sleep 1000 &`) goes now, also
     // so that nothing keeps the output pipes open.
-    signal_group(group, Signal::SIGKILL);
-    guard.armed = false;
-    if let Some(path) = &registered {
-        let _ = std::fs::remove_file(path);
-    }
+    running.finish();
     let status = status.map_err(|source| ExecError::Io {
         context: format!("wait for `{program}`"),
         source,
@@ -326,16 +318,14 @@ pub async fn run_command(
 }
 
 /// Variables every command gets from orch's own environment, besides the project's allowlist.
-const BASE_ENV: [&str; 7] = ["PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER"];
+/// `HOME`, `TMPDIR` and the XDG directories are never orch's: the run gives each task its own.
+const BASE_ENV: [&str; 5] = ["PATH", "LANG", "LC_ALL", "TERM", "USER"];
 
 /// Bytes read from an output pipe at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Buffer in front of each output file.
 const WRITE_BUFFER: usize = 64 * 1024;
-
-/// How often a stopped group is checked for members left during the grace period.
-const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// How long the output readers may still run once the whole group is gone. Pipes close when the
 /// group dies, so only a process that left the group and kept a pipe makes this limit matter.
@@ -348,140 +338,9 @@ enum Stop {
     Cancelled,
 }
 
-/// Kills the process group when dropped while armed: nothing a command started outlives an early
-/// return or a caller that drops the future (tokio reaps the dropped leader itself).
-struct GroupGuard {
-    group: Pid,
-    armed: bool,
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            signal_group(self.group, Signal::SIGKILL);
-        }
-    }
-}
-
-fn signal_group(group: Pid, signal: Signal) {
-    match killpg(group, signal) {
-        // The group is already gone.
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(error) => {
-            let group = group.as_raw();
-            tracing::warn!(group, %signal, %error, "could not signal a command's process group");
-        }
-    }
-}
-
-/// Some live process of the group still exists. Zombies do not count: they are dead and only
-/// wait for their parent (often pid 1, which may never reap them) to collect them.
-fn group_exists(group: Pid) -> bool {
-    if matches!(killpg(group, None), Err(Errno::ESRCH)) {
-        return false;
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .any(|pid| matches!(process_group_and_state(pid), Some((pgrp, state)) if pgrp == group.as_raw() && state != 'Z'))
-}
-
-/// A process's group and state letter from `/proc/<pid>/stat`.
-fn process_group_and_state(pid: i32) -> Option<(i32, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses; the fields after its last `)` are
-    // `state ppid pgrp ...`.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _parent = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((pgrp, state))
-}
-
-/// Kill every process group holding a process of one of `runs` (by `ORCH_RUN_ID`) whose
-/// `ORCH_BUNDLE` lies under `runs_dir` (this home's, so another home's run with the same number
-/// is never touched). This catches what the registry cannot: a command started in the instant
-/// between its spawn and its registration when the daemon died. Returns the groups killed.
-pub fn kill_processes_of_runs(runs_dir: &Path, runs: &[i64]) -> Vec<i32> {
-    if runs.is_empty() {
-        return Vec::new();
-    }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let bundle_prefix = format!("ORCH_BUNDLE={}/", runs_dir.display());
-    let mut killed = Vec::new();
-    for pid in procs
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        let Some((group, state)) = process_group_and_state(pid) else {
-            continue;
-        };
-        if state == 'Z' || killed.contains(&group) || group <= 1 {
-            continue;
-        }
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-        let in_home = vars.iter().any(|v| v.starts_with(bundle_prefix.as_bytes()));
-        let run = vars
-            .iter()
-            .find_map(|v| v.strip_prefix(b"ORCH_RUN_ID="))
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
-        if in_home && run.is_some_and(|r| runs.contains(&r)) {
-            signal_group(Pid::from_raw(group), Signal::SIGKILL);
-            killed.push(group);
-        }
-    }
-    killed
-}
-
-/// Kill the process groups recorded in `registry` by runs of a daemon that died (kill -9 leaves
-/// its commands running), then forget them. A group is killed only if one of its live members
-/// carries `ORCH_RUN_ID` in its environment, so a recycled group id of an unrelated process is
-/// never touched. Returns the groups killed.
-pub fn kill_orphaned_groups(registry: &Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir(registry) else {
-        return Vec::new();
-    };
-    let mut killed = Vec::new();
-    for entry in entries.filter_map(Result::ok) {
-        let Some(group) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let ours = std::fs::read_dir("/proc").ok().is_some_and(|procs| {
-            procs
-                .filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| matches!(process_group_and_state(*pid), Some((pgrp, state)) if pgrp == group && state != 'Z'))
-                .any(|pid| {
-                    std::fs::read(format!("/proc/{pid}/environ"))
-                        .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var.starts_with(b"ORCH_RUN_ID=")))
-                })
-        });
-        if ours {
-            signal_group(Pid::from_raw(group), Signal::SIGKILL);
-            killed.push(group);
-        }
-        let _ = std::fs::remove_file(entry.path());
-    }
-    killed
-}
-
 /// Wait for the leader to exit; on timeout or cancellation, stop the whole group first.
 async fn wait_or_stop(
-    child: &mut Child,
-    group: Pid,
+    running: &mut orch_process::Running,
     timeout: Option<Duration>,
     grace: Duration,
     cancel: &CancellationToken,
@@ -490,11 +349,11 @@ async fn wait_or_stop(
     let stop = tokio::select! {
         // An exit that is ready counts even if the deadline passed at the same time.
         biased;
-        status = child.wait() => return (status, None),
+        status = running.child.wait() => return (status, None),
         () = cancel.cancelled() => Stop::Cancelled,
         () = sleep_until_deadline(deadline) => Stop::TimedOut,
     };
-    (stop_group(child, group, grace).await, Some(stop))
+    (running.stop(grace).await, Some(stop))
 }
 
 async fn sleep_until_deadline(deadline: Option<Instant>) {
@@ -504,26 +363,9 @@ async fn sleep_until_deadline(deadline: Option<Instant>) {
     }
 }
 
-/// SIGTERM to the whole group, then SIGKILL once the grace period is over or the group is gone;
-/// returns the leader's status (it is always reaped).
-async fn stop_group(child: &mut Child, group: Pid, grace: Duration) -> io::Result<ExitStatus> {
-    signal_group(group, Signal::SIGTERM);
-    let grace_deadline = Instant::now() + grace;
-    let leader = tokio::select! {
-        status = child.wait() => Some(status?),
-        () = tokio::time::sleep_until(grace_deadline) => None,
-    };
-    if leader.is_some() {
-        // The rest of the group gets what is left of the grace period to clean up too.
-        while group_exists(group) && Instant::now() < grace_deadline {
-            tokio::time::sleep(GROUP_POLL.min(grace_deadline - Instant::now())).await;
-        }
-    }
-    signal_group(group, Signal::SIGKILL);
-    match leader {
-        Some(status) => Ok(status),
-        None => child.wait().await,
-    }
+/// The `PATH` commands get (orch's own, passed through), to find where their programs live.
+pub fn command_path(_policy: &ExecPolicy) -> Option<String> {
+    std::env::var("PATH").ok()
 }
 
 fn command_env(
@@ -549,7 +391,11 @@ fn command_env(
     env
 }
 
-fn spawn_error(program: &str, source: io::Error) -> ExecError {
+fn spawn_error(program: &str, error: orch_process::SpawnError) -> ExecError {
+    let source = match error {
+        orch_process::SpawnError::Start { source, .. } => source,
+        sandbox @ orch_process::SpawnError::Sandbox { .. } => io::Error::other(sandbox.to_string()),
+    };
     let source = if source.kind() == io::ErrorKind::NotFound {
         io::Error::new(
             io::ErrorKind::NotFound,

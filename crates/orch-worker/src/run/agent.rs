@@ -54,6 +54,7 @@ impl Runner<'_> {
             full_prompt.as_bytes(),
         );
         let model = resolved.model.clone();
+        let path_var = exec::command_path(&ExecPolicy::default());
         let (raw_sender, mut raw_receiver) = tokio::sync::mpsc::unbounded_channel::<RawOutput>();
         let request = AgentRequest {
             prompt: full_prompt,
@@ -61,26 +62,23 @@ impl Runner<'_> {
             workdir: workspace.path().to_owned(),
             resume_session: self.resume_session.clone(),
             env: self.command_env(workspace, step),
-            state_dir: Some(
-                self.settings
-                    .home
-                    .join("agent-state")
-                    .join(self.task.id.0.to_string()),
-            ),
+            // Kept across attempts in the task's scratch area (sessions a resume needs).
+            state_dir: Some(self.scratch().agents()),
             process_registry: Some(self.settings.home.join("processes")),
             raw_output: Some(raw_sender),
-            // Used when the agent's settings say `session = "tmux"`.
+            // Used when the agent's settings say `session = "tmux"`. The relay's files live
+            // outside the scratch area: the confined agent must not forge its own exit status.
             live_session: Some(orch_agents::tmux::LiveSession {
                 socket: orch_agents::tmux::socket(&self.settings.home),
                 name: orch_agents::tmux::session_name(self.task.id.0),
                 dir: self
                     .settings
                     .home
-                    .join("agent-state")
-                    .join(self.task.id.0.to_string())
                     .join("live")
+                    .join(self.task.id.0.to_string())
                     .join(format!("{}-{}", self.run_id, step.name)),
             }),
+            sandbox: self.step_sandbox(step, workspace, &[], path_var.as_deref()),
             ..AgentRequest::default()
         };
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
@@ -316,5 +314,6 @@ pub(super) fn reply_step(reply: &orch_store::PendingReply, steps: &[Step]) -> St
             profile,
         },
         timeout: original.and_then(|s| s.timeout),
+        network: original.is_none_or(|s| s.network),
     }
 }
