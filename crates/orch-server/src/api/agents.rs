@@ -4,7 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use orch_core::{FencingToken, ReplyMessage, RunId};
-use orch_store::{AgentUsage, Op, StoreError, UsageRecord, UsageSummary, UsageTotal};
+use orch_store::{AgentUsage, Op, UsageRecord, UsageSummary, UsageTotal};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -223,9 +223,6 @@ pub async fn report_usage(
             Op::now(&owner),
         )
         .await
-        .map_err(|e| match e {
-            StoreError::StaleLease { .. } => ApiError::LeaseLost(e.to_string()),
-            other => other.into(),
-        })?;
+        .map_err(super::workers::lease_error)?;
     Ok(Json(serde_json::json!({ "recorded": true })))
 }

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use orch_core::{FencingToken, RunId};
-use orch_store::{Op, ReviewRecord, ReviewVerdict, StoreError};
+use orch_store::{Op, ReviewRecord, ReviewVerdict};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -96,9 +96,6 @@ pub async fn report_review(
             Op::now(&owner),
         )
         .await
-        .map_err(|e| match e {
-            StoreError::StaleLease { .. } => ApiError::LeaseLost(e.to_string()),
-            other => other.into(),
-        })?;
+        .map_err(super::workers::lease_error)?;
     Ok(Json(serde_json::json!({ "recorded": true })))
 }

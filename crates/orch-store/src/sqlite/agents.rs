@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension};
 use orch_core::plan::AgentSession;
 use orch_core::{decide, FencingToken, RunId, Status, TaskId};
 
-use super::apply::{carry_out, refuse, task_facts};
+use super::apply::{carry_out, require_fenced, task_facts};
 use super::{immediate, OwnedOp, Result, SqliteStore};
 use crate::{AgentUsage, Op, PendingReply, UsageRecord, UsageSummary, UsageTotal};
 
@@ -37,10 +37,10 @@ impl SqliteStore {
                         day,
                         op.now.0,
                     ])?;
-                if written == 0 {
-                    let err = refuse(&tx, run, token, "usage report", &op)?;
+                if let Err(refused) = require_fenced(&tx, written, run, token, "usage report", &op)
+                {
                     tx.commit()?;
-                    return Err(err.into());
+                    return Err(refused);
                 }
             }
             tx.commit()?;

@@ -337,6 +337,23 @@ pub(super) fn end_run(
     Ok(task.map(TaskId))
 }
 
+/// A fenced insert (`... FROM runs WHERE id = run AND token matches AND state = 'active'`)
+/// wrote `written` rows: none means the request was refused, which is recorded like a stale
+/// heartbeat.
+pub(super) fn require_fenced(
+    conn: &Connection,
+    written: usize,
+    run: RunId,
+    token: FencingToken,
+    what: &str,
+    op: &OwnedOp,
+) -> Result<()> {
+    if written == 0 {
+        return Err(refuse(conn, run, token, what, op)?.into());
+    }
+    Ok(())
+}
+
 /// Record a refused request about a run and build the error that explains it.
 pub(super) fn refuse(
     conn: &Connection,

@@ -3,7 +3,7 @@
 use orch_core::{FencingToken, RunId, TaskId};
 use rusqlite::{params, Connection};
 
-use super::apply::refuse;
+use super::apply::require_fenced;
 use super::{immediate, OwnedOp, Result, SqliteStore};
 use crate::{Op, ReviewRecord, StoreError};
 
@@ -29,10 +29,9 @@ impl SqliteStore {
                 review.escalated,
                 op.now.0,
             ])?;
-            if written == 0 {
-                let err = refuse(&tx, run, token, "review report", &op)?;
+            if let Err(refused) = require_fenced(&tx, written, run, token, "review report", &op) {
                 tx.commit()?;
-                return Err(err.into());
+                return Err(refused);
             }
             tx.commit()?;
             Ok(())
