@@ -5,8 +5,8 @@
 //!
 //! Architecture invariant: it takes validated core types (`TaskSpec`, `CancelReason`, ...) and
 //! an actor, depends on `orch-core` and `orch-store` only (no axum, no clap), and every
-//! submission passes through one private function, [`App::submit_tasks`], the choke point where
-//! a task's spec is made fit to store.
+//! submission passes through one private function, `App::submit_tasks`, the choke point where
+//! a task's spec is made fit to store (secrets redacted, with a warning per field).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -93,6 +93,8 @@ pub struct Submitted {
     pub tasks: Vec<Task>,
     /// Whether the tasks were created now (false: a delivery id was known).
     pub created: bool,
+    /// One warning per field that looked like a secret (redacted before it was stored).
+    pub warnings: Vec<String>,
 }
 
 /// A workflow file's text and the name it is reported under (`<file>:<line>:<col>: ...`).
@@ -153,7 +155,9 @@ impl App {
             .await
     }
 
-    /// The one submission path. Secret redaction of specs belongs here, before the store.
+    /// The one submission path: secrets in the specs are redacted here, for the warnings the
+    /// submitter sees (the store redacts its own copy again, so a caller of the store cannot
+    /// skip it).
     async fn submit_tasks(
         &self,
         project: &ProjectDir,
@@ -164,11 +168,16 @@ impl App {
     ) -> Result<Submitted> {
         let op = Op::now(actor);
         let project = self.store.ensure_project(project.as_str(), op.now).await?;
-        let submission = Submission {
+        let mut submission = Submission {
             project: project.id,
             workflow,
             tasks,
         };
+        let warnings = submission
+            .redact_secrets(&self.store.secret_values())
+            .iter()
+            .map(|redaction| redaction.warning())
+            .collect();
         let (ids, created) = if deliveries.is_empty() {
             (self.store.submit(&submission, op).await?, true)
         } else {
@@ -183,6 +192,7 @@ impl App {
             project,
             tasks,
             created,
+            warnings,
         })
     }
 

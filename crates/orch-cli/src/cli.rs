@@ -23,8 +23,15 @@ pub struct Cli {
     #[arg(long, global = true, env = "ORCH_URL", value_name = "URL")]
     pub server: Option<String>,
 
-    /// The daemon's admin token [default: the file `token` in the home]
-    #[arg(long, global = true, env = "ORCH_TOKEN", hide_env_values = true)]
+    /// A file holding the token to send (mode 0600): for client commands the daemon's admin
+    /// token [env: ORCH_TOKEN holds the token itself] [default: the file `token` in the home];
+    /// for `orch worker` the daemon's worker token [env: ORCH_WORKER_TOKEN]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Refused: a token on the command line is visible to every local user (`ps`,
+    /// /proc/PID/cmdline). Use --token-file or the environment.
+    #[arg(long, global = true, hide = true, value_name = "TOKEN")]
     pub token: Option<String>,
 
     /// A CA certificate (PEM) to trust for an https:// --server besides the usual roots, e.g.
@@ -58,6 +65,9 @@ pub enum Command {
     /// to the daemon (logs and events while the run goes on, the whole bundle before the
     /// result). SIGTERM or Ctrl-C stops claiming, lets running steps finish for up to --grace,
     /// then gives unfinished runs back.
+    ///
+    /// The worker token (the file `worker-token` in the daemon's home) comes from
+    /// --token-file PATH or ORCH_WORKER_TOKEN, never from the command line.
     Worker(WorkerArgs),
     /// Show what orch does, end to end, in a throwaway repository: a workflow of agent (`sim`)
     /// and command steps with dependencies, run by embedded workers, with live progress and a
@@ -216,9 +226,6 @@ pub struct WorkerArgs {
     /// for a daemon serving TLS (see --ca-cert for a self-signed certificate).
     #[arg(long, value_name = "URL")]
     pub server: String,
-    /// The worker token: the file `worker-token` in the daemon's home.
-    #[arg(long, env = "ORCH_WORKER_TOKEN", hide_env_values = true)]
-    pub token: String,
     /// The worker's name (slots are `<name>-1`, `<name>-2`, ...); unique per machine.
     #[arg(long)]
     pub name: String,

@@ -20,13 +20,13 @@ use crate::UserError;
 /// does not answer this fast is taken for gone (e.g. killed with SIGKILL, leaving the file).
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// What the command line says about the daemon to talk to (`--server`, `--token`).
+/// What the command line says about the daemon to talk to (`--server`, `--token-file`).
 #[derive(Debug, Clone, Default)]
 pub struct Remote {
     /// `--server` / `ORCH_URL`.
     pub server: Option<String>,
-    /// `--token` / `ORCH_TOKEN`.
-    pub token: Option<String>,
+    /// `--token-file`: the admin token (for `orch worker`, the worker token).
+    pub token_file: Option<std::path::PathBuf>,
     /// `--ca-cert` / `ORCH_CA_CERT`: a PEM file of certificates to trust for https.
     pub ca_cert: Option<std::path::PathBuf>,
 }
@@ -123,7 +123,11 @@ impl Backend {
                     .tasks
                     .first()
                     .context("the submission created no task")?;
-                Ok((view(&TaskView::from(task))?, submitted.project.name))
+                let mut answer = view(&TaskView::from(task))?;
+                if !submitted.warnings.is_empty() {
+                    answer["warnings"] = json!(submitted.warnings);
+                }
+                Ok((answer, submitted.project.name))
             }
             Backend::Api(api) => {
                 let body = create_request(project_dir, &spec, needs)?;
@@ -157,12 +161,17 @@ impl Backend {
                         other => anyhow::Error::from(other),
                     })?;
                 let tasks = submitted.tasks;
+                let warnings = submitted.warnings;
                 let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
-                Ok(json!({
+                let mut answer = json!({
                     "workflow": tasks.first().and_then(|t| t.workflow).map(|w| w.0),
                     "project": submitted.project.name,
                     "tasks": views,
-                }))
+                });
+                if !warnings.is_empty() {
+                    answer["warnings"] = json!(warnings);
+                }
+                Ok(answer)
             }
             Backend::Api(api) => {
                 let body = json!({
@@ -392,13 +401,18 @@ pub enum Action {
 
 impl Api {
     fn new(base: String, settings: &Settings, remote: &Remote) -> anyhow::Result<Api> {
-        let (token, token_source) = match &remote.token {
-            Some(token) => (token.trim().to_owned(), "--token / ORCH_TOKEN".to_owned()),
+        let (token, token_source) = match config::token_from(
+            remote.token_file.as_deref(),
+            "ORCH_TOKEN",
+        )
+        .map_err(|e| UserError::new(format!("{e:#}")))?
+        {
+            Some(token) => (token.value, token.source),
             None => {
                 let file = settings.home.join("token");
                 let token = std::fs::read_to_string(&file).map_err(|e| {
                     UserError::new(format!(
-                        "no token for the daemon at {base}: --token and ORCH_TOKEN are unset and \
+                        "no token for the daemon at {base}: --token-file and ORCH_TOKEN are unset and \
                          {} cannot be read ({e}); pass the daemon's admin token (the file `token` \
                          in its home)",
                         file.display()

@@ -35,7 +35,7 @@ pub fn op(actor: &str) -> Op<'_> {
 /// Open (creating if needed) the store of this home.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let database = settings.database();
-    Store::open(&database)
+    let store = Store::open(&database)
         .await
         .with_context(|| match &database {
             orch_store::DatabaseConfig::Sqlite { path, .. } => {
@@ -45,7 +45,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             orch_store::DatabaseConfig::Postgres { .. } => {
                 "open the orch database of ORCH_DATABASE_URL".to_owned()
             }
-        })
+        })?;
+    // orch's own tokens are redacted from every spec this process submits.
+    store.add_secret_values(&orch_worker::run::home_tokens(&settings.home));
+    Ok(store)
 }
 
 pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {
@@ -110,6 +113,7 @@ pub async fn run_workflow(
     };
     let backend = Backend::open(settings, remote, None).await?;
     let submitted = backend.submit_workflow(&project_dir, &name, text).await?;
+    print_warnings(&submitted);
     if args.json {
         print_json(&submitted)
     } else {
@@ -219,6 +223,7 @@ async fn task_add(settings: &Settings, remote: &Remote, args: TaskAddArgs) -> an
     };
     let backend = Backend::open(settings, remote, client::spec_lacks(&spec)).await?;
     let (task, project) = backend.add_task(&project_dir, spec, &args.needs).await?;
+    print_warnings(&task);
     if args.json {
         print_json(&task)
     } else {
@@ -612,4 +617,13 @@ pub fn schema(args: SchemaArgs) -> anyhow::Result<()> {
         SchemaKind::Task => print!("{}", spec::task_schema()),
     }
     Ok(())
+}
+
+/// The `warnings` of a submission's answer (fields that looked like secrets), on stderr.
+fn print_warnings(answer: &serde_json::Value) {
+    for warning in answer["warnings"].as_array().into_iter().flatten() {
+        if let Some(text) = warning.as_str() {
+            eprintln!("warning: {text}");
+        }
+    }
 }

@@ -16,6 +16,9 @@ pub struct Settings {
     pub sqlite: SqliteOptions,
     /// `ORCH_DATABASE_URL`: a PostgreSQL server instead of the home's SQLite file.
     pub database_url: Option<String>,
+    /// `ORCH_SECRET_KEY`: the key for secrets kept at rest (base64, 32 bytes); unset: the
+    /// home's `secret.key`.
+    pub secret_key: Option<String>,
 }
 
 impl Settings {
@@ -44,16 +47,31 @@ impl Settings {
                 format!("ORCH_SQLITE_BUSY_TIMEOUT={raw} is not a duration; write it like `30s`")
             })?;
         }
+        // Every command that uses the home keeps it private (the `orch` binary's umask makes
+        // what it creates private too).
+        if home.exists() {
+            if let Some(mode) = orch_store::home::secure(&home)
+                .with_context(|| format!("make the home {} private (mode 0700)", home.display()))?
+            {
+                eprintln!(
+                    "warning: the orch home {} could be read by other users (mode {mode:o}); it \
+                     is 0700 now",
+                    home.display()
+                );
+            }
+        }
+        let secret_key = env_text("ORCH_SECRET_KEY")?;
         let database_url = env_text("ORCH_DATABASE_URL")?;
         if let Some(url) = &database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                bail!("ORCH_DATABASE_URL={url} is not a PostgreSQL URL; write it like `postgres://user@host/db`, or unset it to use the SQLite file in the home");
+                bail!("ORCH_DATABASE_URL is not a PostgreSQL URL; write it like `postgres://user@host/db`, or unset it to use the SQLite file in the home");
             }
         }
         Ok(Settings {
             home,
             sqlite,
             database_url,
+            secret_key,
         })
     }
 
@@ -68,10 +86,80 @@ impl Settings {
         }
     }
 
+    /// The key for secrets kept at rest: `ORCH_SECRET_KEY`, else `<home>/secret.key` (created).
+    pub fn secret_box(&self) -> anyhow::Result<orch_store::secret_box::SecretBox> {
+        orch_store::secret_box::SecretBox::load(&self.home, self.secret_key.as_deref())
+            .map_err(|e| anyhow::Error::from(crate::UserError::new(e.to_string())))
+    }
+
     /// The SQLite database file.
     pub fn database_path(&self) -> PathBuf {
         self.home.join("orch.db")
     }
+}
+
+/// A secret token and where it came from (named in messages; the token itself never is).
+#[derive(Clone)]
+pub struct Token {
+    /// The token, trimmed.
+    pub value: String,
+    /// `--token-file PATH` or the environment variable's name.
+    pub source: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(from {})", self.source)
+    }
+}
+
+/// A token from `--token-file` if one is given, else from the environment variable `env`
+/// (`ORCH_TOKEN`, `ORCH_WORKER_TOKEN`), else none. Never from a command-line value: that is
+/// readable by every local user in `/proc/PID/cmdline`. A token file must not be readable by
+/// others (like the daemon's own token files), and must not be empty.
+pub fn token_from(file: Option<&Path>, env: &str) -> anyhow::Result<Option<Token>> {
+    if let Some(path) = file {
+        let value = read_token_file(path)?;
+        return Ok(Some(Token {
+            value,
+            source: format!("--token-file {}", path.display()),
+        }));
+    }
+    Ok(env_text(env)?.map(|value| Token {
+        value,
+        source: env.to_owned(),
+    }))
+}
+
+fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("--token-file {}: open the token file", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file
+            .metadata()
+            .with_context(|| format!("--token-file {}: stat", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "--token-file {}: the file has mode {:o}, so other users can read the token; run \
+                 `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    let mut value = String::new();
+    std::io::Read::read_to_string(&mut &file, &mut value)
+        .with_context(|| format!("--token-file {}: read", path.display()))?;
+    let value = value.trim();
+    if value.is_empty() {
+        bail!("--token-file {}: the file is empty", path.display());
+    }
+    Ok(value.to_owned())
 }
 
 fn env_text(name: &str) -> anyhow::Result<Option<String>> {

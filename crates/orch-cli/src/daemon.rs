@@ -66,6 +66,8 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.cors_origins = args.cors_origin.clone();
     options.max_bundle_bytes = args.max_bundle_size;
     configure_github(&mut options, &args)?;
+    // Loaded (and created) at start, so a key others can read stops the daemon now.
+    options.secret_box = Some(settings.secret_box()?);
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
@@ -150,7 +152,15 @@ pub async fn worker_command(
     args: WorkerArgs,
 ) -> anyhow::Result<()> {
     let ca_pem = remote.ca_pem()?;
-    let http = orch_worker::HttpCoordinator::new(&args.server, &args.token, ca_pem.as_deref())
+    let token = crate::config::token_from(remote.token_file.as_deref(), "ORCH_WORKER_TOKEN")
+        .map_err(|e| UserError::new(format!("{e:#}")))?
+        .ok_or_else(|| {
+            UserError::new(
+                "no worker token: pass --token-file PATH (a copy of the file `worker-token` in \
+                 the daemon's home, mode 0600) or set ORCH_WORKER_TOKEN",
+            )
+        })?;
+    let http = orch_worker::HttpCoordinator::new(&args.server, &token.value, ca_pem.as_deref())
         .map_err(|e| UserError::new(format!("--server: {e}")))?
         .with_checkouts(args.projects.into_iter().collect());
     if args.name.trim().is_empty() {
@@ -158,7 +168,30 @@ pub async fn worker_command(
     }
     std::fs::create_dir_all(&settings.home)
         .with_context(|| format!("create {}", settings.home.display()))?;
+    // One process per home: its process registry and worktrees are this worker's alone. The
+    // lock is the daemon's (`serve.lock`), so a worker never shares a home with `orch serve`
+    // either; the kernel releases it when the process dies, however it dies.
+    let _home_lock = orch_server::lock_home(&settings.home).map_err(|e| match e {
+        orch_server::ServeError::AlreadyRunning(home) => {
+            anyhow::Error::from(UserError::new(format!(
+                "--home {}: another `orch worker` or `orch serve` is using this home; give each \
+             worker its own --home",
+                home.display()
+            )))
+        }
+        other => anyhow::Error::from(other),
+    })?;
+    // A previous incarnation killed with SIGKILL leaves its steps running, in worktrees the
+    // next runs of the same tasks use: stop them before claiming anything.
+    for group in orch_worker::task_lock::stop_previous_incarnation(&settings.home) {
+        tracing::warn!(
+            group,
+            "stopped the commands of a previous worker in this home"
+        );
+    }
     let mut worker = orch_worker::WorkerSettings::new(args.name.trim(), &settings.home);
+    // The worker token is redacted from every run's bundle like a secret value.
+    worker.own_secrets.push(token.value.trim().to_owned());
     worker.lease = args.lease.max(Duration::from_secs(1));
     worker.heartbeat_every = worker.lease / 3;
     let slots = args.slots.max(1);

@@ -56,9 +56,9 @@ pub async fn claim_loop(settings: &Settings, args: ClaimLoopArgs) -> anyhow::Res
         idle = 0;
         claims += 1;
         let run = claim.run.id;
-        let token = claim.run.lease.token;
+        let token = claim.token;
         emit(
-            json!({ "event": "claimed", "task": claim.task.id.0, "run": run.0, "token": token.0, "attempt": claim.run.attempt, "at": op("").now.0 }),
+            json!({ "event": "claimed", "task": claim.task.id.0, "run": run.0, "token": orch_store::token_fingerprint(&token), "attempt": claim.run.attempt, "at": op("").now.0 }),
         );
         let mut lost = false;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(args.hold_ms);
@@ -67,7 +67,10 @@ pub async fn claim_loop(settings: &Settings, args: ClaimLoopArgs) -> anyhow::Res
             tokio::time::sleep(left.min(Duration::from_millis(args.heartbeat_ms.max(1)))).await;
             match store.heartbeat(run, token, lease, op(&args.owner)).await {
                 Ok(_) => {}
-                Err(StoreError::StaleLease { reason, .. }) => {
+                Err(
+                    StoreError::StaleLease { reason, .. }
+                    | StoreError::NotLeaseHolder { reason, .. },
+                ) => {
                     emit(
                         json!({ "event": "heartbeat_refused", "task": claim.task.id.0, "run": run.0, "reason": reason }),
                     );
@@ -87,7 +90,9 @@ pub async fn claim_loop(settings: &Settings, args: ClaimLoopArgs) -> anyhow::Res
             Ok(status) => emit(
                 json!({ "event": "completed", "task": claim.task.id.0, "run": run.0, "status": status.as_str(), "at": op("").now.0 }),
             ),
-            Err(StoreError::StaleLease { reason, .. }) => {
+            Err(
+                StoreError::StaleLease { reason, .. } | StoreError::NotLeaseHolder { reason, .. },
+            ) => {
                 emit(
                     json!({ "event": "complete_refused", "task": claim.task.id.0, "run": run.0, "reason": reason }),
                 );

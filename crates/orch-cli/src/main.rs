@@ -56,6 +56,11 @@ fn exit_quietly_on_broken_pipe() {
 }
 
 fn main() -> ExitCode {
+    // Every file orch creates (database and its WAL, tokens, key, config, bundles, logs,
+    // `serve.addr`) is 0600 and every directory 0700, for every command, serve and worker alike;
+    // the home itself is made 0700 when it is used (`config::Settings::load`). Steps inherit it,
+    // so worktree files are private too: the user can still read them, others cannot.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let filter = match cli.verbose {
@@ -120,9 +125,17 @@ fn store_exit_code(store: &orch_store::StoreError) -> u8 {
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let home = cli.home.as_deref();
     let settings = || config::Settings::load(home);
+    if cli.token.is_some() {
+        return Err(UserError::new(
+            "--token: a token on the command line is visible to every local user (`ps`, \
+             /proc/PID/cmdline); write it to a file only you can read and pass --token-file PATH, \
+             or set ORCH_TOKEN (ORCH_WORKER_TOKEN for `orch worker`)",
+        )
+        .into());
+    }
     let remote = client::Remote {
         server: cli.server,
-        token: cli.token,
+        token_file: cli.token_file,
         ca_cert: cli.ca_cert,
     };
     match cli.command {

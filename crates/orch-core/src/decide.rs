@@ -1,6 +1,7 @@
 //! The rules of every store operation, as pure functions from facts to a [`Plan`]: what a
 //! completion, a lost lease, a requeue, a cancel, a retry, an unblock, an approval or a reply
-//! does to a task and its dependents, how a new task starts, and how projects are named.
+//! does to a task and its dependents, how a new task starts, and how projects are named. (How
+//! a refused request about a run is recorded is still the backend's: `sqlite/fencing.rs`.)
 //!
 //! No I/O, no clock, no randomness: `now` and the jitter come in as arguments. A backend loads
 //! the facts, calls one of these, and hands the plan to [`carry_out`] with its transaction.
@@ -9,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::lifecycle::{self, EventKind, Status};
-use crate::model::{FencingToken, Outcome, RunId, RunState, TaskId, Timestamp};
+use crate::model::{Outcome, RunId, RunState, TaskId, Timestamp};
 use crate::plan::{
     summarize, AgentSession, DependencyFacts, DependentFacts, Effect, Move, Plan, Refusal,
     TaskFacts,
@@ -439,49 +440,6 @@ pub fn settle_dependent(dependent: &DependentFacts) -> Result<Vec<Effect>, Refus
         effects.push(Effect::SettleDependents { task: task.id });
     }
     Ok(effects)
-}
-
-/// The run a refused request named, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefusedRun {
-    /// The run.
-    pub run: RunId,
-    /// Its task.
-    pub task: TaskId,
-    /// Its task's status.
-    pub status: Status,
-    /// Its token.
-    pub token: FencingToken,
-    /// Its state.
-    pub state: RunState,
-}
-
-/// A request about a run (`what`: heartbeat, completion, ...) carried `token` but the run is
-/// not active with that token: the note recording the refusal, and the reason to answer.
-pub fn refuse(
-    stored: &RefusedRun,
-    token: FencingToken,
-    what: &str,
-    owner: &str,
-) -> (Effect, String) {
-    let reason = if stored.token != token {
-        format!("{what} refused: fencing token {token} is not the run's token")
-    } else {
-        format!(
-            "{what} refused: the run is {} (no longer active)",
-            stored.state
-        )
-    };
-    let data = serde_json::json!({ "request": what, "token": token.0, "owner": owner, "run_state": stored.state.as_str() });
-    let note = Effect::Note {
-        task: stored.task,
-        run: Some(stored.run),
-        kind: EventKind::Refused,
-        status: stored.status,
-        reason: reason.clone(),
-        data,
-    };
-    (note, reason)
 }
 
 /// A short unique name for a project at `path`: its directory's name, with `-2`, `-3`, ...

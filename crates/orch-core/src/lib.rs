@@ -14,6 +14,7 @@ pub mod input;
 pub mod lifecycle;
 pub mod model;
 pub mod plan;
+pub mod redact;
 pub mod replay;
 pub mod retry;
 pub mod spec;

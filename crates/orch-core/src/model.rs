@@ -57,15 +57,76 @@ id_type!(
     WorkflowId
 );
 
-/// The fencing token of a lease. Strictly increasing across all claims in a home, so a token
-/// from an earlier lease is always smaller than the current one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct FencingToken(pub i64);
+/// The fencing token of a lease: a random secret of 128 bits made by the store for one claim
+/// and handed only to the claiming worker, which must present it with every request about the
+/// run. The store keeps only its SHA-256, never the secret. The run's id, not this, is the run's
+/// identity and order.
+///
+/// `Debug` and `Display` never print the secret (it would end up in logs); the worker sends it
+/// with [`FencingToken::expose_hex`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FencingToken([u8; 16]);
+
+/// Why a presented fencing token was refused before it was looked at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a fencing token is 32 lowercase hexadecimal characters; this one is not")]
+pub struct FencingTokenError;
+
+impl FencingToken {
+    /// A token from 16 random bytes (the store draws them from the OS; the domain does no
+    /// randomness itself).
+    pub fn from_bytes(bytes: [u8; 16]) -> FencingToken {
+        FencingToken(bytes)
+    }
+
+    /// Read a token as a worker presents it: 32 hexadecimal characters.
+    pub fn parse(text: &str) -> Result<FencingToken, FencingTokenError> {
+        let text = text.trim().as_bytes();
+        if text.len() != 32 {
+            return Err(FencingTokenError);
+        }
+        let mut bytes = [0u8; 16];
+        for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+            let high = hex_digit(pair[0]).ok_or(FencingTokenError)?;
+            let low = hex_digit(pair[1]).ok_or(FencingTokenError)?;
+            *byte = (high << 4) | low;
+        }
+        Ok(FencingToken(bytes))
+    }
+
+    /// The secret as 32 lowercase hexadecimal characters, to send to the daemon. Never log it.
+    pub fn expose_hex(&self) -> String {
+        use std::fmt::Write as _;
+        self.0.iter().fold(String::with_capacity(32), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+    }
+
+    /// The secret's bytes, for the store to hash.
+    pub fn expose_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Debug for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FencingToken(<secret>)")
+    }
+}
 
 impl fmt::Display for FencingToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        f.write_str("<fencing token>")
     }
 }
 
@@ -347,15 +408,14 @@ impl fmt::Display for RunState {
     }
 }
 
-/// The right to work on a run until `expires_at`, proven by `token`.
+/// The right of `owner` to work on a run until `expires_at`. The proof, the run's
+/// [`FencingToken`], is not part of it: only the claim answer carries the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    /// Who holds it (a worker name).
+    /// Who holds it (a worker name). Requests about the run must come from this name.
     pub owner: String,
     /// It is void after this instant unless heartbeated.
     pub expires_at: Timestamp,
-    /// Every request about the run must carry this.
-    pub token: FencingToken,
 }
 
 /// One attempt at a task.
@@ -416,4 +476,20 @@ pub struct Event {
     pub reason: Option<String>,
     /// Anything else, as JSON.
     pub data: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FencingToken;
+
+    #[test]
+    fn a_fencing_token_reads_back_its_own_hex_and_never_prints_the_secret() {
+        let token = FencingToken::from_bytes([0xab; 16]);
+        let hex = token.expose_hex();
+        assert_eq!(hex, "ab".repeat(16));
+        assert_eq!(FencingToken::parse(&hex), Ok(token));
+        assert!(!format!("{token:?} {token}").contains("ab"));
+        assert!(FencingToken::parse("12").is_err());
+        assert!(FencingToken::parse(&"zz".repeat(16)).is_err());
+    }
 }

@@ -194,21 +194,6 @@ pub enum Effect {
         /// What the user said now.
         message: String,
     },
-    /// An event that changes no status (a refusal).
-    Note {
-        /// The task.
-        task: TaskId,
-        /// The run it concerns.
-        run: Option<RunId>,
-        /// A note kind.
-        kind: EventKind,
-        /// The task's status (before and after).
-        status: Status,
-        /// Why.
-        reason: String,
-        /// Details.
-        data: serde_json::Value,
-    },
     /// Re-evaluate the `waiting`/`blocked` dependents of this task, after everything else in
     /// the plan (see [`crate::decide::carry_out`]).
     SettleDependents {

@@ -125,13 +125,7 @@ async fn round_trips(coordinator: Coordinator, workers: usize) -> f64 {
                 .expect("claim")
             {
                 coordinator
-                    .complete(
-                        &name,
-                        claim.run.id,
-                        claim.run.lease.token,
-                        Outcome::Succeeded,
-                        None,
-                    )
+                    .complete(&name, claim.run.id, claim.token, Outcome::Succeeded, None)
                     .await
                     .expect("complete");
                 done += 1;

@@ -59,6 +59,9 @@ pub struct ServeOptions {
     pub github_handle: String,
     /// The project (directory) tasks from GitHub belong to; `None`: they are refused with 422.
     pub github_project: Option<PathBuf>,
+    /// The key for secrets kept at rest (`orch_store::secret_box`); the CLI loads it from
+    /// `ORCH_SECRET_KEY` or `<home>/secret.key` at start. Nothing is stored encrypted yet.
+    pub secret_box: Option<orch_store::secret_box::SecretBox>,
 }
 
 /// The API's certificate chain and private key, PEM files.
@@ -98,6 +101,7 @@ impl ServeOptions {
                 .ok()
                 .filter(|secret| !secret.is_empty()),
             github_handle: "orch".to_owned(),
+            secret_box: None,
             github_project: None,
         }
     }
@@ -188,6 +192,21 @@ pub async fn serve(
     if let Some(addr) = options.listen {
         if !addr.ip().is_loopback() && !options.allow_non_loopback && options.tls.is_none() {
             return Err(ServeError::NonLoopback(addr));
+        }
+    }
+    // The home is private to its user whatever made it (the `orch` binary also sets umask 077,
+    // so every file it creates is 0600 and every directory 0700).
+    match orch_store::home::secure(&options.home) {
+        Ok(Some(mode)) => tracing::warn!(
+            home = %options.home.display(),
+            "the home could be read by other users (mode {mode:o}); it is 0700 now"
+        ),
+        Ok(None) => {}
+        Err(source) => {
+            return Err(ServeError::Io {
+                context: format!("make {} private (mode 0700)", options.home.display()),
+                source,
+            })
         }
     }
     let _lock = lock_home(&options.home)?;

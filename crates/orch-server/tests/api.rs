@@ -146,6 +146,33 @@ impl Daemon {
         read(request).await
     }
 
+    /// Send a request about a run as `worker` presenting `token`, as a remote worker does: the
+    /// worker token, and the worker's name and the run's token in headers.
+    async fn run_call(
+        &self,
+        worker: &str,
+        token: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.worker_token)
+            .header("x-orch-worker", worker)
+            .header("x-orch-fencing-token", token)
+            .json(&body);
+        read(request).await
+    }
+
+    /// Claim as `worker`, not waiting: the claim's JSON, its run id and its secret token.
+    async fn claim_run(&self, worker: &str) -> (Value, i64, String) {
+        let claim = self.claim_now(worker).await;
+        let run = claim["run"].as_i64().unwrap();
+        let token = claim["token"].as_str().unwrap().to_owned();
+        (claim, run, token)
+    }
+
     /// Claim with the worker token, not waiting; the claim's JSON.
     async fn claim_now(&self, worker: &str) -> Value {
         let (status, claim) = self
@@ -529,12 +556,14 @@ async fn a_remote_worker_claims_heartbeats_and_completes_a_run_over_http() {
     assert_eq!(claim["project_dir"], daemon.project(), "{claim}");
     let (run, token) = (
         claim["run"].as_i64().unwrap(),
-        claim["token"].as_i64().unwrap(),
+        claim["token"].as_str().unwrap().to_owned(),
     );
     let (status, beat) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &format!("/v1/worker/runs/{run}/heartbeat"),
-            json!({ "token": token, "lease_ms": 60_000 }),
+            json!({ "lease_ms": 60_000 }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{beat}");
@@ -542,9 +571,11 @@ async fn a_remote_worker_claims_heartbeats_and_completes_a_run_over_http() {
         beat["lease_expires_at"].as_i64().unwrap() > claim["lease_expires_at"].as_i64().unwrap()
     );
     let (status, done) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &format!("/v1/worker/runs/{run}/complete"),
-            json!({ "token": token, "outcome": "succeeded", "reason": "all steps passed" }),
+            json!({ "outcome": "succeeded", "reason": "all steps passed" }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{done}");
@@ -567,43 +598,47 @@ async fn a_remote_worker_claims_heartbeats_and_completes_a_run_over_http() {
 }
 
 #[tokio::test]
-async fn a_stale_token_is_refused_with_lease_lost_and_a_requeue_gives_the_task_back() {
+async fn a_made_up_token_is_refused_403_a_late_one_409_and_a_requeue_gives_the_task_back() {
     let daemon = Daemon::start().await;
     let id = daemon.create_task("Fenced").await;
-    let claim = daemon.claim_now("remote-a").await;
-    let (run, token) = (
-        claim["run"].as_i64().unwrap(),
-        claim["token"].as_i64().unwrap(),
-    );
-    let stale = token - 1;
+    let (_, run, token) = daemon.claim_run("remote-a").await;
+    let stale = "0".repeat(32);
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &stale,
             &format!("/v1/worker/runs/{run}/heartbeat"),
-            json!({ "token": stale, "lease_ms": 30_000 }),
+            json!({ "lease_ms": 30_000 }),
         )
         .await;
-    assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_lease_holder");
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &stale,
             &format!("/v1/worker/runs/{run}/complete"),
-            json!({ "token": stale, "outcome": "succeeded" }),
+            json!({ "outcome": "succeeded" }),
         )
         .await;
-    assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_lease_holder");
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &format!("/v1/worker/runs/{run}/requeue"),
-            json!({ "token": token, "reason": "shutting down" }),
+            json!({ "reason": "shutting down" }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Requeued without delay: `retry_wait` until the scheduler's next pass queues it.
     assert_eq!(body["status"], "retry_wait");
-    // The old token is stale now too, and the task goes to the next claimer.
+    // The holder's own token is stale now (409, its signal to stop), and the task goes to the next claimer.
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &format!("/v1/worker/runs/{run}/complete"),
-            json!({ "token": token, "outcome": "succeeded" }),
+            json!({ "outcome": "succeeded" }),
         )
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
@@ -615,7 +650,7 @@ async fn a_stale_token_is_refused_with_lease_lost_and_a_requeue_gives_the_task_b
         .await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["task"]["id"], id);
-    assert!(again["token"].as_i64().unwrap() > token);
+    assert_ne!(again["token"], token.as_str());
     daemon.stop().await;
 }
 
@@ -623,22 +658,20 @@ async fn a_stale_token_is_refused_with_lease_lost_and_a_requeue_gives_the_task_b
 async fn a_repeated_identical_completion_is_answered_200_twice_and_recorded_once() {
     let daemon = Daemon::start().await;
     let id = daemon.create_task("Twice").await;
-    let claim = daemon.claim_now("remote-a").await;
-    let (run, token) = (
-        claim["run"].as_i64().unwrap(),
-        claim["token"].as_i64().unwrap(),
-    );
+    let (_, run, token) = daemon.claim_run("remote-a").await;
     let path = format!("/v1/worker/runs/{run}/complete");
-    let body = json!({ "token": token, "outcome": "succeeded", "reason": "all steps passed" });
-    let (first, answer) = daemon.worker_call(&path, body.clone()).await;
+    let body = json!({ "outcome": "succeeded", "reason": "all steps passed" });
+    let (first, answer) = daemon
+        .run_call("remote-a", &token, &path, body.clone())
+        .await;
     assert_eq!(first, StatusCode::OK, "{answer}");
-    let (second, again) = daemon.worker_call(&path, body).await;
+    let (second, again) = daemon.run_call("remote-a", &token, &path, body).await;
     assert_eq!(second, StatusCode::OK, "{again}");
     assert_eq!(answer["status"], "done");
     assert_eq!(again["status"], "done");
     // A different outcome for the same run is not a repeat.
     let (status, refused) = daemon
-        .worker_call(&path, json!({ "token": token, "outcome": "failed" }))
+        .run_call("remote-a", &token, &path, json!({ "outcome": "failed" }))
         .await;
     assert_error(status, &refused, StatusCode::CONFLICT, "lease_lost");
     let (_, events) = daemon
@@ -727,12 +760,24 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 impl Daemon {
-    async fn upload(&self, run: i64, token: i64, tar: Vec<u8>, sha: &str) -> (StatusCode, Value) {
+    async fn upload(&self, run: i64, token: &str, tar: Vec<u8>, sha: &str) -> (StatusCode, Value) {
+        self.upload_as("remote-a", run, token, tar, sha).await
+    }
+
+    async fn upload_as(
+        &self,
+        worker: &str,
+        run: i64,
+        token: &str,
+        tar: Vec<u8>,
+        sha: &str,
+    ) -> (StatusCode, Value) {
         let request = self
             .client
             .put(format!("{}/v1/worker/runs/{run}/bundle", self.base))
             .bearer_auth(&self.worker_token)
-            .header("x-orch-fencing-token", token.to_string())
+            .header("x-orch-worker", worker)
+            .header("x-orch-fencing-token", token)
             .header("x-orch-bundle-sha256", sha)
             .body(tar);
         read(request).await
@@ -744,22 +789,20 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
 ) {
     let daemon = Daemon::start_with(|options| options.max_bundle_bytes = 12 * 1024).await;
     let id = daemon.create_task("Remote bundle").await;
-    let claim = daemon.claim_now("remote-a").await;
-    let (run, token) = (
-        claim["run"].as_i64().unwrap(),
-        claim["token"].as_i64().unwrap(),
-    );
+    let (_, run, token) = daemon.claim_run("remote-a").await;
     let files = format!("/v1/worker/runs/{run}/files");
     let piece = |path: &str, offset: u64, data: &[u8]| json!({ "path": path, "offset": offset, "data": base64(data) });
 
-    // A stale token is refused and the refusal recorded.
+    // A made-up token is refused and the refusal recorded.
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &"0".repeat(32),
             &files,
-            json!({ "token": token - 1, "files": [piece("logs.txt", 0, b"x")] }),
+            json!({ "files": [piece("logs.txt", 0, b"x")] }),
         )
         .await;
-    assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_lease_holder");
     let (_, events) = daemon
         .call(Method::GET, &format!("/v1/tasks/{id}/events"), None)
         .await;
@@ -776,18 +819,22 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
     // to resume.
     for _ in 0..2 {
         let (status, body) = daemon
-            .worker_call(
+            .run_call(
+                "remote-a",
+                &token,
                 &files,
-                json!({ "token": token, "files": [piece("logs.txt", 0, b"hello\n")] }),
+                json!({ "files": [piece("logs.txt", 0, b"hello\n")] }),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["files"]["logs.txt"], 6, "{body}");
     }
     let (_, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &files,
-            json!({ "token": token, "files": [
+            json!({ "files": [
                 piece("logs.txt", 3, b"lo\nworld\n"),
                 piece("steps/s/cmd-1.stdout.log", 10, b"late"),
             ] }),
@@ -818,25 +865,31 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
 
     for bad in ["../escape.txt", "/etc/passwd", ".hidden", "steps/../../x"] {
         let (status, body) = daemon
-            .worker_call(
+            .run_call(
+                "remote-a",
+                &token,
                 &files,
-                json!({ "token": token, "files": [piece(bad, 0, b"x")] }),
+                json!({ "files": [piece(bad, 0, b"x")] }),
             )
             .await;
         assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     }
     // Within the body limit (16 KiB here) but past the bundle limit (12 KiB) on the second piece.
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &files,
-            json!({ "token": token, "files": [piece("big.log", 0, &[b'x'; 8 * 1024])] }),
+            json!({ "files": [piece("big.log", 0, &[b'x'; 8 * 1024])] }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &files,
-            json!({ "token": token, "files": [piece("big.log", 8 * 1024, &[b'x'; 8 * 1024])] }),
+            json!({ "files": [piece("big.log", 8 * 1024, &[b'x'; 8 * 1024])] }),
         )
         .await;
     assert_error(
@@ -861,7 +914,7 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
     ];
     let (tar, sha) = tar_of(&members);
     let (status, body) = daemon
-        .upload(run, token, tar.clone(), &sha_hex(b"other"))
+        .upload(run, &token, tar.clone(), &sha_hex(b"other"))
         .await;
     assert_error(
         status,
@@ -872,7 +925,7 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
     let mut altered = members.clone();
     altered[3] = ("steps/s/cmd-1.stdout.log", b"tampered\n");
     let (altered_tar, altered_sha) = tar_of(&altered);
-    let (status, body) = daemon.upload(run, token, altered_tar, &altered_sha).await;
+    let (status, body) = daemon.upload(run, &token, altered_tar, &altered_sha).await;
     assert_error(
         status,
         &body,
@@ -887,7 +940,7 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
         "{body}"
     );
     let (huge, huge_sha) = tar_of(&[("report.md", &[b'x'; 20 * 1024])]);
-    let (status, body) = daemon.upload(run, token, huge, &huge_sha).await;
+    let (status, body) = daemon.upload(run, &token, huge, &huge_sha).await;
     assert_error(
         status,
         &body,
@@ -895,7 +948,7 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
         "bundle_too_large",
     );
     for _ in 0..2 {
-        let (status, body) = daemon.upload(run, token, tar.clone(), &sha).await;
+        let (status, body) = daemon.upload(run, &token, tar.clone(), &sha).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["files"], 5, "{body}");
     }
@@ -909,9 +962,11 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
     );
     // A piece arriving after the upload (a stalled request) is not applied.
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &files,
-            json!({ "token": token, "files": [piece("logs.txt", 26, b"late\n")] }),
+            json!({ "files": [piece("logs.txt", 26, b"late\n")] }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -929,20 +984,24 @@ async fn a_remote_runs_streamed_files_and_bundle_reach_the_daemons_run_directory
 
     // Once the run has ended, its token streams nothing more.
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &format!("/v1/worker/runs/{run}/complete"),
-            json!({ "token": token, "outcome": "succeeded" }),
+            json!({ "outcome": "succeeded" }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = daemon
-        .worker_call(
+        .run_call(
+            "remote-a",
+            &token,
             &files,
-            json!({ "token": token, "files": [piece("logs.txt", 26, b"late\n")] }),
+            json!({ "files": [piece("logs.txt", 26, b"late\n")] }),
         )
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
-    let (status, body) = daemon.upload(run, token, tar, &sha).await;
+    let (status, body) = daemon.upload(run, &token, tar, &sha).await;
     assert_error(status, &body, StatusCode::CONFLICT, "lease_lost");
     daemon.stop().await;
 }
@@ -1014,5 +1073,150 @@ async fn cancel_takes_an_optional_reason_retry_an_optional_delay_and_projects_ar
         .call(Method::GET, "/v1/tasks?project=nope", None)
         .await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    daemon.stop().await;
+}
+
+/// The `refused` events of a task.
+async fn refusals(daemon: &Daemon, id: i64) -> Vec<Value> {
+    let (_, events) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}/events"), None)
+        .await;
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "refused")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_worker_cannot_heartbeat_complete_requeue_report_or_upload_for_a_run_it_did_not_claim() {
+    let daemon = Daemon::start().await;
+    let id = daemon.create_task("Claimed by a").await;
+    let (claim, run, token) = daemon.claim_run("remote-a").await;
+    assert_eq!(token.len(), 32, "{claim}");
+    assert_ne!(token, run.to_string());
+    let runs = |action: &str| format!("/v1/worker/runs/{run}/{action}");
+    let piece = json!({ "path": "logs.txt", "offset": 0, "data": base64(b"forged\n") });
+    let (tar, sha) = tar_of(&[("logs.txt", b"forged\n")]);
+    // Worker b knows the run id; it tries with a made-up token and with a's own token.
+    for presented in ["f".repeat(32), token.clone()] {
+        for (action, body) in [
+            ("heartbeat", json!({ "lease_ms": 30_000 })),
+            ("complete", json!({ "outcome": "succeeded" })),
+            ("requeue", json!({ "reason": "mine now" })),
+            ("files", json!({ "files": [piece.clone()] })),
+            ("usage", json!({ "records": [] })),
+        ] {
+            let (status, body) = daemon
+                .run_call("remote-b", &presented, &runs(action), body)
+                .await;
+            assert_error(status, &body, StatusCode::FORBIDDEN, "not_lease_holder");
+        }
+        let (status, body) = daemon
+            .upload_as("remote-b", run, &presented, tar.clone(), &sha)
+            .await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "not_lease_holder");
+    }
+    // Nothing reached the run's bundle, and one refusal was recorded for all twelve requests.
+    let logs = daemon.home.path().join(format!("runs/{id}/1/logs.txt"));
+    assert!(!logs.exists(), "a forged piece was written");
+    let refused = refusals(&daemon, id).await;
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["actor"], "remote-b");
+    assert_eq!(refused[0]["data"]["run_owner"], "remote-a");
+    assert!(
+        !refused[0].to_string().contains(&token),
+        "the secret is in an event"
+    );
+    let (_, got) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}"), None)
+        .await;
+    assert_eq!(got["task"]["status"], "running");
+    assert!(
+        !got.to_string().contains(&token),
+        "the API shows the secret"
+    );
+
+    // A, the holder, still completes.
+    let (status, done) = daemon
+        .run_call(
+            "remote-a",
+            &token,
+            &runs("complete"),
+            json!({ "outcome": "succeeded" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "done");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_forged_requests_add_one_event_are_counted_and_the_real_worker_completes() {
+    let daemon = Daemon::start().await;
+    let id = daemon.create_task("Flooded").await;
+    let (_, run, token) = daemon.claim_run("remote-a").await;
+    let mut forged = Vec::new();
+    for i in 0..1_000u32 {
+        let (action, body) = if i % 2 == 0 {
+            ("heartbeat", json!({ "lease_ms": 30_000 }))
+        } else {
+            ("complete", json!({ "outcome": "failed" }))
+        };
+        let made_up = format!("{i:032x}");
+        let path = format!("/v1/worker/runs/{run}/{action}");
+        let request = daemon
+            .client
+            .post(format!("{}{path}", daemon.base))
+            .bearer_auth(&daemon.worker_token)
+            .header(
+                "x-orch-worker",
+                if i % 3 == 0 { "remote-a" } else { "mallory" },
+            )
+            .header("x-orch-fencing-token", made_up)
+            .json(&body);
+        forged.push(tokio::spawn(read(request)));
+        if forged.len() == 50 {
+            for request in forged.drain(..) {
+                let (status, _) = request.await.unwrap();
+                assert_eq!(status, StatusCode::FORBIDDEN);
+            }
+        }
+    }
+    for request in forged {
+        assert_eq!(request.await.unwrap().0, StatusCode::FORBIDDEN);
+    }
+    let refused = refusals(&daemon, id).await;
+    assert_eq!(refused.len(), 1, "1,000 forgeries, one event: {refused:#?}");
+    let (_, events) = daemon
+        .call(Method::GET, &format!("/v1/tasks/{id}/events"), None)
+        .await;
+    assert!(events.as_array().unwrap().len() <= 4, "{events:#}");
+
+    let metrics = daemon
+        .client
+        .get(format!("{}/metrics", daemon.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("orch_refused_requests_total{reason=\"not_holder\"} 1000"),
+        "{metrics}"
+    );
+
+    let (status, done) = daemon
+        .run_call(
+            "remote-a",
+            &token,
+            &format!("/v1/worker/runs/{run}/complete"),
+            json!({ "outcome": "succeeded" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
     daemon.stop().await;
 }

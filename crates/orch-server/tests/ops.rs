@@ -122,7 +122,7 @@ impl Daemon {
         self.store
             .complete(
                 claim.run.id,
-                claim.run.lease.token,
+                claim.token,
                 Outcome::Succeeded,
                 None,
                 Op::now("test-worker"),
@@ -602,7 +602,7 @@ async fn following_run_logs_streams_new_output_and_ends_after_the_run_ends() {
         .store
         .complete(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Outcome::Succeeded,
             None,
             Op::now("test-worker"),

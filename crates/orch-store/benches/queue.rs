@@ -100,7 +100,7 @@ fn claim_complete(db: &Path, claimers: usize) -> f64 {
                         store
                             .complete(
                                 claim.run.id,
-                                claim.run.lease.token,
+                                claim.token,
                                 Outcome::Succeeded,
                                 None,
                                 op(&name),

@@ -13,12 +13,26 @@ pub enum StoreError {
     /// No such run.
     #[error("run {0} does not exist")]
     RunNotFound(RunId),
-    /// The request carried a fencing token that is not the run's current lease. It was refused
-    /// and the refusal recorded as an event.
+    /// The run's holder (its owner with its token) asked about a run that is no longer active
+    /// (its lease expired, it was cancelled). It was refused and the refusal recorded as an event.
     #[error(
         "run {run} of task {task}: {reason}; the lease is no longer yours, so stop working on it"
     )]
     StaleLease {
+        /// The run named in the request.
+        run: RunId,
+        /// Its task.
+        task: TaskId,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The request came from someone who does not hold the run's lease: a worker other than the
+    /// run's owner, or a token that is not the run's. Counted, and recorded at most once per
+    /// run per minute (`REFUSAL_WINDOW_MS`), so such requests cannot flood the task's log.
+    #[error(
+        "run {run} of task {task}: {reason}; only the worker that claimed the run may act on it"
+    )]
+    NotLeaseHolder {
         /// The run named in the request.
         run: RunId,
         /// Its task.
@@ -86,6 +100,7 @@ impl StoreError {
             StoreError::TaskNotFound(_)
                 | StoreError::RunNotFound(_)
                 | StoreError::StaleLease { .. }
+                | StoreError::NotLeaseHolder { .. }
                 | StoreError::Transition { .. }
                 | StoreError::Conflict { .. }
                 | StoreError::Invalid { .. }

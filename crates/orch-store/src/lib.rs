@@ -8,6 +8,8 @@
 //! event with every status change.
 
 mod error;
+pub mod home;
+pub mod secret_box;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -19,7 +21,7 @@ use orch_core::{
     Event, FencingToken, NewTask, Outcome, ProjectId, Run, RunId, Status, Task, TaskId, Timestamp,
     WorkflowId,
 };
-pub use sqlite::{SqliteOptions, Synchronous, WAL_AUTOCHECKPOINT_PAGES};
+pub use sqlite::{SqliteOptions, Synchronous, REFUSAL_WINDOW_MS, WAL_AUTOCHECKPOINT_PAGES};
 
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -48,6 +50,12 @@ impl<'a> Op<'a> {
     }
 }
 
+/// A short public name of a fencing token (the first 8 hex characters of its SHA-256), as
+/// events record it: it tells two tokens apart without revealing either.
+pub fn token_fingerprint(token: &FencingToken) -> String {
+    sqlite::token_fingerprint(token)
+}
+
 /// The current time as a `Timestamp` (milliseconds since the Unix epoch).
 pub fn wall_clock() -> Timestamp {
     let ms = std::time::SystemTime::now()
@@ -74,8 +82,11 @@ pub struct Project {
 pub struct Claim {
     /// The task.
     pub task: Task,
-    /// The run; `run.lease.token` must accompany every later request about it.
+    /// The run.
     pub run: Run,
+    /// The run's fencing token, a secret: every later request about the run must carry it and
+    /// come from `run.lease.owner`. The store keeps only its hash, so this is the only copy.
+    pub token: FencingToken,
     /// A follow-up (`orch task reply`) this run must answer by resuming the agent's session
     /// instead of running the task's steps.
     pub reply: Option<PendingReply>,
@@ -250,6 +261,35 @@ impl Submission {
         }
         Ok(())
     }
+
+    /// Redact the known token formats and `literal_values` (orch's own tokens) from every task
+    /// spec and the workflow source, in place (`orch_core::redact::redact_spec`). Returns where
+    /// secrets were found, each field prefixed with its task, for the submitter's warning.
+    ///
+    /// [`Store::submit`] and [`Store::submit_once`] call this on their own copy (with the values
+    /// given to [`Store::add_secret_values`]), so no secret in a spec reaches the database
+    /// whoever submits; callers that want the warnings call it first.
+    pub fn redact_secrets(
+        &mut self,
+        literal_values: &[String],
+    ) -> Vec<orch_core::redact::Redaction> {
+        let redactor = orch_core::redact::Redactor::new(literal_values);
+        let mut found = Vec::new();
+        for (index, task) in self.tasks.iter_mut().enumerate() {
+            let task_name = match &task.spec.key {
+                Some(key) => format!("task `{key}`"),
+                None => format!("tasks[{index}]"),
+            };
+            for mut redaction in orch_core::redact::redact_spec(&mut task.spec, &redactor) {
+                redaction.field = format!("{task_name} {}", redaction.field);
+                found.push(redaction);
+            }
+        }
+        if let Some((_, source)) = &mut self.workflow {
+            orch_core::redact::redact_field(&redactor, "the workflow file", source, &mut found);
+        }
+        found
+    }
 }
 
 /// Which database a store uses: parsed once from the configuration.
@@ -423,6 +463,21 @@ impl Store {
         delegate!(self.projects())
     }
 
+    /// Redact these literal secrets (orch's own tokens) from every spec and reply submitted from
+    /// now on, besides the known token formats (in memory, for this handle and its clones).
+    pub fn add_secret_values(&self, values: &[String]) {
+        match self {
+            Store::Sqlite(store) => store.add_secret_values(values),
+        }
+    }
+
+    /// The literal secrets given to [`Store::add_secret_values`].
+    pub fn secret_values(&self) -> Vec<String> {
+        match self {
+            Store::Sqlite(store) => store.secret_values(),
+        }
+    }
+
     /// Create tasks atomically: all of them with their dependencies and `create` events, or none.
     pub async fn submit(&self, submission: &Submission, op: Op<'_>) -> Result<Vec<TaskId>> {
         delegate!(self.submit(submission, op))
@@ -473,6 +528,12 @@ impl Store {
         op: Op<'_>,
     ) -> Result<Run> {
         delegate!(self.check_lease(run, token, what, op))
+    }
+
+    /// Whether `actor` presenting `token` is (or was, if the run has ended) the holder of `run`'s
+    /// lease: its owner with its token. Records nothing; for answering a repeated request.
+    pub async fn is_holder(&self, run: RunId, token: FencingToken, actor: &str) -> Result<bool> {
+        delegate!(self.is_holder(run, token, actor))
     }
 
     /// End a run with its outcome. Refused (and recorded) with a stale token.

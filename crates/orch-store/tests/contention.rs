@@ -73,7 +73,7 @@ fn eight_threads_claiming_from_one_file_never_share_a_task() {
                     store
                         .complete(
                             claim.run.id,
-                            claim.run.lease.token,
+                            claim.token,
                             Outcome::Succeeded,
                             None,
                             op(wall_clock()),

@@ -115,7 +115,7 @@ async fn run_actions(backend: Backend, actions: Vec<Action>) -> Result<(), TestC
                 .await
                 .map(|claim| {
                     if let Some(claim) = claim {
-                        held.push((claim.run.id, claim.run.lease.token));
+                        held.push((claim.run.id, claim.token));
                     }
                 }),
             Action::Heartbeat(i) if !held.is_empty() => {
@@ -139,7 +139,7 @@ async fn run_actions(backend: Backend, actions: Vec<Action>) -> Result<(), TestC
                 let (run, token) = stale[i % stale.len()];
                 let result = db
                     .store
-                    .complete(run, token, Outcome::Succeeded, None, op("late", now))
+                    .complete(run, token, Outcome::Succeeded, None, op("w", now))
                     .await;
                 prop_assert!(
                     matches!(result, Err(StoreError::StaleLease { .. })),

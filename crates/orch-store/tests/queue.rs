@@ -76,7 +76,7 @@ async fn a_diamond_becomes_claimable_in_dependency_order(db: TestDb) {
     db.store
         .complete(
             claim_a.run.id,
-            claim_a.run.lease.token,
+            claim_a.token,
             Outcome::Succeeded,
             None,
             op("w", 2),
@@ -109,7 +109,7 @@ async fn a_diamond_becomes_claimable_in_dependency_order(db: TestDb) {
     db.store
         .complete(
             first.run.id,
-            first.run.lease.token,
+            first.token,
             Outcome::Succeeded,
             None,
             op("w", 4),
@@ -120,7 +120,7 @@ async fn a_diamond_becomes_claimable_in_dependency_order(db: TestDb) {
     db.store
         .complete(
             second.run.id,
-            second.run.lease.token,
+            second.token,
             Outcome::Succeeded,
             None,
             op("w", 5),
@@ -163,7 +163,7 @@ async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them
     db.store
         .complete(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Outcome::Succeeded,
             None,
             op("w", 2),
@@ -184,7 +184,7 @@ async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them
         db.store
             .complete(
                 claim.run.id,
-                claim.run.lease.token,
+                claim.token,
                 Outcome::Succeeded,
                 None,
                 op("w", 3),
@@ -196,7 +196,7 @@ async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them
         .store
         .complete(
             claim_b.run.id,
-            claim_b.run.lease.token,
+            claim_b.token,
             Outcome::Failed,
             Some("tests failed"),
             op("w", 4),
@@ -223,7 +223,7 @@ async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them
         db.store
             .complete(
                 claim.run.id,
-                claim.run.lease.token,
+                claim.token,
                 Outcome::Succeeded,
                 None,
                 op("w", 8),
@@ -287,14 +287,12 @@ async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event(db: Test
         .unwrap();
     assert_eq!(second.task.id, ids[0]);
     assert_eq!(second.run.attempt, 2);
-    assert!(
-        second.run.lease.token > first.run.lease.token,
-        "tokens only grow"
-    );
+    assert!(second.run.id > first.run.id, "run ids only grow");
+    assert_ne!(second.token, first.token, "every claim gets its own token");
 
     let heartbeat = db
         .store
-        .heartbeat(first.run.id, first.run.lease.token, LEASE, op("w1", 1_002))
+        .heartbeat(first.run.id, first.token, LEASE, op("w1", 1_002))
         .await;
     assert!(
         matches!(heartbeat, Err(StoreError::StaleLease { .. })),
@@ -304,7 +302,7 @@ async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event(db: Test
         .store
         .complete(
             first.run.id,
-            first.run.lease.token,
+            first.token,
             Outcome::Succeeded,
             None,
             op("w1", 1_003),
@@ -314,19 +312,19 @@ async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event(db: Test
         matches!(late, Err(StoreError::StaleLease { .. })),
         "{late:?}"
     );
-    // A forged token for the live run is refused too.
+    // A forged token for the live run is refused too, as a stranger's request.
     let forged = db
         .store
         .complete(
             second.run.id,
-            FencingToken(second.run.lease.token.0 + 100),
+            FencingToken::from_bytes([7; 16]),
             Outcome::Succeeded,
             None,
             op("w1", 1_004),
         )
         .await;
     assert!(
-        matches!(forged, Err(StoreError::StaleLease { .. })),
+        matches!(forged, Err(StoreError::NotLeaseHolder { .. })),
         "{forged:?}"
     );
     assert_eq!(
@@ -338,7 +336,7 @@ async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event(db: Test
     db.store
         .complete(
             second.run.id,
-            second.run.lease.token,
+            second.token,
             Outcome::Succeeded,
             None,
             op("w2", 1_005),
@@ -376,7 +374,7 @@ async fn a_heartbeat_extends_the_lease_so_recovery_leaves_it_alone(db: TestDb) {
         .store
         .heartbeat(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Duration::from_millis(100),
             op("w", 90),
         )
@@ -448,13 +446,7 @@ async fn failures_back_off_exponentially_before_the_next_attempt(db: TestDb) {
         .unwrap();
     assert_eq!(
         db.store
-            .complete(
-                claim.run.id,
-                claim.run.lease.token,
-                Outcome::Failed,
-                None,
-                op("w", 0)
-            )
+            .complete(claim.run.id, claim.token, Outcome::Failed, None, op("w", 0))
             .await
             .unwrap(),
         Status::RetryWait
@@ -486,7 +478,7 @@ async fn failures_back_off_exponentially_before_the_next_attempt(db: TestDb) {
     db.store
         .complete(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Outcome::Failed,
             None,
             op("w", 1_000),
@@ -509,7 +501,7 @@ async fn failures_back_off_exponentially_before_the_next_attempt(db: TestDb) {
         db.store
             .complete(
                 claim.run.id,
-                claim.run.lease.token,
+                claim.token,
                 Outcome::Failed,
                 None,
                 op("w", 3_000)
@@ -541,7 +533,7 @@ async fn a_requeue_waits_its_delay_and_does_not_use_up_an_attempt(db: TestDb) {
     db.store
         .requeue(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Duration::from_secs(30),
             Some("rate limited"),
             op("w", 10),
@@ -565,7 +557,7 @@ async fn a_requeue_waits_its_delay_and_does_not_use_up_an_attempt(db: TestDb) {
         db.store
             .complete(
                 claim.run.id,
-                claim.run.lease.token,
+                claim.token,
                 Outcome::Failed,
                 None,
                 op("w", 30_012)
@@ -590,7 +582,7 @@ async fn cancelling_a_running_task_voids_its_lease(db: TestDb) {
         .unwrap();
     let heartbeat = db
         .store
-        .heartbeat(claim.run.id, claim.run.lease.token, LEASE, op("w", 2))
+        .heartbeat(claim.run.id, claim.token, LEASE, op("w", 2))
         .await;
     assert!(matches!(heartbeat, Err(StoreError::StaleLease { .. })));
     assert_eq!(status(&db, ids[1]).await, Status::Blocked);
@@ -622,7 +614,7 @@ async fn a_task_that_requires_approval_waits_for_it(db: TestDb) {
     db.store
         .complete(
             build.run.id,
-            build.run.lease.token,
+            build.token,
             Outcome::Succeeded,
             None,
             op("w", 1),

@@ -29,22 +29,11 @@ async fn run_once(db: &TestDb, outcome: Outcome, now: i64) -> Claim {
         cost_usd: 0.0,
     };
     db.store
-        .record_usage(
-            claim.run.id,
-            claim.run.lease.token,
-            vec![usage],
-            op("w", now),
-        )
+        .record_usage(claim.run.id, claim.token, vec![usage], op("w", now))
         .await
         .unwrap();
     db.store
-        .complete(
-            claim.run.id,
-            claim.run.lease.token,
-            outcome,
-            None,
-            op("w", now),
-        )
+        .complete(claim.run.id, claim.token, outcome, None, op("w", now))
         .await
         .unwrap();
     claim
@@ -97,7 +86,7 @@ async fn a_reply_needs_a_finished_task_with_a_recorded_session(db: TestDb) {
     db.store
         .complete(
             claim.run.id,
-            claim.run.lease.token,
+            claim.token,
             Outcome::Succeeded,
             None,
             op("w", 3),
@@ -132,7 +121,7 @@ async fn usage_from_a_stale_token_is_refused_and_repeats_replace(db: TestDb) {
         output_tokens: 1,
         cost_usd: 0.5,
     };
-    let stale = orch_core::FencingToken(claim.run.lease.token.0 + 1000);
+    let stale = orch_core::FencingToken::from_bytes([9; 16]);
     assert!(db
         .store
         .record_usage(claim.run.id, stale, vec![record(1)], op("w", 2))
@@ -140,12 +129,7 @@ async fn usage_from_a_stale_token_is_refused_and_repeats_replace(db: TestDb) {
         .is_err());
     for tokens in [5, 9] {
         db.store
-            .record_usage(
-                claim.run.id,
-                claim.run.lease.token,
-                vec![record(tokens)],
-                op("w", 2),
-            )
+            .record_usage(claim.run.id, claim.token, vec![record(tokens)], op("w", 2))
             .await
             .unwrap();
     }

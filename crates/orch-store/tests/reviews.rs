@@ -29,7 +29,7 @@ async fn a_recorded_rejection_reaches_the_next_claim_of_the_task(db: TestDb) {
         .unwrap()
         .unwrap();
     assert!(first.reviews.is_empty());
-    let (run, token) = (first.run.id, first.run.lease.token);
+    let (run, token) = (first.run.id, first.token);
     db.store
         .record_review(run, token, reject(1), op("w", 2))
         .await
@@ -59,7 +59,7 @@ async fn a_recorded_rejection_reaches_the_next_claim_of_the_task(db: TestDb) {
     assert_eq!(second.reviews, vec![reject(1)]);
 }
 
-async fn a_review_with_a_stale_token_is_refused_and_recorded(db: TestDb) {
+async fn a_review_after_the_run_ended_or_with_a_forged_token_is_refused_and_recorded(db: TestDb) {
     let id = db.submit(vec![task_with("t", &[], 0, policy(3))], 0).await[0];
     let claim = db
         .store
@@ -67,14 +67,20 @@ async fn a_review_with_a_stale_token_is_refused_and_recorded(db: TestDb) {
         .await
         .unwrap()
         .unwrap();
+    let forged = FencingToken::from_bytes([7; 16]);
     let err = db
         .store
-        .record_review(
-            claim.run.id,
-            FencingToken(claim.run.lease.token.0 + 100),
-            reject(1),
-            op("w", 2),
-        )
+        .record_review(claim.run.id, forged, reject(1), op("w", 2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotLeaseHolder { .. }), "{err}");
+    db.store
+        .requeue(claim.run.id, claim.token, Duration::ZERO, None, op("w", 3))
+        .await
+        .unwrap();
+    let err = db
+        .store
+        .record_review(claim.run.id, claim.token, reject(1), op("w", 4))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::StaleLease { .. }), "{err}");
@@ -90,5 +96,5 @@ async fn a_review_with_a_stale_token_is_refused_and_recorded(db: TestDb) {
 
 store_tests!(
     a_recorded_rejection_reaches_the_next_claim_of_the_task,
-    a_review_with_a_stale_token_is_refused_and_recorded,
+    a_review_after_the_run_ended_or_with_a_forged_token_is_refused_and_recorded,
 );

@@ -257,6 +257,8 @@ pub struct Bundle {
     /// Entries of the manifest a crashed earlier attempt at this run wrote, kept verbatim.
     previous_entries: Vec<serde_json::Value>,
     redactions: BTreeMap<String, u64>,
+    /// Files the end-of-run scan rewrote (relative): their digests are recomputed.
+    rewritten: Vec<String>,
 }
 
 impl Bundle {
@@ -284,6 +286,7 @@ impl Bundle {
             entries: Vec::new(),
             previous_entries,
             redactions,
+            rewritten: Vec::new(),
         })
     }
 
@@ -363,6 +366,16 @@ impl Bundle {
         }
     }
 
+    /// The end-of-run scan: every file of the run directory through [`scan_tree`] (what steps
+    /// and agents wrote there included), counted with the bundle's redactions; the next
+    /// [`Bundle::write_manifest`] recomputes the digests of the files it rewrote.
+    pub fn scan_all(&mut self) -> std::io::Result<()> {
+        let scan = scan_tree(&self.root, &self.redactor)?;
+        self.note_redactions(&scan.counts);
+        self.rewritten.extend(scan.changed);
+        Ok(())
+    }
+
     /// Write `manifest.json`: every invocation plus the redactions made, by kind.
     ///
     /// Paths inside the run directory are written relative to it, so the bundle can be moved or
@@ -378,6 +391,7 @@ impl Bundle {
             entries_json.push(serde_json::to_value(entry).map_err(std::io::Error::other)?);
         }
         let mut entries_json = serde_json::Value::Array(entries_json);
+        refresh_digests(&mut entries_json, &self.root, &self.rewritten);
         // Redact the entries (argv may carry a token) before the counts are written, so the
         // manifest's counts include what was found in the manifest itself.
         self.redact_strings(&mut entries_json);
@@ -524,12 +538,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let mut file = OpenOptions::new().write(true).open(path)?;
         return file.write_all(bytes);
     }
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
+    let temporary = temporary_beside(path);
     let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -544,6 +553,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         return Err(error);
     }
     Ok(())
+}
+
+/// A fresh hidden name beside `path` for a file that will be renamed over it.
+fn temporary_beside(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()))
 }
 
 /// `relative` as a path inside a run directory, checked: relative, no `..`, no hidden
@@ -605,6 +624,146 @@ pub fn manifest_digests(manifest: &serde_json::Value) -> Vec<(String, String)> {
         }
     }
     digests
+}
+
+/// What [`scan_tree`] found and changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TreeScan {
+    /// Redactions made, by kind.
+    pub counts: BTreeMap<String, u64>,
+    /// Files rewritten, relative to the scanned directory, `/`-separated.
+    pub changed: Vec<String>,
+}
+
+/// Scan every regular file under `dir` (hidden ones and whatever a step or agent wrote there
+/// included; symbolic links are not followed) and redact in place, by atomic rewrite, anything
+/// the stream redactor would have caught. Files without secrets are only read.
+///
+/// This is the last word on a bundle: the writers redact as they go, but a step can write into
+/// the bundle directory itself, and a secret value can be learned after a file was written.
+pub fn scan_tree(dir: &Path, redactor: &Redactor) -> std::io::Result<TreeScan> {
+    let mut scan = TreeScan::default();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.map_err(std::io::Error::other)?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let counts = scan_file(entry.path(), redactor)?;
+        if counts.is_empty() {
+            continue;
+        }
+        for (kind, n) in counts {
+            *scan.counts.entry(kind).or_default() += n;
+        }
+        if let Ok(relative) = entry.path().strip_prefix(dir) {
+            scan.changed
+                .push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    Ok(scan)
+}
+
+/// Redact one file in place if it holds a secret; returns what was found. Read in chunks through
+/// a stream redactor (bounded memory); written only when something was found.
+fn scan_file(path: &Path, redactor: &Redactor) -> std::io::Result<BTreeMap<String, u64>> {
+    use std::io::Read;
+    let pass = |mut sink: Option<&mut fs::File>| -> std::io::Result<BTreeMap<String, u64>> {
+        let mut file = fs::File::open(path)?;
+        let mut stream = redactor.stream();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let read = file.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            let out = stream.push(&chunk[..read]);
+            if let Some(sink) = sink.as_deref_mut() {
+                sink.write_all(&out)?;
+            }
+        }
+        let out = stream.finish();
+        if let Some(sink) = sink {
+            sink.write_all(&out)?;
+        }
+        Ok(stream.counts().clone())
+    };
+    let counts = pass(None)?;
+    if counts.is_empty() {
+        return Ok(counts);
+    }
+    let temporary = temporary_beside(path);
+    let written = (|| {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        pass(Some(&mut out))?;
+        fs::rename(&temporary, path)
+    })();
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
+    }
+    Ok(counts)
+}
+
+/// After [`scan_tree`] rewrote files, the sha256 (and size) a manifest promises for them are
+/// those of the redacted files: recompute them for every entry whose file `changed`.
+pub fn refresh_digests(manifest_entries: &mut serde_json::Value, dir: &Path, changed: &[String]) {
+    let Some(entries) = manifest_entries.as_array_mut() else {
+        return;
+    };
+    let current = |path: &str| -> Option<(String, u64)> {
+        if !changed.iter().any(|c| c == path) {
+            return None;
+        }
+        let file = dir.join(checked_bundle_path(path).ok()?);
+        Some((sha256_file(&file).ok()?, fs::metadata(&file).ok()?.len()))
+    };
+    for entry in entries {
+        for stream in ["stdout", "stderr"] {
+            let path = entry[stream]["path"].as_str().map(str::to_owned);
+            if let Some((sha, len)) = path.as_deref().and_then(current) {
+                entry[stream]["sha256"] = sha.into();
+                entry[stream]["bytes_kept"] = len.into();
+            }
+        }
+        let path = entry["events_path"].as_str().map(str::to_owned);
+        if let Some((sha, len)) = path.as_deref().and_then(current) {
+            entry["events_sha256"] = sha.into();
+            entry["events_bytes"] = len.into();
+        }
+    }
+}
+
+/// Scan a finished bundle directory (the daemon's copy of an uploaded bundle) with
+/// [`scan_tree`], then make its `manifest.json` agree: digests of rewritten files recomputed,
+/// the redactions added to its counts. Returns the scan.
+pub fn scan_finished_bundle(dir: &Path, redactor: &Redactor) -> std::io::Result<TreeScan> {
+    let scan = scan_tree(dir, redactor)?;
+    if scan.changed.is_empty() {
+        return Ok(scan);
+    }
+    let path = dir.join("manifest.json");
+    let Ok(mut manifest) = fs::read(&path)
+        .map_err(|_| ())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|_| ()))
+    else {
+        // No manifest (a run that ended before any step): nothing promises a digest.
+        return Ok(scan);
+    };
+    refresh_digests(&mut manifest["entries"], dir, &scan.changed);
+    if !manifest["redactions"].is_object() {
+        manifest["redactions"] = serde_json::json!({});
+    }
+    for (kind, n) in &scan.counts {
+        let before = manifest["redactions"][kind].as_u64().unwrap_or(0);
+        manifest["redactions"][kind] = (before + n).into();
+    }
+    let mut text = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    write_atomically(&path, &text)?;
+    Ok(scan)
 }
 
 /// SHA-256 of a file, hex.

@@ -13,6 +13,15 @@ use orch_store::{Claim, Op, Store, StoreError};
 pub use http::HttpCoordinator;
 pub use stream::{BundleStream, STREAM_EVERY};
 
+/// Who asks about which run, for requests made after the call that started them (bundle
+/// streaming): the worker's name, the run and its secret token.
+#[derive(Debug, Clone)]
+pub(crate) struct Fenced {
+    worker: std::sync::Arc<str>,
+    run: RunId,
+    token: FencingToken,
+}
+
 /// Why a coordinator call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -39,7 +48,9 @@ impl CoordinatorError {
 
     fn from_store(err: StoreError) -> Self {
         match err {
-            StoreError::StaleLease { reason, .. } => CoordinatorError::LeaseLost(reason),
+            StoreError::StaleLease { reason, .. } | StoreError::NotLeaseHolder { reason, .. } => {
+                CoordinatorError::LeaseLost(reason)
+            }
             other => CoordinatorError::Other(other),
         }
     }
@@ -84,7 +95,7 @@ impl Coordinator {
                 .await
                 .map(|_| ())
                 .map_err(CoordinatorError::from_store),
-            Coordinator::Http(http) => http.heartbeat(run, token, lease).await,
+            Coordinator::Http(http) => http.heartbeat(worker, run, token, lease).await,
         }
     }
 
@@ -101,7 +112,7 @@ impl Coordinator {
                 .record_usage(run, token, records.to_vec(), Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
-            Coordinator::Http(http) => http.record_usage(run, token, records).await,
+            Coordinator::Http(http) => http.record_usage(worker, run, token, records).await,
         }
     }
 
@@ -118,7 +129,7 @@ impl Coordinator {
                 .record_review(run, token, review.clone(), Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
-            Coordinator::Http(http) => http.record_review(run, token, review).await,
+            Coordinator::Http(http) => http.record_review(worker, run, token, review).await,
         }
     }
 
@@ -136,7 +147,7 @@ impl Coordinator {
                 .complete(run, token, outcome, reason, Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
-            Coordinator::Http(http) => http.complete(run, token, outcome, reason).await,
+            Coordinator::Http(http) => http.complete(worker, run, token, outcome, reason).await,
         }
     }
 
@@ -154,7 +165,7 @@ impl Coordinator {
                 .requeue(run, token, delay, Some(reason), Op::now(worker))
                 .await
                 .map_err(CoordinatorError::from_store),
-            Coordinator::Http(http) => http.requeue(run, token, delay, reason).await,
+            Coordinator::Http(http) => http.requeue(worker, run, token, delay, reason).await,
         }
     }
 
@@ -162,12 +173,24 @@ impl Coordinator {
     /// write it where the daemon reads it, so there is nothing to do; a remote worker streams
     /// its logs and events while the run goes on and uploads the whole bundle at the end
     /// ([`BundleStream::finish`], before the completion).
-    pub fn stream_bundle(&self, run: RunId, token: FencingToken, dir: &Path) -> BundleStream {
+    pub fn stream_bundle(
+        &self,
+        worker: &str,
+        run: RunId,
+        token: FencingToken,
+        dir: &Path,
+    ) -> BundleStream {
         match self {
             Coordinator::Local(_) => BundleStream::local(),
-            Coordinator::Http(http) => {
-                BundleStream::start(http.clone(), run, token, dir.to_owned())
-            }
+            Coordinator::Http(http) => BundleStream::start(
+                http.clone(),
+                Fenced {
+                    worker: worker.into(),
+                    run,
+                    token,
+                },
+                dir.to_owned(),
+            ),
         }
     }
 

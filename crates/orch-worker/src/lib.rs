@@ -13,6 +13,7 @@ pub mod review;
 pub mod route;
 pub mod run;
 pub mod sandbox;
+pub mod task_lock;
 pub mod worker;
 pub mod workspace;
 

@@ -45,6 +45,9 @@ pub struct WorkerSettings {
     pub kill_grace: Duration,
     /// Agents paused by a rate limit, until when: shared by this process's workers.
     pub agent_pauses: Arc<std::sync::Mutex<BTreeMap<String, Instant>>>,
+    /// orch's own secrets this worker holds (a remote worker's worker token), redacted from
+    /// every run like a secret value; the tokens in `home` are added at each run.
+    pub own_secrets: Vec<String>,
 }
 
 impl WorkerSettings {
@@ -57,6 +60,7 @@ impl WorkerSettings {
             heartbeat_every: Duration::from_secs(10),
             kill_grace: Duration::from_secs(5),
             agent_pauses: Arc::default(),
+            own_secrets: Vec::new(),
         }
     }
 
@@ -76,6 +80,28 @@ impl WorkerSettings {
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
     }
+}
+
+/// Files in an orch home that hold orch's own secrets (the admin and worker tokens).
+pub const HOME_TOKEN_FILES: [&str; 2] = ["token", "worker-token"];
+
+/// orch's own secrets for a run's redactor: the worker's [`WorkerSettings::own_secrets`] plus
+/// the tokens found in its home (an embedded worker's home is the daemon's). Read at every run,
+/// so a token created after the worker started is covered too.
+pub fn own_secrets(settings: &WorkerSettings) -> Vec<String> {
+    let mut values = settings.own_secrets.clone();
+    values.extend(home_tokens(&settings.home));
+    values
+}
+
+/// The tokens in `home` ([`HOME_TOKEN_FILES`]) that exist and are not empty.
+pub fn home_tokens(home: &Path) -> Vec<String> {
+    HOME_TOKEN_FILES
+        .iter()
+        .filter_map(|name| std::fs::read_to_string(home.join(name)).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|token| !token.is_empty())
+        .collect()
 }
 
 /// How a run ended, from the worker's side.
@@ -139,7 +165,7 @@ pub async fn execute(
     stop: CancellationToken,
 ) -> RunEnd {
     let run = claim.run.id;
-    let token = claim.run.lease.token;
+    let token = claim.token;
     let cancel = stop.child_token();
     let lost = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat_loop(
@@ -155,7 +181,27 @@ pub async fn execute(
         .join("runs")
         .join(claim.task.id.0.to_string())
         .join(claim.run.attempt.to_string());
-    let bundle_stream = coordinator.stream_bundle(run, token, &bundle_dir);
+    // Held until the run has reported (dropped when `execute` returns): no two runs of a task
+    // ever share its worktree at once.
+    let _task_lock =
+        match crate::task_lock::acquire(&settings.home, claim.task.id, run, settings.lease).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                heartbeat.abort();
+                let _ = heartbeat.await;
+                tracing::warn!(task = %claim.task.id, run = %run, "{e}");
+                return give_back(
+                    coordinator,
+                    settings,
+                    &claim,
+                    token,
+                    settings.lease,
+                    &e.to_string(),
+                )
+                .await;
+            }
+        };
+    let bundle_stream = coordinator.stream_bundle(&settings.name, run, token, &bundle_dir);
     let verdict = run_task(coordinator, settings, &claim, cancel.clone()).await;
     heartbeat.abort();
     // The heartbeat task may be mid-call; what matters is whether it saw the lease go.
@@ -178,39 +224,29 @@ pub async fn execute(
         }
     }
     if stop.is_cancelled() {
-        return match coordinator
-            .requeue(
-                &settings.name,
-                run,
-                token,
-                Duration::ZERO,
-                "the worker shut down before the run finished",
-            )
-            .await
-        {
-            Ok(_) => RunEnd::Requeued,
-            Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
-            Err(e) => {
-                tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
-                RunEnd::Requeued
-            }
-        };
+        return give_back(
+            coordinator,
+            settings,
+            &claim,
+            token,
+            Duration::ZERO,
+            "the worker shut down before the run finished",
+        )
+        .await;
     }
     if let Some((agent, delay)) = &verdict.requeue_after {
         if let Some(agent) = agent {
             settings.pause_agent(agent, *delay);
         }
-        return match coordinator
-            .requeue(&settings.name, run, token, *delay, &verdict.reason)
-            .await
-        {
-            Ok(_) => RunEnd::Requeued,
-            Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
-            Err(e) => {
-                tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
-                RunEnd::Requeued
-            }
-        };
+        return give_back(
+            coordinator,
+            settings,
+            &claim,
+            token,
+            *delay,
+            &verdict.reason,
+        )
+        .await;
     }
     match complete(coordinator, settings, run, token, &verdict).await {
         Ok(_) => RunEnd::Reported(verdict.outcome),
@@ -218,6 +254,28 @@ pub async fn execute(
         Err(e) => {
             tracing::error!(task = %claim.task.id, "could not report the outcome: {e}; the lease will expire and the task run again");
             RunEnd::LeaseLost
+        }
+    }
+}
+
+/// Give the run back to be run again after `delay`, without using an attempt.
+async fn give_back(
+    coordinator: &Coordinator,
+    settings: &WorkerSettings,
+    claim: &Claim,
+    token: orch_core::FencingToken,
+    delay: Duration,
+    reason: &str,
+) -> RunEnd {
+    match coordinator
+        .requeue(&settings.name, claim.run.id, token, delay, reason)
+        .await
+    {
+        Ok(_) => RunEnd::Requeued,
+        Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
+        Err(e) => {
+            tracing::error!(task = %claim.task.id, "could not requeue: {e}; the lease will expire and recovery will requeue it");
+            RunEnd::Requeued
         }
     }
 }
@@ -337,7 +395,9 @@ async fn run_task(
         }
     };
     let secrets = config.secret_values();
-    let redactor = Redactor::new(&secrets.values().cloned().collect::<Vec<_>>());
+    let mut secret_values: Vec<String> = secrets.values().cloned().collect();
+    secret_values.extend(own_secrets(settings));
+    let redactor = Redactor::new(&secret_values);
     let mut bundle = match Bundle::create(
         &settings.home.join("runs"),
         task.id.0,
@@ -382,7 +442,7 @@ async fn run_task(
     if let Some(review) = runner.review_record.take() {
         // Before the completion, while the lease is still this run's.
         if let Err(e) = coordinator
-            .record_review(&settings.name, claim.run.id, claim.run.lease.token, &review)
+            .record_review(&settings.name, claim.run.id, claim.token, &review)
             .await
         {
             tracing::warn!(task = %task.id, "could not record the review: {e}");
@@ -391,7 +451,7 @@ async fn run_task(
     let usage = std::mem::take(&mut runner.usage);
     if !usage.is_empty() {
         if let Err(e) = coordinator
-            .record_usage(&settings.name, claim.run.id, claim.run.lease.token, &usage)
+            .record_usage(&settings.name, claim.run.id, claim.token, &usage)
             .await
         {
             tracing::warn!(task = %task.id, "could not record agent usage: {e}");
@@ -400,6 +460,11 @@ async fn run_task(
     // The reason is stored in the database and shown by `orch task list`: redact it like a file.
     let (redacted, _) = bundle.redactor().redact(verdict.reason.as_bytes());
     verdict.reason = String::from_utf8_lossy(&redacted).into_owned();
+    // The end-of-run scan: files a step or agent wrote into the bundle directory are redacted
+    // too, before the manifest records digests and before a remote worker uploads the bundle.
+    if let Err(e) = bundle.scan_all() {
+        tracing::error!(task = %task.id, "could not scan the bundle for secrets: {e}");
+    }
     if let Err(e) = bundle.write_manifest() {
         tracing::error!(task = %task.id, "could not write manifest.json: {e}");
     }

@@ -24,6 +24,11 @@ fn samples() -> Vec<(&'static str, String)> {
         ("slack_token", format!("xoxb-{}", "1234567890-abcdef")),
         ("slack_token", format!("xoxp-{}", "98765-43210-zz")),
         (
+            "stripe_key",
+            format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc"),
+        ),
+        ("stripe_key", format!("rk_test_{}", "51H8abcdEFGHijkl")),
+        (
             "anthropic_key",
             format!("sk-ant-{}", "api03-Ab_cD-ef".repeat(2)),
         ),
@@ -231,4 +236,27 @@ fn a_secret_inside_non_utf8_bytes_is_redacted() {
     expected.extend_from_slice(&[0xc3, 0x28]);
     assert_eq!(output, expected);
     assert_eq!(found, counts(&[("aws_access_key", 1)]));
+}
+
+#[test]
+fn an_aws_secret_key_and_a_password_keep_their_name_and_lose_their_value() {
+    let aws_secret = format!("wJalrXUtnFEMI/K7MDENG/{}", "bPxRfiCYEXAMPLEKEY");
+    check(
+        &[],
+        &format!("aws_secret_access_key = {aws_secret}\n"),
+        "aws_secret_access_key = [REDACTED:aws_secret_key]\n",
+        &[("aws_secret_key", 1)],
+    );
+    check(
+        &[],
+        "db?user=me&password=hunter22&x=1 --password=\"s3cr3t!\"\n",
+        "db?user=me&password=[REDACTED:password]&x=1 --password=\"[REDACTED:password]\"\n",
+        &[("password", 2)],
+    );
+}
+
+#[test]
+fn prose_about_a_password_is_not_redacted() {
+    let text = "the password: field is required; reset your password via the link\n";
+    check(&[], text, text, &[]);
 }

@@ -2,12 +2,13 @@
 //! commands, `run` and `status` go through the HTTP API and print the same JSON as the store
 //! path; a daemon that is gone (even leaving `serve.addr` behind) sends them back to the store.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::support::{int, poll_until, Home, Process, SERVE_DEADLINE};
+use crate::support::{int, poll_until, Home, Process, COMMAND_DEADLINE, SERVE_DEADLINE};
 
 /// Start `orch serve --workers 0` with its API and return it with its base URL.
 fn serve(home: &Home) -> (Process, String) {
@@ -144,15 +145,84 @@ fn api_errors_exit_like_the_store_path_and_a_wrong_token_says_where_it_came_from
     again.expect_code(1, "cancelling a finished task through the API");
     assert!(again.stderr.contains("cancelled"), "{}", again.stderr);
 
-    let wrong = home.run(&["task", "list", "--server", &server, "--token", "wrong"]);
+    let wrong = home
+        .spawn_with_env(
+            &["task", "list", "--server", &server],
+            &[("ORCH_TOKEN", "wrong")],
+        )
+        .finish(COMMAND_DEADLINE);
     wrong.expect_code(2, "a wrong token");
     assert!(
-        wrong
-            .stderr
-            .contains("refused the token from --token / ORCH_TOKEN"),
+        wrong.stderr.contains("refused the token from ORCH_TOKEN"),
         "{}",
         wrong.stderr
     );
+
+    // A token file others can read is refused; one only its owner reads is used.
+    let file = home.write("wrong-token", "wrong\n");
+    let file_arg = file.to_str().expect("temp paths are UTF-8");
+    let open = home.run(&[
+        "task",
+        "list",
+        "--server",
+        &server,
+        "--token-file",
+        file_arg,
+    ]);
+    open.expect_code(2, "a token file others can read");
+    assert!(open.stderr.contains("chmod 600"), "{}", open.stderr);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let wrong = home.run(&[
+        "task",
+        "list",
+        "--server",
+        &server,
+        "--token-file",
+        file_arg,
+    ]);
+    wrong.expect_code(2, "a wrong token from a file");
+    assert!(
+        wrong
+            .stderr
+            .contains(&format!("refused the token from --token-file {file_arg}")),
+        "{}",
+        wrong.stderr
+    );
+
+    // A token on the command line (readable by every local user) is refused before it is used,
+    // for client commands and for `orch worker` alike.
+    for args in [
+        vec![
+            "task",
+            "list",
+            "--server",
+            &server,
+            "--token",
+            "secret-on-the-command-line",
+        ],
+        vec![
+            "worker",
+            "--server",
+            &server,
+            "--name",
+            "w",
+            "--token",
+            "secret-on-the-command-line",
+        ],
+    ] {
+        let refused = home.run(&args);
+        refused.expect_code(2, "a token on the command line");
+        assert!(
+            refused.stderr.contains("--token-file"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            !refused.stderr.contains("secret-on-the"),
+            "{}",
+            refused.stderr
+        );
+    }
 }
 
 #[test]

@@ -36,7 +36,12 @@ fn a_paused_claimer_whose_lease_expired_is_refused_and_the_task_completes_once()
     assert_eq!(int(&claimed, "task"), task);
     assert_eq!(int(&claimed, "attempt"), 1);
     let lost_run = int(&claimed, "run");
-    let stale_token = int(&claimed, "token");
+    // The claim prints a fingerprint of its secret token, never the token itself.
+    let stale_token = claimed["token"]
+        .as_str()
+        .expect("a token fingerprint")
+        .to_owned();
+    assert_eq!(stale_token.len(), 8, "{claimed}");
 
     // Stale recovery only takes the run once its lease (1 s) has expired.
     let recovery = poll_until(
@@ -66,7 +71,7 @@ fn a_paused_claimer_whose_lease_expired_is_refused_and_the_task_completes_once()
     assert_eq!(int(second_claim[0], "task"), task);
     assert_eq!(int(second_claim[0], "attempt"), 2);
     let second_run = int(second_claim[0], "run");
-    assert_ne!(int(second_claim[0], "token"), stale_token);
+    assert_ne!(second_claim[0]["token"], stale_token.as_str());
     let completed = events_named(&lines, "completed");
     assert_eq!(completed.len(), 1, "{lines:?}");
     assert_eq!(completed[0]["status"], "done");
@@ -125,8 +130,21 @@ fn a_paused_claimer_whose_lease_expired_is_refused_and_the_task_completes_once()
         2,
         "the heartbeat and the completion: {events:?}"
     );
+    assert!(
+        got["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .all(|r| r.get("token").is_none()),
+        "no token in the run view: {got}"
+    );
     for refusal in &refusals {
         assert_eq!(refusal["run"], lost_run);
+        assert_eq!(
+            refusal["data"]["token"],
+            stale_token.as_str(),
+            "a fingerprint"
+        );
         assert_eq!(refusal["actor"], "paused");
         assert_eq!(
             (&refusal["from"], &refusal["to"]),

@@ -24,5 +24,6 @@ mod real_agents;
 mod regressions;
 mod remote;
 mod routing;
+mod secrets;
 mod serve;
 mod webhooks;

@@ -2,13 +2,14 @@
 //! a worker killed with SIGKILL mid-step has its task finished by another; the daemon killed
 //! with SIGKILL and restarted while remote steps run gets every result once, with its bundle.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    int, poll_until, read_json, read_text, sha256_of, task_events, Home, Process, Repo,
-    SERVE_DEADLINE,
+    int, poll_until, process_is_alive, read_json, read_text, sha256_of, task_events, workspace_of,
+    Home, Process, Repo, SERVE_DEADLINE,
 };
 
 /// Start a remote worker with its own home; the token comes from the environment.
@@ -20,6 +21,16 @@ fn worker(home: &Home, server: &str, token: &str, name: &str) -> Process {
         ],
         &[("ORCH_WORKER_TOKEN", token)],
     )
+}
+
+/// The address (`http://...`) and worker token of the daemon starting on `home`, once it
+/// listens.
+fn server_and_token(home: &Home) -> (String, String) {
+    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
+        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
+    });
+    let token = read_trimmed(&home.path().join("worker-token"));
+    (format!("http://{addr}"), token)
 }
 
 fn read_trimmed(path: &Path) -> String {
@@ -37,11 +48,7 @@ fn two_remote_workers_finish_a_workflow_and_a_worker_killed_mid_step_has_its_tas
     let yaml = "name: remote\ndefaults:\n  retry: {max_attempts: 3, backoff: 0s, max_backoff: 0s, jitter: 0s}\ntasks:\n  - id: slow\n    title: Slow step\n    priority: 10\n    steps:\n      - name: wait\n        exec:\n          - argv: [sleep, \"2\"]\n  - id: quick\n    title: Quick step\n    steps:\n      - name: hello\n        exec:\n          - argv: [echo, hello]\n  - id: after\n    title: After the slow one\n    needs: [slow]\n    steps:\n      - name: done\n        exec:\n          - argv: [echo, after]\n";
     let ids = home.submit("remote", yaml, repo.path());
     let serve = home.serve(&["--workers", "0", "--lease", "2s", "--grace", "1s"]);
-    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
-        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
-    });
-    let token = read_trimmed(&home.path().join("worker-token"));
-    let server = format!("http://{addr}");
+    let (server, token) = server_and_token(&home);
 
     // The first worker takes the slow task (highest priority) and is killed mid-step.
     let alpha_home = Home::new();
@@ -54,10 +61,24 @@ fn two_remote_workers_finish_a_workflow_and_a_worker_killed_mid_step_has_its_tas
             .filter(|text| text.contains("$ sleep 2"))
             .map(drop)
     });
+    // Beta reads its token from a file only its owner can read.
     let beta_home = Home::new();
+    let token_file = beta_home.write("worker-token", &token);
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let beta = beta_home.spawn(&[
-        "worker", "--server", &server, "--token", &token, "--name", "beta", "--slots", "1",
-        "--lease", "2s", "--grace", "1s",
+        "worker",
+        "--server",
+        &server,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--name",
+        "beta",
+        "--slots",
+        "1",
+        "--lease",
+        "2s",
+        "--grace",
+        "1s",
     ]);
     let killed = alpha.kill();
     assert_eq!(killed.code, None, "killed by the signal\n{}", killed.stderr);
@@ -139,11 +160,7 @@ fn a_daemon_killed_and_restarted_while_remote_steps_run_gets_each_result_once_wi
     let ids = home.submit("restart", &yaml, repo.path());
     let serve_args = ["--workers", "1", "--lease", "2s", "--grace", "1s"];
     let serve = home.serve(&serve_args);
-    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
-        Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
-    });
-    let token = read_trimmed(&home.path().join("worker-token"));
-    let server = format!("http://{addr}");
+    let (server, token) = server_and_token(&home);
     // Leases long enough to outlive the daemon's absence: heartbeats fail while it is away.
     let remote = |name: &str, worker_home: &Home| {
         worker_home.spawn_with_env(
@@ -202,7 +219,8 @@ fn a_daemon_killed_and_restarted_while_remote_steps_run_gets_each_result_once_wi
         },
     );
     // Restart on the same port and home; the results arrive now.
-    let mut args = vec!["serve", "--listen", addr.as_str()];
+    let addr = server.trim_start_matches("http://");
+    let mut args = vec!["serve", "--listen", addr];
     args.extend_from_slice(&serve_args);
     let serve = home.spawn(&args);
 
@@ -383,8 +401,6 @@ fn a_remote_worker_runs_tasks_in_the_checkout_its_project_flag_names_not_the_dae
         "worker",
         "--server",
         "http://127.0.0.1:9",
-        "--token",
-        "t",
         "--name",
         "x",
         "--project",
@@ -395,6 +411,84 @@ fn a_remote_worker_runs_tasks_in_the_checkout_its_project_flag_names_not_the_dae
 
     worker.signal(Signal::SIGTERM);
     worker
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch worker after SIGTERM");
+    serve.signal(Signal::SIGTERM);
+    serve
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch serve after SIGTERM");
+}
+
+/// A remote worker killed with SIGKILL mid-step and restarted on the same home stops its
+/// previous incarnation's step before the task runs again: the step of the retry, in the same
+/// worktree, finds the first step's process gone (an ordering marker written by the retry
+/// itself), and the task ends with one `done`. A second worker on a home in use is refused.
+#[test]
+fn a_remote_worker_killed_mid_step_and_restarted_stops_the_old_step_before_the_task_runs_again() {
+    let home = Home::new();
+    let repo = Repo::new(&[(".orch.toml", "allow_shell = true\n")]);
+    // The first run records its pid and sleeps (as `exec sleep`, keeping the pid); the retry,
+    // in the same worktree, writes whether that pid is still alive and ends.
+    // (A killed process may stay a zombie here, which `kill -0` would call alive: read its state.)
+    let step = "if test -e step.pid; then if grep -qs '^State:[[:space:]]*[^Z[:space:]]' /proc/$(cat step.pid)/status; then echo old-alive >> marks.txt; else echo old-gone >> marks.txt; fi; exit 0; fi; echo $$ > step.pid; exec sleep 60";
+    let yaml = format!(
+        "name: restart\ndefaults:\n  retry: {{max_attempts: 3, backoff: 0s, max_backoff: 0s, jitter: 0s}}\ntasks:\n  - id: t\n    title: Sleep once\n    steps:\n      - name: sleep\n        exec:\n          - argv: [sh, -c, \"{step}\"]\n"
+    );
+    let id = home.submit("restart", &yaml, repo.path())["t"];
+    let serve = home.serve(&["--workers", "0", "--lease", "2s", "--grace", "1s"]);
+    let (server, token) = server_and_token(&home);
+
+    let worker_home = Home::new();
+    let first = worker(&worker_home, &server, &token, "w");
+    let run_dir = worker_home.run_dir(id, 1);
+    let pid: i32 = poll_until("the first run's step to sleep", SERVE_DEADLINE, || {
+        let logs = std::fs::read_to_string(run_dir.join("logs.txt")).ok()?;
+        logs.contains(" workspace ").then_some(())?;
+        let text = std::fs::read_to_string(workspace_of(&run_dir).join("step.pid")).ok()?;
+        text.trim().parse().ok()
+    });
+    assert!(process_is_alive(pid));
+
+    // The home is this worker's: a second worker on it is refused.
+    let second = worker_home.spawn_with_env(
+        &["worker", "--server", &server, "--name", "other"],
+        &[("ORCH_WORKER_TOKEN", token.as_str())],
+    );
+    let refused = second.finish(SERVE_DEADLINE);
+    refused.expect_code(2, "a second worker on a home in use");
+    assert!(
+        refused.stderr.contains("is using this home"),
+        "{}",
+        refused.stderr
+    );
+
+    let killed = first.kill();
+    assert_eq!(killed.code, None, "killed by the signal\n{}", killed.stderr);
+    assert!(
+        process_is_alive(pid),
+        "SIGKILL of the worker alone stops its step (the test would prove nothing)"
+    );
+    let restarted = worker(&worker_home, &server, &token, "w");
+    poll_until("the task to be done", SERVE_DEADLINE, || {
+        (home.task_status(id) == "done").then_some(())
+    });
+    let alive = process_is_alive(pid);
+    if alive {
+        // Started by this test (through orch); end it so it does not sleep on.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(!alive, "the old step (pid {pid}) outlived the restart");
+    let marks = read_text(&workspace_of(&worker_home.run_dir(id, 2)).join("marks.txt"));
+    assert_eq!(
+        marks, "old-gone\n",
+        "the retry's step ran while the old one lived"
+    );
+    let task = home.task(id);
+    assert_eq!(task_events(&task, "complete").len(), 1, "{task:#}");
+    assert_eq!(home.tasks_completed_more_than_once(), vec![]);
+
+    restarted.signal(Signal::SIGTERM);
+    restarted
         .finish(SERVE_DEADLINE)
         .expect_code(0, "orch worker after SIGTERM");
     serve.signal(Signal::SIGTERM);

@@ -487,25 +487,6 @@ fn dependents_move_to_where_their_dependencies_put_them() {
 }
 
 #[test]
-fn a_refusal_names_the_token_or_the_run_state() {
-    let stored = RefusedRun {
-        run: RunId(4),
-        task: TaskId(7),
-        status: Status::Running,
-        token: FencingToken(4),
-        state: RunState::Lost,
-    };
-    let (_, wrong_token) = refuse(&stored, FencingToken(3), "heartbeat", "w1");
-    let (note, ended) = refuse(&stored, FencingToken(4), "completion", "w1");
-    expect![[r#"
-        heartbeat refused: fencing token 3 is not the run's token
-        completion refused: the run is lost (no longer active)
-        Note { task: TaskId(7), run: Some(RunId(4)), kind: Refused, status: Running, reason: "completion refused: the run is lost (no longer active)", data: Object {"owner": String("w1"), "request": String("completion"), "run_state": String("lost"), "token": Number(4)} }
-    "#]]
-    .assert_eq(&format!("{wrong_token}\n{ended}\n{note:?}\n"));
-}
-
-#[test]
 fn project_names_are_the_directory_name_made_unique() {
     let taken: BTreeSet<String> = ["app", "app-2", "lib"]
         .iter()

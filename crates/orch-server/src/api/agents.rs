@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use orch_core::{FencingToken, ReplyMessage, RunId};
+use orch_core::{ReplyMessage, RunId};
 use orch_store::{AgentUsage, Op, UsageRecord, UsageSummary, UsageTotal};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -159,8 +159,6 @@ pub async fn usage(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageReport {
-    /// The run's fencing token.
-    pub token: i64,
     /// One record per agent step.
     pub records: Vec<UsageRecordView>,
 }
@@ -188,19 +186,20 @@ pub struct UsageRecordView {
 /// Record the usage of a run's agent sessions (fenced; a repeat replaces the earlier report).
 #[utoipa::path(post, path = "/v1/worker/runs/{run}/usage", tag = "worker",
     request_body = UsageReport, security(("bearer" = [])),
-    params(("run" = i64, Path, description = "The run's id")),
+    params(("run" = i64, Path, description = "The run's id"), super::workers::RunCallerHeaders),
     responses(
         (status = 200, description = "Recorded"),
         (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 403, description = "`not_lease_holder`: not the run's owner with its token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the run is no longer active", body = ErrorBody),
     ))]
 pub async fn report_usage(
     State(state): State<ApiState>,
     Path(run): Path<i64>,
+    caller: super::fencing::RunCaller,
     ApiJson(report): ApiJson<UsageReport>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let owner = state.store.run(RunId(run)).await?.lease.owner;
     let records = report
         .records
         .into_iter()
@@ -216,13 +215,8 @@ pub async fn report_usage(
         .collect();
     state
         .store
-        .record_usage(
-            RunId(run),
-            FencingToken(report.token),
-            records,
-            Op::now(&owner),
-        )
+        .record_usage(RunId(run), caller.token, records, Op::now(&caller.worker))
         .await
-        .map_err(super::workers::lease_error)?;
+        .map_err(|e| super::fencing::lease_error(&state, e))?;
     Ok(Json(serde_json::json!({ "recorded": true })))
 }

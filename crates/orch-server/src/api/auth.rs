@@ -2,8 +2,6 @@
 //! both created at first start (mode 0600). Every `/v1` request needs one of them as
 //! `Authorization: Bearer <token>`; the worker token is accepted only under `/v1/worker/`.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use axum::extract::{OriginalUri, Request, State};
@@ -33,45 +31,28 @@ pub fn load_or_create_worker_token(home: &Path) -> Result<String, ServeError> {
 }
 
 fn load_or_create(path: &Path) -> Result<String, ServeError> {
-    let io = |context: &str| {
-        let context = format!("{context} {}", path.display());
-        move |source| ServeError::Io { context, source }
-    };
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let fresh = hex::encode(bytes);
-    // `create_new` makes the check and the creation one step, so two starts cannot race.
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
-            file.write_all(format!("{fresh}\n").as_bytes())
-                .map_err(io("write"))?;
-            tracing::info!(path = %path.display(), "created a token");
-            return Ok(fresh);
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io("create")(e)),
+    let (token, created) = orch_store::home::load_or_create_private(path, &hex::encode(bytes))
+        .map_err(|e| match e {
+            orch_store::home::PrivateFileError::Exposed { path, mode } => {
+                ServeError::TokenExposed { path, mode }
+            }
+            orch_store::home::PrivateFileError::Io { context, source } => {
+                ServeError::Io { context, source }
+            }
+        })?;
+    if created {
+        tracing::info!(path = %path.display(), "created a token");
     }
-    let mut file = std::fs::File::open(path).map_err(io("open"))?;
-    let mode = file.metadata().map_err(io("stat"))?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ServeError::TokenExposed {
-            path: path.display().to_string(),
-            mode,
-        });
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(io("read"))?;
-    let token = text.trim().to_owned();
     if token.is_empty() {
-        return Err(io("read")(std::io::Error::new(
-            ErrorKind::InvalidData,
-            "the token file is empty; delete it to get a new token",
-        )));
+        return Err(ServeError::Io {
+            context: format!("read {}", path.display()),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the token file is empty; delete it to get a new token",
+            ),
+        });
     }
     Ok(token)
 }

@@ -12,6 +12,23 @@
 //! the daemon remembers the runs it received bundles for in the last [`LATE_PIECES_FOR`]
 //! (in memory: after a restart no request from before it can still be in flight).
 //!
+//! Secrets: whatever a remote worker sends is scanned with the daemon's redactor
+//! ([`run_redactor`]: the daemon's admin and worker tokens, the known token formats, and the
+//! project's `secret_env` values as the daemon's environment has them) before it is stored, so a
+//! worker with a smaller secret list (or a step that wrote into its bundle directory) cannot
+//! leave a secret in the daemon's home:
+//! - streamed pieces are **masked** (`Redactor::mask`: every byte of a secret becomes `*`, so the
+//!   file keeps the length the worker's offsets count on). A secret split across two pieces is
+//!   caught because an append is scanned together with the file's stored tail (up to
+//!   [`STREAM_CONTEXT`] bytes), and a tail byte that turns out to start a secret is masked in
+//!   place; a private key keeps its BEGIN/END lines so a later piece still knows it is inside one.
+//! - an uploaded bundle is checked against its sha256 and its `manifest.json` digests **as sent**
+//!   (they prove the transfer), then every file is redacted (`[REDACTED:<kind>]`) with
+//!   `orch_worker::bundle::scan_finished_bundle`, which **recomputes** the manifest's digests of
+//!   the files it rewrote and adds its counts, so the stored manifest matches the stored files.
+//! - a completion from a remote worker scans the stored run directory the same way, for a
+//!   bundle whose upload never arrived.
+//!
 //! Crashes: files are replaced by rename and appends are checked against the file's length, so
 //! a daemon killed at any point leaves whole files or a prefix of the stream, which the
 //! worker's next request completes. An upload is staged beside the run directory
@@ -26,20 +43,84 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use axum::Json;
 use base64::Engine;
 use futures_util::StreamExt;
-use orch_core::{FencingToken, Run, RunId};
+use orch_core::{Run, RunId};
 use orch_store::Op;
-use orch_worker::bundle::{checked_bundle_path, manifest_digests, sha256_file};
+use orch_worker::bundle::{
+    checked_bundle_path, manifest_digests, scan_finished_bundle, sha256_file,
+};
+use orch_worker::redact::Redactor;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
+use super::fencing::{header, lease_error, RunCaller};
 use super::json::ApiJson;
 use super::ApiState;
+
+/// Bytes of a file's stored tail scanned with each appended piece, so a secret split across
+/// pieces is seen whole (a private key block longer than this may be missed while streaming; the
+/// uploaded bundle is scanned whole).
+pub const STREAM_CONTEXT: u64 = 64 * 1024;
+
+/// The redactor for what a remote worker sends about `run`: the daemon's own tokens, the
+/// literal secrets the store knows, the known formats, and the `secret_env` values of the run's
+/// project as this daemon's environment has them (its config is read if it can be; a project
+/// whose config does not load still gets the rest).
+pub(crate) async fn run_redactor(state: &ApiState, run: &Run) -> Redactor {
+    let mut values = vec![state.token.to_string(), state.worker_token.to_string()];
+    values.extend(state.store.secret_values());
+    let project_dir = match state.store.task(run.task).await {
+        Ok(task) => state
+            .store
+            .projects()
+            .await
+            .ok()
+            .and_then(|projects| projects.into_iter().find(|p| p.id == task.project))
+            .map(|project| PathBuf::from(project.path)),
+        Err(_) => None,
+    };
+    if let Some(dir) = project_dir {
+        if let Ok(config) = orch_worker::project::ProjectConfig::load_merged(&state.home, &dir) {
+            values.extend(config.secret_values().into_values());
+        }
+    }
+    Redactor::new(&values)
+}
+
+/// Scan the stored bundle of a completed remote run (its upload may never have arrived, and
+/// streamed pieces were only masked piece by piece). Failures are logged: the completion stands.
+pub(crate) async fn scan_stored_run(state: &ApiState, run: RunId) {
+    let Ok(stored) = state.store.run(run).await else {
+        return;
+    };
+    let redactor = run_redactor(state, &stored).await;
+    let dir = state
+        .home
+        .join("runs")
+        .join(stored.task.0.to_string())
+        .join(stored.attempt.to_string());
+    let lock = state.bundle_lock.clone();
+    let scanned = tokio::task::spawn_blocking(move || {
+        // Bundle writers are serialized by this lock (see `files`).
+        let _writers = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if dir.is_dir() {
+            scan_finished_bundle(&dir, &redactor).map(drop)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    match scanned {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(run = %run, "could not scan the run's bundle: {e}"),
+        Err(e) => tracing::error!(run = %run, "could not scan the run's bundle: {e}"),
+    }
+}
 
 /// How long after an upload late pieces of its run are recognised: longer than any request of
 /// a worker may take.
@@ -73,12 +154,13 @@ impl Uploaded {
     }
 }
 
+/// The header with the uploaded tar's SHA-256.
+const X_ORCH_BUNDLE_SHA256: HeaderName = HeaderName::from_static("x-orch-bundle-sha256");
+
 /// Pieces of a run's bundle files.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilesRequest {
-    /// The run's fencing token.
-    pub token: i64,
     /// The pieces, applied in order.
     pub files: Vec<FilePiece>,
 }
@@ -116,19 +198,18 @@ pub struct BundleStored {
     pub bytes: u64,
 }
 
-/// The run's bundle directory on the daemon, if `token` is the run's active lease.
+/// The run's bundle directory on the daemon, if the caller holds the run's active lease.
 async fn fenced_dir(
     state: &ApiState,
     run: RunId,
-    token: FencingToken,
+    caller: &RunCaller,
     what: &str,
 ) -> Result<(Run, PathBuf), ApiError> {
-    let owner = state.store.run(run).await?.lease.owner;
     let stored = state
         .store
-        .check_lease(run, token, what, Op::now(&owner))
+        .check_lease(run, caller.token, what, Op::now(&caller.worker))
         .await
-        .map_err(super::workers::lease_error)?;
+        .map_err(|e| lease_error(state, e))?;
     let dir = state
         .home
         .join("runs")
@@ -147,18 +228,20 @@ fn too_large(limit: u64) -> ApiError {
 /// Append to (or replace) files of a running run's bundle.
 #[utoipa::path(post, path = "/v1/worker/runs/{run}/files", tag = "worker",
     request_body = FilesRequest, security(("bearer" = [])),
-    params(("run" = i64, Path, description = "The run's id")),
+    params(("run" = i64, Path, description = "The run's id"), super::workers::RunCallerHeaders),
     responses(
         (status = 200, description = "Applied; each file's length now", body = FileLengths),
         (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 403, description = "`not_lease_holder`: not the run's owner with its token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the run is no longer active", body = ErrorBody),
         (status = 413, description = "`bundle_too_large`: over the per-run limit", body = ErrorBody),
         (status = 422, description = "A bad path or data", body = ErrorBody),
     ))]
 pub async fn files(
     State(state): State<ApiState>,
     UrlPath(run): UrlPath<i64>,
+    caller: RunCaller,
     ApiJson(request): ApiJson<FilesRequest>,
 ) -> Result<Json<FileLengths>, ApiError> {
     let mut pieces = Vec::with_capacity(request.files.len());
@@ -176,8 +259,8 @@ pub async fn files(
             .map_err(|e| invalid(format!("data is not base64: {e}")))?;
         pieces.push((piece.path, path, piece.offset, piece.replace, data));
     }
-    let (stored, dir) =
-        fenced_dir(&state, RunId(run), FencingToken(request.token), "files").await?;
+    let (stored, dir) = fenced_dir(&state, RunId(run), &caller, "files").await?;
+    let redactor = run_redactor(&state, &stored).await;
     let limit = state.max_bundle_bytes;
     let lock = state.bundle_lock.clone();
     let lengths = tokio::task::spawn_blocking(move || {
@@ -203,7 +286,7 @@ pub async fn files(
             if used + added > limit {
                 return Err(too_large(limit));
             }
-            let length = write_piece(&target, current, offset, replace, &data)
+            let length = write_piece(&target, current, offset, replace, &data, &redactor)
                 .map_err(|e| ApiError::internal(&format!("write {}: {e}", target.display())))?;
             used += added;
             lengths.insert(name, length);
@@ -215,19 +298,20 @@ pub async fn files(
     Ok(Json(FileLengths { files: lengths }))
 }
 
-/// Apply one piece; returns the file's length after it.
+/// Apply one piece, secrets masked; returns the file's length after it.
 fn write_piece(
     target: &Path,
     current: u64,
     offset: u64,
     replace: bool,
     data: &[u8],
+    redactor: &Redactor,
 ) -> std::io::Result<u64> {
     if let Some(parent) = target.parent() {
         fs::create_dir_all(parent)?;
     }
     if replace {
-        replace_file(target, data)?;
+        replace_file(target, &redactor.mask(data).0)?;
         return Ok(data.len() as u64);
     }
     if offset > current {
@@ -236,14 +320,42 @@ fn write_piece(
     }
     let skip = usize::try_from(current - offset).unwrap_or(usize::MAX);
     if skip < data.len() {
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(target)?;
-        file.write_all(&data[skip..])?;
+        append_masked(target, current, &data[skip..], redactor)?;
         return Ok(offset + data.len() as u64);
     }
     Ok(current)
+}
+
+/// Append `new` to the file at `target` (now `current` bytes long), scanned together with the
+/// stored tail: masking keeps lengths, so a tail byte that turns out to begin a secret is
+/// overwritten in place and the file ends `new.len()` bytes longer.
+fn append_masked(
+    target: &Path,
+    current: u64,
+    new: &[u8],
+    redactor: &Redactor,
+) -> std::io::Result<()> {
+    use std::io::{Read, SeekFrom};
+    use std::os::unix::fs::FileExt;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(target)?;
+    let tail_start = current.saturating_sub(STREAM_CONTEXT);
+    let mut combined = Vec::with_capacity(new.len() + (current - tail_start) as usize);
+    file.seek(SeekFrom::Start(tail_start))?;
+    (&mut file)
+        .take(current - tail_start)
+        .read_to_end(&mut combined)?;
+    let tail_len = combined.len();
+    combined.extend_from_slice(new);
+    let (masked, _) = redactor.mask(&combined);
+    if masked[..tail_len] != combined[..tail_len] {
+        file.write_all_at(&masked[..tail_len], tail_start)?;
+    }
+    file.write_all_at(&masked[tail_len..], tail_start + tail_len as u64)
 }
 
 /// Replace `target` with `data` by rename, so readers see the old file or the new one.
@@ -271,17 +383,6 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .ok_or_else(|| ApiError::Invalid {
-            field: Some(name.to_owned()),
-            message: format!("the header `{name}` is missing or not text"),
-        })
-}
-
 /// Upload a run's finished bundle: a tar file of the run directory's files. Checked against
 /// `X-Orch-Bundle-Sha256` and, for every command output and agent event file, against the sha256
 /// in the bundle's own `manifest.json`; then stored, replacing what streaming sent.
@@ -291,32 +392,30 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
     security(("bearer" = [])),
     params(
         ("run" = i64, Path, description = "The run's id"),
-        ("x-orch-fencing-token" = i64, Header, description = "The run's fencing token"),
+        ("x-orch-fencing-token" = String, Header, description = "The run's fencing token"),
+        ("x-orch-worker" = String, Header, description = "The worker's name"),
         ("x-orch-bundle-sha256" = String, Header, description = "The body's sha256, hex"),
     ),
     responses(
         (status = 200, description = "Stored (again, for a repeated upload)", body = BundleStored),
         (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 403, description = "`not_lease_holder`: not the run's owner with its token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the run is no longer active", body = ErrorBody),
         (status = 413, description = "`bundle_too_large`: over the per-run limit", body = ErrorBody),
         (status = 422, description = "`bundle_invalid`: a digest does not match, or not a tar of files", body = ErrorBody),
     ))]
 pub async fn upload(
     State(state): State<ApiState>,
     UrlPath(run): UrlPath<i64>,
+    caller: RunCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<BundleStored>, ApiError> {
-    let token = header(&headers, "x-orch-fencing-token")?
-        .parse::<i64>()
-        .map_err(|e| ApiError::Invalid {
-            field: Some("x-orch-fencing-token".to_owned()),
-            message: format!("x-orch-fencing-token: {e}"),
-        })?;
-    let expected = header(&headers, "x-orch-bundle-sha256")?.to_ascii_lowercase();
-    let (stored, dir) =
-        fenced_dir(&state, RunId(run), FencingToken(token), "bundle upload").await?;
+    let expected = header(&headers, &X_ORCH_BUNDLE_SHA256)?
+        .trim()
+        .to_ascii_lowercase();
+    let (stored, dir) = fenced_dir(&state, RunId(run), &caller, "bundle upload").await?;
     let limit = state.max_bundle_bytes;
     let task_dir = dir
         .parent()
@@ -329,13 +428,17 @@ pub async fn upload(
         stored.id.0,
         rand::random::<u64>()
     ));
+    let redactor = run_redactor(&state, &stored).await;
     let result = receive(
         body,
-        &staging,
-        limit,
-        &expected,
-        &dir,
-        stored.id,
+        Staged {
+            staging: &staging,
+            limit,
+            expected: &expected,
+            dir: &dir,
+            run: stored.id,
+            redactor,
+        },
         state.bundle_lock.clone(),
     )
     .await;
@@ -355,15 +458,29 @@ fn remove_leftovers(task_dir: &Path, run: RunId) {
     }
 }
 
+/// Where and how an upload is received.
+struct Staged<'a> {
+    staging: &'a Path,
+    limit: u64,
+    expected: &'a str,
+    dir: &'a Path,
+    run: RunId,
+    redactor: Redactor,
+}
+
 async fn receive(
     body: Body,
-    staging: &Path,
-    limit: u64,
-    expected: &str,
-    dir: &Path,
-    run: RunId,
+    staged: Staged<'_>,
     lock: std::sync::Arc<std::sync::Mutex<Uploaded>>,
 ) -> Result<BundleStored, ApiError> {
+    let Staged {
+        staging,
+        limit,
+        expected,
+        dir,
+        run,
+        redactor,
+    } = staged;
     let tar_path = staging.with_extension("tar");
     let mut file = fs::OpenOptions::new()
         .read(true)
@@ -397,7 +514,11 @@ async fn receive(
     let (staging, dir) = (staging.to_owned(), dir.to_owned());
     tokio::task::spawn_blocking(move || {
         let files = unpack(file, &staging)?;
+        // The digests prove the transfer, so they are checked on the bytes as sent; the scan
+        // then rewrites files holding secrets and recomputes their digests in the manifest.
         check_manifest(&staging)?;
+        scan_finished_bundle(&staging, &redactor)
+            .map_err(|e| ApiError::internal(&format!("scan the uploaded bundle: {e}")))?;
         let mut uploaded = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut bytes = 0;
         for relative in &files {

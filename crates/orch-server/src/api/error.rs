@@ -31,6 +31,9 @@ pub enum ApiError {
     Conflict(String),
     /// A worker's fencing token is not the run's current lease (409): stop working on the run.
     LeaseLost(String),
+    /// A request about a run from someone who does not hold its lease (403): another worker,
+    /// or a token that is not the run's.
+    NotLeaseHolder(String),
     /// The body is larger than the configured limit (413).
     TooLarge,
     /// A run's bundle would be larger than the per-run limit (413).
@@ -70,7 +73,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `malformed`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `conflict`, `lease_lost`, `too_large`, `bundle_too_large`, `invalid`, `bundle_invalid`, `internal`, `unavailable`, `rate_limited`.
+    /// `conflict`, `lease_lost`, `not_lease_holder`, `too_large`, `bundle_too_large`, `invalid`, `bundle_invalid`, `internal`, `unavailable`, `rate_limited`.
     pub code: &'static str,
     /// For humans.
     pub message: String,
@@ -124,6 +127,9 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", message, None),
             ApiError::LeaseLost(message) => (StatusCode::CONFLICT, "lease_lost", message, None),
+            ApiError::NotLeaseHolder(message) => {
+                (StatusCode::FORBIDDEN, "not_lease_holder", message, None)
+            }
             ApiError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
@@ -184,6 +190,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. }
             | StoreError::Transition { .. }
             | StoreError::StaleLease { .. } => ApiError::Conflict(error.to_string()),
+            StoreError::NotLeaseHolder { .. } => ApiError::NotLeaseHolder(error.to_string()),
             StoreError::Invalid { field, reason } => ApiError::Invalid {
                 message: format!("{field}: {reason}"),
                 field: Some(field),

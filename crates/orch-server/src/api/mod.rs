@@ -10,6 +10,7 @@ pub mod bundles;
 pub mod docs;
 pub mod error;
 pub mod events;
+pub mod fencing;
 pub mod health;
 pub mod json;
 pub mod logs;
@@ -136,6 +137,8 @@ pub(crate) async fn start(
     };
     let token = auth::load_or_create_token(&options.home)?;
     let worker_token = auth::load_or_create_worker_token(&options.home)?;
+    // orch's own tokens are redacted from every spec submitted through this store.
+    store.add_secret_values(&[token.clone(), worker_token.clone()]);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Io {

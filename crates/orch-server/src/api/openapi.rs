@@ -49,6 +49,7 @@ use super::{
         error::ErrorBody,
         error::ErrorDetail,
         views::TaskView,
+        tasks::CreatedTask,
         views::RunView,
         views::EventView,
         events::StreamedEvent,

@@ -46,6 +46,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     method: String,
     route: String,
@@ -68,6 +73,7 @@ pub struct Metrics {
     step_failures: Counter,
     http_requests: Family<HttpLabels, Counter>,
     sse_subscribers: Gauge,
+    refused_requests: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -121,8 +127,16 @@ impl Metrics {
             "Clients connected to /v1/events",
             sse_subscribers.clone(),
         );
+        let refused_requests = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "orch_refused_requests",
+            "Worker requests about a run refused by fencing: `stale_lease` (the holder, too \
+             late) or `not_holder` (another worker or a wrong token; rate-limited in the log)",
+            refused_requests.clone(),
+        );
         Metrics {
             registry,
+            refused_requests,
             tasks,
             claims,
             lease_expiries,
@@ -151,6 +165,15 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// A worker request about a run was refused (`reason`: `stale_lease` or `not_holder`).
+    pub fn refused(&self, reason: &str) {
+        self.refused_requests
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// A run failed in a step.

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use orch_core::{FencingToken, RunId};
+use orch_core::RunId;
 use orch_store::{Op, ReviewRecord, ReviewVerdict};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,12 +12,10 @@ use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
 use super::ApiState;
 
-/// A worker's report of its run's review.
+/// A worker's report of its run's review (the worker and its token travel in the headers).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewReport {
-    /// The run's fencing token.
-    pub token: i64,
     /// The verdict.
     pub review: ReviewView,
 }
@@ -52,17 +50,19 @@ impl From<&ReviewRecord> for ReviewView {
 /// Record the review verdict of a run (fenced; a repeat replaces the earlier report).
 #[utoipa::path(post, path = "/v1/worker/runs/{run}/review", tag = "worker",
     request_body = ReviewReport, security(("bearer" = [])),
-    params(("run" = i64, Path, description = "The run's id")),
+    params(("run" = i64, Path, description = "The run's id"), super::workers::RunCallerHeaders),
     responses(
         (status = 200, description = "Recorded"),
         (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 403, description = "`not_lease_holder`: not the run's owner with its token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the run is no longer active", body = ErrorBody),
         (status = 422, description = "Not a verdict", body = ErrorBody),
     ))]
 pub async fn report_review(
     State(state): State<ApiState>,
     Path(run): Path<i64>,
+    caller: super::fencing::RunCaller,
     ApiJson(report): ApiJson<ReviewReport>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let verdict: ReviewVerdict =
@@ -86,16 +86,10 @@ pub async fn report_review(
         reasons: report.review.reasons,
         escalated: report.review.escalated,
     };
-    let owner = state.store.run(RunId(run)).await?.lease.owner;
     state
         .store
-        .record_review(
-            RunId(run),
-            FencingToken(report.token),
-            record,
-            Op::now(&owner),
-        )
+        .record_review(RunId(run), caller.token, record, Op::now(&caller.worker))
         .await
-        .map_err(super::workers::lease_error)?;
+        .map_err(|e| super::fencing::lease_error(&state, e))?;
     Ok(Json(serde_json::json!({ "recorded": true })))
 }

@@ -155,6 +155,22 @@ pub struct WorkflowView {
     pub project: String,
     /// The tasks, in file order.
     pub tasks: Vec<TaskView>,
+    /// Fields that looked like secrets and were redacted before the tasks were stored (absent
+    /// when none did).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A created task, with warnings about fields that looked like secrets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTask {
+    /// The task.
+    #[serde(flatten)]
+    pub task: TaskView,
+    /// Fields that looked like secrets and were redacted before the task was stored (absent
+    /// when none did): secrets belong in `secret_env`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A task's status after an action.
@@ -232,11 +248,11 @@ pub async fn list(
 /// Create one task.
 #[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTask,
     security(("bearer" = [])),
-    responses((status = 201, body = TaskView), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = CreatedTask), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<CreateTask>,
-) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedTask>), ApiError> {
     let project = ProjectDir::resolve(&request.project, "project")?;
     let task = new_task(request)?;
     let submitted = state.app.submit(&project, vec![task], ACTOR).await?;
@@ -245,7 +261,13 @@ pub async fn create(
         .tasks
         .first()
         .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
-    Ok((StatusCode::CREATED, Json(TaskView::from(task))))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedTask {
+            task: TaskView::from(task),
+            warnings: submitted.warnings,
+        }),
+    ))
 }
 
 /// A task with its runs and events.
@@ -415,13 +437,14 @@ pub async fn submit_workflow(
     };
     let submitted = state.app.submit_workflow(&project, workflow, ACTOR).await?;
     state.work_ready.notify_waiters();
-    let (project, tasks) = (submitted.project.name, submitted.tasks);
+    let tasks = submitted.tasks;
     Ok((
         StatusCode::CREATED,
         Json(WorkflowView {
             workflow: tasks.first().and_then(|t| t.workflow).map(|w| w.0),
-            project,
+            project: submitted.project.name,
             tasks: tasks.iter().map(TaskView::from).collect(),
+            warnings: submitted.warnings,
         }),
     ))
 }

@@ -1,6 +1,7 @@
 //! `/v1/worker/...`: what a remote worker (`orch worker`) asks of the daemon: claim a run (long
 //! poll), heartbeat it, complete it, or give it back. Every request about a run carries the
-//! run's fencing token; a stale one is refused with 409 `lease_lost` (and recorded by the store).
+//! worker's name and the run's secret fencing token in headers (`fencing.rs`); the holder asking
+//! too late gets 409 `lease_lost`, anyone else 403 `not_lease_holder`.
 //!
 //! These routes take the worker token (`<home>/worker-token`) or the admin token.
 
@@ -11,13 +12,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use orch_core::{FencingToken, Outcome, RunId, RunState};
+use orch_core::{Outcome, RunId, RunState};
 use orch_store::{Claim, Op, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
+use super::fencing::{lease_error, RunCaller};
 use super::json::ApiJson;
 use super::ApiState;
 use crate::EMBEDDED_PREFIX;
@@ -83,8 +85,10 @@ pub struct ClaimedRun {
     pub run: i64,
     /// 1 for the task's first run, 2 for the second, ...
     pub attempt: u32,
-    /// The fencing token: every later request about the run must carry it.
-    pub token: i64,
+    /// The fencing token, a secret of 32 hex characters: every later request about the run must
+    /// carry it in `X-Orch-Fencing-Token`, with the worker's name in `X-Orch-Worker`. This answer
+    /// is the only place it appears; the daemon keeps only its hash.
+    pub token: String,
     /// The lease's owner (the worker's name).
     pub owner: String,
     /// The lease expires at this instant (milliseconds since the Unix epoch) unless heartbeated.
@@ -148,12 +152,10 @@ pub struct ClaimedTask {
     pub updated_at: i64,
 }
 
-/// A heartbeat: the run's token and the new lease length.
+/// A heartbeat: the new lease length.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
-    /// The run's fencing token.
-    pub token: i64,
     /// Extend the lease to now plus this many milliseconds.
     pub lease_ms: u64,
 }
@@ -190,12 +192,10 @@ impl From<OutcomeRequest> for Outcome {
     }
 }
 
-/// A completion: the run's token, how it ended and why.
+/// A completion: how the run ended and why.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
-    /// The run's fencing token.
-    pub token: i64,
     /// How the run ended.
     pub outcome: OutcomeRequest,
     /// Why, in words.
@@ -203,12 +203,10 @@ pub struct CompleteRequest {
     pub reason: Option<String>,
 }
 
-/// A run given back: the run's token, when it may run again and why.
+/// A run given back: when it may run again and why.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequeueRequest {
-    /// The run's fencing token.
-    pub token: i64,
     /// Run again no sooner than this many milliseconds from now.
     #[serde(default)]
     pub delay_ms: u64,
@@ -232,14 +230,6 @@ fn lease(lease_ms: u64) -> Result<Duration, ApiError> {
             field: Some("lease_ms".to_owned()),
             message: format!("lease_ms: {lease_ms} is outside 1000 ms to 24 h"),
         })
-    }
-}
-
-/// A stale token is the worker's signal to stop: a code of its own rather than `conflict`.
-pub(crate) fn lease_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::StaleLease { .. } => ApiError::LeaseLost(error.to_string()),
-        other => other.into(),
     }
 }
 
@@ -297,6 +287,7 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
     let Claim {
         task,
         run,
+        token,
         reply,
         reviews,
     } = claim;
@@ -330,7 +321,7 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
         },
         run: run.id.0,
         attempt: run.attempt,
-        token: run.lease.token.0,
+        token: token.expose_hex(),
         owner: run.lease.owner,
         lease_expires_at: run.lease.expires_at.0,
         started_at: run.started_at.0,
@@ -350,100 +341,102 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
 /// Extend a run's lease.
 #[utoipa::path(post, path = "/v1/worker/runs/{run}/heartbeat", tag = "worker",
     request_body = HeartbeatRequest, security(("bearer" = [])),
-    params(("run" = i64, Path, description = "The run's id")),
+    params(("run" = i64, Path, description = "The run's id"), RunCallerHeaders),
     responses(
         (status = 200, description = "The lease was extended", body = HeartbeatResponse),
         (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 403, description = "`not_lease_holder`: not the run's owner with its token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the token is not the run's lease; stop", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the run is no longer active; stop", body = ErrorBody),
     ))]
 pub async fn heartbeat(
     State(state): State<ApiState>,
     Path(run): Path<i64>,
+    caller: RunCaller,
     ApiJson(request): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let lease = lease(request.lease_ms)?;
-    let owner = owner(&state, RunId(run)).await?;
     let expires = state
         .store
-        .heartbeat(
-            RunId(run),
-            FencingToken(request.token),
-            lease,
-            Op::now(&owner),
-        )
+        .heartbeat(RunId(run), caller.token, lease, Op::now(&caller.worker))
         .await
-        .map_err(lease_error)?;
+        .map_err(|e| lease_error(&state, e))?;
     Ok(Json(HeartbeatResponse {
         lease_expires_at: expires.0,
     }))
 }
 
-/// The run's lease owner, the actor of the events a worker's request causes.
-async fn owner(state: &ApiState, run: RunId) -> Result<String, ApiError> {
-    Ok(state.store.run(run).await?.lease.owner)
+/// The two headers of every request about a run, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only read by the OpenAPI derive.
+pub struct RunCallerHeaders {
+    /// The run's fencing token from the claim answer (32 hex characters).
+    #[param(rename = "x-orch-fencing-token")]
+    token: String,
+    /// The worker's name, the one it claimed the run with.
+    #[param(rename = "x-orch-worker")]
+    worker: String,
 }
 
 /// Report how a run ended. Repeating a completion the daemon already accepted (same run, token
 /// and outcome) answers 200 again, so a worker that lost the answer can safely send it again.
 #[utoipa::path(post, path = "/v1/worker/runs/{run}/complete", tag = "worker",
     request_body = CompleteRequest, security(("bearer" = [])),
-    params(("run" = i64, Path, description = "The run's id")),
+    params(("run" = i64, Path, description = "The run's id"), RunCallerHeaders),
     responses(
         (status = 200, description = "The run ended; the task's status", body = RunStatusResponse),
         (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 403, description = "`not_lease_holder`: not the run's owner with its token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the run is no longer active", body = ErrorBody),
     ))]
 pub async fn complete(
     State(state): State<ApiState>,
     Path(run): Path<i64>,
+    caller: RunCaller,
     ApiJson(request): ApiJson<CompleteRequest>,
 ) -> Result<Json<RunStatusResponse>, ApiError> {
-    let (run, token, outcome) = (
-        RunId(run),
-        FencingToken(request.token),
-        Outcome::from(request.outcome),
-    );
+    let (run, outcome) = (RunId(run), Outcome::from(request.outcome));
     // A repeat is answered before the store sees it, so it is not recorded as a refusal.
-    if let Some(status) = already_completed(&state, run, token, outcome).await? {
+    if let Some(status) = already_completed(&state, run, &caller, outcome).await? {
         return Ok(Json(RunStatusResponse { status }));
     }
-    let owner = owner(&state, run).await?;
     match state
         .store
         .complete(
             run,
-            token,
+            caller.token,
             outcome,
             request.reason.as_deref(),
-            Op::now(&owner),
+            Op::now(&caller.worker),
         )
         .await
     {
         Ok(status) => {
             // Dependents of the task may be ready now.
             state.work_ready.notify_waiters();
+            super::bundles::scan_stored_run(&state, run).await;
             Ok(Json(RunStatusResponse {
                 status: status.to_string(),
             }))
         }
         // Two copies of one completion racing: the second lost to the first, which is fine.
         Err(error @ StoreError::StaleLease { .. }) => {
-            match already_completed(&state, run, token, outcome).await? {
+            match already_completed(&state, run, &caller, outcome).await? {
                 Some(status) => Ok(Json(RunStatusResponse { status })),
-                None => Err(lease_error(error)),
+                None => Err(lease_error(&state, error)),
             }
         }
-        Err(error) => Err(error.into()),
+        Err(error) => Err(lease_error(&state, error)),
     }
 }
 
-/// The task's status if `run` already ended with `token` the way `outcome` ends a run.
+/// The task's status if `run` already ended, by this caller's lease, the way `outcome` ends a run.
 async fn already_completed(
     state: &ApiState,
     run: RunId,
-    token: FencingToken,
+    caller: &RunCaller,
     outcome: Outcome,
 ) -> Result<Option<String>, ApiError> {
     let stored = state.store.run(run).await?;
@@ -452,7 +445,12 @@ async fn already_completed(
         Outcome::Failed | Outcome::FailedPermanently => stored.state == RunState::Failed,
         Outcome::NeedsReview => stored.state == RunState::Escalated,
     };
-    if !ended_so || stored.lease.token != token {
+    if !ended_so
+        || !state
+            .store
+            .is_holder(run, caller.token, &caller.worker)
+            .await?
+    {
         return Ok(None);
     }
     let task = state.store.task(stored.task).await?;
@@ -463,30 +461,31 @@ async fn already_completed(
 /// or rate limited).
 #[utoipa::path(post, path = "/v1/worker/runs/{run}/requeue", tag = "worker",
     request_body = RequeueRequest, security(("bearer" = [])),
-    params(("run" = i64, Path, description = "The run's id")),
+    params(("run" = i64, Path, description = "The run's id"), RunCallerHeaders),
     responses(
         (status = 200, description = "The task is queued again; its status", body = RunStatusResponse),
         (status = 401, description = "No token or a wrong one", body = ErrorBody),
+        (status = 403, description = "`not_lease_holder`: not the run's owner with its token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the token is not the run's lease", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the run is no longer active", body = ErrorBody),
     ))]
 pub async fn requeue(
     State(state): State<ApiState>,
     Path(run): Path<i64>,
+    caller: RunCaller,
     ApiJson(request): ApiJson<RequeueRequest>,
 ) -> Result<Json<RunStatusResponse>, ApiError> {
-    let owner = owner(&state, RunId(run)).await?;
     let status = state
         .store
         .requeue(
             RunId(run),
-            FencingToken(request.token),
+            caller.token,
             Duration::from_millis(request.delay_ms),
             Some(&request.reason),
-            Op::now(&owner),
+            Op::now(&caller.worker),
         )
         .await
-        .map_err(lease_error)?;
+        .map_err(|e| lease_error(&state, e))?;
     state.work_ready.notify_waiters();
     Ok(Json(RunStatusResponse {
         status: status.to_string(),

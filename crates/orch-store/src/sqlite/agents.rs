@@ -5,8 +5,8 @@ use rusqlite::{params, OptionalExtension};
 use orch_core::plan::AgentSession;
 use orch_core::{decide, FencingToken, RunId, Status, TaskId};
 
-use super::apply::{carry_out, require_fenced, task_facts};
-use super::{immediate, OwnedOp, Result, SqliteStore};
+use super::apply::{carry_out, require_fenced, require_holder, task_facts};
+use super::{fencing, immediate, OwnedOp, Result, SqliteStore};
 use crate::{AgentUsage, Op, PendingReply, UsageRecord, UsageSummary, UsageTotal};
 
 impl SqliteStore {
@@ -20,14 +20,20 @@ impl SqliteStore {
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;
+            // Checked first, so an empty report is fenced too.
+            if let Err(refused) = require_holder(&tx, run, token, "usage report", &op) {
+                tx.commit()?;
+                return Err(refused);
+            }
             let day = utc_day(op.now.0);
+            let token_hash = fencing::token_hash(&token);
             for record in &records {
                 let written = tx
                     .prepare_cached(sql!("upsert_agent_usage"))?
                     .execute(params![
                         run.0,
                         record.step,
-                        token.0,
+                        token_hash,
                         record.agent,
                         record.model,
                         record.session_id,
@@ -36,6 +42,7 @@ impl SqliteStore {
                         record.cost_usd.max(0.0),
                         day,
                         op.now.0,
+                        op.actor,
                     ])?;
                 if let Err(refused) = require_fenced(&tx, written, run, token, "usage report", &op)
                 {
@@ -102,6 +109,9 @@ impl SqliteStore {
         message: String,
         op: Op<'_>,
     ) -> crate::Result<Status> {
+        // A follow-up message is a prompt like a spec's: no token in it reaches the database.
+        let (message, _) =
+            orch_core::redact::Redactor::new(&self.secret_values()).redact_text(&message);
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;

@@ -3,13 +3,14 @@
 
 use std::str::FromStr;
 
-use orch_core::decide::{self, PlanTarget, RefusedRun};
+use orch_core::decide::{self, PlanTarget};
 use orch_core::plan::{DependencyFacts, DependentFacts, Effect, Move, Plan, TaskFacts};
 use orch_core::{EventKind, FencingToken, RunId, RunState, Status, Task, TaskId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
+pub(super) use super::fencing::refuse;
 use super::rows::{self, run_from_row, task_from_row};
-use super::{query_ids, Error, OwnedOp, Result};
+use super::{fencing, query_ids, Error, OwnedOp, Result};
 use crate::StoreError;
 
 /// The few columns decisions need.
@@ -205,24 +206,6 @@ fn apply(conn: &Connection, effect: &Effect, op: &OwnedOp) -> Result<()> {
                 .execute(params![reply, message])?;
             Ok(())
         }
-        Effect::Note {
-            task,
-            run,
-            kind,
-            status,
-            reason,
-            data,
-        } => insert_event(
-            conn,
-            *task,
-            *run,
-            op,
-            *kind,
-            Some(*status),
-            *status,
-            Some(reason),
-            Some(data),
-        ),
         Effect::SettleDependents { .. } => Ok(()),
     }
 }
@@ -330,14 +313,21 @@ pub(super) fn end_run(
     let task: Option<i64> = conn
         .prepare_cached(sql!("end_run"))?
         .query_row(
-            params![run.0, token.0, state.as_str(), op.now.0, reason],
+            params![
+                run.0,
+                fencing::token_hash(&token),
+                state.as_str(),
+                op.now.0,
+                reason,
+                op.actor
+            ],
             |r| r.get(0),
         )
         .optional()?;
     Ok(task.map(TaskId))
 }
 
-/// A fenced insert (`... FROM runs WHERE id = run AND token matches AND state = 'active'`)
+/// A fenced insert (`... FROM runs WHERE id = run AND token and owner match AND state = 'active'`)
 /// wrote `written` rows: none means the request was refused, which is recorded like a stale
 /// heartbeat.
 pub(super) fn require_fenced(
@@ -354,27 +344,16 @@ pub(super) fn require_fenced(
     Ok(())
 }
 
-/// Record a refused request about a run and build the error that explains it.
-pub(super) fn refuse(
+/// Refuse (and record) a request from anyone but the holder of an active run's lease.
+pub(super) fn require_holder(
     conn: &Connection,
     run: RunId,
     token: FencingToken,
     what: &str,
     op: &OwnedOp,
-) -> Result<StoreError> {
-    let stored = load_run(conn, run)?;
-    let facts = RefusedRun {
-        run,
-        task: stored.task,
-        status: task_facts(conn, stored.task)?.status,
-        token: stored.lease.token,
-        state: stored.state,
-    };
-    let (note, reason) = decide::refuse(&facts, token, what, &op.actor);
-    apply(conn, &note, op)?;
-    Ok(StoreError::StaleLease {
-        run,
-        task: stored.task,
-        reason,
-    })
+) -> Result<()> {
+    if fencing::holding(conn, run, &token, &op.actor)? != fencing::Holding::Active {
+        return Err(refuse(conn, run, token, what, op)?.into());
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use orch_core::{FencingToken, Lease, Run, RunId, RunState, Status, TaskId, Times
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::apply::{insert_event, load_run, load_task, refuse};
-use super::{any_row, immediate, OwnedOp, Result, SqliteStore};
+use super::{any_row, fencing, immediate, OwnedOp, Result, SqliteStore};
 use crate::{Claim, Op};
 
 impl SqliteStore {
@@ -45,7 +45,10 @@ impl SqliteStore {
             // The common case is one statement in autocommit mode.
             let extended: Option<i64> = conn
                 .prepare_cached(sql!("heartbeat"))?
-                .query_row(params![run.0, token.0, expires.0], |r| r.get(0))
+                .query_row(
+                    params![run.0, fencing::token_hash(&token), expires.0, op.actor],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if let Some(at) = extended {
                 return Ok(Timestamp(at));
@@ -68,14 +71,26 @@ impl SqliteStore {
         let what = what.to_owned();
         let op = OwnedOp::from(op);
         self.call(move |conn| {
-            let stored = load_run(conn, run)?;
-            if stored.state == RunState::Active && stored.lease.token == token {
-                return Ok(stored);
+            if fencing::holding(conn, run, &token, &op.actor)? == fencing::Holding::Active {
+                return load_run(conn, run);
             }
             let tx = immediate(conn)?;
             let err = refuse(&tx, run, token, &what, &op)?;
             tx.commit()?;
             Err(err.into())
+        })
+        .await
+    }
+
+    pub(crate) async fn is_holder(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        actor: &str,
+    ) -> crate::Result<bool> {
+        let actor = actor.to_owned();
+        self.call(move |conn| {
+            Ok(fencing::holding(conn, run, &token, &actor)? != fencing::Holding::Not)
         })
         .await
     }
@@ -95,19 +110,29 @@ fn claim_next(
         return Ok(None);
     };
     let expires = op.now.after(lease);
+    // A fresh secret per claim; only its hash is stored, only the claim answer carries it.
+    let token = fencing::new_token();
     let run_id = conn.prepare_cached(sql!("insert_run"))?.query_row(
-        params![task_id.0, attempt, owner, expires.0, op.now.0],
+        params![
+            task_id.0,
+            attempt,
+            owner,
+            expires.0,
+            op.now.0,
+            fencing::token_hash(&token)
+        ],
         |r| Ok(RunId(r.get(0)?)),
     )?;
-    // The run's id is its lease's fencing token (see the runs table).
-    let token = FencingToken(run_id.0);
     lifecycle::transition(Some(Status::Queued), EventKind::Claim, Status::Running).map_err(
         |source| crate::StoreError::Transition {
             task: task_id,
             source,
         },
     )?;
-    let data = serde_json::json!({ "owner": owner, "attempt": attempt, "token": token.0 });
+    // A fingerprint, never the secret: it tells this claim's token apart in refusals.
+    let data = serde_json::json!({
+        "owner": owner, "attempt": attempt, "token": fencing::fingerprint(&token),
+    });
     insert_event(
         conn,
         task_id,
@@ -127,7 +152,6 @@ fn claim_next(
         lease: Lease {
             owner: owner.to_owned(),
             expires_at: expires,
-            token,
         },
         state: RunState::Active,
         started_at: op.now,
@@ -139,6 +163,7 @@ fn claim_next(
     Ok(Some(Claim {
         task,
         run,
+        token,
         reply,
         reviews,
     }))

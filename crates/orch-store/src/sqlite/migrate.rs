@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/20261121200000_agent_usage_and_replies.sql"),
     ),
     (
+        20261202120000,
+        "add_run_token_hash",
+        include_str!("../../migrations/sqlite/20261202120000_add_run_token_hash.sql"),
+    ),
+    (
         20261202160000,
         "create_reviews",
         include_str!("../../migrations/sqlite/20261202160000_create_reviews.sql"),

@@ -31,6 +31,7 @@ mod agents;
 mod apply;
 mod claim;
 mod complete;
+mod fencing;
 mod migrate;
 mod read;
 mod recover;
@@ -39,6 +40,7 @@ mod rows;
 mod submit;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use orch_core::plan::Refusal;
@@ -46,6 +48,8 @@ use orch_core::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{Op, StoreError};
+
+pub use fencing::{fingerprint as token_fingerprint, REFUSAL_WINDOW_MS};
 
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,6 +132,9 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct SqliteStore {
     conn: tokio_rusqlite::Connection,
     path: PathBuf,
+    /// Literal secrets (orch's own tokens) redacted from specs with the known formats. A std
+    /// lock: held to copy the list, never across an await.
+    secret_values: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -231,6 +238,7 @@ impl SqliteStore {
         let store = SqliteStore {
             conn,
             path: path.to_owned(),
+            secret_values: Arc::default(),
         };
         store
             .call(move |conn| {
@@ -278,5 +286,26 @@ impl SqliteStore {
     pub(crate) async fn close(&self) {
         // Closing consumes the handle; clones of it (other `Store` values) keep theirs.
         let _ = self.conn.clone().close().await;
+    }
+
+    /// Add literal secrets to redact from every spec submitted from now on.
+    pub(crate) fn add_secret_values(&self, values: &[String]) {
+        let mut known = self
+            .secret_values
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for value in values {
+            if !known.contains(value) {
+                known.push(value.clone());
+            }
+        }
+    }
+
+    /// The literal secrets given to [`SqliteStore::add_secret_values`].
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        self.secret_values
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }

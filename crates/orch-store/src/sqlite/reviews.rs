@@ -3,8 +3,8 @@
 use orch_core::{FencingToken, RunId, TaskId};
 use rusqlite::{params, Connection};
 
-use super::apply::require_fenced;
-use super::{immediate, OwnedOp, Result, SqliteStore};
+use super::apply::{require_fenced, require_holder};
+use super::{fencing, immediate, OwnedOp, Result, SqliteStore};
 use crate::{Op, ReviewRecord, StoreError};
 
 impl SqliteStore {
@@ -18,16 +18,21 @@ impl SqliteStore {
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;
+            if let Err(refused) = require_holder(&tx, run, token, "review report", &op) {
+                tx.commit()?;
+                return Err(refused);
+            }
             let reasons = serde_json::to_string(&review.reasons)
                 .map_err(|e| StoreError::Corrupt(format!("review reasons: {e}")))?;
             let written = tx.prepare_cached(sql!("upsert_review"))?.execute(params![
                 run.0,
-                token.0,
+                fencing::token_hash(&token),
                 i64::from(review.round),
                 review.verdict.as_str(),
                 reasons,
                 review.escalated,
                 op.now.0,
+                op.actor,
             ])?;
             if let Err(refused) = require_fenced(&tx, written, run, token, "review report", &op) {
                 tx.commit()?;

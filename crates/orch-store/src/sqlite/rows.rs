@@ -5,8 +5,8 @@
 use std::str::FromStr;
 
 use orch_core::{
-    Event, EventKind, FencingToken, Lease, ProjectId, Run, RunId, RunState, Status, Task, TaskId,
-    TaskSpec, Timestamp, WorkflowId,
+    Event, EventKind, Lease, ProjectId, Run, RunId, RunState, Status, Task, TaskId, TaskSpec,
+    Timestamp, WorkflowId,
 };
 use rusqlite::Row;
 
@@ -99,8 +99,6 @@ pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Run>> {
     let lease = Lease {
         owner: row.get("owner")?,
         expires_at: Timestamp(row.get("lease_expires_at")?),
-        // The run's id is its fencing token (see the runs table).
-        token: FencingToken(id.0),
     };
     let started_at = Timestamp(row.get("started_at")?);
     let ended_at = row.get::<_, Option<i64>>("ended_at")?.map(Timestamp);

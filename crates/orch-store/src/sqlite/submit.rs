@@ -55,7 +55,9 @@ impl SqliteStore {
         op: Op<'_>,
     ) -> crate::Result<Vec<TaskId>> {
         submission.check()?;
-        let submission = submission.clone();
+        let mut submission = submission.clone();
+        // The choke point: no secret in a spec reaches the database, whoever submits.
+        submission.redact_secrets(&self.secret_values());
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;
@@ -80,7 +82,8 @@ impl SqliteStore {
         }
         submission.check()?;
         let deliveries = deliveries.to_vec();
-        let submission = submission.clone();
+        let mut submission = submission.clone();
+        submission.redact_secrets(&self.secret_values());
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             // One write transaction: two copies of a delivery arriving at once serialize on the

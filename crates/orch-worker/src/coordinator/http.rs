@@ -102,6 +102,26 @@ impl HttpCoordinator {
         self.send(request, &format!("POST {path}"), timeout).await
     }
 
+    /// POST to `/v1/worker/runs/{run}/{action}` as `worker`, with the run's fencing token in
+    /// its header (never in the URL).
+    async fn post_about_run(
+        &self,
+        worker: &str,
+        run: RunId,
+        token: FencingToken,
+        action: &str,
+        body: serde_json::Value,
+    ) -> Result<reqwest::Response, CoordinatorError> {
+        let path = format!("/v1/worker/runs/{run}/{action}");
+        let request = self.client.post(format!("{}{path}", self.base)).json(&body);
+        self.send(
+            fenced(request, worker, token),
+            &format!("POST {path}"),
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
     /// Send `request` with the token; a refusal becomes the matching [`CoordinatorError`].
     async fn send(
         &self,
@@ -125,7 +145,10 @@ impl HttpCoordinator {
             .unwrap_or(text);
         let message = format!("{what}: {status}: {message}");
         Err(match status.as_u16() {
+            // 403 on a run is `not_lease_holder`: the daemon does not take this worker for the
+            // run's holder, so working on is as pointless as after `lease_lost`.
             409 => CoordinatorError::LeaseLost(message),
+            403 if path_is_about_a_run(what) => CoordinatorError::LeaseLost(message),
             408 | 429 | 500.. => CoordinatorError::Unreachable(message),
             _ => CoordinatorError::Refused(message),
         })
@@ -135,17 +158,14 @@ impl HttpCoordinator {
     /// file's length there, which is where the next append of it starts.
     pub(super) async fn send_files(
         &self,
+        worker: &str,
         run: RunId,
         token: FencingToken,
         files: Vec<serde_json::Value>,
     ) -> Result<HashMap<String, u64>, CoordinatorError> {
-        let body = json!({ "token": token.0, "files": files });
+        let body = json!({ "files": files });
         let response = self
-            .post(
-                &format!("/v1/worker/runs/{run}/files"),
-                body,
-                REQUEST_TIMEOUT,
-            )
+            .post_about_run(worker, run, token, "files", body)
             .await?;
         let lengths: FileLengths = response
             .json()
@@ -157,6 +177,7 @@ impl HttpCoordinator {
     /// Upload the finished bundle (a tar file) of the run; `sha256` is the tar's digest.
     pub(super) async fn upload_bundle(
         &self,
+        worker: &str,
         run: RunId,
         token: FencingToken,
         tar: &std::path::Path,
@@ -167,14 +188,15 @@ impl HttpCoordinator {
             .map_err(|e| CoordinatorError::Refused(format!("open {}: {e}", tar.display())))?;
         let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         let path = format!("/v1/worker/runs/{run}/bundle");
-        let request = self
-            .client
-            .put(format!("{}{path}", self.base))
-            .header("x-orch-fencing-token", token.0.to_string())
-            .header("x-orch-bundle-sha256", sha256)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
-            .header(reqwest::header::CONTENT_LENGTH, size)
-            .body(reqwest::Body::from(file));
+        let request = fenced(
+            self.client.put(format!("{}{path}", self.base)),
+            worker,
+            token,
+        )
+        .header("x-orch-bundle-sha256", sha256)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::from(file));
         // A second per MiB on top of the usual allowance: bundles can be large.
         let timeout = REQUEST_TIMEOUT + Duration::from_secs(size / (1024 * 1024));
         self.send(request, &format!("PUT {path}"), timeout)
@@ -217,54 +239,46 @@ impl HttpCoordinator {
 
     pub(super) async fn heartbeat(
         &self,
+        worker: &str,
         run: RunId,
         token: FencingToken,
         lease: Duration,
     ) -> Result<(), CoordinatorError> {
-        let body = json!({ "token": token.0, "lease_ms": millis(lease) });
-        self.post(
-            &format!("/v1/worker/runs/{run}/heartbeat"),
-            body,
-            REQUEST_TIMEOUT,
-        )
-        .await
-        .map(|_| ())
+        let body = json!({ "lease_ms": millis(lease) });
+        self.post_about_run(worker, run, token, "heartbeat", body)
+            .await
+            .map(drop)
     }
 
     pub(super) async fn record_usage(
         &self,
+        worker: &str,
         run: RunId,
         token: FencingToken,
         records: &[orch_store::UsageRecord],
     ) -> Result<(), CoordinatorError> {
-        let body = json!({ "token": token.0, "records": records });
-        self.post(
-            &format!("/v1/worker/runs/{run}/usage"),
-            body,
-            REQUEST_TIMEOUT,
-        )
-        .await
-        .map(|_| ())
+        let body = json!({ "records": records });
+        self.post_about_run(worker, run, token, "usage", body)
+            .await
+            .map(drop)
     }
 
     pub(super) async fn record_review(
         &self,
+        worker: &str,
         run: RunId,
         token: FencingToken,
         review: &orch_store::ReviewRecord,
     ) -> Result<(), CoordinatorError> {
-        let body = json!({ "token": token.0, "review": review });
-        self.post(
-            &format!("/v1/worker/runs/{run}/review"),
-            body,
-            REQUEST_TIMEOUT,
-        )
-        .await
-        .map(|_| ())
+        let body = json!({ "review": review });
+        self.post_about_run(worker, run, token, "review", body)
+            .await
+            .map(drop)
     }
 
     pub(super) async fn complete(
         &self,
+        worker: &str,
         run: RunId,
         token: FencingToken,
         outcome: Outcome,
@@ -276,31 +290,24 @@ impl HttpCoordinator {
             Outcome::FailedPermanently => "failed_permanently",
             Outcome::NeedsReview => "needs_review",
         };
-        let body = json!({ "token": token.0, "outcome": outcome, "reason": reason });
+        let body = json!({ "outcome": outcome, "reason": reason });
         let response = self
-            .post(
-                &format!("/v1/worker/runs/{run}/complete"),
-                body,
-                REQUEST_TIMEOUT,
-            )
+            .post_about_run(worker, run, token, "complete", body)
             .await?;
         read_status(response).await
     }
 
     pub(super) async fn requeue(
         &self,
+        worker: &str,
         run: RunId,
         token: FencingToken,
         delay: Duration,
         reason: &str,
     ) -> Result<Status, CoordinatorError> {
-        let body = json!({ "token": token.0, "delay_ms": millis(delay), "reason": reason });
+        let body = json!({ "delay_ms": millis(delay), "reason": reason });
         let response = self
-            .post(
-                &format!("/v1/worker/runs/{run}/requeue"),
-                body,
-                REQUEST_TIMEOUT,
-            )
+            .post_about_run(worker, run, token, "requeue", body)
             .await?;
         read_status(response).await
     }
@@ -316,6 +323,23 @@ impl HttpCoordinator {
                 CoordinatorError::Refused(format!("project {project} was named by no claim"))
             })
     }
+}
+
+/// `request` with the headers that say who asks about a run: the worker's name and the run's
+/// fencing token.
+fn fenced(
+    request: reqwest::RequestBuilder,
+    worker: &str,
+    token: FencingToken,
+) -> reqwest::RequestBuilder {
+    request
+        .header("x-orch-worker", worker)
+        .header("x-orch-fencing-token", token.expose_hex())
+}
+
+/// Whether the request described as `what` (`POST /v1/worker/runs/7/complete`) is about a run.
+fn path_is_about_a_run(what: &str) -> bool {
+    what.contains("/v1/worker/runs/")
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -358,7 +382,7 @@ struct ClaimedRun {
     task: ClaimedTask,
     run: i64,
     attempt: u32,
-    token: i64,
+    token: String,
     owner: String,
     lease_expires_at: i64,
     started_at: i64,
@@ -390,6 +414,8 @@ impl ClaimedRun {
     fn into_claim(self) -> Result<(Claim, PathBuf), CoordinatorError> {
         let status = Status::from_str(&self.task.status)
             .map_err(|e| CoordinatorError::Refused(format!("the claimed task's status: {e}")))?;
+        let token = FencingToken::parse(&self.token)
+            .map_err(|e| CoordinatorError::Refused(format!("the claim's fencing token: {e}")))?;
         let task = Task {
             id: TaskId(self.task.id),
             project: ProjectId(self.task.project),
@@ -413,7 +439,6 @@ impl ClaimedRun {
             lease: Lease {
                 owner: self.owner,
                 expires_at: Timestamp(self.lease_expires_at),
-                token: FencingToken(self.token),
             },
             state: RunState::Active,
             started_at: Timestamp(self.started_at),
@@ -424,6 +449,7 @@ impl ClaimedRun {
             Claim {
                 task,
                 run,
+                token,
                 reply: self.reply,
                 reviews: self.reviews,
             },

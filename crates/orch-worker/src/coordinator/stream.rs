@@ -16,13 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use orch_core::{FencingToken, RunId};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{CoordinatorError, HttpCoordinator};
+use super::{CoordinatorError, Fenced, HttpCoordinator};
 use crate::bundle::{checked_bundle_path, is_append_only, sha256_file};
 
 /// How often new output is sent while a run goes on.
@@ -41,8 +40,7 @@ pub struct BundleStream {
 #[derive(Debug)]
 struct Streaming {
     http: HttpCoordinator,
-    run: RunId,
-    token: FencingToken,
+    fenced: Fenced,
     dir: PathBuf,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -55,25 +53,18 @@ impl BundleStream {
     }
 
     /// Start mirroring `dir` (the run's bundle directory; it may not exist yet).
-    pub(super) fn start(
-        http: HttpCoordinator,
-        run: RunId,
-        token: FencingToken,
-        dir: PathBuf,
-    ) -> BundleStream {
+    pub(super) fn start(http: HttpCoordinator, fenced: Fenced, dir: PathBuf) -> BundleStream {
         let stop = CancellationToken::new();
         let task = tokio::spawn(stream_loop(
             http.clone(),
-            run,
-            token,
+            fenced.clone(),
             dir.clone(),
             stop.clone(),
         ));
         BundleStream {
             inner: Some(Streaming {
                 http,
-                run,
-                token,
+                fenced,
                 dir,
                 stop,
                 task,
@@ -116,11 +107,17 @@ impl BundleStream {
         let result = loop {
             match streaming
                 .http
-                .upload_bundle(streaming.run, streaming.token, &tar_path, &sha256)
+                .upload_bundle(
+                    &streaming.fenced.worker,
+                    streaming.fenced.run,
+                    streaming.fenced.token,
+                    &tar_path,
+                    &sha256,
+                )
                 .await
             {
                 Err(e) if e.is_retryable() && Instant::now() < deadline => {
-                    tracing::warn!(run = %streaming.run, "could not upload the bundle: {e}; retrying in {wait:?}");
+                    tracing::warn!(run = %streaming.fenced.run, "could not upload the bundle: {e}; retrying in {wait:?}");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
@@ -150,13 +147,7 @@ struct Piece {
     stamp: Option<(u64, SystemTime)>,
 }
 
-async fn stream_loop(
-    http: HttpCoordinator,
-    run: RunId,
-    token: FencingToken,
-    dir: PathBuf,
-    stop: CancellationToken,
-) {
+async fn stream_loop(http: HttpCoordinator, fenced: Fenced, dir: PathBuf, stop: CancellationToken) {
     let mut sent: HashMap<String, Sent> = HashMap::new();
     let mut wait = STREAM_EVERY;
     let mut more = false;
@@ -191,7 +182,10 @@ async fn stream_loop(
                 })
             })
             .collect();
-        match http.send_files(run, token, files).await {
+        match http
+            .send_files(&fenced.worker, fenced.run, fenced.token, files)
+            .await
+        {
             Ok(lengths) => {
                 wait = STREAM_EVERY;
                 for piece in pieces {
@@ -206,13 +200,13 @@ async fn stream_loop(
             }
             Err(e) if e.is_retryable() => {
                 // The local files keep everything; the next pass sends it.
-                tracing::debug!(run = %run, "could not stream the bundle: {e}");
+                tracing::debug!(run = %fenced.run, "could not stream the bundle: {e}");
                 more = false;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
                 // A lost lease stops the run elsewhere; a refusal (too large) will not change.
-                tracing::warn!(run = %run, "stopped streaming the bundle: {e}");
+                tracing::warn!(run = %fenced.run, "stopped streaming the bundle: {e}");
                 return;
             }
         }
