@@ -132,12 +132,16 @@ async fn version_of(path: &PathBuf) -> Option<String> {
     if let Some(cached) = version_cache().lock().ok()?.get(path) {
         return cached.clone();
     }
+    // Through the one spawn module with a cleared environment: a version check sees none of
+    // orch's tokens or keys, only what finding and starting the CLI needs.
+    let env = ["PATH", "HOME", "LANG"]
+        .into_iter()
+        .filter_map(|name| Some((name, std::env::var_os(name)?)));
     let output = tokio::time::timeout(
         Duration::from_secs(30),
-        tokio::process::Command::new(path)
+        orch_process::Spawn::new(path)
             .arg("--version")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
+            .envs(env)
             .output(),
     )
     .await

@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -74,14 +73,10 @@ pub enum TmuxError {
 
 /// Run `tmux -S <socket> <args>` and return its stdout.
 pub fn tmux(socket: &Path, args: &[&str]) -> Result<String, TmuxError> {
-    let output = Command::new("tmux")
-        .arg("-S")
-        .arg(socket)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => TmuxError::NotInstalled,
+    let output = tmux_command(socket, args)
+        .output_blocking()
+        .map_err(|e| match e.io_kind() {
+            Some(std::io::ErrorKind::NotFound) => TmuxError::NotInstalled,
             _ => TmuxError::Failed {
                 args: args.join(" "),
                 message: e.to_string(),
@@ -95,6 +90,24 @@ pub fn tmux(socket: &Path, args: &[&str]) -> Result<String, TmuxError> {
             message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         })
     }
+}
+
+/// `tmux -S <socket> <args>` through the one spawn module, in the caller's process group. The
+/// first command starts orch's tmux server, which keeps the environment it was started with for
+/// every pane: it gets only what tmux needs, never orch's tokens.
+pub fn tmux_command(socket: &Path, args: &[&str]) -> orch_process::Spawn {
+    let term = std::env::var_os("TERM").unwrap_or_else(|| "xterm-256color".into());
+    let env = ["PATH", "LANG", "LC_ALL"]
+        .into_iter()
+        .filter_map(|name| Some((name.into(), std::env::var_os(name)?)))
+        .chain([("TERM".into(), term)])
+        .collect::<Vec<(std::ffi::OsString, std::ffi::OsString)>>();
+    orch_process::Spawn::new("tmux")
+        .arg("-S")
+        .arg(socket)
+        .args(args)
+        .envs(env)
+        .in_callers_group()
 }
 
 /// The live sessions on orch's tmux server (none when the server is not running).

@@ -216,12 +216,17 @@ pub fn attach(settings: &Settings, args: TaskAttachArgs) -> anyhow::Result<()> {
         .into());
     }
     orch_agents::tmux::capture(&socket, &name).map_err(|e| UserError::new(e.to_string()))?;
-    let status = std::process::Command::new("tmux")
-        .arg("-S")
-        .arg(&socket)
-        .args(["attach-session", "-t", &name])
-        .status()
-        .context("run tmux")?;
+    // In orch's own process group, on this terminal: attaching needs the foreground.
+    let status = orch_agents::tmux::tmux_command(&socket, &["attach-session", "-t", &name])
+        .stdio(
+            orch_process::Io::Inherit,
+            orch_process::Io::Inherit,
+            orch_process::Io::Inherit,
+        )
+        .start_blocking()
+        .context("run tmux")?
+        .wait()
+        .context("wait for tmux")?;
     if !status.success() {
         anyhow::bail!("tmux attach ended with {status}");
     }

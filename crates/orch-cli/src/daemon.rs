@@ -234,7 +234,7 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
         &orch_worker::workspace::GitScope::Discover { dir },
         &full,
     )
-    .output()
+    .output_blocking()
     .context("run git (is it installed?)")?;
     if !out.status.success() {
         anyhow::bail!(

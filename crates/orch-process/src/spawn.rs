@@ -86,6 +86,7 @@ pub struct Spawn {
     own_group: bool,
     registry: Option<PathBuf>,
     sandbox: Sandbox,
+    kill_on_drop: bool,
 }
 
 impl Spawn {
@@ -102,7 +103,14 @@ impl Spawn {
             own_group: true,
             registry: None,
             sandbox: Sandbox::Off,
+            kill_on_drop: true,
         }
+    }
+
+    /// Append one argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Spawn {
+        self.args.push(arg.as_ref().to_owned());
+        self
     }
 
     /// Append arguments.
@@ -153,6 +161,19 @@ impl Spawn {
     pub fn registry(mut self, dir: Option<PathBuf>) -> Spawn {
         self.registry = dir;
         self
+    }
+
+    /// Let the process run to its end when its [`Running`] (or the future of [`Spawn::output`])
+    /// is dropped, instead of killing it: for git, which stopped half-way leaves lock files
+    /// behind for every later command.
+    pub fn finish_when_dropped(mut self) -> Spawn {
+        self.kill_on_drop = false;
+        self
+    }
+
+    /// The environment the process will get, exactly.
+    pub fn environment(&self) -> &BTreeMap<OsString, OsString> {
+        &self.env
     }
 
     /// How the process is confined.
@@ -207,7 +228,7 @@ impl Spawn {
     /// Start the process (tokio).
     pub fn start(self) -> Result<Running, SpawnError> {
         let mut command = tokio::process::Command::from(self.command()?);
-        command.kill_on_drop(true);
+        command.kill_on_drop(self.kill_on_drop);
         let child = command.spawn().map_err(|e| self.start_error(e))?;
         let group = self
             .own_group
@@ -223,6 +244,7 @@ impl Spawn {
             group,
             registered,
             done: false,
+            kill_on_drop: self.kill_on_drop,
         })
     }
 
@@ -249,6 +271,17 @@ impl Spawn {
         })
     }
 
+    /// [`Spawn::output`] for blocking callers (a synchronous command, a blocking task).
+    pub fn output_blocking(mut self) -> Result<Output, SpawnError> {
+        self.stdout = Io::Piped;
+        self.stderr = Io::Piped;
+        let program = self.program_text();
+        let child = self.start_blocking()?;
+        child
+            .wait_with_output()
+            .map_err(|source| SpawnError::Start { program, source })
+    }
+
     /// Start the process as a `std` child (for the blocking tmux relay); the caller waits.
     pub fn start_blocking(self) -> Result<std::process::Child, SpawnError> {
         self.command()?.spawn().map_err(|e| self.start_error(e))
@@ -264,6 +297,7 @@ pub struct Running {
     group: Option<Pid>,
     registered: Option<PathBuf>,
     done: bool,
+    kill_on_drop: bool,
 }
 
 impl Running {
@@ -307,8 +341,13 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if !self.done {
+        if self.done {
+            return;
+        }
+        if self.kill_on_drop {
             self.finish();
+        } else if let Some(path) = self.registered.take() {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

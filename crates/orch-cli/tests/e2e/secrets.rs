@@ -85,6 +85,9 @@ while IFS= read -r line; do
 done < "$feed/lines.txt"
 cat "$feed/pem.txt"
 echo "env: $DEMO_SECRET"
+# The run's bundle, found from the scratch area orch names in ORCH_CONTEXT
+# (<home>/scratch/<task>/context.json); only reachable because this test turns the sandbox off.
+ORCH_BUNDLE="$(dirname "$(dirname "$(dirname "$ORCH_CONTEXT")")")/runs/$ORCH_TASK_ID/$ORCH_ATTEMPT"
 mkdir -p "$ORCH_BUNDLE/outputs/deep"
 cp "$feed/lines.txt" "$ORCH_BUNDLE/steps/$ORCH_STEP/notes.txt"
 cat "$feed/lines.txt" "$feed/pem.txt" > "$ORCH_BUNDLE/outputs/deep/copy.txt"
@@ -221,7 +224,9 @@ fn secrets_never_stored_raw(remote: bool) {
             "--grace",
             "1s",
         ],
-        &[("DEMO_SECRET", SECRET_ENV_VALUE)],
+        // Sandbox off: with it on, a step cannot write into its bundle at all (the escape
+        // suite checks that); off, the end-of-run scan is what keeps such files clean.
+        &[("DEMO_SECRET", SECRET_ENV_VALUE), ("ORCH_SANDBOX", "off")],
     );
     let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
         Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
@@ -243,8 +248,14 @@ fn secrets_never_stored_raw(remote: bool) {
     std::fs::write(feed.path().join("pem.txt"), pem_block()).expect("write");
 
     // Through the API: orch's own tokens and a known format in an `--exec` argument.
+    let token_file = home.path().join("token").display().to_string();
     let api = |args: &[&str]| {
-        let mut all = vec!["--server", server.as_str(), "--token", admin_token.as_str()];
+        let mut all = vec![
+            "--server",
+            server.as_str(),
+            "--token-file",
+            token_file.as_str(),
+        ];
         all.extend_from_slice(args);
         home.run(&all)
     };
@@ -292,6 +303,7 @@ fn secrets_never_stored_raw(remote: bool) {
             &[
                 ("ORCH_WORKER_TOKEN", worker_token.as_str()),
                 ("DEMO_SECRET", SECRET_ENV_VALUE),
+                ("ORCH_SANDBOX", "off"),
             ],
         )
     });

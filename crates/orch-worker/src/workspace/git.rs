@@ -47,8 +47,9 @@
 use std::ffi::OsStr;
 use std::future::Future;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
+
+use orch_process::{Io, Spawn};
 
 use super::places::GitPlaces;
 use super::WorkspaceError;
@@ -141,52 +142,59 @@ impl GitScope<'_> {
 /// Build the git command for `args` in `scope`: cleared environment, no system or user config,
 /// explicit repository, and the [`LOCKED_CONFIG`] overrides before `args`. Every git process
 /// orch starts is built here.
-pub fn git_command<S: AsRef<OsStr>>(scope: &GitScope<'_>, args: &[S]) -> std::process::Command {
-    let mut command = std::process::Command::new("git");
-    command.env_clear();
+pub fn git_command<S: AsRef<OsStr>>(scope: &GitScope<'_>, args: &[S]) -> Spawn {
+    let mut env: Vec<(&str, &OsStr)> = Vec::new();
     // PATH is the one thing taken from orch's environment: git finds itself and its helpers
     // through it. Nothing else of the daemon (tokens, GIT_DIR, GIT_EXTERNAL_DIFF...) passes.
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
+    let path = std::env::var_os("PATH");
+    if let Some(path) = &path {
+        env.push(("PATH", path));
     }
-    command
+    env.extend([
         // No `~/.gitconfig`, `~/.config/git/{config,attributes,ignore}`: nothing user-level.
-        .env("HOME", "/nonexistent")
+        ("HOME", OsStr::new("/nonexistent")),
         // Lock contention is recognised by git's English messages.
-        .env("LANG", "C")
-        .env("LC_ALL", "C")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_ATTR_NOSYSTEM", "1")
-        .env("GIT_TERMINAL_PROMPT", "0")
+        ("LANG", OsStr::new("C")),
+        ("LC_ALL", OsStr::new("C")),
+        ("GIT_CONFIG_NOSYSTEM", OsStr::new("1")),
+        ("GIT_CONFIG_GLOBAL", OsStr::new("/dev/null")),
+        ("GIT_ATTR_NOSYSTEM", OsStr::new("1")),
+        ("GIT_TERMINAL_PROMPT", OsStr::new("0")),
         // Read-only commands then skip refreshing the index, so they never take its lock.
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .env("GIT_NO_REPLACE_OBJECTS", "1")
-        .current_dir(scope.dir());
+        ("GIT_OPTIONAL_LOCKS", OsStr::new("0")),
+        ("GIT_NO_REPLACE_OBJECTS", OsStr::new("1")),
+    ]);
     match scope {
         GitScope::Discover { .. } => {}
         GitScope::Repository { git_dir, work_tree } => {
-            command.env("GIT_DIR", git_dir);
+            env.push(("GIT_DIR", git_dir.as_os_str()));
             if let Some(work_tree) = work_tree {
-                command.env("GIT_WORK_TREE", work_tree);
+                env.push(("GIT_WORK_TREE", work_tree.as_os_str()));
             }
         }
         GitScope::Worktree { places, index } => {
-            command
-                .env("GIT_DIR", &places.common_dir)
-                .env("GIT_WORK_TREE", &places.worktree)
-                .env("GIT_INDEX_FILE", index);
+            env.push(("GIT_DIR", places.common_dir.as_os_str()));
+            env.push(("GIT_WORK_TREE", places.worktree.as_os_str()));
+            env.push(("GIT_INDEX_FILE", index.as_os_str()));
         }
     }
+    let mut argv: Vec<&OsStr> = Vec::new();
     for setting in LOCKED_CONFIG {
-        command.arg("-c").arg(setting);
+        argv.push(OsStr::new("-c"));
+        argv.push(OsStr::new(setting));
     }
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
+    argv.extend(args.iter().map(AsRef::as_ref));
+    // orch's own git runs outside the task sandbox (it must write the main repository's refs),
+    // which is why it obeys nothing the task can write; it stays in orch's process group.
+    Spawn::new("git")
+        .args(argv)
+        .envs(env)
+        .cwd(scope.dir())
+        .stdio(Io::Null, Io::Piped, Io::Piped)
+        .in_callers_group()
+        // A git stopped half-way leaves its lock files behind for every later command; letting
+        // it finish is the lesser harm.
+        .finish_when_dropped()
 }
 
 /// The finished output of a git command, whatever its exit status.
@@ -214,10 +222,7 @@ pub(super) async fn git_output<S: AsRef<OsStr>>(
     scope: &GitScope<'_>,
     args: &[S],
 ) -> Result<GitOutput, WorkspaceError> {
-    let mut command = tokio::process::Command::from(git_command(scope, args));
-    // Not killed on drop: a git stopped half-way leaves its lock files behind for every later
-    // command; letting it finish is the lesser harm.
-    let output = command
+    let output = git_command(scope, args)
         .output()
         .await
         .map_err(|source| WorkspaceError::Io {
@@ -226,7 +231,7 @@ pub(super) async fn git_output<S: AsRef<OsStr>>(
                 display_args(args),
                 scope.dir().display()
             ),
-            source,
+            source: std::io::Error::other(source),
         })?;
     Ok(GitOutput {
         status: output.status,
