@@ -202,3 +202,51 @@ fn unknown_event_types_and_truncated_lines_are_kept_and_not_fatal() {
         assert_eq!(outcome.result_text, "All done: hello.txt created", "{cli}");
     }
 }
+
+/// Found while writing the `agent_streams` fuzz target: token counts near `u64::MAX` overflowed the sums of
+/// the Claude, Codex and OpenCode parsers (a panic in debug builds, a wrapped count in release).
+#[test]
+fn token_counts_that_would_overflow_saturate_instead_of_panicking() {
+    let max = u64::MAX;
+    let cases = [
+        (
+            "claude",
+            format!(
+                r#"{{"type":"result","subtype":"success","result":"ok","usage":{{"input_tokens":{max},"cache_creation_input_tokens":{max},"cache_read_input_tokens":1,"output_tokens":{max}}}}}"#
+            ),
+        ),
+        (
+            "codex",
+            [
+                format!(r#"{{"type":"turn.completed","usage":{{"input_tokens":{max},"output_tokens":{max}}}}}"#),
+                format!(r#"{{"type":"turn.completed","usage":{{"input_tokens":{max},"output_tokens":{max}}}}}"#),
+            ]
+            .join("\n"),
+        ),
+        (
+            "opencode",
+            [
+                format!(r#"{{"type":"step_finish","part":{{"tokens":{{"input":{max},"cache":{{"read":{max}}},"output":{max},"reasoning":{max}}}}}}}"#),
+                format!(r#"{{"type":"step_finish","part":{{"tokens":{{"input":{max},"output":{max}}}}}}}"#),
+            ]
+            .join("\n"),
+        ),
+    ];
+    for (cli, text) in cases {
+        let judged = judge_text(cli, &text, 0);
+        let usage = judged
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                AgentEvent::Usage {
+                    input_tokens,
+                    output_tokens,
+                    ..
+                } => Some((*input_tokens, *output_tokens)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{cli}: no usage in {:?}", judged.events));
+        assert_eq!(usage, (max, max), "{cli}");
+    }
+}

@@ -273,7 +273,26 @@ fn load_error(file: &str, text: &str, err: &marked_yaml::LoadError) -> SpecError
             ),
         ),
     };
-    error(file, Position::of_marker(marker.as_ref()), message)
+    error(
+        file,
+        within_text(text, Position::of_marker(marker.as_ref())),
+        message,
+    )
+}
+
+/// `at`, or the end of the last line when the parser reports a position past the end of the
+/// text (it does for a tag, a missing key or an empty value on a last line without a line break), so an error
+/// always points at a line the user can see. Found by the `workflow_spec` fuzz target.
+fn within_text(text: &str, at: Position) -> Position {
+    let line_count = text.lines().count();
+    if at.line <= line_count {
+        return at;
+    }
+    let last = text.lines().last().unwrap_or_default();
+    Position {
+        line: line_count.max(1),
+        column: last.chars().count() + 1,
+    }
 }
 
 /// A YAML syntax error. The scanner's own Display repeats the position as a byte offset and a
@@ -304,14 +323,9 @@ fn scan_error(file: &str, text: &str, at: Position, info: &str) -> SpecError {
     let line_count = text.lines().count();
     if at.line > line_count {
         // Past the last line: point at the end of the file's last line instead.
-        let last = text.lines().last().unwrap_or_default();
-        let end = Position {
-            line: line_count.max(1),
-            column: last.chars().count() + 1,
-        };
         return error(
             file,
-            end,
+            within_text(text, at),
             format!("this is not valid YAML: {info} before the end of the file"),
         );
     }
@@ -623,17 +637,29 @@ fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T,
     marked_yaml::from_node(&node).map_err(|e| node_error(file, &node, &e))
 }
 
+/// Every error pointing inside the text, whichever check found it.
+fn clamped<T>(text: &str, result: Result<T, SpecError>) -> Result<T, SpecError> {
+    result.map_err(|mut error| {
+        error.at = within_text(text, error.at);
+        error
+    })
+}
+
 /// Parse and validate a workflow file. `file` is the name used in error messages.
 pub fn parse_workflow(file: &str, text: &str) -> Result<Workflow, SpecError> {
-    let parsed: WorkflowFile = parse_yaml(file, text)?;
-    validate_workflow(file, parsed)
+    clamped(
+        text,
+        parse_yaml(file, text).and_then(|parsed| validate_workflow(file, parsed)),
+    )
 }
 
 /// Parse and validate a single-task file.
 pub fn parse_task(file: &str, text: &str) -> Result<TaskSpec, SpecError> {
-    let parsed: TaskFile = parse_yaml(file, text)?;
-    let defaults = Defaults::default();
-    task_spec(file, &parsed, &defaults)
+    let parsed = parse_yaml::<TaskFile>(file, text);
+    clamped(
+        text,
+        parsed.and_then(|parsed| task_spec(file, &parsed, &Defaults::default())),
+    )
 }
 
 #[derive(Default)]

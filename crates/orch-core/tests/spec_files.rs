@@ -1337,3 +1337,31 @@ fn a_task_file_with_a_bad_step_points_at_the_step() {
         "#]],
     );
 }
+
+/// Found by the `workflow_spec` fuzz target: a tag on the last line, without a line break after
+/// it, was reported at a line past the end of the file.
+#[test]
+fn an_error_at_the_end_of_a_file_without_a_final_line_break_points_at_its_last_line() {
+    let text = "# comment\n  !09releds";
+    let error = orch_core::spec::parse_workflow("workflow.yml", text).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "workflow.yml:2:12: YAML tags (`!name`) are not supported; remove the tag"
+    );
+}
+
+/// Found by the `workflow_spec` fuzz target: a missing key in a file whose only line has no line
+/// break after it was reported at line 2.
+#[test]
+fn a_missing_key_in_a_one_line_file_points_at_that_line() {
+    let error = orch_core::spec::parse_workflow("workflow.yml", "# only a comment").unwrap_err();
+    assert_eq!(error.at.line, 1, "{error}");
+}
+
+/// Found by the `workflow_spec` fuzz target: an empty title on the only line of a task file
+/// without a line break after it was reported at line 2.
+#[test]
+fn an_empty_title_on_the_last_line_points_at_that_line() {
+    let error = orch_core::spec::parse_task("task.yml", "title: \0").unwrap_err();
+    assert_eq!(error.at.line, 1, "{error}");
+}

@@ -367,11 +367,20 @@ pub fn readable_roots(hidden: &[PathBuf]) -> Vec<PathBuf> {
             current = next;
         }
     }
-    roots.retain(|root| match std::fs::canonicalize(root) {
-        Ok(real) => !hidden
+    // Only a symbolic link can resolve elsewhere: the walk above went through real paths.
+    roots.retain(|root| {
+        let is_link = std::fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink());
+        let real = if is_link {
+            match std::fs::canonicalize(root) {
+                Ok(real) => real,
+                Err(_) => return false,
+            }
+        } else {
+            root.clone()
+        };
+        !hidden
             .iter()
-            .any(|secret| real.starts_with(secret) || secret.starts_with(&real)),
-        Err(_) => false,
+            .any(|secret| real.starts_with(secret) || secret.starts_with(&real))
     });
     roots.sort();
     roots

@@ -1,6 +1,8 @@
 //! The sandbox on this machine's kernel, with real processes: what a confined process can and
 //! cannot touch. Where the kernel lacks a layer, the test says so and checks only what exists.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use orch_process::{support, Io, Sandbox, SandboxPolicy, Spawn};

@@ -238,8 +238,8 @@ fn main() {
     sandbox_cost(&rt, n);
 }
 
-/// Sandbox on and off, alternated (off, on, off, on) so drift on a shared machine hits both;
-/// the better of each pair is kept.
+/// Sandbox on and off, alternated (off, on, off, on, ...) so drift on a shared machine hits
+/// both; the best of each is kept.
 fn sandbox_cost(rt: &tokio::runtime::Runtime, n: usize) {
     let support = orch_process::support();
     if !support.missing().is_empty() {
@@ -249,7 +249,7 @@ fn sandbox_cost(rt: &tokio::runtime::Runtime, n: usize) {
         );
     }
     let (mut off, mut on) = (0.0f64, 0.0f64);
-    for _ in 0..2 {
+    for _ in 0..3 {
         off = off.max(rt.block_on(throughput(n, true, Some("off"))));
         on = on.max(rt.block_on(throughput(n, true, Some("best_effort"))));
     }

@@ -243,6 +243,8 @@ impl Scratch {
 /// What a step's processes may touch: its worktree, the worktree's git admin dir and the
 /// repository's objects (so a `git commit` inside works), its scratch area; read the main
 /// checkout and the install dirs of `binaries`; nothing else under the home or the real `HOME`.
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the policy; a struct would
+                                     // only rename them at the one call site.
 pub fn step_policy(
     home: &Path,
     settings: &SandboxSettings,
@@ -293,14 +295,25 @@ fn git_dirs(project_dir: &Path, workspace: &Path) -> Option<(PathBuf, PathBuf)> 
     }
     let workspace = std::fs::canonicalize(workspace).ok()?;
     let wanted = workspace.join(".git");
-    let admin = std::fs::read_dir(common.join("worktrees"))
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|admin| {
-            std::fs::read_to_string(admin.join("gitdir"))
-                .is_ok_and(|text| Path::new(text.trim()) == wanted)
-        })?;
+    let names_this_worktree = |admin: &Path| {
+        std::fs::read_to_string(admin.join("gitdir"))
+            .is_ok_and(|text| Path::new(text.trim()) == wanted)
+    };
+    // git names the admin dir after the worktree's directory (a suffix on a clash): look there
+    // first, so a home with many worktrees is not scanned for every step.
+    let worktrees = common.join("worktrees");
+    let by_name = workspace
+        .file_name()
+        .map(|name| worktrees.join(name))
+        .filter(|admin| names_this_worktree(admin));
+    let admin = match by_name {
+        Some(admin) => admin,
+        None => std::fs::read_dir(&worktrees)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .find(|admin| names_this_worktree(admin))?,
+    };
     Some((admin, common.join("objects")))
 }
 

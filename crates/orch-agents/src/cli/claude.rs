@@ -29,10 +29,11 @@ impl ClaudeParser {
             (Some("user"), _) => content_events(&value, "user"),
             (Some("result"), _) => {
                 let usage = value.pointer("/usage");
+                // Saturating: a CLI's counts are input, and must not overflow a sum.
                 let input = usage.map_or(0, |u| {
                     u64_at(u, "/input_tokens")
-                        + u64_at(u, "/cache_creation_input_tokens")
-                        + u64_at(u, "/cache_read_input_tokens")
+                        .saturating_add(u64_at(u, "/cache_creation_input_tokens"))
+                        .saturating_add(u64_at(u, "/cache_read_input_tokens"))
                 });
                 let output = usage.map_or(0, |u| u64_at(u, "/output_tokens"));
                 let cost = value.pointer("/total_cost_usd").and_then(Value::as_f64);

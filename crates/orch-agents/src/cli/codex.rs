@@ -55,8 +55,9 @@ impl CodexParser {
             },
             Some("turn.completed") => {
                 let usage = value.pointer("/usage").cloned().unwrap_or(Value::Null);
-                self.input += u64_at(&usage, "/input_tokens");
-                self.output += u64_at(&usage, "/output_tokens");
+                // Saturating: a CLI's counts are input, and must not overflow a sum.
+                self.input = self.input.saturating_add(u64_at(&usage, "/input_tokens"));
+                self.output = self.output.saturating_add(u64_at(&usage, "/output_tokens"));
                 let cost = self.price.map(|p| p.cost(self.input, self.output));
                 vec![
                     AgentEvent::Usage {

@@ -74,8 +74,15 @@ impl OpenCodeParser {
                     .pointer("/part/tokens")
                     .cloned()
                     .unwrap_or(Value::Null);
-                self.input += u64_at(&tokens, "/input") + u64_at(&tokens, "/cache/read");
-                self.output += u64_at(&tokens, "/output") + u64_at(&tokens, "/reasoning");
+                // Saturating: a CLI's counts are input, and must not overflow a sum.
+                self.input = self
+                    .input
+                    .saturating_add(u64_at(&tokens, "/input"))
+                    .saturating_add(u64_at(&tokens, "/cache/read"));
+                self.output = self
+                    .output
+                    .saturating_add(u64_at(&tokens, "/output"))
+                    .saturating_add(u64_at(&tokens, "/reasoning"));
                 self.cost += value
                     .pointer("/part/cost")
                     .and_then(Value::as_f64)

@@ -559,6 +559,23 @@ fn workflow(attempts: &[Attempt]) -> String {
     yaml
 }
 
+/// `orch serve ... --exit-when-idle` with extra arguments and environment, to exit code 0 (an
+/// attempt that killed orch would show here).
+fn serve_until_idle_with(home: &Home, args: &[&str], env: &[(&str, &str)]) {
+    let mut all = vec![
+        "serve",
+        "--lease",
+        "5s",
+        "--grace",
+        "1s",
+        "--exit-when-idle",
+    ];
+    all.extend_from_slice(args);
+    home.spawn_with_env(&all, env)
+        .finish(SERVE_DEADLINE * 3)
+        .expect_code(0, "orch serve --exit-when-idle");
+}
+
 fn sandbox_missing() -> Vec<String> {
     orch_process::support().missing()
 }
@@ -644,25 +661,7 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
     if let Some(model) = &claude {
         env.extend(model.env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     }
-    let served = w
-        .home
-        .spawn_with_env(
-            &[
-                "serve",
-                "--listen",
-                &listen,
-                "--workers",
-                "2",
-                "--lease",
-                "5s",
-                "--grace",
-                "1s",
-                "--exit-when-idle",
-            ],
-            &env,
-        )
-        .finish(SERVE_DEADLINE * 3);
-    served.expect_code(0, "orch serve (an attempt must not be able to kill it)");
+    serve_until_idle_with(&w.home, &["--listen", &listen, "--workers", "2"], &env);
 
     let mut escaped = Vec::new();
     let mut metadata_only = Vec::new();
@@ -789,21 +788,7 @@ fn required_sandbox_refuses_at_claim_time_with_the_reason(env: &[(&str, &str)]) 
     let repo = Repo::new(&[("README.md", "# project\n")]);
     let yaml = "tasks:\n  - id: t\n    title: confined\n    steps:\n      - exec:\n          - argv: [\"true\"]\n";
     let id = home.submit("refused", yaml, repo.path())["t"];
-    home.spawn_with_env(
-        &[
-            "serve",
-            "--workers",
-            "1",
-            "--lease",
-            "5s",
-            "--grace",
-            "1s",
-            "--exit-when-idle",
-        ],
-        env,
-    )
-    .finish(SERVE_DEADLINE)
-    .expect_code(0, "orch serve");
+    serve_until_idle_with(&home, &[], env);
     let task = home.task(id);
     assert_eq!(task["task"]["status"], "failed", "{task:#}");
     let reason = task["task"]["status_reason"].as_str().unwrap_or_default();
@@ -824,21 +809,7 @@ fn required_sandbox_refuses_at_claim_time_with_the_reason(env: &[(&str, &str)]) 
         .filter(|(k, _)| *k != "ORCH_SANDBOX")
         .collect();
     best.push(("ORCH_SANDBOX", "best_effort"));
-    home.spawn_with_env(
-        &[
-            "serve",
-            "--workers",
-            "1",
-            "--lease",
-            "5s",
-            "--grace",
-            "1s",
-            "--exit-when-idle",
-        ],
-        &best,
-    )
-    .finish(SERVE_DEADLINE)
-    .expect_code(0, "orch serve");
+    serve_until_idle_with(&home, &[], &best);
     assert_eq!(home.task(id)["task"]["status"], "done");
     let logs = std::fs::read_to_string(home.run_dir(id, 1).join("logs.txt")).unwrap();
     assert!(

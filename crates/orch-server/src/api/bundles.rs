@@ -35,7 +35,7 @@
 //! (`.upload-<run>-<n>`) and moved in file by file after its checks; leftovers of a killed
 //! daemon are removed by the next upload of the same run.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
@@ -543,10 +543,11 @@ async fn receive(
 }
 
 /// Unpack the tar into `staging`: regular files at checked paths only. Returns their paths.
-fn unpack(file: fs::File, staging: &Path) -> Result<Vec<PathBuf>, ApiError> {
+pub(super) fn unpack(file: impl std::io::Read, staging: &Path) -> Result<Vec<PathBuf>, ApiError> {
     let invalid = |message: String| ApiError::BundleInvalid(message);
     let mut archive = tar::Archive::new(file);
     let mut files = Vec::new();
+    let (mut unpacked, mut directories) = (BTreeSet::new(), BTreeSet::new());
     let entries = archive
         .entries()
         .map_err(|e| invalid(format!("the body is not a tar file: {e}")))?;
@@ -567,6 +568,20 @@ fn unpack(file: fs::File, staging: &Path) -> Result<Vec<PathBuf>, ApiError> {
             }
         }
         let relative = checked_bundle_path(&name).map_err(invalid)?;
+        // Two members at one path, or a path that is a file in one member and a directory in
+        // another, would fail later as an internal error; they are the sender's mistake.
+        let clash = !unpacked.insert(relative.clone())
+            || directories.contains(&relative)
+            || relative
+                .ancestors()
+                .skip(1)
+                .any(|dir| unpacked.contains(dir));
+        if clash {
+            return Err(invalid(format!(
+                "`{name}` is in the bundle twice, or as a file and a directory"
+            )));
+        }
+        directories.extend(relative.ancestors().skip(1).map(Path::to_path_buf));
         let target = staging.join(&relative);
         let written = target
             .parent()

@@ -11,6 +11,8 @@ pub mod docs;
 pub mod error;
 pub mod events;
 pub mod fencing;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod health;
 pub mod json;
 pub mod logs;

@@ -65,31 +65,34 @@ pub async fn report_review(
     caller: super::fencing::RunCaller,
     ApiJson(report): ApiJson<ReviewReport>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let verdict: ReviewVerdict =
-        report
-            .review
-            .verdict
-            .parse()
-            .map_err(|e: String| ApiError::Invalid {
-                field: Some("review.verdict".to_owned()),
-                message: format!("review.verdict: {e}; give `approve` or `reject`"),
-            })?;
-    if report.review.round == 0 {
-        return Err(ApiError::Invalid {
-            field: Some("review.round".to_owned()),
-            message: "review.round: rounds count from 1".to_owned(),
-        });
-    }
-    let record = ReviewRecord {
-        round: report.review.round,
-        verdict,
-        reasons: report.review.reasons,
-        escalated: report.review.escalated,
-    };
+    let record = review_record(report.review)?;
     state
         .store
         .record_review(RunId(run), caller.token, record, Op::now(&caller.worker))
         .await
         .map_err(|e| super::fencing::lease_error(&state, e))?;
     Ok(Json(serde_json::json!({ "recorded": true })))
+}
+
+/// The stored verdict for a reported one: `approve` or `reject`, rounds counted from 1.
+pub(super) fn review_record(view: ReviewView) -> Result<ReviewRecord, ApiError> {
+    let verdict: ReviewVerdict = view
+        .verdict
+        .parse()
+        .map_err(|e: String| ApiError::Invalid {
+            field: Some("review.verdict".to_owned()),
+            message: format!("review.verdict: {e}; give `approve` or `reject`"),
+        })?;
+    if view.round == 0 {
+        return Err(ApiError::Invalid {
+            field: Some("review.round".to_owned()),
+            message: "review.round: rounds count from 1".to_owned(),
+        });
+    }
+    Ok(ReviewRecord {
+        round: view.round,
+        verdict,
+        reasons: view.reasons,
+        escalated: view.escalated,
+    })
 }

@@ -235,9 +235,9 @@ fn verify_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<()
 }
 
 /// A task to create, its key, and the ids (besides the delivery's) that make it unique.
-type Plan = (CreateTask, String, Vec<Delivery>);
+pub(super) type Plan = (CreateTask, String, Vec<Delivery>);
 
-fn plan_issue(event: IssuesEvent) -> Result<Plan, String> {
+pub(super) fn plan_issue(event: IssuesEvent) -> Result<Plan, String> {
     if !matches!(event.action.as_str(), "opened" | "labeled") {
         return Err(format!("issues `{}` creates no task", event.action));
     }
@@ -263,7 +263,7 @@ fn plan_issue(event: IssuesEvent) -> Result<Plan, String> {
     ))
 }
 
-fn plan_comment(event: IssueCommentEvent, handle: &str) -> Result<Plan, String> {
+pub(super) fn plan_comment(event: IssueCommentEvent, handle: &str) -> Result<Plan, String> {
     if event.action != "created" {
         return Err(format!("issue_comment `{}` creates no task", event.action));
     }
@@ -350,14 +350,14 @@ async fn submit_once(
 }
 
 #[derive(Debug, Deserialize)]
-struct IssuesEvent {
+pub(super) struct IssuesEvent {
     action: String,
     issue: Issue,
     repository: Repository,
 }
 
 #[derive(Debug, Deserialize)]
-struct IssueCommentEvent {
+pub(super) struct IssueCommentEvent {
     action: String,
     issue: Issue,
     comment: Comment,

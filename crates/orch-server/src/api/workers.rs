@@ -221,7 +221,7 @@ pub struct RunStatusResponse {
     pub status: String,
 }
 
-fn lease(lease_ms: u64) -> Result<Duration, ApiError> {
+pub(super) fn lease(lease_ms: u64) -> Result<Duration, ApiError> {
     let lease = Duration::from_millis(lease_ms);
     if (MIN_LEASE..=MAX_LEASE).contains(&lease) {
         Ok(lease)
