@@ -253,7 +253,10 @@ pub async fn kill(settings: &Settings, remote: &Remote, args: TaskKillArgs) -> a
         .act(
             args.id,
             Action::Cancel {
-                reason: Some("its live session was ended with `orch task kill`"),
+                reason: orch_core::CancelReason::parse(Some(
+                    "its live session was ended with `orch task kill`".to_owned(),
+                ))
+                .map_err(|e| UserError::new(e.to_string()))?,
             },
         )
         .await;

@@ -6,11 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use orch_core::{StepAction, TaskId, TaskSpec};
-use orch_store::{Store, Submission, TaskFilter};
+use orch_app::{App, ProjectDir, WorkflowText};
+use orch_core::{CancelReason, ReplyMessage, RetryDelay, StepAction, TaskId, TaskSpec};
+use orch_store::TaskFilter;
 use serde_json::{json, Value};
 
-use crate::commands::{op, open_store};
+use crate::commands::open_store;
 use crate::config::{self, Settings};
 use crate::output::{EventView, RunView, TaskView};
 use crate::UserError;
@@ -57,7 +58,7 @@ pub struct Api {
 /// The one place a task command's operations go.
 #[derive(Debug)]
 pub enum Backend {
-    Store(Store),
+    Store(App),
     Api(Api),
 }
 
@@ -87,7 +88,7 @@ impl Backend {
                 return Ok(Backend::Api(Api::new(base, settings, remote)?));
             }
         }
-        Ok(Backend::Store(open_store(settings).await?))
+        Ok(Backend::Store(App::new(open_store(settings).await?)))
     }
 
     /// Add one task for the project directory; returns its view and the project's name.
@@ -98,36 +99,35 @@ impl Backend {
         needs: &[i64],
     ) -> anyhow::Result<(Value, String)> {
         match self {
-            Backend::Store(store) => {
-                let op = op("cli");
-                let project = store
-                    .ensure_project(&project_dir.to_string_lossy(), op.now)
-                    .await?;
-                let mut submission = Submission {
-                    project: project.id,
-                    workflow: None,
-                    tasks: vec![orch_core::NewTask {
-                        spec,
-                        needs_in_batch: Vec::new(),
-                        needs_existing: needs.iter().copied().map(TaskId).collect(),
-                        parent: None,
-                    }],
+            Backend::Store(app) => {
+                let project = local_project(project_dir)?;
+                let task = orch_core::NewTask {
+                    spec,
+                    needs_in_batch: Vec::new(),
+                    needs_existing: needs.iter().copied().map(TaskId).collect(),
+                    parent: None,
                 };
-                let warnings = secret_warnings(store, &mut submission);
-                let ids = store.submit(&submission, op).await.map_err(|e| match e {
-                    orch_store::StoreError::Invalid { field, reason } => {
-                        anyhow::Error::from(UserError::new(format!(
-                            "--{field}: {reason}; `orch task list` shows the tasks there are"
-                        )))
-                    }
-                    other => other.into(),
-                })?;
-                let task = store.task(ids[0]).await?;
-                let mut answer = view(&TaskView::from(&task))?;
-                if !warnings.is_empty() {
-                    answer["warnings"] = json!(warnings);
+                let submitted =
+                    app.submit(&project, vec![task], "cli")
+                        .await
+                        .map_err(|e| match e {
+                            orch_app::AppError::Store(orch_store::StoreError::Invalid {
+                                field,
+                                reason,
+                            }) => anyhow::Error::from(UserError::new(format!(
+                                "--{field}: {reason}; `orch task list` shows the tasks there are"
+                            ))),
+                            other => other.into(),
+                        })?;
+                let task = submitted
+                    .tasks
+                    .first()
+                    .context("the submission created no task")?;
+                let mut answer = view(&TaskView::from(task))?;
+                if !submitted.warnings.is_empty() {
+                    answer["warnings"] = json!(submitted.warnings);
                 }
-                Ok((answer, project.name))
+                Ok((answer, submitted.project.name))
             }
             Backend::Api(api) => {
                 let body = create_request(project_dir, &spec, needs)?;
@@ -150,28 +150,22 @@ impl Backend {
         text: String,
     ) -> anyhow::Result<Value> {
         match self {
-            Backend::Store(store) => {
-                let workflow = orch_core::spec::parse_workflow(file, &text)
-                    .map_err(|e| UserError::new(e.to_string()))?;
-                let op = op("cli");
-                let project = store
-                    .ensure_project(&project_dir.to_string_lossy(), op.now)
-                    .await?;
-                let mut submission = Submission {
-                    project: project.id,
-                    workflow: Some((workflow.name.clone(), text)),
-                    tasks: workflow.tasks,
-                };
-                let warnings = secret_warnings(store, &mut submission);
-                let ids = store.submit(&submission, op).await?;
-                let mut tasks = Vec::with_capacity(ids.len());
-                for id in ids {
-                    tasks.push(store.task(id).await?);
-                }
+            Backend::Store(app) => {
+                let project = local_project(project_dir)?;
+                let workflow = WorkflowText { file, text: &text };
+                let submitted = app
+                    .submit_workflow(&project, workflow, "cli")
+                    .await
+                    .map_err(|e| match e {
+                        orch_app::AppError::Workflow(e) => UserError::new(e.to_string()).into(),
+                        other => anyhow::Error::from(other),
+                    })?;
+                let tasks = submitted.tasks;
+                let warnings = submitted.warnings;
                 let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
                 let mut answer = json!({
                     "workflow": tasks.first().and_then(|t| t.workflow).map(|w| w.0),
-                    "project": project.name,
+                    "project": submitted.project.name,
                     "tasks": views,
                 });
                 if !warnings.is_empty() {
@@ -193,7 +187,7 @@ impl Backend {
     /// The registered projects, oldest first (`GET /v1/projects` through the API).
     pub async fn projects(&self) -> anyhow::Result<Vec<orch_store::Project>> {
         match self {
-            Backend::Store(store) => Ok(store.projects().await?),
+            Backend::Store(app) => Ok(app.store().projects().await?),
             Backend::Api(api) => {
                 #[derive(serde::Deserialize)]
                 struct Wire {
@@ -220,8 +214,8 @@ impl Backend {
     /// Tasks, oldest first, filtered by status, project (its id) and count.
     pub async fn list_tasks(&self, filter: &TaskFilter) -> anyhow::Result<Vec<Value>> {
         match self {
-            Backend::Store(store) => {
-                let tasks = store.tasks(filter).await?;
+            Backend::Store(app) => {
+                let tasks = app.store().tasks(filter).await?;
                 tasks.iter().map(|t| view(&TaskView::from(t))).collect()
             }
             Backend::Api(api) => {
@@ -249,11 +243,11 @@ impl Backend {
     /// A task with its spec, runs, events, bundle and result (`orch task get --json`).
     pub async fn task_detail(&self, settings: &Settings, id: i64) -> anyhow::Result<Value> {
         match self {
-            Backend::Store(store) => {
+            Backend::Store(app) => {
                 let id = TaskId(id);
-                let task = store.task(id).await?;
-                let runs = store.runs(id).await?;
-                let events = store.events(id).await?;
+                let task = app.store().task(id).await?;
+                let runs = app.store().runs(id).await?;
+                let events = app.store().events(id).await?;
                 // The latest run's bundle, if one was written.
                 let bundle = runs
                     .last()
@@ -287,24 +281,27 @@ impl Backend {
     }
 
     /// Apply an action to a task; returns `{id, status}`.
-    pub async fn act(&self, id: i64, action: Action<'_>) -> anyhow::Result<Value> {
+    pub async fn act(&self, id: i64, action: Action) -> anyhow::Result<Value> {
         match self {
-            Backend::Store(store) => {
+            Backend::Store(app) => {
                 let task = TaskId(id);
                 let status = match action {
-                    Action::Cancel { reason } => store.cancel(task, reason, op("cli")).await?,
-                    Action::Retry { delay } => store.retry(task, delay, op("cli")).await?,
-                    Action::Unblock => store.unblock(task, op("cli")).await?,
-                    Action::Approve => store.approve(task, op("cli")).await?,
+                    Action::Cancel { reason } => app.cancel(task, reason.as_ref(), "cli").await?,
+                    Action::Retry { delay } => app.retry(task, delay, "cli").await?,
+                    Action::Unblock => app.unblock(task, "cli").await?,
+                    Action::Approve => app.approve(task, "cli").await?,
                 };
                 Ok(json!({ "id": id, "status": status.as_str() }))
             }
             Backend::Api(api) => {
                 let (verb, body) = match action {
-                    Action::Cancel { reason } => ("cancel", json!({ "reason": reason })),
+                    Action::Cancel { reason } => (
+                        "cancel",
+                        json!({ "reason": reason.as_ref().map(CancelReason::as_str) }),
+                    ),
                     Action::Retry { delay } => (
                         "retry",
-                        json!({ "delay_ms": delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)) }),
+                        json!({ "delay_ms": delay.map(|d| u64::try_from(d.get().as_millis()).unwrap_or(u64::MAX)) }),
                     ),
                     Action::Unblock => ("unblock", json!({})),
                     Action::Approve => ("approve", json!({})),
@@ -317,8 +314,8 @@ impl Backend {
     /// Task counts: `{total, by_status}` with every status.
     pub async fn status_counts(&self) -> anyhow::Result<Value> {
         match self {
-            Backend::Store(store) => {
-                let counts = store.status_counts().await?;
+            Backend::Store(app) => {
+                let counts = app.store().status_counts().await?;
                 let total: u64 = counts.values().sum();
                 let by_status: serde_json::Map<String, Value> = orch_core::Status::ALL
                     .iter()
@@ -338,16 +335,16 @@ impl Backend {
 
 impl Backend {
     /// Reopen a finished task with a follow-up message for its agent.
-    pub async fn reply(&self, id: i64, message: &str) -> anyhow::Result<Value> {
+    pub async fn reply(&self, id: i64, message: &ReplyMessage) -> anyhow::Result<Value> {
         match self {
-            Backend::Store(store) => {
-                let status = store.reply(TaskId(id), message, op("cli")).await?;
+            Backend::Store(app) => {
+                let status = app.reply(TaskId(id), message, "cli").await?;
                 Ok(json!({ "id": id, "status": status.as_str() }))
             }
             Backend::Api(api) => {
                 api.post(
                     &format!("/v1/tasks/{id}/reply"),
-                    &json!({ "message": message }),
+                    &json!({ "message": message.as_str() }),
                 )
                 .await
             }
@@ -357,8 +354,8 @@ impl Backend {
     /// The agent sessions of a task with their usage (the rows of `GET /v1/tasks/{id}/usage`).
     pub async fn task_usage(&self, id: i64) -> anyhow::Result<Value> {
         match self {
-            Backend::Store(store) => {
-                let rows = store.task_usage(TaskId(id)).await?;
+            Backend::Store(app) => {
+                let rows = app.store().task_usage(TaskId(id)).await?;
                 Ok(serde_json::to_value(
                     rows.into_iter()
                         .map(|u| {
@@ -378,17 +375,26 @@ impl Backend {
     /// Usage per agent and per day (`{by_agent, by_day}`).
     pub async fn usage_summary(&self, days: u32) -> anyhow::Result<Value> {
         match self {
-            Backend::Store(store) => Ok(serde_json::to_value(store.usage_summary(days).await?)?),
+            Backend::Store(app) => Ok(serde_json::to_value(
+                app.store().usage_summary(days).await?,
+            )?),
             Backend::Api(api) => api.get("/v1/usage", &[("days", days.to_string())]).await,
         }
     }
 }
 
+/// The project directory of the store path: the CLI found it itself, so a bad one is the
+/// user's mistake.
+fn local_project(project_dir: &Path) -> anyhow::Result<ProjectDir> {
+    ProjectDir::resolve(&project_dir.to_string_lossy(), "project")
+        .map_err(|e| UserError::new(e.to_string()).into())
+}
+
 /// What `act` does to a task.
-#[derive(Debug, Clone, Copy)]
-pub enum Action<'a> {
-    Cancel { reason: Option<&'a str> },
-    Retry { delay: Option<Duration> },
+#[derive(Debug, Clone)]
+pub enum Action {
+    Cancel { reason: Option<CancelReason> },
+    Retry { delay: Option<RetryDelay> },
     Unblock,
     Approve,
 }
@@ -554,14 +560,4 @@ fn create_request(project_dir: &Path, spec: &TaskSpec, needs: &[i64]) -> anyhow:
         "max_attempts": spec.retry.max_attempts,
         "requires_approval": spec.requires_approval,
     }))
-}
-
-/// Redact secrets from a submission before it is stored (the store would too); one warning per
-/// field that held one, as the daemon's `warnings` answer has them.
-fn secret_warnings(store: &orch_store::Store, submission: &mut Submission) -> Vec<String> {
-    submission
-        .redact_secrets(&store.secret_values())
-        .iter()
-        .map(|redaction| redaction.warning())
-        .collect()
 }

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use anyhow::Context;
 use orch_core::spec;
-use orch_core::{RetryPolicy, Status, Step, StepAction, TaskSpec, TaskTitle, Timestamp};
+use orch_core::{
+    CancelReason, CommandDraft, ReplyMessage, RetryDelay, Status, StepAction, StepDraft, TaskDraft,
+    TaskSpec, Timestamp,
+};
 use orch_store::{Op, Store, TaskFilter};
 use serde_json::{json, Value};
 
@@ -31,10 +34,18 @@ pub fn op(actor: &str) -> Op<'_> {
 
 /// Open (creating if needed) the store of this home.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let path = settings.database_path();
-    let store = Store::open_sqlite(&path, settings.sqlite.clone())
+    let database = settings.database();
+    let store = Store::open(&database)
         .await
-        .with_context(|| format!("open the orch database at {}", path.display()))?;
+        .with_context(|| match &database {
+            orch_store::DatabaseConfig::Sqlite { path, .. } => {
+                format!("open the orch database at {}", path.display())
+            }
+            // Not the URL itself: it may carry a password.
+            orch_store::DatabaseConfig::Postgres { .. } => {
+                "open the orch database of ORCH_DATABASE_URL".to_owned()
+            }
+        })?;
     // orch's own tokens are redacted from every spec this process submits.
     store.add_secret_values(&orch_worker::run::home_tokens(&settings.home));
     Ok(store)
@@ -144,16 +155,17 @@ pub async fn task(
         TaskCommand::Get(args) => task_get(settings, remote, args).await,
         TaskCommand::Route(args) => crate::route::task_route(settings, args).await,
         TaskCommand::Cancel(args) => {
+            let reason =
+                CancelReason::parse(args.reason).map_err(|e| UserError::new(format!("--{e}")))?;
             let backend = Backend::open(settings, remote, None).await?;
-            let reason = args.reason.as_deref();
             let changed = backend.act(args.id, Action::Cancel { reason }).await?;
             report_status(&changed, "cancelled", args.json)
         }
         TaskCommand::Retry(args) => {
+            let delay = RetryDelay::parse(args.delay)
+                .map_err(|e| UserError::new(format!("--delay: {}", e.reason)))?;
             let backend = Backend::open(settings, remote, None).await?;
-            let changed = backend
-                .act(args.id, Action::Retry { delay: args.delay })
-                .await?;
+            let changed = backend.act(args.id, Action::Retry { delay }).await?;
             report_status(&changed, "retried", args.json)
         }
         TaskCommand::Unblock(args) => {
@@ -166,14 +178,10 @@ pub async fn task(
         TaskCommand::Attach(args) => crate::agents::attach(settings, args),
         TaskCommand::Kill(args) => crate::agents::kill(settings, remote, args).await,
         TaskCommand::Reply(args) => {
-            if args.message.trim().is_empty() {
-                return Err(UserError::new(
-                    "the reply is empty; say what the agent should do next".to_owned(),
-                )
-                .into());
-            }
+            let message =
+                ReplyMessage::parse(args.message).map_err(|e| UserError::new(e.reason))?;
             let backend = Backend::open(settings, remote, None).await?;
-            let changed = backend.reply(args.id, &args.message).await?;
+            let changed = backend.reply(args.id, &message).await?;
             report_status(&changed, "reopened with a reply", args.json)
         }
         TaskCommand::Approve(args) => {
@@ -238,9 +246,8 @@ fn apply_overrides(spec: &mut TaskSpec, args: &TaskAddArgs) -> anyhow::Result<()
         spec.priority = priority;
     }
     if let Some(max) = args.max_attempts {
-        if max == 0 {
-            return Err(UserError::new("--max-attempts 0: a task needs at least 1 attempt").into());
-        }
+        orch_core::input::check_max_attempts(max)
+            .map_err(|e| UserError::new(format!("--max-attempts {max}: {e}")))?;
         spec.retry.max_attempts = max;
     }
     if args.requires_approval {
@@ -249,10 +256,8 @@ fn apply_overrides(spec: &mut TaskSpec, args: &TaskAddArgs) -> anyhow::Result<()
     Ok(())
 }
 
+/// The task the flags describe, checked by the core like every other front end's.
 fn spec_from_flags(args: &TaskAddArgs) -> anyhow::Result<TaskSpec> {
-    let raw_title = args.title.clone().unwrap_or_default();
-    let title = TaskTitle::parse(raw_title).map_err(|e| UserError::new(format!("TITLE: {e}")))?;
-    let body = args.body.clone().unwrap_or_default();
     let mut steps = Vec::new();
     if !args.exec.is_empty() {
         let mut commands = Vec::new();
@@ -270,51 +275,44 @@ fn spec_from_flags(args: &TaskAddArgs) -> anyhow::Result<TaskSpec> {
                 ))
                 .into());
             }
-            commands.push(orch_core::Command {
+            commands.push(CommandDraft {
                 argv,
-                env: Default::default(),
-                cwd: None,
-                timeout: None,
+                ..CommandDraft::default()
             });
         }
-        steps.push(Step {
-            name: "exec".into(),
-            action: StepAction::Exec { commands },
-            timeout: None,
-            network: true,
+        steps.push(StepDraft {
+            name: Some("exec".into()),
+            exec: Some(commands),
+            ..StepDraft::default()
         });
     }
     if let Some(agent) = &args.agent {
-        let prompt = if body.trim().is_empty() {
-            title.to_string()
-        } else {
-            body.clone()
-        };
-        steps.push(Step {
-            name: "agent".into(),
-            action: StepAction::Agent {
-                agent: agent.clone(),
-                prompt,
-                model: None,
-                profile: None,
-            },
-            timeout: None,
-            network: true,
+        steps.push(StepDraft {
+            name: Some("agent".into()),
+            agent: Some(agent.clone()),
+            ..StepDraft::default()
         });
     }
-    let mut spec = TaskSpec {
-        key: None,
-        title,
-        body,
-        labels: Vec::new(),
-        priority: 0,
+    let draft = TaskDraft {
+        title: args.title.clone().unwrap_or_default(),
+        body: args.body.clone().unwrap_or_default(),
+        labels: args.labels.clone(),
+        priority: args.priority.unwrap_or(0),
         steps,
-        retry: RetryPolicy::default(),
-        timeout: None,
-        requires_approval: false,
+        max_attempts: args.max_attempts,
+        requires_approval: args.requires_approval,
+        ..TaskDraft::default()
     };
-    apply_overrides(&mut spec, args)?;
-    Ok(spec)
+    TaskSpec::parse(draft).map_err(|e| {
+        let flag = match e.field.as_str() {
+            "title" => "TITLE".to_owned(),
+            "max_attempts" => format!("--max-attempts {}", args.max_attempts.unwrap_or(0)),
+            field if field.contains(".exec") => "--exec".to_owned(),
+            field if field.contains(".agent") => "--agent".to_owned(),
+            other => other.to_owned(),
+        };
+        UserError::new(format!("{flag}: {}", e.reason)).into()
+    })
 }
 
 async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> anyhow::Result<()> {

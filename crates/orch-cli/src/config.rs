@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use orch_store::{SqliteOptions, Synchronous};
+use orch_store::{DatabaseConfig, SqliteOptions, Synchronous};
 
 /// Everything the commands need to know about where and how to run.
 #[derive(Debug, Clone)]
@@ -14,6 +14,8 @@ pub struct Settings {
     pub home: PathBuf,
     /// SQLite options.
     pub sqlite: SqliteOptions,
+    /// `ORCH_DATABASE_URL`: a PostgreSQL server instead of the home's SQLite file.
+    pub database_url: Option<String>,
     /// `ORCH_SECRET_KEY`: the key for secrets kept at rest (base64, 32 bytes); unset: the
     /// home's `secret.key`.
     pub secret_key: Option<String>,
@@ -59,11 +61,29 @@ impl Settings {
             }
         }
         let secret_key = env_text("ORCH_SECRET_KEY")?;
+        let database_url = env_text("ORCH_DATABASE_URL")?;
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("ORCH_DATABASE_URL is not a PostgreSQL URL; write it like `postgres://user@host/db`, or unset it to use the SQLite file in the home");
+            }
+        }
         Ok(Settings {
             home,
             sqlite,
+            database_url,
             secret_key,
         })
+    }
+
+    /// The database to open: `ORCH_DATABASE_URL`'s server, else the home's SQLite file.
+    pub fn database(&self) -> DatabaseConfig {
+        match &self.database_url {
+            Some(url) => DatabaseConfig::Postgres { url: url.clone() },
+            None => DatabaseConfig::Sqlite {
+                path: self.database_path(),
+                options: self.sqlite.clone(),
+            },
+        }
     }
 
     /// The key for secrets kept at rest: `ORCH_SECRET_KEY`, else `<home>/secret.key` (created).

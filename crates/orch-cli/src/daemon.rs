@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use orch_core::{EventKind, Status, TaskId};
 use orch_server::{serve, ServeOptions};
-use orch_store::{Store, Submission, TaskFilter};
+use orch_store::{Store, TaskFilter};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DemoArgs, GcArgs, ServeArgs, TaskLogsArgs, WorkerArgs};
-use crate::commands::{now, op, open_store};
+use crate::commands::{now, open_store};
 use crate::config::Settings;
 use crate::output;
 use crate::UserError;
@@ -277,19 +277,19 @@ pub async fn demo(home_flag: Option<&Path>, args: DemoArgs) -> anyhow::Result<bo
     };
     let settings = Settings::load(Some(&home))?;
     let store = open_store(&settings).await?;
-    let workflow = orch_core::spec::parse_workflow("demo.yml", DEMO_WORKFLOW)
-        .map_err(|e| anyhow::anyhow!("the built-in demo workflow is invalid: {e}"))?;
-    let project = store.ensure_project(&repo.to_string_lossy(), now()).await?;
-    let ids = store
-        .submit(
-            &Submission {
-                project: project.id,
-                workflow: Some((workflow.name.clone(), DEMO_WORKFLOW.to_owned())),
-                tasks: workflow.tasks,
+    let project = orch_app::ProjectDir::resolve(&repo.to_string_lossy(), "demo repository")?;
+    let submitted = orch_app::App::new(store.clone())
+        .submit_workflow(
+            &project,
+            orch_app::WorkflowText {
+                file: "demo.yml",
+                text: DEMO_WORKFLOW,
             },
-            op("demo"),
+            "demo",
         )
-        .await?;
+        .await
+        .context("submit the built-in demo workflow")?;
+    let ids: Vec<_> = submitted.tasks.iter().map(|t| t.id).collect();
     eprintln!(
         "orch demo: repository {}, home {}",
         repo.display(),

@@ -100,16 +100,26 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<UserError>().is_some() {
             return 2;
         }
-        if let Some(store) = cause.downcast_ref::<orch_store::StoreError>() {
-            return match store {
-                orch_store::StoreError::TaskNotFound(_)
-                | orch_store::StoreError::RunNotFound(_)
-                | orch_store::StoreError::Invalid { .. } => 2,
-                _ => 1,
+        if let Some(app) = cause.downcast_ref::<orch_app::AppError>() {
+            return match app {
+                orch_app::AppError::Store(store) => store_exit_code(store),
+                orch_app::AppError::Invalid(_) | orch_app::AppError::Workflow(_) => 2,
             };
+        }
+        if let Some(store) = cause.downcast_ref::<orch_store::StoreError>() {
+            return store_exit_code(store);
         }
     }
     1
+}
+
+fn store_exit_code(store: &orch_store::StoreError) -> u8 {
+    match store {
+        orch_store::StoreError::TaskNotFound(_)
+        | orch_store::StoreError::RunNotFound(_)
+        | orch_store::StoreError::Invalid { .. } => 2,
+        _ => 1,
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {

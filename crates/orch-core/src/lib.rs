@@ -9,13 +9,19 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod dag;
+pub mod decide;
+pub mod input;
 pub mod lifecycle;
 pub mod model;
+pub mod plan;
 pub mod redact;
 pub mod replay;
 pub mod retry;
 pub mod spec;
 
+pub use input::{
+    CancelReason, CommandDraft, FieldError, ReplyMessage, RetryDelay, StepDraft, TaskDraft,
+};
 pub use lifecycle::{EventKind, Status, TransitionError};
 pub use model::*;
 pub use retry::RetryPolicy;

@@ -2,6 +2,7 @@
 
 use crate::lifecycle::{transition, Status, TransitionError};
 use crate::model::Event;
+use crate::plan::{summarize, DependencyFacts};
 
 /// Why a task's events do not replay.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +67,48 @@ pub fn replay(events: &[Event]) -> Result<Status, ReplayError> {
         status = Some(next);
     }
     status.ok_or(ReplayError::NoEvents)
+}
+
+/// What is wrong with one stored task: its events must replay to its status, it must hold
+/// exactly one active run while `running`/`awaiting_input` and none otherwise, and a
+/// `waiting`/`blocked`/`queued` task must rest where its (unwaived) `dependencies` put it.
+pub fn check_task(
+    status: Status,
+    events: &[Event],
+    active_runs: usize,
+    dependencies: Option<&[DependencyFacts]>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    match replay(events) {
+        Ok(replayed) if replayed == status => {}
+        Ok(replayed) => problems.push(format!(
+            "the task is {status} but its events replay to {replayed}"
+        )),
+        Err(e) => problems.push(format!("its events do not replay: {e}")),
+    }
+    let holds_a_run = matches!(status, Status::Running | Status::AwaitingInput);
+    if holds_a_run && active_runs != 1 {
+        problems.push(format!(
+            "the task is {status} but has {active_runs} active runs (expected 1)"
+        ));
+    } else if !holds_a_run && active_runs > 0 {
+        problems.push(format!(
+            "the task is {status} but still has {active_runs} active run(s)"
+        ));
+    }
+    if let Some(dependencies) = dependencies {
+        let (deps, _) = summarize(dependencies);
+        let expected = deps.resting_status();
+        if matches!(status, Status::Waiting | Status::Blocked | Status::Queued)
+            && expected != status
+        {
+            problems.push(format!(
+                "the task is {status} but its dependencies ({} of {} done, {} blocking) say it should be {expected}",
+                deps.done, deps.total, deps.blocking
+            ));
+        }
+    }
+    problems
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 use crate::dag;
+use crate::input::{check_argv, check_cwd, check_max_attempts, check_step_name, default_prompt};
 use crate::model::{Command, NewTask, Step, StepAction, TaskSpec, TaskTitle};
 use crate::retry::RetryPolicy;
 
@@ -698,12 +699,8 @@ fn retry_policy(
     base: RetryPolicy,
 ) -> Result<RetryPolicy, SpecError> {
     let Some(raw) = raw else { return Ok(base) };
-    if let Some(max_attempts) = raw.max_attempts.as_ref().filter(|m| m.value == 0) {
-        return Err(error(
-            file,
-            max_attempts.at,
-            "`max_attempts: 0` leaves no attempt to run the task; set it to 1 or more",
-        ));
+    if let Some(max_attempts) = &raw.max_attempts {
+        check_max_attempts(max_attempts.value).map_err(|m| error(file, max_attempts.at, m))?;
     }
     let policy = RetryPolicy {
         max_attempts: raw
@@ -770,18 +767,7 @@ fn step(
         .name
         .clone()
         .unwrap_or_else(|| format!("step-{}", index + 1));
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        || name.starts_with('.')
-    {
-        return Err(error(
-            file,
-            at,
-            format!("step name `{name}` must be letters, digits, `-`, `_` or `.` (it names a directory in the bundle)"),
-        ));
-    }
+    check_step_name(&name).map_err(|m| error(file, at, m))?;
     let action = match (&raw.exec, &raw.agent) {
         (Some(_), Some(_)) => {
             return Err(error(
@@ -826,13 +812,10 @@ fn step(
             if agent.trim().is_empty() {
                 return Err(error(file, at, format!("step `{name}` has an empty `agent`; name one, such as `sim`")));
             }
-            let prompt = raw.prompt.as_ref().map(|p| p.value.clone()).unwrap_or_else(|| {
-                if body.trim().is_empty() {
-                    title.as_str().to_owned()
-                } else {
-                    body.to_owned()
-                }
-            });
+            let prompt = raw
+                .prompt
+                .as_ref()
+                .map_or_else(|| default_prompt(title, body), |p| p.value.clone());
             StepAction::Agent {
                 agent: agent.clone(),
                 prompt,
@@ -850,31 +833,9 @@ fn step(
 }
 
 fn command(file: &str, raw: &CommandFile) -> Result<Command, SpecError> {
-    match raw.argv.value.first() {
-        None => return Err(error(file, raw.argv.at, "`argv` is empty; give the program and its arguments, such as `[cargo, test]`")),
-        Some(program) if program.trim().is_empty() => {
-            return Err(error(file, raw.argv.at, "`argv` starts with an empty program name; put the program first, such as `[cargo, test]`"))
-        }
-        Some(program) if program.contains(char::is_whitespace) && raw.argv.value.len() == 1 => {
-            return Err(error(
-                file,
-                raw.argv.at,
-                format!("`argv` is one string with spaces (`{program}`); orch runs no shell, so split it into a list: `[{}]`",
-                    program.split_whitespace().collect::<Vec<_>>().join(", ")),
-            ))
-        }
-        Some(_) => {}
-    }
+    check_argv(&raw.argv.value).map_err(|m| error(file, raw.argv.at, m))?;
     if let Some(Located { value: cwd, at }) = &raw.cwd {
-        if std::path::Path::new(cwd).is_absolute()
-            || cwd.split(['/', '\\']).any(|part| part == "..")
-        {
-            return Err(error(
-                file,
-                *at,
-                format!("`cwd: {cwd}` leaves the workspace; give a path relative to the workspace without `..`"),
-            ));
-        }
+        check_cwd(cwd).map_err(|m| error(file, *at, m))?;
     }
     Ok(Command {
         argv: raw.argv.value.clone(),

@@ -280,6 +280,28 @@ async fn a_task_can_be_created_listed_fetched_and_cancelled() {
 }
 
 #[tokio::test]
+async fn a_step_name_that_would_leave_the_bundle_is_refused_as_in_a_task_file() {
+    // Regression: the API had its own task checks, weaker than the task file's; both now go
+    // through `TaskSpec::parse`.
+    let daemon = Daemon::start().await;
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            Some(json!({
+                "project": daemon.project(),
+                "title": "Escape",
+                "steps": [{ "name": "../../x", "exec": [{ "argv": ["true"] }] }],
+            })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["error"]["field"], "steps[0].name", "{body}");
+    let (_, listed) = daemon.call(Method::GET, "/v1/tasks", None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+}
+
+#[tokio::test]
 async fn a_workflow_submits_its_tasks_with_their_dependencies() {
     let daemon = Daemon::start().await;
     let yaml = "name: pair\ntasks:\n  - id: build\n    title: Build\n  - id: test\n    title: Test\n    needs: [build]\n";

@@ -1,5 +1,7 @@
-//! The store's error type: the variants callers act on, and the database's own errors.
+//! The store's error type: the variants callers act on, and the database's failures in words.
+//! No backend's types appear here: each backend converts its driver's errors privately.
 
+use orch_core::plan::Refusal;
 use orch_core::{RunId, Status, TaskId, TransitionError};
 
 /// Why a store operation failed.
@@ -67,12 +69,18 @@ pub enum StoreError {
     /// A stored value could not be read back (a hand-edited or corrupt database).
     #[error("the database holds a value orch cannot read: {0}; run `orch doctor`")]
     Corrupt(String),
-    /// The database failed.
-    #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// The connection's thread has stopped (the store was closed).
-    #[error("the database connection is closed")]
-    Closed,
+    /// The database failed a statement.
+    #[error("database error: {message}")]
+    Database {
+        /// The driver's message.
+        message: String,
+        /// Whether the same request may succeed later (the database was busy or full), as
+        /// opposed to a failure that will repeat.
+        retryable: bool,
+    },
+    /// The database cannot be reached (its connection is closed or the backend is not built).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// A file next to the database could not be used.
     #[error("{context}: {source}")]
     Io {
@@ -100,11 +108,19 @@ impl StoreError {
     }
 }
 
-impl From<tokio_rusqlite::Error> for StoreError {
-    fn from(err: tokio_rusqlite::Error) -> Self {
-        match err {
-            tokio_rusqlite::Error::Error(e) => StoreError::Database(e),
-            _ => StoreError::Closed,
+impl From<Refusal> for StoreError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Transition { task, source } => StoreError::Transition { task, source },
+            Refusal::Conflict {
+                task,
+                status,
+                message,
+            } => StoreError::Conflict {
+                task,
+                status,
+                message,
+            },
         }
     }
 }

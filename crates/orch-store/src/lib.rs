@@ -2,9 +2,10 @@
 //! event log.
 //!
 //! Architecture invariant: every SQL statement orch runs lives in this crate, one file per query
-//! under `queries/<backend>/`. Callers see one [`Store`] whatever the backend; the store decides
-//! with `orch-core` (the transition table, the retry policy) and persists with conditional
-//! updates, writing an event in the same transaction as every status change.
+//! under `queries/<backend>/`. Callers see one [`Store`] whatever the backend, and no backend's
+//! types. The rules are `orch_core::decide`'s: a backend loads the facts a decision needs, gets
+//! a plan from the core, and applies it with conditional updates in one transaction, writing an
+//! event with every status change.
 
 mod error;
 pub mod home;
@@ -12,7 +13,7 @@ pub mod secret_box;
 mod sqlite;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::StoreError;
@@ -89,6 +90,55 @@ pub struct Claim {
     /// A follow-up (`orch task reply`) this run must answer by resuming the agent's session
     /// instead of running the task's steps.
     pub reply: Option<PendingReply>,
+    /// The review verdicts recorded for earlier runs of the task, oldest first (for the review
+    /// round count and the feedback).
+    pub reviews: Vec<ReviewRecord>,
+}
+
+/// A reviewer's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewVerdict {
+    /// The work is accepted.
+    Approve,
+    /// The work must be redone.
+    Reject,
+}
+
+impl ReviewVerdict {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewVerdict::Approve => "approve",
+            ReviewVerdict::Reject => "reject",
+        }
+    }
+}
+
+impl std::str::FromStr for ReviewVerdict {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "approve" => Ok(ReviewVerdict::Approve),
+            "reject" => Ok(ReviewVerdict::Reject),
+            other => Err(format!("unknown verdict `{other}`")),
+        }
+    }
+}
+
+/// A run's review with a valid verdict, as the worker records it and later claims receive it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReviewRecord {
+    /// Its round.
+    pub round: u32,
+    /// The verdict.
+    pub verdict: ReviewVerdict,
+    /// The reviewer's reasons.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// Whether this rejection sent the task to `needs_review`.
+    #[serde(default)]
+    pub escalated: bool,
 }
 
 /// A follow-up message waiting for a run.
@@ -197,6 +247,21 @@ pub struct Submission {
 }
 
 impl Submission {
+    /// Refuse a batch whose `needs_in_batch` points at a task that is not an earlier one.
+    pub fn check(&self) -> Result<()> {
+        for (index, task) in self.tasks.iter().enumerate() {
+            if let Some(bad) = task.needs_in_batch.iter().find(|&&d| d >= index) {
+                return Err(StoreError::Invalid {
+                    field: format!("tasks[{index}].needs"),
+                    reason: format!(
+                        "points at task {bad} of the batch, which is not an earlier task"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Redact the known token formats and `literal_values` (orch's own tokens) from every task
     /// spec and the workflow source, in place (`orch_core::redact::redact_spec`). Returns where
     /// secrets were found, each field prefixed with its task, for the submitter's warning.
@@ -225,6 +290,23 @@ impl Submission {
         }
         found
     }
+}
+
+/// Which database a store uses: parsed once from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// An SQLite file (the embedded default).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// How to open it.
+        options: SqliteOptions,
+    },
+    /// A PostgreSQL server. Not built yet: opening one answers [`StoreError::Unavailable`].
+    Postgres {
+        /// `postgres://user@host/db`.
+        url: String,
+    },
 }
 
 /// One id under which a webhook delivery is remembered: `source` names the id space (`github`
@@ -310,11 +392,37 @@ macro_rules! delegate {
 }
 
 impl Store {
-    /// Open (creating if needed) an SQLite database file and bring its schema up to date.
+    /// Open (creating if needed) the configured database and bring its schema up to date.
+    pub async fn open(config: &DatabaseConfig) -> Result<Store> {
+        match config {
+            DatabaseConfig::Sqlite { path, options } => Ok(Store::Sqlite(
+                sqlite::SqliteStore::open(path, options.clone()).await?,
+            )),
+            DatabaseConfig::Postgres { .. } => Err(StoreError::Unavailable(
+                "PostgreSQL is not built into this orch yet; use the SQLite database (the default)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// [`Store::open`] for an SQLite file.
     pub async fn open_sqlite(path: &Path, options: SqliteOptions) -> Result<Store> {
-        Ok(Store::Sqlite(
-            sqlite::SqliteStore::open(path, options).await?,
-        ))
+        Store::open(&DatabaseConfig::Sqlite {
+            path: path.to_owned(),
+            options,
+        })
+        .await
+    }
+
+    /// Record the review verdict of a run (fenced by its token; a repeat replaces it).
+    pub async fn record_review(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        review: ReviewRecord,
+        op: Op<'_>,
+    ) -> Result<()> {
+        delegate!(self.record_review(run, token, review, op))
     }
 
     /// Find the project registered for `path`, registering it if it is new.

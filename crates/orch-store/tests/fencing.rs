@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use orch_core::{EventKind, FencingToken, Outcome, Status};
 use orch_store::{StoreError, REFUSAL_WINDOW_MS};
+use support::store_tests;
 use support::*;
 
 /// Submit one task and claim it as `owner` at time 1.
@@ -49,6 +50,7 @@ fn refused_events(events: &[orch_core::Event]) -> Vec<&orch_core::Event> {
         .collect()
 }
 
+// SQLite's own: it reads the file with rusqlite to show the token is not in it; the PostgreSQL backend needs the same check through its driver.
 #[tokio::test]
 async fn a_claims_token_is_a_random_secret_that_the_database_never_holds() {
     let db = TestDb::new().await;
@@ -99,9 +101,7 @@ async fn a_claims_token_is_a_random_secret_that_the_database_never_holds() {
     assert!(cells > 10, "the scan read the database ({cells} cells)");
 }
 
-#[tokio::test]
-async fn another_worker_with_the_run_id_and_even_the_token_cannot_act_on_the_run() {
-    let db = TestDb::new().await;
+async fn another_worker_with_the_run_id_and_even_the_token_cannot_act_on_the_run(db: TestDb) {
     let (id, claim) = claimed(&db, "a").await;
     let made_up = FencingToken::from_bytes([1; 16]);
     let run = claim.run.id;
@@ -166,9 +166,7 @@ async fn another_worker_with_the_run_id_and_even_the_token_cannot_act_on_the_run
     holder_completes(&db, &claim, "a", 4).await;
 }
 
-#[tokio::test]
-async fn a_thousand_forged_requests_add_one_event_per_window_that_counts_them() {
-    let db = TestDb::new().await;
+async fn a_thousand_forged_requests_add_one_event_per_window_that_counts_them(db: TestDb) {
     let (id, claim) = claimed(&db, "real").await;
     let before = db.store.events(id).await.unwrap().len();
     for i in 0..1_000u16 {
@@ -212,9 +210,7 @@ async fn a_thousand_forged_requests_add_one_event_per_window_that_counts_them() 
     holder_completes(&db, &claim, "real", 20).await;
 }
 
-#[tokio::test]
-async fn the_holder_asking_too_late_is_refused_and_recorded_every_time() {
-    let db = TestDb::new().await;
+async fn the_holder_asking_too_late_is_refused_and_recorded_every_time(db: TestDb) {
     let (id, claim) = claimed(&db, "w").await;
     db.store.cancel(id, None, op("cli", 2)).await.unwrap();
     for at in [3, 4, 5] {
@@ -230,3 +226,9 @@ async fn the_holder_asking_too_late_is_refused_and_recorded_every_time() {
     let events = db.store.events(id).await.unwrap();
     assert_eq!(refused_events(&events).len(), 3);
 }
+
+store_tests!(
+    another_worker_with_the_run_id_and_even_the_token_cannot_act_on_the_run,
+    a_thousand_forged_requests_add_one_event_per_window_that_counts_them,
+    the_holder_asking_too_late_is_refused_and_recorded_every_time,
+);

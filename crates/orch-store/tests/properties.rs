@@ -66,8 +66,8 @@ fn is_refusal(err: &StoreError) -> bool {
     err.is_refusal()
 }
 
-async fn run_actions(actions: Vec<Action>) -> Result<(), TestCaseError> {
-    let db = TestDb::new().await;
+async fn run_actions(backend: Backend, actions: Vec<Action>) -> Result<(), TestCaseError> {
+    let db = TestDb::on(backend).await;
     let lease = Duration::from_millis(1_000);
     let mut now: i64 = 0;
     let mut ids: Vec<TaskId> = Vec::new();
@@ -230,6 +230,8 @@ proptest! {
         actions in proptest::collection::vec(action(), 1..60)
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run_actions(actions))?;
+        for backend in Backend::ALL {
+            rt.block_on(run_actions(backend, actions.clone()))?;
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use orch_core::{EventKind, FencingToken, Outcome, RunState, Status, TaskId};
 use orch_store::{StoreError, TaskFilter};
+use support::store_tests;
 use support::*;
 
 async fn status(db: &TestDb, id: TaskId) -> Status {
@@ -20,9 +21,7 @@ async fn assert_consistent(db: &TestDb) {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
-#[tokio::test]
-async fn claims_take_the_highest_priority_then_the_oldest_task() {
-    let db = TestDb::new().await;
+async fn claims_take_the_highest_priority_then_the_oldest_task(db: TestDb) {
     let ids = db
         .submit(
             vec![
@@ -41,9 +40,7 @@ async fn claims_take_the_highest_priority_then_the_oldest_task() {
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
-async fn a_diamond_becomes_claimable_in_dependency_order() {
-    let db = TestDb::new().await;
+async fn a_diamond_becomes_claimable_in_dependency_order(db: TestDb) {
     // A; B and C need A; D needs B and C.
     let ids = db
         .submit(
@@ -144,9 +141,7 @@ async fn a_diamond_becomes_claimable_in_dependency_order() {
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
-async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them() {
-    let db = TestDb::new().await;
+async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them(db: TestDb) {
     let ids = db
         .submit(
             vec![
@@ -244,9 +239,7 @@ async fn a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
-async fn blocking_is_transitive_down_a_chain() {
-    let db = TestDb::new().await;
+async fn blocking_is_transitive_down_a_chain(db: TestDb) {
     let ids = db
         .submit(
             vec![
@@ -269,9 +262,7 @@ async fn blocking_is_transitive_down_a_chain() {
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
-async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event() {
-    let db = TestDb::new().await;
+async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event(db: TestDb) {
     let ids = db.submit(vec![task("a", &[])], 0).await;
     let first = db
         .store
@@ -371,9 +362,7 @@ async fn a_completion_with_a_stale_token_is_refused_and_leaves_an_event() {
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
-async fn a_heartbeat_extends_the_lease_so_recovery_leaves_it_alone() {
-    let db = TestDb::new().await;
+async fn a_heartbeat_extends_the_lease_so_recovery_leaves_it_alone(db: TestDb) {
     db.submit(vec![task("a", &[])], 0).await;
     let claim = db
         .store
@@ -408,9 +397,7 @@ async fn a_heartbeat_extends_the_lease_so_recovery_leaves_it_alone() {
     );
 }
 
-#[tokio::test]
-async fn a_lease_that_keeps_expiring_ends_in_needs_review_at_max_attempts() {
-    let db = TestDb::new().await;
+async fn a_lease_that_keeps_expiring_ends_in_needs_review_at_max_attempts(db: TestDb) {
     let ids = db
         .submit(vec![task_with("a", &[], 0, policy(2)), task("b", &[0])], 0)
         .await;
@@ -443,9 +430,7 @@ async fn a_lease_that_keeps_expiring_ends_in_needs_review_at_max_attempts() {
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
-async fn failures_back_off_exponentially_before_the_next_attempt() {
-    let db = TestDb::new().await;
+async fn failures_back_off_exponentially_before_the_next_attempt(db: TestDb) {
     let retry = orch_core::RetryPolicy {
         max_attempts: 3,
         backoff_base: Duration::from_secs(1),
@@ -537,9 +522,7 @@ async fn failures_back_off_exponentially_before_the_next_attempt() {
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
-async fn a_requeue_waits_its_delay_and_does_not_use_up_an_attempt() {
-    let db = TestDb::new().await;
+async fn a_requeue_waits_its_delay_and_does_not_use_up_an_attempt(db: TestDb) {
     let ids = db.submit(vec![task_with("a", &[], 0, policy(1))], 0).await;
     let claim = db
         .store
@@ -585,9 +568,7 @@ async fn a_requeue_waits_its_delay_and_does_not_use_up_an_attempt() {
     );
 }
 
-#[tokio::test]
-async fn cancelling_a_running_task_voids_its_lease() {
-    let db = TestDb::new().await;
+async fn cancelling_a_running_task_voids_its_lease(db: TestDb) {
     let ids = db.submit(vec![task("a", &[]), task("b", &[0])], 0).await;
     let claim = db
         .store
@@ -620,9 +601,7 @@ async fn cancelling_a_running_task_voids_its_lease() {
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
-async fn a_task_that_requires_approval_waits_for_it() {
-    let db = TestDb::new().await;
+async fn a_task_that_requires_approval_waits_for_it(db: TestDb) {
     let mut gated = task("deploy", &[0]);
     gated.spec.requires_approval = true;
     let ids = db.submit(vec![task("build", &[]), gated], 0).await;
@@ -666,9 +645,7 @@ async fn a_task_that_requires_approval_waits_for_it() {
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
-async fn a_retry_of_a_task_that_is_not_finished_is_refused_with_a_reason() {
-    let db = TestDb::new().await;
+async fn a_retry_of_a_task_that_is_not_finished_is_refused_with_a_reason(db: TestDb) {
     let ids = db.submit(vec![task("a", &[])], 0).await;
     let err = db
         .store
@@ -689,9 +666,7 @@ async fn a_retry_of_a_task_that_is_not_finished_is_refused_with_a_reason() {
     assert!(matches!(err, StoreError::TaskNotFound(TaskId(999))));
 }
 
-#[tokio::test]
-async fn a_submission_naming_a_missing_task_creates_nothing() {
-    let db = TestDb::new().await;
+async fn a_submission_naming_a_missing_task_creates_nothing(db: TestDb) {
     let mut dangling = task("x", &[]);
     dangling.needs_existing = vec![TaskId(42)];
     let result = db
@@ -719,6 +694,7 @@ async fn a_submission_naming_a_missing_task_creates_nothing() {
     );
 }
 
+// SQLite's own: it opens the file with rusqlite; the PostgreSQL backend needs the same check through its driver.
 #[tokio::test]
 async fn the_event_log_refuses_update_and_delete() {
     let db = TestDb::new().await;
@@ -730,6 +706,7 @@ async fn the_event_log_refuses_update_and_delete() {
     assert!(delete.unwrap_err().to_string().contains("append-only"));
 }
 
+// SQLite's own: it edits the file with rusqlite; the PostgreSQL backend needs the same check through its driver.
 #[tokio::test]
 async fn doctor_finds_a_task_whose_state_was_changed_by_hand() {
     let db = TestDb::new().await;
@@ -753,10 +730,8 @@ async fn doctor_finds_a_task_whose_state_was_changed_by_hand() {
     );
 }
 
-#[tokio::test]
-async fn submit_once_creates_nothing_for_a_known_delivery_id_and_records_the_new_ones() {
+async fn submit_once_creates_nothing_for_a_known_delivery_id_and_records_the_new_ones(db: TestDb) {
     use orch_store::{Delivery, Submission};
-    let db = TestDb::new().await;
     let submission = Submission {
         project: db.project,
         workflow: None,
@@ -805,3 +780,31 @@ async fn submit_once_creates_nothing_for_a_known_delivery_id_and_records_the_new
     );
     assert_consistent(&db).await;
 }
+
+#[tokio::test]
+async fn a_postgres_url_is_refused_with_a_clear_error_until_that_backend_is_built() {
+    let err = orch_store::Store::open(&orch_store::DatabaseConfig::Postgres {
+        url: "postgres://localhost/orch".into(),
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, orch_store::StoreError::Unavailable(_)));
+    assert!(err.to_string().contains("PostgreSQL is not built"), "{err}");
+}
+
+store_tests!(
+    claims_take_the_highest_priority_then_the_oldest_task,
+    a_diamond_becomes_claimable_in_dependency_order,
+    a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them,
+    blocking_is_transitive_down_a_chain,
+    a_completion_with_a_stale_token_is_refused_and_leaves_an_event,
+    a_heartbeat_extends_the_lease_so_recovery_leaves_it_alone,
+    a_lease_that_keeps_expiring_ends_in_needs_review_at_max_attempts,
+    failures_back_off_exponentially_before_the_next_attempt,
+    a_requeue_waits_its_delay_and_does_not_use_up_an_attempt,
+    cancelling_a_running_task_voids_its_lease,
+    a_task_that_requires_approval_waits_for_it,
+    a_retry_of_a_task_that_is_not_finished_is_refused_with_a_reason,
+    a_submission_naming_a_missing_task_creates_nothing,
+    submit_once_creates_nothing_for_a_known_delivery_id_and_records_the_new_ones,
+);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use orch_core::{Outcome, Status};
 use orch_store::{Claim, UsageRecord};
-use support::{op, policy, task_with, TestDb};
+use support::{op, policy, store_tests, task_with, TestDb};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -39,9 +39,7 @@ async fn run_once(db: &TestDb, outcome: Outcome, now: i64) -> Claim {
     claim
 }
 
-#[tokio::test]
-async fn a_second_reply_before_the_first_was_answered_joins_it_and_neither_is_lost() {
-    let db = TestDb::new().await;
+async fn a_second_reply_before_the_first_was_answered_joins_it_and_neither_is_lost(db: TestDb) {
     let id = db.submit(vec![task_with("t", &[], 0, policy(1))], 0).await[0];
     run_once(&db, Outcome::Succeeded, 1).await;
 
@@ -68,9 +66,7 @@ async fn a_second_reply_before_the_first_was_answered_joins_it_and_neither_is_lo
     assert!(db.store.check_consistency().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_reply_needs_a_finished_task_with_a_recorded_session() {
-    let db = TestDb::new().await;
+async fn a_reply_needs_a_finished_task_with_a_recorded_session(db: TestDb) {
     let id = db.submit(vec![task_with("t", &[], 0, policy(1))], 0).await[0];
     let refused = db
         .store
@@ -108,9 +104,7 @@ async fn a_reply_needs_a_finished_task_with_a_recorded_session() {
     );
 }
 
-#[tokio::test]
-async fn usage_from_a_stale_token_is_refused_and_repeats_replace() {
-    let db = TestDb::new().await;
+async fn usage_from_a_stale_token_is_refused_and_repeats_replace(db: TestDb) {
     let id = db.submit(vec![task_with("t", &[], 0, policy(1))], 0).await[0];
     let claim = db
         .store
@@ -146,3 +140,9 @@ async fn usage_from_a_stale_token_is_refused_and_repeats_replace() {
     assert_eq!(summary.by_agent[0].key, "claude");
     assert_eq!(summary.by_day[0].key, "1970-01-01");
 }
+
+store_tests!(
+    a_second_reply_before_the_first_was_answered_joins_it_and_neither_is_lost,
+    a_reply_needs_a_finished_task_with_a_recorded_session,
+    usage_from_a_stale_token_is_refused_and_repeats_replace,
+);

@@ -116,6 +116,23 @@ impl Coordinator {
         }
     }
 
+    /// Record the run's review verdict (fenced by the run's token), before its completion.
+    pub async fn record_review(
+        &self,
+        worker: &str,
+        run: RunId,
+        token: FencingToken,
+        review: &orch_store::ReviewRecord,
+    ) -> Result<(), CoordinatorError> {
+        match self {
+            Coordinator::Local(store) => store
+                .record_review(run, token, review.clone(), Op::now(worker))
+                .await
+                .map_err(CoordinatorError::from_store),
+            Coordinator::Http(http) => http.record_review(worker, run, token, review).await,
+        }
+    }
+
     /// Report how the run ended.
     pub async fn complete(
         &self,

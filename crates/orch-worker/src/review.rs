@@ -7,9 +7,9 @@
 //! round, or no valid answer at all, ends the run `needs_review`. The work of a rejected run is
 //! committed on the task's branch like an approved one, so the next round builds on it.
 //!
-//! Earlier reviews are read back from the task's earlier bundles (`runs/<task>/<n>/review.json`)
-//! in this worker's home: no new state in the store, and a remote worker, whose bundles stay in
-//! its own home, sees the reviews it made itself.
+//! Every valid verdict is recorded in the store through the `Coordinator` (fenced by the run's
+//! token, before the completion), and the claim of a later run hands the task's verdicts back,
+//! so the round count and the feedback are the same on every worker, embedded or remote.
 
 use std::path::Path;
 
@@ -18,6 +18,7 @@ use orch_agents::review::{
     self, PriorReview, PriorReviewRecord, ReviewAnswer, ReviewRequest, StepSummary, Verdict,
 };
 use orch_core::{Outcome, Task};
+use orch_store::{ReviewRecord, ReviewVerdict};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -31,17 +32,19 @@ pub const REVIEW_FILE: &str = "review.json";
 /// Most bytes of the diff put into the reviewer's prompt.
 const DIFF_LIMIT: usize = 200 * 1024;
 
-/// The reviews of earlier runs of `task` that matter now (see `orch_agents::review::prior_reviews`).
-pub fn earlier_reviews(runs_root: &Path, task: &Task, attempt: u32) -> (Vec<PriorReview>, u32) {
-    let records: Vec<PriorReviewRecord> = (1..attempt)
-        .filter_map(|n| {
-            let path = runs_root
-                .join(task.id.to_string())
-                .join(n.to_string())
-                .join(REVIEW_FILE);
-            let bytes = std::fs::read(path).ok()?;
-            // A review without a verdict (the reviewer never answered validly) is not feedback.
-            serde_json::from_slice(&bytes).ok()
+/// The reviews of earlier runs of the task that matter now (see
+/// `orch_agents::review::prior_reviews`), from the verdicts its claim carried.
+pub fn earlier_reviews(reviews: &[ReviewRecord]) -> (Vec<PriorReview>, u32) {
+    let records: Vec<PriorReviewRecord> = reviews
+        .iter()
+        .map(|r| PriorReviewRecord {
+            round: r.round,
+            verdict: match r.verdict {
+                ReviewVerdict::Approve => Verdict::Approve,
+                ReviewVerdict::Reject => Verdict::Reject,
+            },
+            reasons: r.reasons.clone(),
+            escalated: r.escalated,
         })
         .collect();
     review::prior_reviews(&records)
@@ -70,6 +73,8 @@ pub struct ReviewEnd {
     pub reason: String,
     /// For `result.json`.
     pub result: ReviewResult,
+    /// The verdict to record in the store, when the reviewer gave a valid one.
+    pub record: Option<ReviewRecord>,
 }
 
 /// What the reviewer reads about the run.
@@ -145,6 +150,7 @@ pub async fn review_run(
                     round,
                     max_rounds,
                 },
+                record: None,
             };
         }
     };
@@ -166,6 +172,12 @@ pub async fn review_run(
                 outcome: Some(Outcome::Succeeded),
                 reason: format!("every step succeeded; the review approved ({rounds})"),
                 result: result(Some("approve"), reasons, round, max_rounds),
+                record: Some(ReviewRecord {
+                    round,
+                    verdict: ReviewVerdict::Approve,
+                    reasons: reasons.clone(),
+                    escalated: false,
+                }),
             },
             Some(Verdict::Approve),
             reasons.clone(),
@@ -194,6 +206,12 @@ pub async fn review_run(
                     outcome,
                     reason,
                     result: result(Some("reject"), reasons, round, max_rounds),
+                    record: Some(ReviewRecord {
+                        round,
+                        verdict: ReviewVerdict::Reject,
+                        reasons: reasons.clone(),
+                        escalated: last_round,
+                    }),
                 },
                 Some(Verdict::Reject),
                 reasons.clone(),
@@ -209,6 +227,7 @@ pub async fn review_run(
                     outcome.attempts.len()
                 ),
                 result: result(None, &[], round, max_rounds),
+                record: None,
             },
             None,
             Vec::new(),

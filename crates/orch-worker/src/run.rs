@@ -429,14 +429,25 @@ async fn run_task(
         usage: Vec::new(),
         prompts,
         decision: None,
+        earlier_reviews: &claim.reviews,
         review_feedback: Vec::new(),
         review_rounds_used: 0,
         keep_work: false,
         review_result: None,
+        review_record: None,
         project_dir: project_dir.clone(),
         sandbox: SandboxDecision::Off,
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
+    if let Some(review) = runner.review_record.take() {
+        // Before the completion, while the lease is still this run's.
+        if let Err(e) = coordinator
+            .record_review(&settings.name, claim.run.id, claim.token, &review)
+            .await
+        {
+            tracing::warn!(task = %task.id, "could not record the review: {e}");
+        }
+    }
     let usage = std::mem::take(&mut runner.usage);
     if !usage.is_empty() {
         if let Err(e) = coordinator
@@ -480,6 +491,8 @@ struct Runner<'a> {
     prompts: orch_agents::prompt::Prompts,
     /// The router's decision, when the task has `agent: auto` steps.
     decision: Option<orch_agents::router::RouteDecision>,
+    /// The verdicts recorded for earlier runs of the task (from the claim).
+    earlier_reviews: &'a [orch_store::ReviewRecord],
     /// Earlier reviews' rejections, for the step prompts.
     review_feedback: Vec<orch_agents::review::PriorReview>,
     /// Review rounds this task has used.
@@ -488,6 +501,8 @@ struct Runner<'a> {
     keep_work: bool,
     /// The review, for `result.json`.
     review_result: Option<crate::review::ReviewResult>,
+    /// This run's verdict, recorded in the store before the completion.
+    review_record: Option<orch_store::ReviewRecord>,
     /// The main checkout (read-only inside the sandbox).
     project_dir: PathBuf,
     /// Whether steps run confined (decided at claim time).
@@ -644,11 +659,8 @@ impl Runner<'_> {
                 .await;
             return verdict;
         }
-        (self.review_feedback, self.review_rounds_used) = crate::review::earlier_reviews(
-            &self.settings.home.join("runs"),
-            self.task,
-            self.attempt,
-        );
+        (self.review_feedback, self.review_rounds_used) =
+            crate::review::earlier_reviews(self.earlier_reviews);
         let answer_sandbox = self.answer_sandbox();
         match crate::route::route_run(
             self.task,

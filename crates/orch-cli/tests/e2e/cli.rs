@@ -25,6 +25,31 @@ fn version_prints_the_name_and_the_crate_version_as_json() {
 }
 
 #[test]
+fn a_postgres_database_url_is_refused_clearly_until_that_backend_exists_and_others_are_config_errors(
+) {
+    let home = Home::new();
+    let finished = home
+        .command(&["task", "list", "--json"])
+        .env("ORCH_DATABASE_URL", "postgres://orch:secret@127.0.0.1/orch")
+        .output()
+        .expect("run orch");
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert_eq!(finished.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("PostgreSQL is not built"), "{stderr}");
+    assert!(
+        !stderr.contains("secret"),
+        "the URL's password is not printed: {stderr}"
+    );
+    let finished = home
+        .command(&["task", "list", "--json"])
+        .env("ORCH_DATABASE_URL", "mysql://x")
+        .output()
+        .expect("run orch");
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert!(stderr.contains("is not a PostgreSQL URL"), "{stderr}");
+}
+
+#[test]
 fn a_task_can_be_added_listed_inspected_cancelled_and_retried_with_json_output() {
     let home = Home::new();
     let added = home.json(&[

@@ -294,6 +294,7 @@ impl Home {
             .args(args)
             .current_dir(self.path())
             .env_remove("ORCH_HOME")
+            .env_remove("ORCH_DATABASE_URL")
             .env_remove("ORCH_LOG");
         command
     }

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use orch_core::RunId;
+use orch_core::{ReplyMessage, RunId};
 use orch_store::{AgentUsage, Op, UsageRecord, UsageSummary, UsageTotal};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -33,16 +33,8 @@ pub async fn reply(
     TaskIdPath(id): TaskIdPath,
     ApiJson(request): ApiJson<ReplyRequest>,
 ) -> Result<Json<StatusChange>, ApiError> {
-    if request.message.trim().is_empty() {
-        return Err(ApiError::Invalid {
-            field: Some("message".into()),
-            message: "the reply is empty; say what the agent should do next".into(),
-        });
-    }
-    let status = state
-        .store
-        .reply(id, &request.message, Op::now(ACTOR))
-        .await?;
+    let message = ReplyMessage::parse(request.message)?;
+    let status = state.app.reply(id, &message, ACTOR).await?;
     Ok(Json(StatusChange {
         id: id.0,
         status: status.as_str().to_owned(),

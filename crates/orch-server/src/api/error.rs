@@ -200,6 +200,29 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<orch_app::AppError> for ApiError {
+    fn from(error: orch_app::AppError) -> Self {
+        match error {
+            orch_app::AppError::Invalid(e) => e.into(),
+            // The message names the file, line and column already.
+            orch_app::AppError::Workflow(e) => ApiError::Invalid {
+                field: Some("yaml".to_owned()),
+                message: e.to_string(),
+            },
+            orch_app::AppError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<orch_core::FieldError> for ApiError {
+    fn from(error: orch_core::FieldError) -> Self {
+        ApiError::Invalid {
+            message: error.to_string(),
+            field: Some(error.field),
+        }
+    }
+}
+
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::Malformed {

@@ -24,7 +24,7 @@ use super::webhooks::{plan_comment, plan_issue, IssueCommentEvent, IssuesEvent, 
 use super::workers::{lease, ClaimRequest, CompleteRequest, HeartbeatRequest, RequeueRequest};
 
 /// Every request body the API reads, in the order [`request_body`] numbers them.
-pub const ROUTES: [&str; 14] = [
+pub const ROUTES: [&str; 15] = [
     "POST /v1/tasks",
     "POST /v1/workflows",
     "POST /v1/tasks/{id}/cancel",
@@ -38,6 +38,7 @@ pub const ROUTES: [&str; 14] = [
     "POST /v1/worker/runs/{run}/complete",
     "POST /v1/worker/runs/{run}/requeue",
     "POST /v1/worker/runs/{run}/usage",
+    "POST /v1/worker/runs/{run}/review",
     "POST /v1/worker/runs/{run}/files",
 ];
 
@@ -80,6 +81,8 @@ pub fn request_body(route: u8, body: &[u8]) -> Option<u16> {
         }),
         11 => extract::<RequeueRequest>(body).map(drop),
         12 => extract::<UsageReport>(body).map(drop),
+        13 => extract::<super::reviews::ReviewReport>(body)
+            .and_then(|r| super::reviews::review_record(r.review).map(drop)),
         _ => extract::<FilesRequest>(body).and_then(|r| {
             for piece in r.files {
                 orch_worker::bundle::checked_bundle_path(&piece.path).map_err(|message| {

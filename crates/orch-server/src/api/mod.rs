@@ -18,6 +18,7 @@ pub mod json;
 pub mod logs;
 pub mod openapi;
 pub mod ops;
+pub mod reviews;
 pub mod tasks;
 pub mod tls;
 pub mod views;
@@ -40,8 +41,10 @@ use crate::{ServeError, ServeOptions};
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    /// The store.
+    /// The store, for reads and the workers' fenced requests.
     pub store: Store,
+    /// The application layer: every user action goes through it.
+    pub app: orch_app::App,
     /// The orch home (run bundles live under it).
     pub home: PathBuf,
     /// The admin token every `/v1` request must carry.
@@ -160,6 +163,7 @@ pub(crate) async fn start(
     let (feed, feed_poller) =
         events::EventFeed::start(store.clone(), metrics.clone(), stop.clone()).await?;
     let state = ApiState {
+        app: orch_app::App::new(store.clone()),
         store,
         home: options.home.clone(),
         token: token.into(),

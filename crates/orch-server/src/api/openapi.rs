@@ -5,7 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, bundles, docs, error, events, health, logs, ops, tasks, views, webhooks, workers,
+    agents, bundles, docs, error, events, health, logs, ops, reviews, tasks, views, webhooks,
+    workers,
 };
 
 /// The API's description.
@@ -37,6 +38,7 @@ use super::{
         agents::task_usage,
         agents::usage,
         agents::report_usage,
+        reviews::report_review,
         bundles::files,
         bundles::upload,
         webhooks::tasks,
@@ -57,6 +59,8 @@ use super::{
         workers::ClaimedTask,
         workers::ClaimedReply,
         agents::UsageView,
+        reviews::ReviewReport,
+        reviews::ReviewView,
         agents::UsageSummaryView,
         tasks::CancelRequest,
         tasks::RetryRequest,

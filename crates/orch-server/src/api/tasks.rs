@@ -9,10 +9,12 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
+use orch_app::{ProjectDir, WorkflowText};
 use orch_core::{
-    Command, NewTask, RetryPolicy, Status, Step, StepAction, Task, TaskId, TaskSpec, TaskTitle,
+    CancelReason, CommandDraft, NewTask, RetryDelay, RetryPolicy, Status, StepDraft, TaskDraft,
+    TaskId, TaskSpec,
 };
-use orch_store::{Op, Store, Submission, TaskFilter};
+use orch_store::TaskFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -251,9 +253,9 @@ pub async fn create(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<CreateTask>,
 ) -> Result<(StatusCode, Json<CreatedTask>), ApiError> {
-    let project = project_dir(&request.project)?;
+    let project = ProjectDir::resolve(&request.project, "project")?;
     let task = new_task(request)?;
-    let submitted = submit(&state.store, &project, None, vec![task]).await?;
+    let submitted = state.app.submit(&project, vec![task], ACTOR).await?;
     state.work_ready.notify_waiters();
     let task = submitted
         .tasks
@@ -332,9 +334,6 @@ pub struct RetryRequest {
     pub delay_ms: Option<u64>,
 }
 
-/// The longest delay a retry may ask for.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
-
 /// Cancel a task (its running steps are stopped).
 #[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks",
     request_body(content = Option<CancelRequest>, description = "Optional: `{\"reason\": \"...\"}`"),
@@ -345,18 +344,8 @@ pub async fn cancel(
     TaskIdPath(id): TaskIdPath,
     ApiJsonOrEmpty(request): ApiJsonOrEmpty<CancelRequest>,
 ) -> Result<Json<StatusChange>, ApiError> {
-    let reason = request
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
-    if reason.is_some_and(|r| r.len() > 4096) {
-        return Err(ApiError::Invalid {
-            field: Some("reason".to_owned()),
-            message: "reason: at most 4096 bytes".to_owned(),
-        });
-    }
-    let status = state.store.cancel(id, reason, Op::now(ACTOR)).await?;
+    let reason = CancelReason::parse(request.reason)?;
+    let status = state.app.cancel(id, reason.as_ref(), ACTOR).await?;
     Ok(status_change(id, status))
 }
 
@@ -370,15 +359,8 @@ pub async fn retry(
     TaskIdPath(id): TaskIdPath,
     ApiJsonOrEmpty(request): ApiJsonOrEmpty<RetryRequest>,
 ) -> Result<Json<StatusChange>, ApiError> {
-    let delay = request.delay_ms.map(Duration::from_millis);
-    if delay.is_some_and(|d| d > MAX_RETRY_DELAY) {
-        return Err(ApiError::Invalid {
-            field: Some("delay_ms".to_owned()),
-            message: "delay_ms: at most 30 days".to_owned(),
-        });
-    }
-    let delay = delay.filter(|d| !d.is_zero());
-    let status = state.store.retry(id, delay, Op::now(ACTOR)).await?;
+    let delay = RetryDelay::parse(request.delay_ms.map(Duration::from_millis))?;
+    let status = state.app.retry(id, delay, ACTOR).await?;
     state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
@@ -422,7 +404,7 @@ pub async fn unblock(
     State(state): State<ApiState>,
     TaskIdPath(id): TaskIdPath,
 ) -> Result<Json<StatusChange>, ApiError> {
-    let status = state.store.unblock(id, Op::now(ACTOR)).await?;
+    let status = state.app.unblock(id, ACTOR).await?;
     state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
@@ -435,7 +417,7 @@ pub async fn approve(
     State(state): State<ApiState>,
     TaskIdPath(id): TaskIdPath,
 ) -> Result<Json<StatusChange>, ApiError> {
-    let status = state.store.approve(id, Op::now(ACTOR)).await?;
+    let status = state.app.approve(id, ACTOR).await?;
     state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
@@ -448,22 +430,19 @@ pub async fn submit_workflow(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<SubmitWorkflow>,
 ) -> Result<(StatusCode, Json<WorkflowView>), ApiError> {
-    let project = project_dir(&request.project)?;
-    let file = request.file.as_deref().unwrap_or("workflow.yml");
-    let workflow =
-        orch_core::spec::parse_workflow(file, &request.yaml).map_err(|e| ApiError::Invalid {
-            field: Some("yaml".to_owned()),
-            message: e.to_string(),
-        })?;
-    let source = Some((workflow.name, request.yaml));
-    let submitted = submit(&state.store, &project, source, workflow.tasks).await?;
+    let project = ProjectDir::resolve(&request.project, "project")?;
+    let workflow = WorkflowText {
+        file: request.file.as_deref().unwrap_or("workflow.yml"),
+        text: &request.yaml,
+    };
+    let submitted = state.app.submit_workflow(&project, workflow, ACTOR).await?;
     state.work_ready.notify_waiters();
     let tasks = submitted.tasks;
     Ok((
         StatusCode::CREATED,
         Json(WorkflowView {
             workflow: tasks.first().and_then(|t| t.workflow).map(|w| w.0),
-            project: submitted.project,
+            project: submitted.project.name,
             tasks: tasks.iter().map(TaskView::from).collect(),
             warnings: submitted.warnings,
         }),
@@ -508,152 +487,45 @@ fn task_filter(query: ListQuery) -> Result<TaskFilter, ApiError> {
     })
 }
 
-/// What [`submit`] did.
-struct Submitted {
-    /// The project's name.
-    project: String,
-    /// The tasks created.
-    tasks: Vec<Task>,
-    /// One warning per field that looked like a secret (redacted before it was stored).
-    warnings: Vec<String>,
-}
-
-/// Register the project (if new) and submit the tasks, secrets in their specs redacted.
-async fn submit(
-    store: &Store,
-    project: &str,
-    workflow: Option<(Option<String>, String)>,
-    tasks: Vec<NewTask>,
-) -> Result<Submitted, ApiError> {
-    let op = Op::now(ACTOR);
-    let project = store.ensure_project(project, op.now).await?;
-    let mut submission = Submission {
-        project: project.id,
-        workflow,
-        tasks,
-    };
-    let warnings = submission
-        .redact_secrets(&store.secret_values())
-        .iter()
-        .map(|redaction| redaction.warning())
-        .collect();
-    let ids = store.submit(&submission, op).await?;
-    let mut tasks = Vec::with_capacity(ids.len());
-    for id in ids {
-        tasks.push(store.task(id).await?);
-    }
-    Ok(Submitted {
-        project: project.name,
-        tasks,
-        warnings,
-    })
-}
-
-/// The project directory of a request: absolute and existing.
-pub(super) fn project_dir(raw: &str) -> Result<String, ApiError> {
-    let invalid = |message: String| ApiError::Invalid {
-        field: Some("project".to_owned()),
-        message,
-    };
-    let path = FsPath::new(raw);
-    if !path.is_absolute() {
-        return Err(invalid(format!(
-            "project: `{raw}` is not an absolute path; give the project's full directory"
-        )));
-    }
-    let path = path
-        .canonicalize()
-        .map_err(|e| invalid(format!("project: cannot use `{raw}`: {e}")))?;
-    if !path.is_dir() {
-        return Err(invalid(format!("project: `{raw}` is not a directory")));
-    }
-    Ok(path.to_string_lossy().into_owned())
-}
-
-/// The domain task for a request, checked as a task file is.
+/// The domain task for a request, checked once by the core's `TaskSpec::parse`.
 pub(super) fn new_task(request: CreateTask) -> Result<NewTask, ApiError> {
-    let invalid = |field: &str, message: String| ApiError::Invalid {
-        field: Some(field.to_owned()),
-        message: format!("{field}: {message}"),
-    };
-    let title = TaskTitle::parse(request.title).map_err(|e| invalid("title", e.to_string()))?;
-    let mut retry = RetryPolicy::default();
-    if let Some(max) = request.max_attempts {
-        if max == 0 {
-            return Err(invalid(
-                "max_attempts",
-                "a task needs at least 1 attempt".into(),
-            ));
-        }
-        retry.max_attempts = max;
-    }
-    let default_prompt = if request.body.trim().is_empty() {
-        title.to_string()
-    } else {
-        request.body.clone()
-    };
-    let mut steps: Vec<Step> = Vec::with_capacity(request.steps.len());
-    for (index, step) in request.steps.into_iter().enumerate() {
-        let field = format!("steps[{index}]");
-        let name = step.name.unwrap_or_else(|| format!("step-{}", index + 1));
-        if steps.iter().any(|s| s.name == name) {
-            return Err(invalid(
-                &field,
-                format!("the step name `{name}` is used twice"),
-            ));
-        }
-        let action = match (step.exec, step.agent) {
-            (Some(commands), None) => {
-                if commands.is_empty() || commands.iter().any(|c| c.argv.is_empty()) {
-                    return Err(invalid(
-                        &field,
-                        "give at least one command, each with a non-empty argv".into(),
-                    ));
-                }
-                StepAction::Exec {
-                    commands: commands
+    let draft = TaskDraft {
+        key: None,
+        title: request.title,
+        body: request.body,
+        labels: request.labels,
+        priority: request.priority,
+        steps: request
+            .steps
+            .into_iter()
+            .map(|step| StepDraft {
+                name: step.name,
+                exec: step.exec.map(|commands| {
+                    commands
                         .into_iter()
-                        .map(|c| Command {
+                        .map(|c| CommandDraft {
                             argv: c.argv,
                             env: c.env,
                             cwd: c.cwd,
                             timeout: None,
                         })
-                        .collect(),
-                }
-            }
-            (None, Some(agent)) => StepAction::Agent {
-                agent,
-                prompt: step.prompt.unwrap_or_else(|| default_prompt.clone()),
+                        .collect()
+                }),
+                agent: step.agent,
+                prompt: step.prompt,
                 model: step.model,
                 profile: step.profile,
-            },
-            _ => {
-                return Err(invalid(
-                    &field,
-                    "give exactly one of `exec` and `agent`".into(),
-                ))
-            }
-        };
-        steps.push(Step {
-            name,
-            action,
-            timeout: None,
-            network: true,
-        });
-    }
+                timeout: None,
+                network: None,
+            })
+            .collect(),
+        max_attempts: request.max_attempts,
+        retry: RetryPolicy::default(),
+        timeout: None,
+        requires_approval: request.requires_approval,
+    };
     Ok(NewTask {
-        spec: TaskSpec {
-            key: None,
-            title,
-            body: request.body,
-            labels: request.labels,
-            priority: request.priority,
-            steps,
-            retry,
-            timeout: None,
-            requires_approval: request.requires_approval,
-        },
+        spec: TaskSpec::parse(draft)?,
         needs_in_batch: Vec::new(),
         needs_existing: request.needs.into_iter().map(TaskId).collect(),
         parent: None,

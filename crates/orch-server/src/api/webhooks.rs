@@ -15,15 +15,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use hmac::{Hmac, Mac};
-use orch_core::NewTask;
-use orch_store::{Delivery, Op, Submission};
+use orch_app::ProjectDir;
+use orch_core::{NewTask, Task};
+use orch_store::Delivery;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::json::{from_value, ApiJson};
-use super::tasks::{new_task, project_dir, CreateTask};
+use super::tasks::{new_task, CreateTask};
 use super::views::TaskView;
 use super::ApiState;
 
@@ -100,14 +101,13 @@ pub async fn tasks(
         return Err(invalid_id("must not be empty"));
     }
     let request: CreateTask = from_value(body)?;
-    let project = project_dir(&request.project)?;
+    let project = ProjectDir::resolve(&request.project, "project")?;
     let task = new_task(request)?;
     let deliveries: Vec<Delivery> = delivery
         .into_iter()
         .map(|id| Delivery::new("tasks", id))
         .collect();
-    let (id, created) = submit_once(&state, &project, &deliveries, task).await?;
-    let task = state.store.task(id).await?;
+    let (task, created) = submit_once(&state, &project, &deliveries, task).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -193,11 +193,12 @@ pub async fn github(
                 .to_owned(),
         });
     };
-    let project = project_dir(&project.to_string_lossy())?;
+    let project = ProjectDir::resolve(&project.to_string_lossy(), "project")?;
     let mut task = new_task(request)?;
     task.spec.key = Some(key);
     deliveries.insert(0, Delivery::new("github", delivery));
-    let (id, created) = submit_once(&state, &project, &deliveries, task).await?;
+    let (task, created) = submit_once(&state, &project, &deliveries, task).await?;
+    let id = task.id;
     let (status, outcome) = if created {
         (StatusCode::CREATED, "created")
     } else {
@@ -325,35 +326,27 @@ fn mentions(text: &str, handle: &str) -> bool {
     })
 }
 
-/// Register the project and submit `task` unless a delivery id is known; the task and whether
-/// it was created now.
+/// Submit `task` through the application layer unless a delivery id is known; the task and
+/// whether it was created now.
 async fn submit_once(
     state: &ApiState,
-    project: &str,
+    project: &ProjectDir,
     deliveries: &[Delivery],
     task: NewTask,
-) -> Result<(orch_core::TaskId, bool), ApiError> {
-    let op = Op::now(ACTOR);
-    let project = state.store.ensure_project(project, op.now).await?;
-    let submission = Submission {
-        project: project.id,
-        workflow: None,
-        tasks: vec![task],
-    };
-    let (ids, created) = if deliveries.is_empty() {
-        (state.store.submit(&submission, op).await?, true)
-    } else {
-        let done = state.store.submit_once(deliveries, &submission, op).await?;
-        (done.tasks, done.created)
-    };
-    let id = ids
-        .first()
-        .copied()
-        .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
-    if created {
+) -> Result<(Task, bool), ApiError> {
+    let submitted = state
+        .app
+        .submit_once(project, deliveries, task, ACTOR)
+        .await?;
+    if submitted.created {
         state.work_ready.notify_waiters();
     }
-    Ok((id, created))
+    let task = submitted
+        .tasks
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
+    Ok((task, submitted.created))
 }
 
 #[derive(Debug, Deserialize)]

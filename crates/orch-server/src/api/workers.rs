@@ -50,6 +50,10 @@ pub fn routes() -> Router<ApiState> {
             "/worker/runs/{run}/usage",
             post(super::agents::report_usage),
         )
+        .route(
+            "/worker/runs/{run}/review",
+            post(super::reviews::report_review),
+        )
         .route("/worker/runs/{run}/files", post(super::bundles::files))
         // The bundle is counted against `max_bundle_bytes` as it streams in, not the body limit.
         .route(
@@ -100,6 +104,9 @@ pub struct ClaimedRun {
     /// A follow-up (`orch task reply`) the run answers by resuming an agent session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<ClaimedReply>,
+    /// The review verdicts of the task's earlier runs, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reviews: Vec<super::reviews::ReviewView>,
 }
 
 /// A follow-up the claimed run must answer.
@@ -282,6 +289,7 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
         run,
         token,
         reply,
+        reviews,
     } = claim;
     let (project_dir, project_name) = state
         .store
@@ -325,6 +333,7 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
             step: r.step,
             session_id: r.session_id,
         }),
+        reviews: reviews.iter().map(Into::into).collect(),
         project_name,
     })
 }

@@ -2,12 +2,12 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use orch_core::{EventKind, FencingToken, RunId, Status, TaskId};
+use orch_core::plan::AgentSession;
+use orch_core::{decide, FencingToken, RunId, Status, TaskId};
 
-use super::{fencing, immediate, move_task, refuse, task_brief, OwnedOp, SqliteStore};
-use crate::{
-    AgentUsage, Op, PendingReply, Result, StoreError, UsageRecord, UsageSummary, UsageTotal,
-};
+use super::apply::{carry_out, require_fenced, require_holder, task_facts};
+use super::{fencing, immediate, OwnedOp, Result, SqliteStore};
+use crate::{AgentUsage, Op, PendingReply, UsageRecord, UsageSummary, UsageTotal};
 
 impl SqliteStore {
     pub(crate) async fn record_usage(
@@ -16,15 +16,14 @@ impl SqliteStore {
         token: FencingToken,
         records: Vec<UsageRecord>,
         op: Op<'_>,
-    ) -> Result<()> {
+    ) -> crate::Result<()> {
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;
             // Checked first, so an empty report is fenced too.
-            if fencing::holding(&tx, run, &token, &op.actor)? != fencing::Holding::Active {
-                let err = refuse(&tx, run, token, "usage report", &op)?;
+            if let Err(refused) = require_holder(&tx, run, token, "usage report", &op) {
                 tx.commit()?;
-                return Err(err);
+                return Err(refused);
             }
             let day = utc_day(op.now.0);
             let token_hash = fencing::token_hash(&token);
@@ -45,10 +44,10 @@ impl SqliteStore {
                         op.now.0,
                         op.actor,
                     ])?;
-                if written == 0 {
-                    let err = refuse(&tx, run, token, "usage report", &op)?;
+                if let Err(refused) = require_fenced(&tx, written, run, token, "usage report", &op)
+                {
                     tx.commit()?;
-                    return Err(err);
+                    return Err(refused);
                 }
             }
             tx.commit()?;
@@ -57,7 +56,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn task_usage(&self, task: TaskId) -> Result<Vec<AgentUsage>> {
+    pub(crate) async fn task_usage(&self, task: TaskId) -> crate::Result<Vec<AgentUsage>> {
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(sql!("select_usage_of_task"))?;
             let rows = stmt.query_map([task.0], |r| {
@@ -78,7 +77,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn usage_summary(&self, days: u32) -> Result<UsageSummary> {
+    pub(crate) async fn usage_summary(&self, days: u32) -> crate::Result<UsageSummary> {
         self.call(move |conn| {
             let total = |r: &rusqlite::Row<'_>| -> rusqlite::Result<UsageTotal> {
                 Ok(UsageTotal {
@@ -104,60 +103,34 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn reply(&self, task: TaskId, message: String, op: Op<'_>) -> Result<Status> {
+    pub(crate) async fn reply(
+        &self,
+        task: TaskId,
+        message: String,
+        op: Op<'_>,
+    ) -> crate::Result<Status> {
         // A follow-up message is a prompt like a spec's: no token in it reaches the database.
         let (message, _) =
             orch_core::redact::Redactor::new(&self.secret_values()).redact_text(&message);
         let op = OwnedOp::from(op);
         self.call(move |conn| {
             let tx = immediate(conn)?;
-            let brief = task_brief(&tx, task)?;
-            if !orch_core::lifecycle::can(brief.status, EventKind::Reply) {
-                return Err(StoreError::Conflict {
-                    task,
-                    status: brief.status,
-                    message: "cannot reply: the task has not finished; reply once it is done, failed, needs_review or cancelled".into(),
-                });
-            }
-            let session: Option<(String, String, String)> = tx
+            let facts = task_facts(&tx, task)?;
+            let session: Option<AgentSession> = tx
                 .prepare_cached(sql!("select_last_session_of_task"))?
-                .query_row([task.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row([task.0], |r| {
+                    Ok(AgentSession {
+                        agent: r.get(0)?,
+                        step: r.get(1)?,
+                        session_id: r.get(2)?,
+                    })
+                })
                 .optional()?;
-            let Some((agent, step, session_id)) = session else {
-                return Err(StoreError::Conflict {
-                    task,
-                    status: brief.status,
-                    message: "cannot reply: no agent session of this task was recorded, so there is nothing to resume; use `orch task retry` to run it again".into(),
-                });
-            };
-            // A reply not yet answered (its run failed) is still owed: the new message joins it,
-            // so one resumed session hears both and neither is dropped.
-            match pending_reply(&tx, task)? {
-                Some(pending) => {
-                    tx.prepare_cached(sql!("append_to_reply"))?
-                        .execute(params![pending.id, message])?;
-                }
-                None => {
-                    tx.prepare_cached(sql!("insert_reply"))?.execute(params![
-                        task.0, message, agent, step, session_id, op.now.0
-                    ])?;
-                }
-            }
-            tx.prepare_cached(sql!("set_task_attempts"))?.execute(params![task.0, 0_i64])?;
-            let shown: String = message.chars().take(120).collect();
-            move_task(
-                &tx,
-                task,
-                brief.status,
-                EventKind::Reply,
-                Status::Queued,
-                Some(&format!("reply: {shown}")),
-                None,
-                None,
-                &op,
-            )?;
+            let pending = pending_reply(&tx, task)?.map(|p| p.id);
+            let plan = decide::reply(&facts, &message, session, pending)?;
+            carry_out(&tx, &plan, &op)?;
             tx.commit()?;
-            Ok(Status::Queued)
+            Ok(plan.status)
         })
         .await
     }

@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 
 use orch_core::{EventKind, FencingToken, RunId, RunState, TaskId};
 
-use super::{insert_event, task_brief, OwnedOp};
-use crate::{Result, StoreError};
+use super::apply::{insert_event, task_facts};
+use super::{OwnedOp, Result};
+use crate::StoreError;
 
 /// At most one `refused` event per run per this many milliseconds for requests from anyone but
 /// the run's holder.
@@ -71,7 +72,7 @@ fn run_lease(conn: &Connection, run: RunId) -> Result<RunLease> {
             })
         })
         .optional()?
-        .ok_or(StoreError::RunNotFound(run))
+        .ok_or_else(|| StoreError::RunNotFound(run).into())
 }
 
 /// Whether `actor` presenting `token` holds `run`'s lease, and whether the run is active.
@@ -115,7 +116,7 @@ fn note_refusal(
     data: &serde_json::Value,
     op: &OwnedOp,
 ) -> Result<()> {
-    let status = task_brief(conn, lease.task)?.status;
+    let status = task_facts(conn, lease.task)?.status;
     insert_event(
         conn,
         lease.task,

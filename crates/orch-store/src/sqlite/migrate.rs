@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use crate::{Result, StoreError};
+use super::Result;
+use crate::StoreError;
 
 /// Every migration, oldest first: (version, name, script). Never edit one that has landed.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -32,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         20261202120000,
         "add_run_token_hash",
         include_str!("../../migrations/sqlite/20261202120000_add_run_token_hash.sql"),
+    ),
+    (
+        20261202160000,
+        "create_reviews",
+        include_str!("../../migrations/sqlite/20261202160000_create_reviews.sql"),
     ),
 ];
 
@@ -57,7 +63,8 @@ pub(super) fn run(conn: &mut Connection) -> Result<()> {
         return Err(StoreError::Invalid {
             field: "database".into(),
             reason: format!("its schema has migration {unknown}, which this orch does not know; it was written by a newer orch, so upgrade orch"),
-        });
+        }
+        .into());
     }
     for (version, name, script) in MIGRATIONS {
         if applied.contains(version) {

@@ -7,6 +7,38 @@ use std::time::Duration;
 use orch_core::{NewTask, RetryPolicy, TaskId, TaskSpec, TaskTitle, Timestamp};
 use orch_store::{Op, SqliteOptions, Store, Submission};
 
+/// The backends every store test runs on (see [`store_tests`]). PostgreSQL joins when its
+/// backend is built; a test that is specific to one backend says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+}
+
+impl Backend {
+    /// Every backend, for tests that loop rather than use [`store_tests`].
+    pub const ALL: [Backend; 1] = [Backend::Sqlite];
+}
+
+/// Run each listed test body, `async fn name(db: TestDb)`, on every backend, each on a fresh
+/// database: the tests are `sqlite::name` (and `postgres::name` once that backend exists).
+#[allow(unused_macros)]
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::support::TestDb::on(super::support::Backend::Sqlite).await)
+                        .await
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use store_tests;
+
 pub struct TestDb {
     pub store: Store,
     pub dir: tempfile::TempDir,
@@ -14,7 +46,14 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A fresh SQLite database (for the tests that are SQLite's own).
     pub async fn new() -> TestDb {
+        TestDb::on(Backend::Sqlite).await
+    }
+
+    /// A fresh database on `backend`.
+    pub async fn on(backend: Backend) -> TestDb {
+        let Backend::Sqlite = backend;
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open_sqlite(&dir.path().join("orch.db"), SqliteOptions::default())
             .await

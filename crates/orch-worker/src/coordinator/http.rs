@@ -263,6 +263,19 @@ impl HttpCoordinator {
             .map(drop)
     }
 
+    pub(super) async fn record_review(
+        &self,
+        worker: &str,
+        run: RunId,
+        token: FencingToken,
+        review: &orch_store::ReviewRecord,
+    ) -> Result<(), CoordinatorError> {
+        let body = json!({ "review": review });
+        self.post_about_run(worker, run, token, "review", body)
+            .await
+            .map(drop)
+    }
+
     pub(super) async fn complete(
         &self,
         worker: &str,
@@ -376,6 +389,8 @@ struct ClaimedRun {
     project_dir: String,
     #[serde(default)]
     reply: Option<orch_store::PendingReply>,
+    #[serde(default)]
+    reviews: Vec<orch_store::ReviewRecord>,
     project_name: Option<String>,
 }
 
@@ -436,6 +451,7 @@ impl ClaimedRun {
                 run,
                 token,
                 reply: self.reply,
+                reviews: self.reviews,
             },
             PathBuf::from(self.project_dir),
         ))

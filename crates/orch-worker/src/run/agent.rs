@@ -257,6 +257,7 @@ impl Runner<'_> {
                 .await;
         self.log(None, &end.reason);
         self.review_result = Some(end.result);
+        self.review_record = end.record;
         match end.outcome {
             Some(outcome) => Verdict {
                 outcome,

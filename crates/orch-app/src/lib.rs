@@ -1,0 +1,245 @@
+//! The application layer: what a user can do to orch — submit tasks and workflows (once per
+//! webhook delivery when asked), cancel, retry, approve, unblock, reply — in one place, used by
+//! every front end (the CLI's offline path, the HTTP handlers, the webhooks; next cron, the
+//! dashboard, an MCP server), so none of them is a copy.
+//!
+//! Architecture invariant: it takes validated core types (`TaskSpec`, `CancelReason`, ...) and
+//! an actor, depends on `orch-core` and `orch-store` only (no axum, no clap), and every
+//! submission passes through one private function, `App::submit_tasks`, the choke point where
+//! a task's spec is made fit to store (secrets redacted, with a warning per field).
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::path::Path;
+
+use orch_core::spec::SpecError;
+use orch_core::{
+    CancelReason, FieldError, NewTask, ReplyMessage, RetryDelay, Status, Task, TaskId,
+};
+use orch_store::{Delivery, Op, Project, Store, StoreError, Submission};
+
+/// Why an action failed: the user's input, a workflow file, or the store (which refuses what
+/// does not apply, `StoreError::is_refusal`, and reports the database's failures).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A field of the input is wrong.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// A workflow file is wrong; the error names its line and column.
+    #[error(transparent)]
+    Workflow(#[from] SpecError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    /// Whether the user asked for something wrong or not applicable (as opposed to a failure).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            AppError::Invalid(_) | AppError::Workflow(_) => true,
+            AppError::Store(e) => e.is_refusal(),
+        }
+    }
+}
+
+/// Results of the application layer.
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// The application: a store and the operations on it.
+#[derive(Debug, Clone)]
+pub struct App {
+    store: Store,
+}
+
+/// A project directory that exists: absolute and canonical.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectDir(String);
+
+impl ProjectDir {
+    /// Check a directory given by a user (`field` names where it came from).
+    pub fn resolve(raw: &str, field: &str) -> Result<ProjectDir, FieldError> {
+        let path = Path::new(raw);
+        if !path.is_absolute() {
+            return Err(FieldError::new(
+                field,
+                format!("`{raw}` is not an absolute path; give the project's full directory"),
+            ));
+        }
+        let path = path
+            .canonicalize()
+            .map_err(|e| FieldError::new(field, format!("cannot use `{raw}`: {e}")))?;
+        if !path.is_dir() {
+            return Err(FieldError::new(
+                field,
+                format!("`{raw}` is not a directory"),
+            ));
+        }
+        Ok(ProjectDir(path.to_string_lossy().into_owned()))
+    }
+
+    /// The directory.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a submission created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The project (registered now if it was new).
+    pub project: Project,
+    /// The tasks, in the order given; for a replayed delivery, the task the first one created.
+    pub tasks: Vec<Task>,
+    /// Whether the tasks were created now (false: a delivery id was known).
+    pub created: bool,
+    /// One warning per field that looked like a secret (redacted before it was stored).
+    pub warnings: Vec<String>,
+}
+
+/// A workflow file's text and the name it is reported under (`<file>:<line>:<col>: ...`).
+#[derive(Debug, Clone, Copy)]
+pub struct WorkflowText<'a> {
+    /// The file name for messages.
+    pub file: &'a str,
+    /// The YAML.
+    pub text: &'a str,
+}
+
+impl App {
+    /// The application over `store`.
+    pub fn new(store: Store) -> App {
+        App { store }
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Submit tasks for a project (registering it if new).
+    pub async fn submit(
+        &self,
+        project: &ProjectDir,
+        tasks: Vec<NewTask>,
+        actor: &str,
+    ) -> Result<Submitted> {
+        self.submit_tasks(project, None, tasks, &[], actor).await
+    }
+
+    /// Submit the tasks of a workflow file (a DAG); the file is parsed here, and its errors
+    /// name the file's line and column.
+    pub async fn submit_workflow(
+        &self,
+        project: &ProjectDir,
+        workflow: WorkflowText<'_>,
+        actor: &str,
+    ) -> Result<Submitted> {
+        let parsed = orch_core::spec::parse_workflow(workflow.file, workflow.text)?;
+        let source = Some((parsed.name, workflow.text.to_owned()));
+        self.submit_tasks(project, source, parsed.tasks, &[], actor)
+            .await
+    }
+
+    /// Submit one task unless one of `deliveries` was seen before (webhooks): a replay creates
+    /// nothing and answers with the task the first delivery created. No delivery ids: an
+    /// ordinary submission.
+    pub async fn submit_once(
+        &self,
+        project: &ProjectDir,
+        deliveries: &[Delivery],
+        task: NewTask,
+        actor: &str,
+    ) -> Result<Submitted> {
+        self.submit_tasks(project, None, vec![task], deliveries, actor)
+            .await
+    }
+
+    /// The one submission path: secrets in the specs are redacted here, for the warnings the
+    /// submitter sees (the store redacts its own copy again, so a caller of the store cannot
+    /// skip it).
+    async fn submit_tasks(
+        &self,
+        project: &ProjectDir,
+        workflow: Option<(Option<String>, String)>,
+        tasks: Vec<NewTask>,
+        deliveries: &[Delivery],
+        actor: &str,
+    ) -> Result<Submitted> {
+        let op = Op::now(actor);
+        let project = self.store.ensure_project(project.as_str(), op.now).await?;
+        let mut submission = Submission {
+            project: project.id,
+            workflow,
+            tasks,
+        };
+        let warnings = submission
+            .redact_secrets(&self.store.secret_values())
+            .iter()
+            .map(|redaction| redaction.warning())
+            .collect();
+        let (ids, created) = if deliveries.is_empty() {
+            (self.store.submit(&submission, op).await?, true)
+        } else {
+            let done = self.store.submit_once(deliveries, &submission, op).await?;
+            (done.tasks, done.created)
+        };
+        let mut tasks = Vec::with_capacity(ids.len());
+        for id in ids {
+            tasks.push(self.store.task(id).await?);
+        }
+        Ok(Submitted {
+            project,
+            tasks,
+            created,
+            warnings,
+        })
+    }
+
+    /// Cancel a task that has not finished.
+    pub async fn cancel(
+        &self,
+        task: TaskId,
+        reason: Option<&CancelReason>,
+        actor: &str,
+    ) -> Result<Status> {
+        Ok(self
+            .store
+            .cancel(task, reason.map(CancelReason::as_str), Op::now(actor))
+            .await?)
+    }
+
+    /// Retry a finished task with fresh attempts, now or after `delay`.
+    pub async fn retry(
+        &self,
+        task: TaskId,
+        delay: Option<RetryDelay>,
+        actor: &str,
+    ) -> Result<Status> {
+        Ok(self
+            .store
+            .retry(task, delay.map(RetryDelay::get), Op::now(actor))
+            .await?)
+    }
+
+    /// Approve a task waiting for approval (or ahead of time).
+    pub async fn approve(&self, task: TaskId, actor: &str) -> Result<Status> {
+        Ok(self.store.approve(task, Op::now(actor)).await?)
+    }
+
+    /// Let a blocked task go ahead without the dependencies that block it.
+    pub async fn unblock(&self, task: TaskId, actor: &str) -> Result<Status> {
+        Ok(self.store.unblock(task, Op::now(actor)).await?)
+    }
+
+    /// Reopen a finished task with a follow-up for its agent's last session.
+    pub async fn reply(&self, task: TaskId, message: &ReplyMessage, actor: &str) -> Result<Status> {
+        Ok(self
+            .store
+            .reply(task, message.as_str(), Op::now(actor))
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

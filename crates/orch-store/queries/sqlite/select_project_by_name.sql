@@ -1,1 +1,0 @@
-SELECT id, name, path, created_at FROM projects WHERE name = ?1

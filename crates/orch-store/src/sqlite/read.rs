@@ -1,0 +1,170 @@
+//! Reads: tasks, runs, events, counts, and the consistency check behind `orch doctor`.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use orch_core::{Event, Run, RunId, Status, Task, TaskId, WorkflowId};
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::apply::{dependencies, load_run, load_task, parse_status};
+use super::rows::{event_from_row, run_from_row, task_from_row};
+use super::{query_ids, Result, SqliteStore};
+use crate::{FeedEvent, Problem, TaskFilter};
+
+impl SqliteStore {
+    pub(crate) async fn task(&self, task: TaskId) -> crate::Result<Task> {
+        self.call(move |conn| load_task(conn, task)).await
+    }
+
+    pub(crate) async fn tasks(&self, filter: &TaskFilter) -> crate::Result<Vec<Task>> {
+        let filter = filter.clone();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(sql!("list_tasks"))?;
+            let rows = stmt.query_map(
+                params![
+                    filter.status.map(Status::as_str),
+                    filter.project.map(|p| p.0),
+                    filter.workflow.map(|w| w.0),
+                    filter.limit.map_or(-1, i64::from),
+                ],
+                task_from_row,
+            )?;
+            let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows.into_iter().collect::<crate::Result<_>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn run(&self, run: RunId) -> crate::Result<Run> {
+        self.call(move |conn| load_run(conn, run)).await
+    }
+
+    pub(crate) async fn runs(&self, task: TaskId) -> crate::Result<Vec<Run>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(sql!("select_runs_of_task"))?;
+            let rows = stmt
+                .query_map([task.0], run_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows.into_iter().collect::<crate::Result<_>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn events(&self, task: TaskId) -> crate::Result<Vec<Event>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(sql!("select_events_of_task"))?;
+            let rows = stmt
+                .query_map([task.0], event_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows.into_iter().collect::<crate::Result<_>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> crate::Result<Vec<FeedEvent>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(sql!("select_events_after"))?;
+            let rows = stmt
+                .query_map(params![after, limit], |row| {
+                    let workflow = row.get::<_, Option<i64>>("workflow_id")?.map(WorkflowId);
+                    Ok(event_from_row(row)?.map(|event| FeedEvent { event, workflow }))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows.into_iter().collect::<crate::Result<_>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn last_event_id(&self) -> crate::Result<i64> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare_cached(sql!("select_last_event_id"))?;
+            Ok(stmt.query_row([], |row| row.get::<_, i64>(0))?)
+        })
+        .await
+    }
+
+    pub(crate) async fn status_counts(&self) -> crate::Result<BTreeMap<Status, u64>> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare_cached(sql!("count_by_status"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut counts = BTreeMap::new();
+            for (status, n) in rows {
+                counts.insert(parse_status(&status)?, u64::try_from(n).unwrap_or(0));
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    pub(crate) async fn check_consistency(&self) -> crate::Result<Vec<Problem>> {
+        self.call(|conn| {
+            // One read transaction, so events, tasks and runs are one snapshot.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let problems = check_consistency(&tx)?;
+            tx.rollback()?;
+            Ok(problems)
+        })
+        .await
+    }
+}
+
+fn check_consistency(conn: &Connection) -> Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    let stored: Vec<(i64, String)> = conn
+        .prepare_cached(sql!("select_task_statuses"))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut by_task: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare_cached(sql!("select_all_events"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let task: i64 = row.get("task_id")?;
+            match event_from_row(row)? {
+                Ok(event) => by_task.entry(task).or_default().push(event),
+                Err(e) => problems.push(Problem {
+                    task: TaskId(task),
+                    message: format!("unreadable event: {e}"),
+                }),
+            }
+        }
+    }
+    let mut active_by_task: BTreeMap<i64, usize> = BTreeMap::new();
+    for task in query_ids(conn, sql!("select_active_run_tasks"), 0)? {
+        *active_by_task.entry(task).or_default() += 1;
+    }
+    for (id, status_text) in stored {
+        let task = TaskId(id);
+        let Ok(status) = Status::from_str(&status_text) else {
+            problems.push(Problem {
+                task,
+                message: format!("stored status `{status_text}` is not a status"),
+            });
+            continue;
+        };
+        let events = by_task.remove(&id).unwrap_or_default();
+        let active_runs = active_by_task.get(&id).copied().unwrap_or(0);
+        let deps = if matches!(status, Status::Waiting | Status::Blocked | Status::Queued) {
+            Some(dependencies(conn, task)?)
+        } else {
+            None
+        };
+        for message in orch_core::replay::check_task(status, &events, active_runs, deps.as_deref())
+        {
+            problems.push(Problem { task, message });
+        }
+    }
+    for (task, _) in by_task {
+        problems.push(Problem {
+            task: TaskId(task),
+            message: "events exist for a task that does not".into(),
+        });
+    }
+    Ok(problems)
+}

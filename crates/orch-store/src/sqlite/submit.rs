@@ -1,0 +1,180 @@
+//! Registering projects and creating tasks (once per webhook delivery, when asked).
+
+use std::collections::BTreeSet;
+
+use orch_core::{decide, Status, TaskId, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::apply::{carry_out, dependencies, task_facts};
+use super::rows::project_from_row;
+use super::{immediate, OwnedOp, Result, SqliteStore};
+use crate::{Delivery, Op, Project, StoreError, Submission, SubmittedOnce};
+
+impl SqliteStore {
+    pub(crate) async fn ensure_project(
+        &self,
+        path: &str,
+        now: Timestamp,
+    ) -> crate::Result<Project> {
+        let path = path.to_owned();
+        self.call(move |conn| {
+            let tx = immediate(conn)?;
+            if let Some(project) = tx
+                .prepare_cached(sql!("select_project_by_path"))?
+                .query_row([&path], project_from_row)
+                .optional()?
+            {
+                return Ok(project);
+            }
+            let taken: BTreeSet<String> = tx
+                .prepare_cached(sql!("select_project_names"))?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let name = decide::project_name(&path, &taken);
+            let project = tx
+                .prepare_cached(sql!("insert_project"))?
+                .query_row(params![name, path, now.0], project_from_row)?;
+            tx.commit()?;
+            Ok(project)
+        })
+        .await
+    }
+
+    pub(crate) async fn projects(&self) -> crate::Result<Vec<Project>> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare_cached(sql!("select_projects"))?;
+            let rows = stmt.query_map([], project_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn submit(
+        &self,
+        submission: &Submission,
+        op: Op<'_>,
+    ) -> crate::Result<Vec<TaskId>> {
+        submission.check()?;
+        let mut submission = submission.clone();
+        // The choke point: no secret in a spec reaches the database, whoever submits.
+        submission.redact_secrets(&self.secret_values());
+        let op = OwnedOp::from(op);
+        self.call(move |conn| {
+            let tx = immediate(conn)?;
+            let ids = submit(&tx, &submission, &op)?;
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    pub(crate) async fn submit_once(
+        &self,
+        deliveries: &[Delivery],
+        submission: &Submission,
+        op: Op<'_>,
+    ) -> crate::Result<SubmittedOnce> {
+        if deliveries.is_empty() || submission.tasks.is_empty() {
+            return Err(StoreError::Invalid {
+                field: "delivery".into(),
+                reason: "submit_once needs at least one delivery id and one task".into(),
+            });
+        }
+        submission.check()?;
+        let deliveries = deliveries.to_vec();
+        let mut submission = submission.clone();
+        submission.redact_secrets(&self.secret_values());
+        let op = OwnedOp::from(op);
+        self.call(move |conn| {
+            // One write transaction: two copies of a delivery arriving at once serialize on the
+            // write lock, and the second sees the first's record.
+            let tx = immediate(conn)?;
+            let mut earlier = None;
+            for delivery in &deliveries {
+                earlier = tx
+                    .prepare_cached(sql!("select_webhook_delivery"))?
+                    .query_row(params![delivery.source, delivery.id], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()?;
+                if earlier.is_some() {
+                    break;
+                }
+            }
+            let (tasks, created) = match earlier {
+                Some(task) => (vec![TaskId(task)], false),
+                None => (submit(&tx, &submission, &op)?, true),
+            };
+            // Every id is recorded (a new delivery of a known issue too), so each later replay
+            // answers with the same task.
+            for delivery in &deliveries {
+                tx.prepare_cached(sql!("insert_webhook_delivery"))?
+                    .execute(params![delivery.source, delivery.id, tasks[0].0, op.now.0])?;
+            }
+            tx.commit()?;
+            Ok(SubmittedOnce { tasks, created })
+        })
+        .await
+    }
+}
+
+fn submit(conn: &Connection, submission: &Submission, op: &OwnedOp) -> Result<Vec<TaskId>> {
+    let workflow_id: Option<i64> = match &submission.workflow {
+        Some((name, source)) => Some(
+            conn.prepare_cached(sql!("insert_workflow"))?
+                .query_row(params![submission.project.0, name, source, op.now.0], |r| {
+                    r.get(0)
+                })?,
+        ),
+        None => None,
+    };
+    let mut ids: Vec<TaskId> = Vec::with_capacity(submission.tasks.len());
+    for task in &submission.tasks {
+        let mut deps: Vec<TaskId> = task.needs_in_batch.iter().map(|&i| ids[i]).collect();
+        for existing in &task.needs_existing {
+            if !deps.contains(existing) {
+                deps.push(*existing);
+            }
+        }
+        let spec_json = serde_json::to_string(&task.spec)
+            .map_err(|e| StoreError::Corrupt(format!("task spec does not serialize: {e}")))?;
+        let id: i64 = conn.prepare_cached(sql!("insert_task"))?.query_row(
+            params![
+                submission.project.0,
+                workflow_id,
+                task.parent.map(|p| p.0),
+                task.spec.key.as_deref(),
+                task.spec.title.as_str(),
+                task.spec.priority,
+                spec_json,
+                // Inserted as waiting; the create event records where it really starts.
+                Status::Waiting.as_str(),
+                Option::<&str>::None,
+                i64::from(task.spec.retry.max_attempts),
+                op.now.0,
+            ],
+            |r| r.get(0),
+        )?;
+        let id = TaskId(id);
+        for dep in &deps {
+            conn.prepare_cached(sql!("insert_task_dep"))?
+                .execute(params![id.0, dep.0])
+                .map_err(|e| match e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                    {
+                        StoreError::Invalid {
+                            field: "needs".into(),
+                            reason: format!("task {dep} does not exist"),
+                        }
+                        .into()
+                    }
+                    other => super::Error::from(other),
+                })?;
+        }
+        let plan = decide::create(&task_facts(conn, id)?, &dependencies(conn, id)?)?;
+        carry_out(conn, &plan, op)?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
