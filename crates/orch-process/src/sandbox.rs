@@ -122,6 +122,9 @@ pub struct Support {
     /// User namespaces (with network and mount namespaces inside) can be created;
     /// otherwise why not.
     pub namespaces: Result<(), String>,
+    /// The mount tree can be made read-only in the task's mount namespace (`mount_setattr`,
+    /// Linux 5.12); otherwise why not.
+    pub read_only_mounts: Result<(), String>,
 }
 
 impl Support {
@@ -131,6 +134,7 @@ impl Support {
             landlock_fs: None,
             landlock_scoping: false,
             namespaces: Err(why.to_owned()),
+            read_only_mounts: Err(why.to_owned()),
         }
     }
 
@@ -146,6 +150,10 @@ impl Support {
         }
         if let Err(why) = &self.namespaces {
             missing.push(format!("user namespaces ({why})"));
+        } else if let Err(why) = &self.read_only_mounts {
+            missing.push(format!(
+                "a read-only mount tree, which stops chmod/touch outside the worktree ({why})"
+            ));
         }
         missing
     }
@@ -159,9 +167,12 @@ impl Support {
             Some(level) => format!("Landlock (file rights of ABI {level})"),
             None => "no Landlock".to_owned(),
         };
-        let namespaces = match &self.namespaces {
-            Ok(()) => "user, network and mount namespaces".to_owned(),
-            Err(why) => format!("no namespaces ({why})"),
+        let namespaces = match (&self.namespaces, &self.read_only_mounts) {
+            (Ok(()), Ok(())) => "user, network and mount namespaces; read-only mounts".to_owned(),
+            (Ok(()), Err(why)) => {
+                format!("user, network and mount namespaces; no read-only mounts ({why})")
+            }
+            (Err(why), _) => format!("no namespaces ({why})"),
         };
         format!("{landlock}; {namespaces}; rlimits")
     }
@@ -188,14 +199,21 @@ fn probe() -> Support {
             .scope(Scope::from_all(ABI::V6))
             .and_then(|ruleset| ruleset.create())
             .is_ok();
+    let namespaces = probe_namespaces(false);
+    let read_only_mounts = match &namespaces {
+        Ok(()) => probe_namespaces(true),
+        Err(_) => Err("no mount namespace".to_owned()),
+    };
     Support {
         landlock_fs,
         landlock_scoping,
-        namespaces: probe_namespaces(),
+        namespaces,
+        read_only_mounts,
     }
 }
 
-fn probe_namespaces() -> Result<(), String> {
+/// Start `true` in new namespaces (and with the mount tree read-only when `read_only`).
+fn probe_namespaces(read_only: bool) -> Result<(), String> {
     let program = ["/usr/bin/true", "/bin/true"]
         .into_iter()
         .find(|path| Path::new(path).exists())
@@ -207,6 +225,11 @@ fn probe_namespaces() -> Result<(), String> {
         ),
         id_maps: Some(IdMaps::current()),
         masked: Vec::new(),
+        read_only_root: read_only.then(|| ReadOnlyRoot {
+            writable: Vec::new(),
+            cwd: None,
+            last_cap: last_cap(),
+        }),
         ruleset: None,
     };
     let mut command = std::process::Command::new(program);
@@ -218,8 +241,24 @@ fn probe_namespaces() -> Result<(), String> {
     match command.status() {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(format!("a probe in new namespaces ended with {status}")),
+        Err(error) if read_only && error.raw_os_error() == Some(libc::ENOSYS) => {
+            Err("the kernel has no mount_setattr (Linux 5.12)".to_owned())
+        }
+        Err(error) if read_only => Err(format!("mount_setattr refused: {error}")),
         Err(error) => Err(format!("unshare refused: {error}")),
     }
+}
+
+/// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`).
+fn last_cap() -> libc::c_ulong {
+    static LAST: OnceLock<libc::c_ulong> = OnceLock::new();
+    *LAST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            // CAP_CHECKPOINT_RESTORE, the last of Linux 5.9 to 6.x.
+            .unwrap_or(40)
+    })
 }
 
 /// Why a sandbox could not be prepared.
@@ -239,8 +278,22 @@ pub(crate) struct Prepared {
     pub(crate) unshare: Option<CloneFlags>,
     pub(crate) id_maps: Option<IdMaps>,
     pub(crate) masked: Vec<CString>,
+    /// Make every mount read-only, then bind the writable paths writable again.
+    pub(crate) read_only_root: Option<ReadOnlyRoot>,
     /// The Landlock ruleset (close-on-exec, as the kernel makes it).
     pub(crate) ruleset: Option<OwnedFd>,
+}
+
+/// The read-only mount tree of a sandboxed process (see [`SandboxPolicy`]'s module docs).
+pub(crate) struct ReadOnlyRoot {
+    /// Canonical `read_write` paths, each bound onto itself and made writable; a path inside
+    /// another is left out (the outer bind is recursive).
+    pub(crate) writable: Vec<CString>,
+    /// The absolute working directory, entered again once the binds are in place.
+    pub(crate) cwd: Option<CString>,
+    /// The highest capability number (`/proc/sys/kernel/cap_last_cap`), for emptying the
+    /// bounding set.
+    pub(crate) last_cap: libc::c_ulong,
 }
 
 /// The one-line identity maps of orch's uid and gid, as written to `/proc/self/{u,g}id_map`.
@@ -261,8 +314,13 @@ impl IdMaps {
 }
 
 impl SandboxPolicy {
-    /// Build what the child applies, with the layers `support` has.
-    pub(crate) fn prepare(&self, support: &Support) -> Result<Prepared, SandboxError> {
+    /// Build what the child applies, with the layers `support` has; `cwd` is the working
+    /// directory the process is given (its parent's when `None`).
+    pub(crate) fn prepare(
+        &self,
+        support: &Support,
+        cwd: Option<&Path>,
+    ) -> Result<Prepared, SandboxError> {
         let limits = &self.limits;
         let rlimits = [
             (Resource::RLIMIT_CPU, limits.cpu_seconds),
@@ -290,12 +348,17 @@ impl SandboxPolicy {
         } else {
             Vec::new()
         };
+        let read_only_root = if namespaces && support.read_only_mounts.is_ok() {
+            Some(self.read_only_root(cwd)?)
+        } else {
+            None
+        };
         let unshare = namespaces.then(|| {
             let mut flags = CloneFlags::CLONE_NEWUSER;
             if !self.network {
                 flags |= CloneFlags::CLONE_NEWNET;
             }
-            if !masked.is_empty() {
+            if !masked.is_empty() || read_only_root.is_some() {
                 flags |= CloneFlags::CLONE_NEWNS;
             }
             flags
@@ -309,7 +372,44 @@ impl SandboxPolicy {
             unshare,
             id_maps: namespaces.then(IdMaps::current),
             masked,
+            read_only_root,
             ruleset,
+        })
+    }
+
+    /// The writable binds (canonical, outermost first, nested ones left out; missing paths are
+    /// skipped as Landlock skips them) and the absolute working directory.
+    fn read_only_root(&self, cwd: Option<&Path>) -> Result<ReadOnlyRoot, SandboxError> {
+        let mut paths: Vec<PathBuf> = self
+            .read_write
+            .iter()
+            .filter_map(|path| std::fs::canonicalize(path).ok())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        let mut outermost: Vec<PathBuf> = Vec::new();
+        for path in paths {
+            if !outermost.iter().any(|outer| path.starts_with(outer)) {
+                outermost.push(path);
+            }
+        }
+        let c_path = |path: &Path| {
+            CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| SandboxError::Path(path.to_owned()))
+        };
+        let writable = outermost
+            .iter()
+            .map(|path| c_path(path))
+            .collect::<Result<_, _>>()?;
+        let cwd = match cwd {
+            Some(dir) if dir.is_absolute() => Some(dir.to_owned()),
+            Some(dir) => std::env::current_dir().ok().map(|here| here.join(dir)),
+            None => std::env::current_dir().ok(),
+        };
+        Ok(ReadOnlyRoot {
+            writable,
+            cwd: cwd.as_deref().map(c_path).transpose()?,
+            last_cap: last_cap(),
         })
     }
 
