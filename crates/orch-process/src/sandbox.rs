@@ -12,10 +12,26 @@
 //!   everything. Nothing else can be written, created, removed, renamed or linked.
 //! - **Signals and abstract unix sockets (Landlock scoping, ABI 6).** A task cannot signal orch
 //!   or any process outside its own sandbox, nor connect to an abstract unix socket made outside.
+//! - **Metadata (a read-only mount tree).** Landlock up to ABI 7 does not cover `chmod`,
+//!   `chown`, `utimensat` or xattrs, and the identity map below makes the task the owner of
+//!   everything orch's user owns (all of `/etc` when orch is root). So the task always gets its
+//!   own mount namespace in which `/` is made private and every mount read-only
+//!   (`mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`); each `read_write` path is then bound
+//!   onto itself and made writable again. Metadata changes elsewhere fail with `EROFS`; device
+//!   nodes (`/dev/null`, ttys) stay writable, as the kernel does not apply `EROFS` to them. The
+//!   working directory is entered again afterwards, so it stands on the writable bind. A
+//!   `rename` or `link` between two writable paths crosses mounts (`EXDEV`). Without
+//!   `mount_setattr` (Linux < 5.12) there is no fallback: [`Support::read_only_mounts`] says so,
+//!   `required` refuses and `best_effort` warns (a fallback remounting each mount of
+//!   `/proc/self/mountinfo` would need that file parsed, and so memory allocated, in the child).
 //! - **Privileges (user namespace).** The task runs in a new user namespace with a one-line
 //!   identity map of orch's uid and gid: even when orch runs as root, the task has no capability
 //!   in the host's namespaces (no reboot, module loading, mounts, raw sockets on the host).
-//!   `no_new_privs` is set, so set-uid binaries do not raise privileges either.
+//!   Its capability bounding set is emptied, so a task that is uid 0 in its namespace gets no
+//!   capability there either at `exec` (with one it could clear the read-only flags again;
+//!   Landlock does not stop `mount_setattr`). A nested user namespace it makes gets a copy of
+//!   the mounts with the read-only flags locked. `no_new_privs` is set, so set-uid binaries do
+//!   not raise privileges either.
 //! - **Network (`network: false`).** A new network namespace holding only a loopback that is
 //!   down: nothing can be reached, not even the host's 127.0.0.1.
 //! - **Unix sockets under the home (mount namespace).** Landlock below ABI 9 does not stop a
