@@ -12,10 +12,26 @@
 //!   everything. Nothing else can be written, created, removed, renamed or linked.
 //! - **Signals and abstract unix sockets (Landlock scoping, ABI 6).** A task cannot signal orch
 //!   or any process outside its own sandbox, nor connect to an abstract unix socket made outside.
+//! - **Metadata (a read-only mount tree).** Landlock up to ABI 7 does not cover `chmod`,
+//!   `chown`, `utimensat` or xattrs, and the identity map below makes the task the owner of
+//!   everything orch's user owns (all of `/etc` when orch is root). So the task always gets its
+//!   own mount namespace in which `/` is made private and every mount read-only
+//!   (`mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`); each `read_write` path is then bound
+//!   onto itself and made writable again. Metadata changes elsewhere fail with `EROFS`; device
+//!   nodes (`/dev/null`, ttys) stay writable, as the kernel does not apply `EROFS` to them. The
+//!   working directory is entered again afterwards, so it stands on the writable bind. A
+//!   `rename` or `link` between two writable paths crosses mounts (`EXDEV`). Without
+//!   `mount_setattr` (Linux < 5.12) there is no fallback: [`Support::read_only_mounts`] says so,
+//!   `required` refuses and `best_effort` warns (a fallback remounting each mount of
+//!   `/proc/self/mountinfo` would need that file parsed, and so memory allocated, in the child).
 //! - **Privileges (user namespace).** The task runs in a new user namespace with a one-line
 //!   identity map of orch's uid and gid: even when orch runs as root, the task has no capability
 //!   in the host's namespaces (no reboot, module loading, mounts, raw sockets on the host).
-//!   `no_new_privs` is set, so set-uid binaries do not raise privileges either.
+//!   Its capability bounding set is emptied, so a task that is uid 0 in its namespace gets no
+//!   capability there either at `exec` (with one it could clear the read-only flags again;
+//!   Landlock does not stop `mount_setattr`). A nested user namespace it makes gets a copy of
+//!   the mounts with the read-only flags locked. `no_new_privs` is set, so set-uid binaries do
+//!   not raise privileges either.
 //! - **Network (`network: false`).** A new network namespace holding only a loopback that is
 //!   down: nothing can be reached, not even the host's 127.0.0.1.
 //! - **Unix sockets under the home (mount namespace).** Landlock below ABI 9 does not stop a
@@ -122,6 +138,9 @@ pub struct Support {
     /// User namespaces (with network and mount namespaces inside) can be created;
     /// otherwise why not.
     pub namespaces: Result<(), String>,
+    /// The mount tree can be made read-only in the task's mount namespace (`mount_setattr`,
+    /// Linux 5.12); otherwise why not.
+    pub read_only_mounts: Result<(), String>,
 }
 
 impl Support {
@@ -131,6 +150,7 @@ impl Support {
             landlock_fs: None,
             landlock_scoping: false,
             namespaces: Err(why.to_owned()),
+            read_only_mounts: Err(why.to_owned()),
         }
     }
 
@@ -146,6 +166,10 @@ impl Support {
         }
         if let Err(why) = &self.namespaces {
             missing.push(format!("user namespaces ({why})"));
+        } else if let Err(why) = &self.read_only_mounts {
+            missing.push(format!(
+                "a read-only mount tree, which stops chmod/touch outside the worktree ({why})"
+            ));
         }
         missing
     }
@@ -159,9 +183,12 @@ impl Support {
             Some(level) => format!("Landlock (file rights of ABI {level})"),
             None => "no Landlock".to_owned(),
         };
-        let namespaces = match &self.namespaces {
-            Ok(()) => "user, network and mount namespaces".to_owned(),
-            Err(why) => format!("no namespaces ({why})"),
+        let namespaces = match (&self.namespaces, &self.read_only_mounts) {
+            (Ok(()), Ok(())) => "user, network and mount namespaces; read-only mounts".to_owned(),
+            (Ok(()), Err(why)) => {
+                format!("user, network and mount namespaces; no read-only mounts ({why})")
+            }
+            (Err(why), _) => format!("no namespaces ({why})"),
         };
         format!("{landlock}; {namespaces}; rlimits")
     }
@@ -188,14 +215,21 @@ fn probe() -> Support {
             .scope(Scope::from_all(ABI::V6))
             .and_then(|ruleset| ruleset.create())
             .is_ok();
+    let namespaces = probe_namespaces(false);
+    let read_only_mounts = match &namespaces {
+        Ok(()) => probe_namespaces(true),
+        Err(_) => Err("no mount namespace".to_owned()),
+    };
     Support {
         landlock_fs,
         landlock_scoping,
-        namespaces: probe_namespaces(),
+        namespaces,
+        read_only_mounts,
     }
 }
 
-fn probe_namespaces() -> Result<(), String> {
+/// Start `true` in new namespaces (and with the mount tree read-only when `read_only`).
+fn probe_namespaces(read_only: bool) -> Result<(), String> {
     let program = ["/usr/bin/true", "/bin/true"]
         .into_iter()
         .find(|path| Path::new(path).exists())
@@ -207,6 +241,11 @@ fn probe_namespaces() -> Result<(), String> {
         ),
         id_maps: Some(IdMaps::current()),
         masked: Vec::new(),
+        read_only_root: read_only.then(|| ReadOnlyRoot {
+            writable: Vec::new(),
+            cwd: None,
+            last_cap: last_cap(),
+        }),
         ruleset: None,
     };
     let mut command = std::process::Command::new(program);
@@ -218,8 +257,24 @@ fn probe_namespaces() -> Result<(), String> {
     match command.status() {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(format!("a probe in new namespaces ended with {status}")),
+        Err(error) if read_only && error.raw_os_error() == Some(libc::ENOSYS) => {
+            Err("the kernel has no mount_setattr (Linux 5.12)".to_owned())
+        }
+        Err(error) if read_only => Err(format!("mount_setattr refused: {error}")),
         Err(error) => Err(format!("unshare refused: {error}")),
     }
+}
+
+/// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`).
+fn last_cap() -> libc::c_ulong {
+    static LAST: OnceLock<libc::c_ulong> = OnceLock::new();
+    *LAST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            // CAP_CHECKPOINT_RESTORE, the last of Linux 5.9 to 6.x.
+            .unwrap_or(40)
+    })
 }
 
 /// Why a sandbox could not be prepared.
@@ -239,8 +294,22 @@ pub(crate) struct Prepared {
     pub(crate) unshare: Option<CloneFlags>,
     pub(crate) id_maps: Option<IdMaps>,
     pub(crate) masked: Vec<CString>,
+    /// Make every mount read-only, then bind the writable paths writable again.
+    pub(crate) read_only_root: Option<ReadOnlyRoot>,
     /// The Landlock ruleset (close-on-exec, as the kernel makes it).
     pub(crate) ruleset: Option<OwnedFd>,
+}
+
+/// The read-only mount tree of a sandboxed process (see [`SandboxPolicy`]'s module docs).
+pub(crate) struct ReadOnlyRoot {
+    /// Canonical `read_write` paths, each bound onto itself and made writable; a path inside
+    /// another is left out (the outer bind is recursive).
+    pub(crate) writable: Vec<CString>,
+    /// The absolute working directory, entered again once the binds are in place.
+    pub(crate) cwd: Option<CString>,
+    /// The highest capability number (`/proc/sys/kernel/cap_last_cap`), for emptying the
+    /// bounding set.
+    pub(crate) last_cap: libc::c_ulong,
 }
 
 /// The one-line identity maps of orch's uid and gid, as written to `/proc/self/{u,g}id_map`.
@@ -261,8 +330,13 @@ impl IdMaps {
 }
 
 impl SandboxPolicy {
-    /// Build what the child applies, with the layers `support` has.
-    pub(crate) fn prepare(&self, support: &Support) -> Result<Prepared, SandboxError> {
+    /// Build what the child applies, with the layers `support` has; `cwd` is the working
+    /// directory the process is given (its parent's when `None`).
+    pub(crate) fn prepare(
+        &self,
+        support: &Support,
+        cwd: Option<&Path>,
+    ) -> Result<Prepared, SandboxError> {
         let limits = &self.limits;
         let rlimits = [
             (Resource::RLIMIT_CPU, limits.cpu_seconds),
@@ -290,12 +364,17 @@ impl SandboxPolicy {
         } else {
             Vec::new()
         };
+        let read_only_root = if namespaces && support.read_only_mounts.is_ok() {
+            Some(self.read_only_root(cwd)?)
+        } else {
+            None
+        };
         let unshare = namespaces.then(|| {
             let mut flags = CloneFlags::CLONE_NEWUSER;
             if !self.network {
                 flags |= CloneFlags::CLONE_NEWNET;
             }
-            if !masked.is_empty() {
+            if !masked.is_empty() || read_only_root.is_some() {
                 flags |= CloneFlags::CLONE_NEWNS;
             }
             flags
@@ -309,7 +388,44 @@ impl SandboxPolicy {
             unshare,
             id_maps: namespaces.then(IdMaps::current),
             masked,
+            read_only_root,
             ruleset,
+        })
+    }
+
+    /// The writable binds (canonical, outermost first, nested ones left out; missing paths are
+    /// skipped as Landlock skips them) and the absolute working directory.
+    fn read_only_root(&self, cwd: Option<&Path>) -> Result<ReadOnlyRoot, SandboxError> {
+        let mut paths: Vec<PathBuf> = self
+            .read_write
+            .iter()
+            .filter_map(|path| std::fs::canonicalize(path).ok())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        let mut outermost: Vec<PathBuf> = Vec::new();
+        for path in paths {
+            if !outermost.iter().any(|outer| path.starts_with(outer)) {
+                outermost.push(path);
+            }
+        }
+        let c_path = |path: &Path| {
+            CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| SandboxError::Path(path.to_owned()))
+        };
+        let writable = outermost
+            .iter()
+            .map(|path| c_path(path))
+            .collect::<Result<_, _>>()?;
+        let cwd = match cwd {
+            Some(dir) if dir.is_absolute() => Some(dir.to_owned()),
+            Some(dir) => std::env::current_dir().ok().map(|here| here.join(dir)),
+            None => std::env::current_dir().ok(),
+        };
+        Ok(ReadOnlyRoot {
+            writable,
+            cwd: cwd.as_deref().map(c_path).transpose()?,
+            last_cap: last_cap(),
         })
     }
 

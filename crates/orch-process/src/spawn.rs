@@ -208,7 +208,7 @@ impl Spawn {
         }
         if let Sandbox::Enforced(policy) = &self.sandbox {
             let prepared = policy
-                .prepare(support())
+                .prepare(support(), self.cwd.as_deref())
                 .map_err(|source| SpawnError::Sandbox {
                     program: self.program_text(),
                     source,

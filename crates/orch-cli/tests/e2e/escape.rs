@@ -5,7 +5,8 @@
 //! the user's real `HOME`, the daemon's API with a stolen token and signals to orch; agent steps
 //! (`sim` as a confined process, and Claude Code against the scripted model when installed) try
 //! the same. The project allows shell entrypoints on purpose: the validator is only policy, the
-//! sandbox is the wall. Afterwards every target is checked (content, mtime, absence) and no
+//! sandbox is the wall. Afterwards every target is checked (content, mode, owner, mtime and ctime,
+//! so a `chmod`, `touch`, `chown` or `setxattr` counts; absence) and no
 //! secret (nor its reverse) appears in anything the tasks left; the test prints
 //! `N tried, 0 escaped` and fails listing each escape.
 //!
@@ -23,8 +24,10 @@ use crate::support::{files_under, read_json, Home, Repo, SERVE_DEADLINE};
 
 /// What must hold after the attempts.
 enum Target {
-    /// The file keeps its content and mtime.
+    /// The file keeps its content and metadata (mode, owner, mtime, ctime).
     Unchanged(PathBuf),
+    /// The directory keeps its mode and owner (orch itself writes in it, so its times move).
+    SameMode(PathBuf),
     /// Nothing exists at this path.
     Absent(PathBuf),
 }
@@ -96,6 +99,7 @@ fn world() -> World {
     let home = Home::new();
     let repo = Repo::new(&[
         ("README.md", "# project\n"),
+        ("NOTES.md", "# notes\n"),
         (".orch.toml", "allow_shell = true\n"),
     ]);
     let outside = tempfile::tempdir().unwrap();
@@ -103,6 +107,7 @@ fn world() -> World {
     for name in [".bashrc", ".gitconfig"] {
         std::fs::write(real_home.path().join(name), format!("# real {name}\n")).unwrap();
     }
+    write_private(&real_home.path().join("id_rsa"), "a private key\n");
     let admin = format!("admin-{}", random_hex());
     let worker = format!("worker-{}", random_hex());
     let config_secret = format!("config-{}", random_hex());
@@ -455,7 +460,85 @@ fn exec_attempts(w: &World) -> Vec<Attempt> {
         )),
         vec![unchanged_o("tmux")],
     );
+    metadata_attempts(w, &mut add);
     attempts
+}
+
+/// Changes of metadata only (Landlock does not cover them; the read-only mount tree does).
+fn metadata_attempts(w: &World, add: &mut dyn FnMut(&str, String, Vec<Target>)) {
+    let home = w.home.path();
+    let o = |name: &str| w.p(&w.outside(name));
+    let unchanged_o = |name: &str| Target::Unchanged(w.outside(name));
+    add(
+        "chmod 755 the home",
+        argv(&["chmod", "755", &w.p(home)]),
+        vec![Target::SameMode(home.to_owned())],
+    );
+    add(
+        "chmod 644 the home's token",
+        argv(&["chmod", "644", &w.p(&home.join("token"))]),
+        vec![Target::Unchanged(home.join("token"))],
+    );
+    add(
+        "touch the home's worker-token",
+        argv(&["touch", &w.p(&home.join("worker-token"))]),
+        vec![Target::Unchanged(home.join("worker-token"))],
+    );
+    add(
+        "chmod 644 a private key in the real HOME",
+        argv(&["chmod", "644", &w.p(&w.real_home.path().join("id_rsa"))]),
+        vec![Target::Unchanged(w.real_home.path().join("id_rsa"))],
+    );
+    add(
+        "touch a file of the main checkout",
+        argv(&["touch", &w.p(&w.repo.path().join("NOTES.md"))]),
+        vec![Target::Unchanged(w.repo.path().join("NOTES.md"))],
+    );
+    add(
+        "chmod a file of ours in the temp dir",
+        argv(&["chmod", "600", &o("chmod")]),
+        vec![unchanged_o("chmod")],
+    );
+    add(
+        "utimes (touch -d) a file outside",
+        argv(&["touch", "-d", "2001-02-03", &o("utimes")]),
+        vec![unchanged_o("utimes")],
+    );
+    add(
+        "chown a file outside to ourselves",
+        sh(&format!("chown $(id -u):$(id -g) {}", o("chown"))),
+        vec![unchanged_o("chown")],
+    );
+    add(
+        "setxattr on a file outside",
+        argv(&[
+            "python3",
+            "-c",
+            &format!(
+                "import os; os.setxattr('{}', 'user.orch', b'pwned')",
+                o("xattr")
+            ),
+        ]),
+        vec![unchanged_o("xattr")],
+    );
+    add(
+        "mkfifo outside",
+        argv(&["mkfifo", &o("fifo")]),
+        vec![Target::Absent(w.outside("fifo"))],
+    );
+    add(
+        "mknod outside",
+        argv(&["mknod", &o("null"), "c", "1", "3"]),
+        vec![Target::Absent(w.outside("null"))],
+    );
+    add(
+        "hard link between two files outside",
+        argv(&["ln", &o("link-source"), &o("link-made")]),
+        vec![
+            unchanged_o("link-source"),
+            Target::Absent(w.outside("link-made")),
+        ],
+    );
 }
 
 fn agent_attempts(w: &World) -> Vec<Attempt> {
@@ -541,10 +624,28 @@ fn agent_attempts(w: &World) -> Vec<Attempt> {
     attempts
 }
 
-fn snapshot(path: &Path) -> Option<(Vec<u8>, SystemTime)> {
-    let bytes = std::fs::read(path).ok()?;
-    let mtime = std::fs::metadata(path).ok()?.modified().ok()?;
-    Some((bytes, mtime))
+/// What an `Unchanged` target must keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot {
+    content: Vec<u8>,
+    mode: u32,
+    owner: (u32, u32),
+    mtime: SystemTime,
+    /// The inode change time (`st_ctime`, seconds and nanoseconds): moved by any chmod, chown,
+    /// xattr or link count change.
+    ctime: (i64, i64),
+}
+
+fn snapshot(path: &Path) -> Option<Snapshot> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    Some(Snapshot {
+        content: std::fs::read(path).unwrap_or_default(),
+        mode: meta.mode(),
+        owner: (meta.uid(), meta.gid()),
+        mtime: meta.modified().ok()?,
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+    })
 }
 
 fn workflow(attempts: &[Attempt]) -> String {
@@ -646,11 +747,13 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
             }
         }
     }
-    let before: BTreeMap<PathBuf, Option<(Vec<u8>, SystemTime)>> = attempts
+    let before: BTreeMap<PathBuf, Option<Snapshot>> = attempts
         .iter()
         .flat_map(|a| &a.targets)
         .filter_map(|t| match t {
-            Target::Unchanged(path) => Some((path.clone(), snapshot(path))),
+            Target::Unchanged(path) | Target::SameMode(path) => {
+                Some((path.clone(), snapshot(path)))
+            }
             Target::Absent(_) => None,
         })
         .collect();
@@ -664,20 +767,31 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
     serve_until_idle_with(&w.home, &["--listen", &listen, "--workers", "2"], &env);
 
     let mut escaped = Vec::new();
-    let mut metadata_only = Vec::new();
     for (index, attempt) in attempts.iter().enumerate() {
         for target in &attempt.targets {
             match target {
                 Target::Unchanged(path) => {
                     let after = snapshot(path);
-                    let content =
-                        |s: &Option<(Vec<u8>, SystemTime)>| s.as_ref().map(|(c, _)| c.clone());
-                    if content(&after) != content(&before[path]) {
-                        escaped.push(format!("{}: changed {}", attempt.name, path.display()));
-                    } else if after != before[path] {
-                        // Landlock (ABI <= 7) does not cover metadata: a task can set the
-                        // timestamps of a file it owns (utimensat). Reported, not an escape.
-                        metadata_only.push(format!("{}: {}", attempt.name, path.display()));
+                    if after != before[path] {
+                        escaped.push(format!(
+                            "{}: changed {}: {:?} -> {:?}",
+                            attempt.name,
+                            path.display(),
+                            before[path]
+                                .as_ref()
+                                .map(|s| (s.mode, s.owner, s.mtime, s.ctime)),
+                            after.as_ref().map(|s| (s.mode, s.owner, s.mtime, s.ctime)),
+                        ));
+                    }
+                }
+                Target::SameMode(path) => {
+                    let mode = |s: &Option<Snapshot>| s.as_ref().map(|s| (s.mode, s.owner));
+                    if mode(&snapshot(path)) != mode(&before[path]) {
+                        escaped.push(format!(
+                            "{}: changed the mode of {}",
+                            attempt.name,
+                            path.display()
+                        ));
                     }
                 }
                 Target::Absent(path) => {
@@ -743,15 +857,9 @@ fn no_exec_or_agent_step_escapes_its_worktree() {
         escaped.push("the hostname was changed".into());
     }
     let tried = attempts.len();
-    if !metadata_only.is_empty() {
-        println!(
-            "timestamps changed (content untouched; Landlock does not cover metadata):\n  {}",
-            metadata_only.join("\n  ")
-        );
-    }
     println!("{tried} tried, {} escaped", escaped.len());
     assert!(
-        exec_count >= 40 && tried - exec_count >= 10,
+        exec_count >= 50 && tried - exec_count >= 10 && tried >= 60,
         "{exec_count} exec, {} agent",
         tried - exec_count
     );
