@@ -10,8 +10,11 @@
 //! secret (nor its reverse) appears in anything the tasks left; the test prints
 //! `N tried, 0 escaped` and fails listing each escape.
 //!
-//! Escapes through orch's own git (`.git` replaced, hooks, fsmonitor) belong to the git
-//! hardening; add them to `attempts` below as they land (each is one more `Attempt`).
+//! Escapes through orch's own git are here too (a `.git` replaced by a repository with an
+//! fsmonitor payload or pointed at the main checkout, hooks planted in the main repository,
+//! `hooksPath` and filter drivers in the worktree's admin config, `HEAD` pointed at main): orch
+//! runs git outside the sandbox, so these check that it obeys nothing the task planted
+//! (`crates/orch-worker/tests/workspace_hostile.rs` has the same families against the library).
 //!
 //! Where the kernel lacks Landlock or namespaces, the suite says so and checks that
 //! `sandbox = "required"` refuses every task at claim time instead.
@@ -407,6 +410,56 @@ fn exec_attempts(w: &World) -> Vec<Attempt> {
         vec![Target::Unchanged(
             w.repo.path().join(".git/refs/heads/main"),
         )],
+    );
+    // orch's own git: what a task plants for it must never run or move the main branch
+    // (orch runs git outside the sandbox, so a payload that ran would leave its marker).
+    let main_ref = || Target::Unchanged(w.repo.path().join(".git/refs/heads/main"));
+    add(
+        "replace .git with a repository whose fsmonitor runs a payload",
+        sh(&format!(
+            "rm -f .git && git init -q . && git config core.fsmonitor 'touch {}' && echo x > f",
+            o("git-fsmonitor")
+        )),
+        vec![Target::Absent(w.outside("git-fsmonitor")), main_ref()],
+    );
+    add(
+        "point .git at the main checkout's repository",
+        sh(&format!(
+            "printf 'gitdir: %s\\n' {} > .git && echo pwned > pwned.txt",
+            w.p(&w.repo.path().join(".git"))
+        )),
+        vec![main_ref(), Target::Absent(w.repo.path().join("pwned.txt"))],
+    );
+    add(
+        "plant a post-commit hook in the main repository",
+        sh(&format!(
+            "printf '#!/bin/sh\\ntouch {}\\n' > {hooks}/post-commit && chmod +x {hooks}/post-commit",
+            o("git-hook"),
+            hooks = w.p(&w.repo.path().join(".git/hooks"))
+        )),
+        vec![
+            Target::Absent(w.outside("git-hook")),
+            Target::Absent(w.repo.path().join(".git/hooks/post-commit")),
+        ],
+    );
+    add(
+        "hooksPath and a filter driver in the worktree's own git config",
+        sh(&format!(
+            "a=$(git rev-parse --git-dir) && mkdir -p h && printf '#!/bin/sh\\ntouch {hook}\\n' > h/post-commit \
+             && chmod +x h/post-commit && printf '[core]\\n\\thooksPath = %s/h\\n[filter \"x\"]\\n\\tclean = touch {filter}\\n' \"$PWD\" > \"$a/config.worktree\" \
+             && printf '[extensions]\\n\\tworktreeConfig = true\\n' >> \"$a/config\" ; printf '* filter=x\\n' > .gitattributes && echo y > g",
+            hook = o("git-hookspath"),
+            filter = o("git-filter"),
+        )),
+        vec![
+            Target::Absent(w.outside("git-hookspath")),
+            Target::Absent(w.outside("git-filter")),
+        ],
+    );
+    add(
+        "point the worktree's HEAD at the main branch",
+        sh("echo 'ref: refs/heads/main' > \"$(git rev-parse --git-dir)/HEAD\" && echo z > z.txt"),
+        vec![main_ref()],
     );
     // The user's real HOME.
     add(
