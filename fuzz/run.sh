@@ -8,6 +8,7 @@
 # fuzz/corpus/<target>/ (read only); what it finds beyond them is kept in fuzz/work/<target>/
 # (not committed) and reused by the next run. A crash stops that target: its input is written to
 # fuzz/artifacts/<target>/, the script says how to replay it, and it exits 1 after the others ran.
+# FUZZ_SEED=N and FUZZ_RUNS=N make the run repeatable (what CI does).
 # FUZZ_SANITIZER=address builds with AddressSanitizer (slower; orch forbids unsafe code, so the
 # default is none).
 set -euo pipefail
@@ -54,6 +55,12 @@ echo "built in $((SECONDS - build_started)) s"
 
 host="$(rustc +nightly -vV | sed -n 's/^host: //p')"
 bin_dir="target/$host/release"
+# FUZZ_SEED and FUZZ_RUNS make a run repeatable (CI): the same seed and a count of inputs
+# reached before the time limit explore the same inputs on every machine, so a CI run cannot
+# fail by chance on a crash nobody can reproduce.
+repeatable=()
+if [ -n "${FUZZ_SEED:-}" ]; then repeatable+=("-seed=$FUZZ_SEED"); fi
+if [ -n "${FUZZ_RUNS:-}" ]; then repeatable+=("-runs=$FUZZ_RUNS"); fi
 failed=()
 summary=()
 for target in "${targets[@]}"; do
@@ -64,7 +71,7 @@ for target in "${targets[@]}"; do
     echo "fuzzing $target for ${seconds} s"
     status=0
     "$bin_dir/$target" "$work" "corpus/$target" \
-        -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 \
+        -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 "${repeatable[@]}" \
         -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1 || status=$?
     runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
     if [ "$status" -eq 0 ]; then

@@ -106,3 +106,19 @@ fn a_truncated_member_is_refused_as_invalid() {
     let root = tempfile::tempdir().unwrap();
     assert_invalid(unpack_bundle(&tar, root.path()), "not a tar file");
 }
+
+/// Found by the `bundle_tar` fuzz target: a regular-file member named `steps/` (a trailing
+/// slash) made the daemon answer 500 instead of refusing the bundle.
+#[test]
+fn a_regular_file_named_like_a_directory_is_refused_as_invalid_not_internal() {
+    let tar = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fuzz-bundle-tar-regular-file-named-like-a-directory.tar"),
+    )
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    match unpack_bundle(&tar, root.path()) {
+        Err(ApiError::BundleInvalid(_)) => {}
+        other => panic!("expected bundle_invalid, got {other:?}"),
+    }
+}

@@ -582,15 +582,29 @@ pub(super) fn unpack(file: impl std::io::Read, staging: &Path) -> Result<Vec<Pat
             )));
         }
         directories.extend(relative.ancestors().skip(1).map(Path::to_path_buf));
+        if name.ends_with('/') {
+            return Err(invalid(format!(
+                "`{name}` is a regular file named like a directory"
+            )));
+        }
         let target = staging.join(&relative);
-        let written = target
-            .parent()
-            .map_or(Ok(()), fs::create_dir_all)
-            .and_then(|()| {
-                let mut out = fs::File::create(&target)?;
-                std::io::copy(&mut entry, &mut out).map(drop)
-            });
-        written.map_err(|e| ApiError::internal(&format!("unpack {name}: {e}")))?;
+        let internal = |e: std::io::Error| ApiError::internal(&format!("unpack {name}: {e}"));
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(internal)?;
+        }
+        let mut out = fs::File::create(&target).map_err(internal)?;
+        // A member that cannot be read to its end (a truncated tar) is the sender's mistake; a
+        // file that cannot be written here is ours.
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            let read = match std::io::Read::read(&mut entry, &mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(invalid(format!("`{name}` cannot be read: {e}"))),
+            };
+            std::io::Write::write_all(&mut out, &buffer[..read]).map_err(internal)?;
+        }
         files.push(relative);
     }
     Ok(files)
