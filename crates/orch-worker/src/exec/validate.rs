@@ -2,247 +2,24 @@
 //! destructive tools whose path arguments, resolved the way the kernel would (symlinks
 //! included), leave the workspace.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use orch_core::Command;
 
 use super::ExecPolicy;
 
-/// Programs that run a string as a script when given `-c` (or `--command`).
-const SHELLS: &[&str] = &[
-    "sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh", "ash", "mksh", "yash", "rbash",
-];
+mod args;
+mod paths;
+mod tools;
 
-/// Shells refused outright: running them at all means running command strings.
-const STRING_SHELLS: &[&str] = &["pwsh", "powershell", "cmd"];
-
-/// Tools that delete or overwrite what their path arguments name.
-const DESTRUCTIVE_TOOLS: &[&str] = &[
-    "rm", "rmdir", "unlink", "dd", "shred", "truncate", "mv", "cp", "chmod", "chown", "chgrp",
-    "find", "rsync", "git", "mke2fs", "mkswap", "wipefs",
-];
-
-/// Programs that `find -exec` may use to delete the files it finds.
-const FIND_DELETERS: &[&str] = &["rm", "rmdir", "unlink", "shred", "truncate", "mv"];
-
-/// Inputs of `dd` that are fine although outside the workspace.
-const DD_SOURCES: &[&str] = &["/dev/zero", "/dev/null", "/dev/urandom", "/dev/random"];
-
-/// Most wrappers looked through in one command (`sudo env nice timeout ...`); more is refused.
-const MAX_WRAPPERS: usize = 16;
-
-/// Most symbolic links followed while resolving one path; the workspace is written by the
-/// commands themselves, so a crafted tree of links must not make validation slow.
-const MAX_SYMLINKS: usize = 256;
-
-/// Which options of a tool take a value, for telling options from operands.
-struct OptionSpec {
-    /// Short options that take a value (`-n 5` or `-n5`).
-    short_with_value: &'static str,
-    /// Long options that take a value as the next word (`--signal KILL`); `--name=value` always
-    /// works.
-    long_with_value: &'static [&'static str],
-    /// `-10` is a value, not a cluster of options (`nice -10`).
-    numeric: bool,
-}
-
-impl OptionSpec {
-    const fn new(
-        short_with_value: &'static str,
-        long_with_value: &'static [&'static str],
-    ) -> OptionSpec {
-        OptionSpec {
-            short_with_value,
-            long_with_value,
-            numeric: false,
-        }
-    }
-}
-
-const NO_VALUES: OptionSpec = OptionSpec::new("", &[]);
-const ENV_OPTIONS: OptionSpec = OptionSpec::new("uCSP", &["unset", "chdir", "split-string"]);
-const NICE_OPTIONS: OptionSpec = OptionSpec {
-    short_with_value: "n",
-    long_with_value: &["adjustment"],
-    numeric: true,
+use args::parse_args;
+use paths::{resolve, too_many_links};
+use tools::{
+    OptionSpec, DD_SOURCES, DESTRUCTIVE_TOOLS, DOAS_OPTIONS, ENV_OPTIONS, FIND_DELETERS,
+    MAX_WRAPPERS, MOVE_OPTIONS, NICE_OPTIONS, NO_VALUES, RSYNC_OPTIONS, SHELLS, SHRED_OPTIONS,
+    STDBUF_OPTIONS, STRING_SHELLS, SUDO_OPTIONS, TIMEOUT_OPTIONS, TIME_OPTIONS, TRUNCATE_OPTIONS,
+    XARGS_OPTIONS,
 };
-const TIMEOUT_OPTIONS: OptionSpec = OptionSpec::new("sk", &["signal", "kill-after"]);
-const STDBUF_OPTIONS: OptionSpec = OptionSpec::new("ioe", &["input", "output", "error"]);
-const TIME_OPTIONS: OptionSpec = OptionSpec::new("fo", &["format", "output"]);
-const SUDO_OPTIONS: OptionSpec = OptionSpec::new(
-    "CDgpRrTtUuc",
-    &[
-        "close-from",
-        "chdir",
-        "group",
-        "prompt",
-        "chroot",
-        "role",
-        "command-timeout",
-        "type",
-        "other-user",
-        "user",
-        "login-class",
-    ],
-);
-const DOAS_OPTIONS: OptionSpec = OptionSpec::new("uC", &[]);
-const XARGS_OPTIONS: OptionSpec = OptionSpec::new(
-    "adEILnPs",
-    &[
-        "arg-file",
-        "delimiter",
-        "max-args",
-        "max-procs",
-        "max-chars",
-        "process-slot-var",
-    ],
-);
-const SHRED_OPTIONS: OptionSpec = OptionSpec::new("ns", &["iterations", "size", "random-source"]);
-const TRUNCATE_OPTIONS: OptionSpec = OptionSpec::new("sr", &["size", "reference"]);
-const MOVE_OPTIONS: OptionSpec = OptionSpec::new("tS", &["target-directory", "suffix"]);
-const RSYNC_OPTIONS: OptionSpec = OptionSpec::new(
-    "efTBM",
-    &[
-        "rsh",
-        "rsync-path",
-        "filter",
-        "exclude",
-        "include",
-        "exclude-from",
-        "include-from",
-        "files-from",
-        "temp-dir",
-        "partial-dir",
-        "backup-dir",
-        "suffix",
-        "compare-dest",
-        "copy-dest",
-        "link-dest",
-        "log-file",
-        "log-file-format",
-        "out-format",
-        "password-file",
-        "chmod",
-        "chown",
-        "usermap",
-        "groupmap",
-        "max-size",
-        "min-size",
-        "max-delete",
-        "max-alloc",
-        "timeout",
-        "contimeout",
-        "port",
-        "sockopts",
-        "bwlimit",
-        "protocol",
-        "iconv",
-        "checksum-choice",
-        "compress-choice",
-        "compress-level",
-        "skip-compress",
-        "info",
-        "debug",
-        "stop-after",
-        "stop-at",
-        "modify-window",
-        "block-size",
-        "outbuf",
-        "read-batch",
-        "write-batch",
-        "only-write-batch",
-        "address",
-        "remote-option",
-    ],
-);
-
-/// Options and operands of one command line.
-struct ParsedArgs {
-    /// Options in order: name (`n` for `-n`, `signal` for `--signal`) and value.
-    options: Vec<(String, Option<String>)>,
-    /// The other words.
-    operands: Vec<String>,
-}
-
-impl ParsedArgs {
-    fn has(&self, names: &[&str]) -> bool {
-        self.options
-            .iter()
-            .any(|(name, _)| names.contains(&name.as_str()))
-    }
-
-    fn value(&self, names: &[&str]) -> Option<&str> {
-        self.options
-            .iter()
-            .rev()
-            .find(|(name, _)| names.contains(&name.as_str()))
-            .and_then(|(_, value)| value.as_deref())
-    }
-}
-
-/// Split `args` into options and operands the way getopt does. With `permute` (GNU tools such as
-/// `rm`), options may follow operands; without it (wrappers such as `env`), the first operand
-/// ends the options, and it and everything after it are operands.
-fn parse_args(args: &[String], spec: &OptionSpec, permute: bool) -> ParsedArgs {
-    let mut parsed = ParsedArgs {
-        options: Vec::new(),
-        operands: Vec::new(),
-    };
-    let mut at = 0;
-    while at < args.len() {
-        let word = args[at].as_str();
-        at += 1;
-        if word == "--" {
-            parsed.operands.extend(args[at..].iter().cloned());
-            break;
-        }
-        if let Some(long) = word.strip_prefix("--") {
-            if spec.numeric && !long.is_empty() && long.chars().all(|c| c.is_ascii_digit()) {
-                continue;
-            }
-            match long.split_once('=') {
-                Some((name, value)) => parsed
-                    .options
-                    .push((name.to_owned(), Some(value.to_owned()))),
-                None if spec.long_with_value.contains(&long) => {
-                    parsed
-                        .options
-                        .push((long.to_owned(), args.get(at).cloned()));
-                    at += 1;
-                }
-                None => parsed.options.push((long.to_owned(), None)),
-            }
-            continue;
-        }
-        if let Some(cluster) = word.strip_prefix('-').filter(|cluster| !cluster.is_empty()) {
-            if spec.numeric && cluster.parse::<i64>().is_ok() {
-                continue;
-            }
-            for (offset, short) in cluster.char_indices() {
-                if spec.short_with_value.contains(short) {
-                    let attached = &cluster[offset + short.len_utf8()..];
-                    let value = if attached.is_empty() {
-                        at += 1;
-                        args.get(at - 1).cloned()
-                    } else {
-                        Some(attached.to_owned())
-                    };
-                    parsed.options.push((short.to_string(), value));
-                    break;
-                }
-                parsed.options.push((short.to_string(), None));
-            }
-            continue;
-        }
-        if permute {
-            parsed.operands.push(word.to_owned());
-        } else {
-            parsed.operands.extend(args[at - 1..].iter().cloned());
-            break;
-        }
-    }
-    parsed
-}
 
 /// The program a command really runs, after looking through wrappers such as `env` and `sudo`.
 struct Invocation {
@@ -530,59 +307,6 @@ fn shell_string_flag(name: &str, args: &[String]) -> Option<String> {
     }
     None
 }
-
-fn too_many_links(path: &str) -> String {
-    format!(
-        "`{path}` goes through more than {MAX_SYMLINKS} symbolic links; use a plain path inside \
-         the workspace"
-    )
-}
-
-/// Resolve `path` against `base` the way the kernel would, without needing it to exist: `.` and
-/// `..` are applied in order, and every component that is an existing symbolic link (the last one
-/// only with `follow_last`) is replaced by its target, so `link/..` goes where the kernel goes.
-/// `base` must be absolute with its links resolved. `None`: too many links.
-fn resolve(base: &Path, path: &Path, follow_last: bool) -> Option<PathBuf> {
-    let mut budget = MAX_SYMLINKS;
-    resolve_within_budget(base, path, follow_last, &mut budget)
-}
-
-fn resolve_within_budget(
-    base: &Path,
-    path: &Path,
-    follow_last: bool,
-    budget: &mut usize,
-) -> Option<PathBuf> {
-    let mut current = if path.is_absolute() {
-        PathBuf::from("/")
-    } else {
-        base.to_path_buf()
-    };
-    let components: Vec<Component<'_>> = path.components().collect();
-    for (position, component) in components.iter().enumerate() {
-        match component {
-            Component::Prefix(_) | Component::RootDir => current = PathBuf::from("/"),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                current.pop();
-            }
-            Component::Normal(name) => {
-                current.push(name);
-                let last = position + 1 == components.len();
-                if last && !follow_last {
-                    continue;
-                }
-                if let Ok(target) = std::fs::read_link(&current) {
-                    *budget = budget.checked_sub(1)?;
-                    current.pop();
-                    current = resolve_within_budget(&current, &target, true, budget)?;
-                }
-            }
-        }
-    }
-    Some(current)
-}
-
 /// Check one path argument of a destructive tool; returns where it resolves.
 fn check_path(
     scope: &Scope<'_>,
