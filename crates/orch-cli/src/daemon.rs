@@ -246,7 +246,11 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn demo(home_flag: Option<&Path>, args: DemoArgs) -> anyhow::Result<bool> {
+pub async fn demo(
+    home_flag: Option<&Path>,
+    database_flag: Option<&str>,
+    args: DemoArgs,
+) -> anyhow::Result<bool> {
     let root = match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -275,7 +279,7 @@ pub async fn demo(home_flag: Option<&Path>, args: DemoArgs) -> anyhow::Result<bo
         Some(home) => home.to_owned(),
         None => root.join("home"),
     };
-    let settings = Settings::load(Some(&home))?;
+    let settings = Settings::load(Some(&home), database_flag)?;
     let store = open_store(&settings).await?;
     let project = orch_app::ProjectDir::resolve(&repo.to_string_lossy(), "demo repository")?;
     let submitted = orch_app::App::new(store.clone())

@@ -124,7 +124,8 @@ fn store_exit_code(store: &orch_store::StoreError) -> u8 {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let home = cli.home.as_deref();
-    let settings = || config::Settings::load(home);
+    let database = cli.database.as_deref();
+    let settings = || config::Settings::load(home, database);
     if cli.token.is_some() {
         return Err(UserError::new(
             "--token: a token on the command line is visible to every local user (`ps`, \
@@ -141,7 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Version(args) => commands::version(args)?,
         Command::Schema(args) => commands::schema(args)?,
-        Command::Demo(args) => return daemon::demo(home, args).await,
+        Command::Demo(args) => return daemon::demo(home, database, args).await,
         Command::Init(args) => commands::init(&settings()?, args).await?,
         Command::Serve(args) => daemon::serve_command(&settings()?, args).await?,
         Command::Worker(args) => daemon::worker_command(&settings()?, &remote, args).await?,
