@@ -70,9 +70,8 @@ impl Settings {
             Some(url) => Some((url.to_owned(), "--database".to_owned())),
             None => match env_text("ORCH_DATABASE_URL")? {
                 Some(url) => Some((url, "ORCH_DATABASE_URL".to_owned())),
-                None => configured_database(&config_file)?.map(|url| {
-                    (url, format!("`database` in {}", config_file.display()))
-                }),
+                None => configured_database(&config_file)?
+                    .map(|url| (url, format!("`database` in {}", config_file.display()))),
             },
         };
         let (database, database_source) = match chosen {

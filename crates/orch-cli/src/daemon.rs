@@ -52,6 +52,7 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.lease = args.lease.max(Duration::from_secs(1));
     options.grace = args.grace;
     options.exit_when_idle = args.exit_when_idle;
+    options.own_database = settings.database_path() == Some(settings.home.join("orch.db"));
     options.listen = Some(args.listen);
     options.allow_non_loopback = args.insecure_listen;
     options.tls = match (&args.tls_cert, &args.tls_key) {

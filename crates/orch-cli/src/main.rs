@@ -75,10 +75,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemons (`serve`, `worker`, `demo`) run on the multi-threaded runtime: their
+    // scheduler, API and workers must not wait on each other. One-shot commands need one thread.
+    let daemon = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Worker(_) | Command::Demo(_)
+    );
+    let mut builder = if daemon {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

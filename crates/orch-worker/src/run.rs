@@ -423,9 +423,12 @@ impl Runner<'_> {
             tracing::warn!("could not write logs.txt: {e}");
         }
         if let Some(step) = step {
-            let _ = self
+            if let Err(e) = self
                 .bundle
-                .append(&format!("steps/{step}/logs.txt"), stamped.as_bytes());
+                .append(&format!("steps/{step}/logs.txt"), stamped.as_bytes())
+            {
+                tracing::warn!("could not write steps/{step}/logs.txt: {e}");
+            }
         }
     }
 
@@ -470,10 +473,11 @@ impl Runner<'_> {
         }
         // Steps read a copy in their scratch area: the bundle is out of their reach.
         let scratch = self.scratch();
-        let copied = std::fs::create_dir_all(&scratch.root).and_then(|()| {
-            let bytes = serde_json::to_vec_pretty(&context).unwrap_or_default();
-            let (redacted, _) = self.bundle.redactor().redact(&bytes);
-            std::fs::write(scratch.context(), redacted)
+        let bytes = serde_json::to_vec_pretty(&context).unwrap_or_default();
+        let (redacted, _) = self.bundle.redactor().redact(&bytes);
+        let copied = crate::off_async(|| {
+            std::fs::create_dir_all(&scratch.root)
+                .and_then(|()| std::fs::write(scratch.context(), redacted))
         });
         if let Err(e) = copied {
             tracing::warn!("could not write the scratch copy of context.json: {e}");
@@ -862,7 +866,9 @@ impl Runner<'_> {
             }),
             None => Vec::new(),
         };
-        let _ = self.bundle.write_bytes("patch.diff", &diff);
+        if let Err(e) = self.bundle.write_bytes("patch.diff", &diff) {
+            tracing::error!(task = %self.task.id, "could not write patch.diff: {e}");
+        }
         let usage =
             self.steps
                 .iter()
@@ -943,7 +949,9 @@ impl Runner<'_> {
                 md.push_str(&format!("- `{f}`\n"));
             }
         }
-        let _ = self.bundle.write_bytes("report.md", md.as_bytes());
+        if let Err(e) = self.bundle.write_bytes("report.md", md.as_bytes()) {
+            tracing::error!(task = %self.task.id, "could not write report.md: {e}");
+        }
         self.write_state(status_name(status).as_str());
         self.log(None, &format!("run {}: {reason}", status_name(status)));
     }

@@ -57,7 +57,10 @@ fn a_postgres_database_url_is_refused_clearly_until_that_backend_exists_and_othe
         .output()
         .expect("run orch");
     let stderr = String::from_utf8_lossy(&finished.stderr);
-    assert!(stderr.contains("--database: an SQLite URL names an absolute file"), "{stderr}");
+    assert!(
+        stderr.contains("--database: an SQLite URL names an absolute file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -75,7 +78,10 @@ fn the_database_comes_from_the_flag_over_the_environment_over_the_config_file() 
     .expect("write config.toml");
     home.json(&["task", "add", "one", "--json"]);
     assert!(shared("from-config.db").exists());
-    assert!(!home.database().exists(), "the home's own orch.db is not used");
+    assert!(
+        !home.database().exists(),
+        "the home's own orch.db is not used"
+    );
     // The environment beats the config file, the flag beats both.
     let finished = home
         .command(&["task", "add", "two"])
@@ -109,7 +115,11 @@ fn the_database_comes_from_the_flag_over_the_environment_over_the_config_file() 
         assert_eq!(titles, vec![title.to_owned()], "{db}");
     }
     assert!(
-        home.command(&["doctor"]).output().expect("run orch").status.success(),
+        home.command(&["doctor"])
+            .output()
+            .expect("run orch")
+            .status
+            .success(),
         "doctor is clean on the configured database"
     );
 }
