@@ -21,6 +21,7 @@ mod execution;
 mod fencing;
 mod hosts;
 mod live;
+mod machine;
 mod real_agents;
 mod regressions;
 mod remote;

@@ -54,6 +54,8 @@ pub enum ApiError {
     },
     /// A dependency (the store) does not answer (503).
     Unavailable(String),
+    /// The server's disk is full (507): nothing was written; try again once space is freed.
+    InsufficientStorage(String),
     /// The client sent more requests than its rate allows (429); it may try again after
     /// `retry_after` seconds.
     RateLimited {
@@ -73,7 +75,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `malformed`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `conflict`, `lease_lost`, `not_lease_holder`, `too_large`, `bundle_too_large`, `invalid`, `bundle_invalid`, `internal`, `unavailable`, `rate_limited`.
+    /// `conflict`, `lease_lost`, `not_lease_holder`, `too_large`, `bundle_too_large`, `invalid`, `bundle_invalid`, `internal`, `unavailable`, `insufficient_storage`, `rate_limited`.
     pub code: &'static str,
     /// For humans.
     pub message: String,
@@ -169,6 +171,12 @@ impl IntoResponse for ApiError {
                 message,
                 None,
             ),
+            ApiError::InsufficientStorage(message) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                message,
+                None,
+            ),
         };
         let body = ErrorBody {
             error: ErrorDetail {
@@ -183,6 +191,18 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        // A fault of the machine is said as such, with its cause, not as a bare 500.
+        if let Some(fault) = error.machine_fault() {
+            tracing::error!("request failed: {} ({error})", fault.describe());
+            let message = format!("{}: {error}; {}", fault.describe(), fault.remedy());
+            return match fault {
+                orch_core::fault::MachineFault::DiskFull => ApiError::InsufficientStorage(message),
+                orch_core::fault::MachineFault::Io
+                | orch_core::fault::MachineFault::StoreUnavailable => {
+                    ApiError::Unavailable(message)
+                }
+            };
+        }
         match error {
             StoreError::TaskNotFound(_) | StoreError::RunNotFound(_) => {
                 ApiError::NotFound(error.to_string())
