@@ -80,7 +80,9 @@ fn with_the_disk_full_submissions_are_refused_with_the_cause_and_running_tasks_d
     let task = home.submit("slow.yml", yaml, repo.path())["slow"];
     // The step has started once its directory in the run's bundle exists.
     let step_dir = home.run_dir(task, 1).join("steps").join("wait");
-    poll_until("the step to start", SERVE_DEADLINE, || step_dir.exists().then_some(()));
+    poll_until("the step to start", SERVE_DEADLINE, || {
+        step_dir.exists().then_some(())
+    });
     let step_started = SystemTime::now();
     let filler = home.path().join("filler");
     let written = fill(&filler);
