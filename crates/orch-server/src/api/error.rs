@@ -87,11 +87,30 @@ pub struct ErrorDetail {
 impl ApiError {
     /// An internal failure: log the whole error once, under the request's id (the one in its
     /// `x-request-id` header), and tell the client only the id.
+    /// A fault of the machine (a full disk: 507; an I/O error or the database unavailable: 503)
+    /// is answered with its cause instead.
     pub fn internal(error: &dyn std::fmt::Display) -> ApiError {
+        let text = error.to_string();
+        if let Some(fault) = orch_core::fault::MachineFault::classify(&text) {
+            return ApiError::machine(fault, &text);
+        }
         let request_id = super::ops::current_request_id()
             .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         tracing::error!(request_id, "request failed: {error}");
         ApiError::Internal { request_id }
+    }
+}
+
+impl ApiError {
+    /// A request the machine could not serve: said with its cause and what to do, and logged.
+    fn machine(fault: orch_core::fault::MachineFault, error: &str) -> ApiError {
+        use orch_core::fault::MachineFault;
+        tracing::error!("request failed: {} ({error})", fault.describe());
+        let message = format!("{}: {error}; {}", fault.describe(), fault.remedy());
+        match fault {
+            MachineFault::DiskFull => ApiError::InsufficientStorage(message),
+            MachineFault::Io | MachineFault::StoreUnavailable => ApiError::Unavailable(message),
+        }
     }
 }
 
@@ -193,15 +212,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         // A fault of the machine is said as such, with its cause, not as a bare 500.
         if let Some(fault) = error.machine_fault() {
-            tracing::error!("request failed: {} ({error})", fault.describe());
-            let message = format!("{}: {error}; {}", fault.describe(), fault.remedy());
-            return match fault {
-                orch_core::fault::MachineFault::DiskFull => ApiError::InsufficientStorage(message),
-                orch_core::fault::MachineFault::Io
-                | orch_core::fault::MachineFault::StoreUnavailable => {
-                    ApiError::Unavailable(message)
-                }
-            };
+            return ApiError::machine(fault, &error.to_string());
         }
         match error {
             StoreError::TaskNotFound(_) | StoreError::RunNotFound(_) => {
