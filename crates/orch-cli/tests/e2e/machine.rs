@@ -126,6 +126,31 @@ fn with_the_disk_full_submissions_are_refused_with_the_cause_and_running_tasks_d
     home.run(&["task", "add", "room again"])
         .expect_code(0, "a submission after space returned");
     serve.signal(nix::sys::signal::Signal::SIGTERM);
-    serve.finish(SERVE_DEADLINE);
+    let stopped = serve.finish(SERVE_DEADLINE);
+    // The outcome was really held up by the full disk, and neither the worker's retries nor
+    // the scheduler (when its writes fail too; SQLite may still fit a small write into its WAL)
+    // log every attempt: once per doubling of the failures in a row.
+    let held_up = stopped
+        .stderr
+        .matches("could not report the outcome")
+        .count();
+    println!("`could not report the outcome`: logged {held_up} time(s)");
+    assert!(
+        (1..=8).contains(&held_up),
+        "the failed deliveries are logged at each doubling: {held_up}:\n{}",
+        stopped.stderr
+    );
+    for duty in [
+        "renewing the scheduler lease failed",
+        "scheduler pass failed",
+    ] {
+        let logged = stopped.stderr.matches(duty).count();
+        println!("`{duty}`: logged {logged} time(s)");
+        assert!(
+            logged <= 8,
+            "`{duty}` logged {logged} times:\n{}",
+            stopped.stderr
+        );
+    }
     home.assert_consistent("after the disk was full");
 }
