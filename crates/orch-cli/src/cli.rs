@@ -17,6 +17,13 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
 
+    /// The database: `postgres://user@host/db` (or `postgresql://`) for a PostgreSQL server
+    /// several daemons share, or `sqlite:///ABSOLUTE/PATH.db` for an SQLite file outside the home
+    /// [env: ORCH_DATABASE_URL] [config: `database = "URL"` in <home>/config.toml] [default:
+    /// the SQLite file orch.db in the home]
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+
     /// Send task commands, `run` and `status` to the daemon at this URL (e.g.
     /// http://127.0.0.1:7700) instead of the home's store [default: the daemon of the home, if
     /// one runs with an API]

@@ -43,12 +43,21 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             }
             // Not the URL itself: it may carry a password.
             orch_store::DatabaseConfig::Postgres { .. } => {
-                "open the orch database of ORCH_DATABASE_URL".to_owned()
+                format!("open the orch database of {}", settings.database_source)
             }
         })?;
     // orch's own tokens are redacted from every spec this process submits.
     store.add_secret_values(&orch_worker::run::home_tokens(&settings.home));
     Ok(store)
+}
+
+/// The database in words: the SQLite file, or where the PostgreSQL URL came from (not the URL:
+/// it may carry a password).
+fn database_shown(settings: &Settings) -> String {
+    match settings.database_path() {
+        Some(path) => path.display().to_string(),
+        None => format!("PostgreSQL (from {})", settings.database_source),
+    }
 }
 
 pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {
@@ -74,12 +83,12 @@ pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {
     if args.json {
         print_json(&json!({
             "home": settings.home,
-            "database": settings.database_path(),
+            "database": database_shown(settings),
             "project": { "id": project.id.0, "name": project.name, "path": project.path },
         }))?;
     } else {
         println!("orch home:  {}", settings.home.display());
-        println!("database:   {}", settings.database_path().display());
+        println!("database:   {}", database_shown(settings));
         println!("project:    {} ({})", project.name, project.path);
         println!("next: `orch task add \"...\"` or `orch run workflow.yml`");
     }
@@ -524,14 +533,16 @@ pub async fn status(settings: &Settings, remote: &Remote, args: JsonArgs) -> any
 }
 
 pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool> {
-    let path = settings.database_path();
-    if !path.exists() {
-        return Err(UserError::new(format!(
-            "no orch database at {}; run `orch init` first (or check --home)",
-            path.display()
-        ))
-        .into());
+    if let Some(path) = settings.database_path() {
+        if !path.exists() {
+            return Err(UserError::new(format!(
+                "no orch database at {}; run `orch init` first (or check --home and --database)",
+                path.display()
+            ))
+            .into());
+        }
     }
+    let path = database_shown(settings);
     let store = open_store(settings).await?;
     let problems = store.check_consistency().await?;
     let counts = store.status_counts().await?;

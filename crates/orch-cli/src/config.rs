@@ -1,4 +1,5 @@
-//! Settings: flags over `ORCH_*` environment variables over defaults, parsed once.
+//! Settings: flags over `ORCH_*` environment variables over the home's `config.toml` over
+//! defaults, parsed once.
 //!
 //! This is the only module that reads the environment.
 
@@ -12,18 +13,21 @@ use orch_store::{DatabaseConfig, SqliteOptions, Synchronous};
 pub struct Settings {
     /// The orch home.
     pub home: PathBuf,
-    /// SQLite options.
-    pub sqlite: SqliteOptions,
-    /// `ORCH_DATABASE_URL`: a PostgreSQL server instead of the home's SQLite file.
-    pub database_url: Option<String>,
+    /// The database: `--database`, else `ORCH_DATABASE_URL`, else `database` in
+    /// `<home>/config.toml`, else the home's SQLite file `orch.db`.
+    database: DatabaseConfig,
+    /// Where the database choice came from (`--database`, `ORCH_DATABASE_URL`, the config
+    /// file), for messages that must not print the URL (it may carry a password).
+    pub database_source: String,
     /// `ORCH_SECRET_KEY`: the key for secrets kept at rest (base64, 32 bytes); unset: the
     /// home's `secret.key`.
     pub secret_key: Option<String>,
 }
 
 impl Settings {
-    /// Resolve settings from the `--home` flag and the environment.
-    pub fn load(home_flag: Option<&Path>) -> anyhow::Result<Settings> {
+    /// Resolve settings from the `--home` and `--database` flags, the environment and the
+    /// home's `config.toml`.
+    pub fn load(home_flag: Option<&Path>, database_flag: Option<&str>) -> anyhow::Result<Settings> {
         let home = match home_flag {
             Some(home) => home.to_owned(),
             None => match std::env::var_os("ORCH_HOME").filter(|v| !v.is_empty()) {
@@ -61,29 +65,36 @@ impl Settings {
             }
         }
         let secret_key = env_text("ORCH_SECRET_KEY")?;
-        let database_url = env_text("ORCH_DATABASE_URL")?;
-        if let Some(url) = &database_url {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                bail!("ORCH_DATABASE_URL is not a PostgreSQL URL; write it like `postgres://user@host/db`, or unset it to use the SQLite file in the home");
-            }
-        }
+        let config_file = home.join("config.toml");
+        let chosen = match database_flag.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(url) => Some((url.to_owned(), "--database".to_owned())),
+            None => match env_text("ORCH_DATABASE_URL")? {
+                Some(url) => Some((url, "ORCH_DATABASE_URL".to_owned())),
+                None => configured_database(&config_file)?
+                    .map(|url| (url, format!("`database` in {}", config_file.display()))),
+            },
+        };
+        let (database, database_source) = match chosen {
+            Some((url, source)) => (parse_database_url(&url, &source, &sqlite)?, source),
+            None => (
+                DatabaseConfig::Sqlite {
+                    path: home.join("orch.db"),
+                    options: sqlite.clone(),
+                },
+                "the home".to_owned(),
+            ),
+        };
         Ok(Settings {
             home,
-            sqlite,
-            database_url,
+            database,
+            database_source,
             secret_key,
         })
     }
 
-    /// The database to open: `ORCH_DATABASE_URL`'s server, else the home's SQLite file.
+    /// The database to open.
     pub fn database(&self) -> DatabaseConfig {
-        match &self.database_url {
-            Some(url) => DatabaseConfig::Postgres { url: url.clone() },
-            None => DatabaseConfig::Sqlite {
-                path: self.database_path(),
-                options: self.sqlite.clone(),
-            },
-        }
+        self.database.clone()
     }
 
     /// The key for secrets kept at rest: `ORCH_SECRET_KEY`, else `<home>/secret.key` (created).
@@ -92,10 +103,69 @@ impl Settings {
             .map_err(|e| anyhow::Error::from(crate::UserError::new(e.to_string())))
     }
 
-    /// The SQLite database file.
-    pub fn database_path(&self) -> PathBuf {
-        self.home.join("orch.db")
+    /// The SQLite database file, if the database is one (`None`: a PostgreSQL server).
+    pub fn database_path(&self) -> Option<PathBuf> {
+        match &self.database {
+            DatabaseConfig::Sqlite { path, .. } => Some(path.clone()),
+            DatabaseConfig::Postgres { .. } => None,
+        }
     }
+}
+
+/// The `database` key of the home's `config.toml`, if the file and the key exist.
+fn configured_database(file: &Path) -> anyhow::Result<Option<String>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("read {}", file.display())),
+    };
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{}: not valid TOML; fix the file", file.display()))?;
+    match table.get("database") {
+        None => Ok(None),
+        Some(toml::Value::String(url)) if !url.trim().is_empty() => Ok(Some(url.trim().to_owned())),
+        Some(_) => bail!(
+            "{}: `database` must be a URL in quotes, like `database = \"postgres://user@host/db\"` \
+             or `database = \"sqlite:///var/lib/orch/orch.db\"`",
+            file.display()
+        ),
+    }
+}
+
+/// A database URL: `postgres://...` / `postgresql://...`, or `sqlite:///ABSOLUTE/PATH` (an SQLite
+/// file anywhere, e.g. one several daemons with their own homes share on one machine). `source`
+/// names where it came from; the URL itself is never printed (it may carry a password).
+fn parse_database_url(
+    url: &str,
+    source: &str,
+    sqlite: &SqliteOptions,
+) -> anyhow::Result<DatabaseConfig> {
+    let known = "use `postgres://user@host/db` (or `postgresql://`) for a PostgreSQL server, or \
+                 `sqlite:///ABSOLUTE/PATH.db` for an SQLite file";
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(DatabaseConfig::Postgres {
+            url: url.to_owned(),
+        });
+    }
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = Path::new(rest);
+        if !path.is_absolute() || rest.contains('?') {
+            bail!(
+                "{source}: an SQLite URL names an absolute file with three slashes and no \
+                 options, like `sqlite:///var/lib/orch/orch.db`"
+            );
+        }
+        if rest.ends_with('/') {
+            bail!("{source}: the SQLite URL names a directory; name the database file in it");
+        }
+        return Ok(DatabaseConfig::Sqlite {
+            path: path.to_owned(),
+            options: sqlite.clone(),
+        });
+    }
+    let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
+    bail!("{source} is not a database URL orch knows (scheme `{scheme}`); {known}")
 }
 
 /// A secret token and where it came from (named in messages; the token itself never is).

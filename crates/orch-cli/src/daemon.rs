@@ -52,6 +52,7 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.lease = args.lease.max(Duration::from_secs(1));
     options.grace = args.grace;
     options.exit_when_idle = args.exit_when_idle;
+    options.own_database = settings.database_path() == Some(settings.home.join("orch.db"));
     options.listen = Some(args.listen);
     options.allow_non_loopback = args.insecure_listen;
     options.tls = match (&args.tls_cert, &args.tls_key) {
@@ -246,7 +247,11 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn demo(home_flag: Option<&Path>, args: DemoArgs) -> anyhow::Result<bool> {
+pub async fn demo(
+    home_flag: Option<&Path>,
+    database_flag: Option<&str>,
+    args: DemoArgs,
+) -> anyhow::Result<bool> {
     let root = match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -275,7 +280,7 @@ pub async fn demo(home_flag: Option<&Path>, args: DemoArgs) -> anyhow::Result<bo
         Some(home) => home.to_owned(),
         None => root.join("home"),
     };
-    let settings = Settings::load(Some(&home))?;
+    let settings = Settings::load(Some(&home), database_flag)?;
     let store = open_store(&settings).await?;
     let project = orch_app::ProjectDir::resolve(&repo.to_string_lossy(), "demo repository")?;
     let submitted = orch_app::App::new(store.clone())

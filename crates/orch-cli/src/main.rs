@@ -75,10 +75,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemons (`serve`, `worker`, `demo`) run on the multi-threaded runtime: their
+    // scheduler, API and workers must not wait on each other. One-shot commands need one thread.
+    let daemon = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Worker(_) | Command::Demo(_)
+    );
+    let mut builder = if daemon {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -124,7 +132,8 @@ fn store_exit_code(store: &orch_store::StoreError) -> u8 {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let home = cli.home.as_deref();
-    let settings = || config::Settings::load(home);
+    let database = cli.database.as_deref();
+    let settings = || config::Settings::load(home, database);
     if cli.token.is_some() {
         return Err(UserError::new(
             "--token: a token on the command line is visible to every local user (`ps`, \
@@ -141,7 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Version(args) => commands::version(args)?,
         Command::Schema(args) => commands::schema(args)?,
-        Command::Demo(args) => return daemon::demo(home, args).await,
+        Command::Demo(args) => return daemon::demo(home, database, args).await,
         Command::Init(args) => commands::init(&settings()?, args).await?,
         Command::Serve(args) => daemon::serve_command(&settings()?, args).await?,
         Command::Worker(args) => daemon::worker_command(&settings()?, &remote, args).await?,

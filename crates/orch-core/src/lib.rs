@@ -10,6 +10,7 @@
 
 pub mod dag;
 pub mod decide;
+pub mod fault;
 pub mod input;
 pub mod lifecycle;
 pub mod model;

@@ -4,7 +4,9 @@
 //! a task keeps its handle and awaits it.
 
 pub mod api;
+pub mod instance;
 pub mod retention;
+pub mod scheduler;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -28,6 +30,10 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Time between scheduler passes.
     pub tick: Duration,
+    /// The database is this home's own (its SQLite file): no other daemon uses it, so at start
+    /// the runs of embedded workers named in the old format (`embedded-N`, before instance ids)
+    /// are released too. False for a shared database.
+    pub own_database: bool,
     /// Stop by itself once nothing is left to run (for `orch demo` and scripts).
     pub exit_when_idle: bool,
     /// Worktrees of finished tasks older than this are removed (hourly).
@@ -87,6 +93,7 @@ impl ServeOptions {
             lease: Duration::from_secs(30),
             grace: Duration::from_secs(30),
             tick: Duration::from_millis(100),
+            own_database: true,
             exit_when_idle: false,
             retention: Duration::from_secs(7 * 24 * 3600),
             listen: None,
@@ -149,11 +156,10 @@ pub enum ServeError {
     },
 }
 
-/// How often the daemon runs retention.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-
-/// The name prefix of this home's embedded workers. Only one daemon runs per home (the lock), so
-/// at start-up every active run of this prefix belonged to a daemon that is gone.
+/// The name prefix of every daemon's embedded workers: `embedded-<instance>-N`, with the
+/// home's [`instance::instance_id`]. Only one daemon runs per home (the lock), so at start-up
+/// every active run of `embedded-<instance>-` belonged to this home's daemon that is gone.
+/// Remote workers may not use the prefix.
 pub const EMBEDDED_PREFIX: &str = "embedded";
 
 /// Take the home's daemon lock; held until the returned file is dropped (or the process dies,
@@ -215,9 +221,24 @@ pub async fn serve(
     for group in orch_worker::exec::kill_orphaned_groups(&options.home.join("processes")) {
         tracing::warn!(group, "killed the commands of a run whose daemon died");
     }
-    let released = store
-        .release_owner(&format!("{EMBEDDED_PREFIX}-"), Op::now("serve"))
+    let instance = instance::instance_id(&options.home)?;
+    let own_prefix = instance::embedded_prefix(&instance);
+    tracing::info!(instance = %instance, "this daemon's embedded workers are {own_prefix}-N");
+    // Only this home's runs: another live daemon on the same database keeps its own.
+    let mut released = store
+        .release_owner(&format!("{own_prefix}-"), Op::now("serve"))
         .await?;
+    if options.own_database {
+        // Runs of the old worker names (`embedded-<digit>...`); instance ids are letters, so
+        // these prefixes match no new-format name.
+        for digit in 0..=9 {
+            released.extend(
+                store
+                    .release_owner(&format!("{EMBEDDED_PREFIX}-{digit}"), Op::now("serve"))
+                    .await?,
+            );
+        }
+    }
     for r in &released {
         tracing::info!(task = %r.task, run = %r.run, status = %r.status, "run of a previous daemon released");
     }
@@ -249,18 +270,23 @@ pub async fn serve(
         None => None,
     };
     let coordinator = Coordinator::Local(store.clone());
-    let mut settings = WorkerSettings::new(EMBEDDED_PREFIX, &options.home);
+    let mut settings = WorkerSettings::new(&own_prefix, &options.home);
     settings.lease = options.lease;
     settings.heartbeat_every = options.lease / 3;
     let workers_stop = shutdown.child_token();
-    let scheduler = tokio::spawn(scheduler_loop(
-        store.clone(),
-        options.clone(),
-        metrics,
-        work_ready,
-        shutdown.clone(),
-        workers_stop.clone(),
-    ));
+    let scheduler = tokio::spawn(
+        scheduler::Scheduler {
+            store: store.clone(),
+            options: options.clone(),
+            instance,
+            metrics,
+            work_ready,
+            leadership: scheduler::Leadership::default(),
+            shutdown: shutdown.clone(),
+            workers_stop: workers_stop.clone(),
+        }
+        .run(),
+    );
     if options.workers == 0 {
         // An API-only daemon: nothing runs here until remote workers come.
         workers_stop.cancelled().await;
@@ -285,73 +311,4 @@ pub async fn serve(
         }
     }
     Ok(())
-}
-
-/// Stale recovery and backoff timers, every `tick`. With `exit_when_idle`, stops the workers
-/// once no task can run any more.
-async fn scheduler_loop(
-    store: Store,
-    options: ServeOptions,
-    metrics: std::sync::Arc<api::ops::Metrics>,
-    work_ready: std::sync::Arc<tokio::sync::Notify>,
-    shutdown: CancellationToken,
-    workers_stop: CancellationToken,
-) {
-    let mut idle_passes = 0;
-    let mut next_retention = tokio::time::Instant::now();
-    loop {
-        if !options.exit_when_idle && tokio::time::Instant::now() >= next_retention {
-            next_retention = tokio::time::Instant::now() + RETENTION_EVERY;
-            match retention::collect(
-                &store,
-                &options.home,
-                options.retention,
-                orch_store::wall_clock(),
-                false,
-            )
-            .await
-            {
-                Ok(report) => {
-                    for (task, path, why) in &report.removed {
-                        tracing::info!(task = %task, path = %path.display(), "removed the workspace: {why}");
-                    }
-                }
-                Err(e) => tracing::error!("retention pass failed: {e}"),
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = workers_stop.cancelled() => return,
-            () = tokio::time::sleep(options.tick) => {}
-        }
-        match store.tick(Op::now("scheduler")).await {
-            Ok(report) => {
-                if !report.requeued.is_empty() || !report.recovered.is_empty() {
-                    work_ready.notify_waiters();
-                }
-                metrics.leases_expired(report.recovered.len());
-                for r in &report.recovered {
-                    tracing::warn!(task = %r.task, run = %r.run, status = %r.status, "lease expired; run lost");
-                }
-            }
-            Err(e) => tracing::error!("scheduler pass failed: {e}"),
-        }
-        if options.exit_when_idle {
-            match store.status_counts().await {
-                Ok(counts) => {
-                    use orch_core::Status::*;
-                    let active: u64 = [Queued, Running, RetryWait, Waiting, AwaitingInput]
-                        .iter()
-                        .filter_map(|s| counts.get(s))
-                        .sum();
-                    idle_passes = if active == 0 { idle_passes + 1 } else { 0 };
-                    if idle_passes >= 2 {
-                        workers_stop.cancel();
-                        return;
-                    }
-                }
-                Err(e) => tracing::error!("could not count tasks: {e}"),
-            }
-        }
-    }
 }

@@ -99,7 +99,15 @@ pub async fn collect(
     dry_run: bool,
 ) -> Result<GcReport, orch_store::StoreError> {
     let mut report = GcReport::default();
-    for found in find_workspaces(&home.join("worktrees")) {
+    // Walking the worktrees is file-system work: off the async threads.
+    let root = home.join("worktrees");
+    let found = tokio::task::spawn_blocking(move || find_workspaces(&root))
+        .await
+        .map_err(|e| orch_store::StoreError::Io {
+            context: "list the worktrees".to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+    for found in found {
         let task = match store.task(found.task).await {
             Ok(task) => task,
             // A workspace of a task this home does not know (a deleted database): leave it.

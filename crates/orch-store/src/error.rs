@@ -92,6 +92,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The fault of the machine behind this error (a full disk, an I/O error, the database
+    /// unreachable), if that is what it is: the request may succeed once the machine recovers,
+    /// and no task is to blame.
+    pub fn machine_fault(&self) -> Option<orch_core::fault::MachineFault> {
+        use orch_core::fault::MachineFault;
+        match self {
+            StoreError::Unavailable(_) => Some(MachineFault::StoreUnavailable),
+            StoreError::Database { message, .. } => MachineFault::classify(message),
+            StoreError::Io { source, .. } => MachineFault::of_io(source),
+            _ => None,
+        }
+    }
+
     /// Whether the caller did something that does not apply (as opposed to a failure of the
     /// database), so a CLI can exit with a usage code.
     pub fn is_refusal(&self) -> bool {

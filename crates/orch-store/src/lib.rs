@@ -572,6 +572,26 @@ impl Store {
         delegate!(self.release_owner(prefix, op))
     }
 
+    /// Take, take over (if it expired: `expires_at <= now`) or renew (if `holder` holds it) the
+    /// named lease until `now + ttl`, in one statement. Answers whether `holder` holds it now.
+    /// Singleton duties (lease `scheduler`) run only while their holder's lease is valid; the
+    /// holders' clocks must agree to well within `ttl`.
+    pub async fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        op: Op<'_>,
+    ) -> Result<bool> {
+        delegate!(self.hold_lease(name, holder, ttl, op))
+    }
+
+    /// Give the named lease up if `holder` holds it (a clean shutdown), so another process can
+    /// take it at once instead of after its expiry. Answers whether it was held.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<bool> {
+        delegate!(self.release_lease(name, holder))
+    }
+
     /// Move `retry_wait` tasks whose backoff has elapsed back to `queued`.
     pub async fn promote_due(&self, op: Op<'_>) -> Result<Vec<TaskId>> {
         delegate!(self.promote_due(op))

@@ -275,11 +275,13 @@ impl Bundle {
         redactor: Redactor,
     ) -> std::io::Result<Bundle> {
         let root = runs_root.join(task.to_string()).join(attempt.to_string());
-        fs::create_dir_all(&root)?;
-        for name in RUN_FILES {
-            create_if_missing(&root.join(name))?;
-        }
-        let (previous_entries, redactions) = read_previous_manifest(&root.join("manifest.json"));
+        let (previous_entries, redactions) = crate::off_async(|| {
+            fs::create_dir_all(&root)?;
+            for name in RUN_FILES {
+                create_if_missing(&root.join(name))?;
+            }
+            std::io::Result::Ok(read_previous_manifest(&root.join("manifest.json")))
+        })?;
         Ok(Bundle {
             root,
             redactor,
@@ -312,10 +314,13 @@ impl Bundle {
     pub fn step_dir(&self, step: &str) -> std::io::Result<PathBuf> {
         validate_step_name(step)?;
         let dir = self.root.join("steps").join(step);
-        fs::create_dir_all(&dir)?;
-        for name in STEP_FILES {
-            create_if_missing(&dir.join(name))?;
-        }
+        crate::off_async(|| {
+            fs::create_dir_all(&dir)?;
+            for name in STEP_FILES {
+                create_if_missing(&dir.join(name))?;
+            }
+            std::io::Result::Ok(())
+        })?;
         Ok(dir)
     }
 
@@ -339,7 +344,7 @@ impl Bundle {
         let path = self.resolve(relative)?;
         let (redacted, counts) = self.redactor.redact(bytes);
         self.note_redactions(&counts);
-        write_atomically(&path, &redacted)
+        crate::off_async(|| write_atomically(&path, &redacted))
     }
 
     /// Append to a file (logs, events), redacted.
@@ -350,8 +355,10 @@ impl Bundle {
         let path = self.resolve(relative)?;
         let (redacted, counts) = self.redactor.redact(bytes);
         self.note_redactions(&counts);
-        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-        file.write_all(&redacted)
+        crate::off_async(|| {
+            let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+            file.write_all(&redacted)
+        })
     }
 
     /// Add an invocation to the manifest (written by [`Bundle::write_manifest`]).
@@ -370,7 +377,7 @@ impl Bundle {
     /// and agents wrote there included), counted with the bundle's redactions; the next
     /// [`Bundle::write_manifest`] recomputes the digests of the files it rewrote.
     pub fn scan_all(&mut self) -> std::io::Result<()> {
-        let scan = scan_tree(&self.root, &self.redactor)?;
+        let scan = crate::off_async(|| scan_tree(&self.root, &self.redactor))?;
         self.note_redactions(&scan.counts);
         self.rewritten.extend(scan.changed);
         Ok(())
@@ -391,7 +398,7 @@ impl Bundle {
             entries_json.push(serde_json::to_value(entry).map_err(std::io::Error::other)?);
         }
         let mut entries_json = serde_json::Value::Array(entries_json);
-        refresh_digests(&mut entries_json, &self.root, &self.rewritten);
+        crate::off_async(|| refresh_digests(&mut entries_json, &self.root, &self.rewritten));
         // Redact the entries (argv may carry a token) before the counts are written, so the
         // manifest's counts include what was found in the manifest itself.
         self.redact_strings(&mut entries_json);

@@ -41,9 +41,34 @@ pub enum CoordinatorError {
 }
 
 impl CoordinatorError {
-    /// The same request may succeed later (the daemon is restarting, the network is back).
+    /// The same request may succeed later (the daemon is restarting, the network is back, the
+    /// disk has space again).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, CoordinatorError::Unreachable(_))
+        match self {
+            CoordinatorError::Unreachable(_) => true,
+            CoordinatorError::Other(e) => {
+                e.machine_fault().is_some()
+                    || matches!(
+                        e,
+                        StoreError::Database {
+                            retryable: true,
+                            ..
+                        }
+                    )
+            }
+            CoordinatorError::LeaseLost(_) | CoordinatorError::Refused(_) => false,
+        }
+    }
+
+    /// The fault of the machine behind this error (here or, answered 507/503, at the daemon).
+    pub fn machine_fault(&self) -> Option<orch_core::fault::MachineFault> {
+        match self {
+            CoordinatorError::Other(e) => e.machine_fault(),
+            CoordinatorError::Unreachable(message) => {
+                orch_core::fault::MachineFault::classify(message)
+            }
+            CoordinatorError::LeaseLost(_) | CoordinatorError::Refused(_) => None,
+        }
     }
 
     fn from_store(err: StoreError) -> Self {

@@ -20,3 +20,16 @@ pub mod workspace;
 pub use coordinator::{Coordinator, CoordinatorError, HttpCoordinator};
 pub use run::{execute, RunEnd, WorkerSettings};
 pub use worker::run_workers;
+
+/// Run blocking file-system work from async code without stalling the runtime: on the
+/// multi-threaded runtime (`orch serve`, `orch worker`) through `block_in_place`, which hands this
+/// thread's other tasks to another thread first; elsewhere (a current-thread runtime in tests, or
+/// no runtime) inline.
+pub fn off_async<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}

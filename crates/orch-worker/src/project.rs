@@ -119,6 +119,9 @@ impl ProjectConfig {
             Some(path) => read_table(path)?.unwrap_or_default(),
             None => toml::Table::new(),
         };
+        // `database` is the CLI's (orch-cli's config.rs reads it); a project's `.orch.toml`
+        // may not choose the database, so there it stays an unknown key.
+        global_table.remove("database");
         let mut project_table = read_table(&project)?.unwrap_or_default();
         let sandbox = SandboxSettings::from_layers(&mut global_table, &mut project_table, env)
             .map_err(|message| ProjectConfigError {

@@ -93,12 +93,13 @@ pub(crate) fn record_exchanges(
             }
         }
     }
-    if let Err(e) = std::fs::create_dir_all(bundle.path().join(dir))
+    if let Err(e) = crate::off_async(|| std::fs::create_dir_all(bundle.path().join(dir)))
         .and_then(|()| bundle.write_bytes(&events_rel, &bytes))
     {
         tracing::warn!("could not write {events_rel}: {e}");
     }
-    let stored = std::fs::read(bundle.path().join(&events_rel)).unwrap_or_default();
+    let stored =
+        crate::off_async(|| std::fs::read(bundle.path().join(&events_rel))).unwrap_or_default();
     bundle.record(ManifestEntry::Agent {
         step: dir.to_owned(),
         agent: agent.to_owned(),

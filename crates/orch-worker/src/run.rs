@@ -200,15 +200,42 @@ pub async fn execute(
                     token,
                     settings.lease,
                     &e.to_string(),
+                    &lost,
                 )
                 .await;
             }
         };
     let bundle_stream = coordinator.stream_bundle(&settings.name, run, token, &bundle_dir);
     let verdict = run_task(coordinator, settings, &claim, cancel.clone()).await;
+    // The heartbeat keeps the lease until the outcome is delivered: a full disk or an
+    // unreachable daemon may hold the delivery up.
+    let end = deliver_outcome(
+        coordinator,
+        settings,
+        &claim,
+        verdict,
+        bundle_stream,
+        &stop,
+        &lost,
+    )
+    .await;
     heartbeat.abort();
-    // The heartbeat task may be mid-call; what matters is whether it saw the lease go.
     let _ = heartbeat.await;
+    end
+}
+
+/// Hand a finished run's bundle and outcome over: requeued at shutdown or when the machine, not
+/// the task, made it fail; completed otherwise.
+async fn deliver_outcome(
+    coordinator: &Coordinator,
+    settings: &WorkerSettings,
+    claim: &Claim,
+    verdict: Verdict,
+    bundle_stream: crate::coordinator::BundleStream,
+    stop: &CancellationToken,
+    lost: &AtomicBool,
+) -> RunEnd {
+    let (run, token) = (claim.run.id, claim.token);
     if lost.load(Ordering::SeqCst) {
         bundle_stream.abandon().await;
         tracing::warn!(task = %claim.task.id, run = %run, "lease lost; the result is not reported");
@@ -230,10 +257,11 @@ pub async fn execute(
         return give_back(
             coordinator,
             settings,
-            &claim,
+            claim,
             token,
             Duration::ZERO,
             "the worker shut down before the run finished",
+            lost,
         )
         .await;
     }
@@ -244,14 +272,32 @@ pub async fn execute(
         return give_back(
             coordinator,
             settings,
-            &claim,
+            claim,
             token,
             *delay,
             &verdict.reason,
+            lost,
         )
         .await;
     }
-    match complete(coordinator, settings, run, token, &verdict).await {
+    // A run the machine made fail (a full disk, an I/O error) goes back without spending the
+    // task's attempt.
+    if verdict.outcome == Outcome::Failed {
+        if let Some(fault) = orch_core::fault::MachineFault::classify(&verdict.reason) {
+            tracing::warn!(task = %claim.task.id, "{}: the run is given back without spending an attempt", fault.describe());
+            return give_back(
+                coordinator,
+                settings,
+                claim,
+                token,
+                fault.requeue_delay(),
+                &fault.requeue_reason(&verdict.reason),
+                lost,
+            )
+            .await;
+        }
+    }
+    match complete(coordinator, settings, run, token, &verdict, lost).await {
         Ok(_) => RunEnd::Reported(verdict.outcome),
         Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
         Err(e) => {
@@ -423,9 +469,12 @@ impl Runner<'_> {
             tracing::warn!("could not write logs.txt: {e}");
         }
         if let Some(step) = step {
-            let _ = self
+            if let Err(e) = self
                 .bundle
-                .append(&format!("steps/{step}/logs.txt"), stamped.as_bytes());
+                .append(&format!("steps/{step}/logs.txt"), stamped.as_bytes())
+            {
+                tracing::warn!("could not write steps/{step}/logs.txt: {e}");
+            }
         }
     }
 
@@ -470,10 +519,11 @@ impl Runner<'_> {
         }
         // Steps read a copy in their scratch area: the bundle is out of their reach.
         let scratch = self.scratch();
-        let copied = std::fs::create_dir_all(&scratch.root).and_then(|()| {
-            let bytes = serde_json::to_vec_pretty(&context).unwrap_or_default();
-            let (redacted, _) = self.bundle.redactor().redact(&bytes);
-            std::fs::write(scratch.context(), redacted)
+        let bytes = serde_json::to_vec_pretty(&context).unwrap_or_default();
+        let (redacted, _) = self.bundle.redactor().redact(&bytes);
+        let copied = crate::off_async(|| {
+            std::fs::create_dir_all(&scratch.root)
+                .and_then(|()| std::fs::write(scratch.context(), redacted))
         });
         if let Err(e) = copied {
             tracing::warn!("could not write the scratch copy of context.json: {e}");
@@ -862,7 +912,9 @@ impl Runner<'_> {
             }),
             None => Vec::new(),
         };
-        let _ = self.bundle.write_bytes("patch.diff", &diff);
+        if let Err(e) = self.bundle.write_bytes("patch.diff", &diff) {
+            tracing::error!(task = %self.task.id, "could not write patch.diff: {e}");
+        }
         let usage =
             self.steps
                 .iter()
@@ -943,7 +995,9 @@ impl Runner<'_> {
                 md.push_str(&format!("- `{f}`\n"));
             }
         }
-        let _ = self.bundle.write_bytes("report.md", md.as_bytes());
+        if let Err(e) = self.bundle.write_bytes("report.md", md.as_bytes()) {
+            tracing::error!(task = %self.task.id, "could not write report.md: {e}");
+        }
         self.write_state(status_name(status).as_str());
         self.log(None, &format!("run {}: {reason}", status_name(status)));
     }

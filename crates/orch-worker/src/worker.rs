@@ -64,7 +64,10 @@ async fn worker_loop(
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let wait = IDLE_POLL * 2u32.saturating_pow(failures.min(6));
-                tracing::warn!(worker = %settings.name, "claim failed: {e}; retrying in {wait:?}");
+                // Logged once per doubling of the failures in a row, not on every retry.
+                if failures.is_power_of_two() {
+                    tracing::warn!(worker = %settings.name, failures, "claim failed: {e}; retrying in {wait:?}");
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(wait) => continue,

@@ -46,7 +46,82 @@ fn a_postgres_database_url_is_refused_clearly_until_that_backend_exists_and_othe
         .output()
         .expect("run orch");
     let stderr = String::from_utf8_lossy(&finished.stderr);
-    assert!(stderr.contains("is not a PostgreSQL URL"), "{stderr}");
+    assert_eq!(finished.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ORCH_DATABASE_URL is not a database URL orch knows (scheme `mysql`)"),
+        "{stderr}"
+    );
+    // An SQLite URL must name an absolute file.
+    let finished = home
+        .command(&["--database", "sqlite://orch.db", "task", "list"])
+        .output()
+        .expect("run orch");
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert!(
+        stderr.contains("--database: an SQLite URL names an absolute file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_database_comes_from_the_flag_over_the_environment_over_the_config_file() {
+    let home = Home::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shared = |name: &str| dir.path().join(name);
+    let url = |name: &str| format!("sqlite://{}", shared(name).display());
+    // The config file's `database` is used when nothing else names one (and the worker's
+    // project settings, which read the same file, accept the key).
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("database = \"{}\"\n", url("from-config.db")),
+    )
+    .expect("write config.toml");
+    home.json(&["task", "add", "one", "--json"]);
+    assert!(shared("from-config.db").exists());
+    assert!(
+        !home.database().exists(),
+        "the home's own orch.db is not used"
+    );
+    // The environment beats the config file, the flag beats both.
+    let finished = home
+        .command(&["task", "add", "two"])
+        .env("ORCH_DATABASE_URL", url("from-env.db"))
+        .output()
+        .expect("run orch");
+    assert!(finished.status.success(), "{finished:?}");
+    let finished = home
+        .command(&["--database", &url("from-flag.db"), "task", "add", "three"])
+        .env("ORCH_DATABASE_URL", url("from-env.db"))
+        .output()
+        .expect("run orch");
+    assert!(finished.status.success(), "{finished:?}");
+    for (db, title) in [
+        ("from-config.db", "one"),
+        ("from-env.db", "two"),
+        ("from-flag.db", "three"),
+    ] {
+        let finished = home
+            .command(&["--database", &url(db), "task", "list", "--json"])
+            .output()
+            .expect("run orch");
+        let list: serde_json::Value =
+            serde_json::from_slice(&finished.stdout).expect("task list --json");
+        let titles: Vec<_> = list
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|t| t["title"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(titles, vec![title.to_owned()], "{db}");
+    }
+    assert!(
+        home.command(&["doctor"])
+            .output()
+            .expect("run orch")
+            .status
+            .success(),
+        "doctor is clean on the configured database"
+    );
 }
 
 #[test]

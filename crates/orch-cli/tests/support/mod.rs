@@ -266,12 +266,48 @@ impl Drop for Process {
 /// A fresh orch home in a temporary directory, deleted at the end of the test.
 pub struct Home {
     dir: tempfile::TempDir,
+    /// `--database URL` for every command: a database shared with other homes.
+    database: Option<SharedDatabase>,
+}
+
+/// A database several homes (daemons) share, fresh for one test: an SQLite file outside every
+/// home, `sqlite:///...`. This is the one place a test picks the shared database: when the
+/// PostgreSQL backend is built, a database created here from `ORCH_TEST_POSTGRES_URL` (and
+/// dropped at the end) drops in; tests using it read state through the CLI, not SQL.
+#[derive(Clone)]
+pub struct SharedDatabase {
+    url: String,
+    _dir: std::sync::Arc<tempfile::TempDir>,
+}
+
+impl SharedDatabase {
+    pub fn new() -> SharedDatabase {
+        let dir = tempfile::tempdir().expect("create a directory for the shared database");
+        SharedDatabase {
+            url: format!("sqlite://{}", dir.path().join("shared.db").display()),
+            _dir: std::sync::Arc::new(dir),
+        }
+    }
+
+    /// The URL to pass as `--database`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
 }
 
 impl Home {
     pub fn new() -> Home {
         Home {
             dir: tempfile::tempdir().expect("create a temporary orch home"),
+            database: None,
+        }
+    }
+
+    /// A fresh home whose every command uses `database` (`--database`).
+    pub fn on(database: &SharedDatabase) -> Home {
+        Home {
+            database: Some(database.clone()),
+            ..Home::new()
         }
     }
 
@@ -280,17 +316,27 @@ impl Home {
         self.dir.path()
     }
 
-    /// The database file.
+    /// The database file (the shared SQLite file for a home made with [`Home::on`]).
     pub fn database(&self) -> PathBuf {
-        self.path().join("orch.db")
+        match &self.database {
+            Some(shared) => PathBuf::from(
+                shared
+                    .url()
+                    .strip_prefix("sqlite://")
+                    .expect("SQL checks need an SQLite database"),
+            ),
+            None => self.path().join("orch.db"),
+        }
     }
 
     /// `orch --home <home> <args>`, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(ORCH);
+        command.arg("--home").arg(self.path());
+        if let Some(shared) = &self.database {
+            command.arg("--database").arg(shared.url());
+        }
         command
-            .arg("--home")
-            .arg(self.path())
             .args(args)
             .current_dir(self.path())
             .env_remove("ORCH_HOME")

@@ -54,6 +54,8 @@ pub enum ApiError {
     },
     /// A dependency (the store) does not answer (503).
     Unavailable(String),
+    /// The server's disk is full (507): nothing was written; try again once space is freed.
+    InsufficientStorage(String),
     /// The client sent more requests than its rate allows (429); it may try again after
     /// `retry_after` seconds.
     RateLimited {
@@ -73,7 +75,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `malformed`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `conflict`, `lease_lost`, `not_lease_holder`, `too_large`, `bundle_too_large`, `invalid`, `bundle_invalid`, `internal`, `unavailable`, `rate_limited`.
+    /// `conflict`, `lease_lost`, `not_lease_holder`, `too_large`, `bundle_too_large`, `invalid`, `bundle_invalid`, `internal`, `unavailable`, `insufficient_storage`, `rate_limited`.
     pub code: &'static str,
     /// For humans.
     pub message: String,
@@ -85,11 +87,30 @@ pub struct ErrorDetail {
 impl ApiError {
     /// An internal failure: log the whole error once, under the request's id (the one in its
     /// `x-request-id` header), and tell the client only the id.
+    /// A fault of the machine (a full disk: 507; an I/O error or the database unavailable: 503)
+    /// is answered with its cause instead.
     pub fn internal(error: &dyn std::fmt::Display) -> ApiError {
+        let text = error.to_string();
+        if let Some(fault) = orch_core::fault::MachineFault::classify(&text) {
+            return ApiError::machine(fault, &text);
+        }
         let request_id = super::ops::current_request_id()
             .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         tracing::error!(request_id, "request failed: {error}");
         ApiError::Internal { request_id }
+    }
+}
+
+impl ApiError {
+    /// A request the machine could not serve: said with its cause and what to do, and logged.
+    fn machine(fault: orch_core::fault::MachineFault, error: &str) -> ApiError {
+        use orch_core::fault::MachineFault;
+        tracing::error!("request failed: {} ({error})", fault.describe());
+        let message = format!("{}: {error}; {}", fault.describe(), fault.remedy());
+        match fault {
+            MachineFault::DiskFull => ApiError::InsufficientStorage(message),
+            MachineFault::Io | MachineFault::StoreUnavailable => ApiError::Unavailable(message),
+        }
     }
 }
 
@@ -169,6 +190,12 @@ impl IntoResponse for ApiError {
                 message,
                 None,
             ),
+            ApiError::InsufficientStorage(message) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                message,
+                None,
+            ),
         };
         let body = ErrorBody {
             error: ErrorDetail {
@@ -183,6 +210,10 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        // A fault of the machine is said as such, with its cause, not as a bare 500.
+        if let Some(fault) = error.machine_fault() {
+            return ApiError::machine(fault, &error.to_string());
+        }
         match error {
             StoreError::TaskNotFound(_) | StoreError::RunNotFound(_) => {
                 ApiError::NotFound(error.to_string())

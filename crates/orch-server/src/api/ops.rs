@@ -74,6 +74,7 @@ pub struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     sse_subscribers: Gauge,
     refused_requests: Family<ReasonLabels, Counter>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -134,7 +135,15 @@ impl Metrics {
              late) or `not_holder` (another worker or a wrong token; rate-limited in the log)",
             refused_requests.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "orch_scheduler_leader",
+            "1 while this daemon holds the `scheduler` lease and runs stale recovery, backoff \
+             timers and retention for every daemon on the database; 0 otherwise",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             registry,
             refused_requests,
             tasks,
@@ -174,6 +183,11 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Whether this daemon holds the `scheduler` lease now.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// A run failed in a step.

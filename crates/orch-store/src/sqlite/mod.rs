@@ -32,6 +32,7 @@ mod apply;
 mod claim;
 mod complete;
 mod fencing;
+mod lease;
 mod migrate;
 mod read;
 mod recover;

@@ -124,7 +124,9 @@ impl BundleStream {
                 other => break other,
             }
         };
-        let _ = std::fs::remove_file(&tar_path);
+        if let Err(e) = tokio::fs::remove_file(&tar_path).await {
+            tracing::warn!(path = %tar_path.display(), "could not remove the packed bundle: {e}");
+        }
         result
     }
 }

@@ -49,10 +49,12 @@ impl Runner<'_> {
         };
         // The prompt as the agent got it, so a run can be understood (and a test can check
         // that review feedback reached it).
-        let _ = self.bundle.write_bytes(
+        if let Err(e) = self.bundle.write_bytes(
             &format!("steps/{}/prompt.md", step.name),
             full_prompt.as_bytes(),
-        );
+        ) {
+            tracing::error!(step = %step.name, "could not write the step's prompt.md: {e}");
+        }
         let model = resolved.model.clone();
         let path_var = exec::command_path(&ExecPolicy::default());
         let (raw_sender, mut raw_receiver) = tokio::sync::mpsc::unbounded_channel::<RawOutput>();
@@ -105,7 +107,7 @@ impl Runner<'_> {
             self.record_raw(&step_dir, raw);
         }
         let events_path = self.bundle.path().join(&events_rel);
-        let events_bytes = std::fs::read(&events_path).unwrap_or_default();
+        let events_bytes = crate::off_async(|| std::fs::read(&events_path)).unwrap_or_default();
         let argv = outcome.as_ref().map(|o| o.argv.clone()).unwrap_or_default();
         self.bundle.record(ManifestEntry::Agent {
             step: step.name.clone(),
@@ -280,7 +282,9 @@ impl Runner<'_> {
     pub(super) fn record_event(&mut self, step: &str, events_rel: &str, event: &AgentEvent) {
         if let Ok(mut line) = serde_json::to_vec(event) {
             line.push(b'\n');
-            let _ = self.bundle.append(events_rel, &line);
+            if let Err(e) = self.bundle.append(events_rel, &line) {
+                tracing::warn!(step, "could not write {events_rel}: {e}");
+            }
         }
         let text = match event {
             AgentEvent::Message { role, text } => Some(format!("{role}: {text}")),

@@ -162,7 +162,7 @@ impl Runner<'_> {
             self.bundle.note_redactions(&record.redactions);
             // The step's stdout.log / stderr.log hold every command's output in order.
             for (kind, path) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-                let bytes = std::fs::read(path).unwrap_or_default();
+                let bytes = crate::off_async(|| std::fs::read(path)).unwrap_or_default();
                 if !bytes.is_empty() {
                     let mut section = format!("==> $ {line} <==\n").into_bytes();
                     section.extend_from_slice(&bytes);

@@ -3,7 +3,8 @@
 
 use super::*;
 
-/// Give the run back to be run again after `delay`, without using an attempt.
+/// Give the run back to be run again after `delay`, without using an attempt; retried like a
+/// completion while the machine or the daemon cannot take it.
 pub(super) async fn give_back(
     coordinator: &Coordinator,
     settings: &WorkerSettings,
@@ -11,11 +12,13 @@ pub(super) async fn give_back(
     token: orch_core::FencingToken,
     delay: Duration,
     reason: &str,
+    lost: &AtomicBool,
 ) -> RunEnd {
-    match coordinator
-        .requeue(&settings.name, claim.run.id, token, delay, reason)
-        .await
-    {
+    let sent = deliver(claim.run.id, "give the run back", lost, || {
+        coordinator.requeue(&settings.name, claim.run.id, token, delay, reason)
+    })
+    .await;
+    match sent {
         Ok(_) => RunEnd::Requeued,
         Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
         Err(e) => {
@@ -36,26 +39,67 @@ pub(super) async fn complete(
     run: orch_core::RunId,
     token: orch_core::FencingToken,
     verdict: &Verdict,
+    lost: &AtomicBool,
 ) -> Result<orch_core::Status, CoordinatorError> {
+    deliver(run, "report the outcome", lost, || {
+        coordinator.complete(
+            &settings.name,
+            run,
+            token,
+            verdict.outcome,
+            Some(&verdict.reason),
+        )
+    })
+    .await
+}
+
+/// Send a run's final request until it is taken, with backoff. An unreachable daemon is tried
+/// for [`COMPLETE_RETRY_FOR`]; a fault of the machine (a full disk, the database unavailable)
+/// for as long as the run's heartbeat keeps its lease (`lost` unset), so the outcome is kept and
+/// delivered once the machine recovers. Failures are logged once per backoff step.
+async fn deliver<T, F, Fut>(
+    run: orch_core::RunId,
+    what: &str,
+    lost: &AtomicBool,
+    mut send: F,
+) -> Result<T, CoordinatorError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CoordinatorError>>,
+{
     let started = Instant::now();
     let mut wait = Duration::from_millis(100);
+    let mut failures = 0u64;
     loop {
-        match coordinator
-            .complete(
-                &settings.name,
-                run,
-                token,
-                verdict.outcome,
-                Some(&verdict.reason),
-            )
-            .await
-        {
-            Err(e) if e.is_retryable() && started.elapsed() < COMPLETE_RETRY_FOR => {
-                tracing::warn!(run = %run, "could not report the outcome: {e}; retrying in {wait:?}");
+        match send().await {
+            Err(e)
+                if e.is_retryable()
+                    && !lost.load(Ordering::SeqCst)
+                    && (e.machine_fault().is_some() || started.elapsed() < COMPLETE_RETRY_FOR) =>
+            {
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!(run = %run, failures, "could not {what}: {e}; retrying (every {wait:?} at most)");
+                }
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                let cap = if e.machine_fault().is_some() {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_secs(5)
+                };
+                wait = (wait * 2).min(cap);
             }
-            other => return other,
+            Err(e) if lost.load(Ordering::SeqCst) && e.is_retryable() => {
+                return Err(CoordinatorError::LeaseLost(format!(
+                    "the lease was lost while trying to {what}: {e}"
+                )))
+            }
+            other => {
+                if failures > 0 {
+                    tracing::info!(run = %run, failures, "delivered after {failures} failed attempt(s) to {what}");
+                }
+                return other;
+            }
         }
     }
 }
