@@ -28,6 +28,7 @@ macro_rules! sql {
 
 mod admin;
 mod agents;
+mod archive;
 mod apply;
 mod claim;
 mod complete;
