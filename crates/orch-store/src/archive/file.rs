@@ -49,7 +49,9 @@ pub fn files_under(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
         let dir = root.join(&relative);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && relative.as_os_str().is_empty() => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && relative.as_os_str().is_empty() =>
+            {
                 return Ok(found)
             }
             Err(e) => return Err(io(format!("list {}", dir.display()))(e)),
@@ -202,18 +204,21 @@ pub fn read_archive(
         };
         if first.path().map_err(damaged)?.as_os_str() != MANIFEST {
             return Err(invalid(format!(
-                "{} does not start with {MANIFEST}; it is not an orch archive",
+                "{} does not start with {MANIFEST}; it is not an orch archive, nothing was imported",
                 path.display()
             )));
         }
         let mut text = String::new();
         first.read_to_string(&mut text).map_err(damaged)?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| invalid(format!("its {MANIFEST} cannot be read: {e}")))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+            invalid(format!(
+                "its {MANIFEST} cannot be read: {e}; nothing was imported"
+            ))
+        })?;
         if manifest.format_version != super::FORMAT_VERSION {
             return Err(invalid(format!(
                 "it has format version {} (written by orch {}), and this orch reads version {}; \
-                 import it with an orch of that version",
+                 nothing was imported: import it with an orch that reads that version",
                 manifest.format_version,
                 manifest.orch_version,
                 super::FORMAT_VERSION
@@ -226,7 +231,7 @@ pub fn read_archive(
             if let Ok(rest) = name.strip_prefix(BUNDLES_DIR) {
                 if !safe_relative(rest) {
                     return Err(invalid(format!(
-                        "it holds the entry {}, which points outside the home",
+                        "it holds the entry {}, which points outside the home; nothing was imported",
                         name.display()
                     )));
                 }
@@ -235,7 +240,7 @@ pub fn read_archive(
                 }
                 if !kind.is_file() {
                     return Err(invalid(format!(
-                        "its entry {} is not a regular file; bundles hold only files",
+                        "its entry {} is not a regular file (bundles hold only files); nothing was imported",
                         name.display()
                     )));
                 }
@@ -252,9 +257,9 @@ pub fn read_archive(
                 Some(table) => each(Entry::Table(table, entry))?,
                 None => {
                     return Err(invalid(format!(
-                        "it holds the entry {}, which this orch does not know",
-                        name.display()
-                    )))
+                    "it holds the entry {}, which this orch does not know; nothing was imported",
+                    name.display()
+                )))
                 }
             }
         }
@@ -277,7 +282,7 @@ pub fn read_rows(
     for (index, line) in BufReader::new(reader).lines().enumerate() {
         let line = line.map_err(|e| {
             invalid(format!(
-                "tables/{table}.jsonl cannot be read: {e}; nothing was imported"
+                "it is damaged (tables/{table}.jsonl cannot be read: {e}); nothing was imported"
             ))
         })?;
         let row = table.parse_row(&line).map_err(|e| {

@@ -260,25 +260,27 @@ fn insert(conn: &Connection, row: Row) -> Result<()> {
         Row::Workflow(r) => conn
             .prepare_cached(sql!("archive/insert_workflow"))?
             .execute(params![r.id, r.project_id, r.name, r.source, r.created_at])?,
-        Row::Task(r) => conn.prepare_cached(sql!("archive/insert_task"))?.execute(params![
-            r.id,
-            r.project_id,
-            r.workflow_id,
-            r.parent_id,
-            r.key,
-            r.title,
-            r.priority,
-            json_text(&r.spec),
-            r.status,
-            r.status_reason,
-            r.approved,
-            r.attempts_used,
-            r.max_attempts,
-            r.run_count,
-            r.not_before,
-            r.created_at,
-            r.updated_at,
-        ])?,
+        Row::Task(r) => conn
+            .prepare_cached(sql!("archive/insert_task"))?
+            .execute(params![
+                r.id,
+                r.project_id,
+                r.workflow_id,
+                r.parent_id,
+                r.key,
+                r.title,
+                r.priority,
+                json_text(&r.spec),
+                r.status,
+                r.status_reason,
+                r.approved,
+                r.attempts_used,
+                r.max_attempts,
+                r.run_count,
+                r.not_before,
+                r.created_at,
+                r.updated_at,
+            ])?,
         Row::TaskDep(r) => conn
             .prepare_cached(sql!("archive/insert_task_dep"))?
             .execute(params![r.task_id, r.dep_id, r.waived])?,

@@ -28,8 +28,8 @@ macro_rules! sql {
 
 mod admin;
 mod agents;
-mod archive;
 mod apply;
+mod archive;
 mod claim;
 mod complete;
 mod fencing;
