@@ -72,7 +72,8 @@ pub async fn export_home(store: &Store, home: &Path, dest: &Path) -> Result<Mani
     });
     let exported = store.export_archive(tx).await;
     let written = joined(writer.await)?;
-    let exported = exported?;
+    let mut exported = exported?;
+    exported.retain(|_, n| *n > 0);
     let written = written?;
     if written != exported {
         return Err(invalid(format!(
