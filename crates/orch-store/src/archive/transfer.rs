@@ -138,15 +138,28 @@ pub async fn import_home(
     home: &Path,
     src: &Path,
 ) -> Result<ImportReport, StoreError> {
+    let runs = home.join(BUNDLES_DIR);
+    let staging = home.join(STAGING_DIR);
     if !store.is_empty().await? {
+        let staged = staging.join(BUNDLES_DIR);
+        let hint = if staged.exists() && !runs.exists() {
+            format!(
+                " (an earlier import committed its rows but was stopped before it moved the \
+                 bundles: move {} to {})",
+                staged.display(),
+                runs.display()
+            )
+        } else {
+            String::new()
+        };
         return Err(StoreError::Invalid {
             field: "database".into(),
-            reason: "the target database already holds data; import only into an empty \
-                     database (a new home, or a new PostgreSQL database)"
-                .into(),
+            reason: format!(
+                "the target database already holds data; import only into an empty database \
+                 (a new home, or a new PostgreSQL database){hint}"
+            ),
         });
     }
-    let runs = home.join(BUNDLES_DIR);
     if !files_under(&runs)?.is_empty() {
         return Err(StoreError::Invalid {
             field: "home".into(),
@@ -156,7 +169,6 @@ pub async fn import_home(
             ),
         });
     }
-    let staging = home.join(STAGING_DIR);
     let result = import_staged(store, &staging, src).await;
     let result = match result {
         Ok(report) => move_bundles(&staging, &runs).map(|()| report),
