@@ -120,11 +120,15 @@ fn print_imported(
     );
 }
 
-/// `3 project(s), 12 task(s), ...` for the tables that have rows.
+/// `projects: 1, tasks: 12, ...` for the tables that have rows.
 fn summary(rows: &RowCounts) -> String {
     let parts: Vec<String> = Table::ALL
         .into_iter()
-        .filter_map(|t| rows.get(&t).filter(|n| **n > 0).map(|n| format!("{n} {t}")))
+        .filter_map(|t| {
+            rows.get(&t)
+                .filter(|n| **n > 0)
+                .map(|n| format!("{t}: {n}"))
+        })
         .collect();
     if parts.is_empty() {
         "no rows".to_owned()

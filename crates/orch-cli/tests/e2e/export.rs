@@ -221,6 +221,10 @@ fn a_home_moves_through_an_archive_with_every_row_and_bundle_and_exports_the_sam
         // The moved home's artifacts are where `task get` says.
         let review = target.home().run_dir(ids["greet"], 1).join("review.json");
         assert!(review.is_file(), "{}", review.display());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&review), 0o600, "imported bundle files are private");
+        assert_eq!(mode(&first), 0o600, "the archive is private");
     }
 }
 

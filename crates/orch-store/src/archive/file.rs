@@ -147,6 +147,15 @@ impl ArchiveWriter {
 
     /// Finish the archive: flush, sync, and rename it to its destination.
     pub fn finish(self) -> Result<(), StoreError> {
+        let temp = self.temp.clone();
+        let result = self.finish_inner();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn finish_inner(self) -> Result<(), StoreError> {
         let context = format!("write {}", self.temp.display());
         let gz = self.builder.into_inner().map_err(io(context.clone()))?;
         let buffered = gz.finish().map_err(io(context.clone()))?;

@@ -2,6 +2,7 @@
 //! [`Store::export_archive`] / [`Store::import_archive`], so any backend) and the bundles under
 //! `<home>/runs`.
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
@@ -169,13 +170,18 @@ pub async fn import_home(
             ),
         });
     }
-    let result = import_staged(store, &staging, src).await;
-    let result = match result {
-        Ok(report) => move_bundles(&staging, &runs).map(|()| report),
-        Err(e) => Err(e),
+    let report = match import_staged(store, &staging, src).await {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
     };
+    // The rows are committed: on a failure here the staged bundles stay, and the error says
+    // where to move them.
+    move_bundles(&staging, &runs)?;
     let _ = std::fs::remove_dir_all(&staging);
-    result
+    Ok(report)
 }
 
 async fn import_staged(
@@ -228,11 +234,22 @@ fn check_and_unpack(src: &Path, runs: &Path) -> Result<Manifest, StoreError> {
         Entry::Bundle(relative, mut entry) => {
             let target = runs.join(&relative);
             if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io(format!("create {}", dir.display())))?;
             }
-            entry.unpack(&target).map_err(|e| {
+            // Written as a private file whatever mode the archive says (bundles hold logs).
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&target)
+                .map_err(io(format!("create {}", target.display())))?;
+            std::io::copy(&mut entry, &mut out).map_err(|e| {
                 invalid(format!(
-                    "the bundle file {} cannot be unpacked: {e}; nothing was imported",
+                    "it is damaged (the bundle file {} cannot be read: {e}); nothing was imported",
                     relative.display()
                 ))
             })?;
@@ -273,7 +290,8 @@ fn move_bundles(staging: &Path, runs: &Path) -> Result<(), StoreError> {
         std::fs::remove_dir_all(runs).map_err(io(format!("remove {}", runs.display())))?;
     }
     std::fs::rename(&staged, runs).map_err(io(format!(
-        "move the imported bundles from {} to {}",
+        "the rows are imported, but the bundles could not be moved from {} to {}; move them by \
+         hand",
         staged.display(),
         runs.display()
     )))
