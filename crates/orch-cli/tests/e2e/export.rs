@@ -1,6 +1,7 @@
 //! `orch admin export` / `orch admin import` end to end: a home that ran real work (exec and
-//! `sim` steps with dependencies, a rejected then approved review, usage, a follow-up reply)
-//! through `orch serve`, exported, imported into a fresh home, exported again.
+//! `sim` steps with dependencies, a rejected then approved review, usage, a follow-up reply, a
+//! GitHub webhook delivery) through `orch serve`, exported, imported into a fresh home, exported
+//! again.
 //!
 //! The import target is a [`Target`]: today a fresh SQLite home; the PostgreSQL backend adds a
 //! target whose home imports into a new database of `ORCH_TEST_POSTGRES_URL` (SQLite → PG →
@@ -10,9 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
 
-use crate::support::{Finished, Home, Repo};
+use crate::support::{poll_until, Finished, Home, Repo, SERVE_DEADLINE};
+use crate::webhooks::{deliver, sign};
 
 const WORKFLOW: &str = r#"
 name: export
@@ -92,7 +95,52 @@ fn home_with_history(repo: &Repo) -> (Home, BTreeMap<String, i64>) {
     ]);
     assert_eq!(replied["status"], "queued", "{replied}");
     home.serve_until_idle(1);
+    deliver_issue(&home, repo);
     (home, ids)
+}
+
+/// A GitHub issue delivered to the daemon (no workers): a queued task and a recorded delivery.
+fn deliver_issue(home: &Home, repo: &Repo) {
+    let secret = "export-webhook-secret";
+    let secret_file = home.write("github-secret", &format!("{secret}\n"));
+    let serve = home.serve(&[
+        "--workers",
+        "0",
+        "--github-webhook-secret-file",
+        secret_file.to_str().unwrap(),
+        "--github-project",
+        repo.path().to_str().unwrap(),
+    ]);
+    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
+        std::fs::read_to_string(home.path().join("serve.addr"))
+            .ok()
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty())
+    });
+    let payload = json!({
+        "action": "opened",
+        "issue": {
+            "number": 7, "title": "Document the export", "body": "Please.",
+            "html_url": "https://github.com/acme/widgets/issues/7", "state": "open",
+            "labels": [{ "name": "orch" }], "user": { "login": "octocat" },
+        },
+        "repository": { "full_name": "acme/widgets" },
+        "sender": { "login": "octocat" },
+    })
+    .to_string();
+    let url = format!("http://{addr}/v1/webhooks/github");
+    let (status, body) = deliver(
+        &url,
+        "issues",
+        "delivery-1",
+        payload.as_bytes(),
+        &sign(secret, payload.as_bytes()),
+    );
+    assert_eq!(status, 201, "{body}");
+    serve.signal(Signal::SIGTERM);
+    serve
+        .finish(SERVE_DEADLINE)
+        .expect_code(0, "orch serve after SIGTERM");
 }
 
 fn review_repo() -> Repo {
@@ -173,6 +221,7 @@ fn a_home_moves_through_an_archive_with_every_row_and_bundle_and_exports_the_sam
         "agent_usage",
         "task_replies",
         "reviews",
+        "webhook_deliveries",
     ] {
         assert!(
             manifest["rows"][table].as_u64().unwrap() > 0,
@@ -188,7 +237,7 @@ fn a_home_moves_through_an_archive_with_every_row_and_bundle_and_exports_the_sam
         let imported = target.run(&["admin", "import", first.to_str().unwrap()]);
         imported.expect_code(0, "orch admin import");
         assert!(
-            imported.stdout.contains("imported") && imported.stdout.contains("ok: 3 task(s)"),
+            imported.stdout.contains("imported") && imported.stdout.contains("ok: 4 task(s)"),
             "{}",
             imported.stdout
         );
