@@ -2,7 +2,7 @@
 //! (`orch_store::archive`), for moving to another machine or from SQLite to PostgreSQL.
 
 use anyhow::Context;
-use orch_store::archive::{self, Manifest, RowCounts, Table};
+use orch_store::archive::{self, Manifest, Progress, RowCounts, Stage, Table};
 use serde_json::json;
 
 use crate::cli::{AdminCommand, ArchiveArgs};
@@ -17,6 +17,26 @@ pub async fn admin(settings: &Settings, command: AdminCommand) -> anyhow::Result
         AdminCommand::Export(args) => export(settings, args).await.map(|()| true),
         AdminCommand::Import(args) => import(settings, args).await,
     }
+}
+
+/// A spinner on stderr with the rows done so far (drawn only on a terminal), and the
+/// [`Progress`] that moves it.
+fn progress_bar() -> (indicatif::ProgressBar, Progress) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let shown = bar.clone();
+    let progress: Progress = std::sync::Arc::new(move |stage, done, total| {
+        let what = match stage {
+            Stage::Export => "exporting",
+            Stage::Check => "checking the archive",
+            Stage::Insert => "importing",
+        };
+        shown.set_message(match total {
+            Some(total) => format!("{what}: {done} of {total} rows"),
+            None => format!("{what}: {done} rows"),
+        });
+    });
+    (bar, progress)
 }
 
 /// The home's daemon lock, so no `orch serve` changes the home while it is copied.
@@ -42,15 +62,16 @@ async fn export(settings: &Settings, args: ArchiveArgs) -> anyhow::Result<()> {
     let file = config::absolute(&args.file)?;
     let _lock = lock(settings, "exporting")?;
     let store = open_store(settings).await?;
-    let manifest = archive::export_home(&store, &settings.home, &file)
-        .await
-        .with_context(|| {
-            format!(
-                "export the home {} to {}",
-                settings.home.display(),
-                file.display()
-            )
-        })?;
+    let (bar, progress) = progress_bar();
+    let manifest = archive::export_home(&store, &settings.home, &file, &progress).await;
+    bar.finish_and_clear();
+    let manifest = manifest.with_context(|| {
+        format!(
+            "export the home {} to {}",
+            settings.home.display(),
+            file.display()
+        )
+    })?;
     store.close().await;
     if args.json {
         print_json(&json!({ "file": file, "manifest": manifest }))
@@ -78,15 +99,16 @@ async fn import(settings: &Settings, args: ArchiveArgs) -> anyhow::Result<bool> 
     }
     let _lock = lock(settings, "importing")?;
     let store = open_store(settings).await?;
-    let report = archive::import_home(&store, &settings.home, &file)
-        .await
-        .with_context(|| {
-            format!(
-                "import {} into the home {}",
-                file.display(),
-                settings.home.display()
-            )
-        })?;
+    let (bar, progress) = progress_bar();
+    let report = archive::import_home(&store, &settings.home, &file, &progress).await;
+    bar.finish_and_clear();
+    let report = report.with_context(|| {
+        format!(
+            "import {} into the home {}",
+            file.display(),
+            settings.home.display()
+        )
+    })?;
     let doctor = doctor_check(settings, &store).await?;
     store.close().await;
     if args.json {

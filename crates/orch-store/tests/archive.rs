@@ -228,9 +228,14 @@ async fn a_home_round_trips_through_an_archive_unchanged(target: Target) {
     let source = populated_source().await;
     let out = tempfile::tempdir().unwrap();
     let first = out.path().join("first.tar.gz");
-    let manifest = archive::export_home(&source.store, source.dir.path(), &first)
-        .await
-        .unwrap();
+    let manifest = archive::export_home(
+        &source.store,
+        source.dir.path(),
+        &first,
+        &archive::no_progress(),
+    )
+    .await
+    .unwrap();
     assert_eq!(manifest.format_version, archive::FORMAT_VERSION);
     assert_eq!(manifest.source_backend, "sqlite");
     assert_eq!(manifest.bundle_files, 3);
@@ -243,9 +248,14 @@ async fn a_home_round_trips_through_an_archive_unchanged(target: Target) {
     // Nothing but the archive is left beside it (no spool, no temporary file).
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
 
-    let report = archive::import_home(&target.store, target.home.path(), &first)
-        .await
-        .unwrap();
+    let report = archive::import_home(
+        &target.store,
+        target.home.path(),
+        &first,
+        &archive::no_progress(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         report.rows,
         manifest.rows.clone(),
@@ -263,9 +273,14 @@ async fn a_home_round_trips_through_an_archive_unchanged(target: Target) {
     assert!(!target.home.path().join(".import-staging").exists());
 
     let second = out.path().join("second.tar.gz");
-    let again = archive::export_home(&target.store, target.home.path(), &second)
-        .await
-        .unwrap();
+    let again = archive::export_home(
+        &target.store,
+        target.home.path(),
+        &second,
+        &archive::no_progress(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.rows, manifest.rows);
     let (tables_1, bundles_1) = contents(&first);
     let (tables_2, bundles_2) = contents(&second);
@@ -321,18 +336,28 @@ async fn a_home_round_trips_through_an_archive_unchanged(target: Target) {
 async fn an_import_into_a_database_that_holds_data_is_refused_and_changes_nothing(target: Target) {
     let source = populated_source().await;
     let file = source.dir.path().join("home.tar.gz");
-    archive::export_home(&source.store, source.dir.path(), &file)
-        .await
-        .unwrap();
+    archive::export_home(
+        &source.store,
+        source.dir.path(),
+        &file,
+        &archive::no_progress(),
+    )
+    .await
+    .unwrap();
     target
         .store
         .ensure_project("/already/here", Timestamp(5))
         .await
         .unwrap();
     let before = snapshot(&target.store).await;
-    let error = archive::import_home(&target.store, target.home.path(), &file)
-        .await
-        .unwrap_err();
+    let error = archive::import_home(
+        &target.store,
+        target.home.path(),
+        &file,
+        &archive::no_progress(),
+    )
+    .await
+    .unwrap_err();
     assert!(error.to_string().contains("already holds data"), "{error}");
     assert_eq!(snapshot(&target.store).await, before);
     assert!(!target.home.path().join("runs").exists());
@@ -347,15 +372,25 @@ async fn an_import_into_a_database_that_holds_data_is_refused_and_changes_nothin
 async fn an_import_into_a_home_with_bundles_is_refused(target: Target) {
     let source = populated_source().await;
     let file = source.dir.path().join("home.tar.gz");
-    archive::export_home(&source.store, source.dir.path(), &file)
-        .await
-        .unwrap();
+    archive::export_home(
+        &source.store,
+        source.dir.path(),
+        &file,
+        &archive::no_progress(),
+    )
+    .await
+    .unwrap();
     let old = target.home.path().join("runs/9/1/result.json");
     std::fs::create_dir_all(old.parent().unwrap()).unwrap();
     std::fs::write(&old, "old").unwrap();
-    let error = archive::import_home(&target.store, target.home.path(), &file)
-        .await
-        .unwrap_err();
+    let error = archive::import_home(
+        &target.store,
+        target.home.path(),
+        &file,
+        &archive::no_progress(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         error.to_string().contains("already holds run bundles"),
         "{error}"
@@ -369,9 +404,14 @@ async fn an_import_into_a_home_with_bundles_is_refused(target: Target) {
 async fn refused_unchanged(target: &Target, bytes: &[u8], expected: &str) {
     let file = target.home.path().join("bad.tar.gz");
     std::fs::write(&file, bytes).unwrap();
-    let error = archive::import_home(&target.store, target.home.path(), &file)
-        .await
-        .unwrap_err();
+    let error = archive::import_home(
+        &target.store,
+        target.home.path(),
+        &file,
+        &archive::no_progress(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(error, StoreError::Invalid { .. }),
         "a damaged archive is the user's input: {error:?}"
@@ -411,9 +451,14 @@ fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
 async fn a_damaged_archive_is_refused_with_a_clear_error_and_changes_nothing(target: Target) {
     let source = populated_source().await;
     let file = source.dir.path().join("home.tar.gz");
-    let manifest = archive::export_home(&source.store, source.dir.path(), &file)
-        .await
-        .unwrap();
+    let manifest = archive::export_home(
+        &source.store,
+        source.dir.path(),
+        &file,
+        &archive::no_progress(),
+    )
+    .await
+    .unwrap();
     let good = std::fs::read(&file).unwrap();
 
     // Truncated anywhere: cut in the middle, and only gzip's 8-byte trailer missing.
@@ -495,10 +540,15 @@ async fn a_damaged_archive_is_refused_with_a_clear_error_and_changes_nothing(tar
     let error_text = {
         let file = target.home.path().join("orphan.tar.gz");
         std::fs::write(&file, tar_gz(&entries)).unwrap();
-        archive::import_home(&target.store, target.home.path(), &file)
-            .await
-            .unwrap_err()
-            .to_string()
+        archive::import_home(
+            &target.store,
+            target.home.path(),
+            &file,
+            &archive::no_progress(),
+        )
+        .await
+        .unwrap_err()
+        .to_string()
     };
     assert!(
         error_text.contains("FOREIGN KEY") || error_text.contains("foreign key"),

@@ -24,6 +24,29 @@ use serde_json::Value;
 
 pub use transfer::{export_home, import_home, ImportReport};
 
+/// What an export or import is doing, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading rows out of the database.
+    Export,
+    /// Reading and checking the archive before anything is written.
+    Check,
+    /// Inserting rows into the database.
+    Insert,
+}
+
+/// Told every [`PROGRESS_EVERY`] rows (and at the end of a stage) how many rows a stage has
+/// done, and of how many when that is known. Called from the archive's own threads.
+pub type Progress = std::sync::Arc<dyn Fn(Stage, u64, Option<u64>) + Send + Sync>;
+
+/// Rows between two progress reports.
+pub const PROGRESS_EVERY: u64 = 1_000;
+
+/// A [`Progress`] that reports nothing.
+pub fn no_progress() -> Progress {
+    std::sync::Arc::new(|_, _, _| {})
+}
+
 /// The archive format this orch writes and reads. Bumped when a row gains, loses or changes a
 /// field in a way an older reader cannot take.
 pub const FORMAT_VERSION: u32 = 1;

@@ -11,7 +11,7 @@ use super::file::{
     files_under, invalid, io, read_archive, read_rows, ArchiveWriter, Entry, TableSpool,
     BUNDLES_DIR,
 };
-use super::{Manifest, Row, RowCounts, Table, FORMAT_VERSION};
+use super::{Manifest, Progress, Row, RowCounts, Stage, Table, FORMAT_VERSION, PROGRESS_EVERY};
 use crate::{Store, StoreError};
 
 /// Rows in flight between the database and the file.
@@ -33,10 +33,45 @@ fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, StoreError>
     result.map_err(|e| StoreError::Unavailable(format!("an archive thread failed: {e}")))
 }
 
+/// A counter that reports every [`PROGRESS_EVERY`] rows.
+struct Counter {
+    progress: Progress,
+    stage: Stage,
+    total: Option<u64>,
+    done: u64,
+}
+
+impl Counter {
+    fn new(progress: &Progress, stage: Stage, total: Option<u64>) -> Counter {
+        Counter {
+            progress: progress.clone(),
+            stage,
+            total,
+            done: 0,
+        }
+    }
+
+    fn add(&mut self) {
+        self.done += 1;
+        if self.done % PROGRESS_EVERY == 0 {
+            (self.progress)(self.stage, self.done, self.total);
+        }
+    }
+
+    fn end(&self) {
+        (self.progress)(self.stage, self.done, self.total);
+    }
+}
+
 /// Write the whole home, `store`'s rows and `<home>/runs`, to the archive `dest` (replacing it
 /// only once complete). Stop the daemon first: rows come from one snapshot, but bundles being
 /// written meanwhile may or may not be included.
-pub async fn export_home(store: &Store, home: &Path, dest: &Path) -> Result<Manifest, StoreError> {
+pub async fn export_home(
+    store: &Store,
+    home: &Path,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<Manifest, StoreError> {
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -50,6 +85,7 @@ pub async fn export_home(store: &Store, home: &Path, dest: &Path) -> Result<Mani
         )))?;
     let spool_dir = spool.path().to_owned();
     let (tx, mut rx) = mpsc::channel::<Row>(CHANNEL_ROWS);
+    let mut counter = Counter::new(progress, Stage::Export, None);
     let writer = tokio::task::spawn_blocking(move || -> Result<RowCounts, StoreError> {
         let mut counts = RowCounts::new();
         let mut current: Option<(Table, TableSpool)> = None;
@@ -65,10 +101,12 @@ pub async fn export_home(store: &Store, home: &Path, dest: &Path) -> Result<Mani
                 out.push(&row)?;
             }
             *counts.entry(table).or_default() += 1;
+            counter.add();
         }
         if let Some((_, done)) = current.take() {
             done.finish()?;
         }
+        counter.end();
         Ok(counts)
     });
     let exported = store.export_archive(tx).await;
@@ -138,6 +176,7 @@ pub async fn import_home(
     store: &Store,
     home: &Path,
     src: &Path,
+    progress: &Progress,
 ) -> Result<ImportReport, StoreError> {
     let runs = home.join(BUNDLES_DIR);
     let staging = home.join(STAGING_DIR);
@@ -170,7 +209,7 @@ pub async fn import_home(
             ),
         });
     }
-    let report = match import_staged(store, &staging, src).await {
+    let report = match import_staged(store, &staging, src, progress).await {
         Ok(report) => report,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
@@ -188,6 +227,7 @@ async fn import_staged(
     store: &Store,
     staging: &Path,
     src: &Path,
+    progress: &Progress,
 ) -> Result<ImportReport, StoreError> {
     match std::fs::remove_dir_all(staging) {
         Ok(()) => {}
@@ -197,21 +237,27 @@ async fn import_staged(
     std::fs::create_dir_all(staging).map_err(io(format!("create {}", staging.display())))?;
     // Pass 1: check everything and unpack the bundles.
     let (src_path, staged_runs) = (src.to_owned(), staging.join(BUNDLES_DIR));
+    let counter = Counter::new(progress, Stage::Check, None);
     let manifest = joined(
-        tokio::task::spawn_blocking(move || check_and_unpack(&src_path, &staged_runs)).await,
+        tokio::task::spawn_blocking(move || check_and_unpack(&src_path, &staged_runs, counter))
+            .await,
     )??;
     // Pass 2: the rows, into the database in one transaction.
     let (tx, rx) = mpsc::channel::<Row>(CHANNEL_ROWS);
     let src_path = src.to_owned();
+    let mut counter = Counter::new(progress, Stage::Insert, Some(manifest.rows.values().sum()));
     let reader = tokio::task::spawn_blocking(move || {
-        read_archive(&src_path, |entry| match entry {
+        let read = read_archive(&src_path, |entry| match entry {
             Entry::Table(table, reader) => read_rows(table, reader, |row| {
+                counter.add();
                 tx.blocking_send(row)
                     .map_err(|_| StoreError::Unavailable("the import stopped".into()))
             })
             .map(|_| ()),
             Entry::Bundle(..) => Ok(()),
-        })
+        });
+        counter.end();
+        read
     });
     let imported = store.import_archive(rx, manifest.rows.clone()).await;
     let read = joined(reader.await)?;
@@ -222,12 +268,15 @@ async fn import_staged(
 
 /// Read the whole archive: every row must parse and the counts must match the manifest.
 /// Bundle files are unpacked under `runs`.
-fn check_and_unpack(src: &Path, runs: &Path) -> Result<Manifest, StoreError> {
+fn check_and_unpack(src: &Path, runs: &Path, mut counter: Counter) -> Result<Manifest, StoreError> {
     let mut counts = RowCounts::new();
     let mut bundles = 0u64;
     let manifest = read_archive(src, |entry| match entry {
         Entry::Table(table, reader) => {
-            let n = read_rows(table, reader, |_| Ok(()))?;
+            let n = read_rows(table, reader, |_| {
+                counter.add();
+                Ok(())
+            })?;
             *counts.entry(table).or_default() += n;
             Ok(())
         }
@@ -257,6 +306,7 @@ fn check_and_unpack(src: &Path, runs: &Path) -> Result<Manifest, StoreError> {
             Ok(())
         }
     })?;
+    counter.end();
     for table in Table::ALL {
         let (want, got) = (
             manifest.rows.get(&table).copied().unwrap_or(0),
