@@ -53,7 +53,7 @@ impl Counter {
 
     fn add(&mut self) {
         self.done += 1;
-        if self.done % PROGRESS_EVERY == 0 {
+        if self.done.is_multiple_of(PROGRESS_EVERY) {
             (self.progress)(self.stage, self.done, self.total);
         }
     }
