@@ -17,6 +17,9 @@ use crate::{Store, StoreError};
 /// Rows in flight between the database and the file.
 const CHANNEL_ROWS: usize = 1024;
 
+/// The import's reader stopped because the store stopped taking rows.
+const STOPPED: &str = "the import stopped";
+
 /// The directory an import unpacks bundles into before they are moved into place.
 const STAGING_DIR: &str = ".import-staging";
 
@@ -110,10 +113,10 @@ pub async fn export_home(
         Ok(counts)
     });
     let exported = store.export_archive(tx).await;
-    let written = joined(writer.await)?;
+    // The writer's own failure (a full disk) is why the store stopped, when both failed.
+    let written = joined(writer.await)??;
     let mut exported = exported?;
     exported.retain(|_, n| *n > 0);
-    let written = written?;
     if written != exported {
         return Err(invalid(format!(
             "the rows written ({written:?}) are not the rows read ({exported:?})"
@@ -251,7 +254,7 @@ async fn import_staged(
             Entry::Table(table, reader) => read_rows(table, reader, |row| {
                 counter.add();
                 tx.blocking_send(row)
-                    .map_err(|_| StoreError::Unavailable("the import stopped".into()))
+                    .map_err(|_| StoreError::Unavailable(STOPPED.into()))
             })
             .map(|_| ()),
             Entry::Bundle(..) => Ok(()),
@@ -261,8 +264,19 @@ async fn import_staged(
     });
     let imported = store.import_archive(rx, manifest.rows.clone()).await;
     let read = joined(reader.await)?;
-    let rows = imported?;
-    read?;
+    let rows = match (imported, read) {
+        (Ok(rows), Ok(_)) => rows,
+        // The reader's error explains why the rows fell short, unless the store stopped first.
+        (Err(stored), Err(StoreError::Unavailable(why))) if why == STOPPED => return Err(stored),
+        (Err(_), Err(read)) => return Err(read),
+        (Err(stored), Ok(_)) => return Err(stored),
+        // Every row arrived and was committed; the file changed after the check (its end
+        // no longer reads). What was imported is what the check passed.
+        (Ok(rows), Err(read)) => {
+            tracing::warn!("the archive changed while it was imported: {read}");
+            rows
+        }
+    };
     Ok(ImportReport { manifest, rows })
 }
 
