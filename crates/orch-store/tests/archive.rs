@@ -179,6 +179,28 @@ async fn populated_source() -> TestDb {
     db
 }
 
+async fn export(store: &Store, home: &Path, file: &Path) -> Result<archive::Manifest, StoreError> {
+    archive::export_home(store, home, file, &archive::no_progress()).await
+}
+
+async fn import(
+    store: &Store,
+    home: &Path,
+    file: &Path,
+) -> Result<archive::ImportReport, StoreError> {
+    archive::import_home(store, home, file, &archive::no_progress()).await
+}
+
+/// A populated source home and its archive.
+async fn exported_source() -> (TestDb, PathBuf, archive::Manifest) {
+    let source = populated_source().await;
+    let file = source.dir.path().join("home.tar.gz");
+    let manifest = export(&source.store, source.dir.path(), &file)
+        .await
+        .unwrap();
+    (source, file, manifest)
+}
+
 /// Every table's lines as a sorted set, and every bundle file's bytes, of an archive.
 fn contents(
     file: &Path,
@@ -228,14 +250,9 @@ async fn a_home_round_trips_through_an_archive_unchanged(target: Target) {
     let source = populated_source().await;
     let out = tempfile::tempdir().unwrap();
     let first = out.path().join("first.tar.gz");
-    let manifest = archive::export_home(
-        &source.store,
-        source.dir.path(),
-        &first,
-        &archive::no_progress(),
-    )
-    .await
-    .unwrap();
+    let manifest = export(&source.store, source.dir.path(), &first)
+        .await
+        .unwrap();
     assert_eq!(manifest.format_version, archive::FORMAT_VERSION);
     assert_eq!(manifest.source_backend, "sqlite");
     assert_eq!(manifest.bundle_files, 3);
@@ -248,14 +265,9 @@ async fn a_home_round_trips_through_an_archive_unchanged(target: Target) {
     // Nothing but the archive is left beside it (no spool, no temporary file).
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
 
-    let report = archive::import_home(
-        &target.store,
-        target.home.path(),
-        &first,
-        &archive::no_progress(),
-    )
-    .await
-    .unwrap();
+    let report = import(&target.store, target.home.path(), &first)
+        .await
+        .unwrap();
     assert_eq!(
         report.rows,
         manifest.rows.clone(),
@@ -273,14 +285,9 @@ async fn a_home_round_trips_through_an_archive_unchanged(target: Target) {
     assert!(!target.home.path().join(".import-staging").exists());
 
     let second = out.path().join("second.tar.gz");
-    let again = archive::export_home(
-        &target.store,
-        target.home.path(),
-        &second,
-        &archive::no_progress(),
-    )
-    .await
-    .unwrap();
+    let again = export(&target.store, target.home.path(), &second)
+        .await
+        .unwrap();
     assert_eq!(again.rows, manifest.rows);
     let (tables_1, bundles_1) = contents(&first);
     let (tables_2, bundles_2) = contents(&second);
@@ -334,30 +341,16 @@ async fn a_home_round_trips_through_an_archive_unchanged(target: Target) {
 }
 
 async fn an_import_into_a_database_that_holds_data_is_refused_and_changes_nothing(target: Target) {
-    let source = populated_source().await;
-    let file = source.dir.path().join("home.tar.gz");
-    archive::export_home(
-        &source.store,
-        source.dir.path(),
-        &file,
-        &archive::no_progress(),
-    )
-    .await
-    .unwrap();
+    let (_source, file, _) = exported_source().await;
     target
         .store
         .ensure_project("/already/here", Timestamp(5))
         .await
         .unwrap();
     let before = snapshot(&target.store).await;
-    let error = archive::import_home(
-        &target.store,
-        target.home.path(),
-        &file,
-        &archive::no_progress(),
-    )
-    .await
-    .unwrap_err();
+    let error = import(&target.store, target.home.path(), &file)
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("already holds data"), "{error}");
     assert_eq!(snapshot(&target.store).await, before);
     assert!(!target.home.path().join("runs").exists());
@@ -370,27 +363,13 @@ async fn an_import_into_a_database_that_holds_data_is_refused_and_changes_nothin
 }
 
 async fn an_import_into_a_home_with_bundles_is_refused(target: Target) {
-    let source = populated_source().await;
-    let file = source.dir.path().join("home.tar.gz");
-    archive::export_home(
-        &source.store,
-        source.dir.path(),
-        &file,
-        &archive::no_progress(),
-    )
-    .await
-    .unwrap();
+    let (_source, file, _) = exported_source().await;
     let old = target.home.path().join("runs/9/1/result.json");
     std::fs::create_dir_all(old.parent().unwrap()).unwrap();
     std::fs::write(&old, "old").unwrap();
-    let error = archive::import_home(
-        &target.store,
-        target.home.path(),
-        &file,
-        &archive::no_progress(),
-    )
-    .await
-    .unwrap_err();
+    let error = import(&target.store, target.home.path(), &file)
+        .await
+        .unwrap_err();
     assert!(
         error.to_string().contains("already holds run bundles"),
         "{error}"
@@ -404,14 +383,9 @@ async fn an_import_into_a_home_with_bundles_is_refused(target: Target) {
 async fn refused_unchanged(target: &Target, bytes: &[u8], expected: &str) {
     let file = target.home.path().join("bad.tar.gz");
     std::fs::write(&file, bytes).unwrap();
-    let error = archive::import_home(
-        &target.store,
-        target.home.path(),
-        &file,
-        &archive::no_progress(),
-    )
-    .await
-    .unwrap_err();
+    let error = import(&target.store, target.home.path(), &file)
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, StoreError::Invalid { .. }),
         "a damaged archive is the user's input: {error:?}"
@@ -449,16 +423,7 @@ fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 async fn a_damaged_archive_is_refused_with_a_clear_error_and_changes_nothing(target: Target) {
-    let source = populated_source().await;
-    let file = source.dir.path().join("home.tar.gz");
-    let manifest = archive::export_home(
-        &source.store,
-        source.dir.path(),
-        &file,
-        &archive::no_progress(),
-    )
-    .await
-    .unwrap();
+    let (_source, file, manifest) = exported_source().await;
     let good = std::fs::read(&file).unwrap();
 
     // Truncated anywhere: cut in the middle, and only gzip's 8-byte trailer missing.
@@ -495,22 +460,28 @@ async fn a_damaged_archive_is_refused_with_a_clear_error_and_changes_nothing(tar
             (format!("tables/{}.jsonl", t.name()), lines)
         })
         .collect();
+    // The manifest, these tables, and these other files, as an archive.
+    let archive_of = |tables: &[(String, String)], more: &[(String, Vec<u8>)]| {
+        let mut entries: Vec<(&str, &[u8])> = vec![("manifest.json", &manifest_text)];
+        entries.extend(tables.iter().map(|(n, t)| (n.as_str(), t.as_bytes())));
+        entries.extend(more.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+        tar_gz(&entries)
+    };
     let mut fewer = table_texts.clone();
     let tasks = &mut fewer[2].1;
     *tasks = tasks.split_once('\n').unwrap().1.to_owned();
-    let mut entries: Vec<(&str, &[u8])> = vec![("manifest.json", &manifest_text)];
-    entries.extend(fewer.iter().map(|(n, t)| (n.as_str(), t.as_bytes())));
-    refused_unchanged(&target, &tar_gz(&entries), "table tasks has").await;
+    refused_unchanged(&target, &archive_of(&fewer, &[]), "table tasks has").await;
     // A row that does not parse.
     let mut broken = table_texts.clone();
     broken[2].1 = "{\"id\": \"seven\"}\n".into();
-    let mut entries: Vec<(&str, &[u8])> = vec![("manifest.json", &manifest_text)];
-    entries.extend(broken.iter().map(|(n, t)| (n.as_str(), t.as_bytes())));
-    refused_unchanged(&target, &tar_gz(&entries), "tables/tasks.jsonl line 1").await;
+    refused_unchanged(
+        &target,
+        &archive_of(&broken, &[]),
+        "tables/tasks.jsonl line 1",
+    )
+    .await;
     // A bundle path that climbs out of the home.
-    let mut entries: Vec<(&str, &[u8])> = vec![("manifest.json", &manifest_text)];
-    entries.push(("runs/../../evil.txt", b"x"));
-    let evil = tar_gz(&entries);
+    let evil = archive_of(&[], &[("runs/../../evil.txt".into(), b"x".to_vec())]);
     refused_unchanged(&target, &evil, "outside the home").await;
     assert!(!target
         .home
@@ -525,30 +496,18 @@ async fn a_damaged_archive_is_refused_with_a_clear_error_and_changes_nothing(tar
     orphan[runs].1 = orphan[runs]
         .1
         .replacen("\"task_id\":1,", "\"task_id\":999,", 1);
-    let mut entries: Vec<(&str, &[u8])> = vec![("manifest.json", &manifest_text)];
-    entries.extend(orphan.iter().map(|(n, t)| (n.as_str(), t.as_bytes())));
     // The bundle count must match too: add them back.
     let bundle_entries: Vec<(String, Vec<u8>)> = bundles
         .iter()
         .map(|(p, b)| (p.display().to_string(), b.clone()))
         .collect();
-    entries.extend(
-        bundle_entries
-            .iter()
-            .map(|(p, b)| (p.as_str(), b.as_slice())),
-    );
     let error_text = {
         let file = target.home.path().join("orphan.tar.gz");
-        std::fs::write(&file, tar_gz(&entries)).unwrap();
-        archive::import_home(
-            &target.store,
-            target.home.path(),
-            &file,
-            &archive::no_progress(),
-        )
-        .await
-        .unwrap_err()
-        .to_string()
+        std::fs::write(&file, archive_of(&orphan, &bundle_entries)).unwrap();
+        import(&target.store, target.home.path(), &file)
+            .await
+            .unwrap_err()
+            .to_string()
     };
     assert!(
         error_text.contains("FOREIGN KEY") || error_text.contains("foreign key"),

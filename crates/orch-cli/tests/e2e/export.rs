@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::support::{poll_until, Finished, Home, Repo, SERVE_DEADLINE};
+use crate::support::{Finished, Home, Repo, SERVE_DEADLINE};
 use crate::webhooks::{deliver, sign};
 
 const WORKFLOW: &str = r#"
@@ -111,12 +111,7 @@ fn deliver_issue(home: &Home, repo: &Repo) {
         "--github-project",
         repo.path().to_str().unwrap(),
     ]);
-    let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
-        std::fs::read_to_string(home.path().join("serve.addr"))
-            .ok()
-            .map(|text| text.trim().to_owned())
-            .filter(|text| !text.is_empty())
-    });
+    let addr = home.serve_addr();
     let payload = json!({
         "action": "opened",
         "issue": {
@@ -333,11 +328,7 @@ fn export_is_refused_while_the_daemon_runs_in_the_home() {
     let home = Home::new();
     home.run(&["init"]).expect_code(0, "orch init");
     let serve = home.serve(&["--workers", "0"]);
-    crate::support::poll_until("serve.addr", crate::support::SERVE_DEADLINE, || {
-        std::fs::read_to_string(home.path().join("serve.addr"))
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-    });
+    home.serve_addr();
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("home.tar.gz");
     let refused = home.run(&["admin", "export", file.to_str().unwrap()]);
