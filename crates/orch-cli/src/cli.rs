@@ -106,6 +106,10 @@ pub enum Command {
     /// that finished longer ago than --older-than. Branches are kept; needs_review tasks keep
     /// their worktrees. `orch serve` does this hourly.
     Gc(GcArgs),
+    /// Move a whole home to another database or machine: export it to one archive file, import
+    /// that into an empty home.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Print the version.
     Version(JsonArgs),
     /// Print the JSON Schema of workflow or task files.
@@ -532,6 +536,35 @@ pub struct TaskRetryArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub delay: Option<std::time::Duration>,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Write the home's database (projects, workflows, tasks, dependencies, runs, events, usage,
+    /// replies, reviews, webhook deliveries) and its run bundles to one archive file (tar.gz,
+    /// mode 0600: it holds token hashes and the bundles' logs).
+    ///
+    /// Refused while `orch serve` runs in this home: stop the daemon (and remote workers)
+    /// first. The file appears only once complete. Worktrees, tokens, config and `secret.key`
+    /// are not included; copy `config.toml` and `secret.key` yourself if you use them.
+    Export(ArchiveArgs),
+    /// Fill an empty home (its database: the SQLite file, or ORCH_DATABASE_URL's) from an
+    /// archive written by `orch admin export`, then check it as `orch doctor` does.
+    ///
+    /// Refused if the database holds any row or the home has run bundles. The whole archive is
+    /// checked before anything is written, and the rows go in with one transaction, so a
+    /// damaged archive changes nothing. Exits 1 if the check finds problems.
+    Import(ArchiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// The archive file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -544,6 +544,26 @@ pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool>
     }
     let path = database_shown(settings);
     let store = open_store(settings).await?;
+    let report = doctor_check(settings, &store).await?;
+    if args.json {
+        print_json(&report.to_json())?;
+    } else {
+        report.print();
+    }
+    Ok(report.ok())
+}
+
+/// What `orch doctor` found (also run by `orch admin import` on the home it filled).
+pub struct DoctorReport {
+    database: std::path::PathBuf,
+    problems: Vec<orch_store::Problem>,
+    total: u64,
+    agents: Vec<orch_agents::preflight::AgentInfo>,
+    config_problem: Option<String>,
+}
+
+/// Replay every task's events against its state, and check the agents' configuration.
+pub async fn doctor_check(settings: &Settings, store: &Store) -> anyhow::Result<DoctorReport> {
     let problems = store.check_consistency().await?;
     let counts = store.status_counts().await?;
     let total: u64 = counts.values().sum();
@@ -555,33 +575,52 @@ pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool>
         Ok(agents) => (agents, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
-    let ok = problems.is_empty() && config_problem.is_none();
-    if args.json {
-        let list: Vec<_> = problems
+    Ok(DoctorReport {
+        database: settings.database_path(),
+        problems,
+        total,
+        agents,
+        config_problem,
+    })
+}
+
+impl DoctorReport {
+    /// Whether nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty() && self.config_problem.is_none()
+    }
+
+    /// `orch doctor --json`'s object.
+    pub fn to_json(&self) -> Value {
+        let list: Vec<_> = self
+            .problems
             .iter()
             .map(|p| json!({ "task": p.task.0, "problem": p.message }))
             .collect();
-        print_json(&json!({
-            "database": path, "tasks": total, "ok": ok, "problems": list,
-            "config_problem": config_problem, "agents": agents,
-        }))?;
-    } else {
-        if problems.is_empty() {
+        json!({
+            "database": self.database, "tasks": self.total, "ok": self.ok(), "problems": list,
+            "config_problem": self.config_problem, "agents": self.agents,
+        })
+    }
+
+    /// `orch doctor`'s text.
+    pub fn print(&self) {
+        let total = self.total;
+        if self.problems.is_empty() {
             println!(
                 "ok: {total} task(s) checked; every task's events replay to its current state"
             );
         } else {
-            for p in &problems {
+            for p in &self.problems {
                 println!("task {}: {}", p.task, p.message);
             }
-            println!("{} problem(s) in {total} task(s)", problems.len());
+            println!("{} problem(s) in {total} task(s)", self.problems.len());
         }
-        match &config_problem {
+        match &self.config_problem {
             Some(problem) => println!("config: {problem}"),
-            None => crate::agents::print_table(&agents),
+            None => crate::agents::print_table(&self.agents),
         }
     }
-    Ok(ok)
 }
 
 pub async fn recover(settings: &Settings, args: JsonArgs) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The `orch` binary: parses arguments, runs one command, maps errors to exit codes
 //! (0 ok, 1 the operation failed, 2 usage or input error).
 
+mod admin;
 mod agents;
 mod cli;
 mod client;
@@ -166,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::AgentSim(args) => return agents::agent_sim(args).await,
         Command::ModelServer(args) => agents::model_server(args).await?,
+        Command::Admin(command) => return admin::admin(&settings()?, command).await,
         Command::Recover(args) => commands::recover(&settings()?, args).await?,
         Command::Gc(args) => daemon::gc(&settings()?, args).await?,
         Command::Debug(DebugCommand::ClaimLoop(args)) => {

@@ -7,6 +7,7 @@
 //! a plan from the core, and applies it with conditional updates in one transaction, writing an
 //! event with every status change.
 
+pub mod archive;
 mod error;
 pub mod home;
 pub mod secret_box;
@@ -673,6 +674,40 @@ impl Store {
     /// the database is consistent.
     pub async fn check_consistency(&self) -> Result<Vec<Problem>> {
         delegate!(self.check_consistency())
+    }
+
+    /// The backend's name (`sqlite`, `postgres`), as an archive's manifest records it.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Whether no table an archive holds has a row (what [`Store::import_archive`] needs).
+    pub async fn is_empty(&self) -> Result<bool> {
+        delegate!(self.is_empty())
+    }
+
+    /// Send every row of every table into `rows`: table by table in [`archive::Table::ALL`]
+    /// order, each in primary-key order, all from one snapshot. Rows are sent as they are read
+    /// (the channel's bound is all that is held in memory). Returns the rows sent per table.
+    pub async fn export_archive(
+        &self,
+        rows: tokio::sync::mpsc::Sender<archive::Row>,
+    ) -> Result<archive::RowCounts> {
+        delegate!(self.export_archive(rows))
+    }
+
+    /// Insert the rows received from `rows` (in [`archive::Table::ALL`] order), ids preserved,
+    /// into this empty database in one transaction; commits only when the channel closes with
+    /// exactly `expected` rows per table, else nothing is imported. Refused (`Invalid`) when the
+    /// database holds any row.
+    pub async fn import_archive(
+        &self,
+        rows: tokio::sync::mpsc::Receiver<archive::Row>,
+        expected: archive::RowCounts,
+    ) -> Result<archive::RowCounts> {
+        delegate!(self.import_archive(rows, expected))
     }
 
     /// Close the pool, waiting for connections to finish.

@@ -18,6 +18,7 @@ mod crash;
 mod demo;
 mod escape;
 mod execution;
+mod export;
 mod fencing;
 mod hosts;
 mod live;

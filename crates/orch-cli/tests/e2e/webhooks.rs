@@ -9,14 +9,20 @@ use sha2::Sha256;
 
 use crate::support::{poll_until, Home, Repo, SERVE_DEADLINE};
 
-fn sign(secret: &str, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// POST a GitHub delivery; the status and the JSON body.
-fn deliver(url: &str, event: &str, delivery: &str, body: &[u8], signature: &str) -> (u16, Value) {
+pub(crate) fn deliver(
+    url: &str,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+    signature: &str,
+) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -365,6 +365,16 @@ impl Home {
         self.spawn(&all)
     }
 
+    /// The address a started `orch serve` wrote to `<home>/serve.addr`, once it is there.
+    pub fn serve_addr(&self) -> String {
+        poll_until("serve.addr", SERVE_DEADLINE, || {
+            std::fs::read_to_string(self.path().join("serve.addr"))
+                .ok()
+                .map(|text| text.trim().to_owned())
+                .filter(|text| !text.is_empty())
+        })
+    }
+
     /// Run `orch serve --workers <workers> --lease 2s --grace 1s --exit-when-idle` to the end and
     /// require exit code 0.
     pub fn serve_until_idle(&self, workers: usize) -> Finished {

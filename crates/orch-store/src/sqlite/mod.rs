@@ -29,6 +29,7 @@ macro_rules! sql {
 mod admin;
 mod agents;
 mod apply;
+mod archive;
 mod claim;
 mod complete;
 mod fencing;
