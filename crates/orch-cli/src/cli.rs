@@ -183,28 +183,7 @@ pub struct ServeArgs {
 
 /// `512MiB`, `2GiB`, `64KiB`, `1000` (bytes); `K`, `M`, `G` mean the same powers of 1024.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size; write e.g. 512MiB, 2GiB or 1048576"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1024,
-        "m" | "mib" | "mb" => 1024 * 1024,
-        "g" | "gib" | "gb" => 1024 * 1024 * 1024,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{text}`; use KiB, MiB or GiB"
-            ))
-        }
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    orch_worker::project::ByteSize::parse(text).map(orch_worker::project::ByteSize::bytes)
 }
 
 /// `NAME=PATH` for `orch worker --project`.

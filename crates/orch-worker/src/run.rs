@@ -32,6 +32,7 @@ mod report;
 use agent::reply_step;
 use lease::*;
 use report::*;
+pub use report::changed_files;
 
 /// How a worker runs things.
 #[derive(Debug, Clone)]
@@ -552,6 +553,7 @@ impl Runner<'_> {
             title: self.task.spec.title.to_string(),
             base_branch: self.config.base_branch.clone(),
             non_git: self.config.non_git,
+            copy_max_bytes: self.config.copy_max_size.bytes(),
         };
         let workspace = match Workspace::prepare(&request).await {
             Ok(ws) => ws,

@@ -54,6 +54,7 @@ impl Fixture {
             title: "plain task".to_string(),
             base_branch: None,
             non_git,
+            copy_max_bytes: orch_worker::workspace::DEFAULT_COPY_MAX_BYTES,
         }
     }
 }
