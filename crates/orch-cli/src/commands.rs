@@ -184,6 +184,9 @@ pub async fn task(
             let changed = backend.reply(args.id, &message).await?;
             report_status(&changed, "reopened with a reply", args.json)
         }
+        TaskCommand::Diff(args) => crate::land::diff(settings, remote, args).await,
+        TaskCommand::Merge(args) => crate::land::merge(settings, remote, args).await,
+        TaskCommand::Apply(args) => crate::land::apply(settings, remote, args).await,
         TaskCommand::Approve(args) => {
             let backend = Backend::open(settings, remote, None).await?;
             let changed = backend.act(args.id, Action::Approve).await?;
@@ -411,6 +414,12 @@ async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> any
     }
     if let Some(dir) = detail["bundle"].as_str() {
         println!("bundle:   {dir}");
+    }
+    if let Some(branch) = detail["branch"]["name"].as_str() {
+        println!(
+            "branch:   {branch} (head {})",
+            detail["branch"]["head"].as_str().unwrap_or("?")
+        );
     }
     crate::agents::print_task_usage(&detail["usage"]);
     let route = &detail["route"];

@@ -4,6 +4,7 @@
 //! a task keeps its handle and awaits it.
 
 pub mod api;
+pub mod landing;
 pub mod retention;
 
 use std::fs::File;

@@ -31,8 +31,8 @@ mod report;
 
 use agent::reply_step;
 use lease::*;
-use report::*;
 pub use report::changed_files;
+use report::*;
 
 /// How a worker runs things.
 #[derive(Debug, Clone)]
@@ -560,6 +560,8 @@ impl Runner<'_> {
             Err(e) => {
                 let outcome = match (&e, self.config.non_git) {
                     (WorkspaceError::NeedsReview(_), _) => Outcome::NeedsReview,
+                    // Another attempt would find the project just as large.
+                    (WorkspaceError::TooLarge { .. }, _) => Outcome::FailedPermanently,
                     (WorkspaceError::NotGit(_), NonGitMode::Fail) => Outcome::FailedPermanently,
                     _ => Outcome::Failed,
                 };

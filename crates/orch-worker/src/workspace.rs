@@ -38,8 +38,8 @@ mod worktree;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-pub use git::{git_command, GitScope, ENVIRONMENT_WHITELIST};
 pub use copy_changes::{ChangeKind, CopyChange};
+pub use git::{git_command, GitScope, ENVIRONMENT_WHITELIST};
 pub use land::{Landed, MergeMode, MergeRequest, TaskChange};
 pub use places::{parse_record, BaseRecord, GitPlaces};
 

@@ -127,7 +127,8 @@ fn identity(path: &Path) -> Result<Option<String>, WorkspaceError> {
         return Ok(None);
     }
     use sha2::Digest;
-    let mut file = std::fs::File::open(path).map_err(io_error(format!("read {}", path.display())))?;
+    let mut file =
+        std::fs::File::open(path).map_err(io_error(format!("read {}", path.display())))?;
     let mut hasher = sha2::Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -192,7 +193,9 @@ fn read_side(path: &Path) -> Result<Option<Vec<u8>>, WorkspaceError> {
         Ok(metadata) if metadata.file_type().is_symlink() => {
             let target =
                 std::fs::read_link(path).map_err(io_error(format!("read {}", path.display())))?;
-            Ok(Some(target.as_os_str().to_string_lossy().as_bytes().to_vec()))
+            Ok(Some(
+                target.as_os_str().to_string_lossy().as_bytes().to_vec(),
+            ))
         }
         Ok(metadata) if metadata.is_file() => std::fs::read(path)
             .map(Some)

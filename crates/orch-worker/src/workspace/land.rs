@@ -397,9 +397,16 @@ async fn merge_branch(
     if checked_out {
         move_checkout(&scope, change.checkout, &target, &commit).await?;
     }
-    let reason = format!("orch: land task {} ({})", request.task_id, request.mode.as_str());
-    let updated = git_output(&scope, &["update-ref", "-m", &reason, &into_ref, &commit, &target])
-        .await?;
+    let reason = format!(
+        "orch: land task {} ({})",
+        request.task_id,
+        request.mode.as_str()
+    );
+    let updated = git_output(
+        &scope,
+        &["update-ref", "-m", &reason, &into_ref, &commit, &target],
+    )
+    .await?;
     if !updated.status.success() {
         if checked_out {
             // Put the files back as they were; the branch never moved.
@@ -567,7 +574,15 @@ async fn changed_names(
 ) -> Result<Vec<String>, WorkspaceError> {
     let names = git(
         scope,
-        &["diff", "--name-only", "--no-renames", "-z", start, head, "--"],
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "-z",
+            start,
+            head,
+            "--",
+        ],
     )
     .await?;
     Ok(names
@@ -577,11 +592,7 @@ async fn changed_names(
         .collect())
 }
 
-async fn is_ancestor(
-    scope: &GitScope<'_>,
-    commit: &str,
-    of: &str,
-) -> Result<bool, WorkspaceError> {
+async fn is_ancestor(scope: &GitScope<'_>, commit: &str, of: &str) -> Result<bool, WorkspaceError> {
     let output = git_output(scope, &["merge-base", "--is-ancestor", commit, of]).await?;
     Ok(output.status.success())
 }
@@ -604,7 +615,12 @@ async fn has_trailer_since(
 async fn rev_parse(scope: &GitScope<'_>, name: &str) -> Result<Option<String>, WorkspaceError> {
     let output = git_output(
         scope,
-        &["rev-parse", "--verify", "--quiet", &format!("{name}^{{commit}}")],
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{name}^{{commit}}"),
+        ],
     )
     .await?;
     let line = stdout_line(&output.stdout);

@@ -1,0 +1,390 @@
+//! Landing results without a forge: `orch task diff`, `orch task merge` (merge commit, squash,
+//! rebase; refusals that leave the checkout untouched), `orch task apply`, and copy mode's
+//! changes (`patch.diff`, copying back, the home never copied, the size limit).
+
+use std::path::Path;
+
+use crate::support::{read_text, task_events, Home, Repo};
+
+/// One task whose `sim` step writes `file` with `content` (and commits nothing itself; orch's
+/// auto-commit does).
+fn write_task(name: &str, file: &str, content: &str) -> String {
+    format!(
+        r#"name: {name}
+tasks:
+  - id: work
+    title: Write {file}
+    steps:
+      - name: edit
+        agent: sim
+        prompt: |
+          Edit.
+          @write {file}
+          {content}
+          @end
+"#
+    )
+}
+
+/// Submit one task writing `file` in `project`, run it to the end, and return its id.
+fn run_one(home: &Home, project: &Path, file: &str, content: &str) -> i64 {
+    let ids = home.submit(
+        &format!("w{}", rand_suffix()),
+        &write_task("land", file, content),
+        project,
+    );
+    home.serve_until_idle(1);
+    let id = ids["work"];
+    assert_eq!(home.task_status(id), "done", "{:#}", home.task(id));
+    id
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+/// The checkout's state that a refused landing must leave as it was.
+fn checkout_state(repo: &Repo) -> (String, String, bool) {
+    (
+        repo.head(),
+        repo.status(),
+        repo.path().join(".git/MERGE_HEAD").exists(),
+    )
+}
+
+#[test]
+fn diff_shows_the_change_and_get_shows_the_branch_and_head() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    let id = run_one(&home, repo.path(), "notes.txt", "from the task");
+
+    let diff = home.run(&["task", "diff", &id.to_string()]);
+    diff.expect_code(0, "orch task diff");
+    assert!(
+        diff.stdout.contains("diff --git a/notes.txt b/notes.txt")
+            && diff.stdout.contains("+from the task"),
+        "{}",
+        diff.stdout
+    );
+    let names = home.run(&["task", "diff", &id.to_string(), "--name-only"]);
+    assert_eq!(names.stdout.trim(), "notes.txt");
+
+    let task = home.task(id);
+    let branch = task["branch"]["name"].as_str().unwrap_or_default();
+    assert!(branch.starts_with(&format!("orch/{id}-")), "{task:#}");
+    let head = task["branch"]["head"].as_str().unwrap_or_default();
+    assert_eq!(head, repo.git(&["rev-parse", branch]));
+    let text = home.run(&["task", "get", &id.to_string()]);
+    assert!(
+        text.stdout
+            .contains(&format!("branch:   {branch} (head {head})")),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn merge_lands_the_branch_as_a_merge_commit_a_squash_or_a_rebase() {
+    for mode in ["merge", "squash", "rebase"] {
+        let home = Home::new();
+        let repo = Repo::new(&[("README.md", "hello\n")]);
+        let id = run_one(&home, repo.path(), "notes.txt", "from the task");
+        // The checkout moved on meanwhile, in another file.
+        std::fs::write(repo.path().join("other.txt"), "user\n").unwrap();
+        repo.git(&["add", "other.txt"]);
+        repo.git(&["commit", "-q", "-m", "user work"]);
+        let before = repo.head();
+
+        let mut args = vec!["task", "merge"];
+        let id_text = id.to_string();
+        args.push(&id_text);
+        let flag = format!("--{mode}");
+        if mode != "merge" {
+            args.push(&flag);
+        }
+        args.push("--json");
+        let landed = home.json(&args);
+        let commit = landed["commit"].as_str().unwrap().to_owned();
+        assert_eq!(repo.head(), commit, "{mode}: the checkout's branch moved");
+        assert_eq!(repo.git(&["symbolic-ref", "--short", "HEAD"]), "main");
+        assert_eq!(
+            read_text(&repo.path().join("notes.txt")).trim(),
+            "from the task"
+        );
+        assert_eq!(read_text(&repo.path().join("other.txt")), "user\n");
+        assert_eq!(repo.status(), "", "{mode}: the checkout is clean");
+        let parents = repo.git(&["log", "-1", "--format=%P", &commit]);
+        let parent_count = parents.split_whitespace().count();
+        match mode {
+            "merge" => assert_eq!(parent_count, 2, "a merge commit"),
+            _ => assert_eq!(parent_count, 1, "{mode}: one parent"),
+        }
+        assert!(repo
+            .git(&["merge-base", "--is-ancestor", &before, &commit])
+            .is_empty());
+        if mode == "squash" {
+            let subject = repo.git(&["log", "-1", "--format=%s", &commit]);
+            assert_eq!(subject, "Write notes.txt");
+        }
+        let task = home.task(id);
+        let merged = task_events(&task, "merged");
+        assert_eq!(merged.len(), 1, "{task:#}");
+        assert_eq!(merged[0]["data"]["commit"], commit.as_str());
+        assert_eq!(task["task"]["status"], "done", "no status change");
+
+        // Landing again changes nothing and records nothing more.
+        let again = home.json(&["task", "merge", &id_text, "--json"]);
+        assert_eq!(again["already"], true, "{again}");
+        assert_eq!(repo.head(), commit);
+        assert_eq!(task_events(&home.task(id), "merged").len(), 1);
+        home.assert_consistent(mode);
+    }
+}
+
+#[test]
+fn merge_into_another_branch_leaves_the_checkout_alone() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    repo.git(&["branch", "release"]);
+    let id = run_one(&home, repo.path(), "notes.txt", "from the task");
+    let head = repo.head();
+    let landed = home.json(&[
+        "task",
+        "merge",
+        &id.to_string(),
+        "--into",
+        "release",
+        "--json",
+    ]);
+    assert_eq!(
+        repo.git(&["rev-parse", "release"]),
+        landed["commit"].as_str().unwrap()
+    );
+    assert_eq!(repo.head(), head);
+    assert!(!repo.path().join("notes.txt").exists());
+    assert_eq!(repo.status(), "");
+}
+
+#[test]
+fn a_dirty_checkout_is_refused_and_left_untouched() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    let id = run_one(&home, repo.path(), "notes.txt", "from the task");
+    std::fs::write(repo.path().join("README.md"), "edited by the user\n").unwrap();
+    let before = checkout_state(&repo);
+    let refused = home.run(&["task", "merge", &id.to_string()]);
+    refused.expect_code(1, "merge into a dirty checkout");
+    assert!(
+        refused.stderr.contains("uncommitted changes") && refused.stderr.contains("README.md"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(checkout_state(&repo), before);
+    assert_eq!(
+        read_text(&repo.path().join("README.md")),
+        "edited by the user\n"
+    );
+    assert!(task_events(&home.task(id), "merged").is_empty());
+}
+
+#[test]
+fn a_conflicting_merge_is_refused_and_the_checkout_is_untouched() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    let id = run_one(&home, repo.path(), "notes.txt", "from the task");
+    std::fs::write(repo.path().join("notes.txt"), "from the user\n").unwrap();
+    repo.git(&["add", "notes.txt"]);
+    repo.git(&["commit", "-q", "-m", "user notes"]);
+    let before = checkout_state(&repo);
+    for flag in [None, Some("--squash"), Some("--rebase")] {
+        let id_text = id.to_string();
+        let mut args = vec!["task", "merge", id_text.as_str()];
+        args.extend(flag);
+        let refused = home.run(&args);
+        refused.expect_code(1, "a conflicting merge");
+        assert!(
+            refused.stderr.contains("conflicts") && refused.stderr.contains("notes.txt"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(checkout_state(&repo), before, "{flag:?}");
+        assert_eq!(read_text(&repo.path().join("notes.txt")), "from the user\n");
+    }
+
+    // `apply` of a patch that does not apply is refused too, changing nothing.
+    let refused = home.run(&["task", "apply", &id.to_string()]);
+    refused.expect_code(1, "an apply that does not apply");
+    assert!(
+        refused.stderr.contains("does not apply"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(checkout_state(&repo), before);
+}
+
+#[test]
+fn apply_changes_the_working_tree_without_committing() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    let id = run_one(&home, repo.path(), "notes.txt", "from the task");
+    let head = repo.head();
+    let applied = home.json(&["task", "apply", &id.to_string(), "--json"]);
+    assert_eq!(applied["files"], serde_json::json!(["notes.txt"]));
+    assert_eq!(repo.head(), head, "no commit");
+    assert_eq!(
+        read_text(&repo.path().join("notes.txt")).trim(),
+        "from the task"
+    );
+    assert_eq!(repo.status(), "?? notes.txt");
+}
+
+#[test]
+fn merge_and_diff_refuse_through_a_remote_server_or_for_an_unknown_task() {
+    let home = Home::new();
+    let unknown = home.run(&["task", "merge", "99"]);
+    unknown.expect_code(2, "an unknown task");
+    assert!(unknown.stderr.contains("no task 99"), "{}", unknown.stderr);
+    let remote = home.run(&["--server", "http://127.0.0.1:9", "task", "merge", "1"]);
+    remote.expect_code(2, "merge through --server");
+    assert!(
+        remote.stderr.contains("not supported through the HTTP API"),
+        "{}",
+        remote.stderr
+    );
+}
+
+/// A plain directory (copy mode) with one file.
+fn plain_project(extra_config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".orch.toml"),
+        format!("non_git = \"copy\"\n{extra_config}"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("original.txt"), "original\n").unwrap();
+    std::fs::write(dir.path().join("keep.txt"), "keep\n").unwrap();
+    dir
+}
+
+fn copy_task(file: &str) -> String {
+    format!(
+        r#"name: copy
+tasks:
+  - id: work
+    title: Edit a plain directory
+    steps:
+      - name: edit
+        agent: sim
+        prompt: |
+          Edit.
+          @write {file}
+          new
+          @end
+          @replace original.txt original => changed
+"#
+    )
+}
+
+#[test]
+fn copy_mode_reports_its_patch_and_merge_copies_it_back() {
+    let home = Home::new();
+    let project = plain_project("");
+    let ids = home.submit("copy", &copy_task("made-by-task.txt"), project.path());
+    home.serve_until_idle(1);
+    let id = ids["work"];
+    assert_eq!(home.task_status(id), "done");
+
+    let patch = read_text(&home.run_dir(id, 1).join("patch.diff"));
+    assert!(
+        patch.contains("diff --git a/made-by-task.txt b/made-by-task.txt"),
+        "{patch}"
+    );
+    assert!(
+        patch.contains("-original") && patch.contains("+changed"),
+        "{patch}"
+    );
+    let result = crate::support::read_json(&home.run_dir(id, 1).join("result.json"));
+    assert_eq!(
+        result["changed_files"],
+        serde_json::json!(["made-by-task.txt", "original.txt"])
+    );
+    let diff = home.run(&["task", "diff", &id.to_string()]);
+    assert!(diff.stdout.contains("+changed"), "{}", diff.stdout);
+
+    let landed = home.json(&["task", "merge", &id.to_string(), "--json"]);
+    assert_eq!(
+        landed["files"],
+        serde_json::json!(["made-by-task.txt", "original.txt"])
+    );
+    assert_eq!(read_text(&project.path().join("made-by-task.txt")), "new\n");
+    assert_eq!(
+        read_text(&project.path().join("original.txt")).trim(),
+        "changed"
+    );
+    assert_eq!(read_text(&project.path().join("keep.txt")), "keep\n");
+    assert_eq!(task_events(&home.task(id), "merged").len(), 1);
+}
+
+#[test]
+fn copy_mode_refuses_to_copy_back_a_file_changed_meanwhile_in_the_original() {
+    let home = Home::new();
+    let project = plain_project("");
+    let ids = home.submit("copy", &copy_task("made-by-task.txt"), project.path());
+    home.serve_until_idle(1);
+    let id = ids["work"];
+    std::fs::write(project.path().join("original.txt"), "the user's edit\n").unwrap();
+    let refused = home.run(&["task", "merge", &id.to_string()]);
+    refused.expect_code(1, "a file changed meanwhile");
+    assert!(
+        refused.stderr.contains("original.txt") && refused.stderr.contains("changed in"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        read_text(&project.path().join("original.txt")),
+        "the user's edit\n"
+    );
+    assert!(
+        !project.path().join("made-by-task.txt").exists(),
+        "nothing copied back"
+    );
+}
+
+#[test]
+fn a_project_directory_containing_the_home_is_copied_without_it() {
+    let project = plain_project("");
+    let home = Home::inside(project.path());
+    let home_dir = home.path().to_path_buf();
+    let home_name = home_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let ids = home.submit("copy", &copy_task("made-by-task.txt"), project.path());
+    home.serve_until_idle(1);
+    let id = ids["work"];
+    assert_eq!(home.task_status(id), "done", "{:#}", home.task(id));
+    let copy = home_dir.join("worktrees/copies").join(id.to_string());
+    assert!(copy.join("keep.txt").is_file());
+    assert!(!copy.join(&home_name).exists(), "the home was copied");
+    let patch = read_text(&home.run_dir(id, 1).join("patch.diff"));
+    assert!(!patch.contains(&home_name), "{patch}");
+    assert!(patch.contains("made-by-task.txt"), "{patch}");
+}
+
+#[test]
+fn a_project_larger_than_the_copy_limit_is_refused_with_its_size() {
+    let home = Home::new();
+    let project = plain_project("copy_max_size = \"1KiB\"\n");
+    std::fs::write(project.path().join("big.bin"), vec![b'x'; 4096]).unwrap();
+    let ids = home.submit("copy", &copy_task("made-by-task.txt"), project.path());
+    home.serve_until_idle(1);
+    let id = ids["work"];
+    let task = home.task(id);
+    assert_ne!(task["task"]["status"], "done", "{task:#}");
+    let reason = task["task"]["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("4.1 KiB")
+            && reason.contains("1.0 KiB")
+            && reason.contains("copy_max_size"),
+        "{reason}"
+    );
+}
