@@ -570,6 +570,8 @@ pub fn spec_lacks(spec: &TaskSpec) -> Option<&'static str> {
         Some("a command timeout")
     } else if spec.retry != default_retry {
         Some("a retry backoff")
+    } else if spec.merge.is_some() {
+        Some("`merge:`")
     } else {
         None
     }

@@ -88,6 +88,20 @@ pub async fn merge(
     into: Option<&str>,
     op: Op<'_>,
 ) -> Result<Landed, LandError> {
+    let (located, landed) = land(store, home, id, mode, into).await?;
+    if !landed.already || !was_merged(store, id).await? {
+        record_merged(store, &located, &landed, mode, op).await?;
+    }
+    Ok(landed)
+}
+
+async fn land(
+    store: &Store,
+    home: &Path,
+    id: TaskId,
+    mode: MergeMode,
+    into: Option<&str>,
+) -> Result<(Located, Landed), LandError> {
     let located = locate(store, home, id).await?;
     refuse_unfinished(&located.task)?;
     let landed = located
@@ -99,22 +113,127 @@ pub async fn merge(
             into,
         })
         .await?;
-    if !landed.already || !was_merged(store, id).await? {
-        let (branch, head) = located.change.branch().unwrap_or(("", ""));
-        let reason = match &landed.commit {
-            Some(commit) => format!("landed in `{}` as {commit}", landed.into),
-            None => format!("copied back into {}", landed.into),
-        };
-        let data = json!({
-            "commit": landed.commit, "into": landed.into, "mode": mode.as_str(),
-            "files": landed.files, "branch": (!branch.is_empty()).then_some(branch),
-            "head": (!head.is_empty()).then_some(head),
-        });
-        store
-            .record_note(id, EventKind::Merged, &reason, data, op)
-            .await?;
+    Ok((located, landed))
+}
+
+async fn record_merged(
+    store: &Store,
+    located: &Located,
+    landed: &Landed,
+    mode: MergeMode,
+    op: Op<'_>,
+) -> Result<(), StoreError> {
+    let (branch, head) = located
+        .change
+        .branch()
+        .map_or((None, None), |(b, h)| (Some(b), Some(h)));
+    let reason = match &landed.commit {
+        Some(commit) => format!("landed in `{}` as {commit}", landed.into),
+        None => format!("copied back into {}", landed.into),
+    };
+    let data = json!({
+        "commit": landed.commit, "into": landed.into, "mode": mode.as_str(),
+        "files": landed.files, "branch": branch, "head": head,
+    });
+    store
+        .record_note(located.task.id, EventKind::Merged, &reason, data, op)
+        .await
+        .map(drop)
+}
+
+/// The daemon's automatic merges (`merge:` in workflow files): it follows the event log and,
+/// for each `complete` event of a task with a merge policy that is still done and has no
+/// `merged` or `merge_refused` note after that event, lands the task. A refused landing is
+/// recorded as a `merge_refused` note with the reason; the task stays done.
+///
+/// Crash safety: the position in the log is kept in memory only, so a restarted daemon reads the
+/// log again from the start and lands what a crash left unlanded; what was landed is known by
+/// its note, or (a crash between landing and the note) by the branch already being in the
+/// target (`TaskChange::merge` recognises its own commits), when only the note is written.
+#[derive(Debug, Default)]
+pub struct AutoMerge {
+    /// The last event looked at.
+    after: i64,
+}
+
+/// Events read per page of the log.
+const AUTO_MERGE_PAGE: u32 = 1000;
+
+impl AutoMerge {
+    /// Look at up to `max_events` new events of the log (`None`: all of them) and land what
+    /// they call for. Store failures end the pass (it resumes at the same event next time).
+    pub async fn pass(
+        &mut self,
+        store: &Store,
+        home: &Path,
+        max_events: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut seen: u64 = 0;
+        loop {
+            let page = store.events_after(self.after, AUTO_MERGE_PAGE).await?;
+            let full = page.len() == AUTO_MERGE_PAGE as usize;
+            for feed in page {
+                let event = &feed.event;
+                if event.kind == EventKind::Complete {
+                    self.land_once(store, home, event.task, event.id).await?;
+                }
+                self.after = event.id;
+                seen += 1;
+            }
+            if !full || max_events.is_some_and(|max| seen >= max) {
+                return Ok(());
+            }
+        }
     }
-    Ok(landed)
+
+    async fn land_once(
+        &self,
+        store: &Store,
+        home: &Path,
+        id: TaskId,
+        completed_at_event: i64,
+    ) -> Result<(), StoreError> {
+        let task = match store.task(id).await {
+            Ok(task) => task,
+            Err(StoreError::TaskNotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(policy) = task.spec.merge.clone() else {
+            return Ok(());
+        };
+        if task.status != Status::Done {
+            return Ok(());
+        }
+        let settled = store.events(id).await?.iter().any(|event| {
+            event.id > completed_at_event
+                && matches!(event.kind, EventKind::Merged | EventKind::MergeRefused)
+        });
+        if settled {
+            return Ok(());
+        }
+        let op = Op::now("scheduler");
+        match land(store, home, id, policy.mode, policy.into.as_deref()).await {
+            Ok((located, landed)) => {
+                tracing::info!(task = %id, commit = ?landed.commit, into = %landed.into, "landed the task's change");
+                record_merged(store, &located, &landed, policy.mode, op).await
+            }
+            Err(LandError::Store(e)) => Err(e),
+            Err(refused) => {
+                tracing::warn!(task = %id, "automatic merge refused: {refused}");
+                let data = json!({ "into": policy.into, "mode": policy.mode.as_str() });
+                store
+                    .record_note(
+                        id,
+                        EventKind::MergeRefused,
+                        &format!("automatic merge refused: {refused}"),
+                        data,
+                        op,
+                    )
+                    .await
+                    .map(drop)
+            }
+        }
+    }
 }
 
 /// Apply the task's change to its project's working tree, without committing.

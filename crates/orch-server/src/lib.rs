@@ -288,7 +288,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// Stale recovery and backoff timers, every `tick`. With `exit_when_idle`, stops the workers
+/// Events of the log the automatic merges look at per scheduler pass.
+const AUTO_MERGE_EVENTS_PER_PASS: u64 = 5_000;
+
+/// Stale recovery, backoff timers and automatic merges, every `tick`. With `exit_when_idle`, stops the workers
 /// once no task can run any more.
 async fn scheduler_loop(
     store: Store,
@@ -300,6 +303,7 @@ async fn scheduler_loop(
 ) {
     let mut idle_passes = 0;
     let mut next_retention = tokio::time::Instant::now();
+    let mut auto_merge = landing::AutoMerge::default();
     loop {
         if !options.exit_when_idle && tokio::time::Instant::now() >= next_retention {
             next_retention = tokio::time::Instant::now() + RETENTION_EVERY;
@@ -336,6 +340,12 @@ async fn scheduler_loop(
                 }
             }
             Err(e) => tracing::error!("scheduler pass failed: {e}"),
+        }
+        // Bounded per pass, so catching up on a long log after a restart never holds up
+        // recovery; a daemon about to exit when idle reads it to the end first.
+        let budget = (!options.exit_when_idle).then_some(AUTO_MERGE_EVENTS_PER_PASS);
+        if let Err(e) = auto_merge.pass(&store, &options.home, budget).await {
+            tracing::error!("automatic merge pass failed: {e}");
         }
         if options.exit_when_idle {
             match store.status_counts().await {

@@ -388,3 +388,115 @@ fn a_project_larger_than_the_copy_limit_is_refused_with_its_size() {
         "{reason}"
     );
 }
+
+const FINAL_MERGE: &str = r#"name: chain
+merge: {mode: squash}
+tasks:
+  - id: plan
+    title: Write the plan
+    steps:
+      - name: edit
+        agent: sim
+        prompt: |
+          Plan.
+          @write plan.txt
+          the plan
+          @end
+  - id: last
+    title: Write the result
+    needs: [plan]
+    steps:
+      - name: edit
+        agent: sim
+        prompt: |
+          Do it.
+          @write result.txt
+          the result
+          @end
+"#;
+
+#[test]
+fn a_workflows_final_task_is_merged_once_even_when_the_daemon_restarts() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    let ids = home.submit("chain", FINAL_MERGE, repo.path());
+    home.serve_until_idle(2);
+    let last = ids["last"];
+    assert_eq!(home.task_status(last), "done");
+    let merged = task_events(&home.task(last), "merged").len();
+    assert_eq!(merged, 1, "{:#}", home.task(last));
+    assert!(
+        task_events(&home.task(ids["plan"]), "merged").is_empty(),
+        "only the final task"
+    );
+    assert_eq!(repo.git(&["log", "-1", "--format=%s"]), "Write the result");
+    assert_eq!(
+        read_text(&repo.path().join("result.txt")).trim(),
+        "the result"
+    );
+    assert_eq!(repo.status(), "");
+    let head = repo.head();
+
+    // A restarted daemon reads the log again: nothing is landed or recorded twice.
+    home.serve_until_idle(1);
+    assert_eq!(repo.head(), head);
+    assert_eq!(task_events(&home.task(last), "merged").len(), 1);
+    home.assert_consistent("after the automatic merge");
+}
+
+#[test]
+fn a_refused_automatic_merge_is_recorded_on_the_task_which_stays_done() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    std::fs::write(repo.path().join("README.md"), "uncommitted\n").unwrap();
+    let ids = home.submit("chain", FINAL_MERGE, repo.path());
+    home.serve_until_idle(2);
+    let last = ids["last"];
+    let task = home.task(last);
+    assert_eq!(task["task"]["status"], "done");
+    let refused = task_events(&task, "merge_refused");
+    assert_eq!(refused.len(), 1, "{task:#}");
+    let reason = refused[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("uncommitted changes"), "{reason}");
+    assert!(task_events(&task, "merged").is_empty());
+    assert_eq!(read_text(&repo.path().join("README.md")), "uncommitted\n");
+
+    home.serve_until_idle(1);
+    assert_eq!(
+        task_events(&home.task(last), "merge_refused").len(),
+        1,
+        "reported once"
+    );
+    home.assert_consistent("after the refused merge");
+}
+
+#[test]
+fn a_workflow_merge_with_several_final_tasks_is_refused_at_submit() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    let file = home.write(
+        "two.yml",
+        r#"name: two
+merge: {into: main}
+tasks:
+  - id: a
+    title: A
+    steps: [{name: s, exec: [{argv: [true]}]}]
+  - id: b
+    title: B
+    steps: [{name: s, exec: [{argv: [true]}]}]
+"#,
+    );
+    let refused = home.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--project",
+        repo.path().to_str().unwrap(),
+    ]);
+    refused.expect_code(2, "a workflow merge with two final tasks");
+    assert!(
+        refused.stderr.contains("`a`, `b` are all final") && refused.stderr.contains("two.yml:2"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -25,28 +25,7 @@ use super::git::{git, git_output, stdout_line};
 use super::worktree::{main_repository, worktree_group_name, MainRepository};
 use super::{blocking, io_error, parse_record, GitScope, WorkspaceError};
 
-/// How `merge` lands a git task's branch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MergeMode {
-    /// A merge commit of the branch into the target.
-    #[default]
-    Merge,
-    /// One new commit on the target with the branch's change and the task's title.
-    Squash,
-    /// The branch's commits replayed one by one onto the target.
-    Rebase,
-}
-
-impl MergeMode {
-    /// `merge`, `squash` or `rebase`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MergeMode::Merge => "merge",
-            MergeMode::Squash => "squash",
-            MergeMode::Rebase => "rebase",
-        }
-    }
-}
+pub use orch_core::MergeMode;
 
 /// What to merge and how.
 #[derive(Debug, Clone, Copy)]
