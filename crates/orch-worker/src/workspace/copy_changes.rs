@@ -13,7 +13,9 @@
 //!
 //! Copying back refuses, before writing anything, when a file the task changed was changed in
 //! the original since the copy was made (its hash is neither the manifest's nor already the
-//! copy's); a file already equal to the copy's is left alone, so a second merge changes nothing.
+//! copy's), or when the task made or changed anything under a `.git` directory (hooks and config
+//! must never reach the user's directory); a file already equal to the copy's is left alone, so
+//! a second merge changes nothing.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -244,9 +246,25 @@ pub fn copy_back(
     manifest: &Path,
 ) -> Result<Vec<String>, WorkspaceError> {
     let before = read_manifest(manifest)?.files;
+    let all = changes(copy, manifest)?;
+    // Git metadata made or changed by the task (hooks, config) would act in the user's
+    // directory the moment it became a repository, or in a nested one at once.
+    let metadata: Vec<&str> = all
+        .iter()
+        .filter(|change| change.path.split('/').any(|part| part == ".git"))
+        .map(|change| change.path.as_str())
+        .collect();
+    if !metadata.is_empty() {
+        return Err(WorkspaceError::Refused(format!(
+            "refused: the task changed git metadata in its copy ({}), which orch never copies \
+             back; nothing was copied. Copy what you want by hand from {}",
+            metadata.join(", "),
+            copy.display()
+        )));
+    }
     let mut pending: Vec<(CopyChange, PathBuf)> = Vec::new();
     let mut conflicting = Vec::new();
-    for change in changes(copy, manifest)? {
+    for change in all {
         let original = source.join(&change.path);
         let current = identity(&original)?;
         let wanted = identity(&copy.join(&change.path))?;
