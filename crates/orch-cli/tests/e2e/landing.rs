@@ -500,3 +500,32 @@ tasks:
         refused.stderr
     );
 }
+
+#[test]
+fn diff_and_get_go_through_the_daemons_api_and_merge_stays_local() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    let id = run_one(&home, repo.path(), "notes.txt", "from the task");
+    let local = home.run(&["task", "diff", &id.to_string()]).stdout;
+    let local_get = home.task(id);
+
+    let serve = home.serve(&["--workers", "0"]);
+    let addr = crate::support::poll_until("serve.addr", crate::support::SERVE_DEADLINE, || {
+        let addr = std::fs::read_to_string(home.path().join("serve.addr")).ok()?;
+        home.path().join("token").exists().then_some(())?;
+        Some(addr.trim().to_owned()).filter(|a| !a.is_empty())
+    });
+    let url = format!("http://{addr}");
+    let remote = home.run(&["--server", &url, "task", "diff", &id.to_string()]);
+    remote.expect_code(0, "orch task diff through the API");
+    assert_eq!(remote.stdout, local);
+    let remote_get = home.json(&["--server", &url, "task", "get", &id.to_string(), "--json"]);
+    assert_eq!(remote_get["branch"], local_get["branch"]);
+    let missing = home.run(&["--server", &url, "task", "diff", "99"]);
+    missing.expect_code(2, "the diff of an unknown task");
+
+    // With the daemon running, merge still works on the home's store and checkout.
+    let landed = home.json(&["task", "merge", &id.to_string(), "--json"]);
+    assert_eq!(repo.head(), landed["commit"].as_str().unwrap());
+    serve.kill();
+}
