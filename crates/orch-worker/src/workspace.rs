@@ -493,23 +493,23 @@ async fn diff_with_index(
     stage_all(&scope).await?;
     // Fixed prefixes and no external drivers or text conversion, whatever the config, so the
     // patch is a plain one that `git apply` takes and no driver a `.gitattributes` names runs.
-    git(
-        &scope,
-        &[
-            "diff",
-            "--cached",
-            "--binary",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--src-prefix=a/",
-            "--dst-prefix=b/",
-            base_commit,
-            "--",
-        ],
-    )
-    .await
+    let mut args = vec!["diff", "--cached"];
+    args.extend_from_slice(PATCH_OPTIONS);
+    args.extend([base_commit, "--"]);
+    git(&scope, &args).await
 }
+
+/// The options of every patch orch's git writes: binary files included, fixed prefixes, no
+/// colour, and no external diff or text conversion driver whatever the config or a
+/// `.gitattributes` says, so the patch is one `git apply` takes and no driver runs.
+pub(super) const PATCH_OPTIONS: &[&str] = &[
+    "--binary",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+];
 
 /// Most bytes of paths passed to one `git update-index`, well below any argument-length limit.
 const STAGE_BATCH_BYTES: usize = 64 * 1024;

@@ -45,6 +45,13 @@ fn rand_suffix() -> u64 {
     NEXT.fetch_add(1, Ordering::SeqCst)
 }
 
+/// The user commits `file` with `content` in the checkout.
+fn commit_file(repo: &Repo, file: &str, content: &str) {
+    std::fs::write(repo.path().join(file), content).unwrap();
+    repo.git(&["add", file]);
+    repo.git(&["commit", "-q", "-m", &format!("the user's {file}")]);
+}
+
 /// The checkout's state that a refused landing must leave as it was.
 fn checkout_state(repo: &Repo) -> (String, String, bool) {
     (
@@ -92,9 +99,7 @@ fn merge_lands_the_branch_as_a_merge_commit_a_squash_or_a_rebase() {
         let repo = Repo::new(&[("README.md", "hello\n")]);
         let id = run_one(&home, repo.path(), "notes.txt", "from the task");
         // The checkout moved on meanwhile, in another file.
-        std::fs::write(repo.path().join("other.txt"), "user\n").unwrap();
-        repo.git(&["add", "other.txt"]);
-        repo.git(&["commit", "-q", "-m", "user work"]);
+        commit_file(&repo, "other.txt", "user\n");
         let before = repo.head();
 
         let mut args = vec!["task", "merge"];
@@ -194,9 +199,7 @@ fn a_conflicting_merge_is_refused_and_the_checkout_is_untouched() {
     let home = Home::new();
     let repo = Repo::new(&[("README.md", "hello\n")]);
     let id = run_one(&home, repo.path(), "notes.txt", "from the task");
-    std::fs::write(repo.path().join("notes.txt"), "from the user\n").unwrap();
-    repo.git(&["add", "notes.txt"]);
-    repo.git(&["commit", "-q", "-m", "user notes"]);
+    commit_file(&repo, "notes.txt", "from the user\n");
     let before = checkout_state(&repo);
     for flag in [None, Some("--squash"), Some("--rebase")] {
         let id_text = id.to_string();
@@ -287,13 +290,20 @@ tasks:
     )
 }
 
-#[test]
-fn copy_mode_reports_its_patch_and_merge_copies_it_back() {
+/// A home, a plain project (copy mode) with `extra_config`, and the id of a task that edited
+/// its copy, run to the end.
+fn copy_task_done(extra_config: &str) -> (Home, tempfile::TempDir, i64) {
     let home = Home::new();
-    let project = plain_project("");
+    let project = plain_project(extra_config);
     let ids = home.submit("copy", &copy_task("made-by-task.txt"), project.path());
     home.serve_until_idle(1);
     let id = ids["work"];
+    (home, project, id)
+}
+
+#[test]
+fn copy_mode_reports_its_patch_and_merge_copies_it_back() {
+    let (home, project, id) = copy_task_done("");
     assert_eq!(home.task_status(id), "done");
 
     let patch = read_text(&home.run_dir(id, 1).join("patch.diff"));
@@ -329,11 +339,7 @@ fn copy_mode_reports_its_patch_and_merge_copies_it_back() {
 
 #[test]
 fn copy_mode_refuses_to_copy_back_a_file_changed_meanwhile_in_the_original() {
-    let home = Home::new();
-    let project = plain_project("");
-    let ids = home.submit("copy", &copy_task("made-by-task.txt"), project.path());
-    home.serve_until_idle(1);
-    let id = ids["work"];
+    let (home, project, id) = copy_task_done("");
     std::fs::write(project.path().join("original.txt"), "the user's edit\n").unwrap();
     let refused = home.run(&["task", "merge", &id.to_string()]);
     refused.expect_code(1, "a file changed meanwhile");

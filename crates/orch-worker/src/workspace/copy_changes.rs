@@ -315,9 +315,8 @@ fn put(from: &Path, to: &Path) -> Result<(), WorkspaceError> {
         std::fs::copy(from, &aside).map(drop)
     };
     made.and_then(|()| std::fs::rename(&aside, to))
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = std::fs::remove_file(&aside);
-            e
         })
         .map_err(io_error(format!(
             "copy {} to {}",

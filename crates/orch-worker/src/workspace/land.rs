@@ -23,7 +23,7 @@ use super::copy::manifest_path;
 use super::copy_changes;
 use super::git::{git, git_output, stdout_line};
 use super::worktree::{main_repository, worktree_group_name, MainRepository};
-use super::{blocking, io_error, parse_record, GitScope, WorkspaceError};
+use super::{blocking, io_error, parse_record, GitScope, WorkspaceError, PATCH_OPTIONS};
 
 pub use orch_core::MergeMode;
 
@@ -163,22 +163,10 @@ impl TaskChange {
                     git_dir,
                     work_tree: None,
                 };
-                git(
-                    &scope,
-                    &[
-                        "diff",
-                        "--binary",
-                        "--no-color",
-                        "--no-ext-diff",
-                        "--no-textconv",
-                        "--src-prefix=a/",
-                        "--dst-prefix=b/",
-                        start.as_str(),
-                        head.as_str(),
-                        "--",
-                    ],
-                )
-                .await
+                let mut args = vec!["diff"];
+                args.extend_from_slice(PATCH_OPTIONS);
+                args.extend([start.as_str(), head.as_str(), "--"]);
+                git(&scope, &args).await
             }
             TaskChange::Copy { copy, source } => {
                 let (copy, source) = (copy.clone(), source.clone());
