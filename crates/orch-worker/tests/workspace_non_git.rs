@@ -318,3 +318,35 @@ async fn a_project_over_the_size_limit_is_refused_naming_its_size() {
     assert!(error.to_string().contains("copy_max_size"), "{error}");
     assert!(!fixture.worktrees_root.join("copies").join("9").exists());
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_directory_replaced_by_a_link_in_the_copy_never_leads_writes_outside_the_project() {
+    let fixture = Fixture::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("lib.rs"), "outside\n").unwrap();
+    let workspace = Workspace::prepare(&fixture.request(10, NonGitMode::Copy))
+        .await
+        .unwrap();
+    let src = workspace.path().join("src");
+    std::fs::remove_dir_all(&src).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &src).unwrap();
+    let change = TaskChange::locate(&home_of(&fixture), &fixture.project, 10, None, None)
+        .await
+        .unwrap();
+    let result = change
+        .merge(MergeRequest {
+            task_id: 10,
+            title: "plain task",
+            mode: MergeMode::Merge,
+            into: None,
+        })
+        .await;
+    // Whatever happened to the project's `src`, nothing outside it was touched.
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("lib.rs")).unwrap(),
+        "outside\n",
+        "{result:?}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+}

@@ -262,6 +262,18 @@ pub fn copy_back(
             copy.display()
         )));
     }
+    // A path under a symbolic link of the original would be written through the link, outside
+    // the project (a copy holds links as links, so its changes are never under one).
+    if let Some(change) = all
+        .iter()
+        .find(|change| has_link_ancestor(source, &change.path))
+    {
+        return Err(WorkspaceError::Refused(format!(
+            "refused: {} is under a symbolic link in {}; nothing was copied back",
+            change.path,
+            source.display()
+        )));
+    }
     let mut pending: Vec<(CopyChange, PathBuf)> = Vec::new();
     let mut conflicting = Vec::new();
     for change in all {
@@ -283,8 +295,18 @@ pub fn copy_back(
             files: conflicting,
         });
     }
+    // Deletions first: a directory the task replaced with a file (or a link) is emptied before
+    // the new entry takes its place.
+    pending.sort_by_key(|(change, _)| change.kind != ChangeKind::Deleted);
     let mut written = Vec::new();
     for (change, original) in pending {
+        if has_link_ancestor(source, &change.path) {
+            return Err(WorkspaceError::Refused(format!(
+                "refused: {} is under a symbolic link the task made; copied back so far: {}",
+                change.path,
+                written.join(", ")
+            )));
+        }
         let from = copy.join(&change.path);
         match change.kind {
             ChangeKind::Deleted => std::fs::remove_file(&original)
@@ -294,6 +316,23 @@ pub fn copy_back(
         written.push(change.path);
     }
     Ok(written)
+}
+
+/// Whether a directory between `root` and `root/relative` is a symbolic link (or not a
+/// directory at all).
+fn has_link_ancestor(root: &Path, relative: &str) -> bool {
+    let parts: Vec<&str> = relative.split('/').collect();
+    let mut dir = root.to_path_buf();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(metadata) if metadata.file_type().is_symlink() || !metadata.is_dir() => return true,
+            Ok(_) => {}
+            // Missing: created as a real directory when written.
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// Replace `to` with the file or link at `from`, written aside and renamed into place.
