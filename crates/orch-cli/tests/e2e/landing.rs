@@ -535,3 +535,24 @@ fn diff_and_get_go_through_the_daemons_api_and_merge_stays_local() {
     assert_eq!(repo.head(), landed["commit"].as_str().unwrap());
     serve.kill();
 }
+
+#[test]
+fn an_untracked_file_in_the_way_is_refused_and_kept() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "hello\n")]);
+    let id = run_one(&home, repo.path(), "notes.txt", "from the task");
+    std::fs::write(repo.path().join("notes.txt"), "the user's own, untracked\n").unwrap();
+    let before = checkout_state(&repo);
+    let refused = home.run(&["task", "merge", &id.to_string(), "--squash"]);
+    refused.expect_code(1, "a merge over an untracked file");
+    assert!(
+        refused.stderr.contains("would overwrite") && refused.stderr.contains("notes.txt"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(checkout_state(&repo), before);
+    assert_eq!(
+        read_text(&repo.path().join("notes.txt")),
+        "the user's own, untracked\n"
+    );
+}
