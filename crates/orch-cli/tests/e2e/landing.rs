@@ -172,26 +172,38 @@ fn merge_into_another_branch_leaves_the_checkout_alone() {
     assert_eq!(repo.status(), "");
 }
 
-#[test]
-fn a_dirty_checkout_is_refused_and_left_untouched() {
+/// Run a task writing `notes.txt`, put `content` in the checkout's `file` (uncommitted), and
+/// check that `orch task merge <id> <flags>` is refused naming `needle` and `file`, leaving the
+/// checkout and the file exactly as they were and recording nothing.
+fn check_refused_over_a_local_file(file: &str, content: &str, flags: &[&str], needle: &str) {
     let home = Home::new();
     let repo = Repo::new(&[("README.md", "hello\n")]);
     let id = run_one(&home, repo.path(), "notes.txt", "from the task");
-    std::fs::write(repo.path().join("README.md"), "edited by the user\n").unwrap();
+    std::fs::write(repo.path().join(file), content).unwrap();
     let before = checkout_state(&repo);
-    let refused = home.run(&["task", "merge", &id.to_string()]);
-    refused.expect_code(1, "merge into a dirty checkout");
+    let id_text = id.to_string();
+    let mut args = vec!["task", "merge", id_text.as_str()];
+    args.extend_from_slice(flags);
+    let refused = home.run(&args);
+    refused.expect_code(1, needle);
     assert!(
-        refused.stderr.contains("uncommitted changes") && refused.stderr.contains("README.md"),
+        refused.stderr.contains(needle) && refused.stderr.contains(file),
         "{}",
         refused.stderr
     );
     assert_eq!(checkout_state(&repo), before);
-    assert_eq!(
-        read_text(&repo.path().join("README.md")),
-        "edited by the user\n"
-    );
+    assert_eq!(read_text(&repo.path().join(file)), content);
     assert!(task_events(&home.task(id), "merged").is_empty());
+}
+
+#[test]
+fn a_dirty_checkout_is_refused_and_left_untouched() {
+    check_refused_over_a_local_file(
+        "README.md",
+        "edited by the user\n",
+        &[],
+        "uncommitted changes",
+    );
 }
 
 #[test]
@@ -538,21 +550,10 @@ fn diff_and_get_go_through_the_daemons_api_and_merge_stays_local() {
 
 #[test]
 fn an_untracked_file_in_the_way_is_refused_and_kept() {
-    let home = Home::new();
-    let repo = Repo::new(&[("README.md", "hello\n")]);
-    let id = run_one(&home, repo.path(), "notes.txt", "from the task");
-    std::fs::write(repo.path().join("notes.txt"), "the user's own, untracked\n").unwrap();
-    let before = checkout_state(&repo);
-    let refused = home.run(&["task", "merge", &id.to_string(), "--squash"]);
-    refused.expect_code(1, "a merge over an untracked file");
-    assert!(
-        refused.stderr.contains("would overwrite") && refused.stderr.contains("notes.txt"),
-        "{}",
-        refused.stderr
-    );
-    assert_eq!(checkout_state(&repo), before);
-    assert_eq!(
-        read_text(&repo.path().join("notes.txt")),
-        "the user's own, untracked\n"
+    check_refused_over_a_local_file(
+        "notes.txt",
+        "the user's own, untracked\n",
+        &["--squash"],
+        "would overwrite",
     );
 }
