@@ -52,10 +52,10 @@ fn lock(settings: &Settings, what: &str) -> anyhow::Result<std::fs::File> {
 }
 
 async fn export(settings: &Settings, args: ArchiveArgs) -> anyhow::Result<()> {
-    if settings.database_url.is_none() && !settings.database_path().exists() {
+    if let Some(path) = settings.database_path().filter(|path| !path.exists()) {
         return Err(UserError::new(format!(
-            "no orch database at {}; nothing to export (check --home)",
-            settings.database_path().display()
+            "no orch database at {}; nothing to export (check --home or --database)",
+            path.display()
         ))
         .into());
     }

@@ -194,28 +194,7 @@ pub struct ServeArgs {
 
 /// `512MiB`, `2GiB`, `64KiB`, `1000` (bytes); `K`, `M`, `G` mean the same powers of 1024.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size; write e.g. 512MiB, 2GiB or 1048576"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1024,
-        "m" | "mib" | "mb" => 1024 * 1024,
-        "g" | "gib" | "gb" => 1024 * 1024 * 1024,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{text}`; use KiB, MiB or GiB"
-            ))
-        }
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    orch_worker::project::ByteSize::parse(text).map(orch_worker::project::ByteSize::bytes)
 }
 
 /// `NAME=PATH` for `orch worker --project`.
@@ -357,6 +336,54 @@ pub enum TaskCommand {
     /// Send a follow-up to a finished task's agent: a new run resumes the agent's last session
     /// in the same worktree, with the message as the next prompt.
     Reply(TaskReplyArgs),
+    /// Print a task's change against where it started, as a patch (its branch from its start
+    /// commit to its head; for a project that is not a git repository, what changed in its
+    /// copy).
+    Diff(TaskDiffArgs),
+    /// Land a finished task's branch in the project's checkout (the registered directory).
+    ///
+    /// Default: a merge commit into the branch the checkout has checked out (or --into);
+    /// --squash makes one commit titled with the task's title; --rebase replays the task's
+    /// commits. A checkout with uncommitted changes, or a change that conflicts, is refused and
+    /// left exactly as it was (no MERGE_HEAD, same HEAD, same files). orch's git runs with hooks
+    /// and user config off. The merge is recorded as a `merged` event on the task. For a
+    /// project that is not a git repository, the files the task changed in its copy are copied
+    /// back, refusing files changed in the original since the copy was made. Runs on the
+    /// daemon's machine, on this home's worktrees (not through --server).
+    Merge(TaskMergeArgs),
+    /// Apply a finished task's change to the project's working tree without committing.
+    ///
+    /// Refused, changing nothing, when the patch does not apply cleanly. Runs on this home's
+    /// worktrees (not through --server).
+    Apply(TaskIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskDiffArgs {
+    /// The task's number.
+    pub id: i64,
+    /// Only list the changed files.
+    #[arg(long)]
+    pub name_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskMergeArgs {
+    /// The task's number.
+    pub id: i64,
+    /// Land the change as one commit with the task's title.
+    #[arg(long, conflicts_with = "rebase")]
+    pub squash: bool,
+    /// Replay the task's commits onto the branch instead of a merge commit.
+    #[arg(long)]
+    pub rebase: bool,
+    /// The branch to land in [default: the branch the checkout has checked out]. Another
+    /// branch is updated without touching the checkout's files.
+    #[arg(long, value_name = "BRANCH")]
+    pub into: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -265,8 +265,12 @@ impl Backend {
                         .and_then(|dir| std::fs::read(dir.join(name)).ok())
                         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 };
+                let branch = orch_server::landing::branch(app.store(), &settings.home, &task)
+                    .await
+                    .map(|(name, head)| json!({ "name": name, "head": head }));
                 Ok(json!({
                     "task": TaskView::from(&task),
+                    "branch": branch,
                     "spec": serde_json::to_value(&task.spec)?,
                     "runs": runs.iter().map(RunView::from).collect::<Vec<_>>(),
                     "events": events.iter().map(EventView::from).collect::<Vec<_>>(),
@@ -277,6 +281,18 @@ impl Backend {
                 }))
             }
             Backend::Api(api) => api.get(&format!("/v1/tasks/{id}"), &[]).await,
+        }
+    }
+
+    /// A task's change as a patch (`GET /v1/tasks/{id}/diff` through the API).
+    pub async fn task_diff(&self, settings: &Settings, id: i64) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Backend::Store(app) => {
+                orch_server::landing::diff(app.store(), &settings.home, TaskId(id))
+                    .await
+                    .map_err(crate::land::land_error)
+            }
+            Backend::Api(api) => api.get_bytes(&format!("/v1/tasks/{id}/diff")).await,
         }
     }
 
@@ -445,6 +461,33 @@ impl Api {
         self.send(request).await
     }
 
+    /// A GET whose answer is bytes (a patch), not JSON; a refusal is mapped as `send` does.
+    async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach the orch daemon at {} ({e}); check that `orch serve` runs \
+                     there, or drop --server / ORCH_URL to use the local home",
+                    self.base
+                )
+            })?;
+        if response.status().is_success() {
+            let bytes = response
+                .bytes()
+                .await
+                .with_context(|| format!("read the answer of the daemon at {}", self.base))?;
+            return Ok(bytes.to_vec());
+        }
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        Err(self.refusal(status, &body))
+    }
+
     async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let request = self.client.post(format!("{}{path}", self.base)).json(body);
         self.send(request).await
@@ -468,12 +511,18 @@ impl Api {
         if status.is_success() {
             return Ok(body);
         }
+        Err(self.refusal(status, &body))
+    }
+
+    /// The error for a refused request (404, 400 and 422 exit 2 as input errors; 409 exits 1 as
+    /// a failed operation).
+    fn refusal(&self, status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
         let message = body["error"]["message"]
             .as_str()
             .unwrap_or("no message")
             .to_owned();
         let code = status.as_u16();
-        Err(match code {
+        match code {
             401 | 403 => UserError::new(format!(
                 "the daemon at {} refused the token from {} ({code}: {message}); use the admin \
                  token in the file `token` of the daemon's home, through --token or ORCH_TOKEN",
@@ -483,7 +532,7 @@ impl Api {
             400 | 404 | 422 => UserError::new(message).into(),
             409 => anyhow::anyhow!(message),
             _ => anyhow::anyhow!("the daemon at {} answered {status}: {message}", self.base),
-        })
+        }
     }
 }
 
@@ -521,6 +570,8 @@ pub fn spec_lacks(spec: &TaskSpec) -> Option<&'static str> {
         Some("a command timeout")
     } else if spec.retry != default_retry {
         Some("a retry backoff")
+    } else if spec.merge.is_some() {
+        Some("`merge:`")
     } else {
         None
     }

@@ -53,7 +53,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 
 /// The database in words: the SQLite file, or where the PostgreSQL URL came from (not the URL:
 /// it may carry a password).
-fn database_shown(settings: &Settings) -> String {
+pub fn database_shown(settings: &Settings) -> String {
     match settings.database_path() {
         Some(path) => path.display().to_string(),
         None => format!("PostgreSQL (from {})", settings.database_source),
@@ -193,6 +193,9 @@ pub async fn task(
             let changed = backend.reply(args.id, &message).await?;
             report_status(&changed, "reopened with a reply", args.json)
         }
+        TaskCommand::Diff(args) => crate::land::diff(settings, remote, args).await,
+        TaskCommand::Merge(args) => crate::land::merge(settings, remote, args).await,
+        TaskCommand::Apply(args) => crate::land::apply(settings, remote, args).await,
         TaskCommand::Approve(args) => {
             let backend = Backend::open(settings, remote, None).await?;
             let changed = backend.act(args.id, Action::Approve).await?;
@@ -421,6 +424,12 @@ async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> any
     if let Some(dir) = detail["bundle"].as_str() {
         println!("bundle:   {dir}");
     }
+    if let Some(branch) = detail["branch"]["name"].as_str() {
+        println!(
+            "branch:   {branch} (head {})",
+            detail["branch"]["head"].as_str().unwrap_or("?")
+        );
+    }
     crate::agents::print_task_usage(&detail["usage"]);
     let route = &detail["route"];
     if !route.is_null() {
@@ -542,7 +551,6 @@ pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool>
             .into());
         }
     }
-    let path = database_shown(settings);
     let store = open_store(settings).await?;
     let report = doctor_check(settings, &store).await?;
     if args.json {
@@ -555,7 +563,8 @@ pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool>
 
 /// What `orch doctor` found (also run by `orch admin import` on the home it filled).
 pub struct DoctorReport {
-    database: std::path::PathBuf,
+    /// The SQLite file, or where the PostgreSQL URL came from.
+    database: String,
     problems: Vec<orch_store::Problem>,
     total: u64,
     agents: Vec<orch_agents::preflight::AgentInfo>,
@@ -576,7 +585,7 @@ pub async fn doctor_check(settings: &Settings, store: &Store) -> anyhow::Result<
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     Ok(DoctorReport {
-        database: settings.database_path(),
+        database: database_shown(settings),
         problems,
         total,
         agents,

@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod daemon;
 mod debug;
+mod land;
 mod output;
 mod route;
 mod stream;

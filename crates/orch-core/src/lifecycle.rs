@@ -156,11 +156,17 @@ pub enum EventKind {
     /// A follow-up message (`orch task reply`) reopened a finished task for a new run that
     /// resumes the agent's session.
     Reply,
+    /// Note: the task's change was landed in the project's checkout (`orch task merge`, or a
+    /// workflow's final merge); the data names the commit, the branch it went into and how.
+    Merged,
+    /// Note: a workflow's automatic merge of the task was refused (a dirty checkout, a
+    /// conflict); the reason says why. The task keeps its status.
+    MergeRefused,
 }
 
 impl EventKind {
     /// Every kind, transition kinds first.
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::Create,
         EventKind::Promote,
         EventKind::DepWait,
@@ -181,6 +187,8 @@ impl EventKind {
         EventKind::Unblock,
         EventKind::Refused,
         EventKind::Reply,
+        EventKind::Merged,
+        EventKind::MergeRefused,
     ];
 
     /// The stable name stored in the event log.
@@ -206,12 +214,17 @@ impl EventKind {
             EventKind::Unblock => "unblock",
             EventKind::Refused => "refused",
             EventKind::Reply => "reply",
+            EventKind::Merged => "merged",
+            EventKind::MergeRefused => "merge_refused",
         }
     }
 
     /// Notes record something without changing the status (`from == to`).
     pub fn is_note(self) -> bool {
-        matches!(self, EventKind::Refused)
+        matches!(
+            self,
+            EventKind::Refused | EventKind::Merged | EventKind::MergeRefused
+        )
     }
 }
 
@@ -439,6 +452,9 @@ mod tests {
     fn notes_never_change_the_status() {
         check(Some(S::Running), K::Refused, S::Running, true);
         check(Some(S::Running), K::Refused, S::Done, false);
+        check(Some(S::Done), K::Merged, S::Done, true);
+        check(Some(S::Done), K::Merged, S::Queued, false);
+        check(Some(S::Done), K::MergeRefused, S::Done, true);
     }
 
     #[test]

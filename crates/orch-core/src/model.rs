@@ -301,6 +301,45 @@ pub struct TaskSpec {
     /// Wait for a human's approval before running.
     #[serde(default)]
     pub requires_approval: bool,
+    /// Land the task's change in the project's checkout once it is done (`merge:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergePolicy>,
+}
+
+/// How a done task's change is landed in the project's checkout by the daemon (`merge:` on a
+/// task or a workflow in a workflow file), as `orch task merge` would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergePolicy {
+    /// The branch to land in; `None`: the branch the checkout has checked out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
+    /// How.
+    #[serde(default)]
+    pub mode: MergeMode,
+}
+
+/// How a task's branch is landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeMode {
+    /// A merge commit of the branch into the target.
+    #[default]
+    Merge,
+    /// One new commit on the target with the branch's change and the task's title.
+    Squash,
+    /// The branch's commits replayed one by one onto the target.
+    Rebase,
+}
+
+impl MergeMode {
+    /// `merge`, `squash` or `rebase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMode::Merge => "merge",
+            MergeMode::Squash => "squash",
+            MergeMode::Rebase => "rebase",
+        }
+    }
 }
 
 /// A task to create, with its dependencies given as indices into the same batch or as ids of

@@ -18,9 +18,11 @@ use crate::model::{Command, NewTask, Step, StepAction, TaskSpec, TaskTitle};
 use crate::retry::RetryPolicy;
 
 mod errors;
+mod merge;
 mod schema;
 
 use errors::{error, load_error, node_error, start_mappings_at_their_first_key, within_text};
+pub use merge::{MergeFile, MergeModeFile};
 pub use schema::{task_schema, workflow_schema};
 
 /// A value with the line and column (both 1-based) where it starts in its file.
@@ -77,6 +79,11 @@ pub struct WorkflowFile {
     /// The tasks. Each needs an `id` unique in this file.
     #[schemars(with = "Vec<TaskFile>")]
     pub tasks: Located<Vec<Located<TaskFile>>>,
+    /// Land the workflow's final task (the one no task needs) in the project's checkout once
+    /// it is done; a task's own `merge:` wins.
+    #[serde(default)]
+    #[schemars(with = "Option<MergeFile>")]
+    pub merge: Option<Located<MergeFile>>,
 }
 
 /// Defaults for the tasks of a workflow.
@@ -140,6 +147,12 @@ pub struct TaskFile {
     /// Wait for `orch task approve` before running.
     #[serde(default)]
     pub requires_approval: bool,
+    /// Land this task's change in the project's checkout once it is done (workflow files; the
+    /// daemon does it as `orch task merge` would, once). A refused merge is recorded on the
+    /// task as a `merge_refused` event; the task stays done.
+    #[serde(default)]
+    #[schemars(with = "Option<MergeFile>")]
+    pub merge: Option<Located<MergeFile>>,
 }
 
 /// A retry policy in a file; unset fields keep their defaults.
@@ -364,6 +377,11 @@ fn task_spec(file: &str, raw: &TaskFile, defaults: &Defaults) -> Result<TaskSpec
         retry: retry_policy(file, raw.retry.as_ref(), defaults.retry)?,
         timeout: optional_duration(file, "timeout", &raw.timeout)?.or(defaults.timeout),
         requires_approval: raw.requires_approval,
+        merge: raw
+            .merge
+            .as_ref()
+            .map(|m| merge::merge_policy(file, m))
+            .transpose()?,
     })
 }
 
@@ -565,10 +583,33 @@ fn validate_workflow(file: &str, raw: WorkflowFile) -> Result<Workflow, SpecErro
     for (position, &index) in order.iter().enumerate() {
         position_of[index] = position;
     }
+    let final_merge = match &raw.merge {
+        None => None,
+        Some(merge) => {
+            let keys: Vec<String> = raw
+                .tasks
+                .value
+                .iter()
+                .map(|t| {
+                    t.value
+                        .id
+                        .as_ref()
+                        .map_or_else(String::new, |id| id.value.clone())
+                })
+                .collect();
+            let index = merge::final_task(file, merge, &keys, &needs)?;
+            Some((index, merge::merge_policy(file, merge)?))
+        }
+    };
     let mut tasks = Vec::with_capacity(order.len());
     for &index in &order {
         let task = &raw.tasks.value[index];
-        let spec = task_spec(file, &task.value, &defaults)?;
+        let mut spec = task_spec(file, &task.value, &defaults)?;
+        if let Some((final_index, policy)) = &final_merge {
+            if *final_index == index && spec.merge.is_none() {
+                spec.merge = Some(policy.clone());
+            }
+        }
         tasks.push(NewTask {
             spec,
             needs_in_batch: needs[index].iter().map(|&d| position_of[d]).collect(),

@@ -99,6 +99,10 @@ fn summary(spec: &TaskSpec) -> String {
     if spec.requires_approval {
         out.push_str(" approval");
     }
+    if let Some(merge) = &spec.merge {
+        let into = merge.into.as_deref().unwrap_or("HEAD");
+        write!(out, " merge={}->{into}", merge.mode.as_str()).expect("writing to a String");
+    }
     write!(out, " steps=[{}]", steps.join(", ")).expect("writing to a String");
     out
 }
@@ -285,7 +289,7 @@ fn an_unknown_top_level_key_is_named_with_the_keys_allowed() {
         taks: []
         "#,
         expect![[r#"
-            workflow.yml:2:1: unknown key `taks`; did you mean `tasks`? The keys allowed here are: `name`, `defaults`, `tasks`
+            workflow.yml:2:1: unknown key `taks`; did you mean `tasks`? The keys allowed here are: `name`, `defaults`, `tasks`, `merge`
               | taks: []
               | ^
         "#]],
@@ -304,7 +308,7 @@ fn an_unknown_key_in_a_task_points_at_the_key() {
             dependson: [a]
         "#,
         expect![[r#"
-            workflow.yml:6:5: tasks[1]: unknown key `dependson`; the keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`
+            workflow.yml:6:5: tasks[1]: unknown key `dependson`; the keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`
               |     dependson: [a]
               |     ^
         "#]],
@@ -375,7 +379,7 @@ fn an_unknown_key_in_a_task_file_points_at_the_key() {
         need: [b]
         "#,
         expect![[r#"
-            task.yml:2:1: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`
+            task.yml:2:1: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`
               | need: [b]
               | ^
         "#]],
@@ -549,7 +553,7 @@ fn an_unknown_key_with_a_near_miss_suggests_the_right_one() {
             need: [b]
         "#,
         expect![[r#"
-            workflow.yml:4:5: tasks[0]: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`
+            workflow.yml:4:5: tasks[0]: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`
               |     need: [b]
               |     ^
         "#]],
@@ -1364,4 +1368,70 @@ fn a_missing_key_in_a_one_line_file_points_at_that_line() {
 fn an_empty_title_on_the_last_line_points_at_that_line() {
     let error = orch_core::spec::parse_task("task.yml", "title: \0").unwrap_err();
     assert_eq!(error.at.line, 1, "{error}");
+}
+
+#[test]
+fn a_workflow_merge_lands_the_final_task_and_a_tasks_own_merge_wins() {
+    check(
+        r#"
+        merge: {into: main, mode: squash}
+        tasks:
+          - id: last
+            title: Last
+            needs: [first]
+            steps: [{exec: [{argv: [true]}]}]
+          - id: first
+            title: First
+            steps: [{exec: [{argv: [true]}]}]
+        "#,
+        expect![[r#"
+            first needs=[] title="First" priority=0 steps=[step-1=exec(true)]
+            last needs=[first] title="Last" priority=0 merge=squash->main steps=[step-1=exec(true)]
+        "#]],
+    );
+    check(
+        r#"
+        merge: {mode: squash}
+        tasks:
+          - id: first
+            title: First
+            merge: {mode: rebase}
+            steps: [{exec: [{argv: [true]}]}]
+        "#,
+        expect![[r#"
+            first needs=[] title="First" priority=0 merge=rebase->HEAD steps=[step-1=exec(true)]
+        "#]],
+    );
+}
+
+#[test]
+fn a_merge_into_something_that_is_not_a_branch_name_is_refused() {
+    check(
+        r#"
+        tasks:
+          - id: first
+            title: First
+            merge: {into: "--upload-pack=evil"}
+            steps: [{exec: [{argv: [true]}]}]
+        "#,
+        expect![[r#"
+            workflow.yml:4:12: `merge.into: --upload-pack=evil` is not a branch name; write one such as `main` or `release/1.2`
+              |     merge: {into: "--upload-pack=evil"}
+              |            ^
+        "#]],
+    );
+    check(
+        r#"
+        tasks:
+          - id: first
+            title: First
+            merge: {mode: octopus}
+            steps: [{exec: [{argv: [true]}]}]
+        "#,
+        expect![[r#"
+            workflow.yml:4:19: tasks[0].merge.mode: unknown variant `octopus`, expected one of `merge`, `squash`, `rebase`
+              |     merge: {mode: octopus}
+              |                   ^
+        "#]],
+    );
 }

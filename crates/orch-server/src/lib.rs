@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod instance;
+pub mod landing;
 pub mod retention;
 pub mod scheduler;
 

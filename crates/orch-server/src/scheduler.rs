@@ -18,7 +18,7 @@ use orch_store::{Op, Store};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, retention, ServeOptions};
+use crate::{api, landing, retention, ServeOptions};
 
 /// The name of the database lease the leader holds.
 pub const SCHEDULER_LEASE: &str = "scheduler";
@@ -121,6 +121,8 @@ impl Scheduler {
         let mut idle_passes = 0;
         let mut retention: Option<tokio::task::JoinHandle<()>> = None;
         let stop = CancellationToken::new();
+        let mut auto_merge: Option<tokio::task::JoinHandle<()>> = None;
+        let merges_stop = CancellationToken::new();
         loop {
             // Leadership: take, take over or renew the lease; a failed renewal keeps it only
             // until the lease it already holds runs out.
@@ -175,6 +177,14 @@ impl Scheduler {
                     stop.clone(),
                 )));
             }
+            if auto_merge.is_none() {
+                auto_merge = Some(tokio::spawn(auto_merge_loop(
+                    self.store.clone(),
+                    self.options.clone(),
+                    self.leadership.clone(),
+                    merges_stop.clone(),
+                )));
+            }
             if self.options.exit_when_idle {
                 match self.store.status_counts().await {
                     Ok(counts) => {
@@ -186,6 +196,13 @@ impl Scheduler {
                             .sum();
                         idle_passes = if active == 0 { idle_passes + 1 } else { 0 };
                         if idle_passes >= 2 {
+                            // The last automatic merges land before the daemon exits.
+                            merges_stop.cancel();
+                            if let Some(merges) = auto_merge.take() {
+                                if let Err(e) = merges.await {
+                                    tracing::error!("automatic merges ended abnormally: {e}");
+                                }
+                            }
                             self.workers_stop.cancel();
                         }
                     }
@@ -201,6 +218,12 @@ impl Scheduler {
             }
         }
         stop.cancel();
+        merges_stop.cancel();
+        if let Some(merges) = auto_merge {
+            if let Err(e) = merges.await {
+                tracing::error!("automatic merges ended abnormally: {e}");
+            }
+        }
         if let Some(retention) = retention {
             if let Err(e) = retention.await {
                 tracing::error!("retention ended abnormally: {e}");
@@ -217,6 +240,42 @@ impl Scheduler {
             {
                 tracing::warn!("could not hand the scheduler lease over (another daemon takes it when it expires): {e}");
             }
+        }
+    }
+}
+
+/// Events of the log the automatic merges look at per pass.
+const AUTO_MERGE_EVENTS_PER_PASS: u64 = 5_000;
+
+/// Automatic merges of finished tasks (`merge:` in a workflow), every tick, on the leader only
+/// and in their own task, so git work never holds up recovery. Each pass reads a bounded part
+/// of the event log; when stopped, a daemon that exits when idle reads it to the end first, so
+/// what finished is landed before it exits.
+async fn auto_merge_loop(
+    store: Store,
+    options: ServeOptions,
+    leadership: Leadership,
+    stop: CancellationToken,
+) {
+    let mut auto_merge = landing::AutoMerge::default();
+    let mut complaints = Complaints::new("automatic merge pass");
+    loop {
+        let stopping = stop.is_cancelled();
+        if leadership.is_leader() || (stopping && options.exit_when_idle) {
+            let budget = (!stopping).then_some(AUTO_MERGE_EVENTS_PER_PASS);
+            match auto_merge.pass(&store, &options.home, budget).await {
+                Ok(_) => complaints.succeeded(),
+                Err(e) => {
+                    complaints.failed(&e);
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(options.tick) => {}
         }
     }
 }

@@ -235,6 +235,7 @@ fn new_task(n: usize) -> NewTask {
             },
             timeout: None,
             requires_approval: false,
+            merge: None,
         },
         needs_in_batch: Vec::new(),
         needs_existing: Vec::new(),

@@ -629,6 +629,19 @@ impl Store {
         delegate!(self.approve(task, op))
     }
 
+    /// Record a note on a task (an event that changes nothing, e.g. `merged`): one transaction,
+    /// `from == to ==` the task's status. Refused with `Invalid` for a kind that is not a note.
+    pub async fn record_note(
+        &self,
+        task: TaskId,
+        kind: orch_core::EventKind,
+        reason: &str,
+        data: serde_json::Value,
+        op: Op<'_>,
+    ) -> Result<Status> {
+        delegate!(self.record_note(task, kind, reason.to_owned(), data, op))
+    }
+
     /// One task.
     pub async fn task(&self, task: TaskId) -> Result<Task> {
         delegate!(self.task(task))

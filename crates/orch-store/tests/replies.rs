@@ -141,7 +141,46 @@ async fn usage_from_a_stale_token_is_refused_and_repeats_replace(db: TestDb) {
     assert_eq!(summary.by_day[0].key, "1970-01-01");
 }
 
+async fn a_note_records_a_merge_without_changing_the_status_and_replays(db: TestDb) {
+    let id = db.submit(vec![task_with("t", &[], 0, policy(1))], 0).await[0];
+    run_once(&db, Outcome::Succeeded, 1).await;
+    let data = serde_json::json!({ "commit": "abc123" });
+    let status = db
+        .store
+        .record_note(
+            id,
+            orch_core::EventKind::Merged,
+            "landed",
+            data,
+            op("cli", 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, Status::Done);
+    let events = db.store.events(id).await.unwrap();
+    let note = events.last().unwrap();
+    assert_eq!(note.kind, orch_core::EventKind::Merged);
+    assert_eq!((note.from, note.to), (Some(Status::Done), Status::Done));
+    assert_eq!(note.data["commit"], "abc123");
+    assert_eq!(db.store.task(id).await.unwrap().status, Status::Done);
+    assert!(db.store.check_consistency().await.unwrap().is_empty());
+
+    let refused = db
+        .store
+        .record_note(
+            id,
+            orch_core::EventKind::Cancel,
+            "no",
+            serde_json::json!({}),
+            op("cli", 3),
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("only notes"), "{refused}");
+}
+
 store_tests!(
+    a_note_records_a_merge_without_changing_the_status_and_replays,
     a_second_reply_before_the_first_was_answered_joins_it_and_neither_is_lost,
     a_reply_needs_a_finished_task_with_a_recorded_session,
     usage_from_a_stale_token_is_refused_and_repeats_replace,

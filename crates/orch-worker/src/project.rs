@@ -25,6 +25,61 @@ pub enum NonGitMode {
     Fail,
 }
 
+/// A size in bytes, written in config as a number of bytes or a text such as `512MiB`, `1GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// The number of bytes.
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+
+    /// `512MiB`, `2GiB`, `64KiB`, `1000` (bytes); `K`, `M`, `G`, `T` mean the same powers of
+    /// 1024.
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size; write e.g. 512MiB, 2GiB or 1048576"))?;
+        let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" | "kb" => 1 << 10,
+            "m" | "mib" | "mb" => 1 << 20,
+            "g" | "gib" | "gb" => 1 << 30,
+            "t" | "tib" | "tb" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "unknown size unit `{other}` in `{text}`; use KiB, MiB, GiB or TiB"
+                ))
+            }
+        };
+        number
+            .checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{text}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Bytes(bytes) => Ok(ByteSize(bytes)),
+            Raw::Text(text) => ByteSize::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// The project's settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,6 +88,9 @@ pub struct ProjectConfig {
     pub base_branch: Option<String>,
     /// For a directory that is not a git repository.
     pub non_git: NonGitMode,
+    /// The largest project copy mode copies (`copy_max_size = "1GiB"`, or a number of bytes;
+    /// `ORCH_COPY_MAX_SIZE` overrides it).
+    pub copy_max_size: ByteSize,
     /// Allow shell entrypoints (`sh -c`, ...) in exec steps.
     pub allow_shell: bool,
     /// Environment variables passed through to commands (besides PATH, HOME, LANG, TERM, ...).
@@ -64,6 +122,7 @@ impl Default for ProjectConfig {
         ProjectConfig {
             base_branch: None,
             non_git: NonGitMode::Copy,
+            copy_max_size: ByteSize(crate::workspace::DEFAULT_COPY_MAX_BYTES),
             allow_shell: false,
             env_allowlist: Vec::new(),
             secret_env: Vec::new(),
@@ -142,6 +201,13 @@ impl ProjectConfig {
             message,
         })?;
         config.sandbox = sandbox;
+        if let Some(text) = env("ORCH_COPY_MAX_SIZE") {
+            config.copy_max_size =
+                ByteSize::parse(&text).map_err(|message| ProjectConfigError {
+                    path: "the environment".into(),
+                    message: format!("ORCH_COPY_MAX_SIZE: {message}"),
+                })?;
+        }
         config
             .agents
             .apply_env(env)

@@ -31,6 +31,7 @@ mod report;
 
 use agent::reply_step;
 use lease::*;
+pub use report::changed_files;
 use report::*;
 
 /// How a worker runs things.
@@ -602,12 +603,15 @@ impl Runner<'_> {
             title: self.task.spec.title.to_string(),
             base_branch: self.config.base_branch.clone(),
             non_git: self.config.non_git,
+            copy_max_bytes: self.config.copy_max_size.bytes(),
         };
         let workspace = match Workspace::prepare(&request).await {
             Ok(ws) => ws,
             Err(e) => {
                 let outcome = match (&e, self.config.non_git) {
                     (WorkspaceError::NeedsReview(_), _) => Outcome::NeedsReview,
+                    // Another attempt would find the project just as large.
+                    (WorkspaceError::TooLarge { .. }, _) => Outcome::FailedPermanently,
                     (WorkspaceError::NotGit(_), NonGitMode::Fail) => Outcome::FailedPermanently,
                     _ => Outcome::Failed,
                 };

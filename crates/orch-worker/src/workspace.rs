@@ -29,14 +29,18 @@
 //! (which would read the task-writable `.git` and `gitdir` files).
 
 mod copy;
+mod copy_changes;
 mod git;
+mod land;
 mod places;
 mod worktree;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+pub use copy_changes::{ChangeKind, CopyChange};
 pub use git::{git_command, GitScope, ENVIRONMENT_WHITELIST};
+pub use land::{Landed, MergeMode, MergeRequest, TaskChange};
 pub use places::{parse_record, BaseRecord, GitPlaces};
 
 use git::{git, git_failure, git_output, retry_on_contention, stdout_line};
@@ -62,7 +66,12 @@ pub struct WorkspaceRequest {
     pub base_branch: Option<String>,
     /// For a directory that is not a git repository.
     pub non_git: NonGitMode,
+    /// The largest project (bytes of its files) copy mode copies; a larger one is refused.
+    pub copy_max_bytes: u64,
 }
+
+/// The default of [`WorkspaceRequest::copy_max_bytes`]: 1 GiB.
+pub const DEFAULT_COPY_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// A prepared workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +129,38 @@ pub enum WorkspaceError {
         /// What git said.
         stderr: String,
     },
+    /// A project to copy is larger than the configured limit.
+    #[error(
+        "{} holds {} of files, more than the {} copy mode copies; raise `copy_max_size` in the \
+         project's .orch.toml or <home>/config.toml (or ORCH_COPY_MAX_SIZE), or make the \
+         project a git repository",
+        dir.display(), human_size(*bytes), human_size(*limit)
+    )]
+    TooLarge {
+        /// The project directory.
+        dir: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Copying a task's changes back was refused: these files changed in the original since
+    /// the copy was made. Nothing was written.
+    #[error(
+        "refused: {} changed in {} since the task's copy was made; nothing was copied back. \
+         Reconcile them by hand (`orch task diff` shows the task's change)",
+        files.join(", "), dir.display()
+    )]
+    ChangedMeanwhile {
+        /// The original project directory.
+        dir: PathBuf,
+        /// The files, relative to it.
+        files: Vec<String>,
+    },
+    /// A landing (`orch task merge`, `apply`) or a look-up for one was refused; the text says
+    /// why and what to do. Nothing was changed.
+    #[error("{0}")]
+    Refused(String),
     /// A file operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -228,17 +269,23 @@ impl Workspace {
     /// orch's home) and that index is diffed against the base commit. The worktree's real index is
     /// never written: what the user or the agent staged stays as it was, and new files stay
     /// untracked. New files count unless `.gitignore` ignores them. The only trace is the new
-    /// files' blobs in the object database, which `git gc` drops. A copy has no baseline to
-    /// compare with, so its diff is empty.
+    /// files' blobs in the object database, which `git gc` drops. A copy's diff is its changes
+    /// against the manifest made with it, as a patch against the original (`copy_changes.rs`).
     pub async fn diff(&self) -> Result<Vec<u8>, WorkspaceError> {
-        let Workspace::Git {
-            path,
-            branch,
-            base_commit,
-            places,
-        } = self
-        else {
-            return Ok(Vec::new());
+        let (path, branch, base_commit, places) = match self {
+            Workspace::Git {
+                path,
+                branch,
+                base_commit,
+                places,
+            } => (path, branch, base_commit, places),
+            Workspace::Copy { path, source } => {
+                let (copy, source) = (path.clone(), source.clone());
+                return blocking(move || {
+                    copy_changes::patch(&copy, &source, &copy::manifest_path(&copy))
+                })
+                .await;
+            }
         };
         self.verify().await?;
         let task = path
@@ -446,23 +493,23 @@ async fn diff_with_index(
     stage_all(&scope).await?;
     // Fixed prefixes and no external drivers or text conversion, whatever the config, so the
     // patch is a plain one that `git apply` takes and no driver a `.gitattributes` names runs.
-    git(
-        &scope,
-        &[
-            "diff",
-            "--cached",
-            "--binary",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--src-prefix=a/",
-            "--dst-prefix=b/",
-            base_commit,
-            "--",
-        ],
-    )
-    .await
+    let mut args = vec!["diff", "--cached"];
+    args.extend_from_slice(PATCH_OPTIONS);
+    args.extend([base_commit, "--"]);
+    git(&scope, &args).await
 }
+
+/// The options of every patch orch's git writes: binary files included, fixed prefixes, no
+/// colour, and no external diff or text conversion driver whatever the config or a
+/// `.gitattributes` says, so the patch is one `git apply` takes and no driver runs.
+pub(super) const PATCH_OPTIONS: &[&str] = &[
+    "--binary",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+];
 
 /// Most bytes of paths passed to one `git update-index`, well below any argument-length limit.
 const STAGE_BATCH_BYTES: usize = 64 * 1024;
@@ -550,6 +597,23 @@ async fn canonical(path: PathBuf) -> Result<PathBuf, WorkspaceError> {
 
 fn io_error(context: String) -> impl FnOnce(std::io::Error) -> WorkspaceError {
     move |source| WorkspaceError::Io { context, source }
+}
+
+/// `1.5 GiB`, `12.0 MiB`, `300 bytes`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    // Precision beyond a tenth does not matter for a size shown to a person.
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Run file-system work off the async threads.

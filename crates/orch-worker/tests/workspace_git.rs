@@ -54,6 +54,7 @@ impl Fixture {
             title: title.to_string(),
             base_branch: None,
             non_git: NonGitMode::Fail,
+            copy_max_bytes: orch_worker::workspace::DEFAULT_COPY_MAX_BYTES,
         }
     }
 

@@ -261,6 +261,7 @@ impl Lab {
             title: format!("task {task_id}"),
             base_branch: None,
             non_git: NonGitMode::Fail,
+            copy_max_bytes: orch_worker::workspace::DEFAULT_COPY_MAX_BYTES,
         }
     }
 

@@ -21,6 +21,7 @@ mod execution;
 mod export;
 mod fencing;
 mod hosts;
+mod landing;
 mod live;
 mod machine;
 mod real_agents;

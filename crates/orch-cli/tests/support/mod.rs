@@ -311,6 +311,14 @@ impl Home {
         }
     }
 
+    /// A fresh home in a temporary directory inside `parent` (e.g. inside a project).
+    pub fn inside(parent: &Path) -> Home {
+        Home {
+            dir: tempfile::tempdir_in(parent).expect("create a temporary orch home"),
+            database: None,
+        }
+    }
+
     /// The home directory (also the working directory of every command, so it is the project).
     pub fn path(&self) -> &Path {
         self.dir.path()

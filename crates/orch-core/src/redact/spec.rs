@@ -142,6 +142,7 @@ mod tests {
             retry: RetryPolicy::default(),
             timeout: None,
             requires_approval: false,
+            merge: None,
         }
     }
 

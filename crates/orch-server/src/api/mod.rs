@@ -75,6 +75,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/tasks", get(tasks::list).post(tasks::create))
         .route("/tasks/{id}", get(tasks::get))
         .route("/tasks/{id}/events", get(tasks::events))
+        .route("/tasks/{id}/diff", get(tasks::diff))
         .route("/tasks/{id}/cancel", post(tasks::cancel))
         .route("/tasks/{id}/retry", post(tasks::retry))
         .route("/tasks/{id}/unblock", post(tasks::unblock))

@@ -21,6 +21,7 @@ use super::{
         tasks::create,
         tasks::get,
         tasks::events,
+        tasks::diff,
         tasks::cancel,
         tasks::retry,
         tasks::unblock,

@@ -121,11 +121,22 @@ pub struct ListQuery {
     pub limit: Option<u32>,
 }
 
+/// A task's branch (git projects, when this daemon's home made it).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BranchView {
+    /// The branch's name, `orch/<id>-<slug>`.
+    pub name: String,
+    /// The commit at its tip.
+    pub head: String,
+}
+
 /// A task with its runs and events, as `orch task get --json` shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskDetail {
     /// The task.
     pub task: TaskView,
+    /// Its branch and head, when this home made one.
+    pub branch: Option<BranchView>,
     /// Its normalized spec.
     #[schema(value_type = Object)]
     pub spec: serde_json::Value,
@@ -285,7 +296,11 @@ pub async fn get(
         .last()
         .map(|run| bundle_dir(&state.home, id, run.attempt))
         .filter(|dir| dir.is_dir());
+    let branch = crate::landing::branch(&state.store, &state.home, &task)
+        .await
+        .map(|(name, head)| BranchView { name, head });
     Ok(Json(TaskDetail {
+        branch,
         spec: serde_json::to_value(&task.spec).map_err(|e| ApiError::internal(&e))?,
         task: TaskView::from(&task),
         runs: runs.iter().map(RunView::from).collect(),
@@ -301,6 +316,36 @@ pub async fn get(
             .and_then(|dir| read_json(dir, "review.json")),
         bundle: bundle.map(|dir| dir.display().to_string()),
     }))
+}
+
+/// A task's change against where it started, as a patch (`orch task diff`): its branch from its
+/// start commit to its head, or for a project that is not a git repository what changed in its
+/// copy. Only for tasks that ran on this daemon's machine (embedded workers, or remote workers
+/// sharing its home and checkout).
+#[utoipa::path(get, path = "/v1/tasks/{id}/diff", tag = "tasks",
+    params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
+    responses((status = 200, description = "The patch (`text/x-diff`)", content_type = "text/x-diff", body = String),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn diff(
+    State(state): State<ApiState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    match crate::landing::diff(&state.store, &state.home, id).await {
+        Ok(patch) => Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/x-diff; charset=utf-8",
+            )],
+            patch,
+        )
+            .into_response()),
+        Err(crate::landing::LandError::Store(e)) => Err(e.into()),
+        Err(crate::landing::LandError::Workspace(
+            orch_worker::workspace::WorkspaceError::Refused(message),
+        )) => Err(ApiError::Conflict(message)),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
 }
 
 /// A task's events, oldest first.

@@ -1,12 +1,13 @@
-//! What users do to tasks: cancel, retry, unblock, approve.
+//! What users do to tasks: cancel, retry, unblock, approve, and the notes on a task that change
+//! nothing (a merge of its change).
 
 use std::time::Duration;
 
 use orch_core::plan::{Plan, Refusal, TaskFacts};
-use orch_core::{decide, Status, TaskId};
+use orch_core::{decide, EventKind, Status, TaskId};
 use rusqlite::Connection;
 
-use super::apply::{carry_out, dependencies, task_facts};
+use super::apply::{carry_out, dependencies, insert_event, task_facts};
 use super::{immediate, OwnedOp, Result, SqliteStore};
 use crate::Op;
 
@@ -69,5 +70,40 @@ impl SqliteStore {
     pub(crate) async fn approve(&self, task: TaskId, op: Op<'_>) -> crate::Result<Status> {
         self.decide_and_apply(task, op, |_, facts| Ok(decide::approve(facts)))
             .await
+    }
+
+    pub(crate) async fn record_note(
+        &self,
+        task: TaskId,
+        kind: EventKind,
+        reason: String,
+        data: serde_json::Value,
+        op: Op<'_>,
+    ) -> crate::Result<Status> {
+        if !kind.is_note() {
+            return Err(crate::StoreError::Invalid {
+                field: "kind".to_owned(),
+                reason: format!("`{kind}` changes a task's status; only notes can be recorded"),
+            });
+        }
+        let op = OwnedOp::from(op);
+        self.call(move |conn| {
+            let tx = immediate(conn)?;
+            let status = task_facts(&tx, task)?.status;
+            insert_event(
+                &tx,
+                task,
+                None,
+                &op,
+                kind,
+                Some(status),
+                status,
+                Some(&reason),
+                Some(&data),
+            )?;
+            tx.commit()?;
+            Ok(status)
+        })
+        .await
     }
 }

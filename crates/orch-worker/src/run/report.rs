@@ -137,7 +137,7 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Files named in a unified diff (`diff --git a/X b/X` headers), sorted and unique.
-pub(super) fn changed_files(diff: &[u8]) -> Vec<String> {
+pub fn changed_files(diff: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(diff);
     let mut files: Vec<String> = text
         .lines()

@@ -16,11 +16,11 @@ use super::{
 /// The main checkout: where git found the repository from the project directory.
 pub(super) struct MainRepository {
     /// The main checkout's top directory, canonical.
-    toplevel: PathBuf,
+    pub(super) toplevel: PathBuf,
     /// Its git directory (its `.git`, or its admin dir if the project is itself a worktree).
-    git_dir: PathBuf,
+    pub(super) git_dir: PathBuf,
     /// The repository's common git directory (shared by all its worktrees), canonical.
-    common_dir: PathBuf,
+    pub(super) common_dir: PathBuf,
 }
 
 /// The repository containing `project_dir`, or `None` when it is in none. The one place git
@@ -509,7 +509,7 @@ async fn commit_exists(target: &WorktreeTarget, sha: &str) -> Result<bool, Works
 }
 
 /// `<repo-name>-<hash>`: readable, and distinct for two repositories with the same name.
-fn worktree_group_name(toplevel: &Path) -> String {
+pub(super) fn worktree_group_name(toplevel: &Path) -> String {
     let name: String = toplevel
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
