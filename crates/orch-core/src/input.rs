@@ -128,6 +128,7 @@ impl TaskSpec {
             retry,
             timeout: draft.timeout,
             requires_approval: draft.requires_approval,
+            start_from: crate::model::StartFrom::default(),
         })
     }
 }

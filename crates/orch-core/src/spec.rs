@@ -140,6 +140,11 @@ pub struct TaskFile {
     /// Wait for `orch task approve` before running.
     #[serde(default)]
     pub requires_approval: bool,
+    /// What the task's worktree starts from: `dependencies` (default: one dependency's branch
+    /// as is, several merged in `needs` order, the base branch without any) or `base` (the
+    /// project's base branch, ignoring what the dependencies changed).
+    #[serde(default)]
+    pub from: Option<crate::model::StartFrom>,
 }
 
 /// A retry policy in a file; unset fields keep their defaults.
@@ -364,6 +369,7 @@ fn task_spec(file: &str, raw: &TaskFile, defaults: &Defaults) -> Result<TaskSpec
         retry: retry_policy(file, raw.retry.as_ref(), defaults.retry)?,
         timeout: optional_duration(file, "timeout", &raw.timeout)?.or(defaults.timeout),
         requires_approval: raw.requires_approval,
+        start_from: raw.from.unwrap_or_default(),
     })
 }
 

@@ -304,7 +304,7 @@ fn an_unknown_key_in_a_task_points_at_the_key() {
             dependson: [a]
         "#,
         expect![[r#"
-            workflow.yml:6:5: tasks[1]: unknown key `dependson`; the keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`
+            workflow.yml:6:5: tasks[1]: unknown key `dependson`; the keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `from`
               |     dependson: [a]
               |     ^
         "#]],
@@ -375,7 +375,7 @@ fn an_unknown_key_in_a_task_file_points_at_the_key() {
         need: [b]
         "#,
         expect![[r#"
-            task.yml:2:1: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`
+            task.yml:2:1: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `from`
               | need: [b]
               | ^
         "#]],
@@ -549,7 +549,7 @@ fn an_unknown_key_with_a_near_miss_suggests_the_right_one() {
             need: [b]
         "#,
         expect![[r#"
-            workflow.yml:4:5: tasks[0]: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`
+            workflow.yml:4:5: tasks[0]: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `from`
               |     need: [b]
               |     ^
         "#]],
@@ -1364,4 +1364,57 @@ fn a_missing_key_in_a_one_line_file_points_at_that_line() {
 fn an_empty_title_on_the_last_line_points_at_that_line() {
     let error = orch_core::spec::parse_task("task.yml", "title: \0").unwrap_err();
     assert_eq!(error.at.line, 1, "{error}");
+}
+
+#[test]
+fn from_base_opts_a_task_out_of_starting_from_its_dependencies() {
+    let text = dedent(
+        r#"
+        tasks:
+          - id: a
+            title: A
+          - id: b
+            title: B
+            needs: [a]
+          - id: c
+            title: C
+            needs: [a]
+            from: base
+        "#,
+    );
+    let workflow = parse_workflow("workflow.yml", &text).unwrap();
+    let froms: Vec<orch_core::StartFrom> =
+        workflow.tasks.iter().map(|t| t.spec.start_from).collect();
+    assert_eq!(
+        froms,
+        [
+            orch_core::StartFrom::Dependencies,
+            orch_core::StartFrom::Dependencies,
+            orch_core::StartFrom::Base
+        ]
+    );
+    // Stored specs (job.json) name it only when it is not the default.
+    let stored = serde_json::to_value(&workflow.tasks[2].spec).unwrap();
+    assert_eq!(stored["from"], "base");
+    assert!(serde_json::to_value(&workflow.tasks[1].spec)
+        .unwrap()
+        .get("from")
+        .is_none());
+}
+
+#[test]
+fn an_unknown_from_names_the_choices() {
+    check(
+        r#"
+        tasks:
+          - id: a
+            title: A
+            from: main
+        "#,
+        expect![[r#"
+            workflow.yml:4:11: tasks[0].from: unknown variant `main`, expected `dependencies` or `base`
+              |     from: main
+              |           ^
+        "#]],
+    );
 }

@@ -235,6 +235,7 @@ fn new_task(n: usize) -> NewTask {
             },
             timeout: None,
             requires_approval: false,
+            start_from: orch_core::StartFrom::default(),
         },
         needs_in_batch: Vec::new(),
         needs_existing: Vec::new(),

@@ -142,6 +142,7 @@ mod tests {
             retry: RetryPolicy::default(),
             timeout: None,
             requires_approval: false,
+            start_from: crate::model::StartFrom::default(),
         }
     }
 

@@ -123,6 +123,7 @@ pub fn task_with(key: &str, needs: &[usize], priority: i32, retry: RetryPolicy) 
             retry,
             timeout: None,
             requires_approval: false,
+            start_from: orch_core::StartFrom::default(),
         },
         needs_in_batch: needs.to_vec(),
         needs_existing: Vec::new(),
