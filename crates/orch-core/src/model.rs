@@ -303,7 +303,11 @@ pub struct TaskSpec {
     pub requires_approval: bool,
     /// What the task's worktree starts from: its dependencies' results (the default) or the
     /// base branch.
-    #[serde(default, rename = "from", skip_serializing_if = "StartFrom::is_default")]
+    #[serde(
+        default,
+        rename = "from",
+        skip_serializing_if = "StartFrom::is_default"
+    )]
     pub start_from: StartFrom,
 }
 

@@ -555,6 +555,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Create `path` (which must not exist) with `bytes` and flush it to disk before returning, so
+/// that a rename or link of it afterwards publishes a complete file even across a power cut.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// A fresh hidden name beside `path` for a file that will be renamed over it.
 fn temporary_beside(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));

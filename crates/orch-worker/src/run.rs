@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use orch_agents::{Agent, AgentEvent, AgentRequest, FailureClass, RawOutput};
-use orch_core::{Outcome, Step, StepAction, Task};
+use orch_core::{Outcome, Status, Step, StepAction, Task};
 use orch_store::Claim;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ use crate::exec::{self, ExecPolicy, OutputPaths};
 use crate::project::{NonGitMode, ProjectConfig};
 use crate::redact::Redactor;
 use crate::sandbox::{SandboxDecision, Scratch};
-use crate::workspace::{Workspace, WorkspaceError, WorkspaceRequest};
+use crate::workspace::{StartRequest, TaskKey, Workspace, WorkspaceError, WorkspaceRequest};
 
 mod agent;
 mod command;
@@ -344,6 +344,7 @@ async fn run_task(
         review_record: None,
         project_dir: project_dir.clone(),
         sandbox: SandboxDecision::Off,
+        dependencies: &claim.dependencies,
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
     if let Some(review) = runner.review_record.take() {
@@ -414,6 +415,8 @@ struct Runner<'a> {
     project_dir: PathBuf,
     /// Whether steps run confined (decided at claim time).
     sandbox: SandboxDecision,
+    /// The task's dependencies (from the claim), in `needs` order.
+    dependencies: &'a [orch_store::DependencyRef],
 }
 
 impl Runner<'_> {
@@ -480,9 +483,21 @@ impl Runner<'_> {
         }
     }
 
+    /// `job.json`: the task, the run and, once the worktree is prepared, where it started.
+    fn write_job(
+        &mut self,
+        project_dir: &Path,
+        start: Option<&crate::workspace::Start>,
+    ) -> std::io::Result<()> {
+        let mut job = json!({ "task": self.task.id.0, "attempt": self.attempt, "run": self.run_id, "project": project_dir, "spec": self.task.spec });
+        if let Some(start) = start {
+            job["start"] = json!(start);
+        }
+        self.bundle.write_json("job.json", &job)
+    }
+
     async fn run(&mut self, project_dir: &Path, cancel: CancellationToken) -> Verdict {
-        let job = json!({ "task": self.task.id.0, "attempt": self.attempt, "run": self.run_id, "project": project_dir, "spec": self.task.spec });
-        if let Err(e) = self.bundle.write_json("job.json", &job) {
+        if let Err(e) = self.write_job(project_dir, None) {
             return Verdict {
                 outcome: Outcome::Failed,
                 reason: format!("could not write job.json: {e}"),
@@ -552,12 +567,26 @@ impl Runner<'_> {
             title: self.task.spec.title.to_string(),
             base_branch: self.config.base_branch.clone(),
             non_git: self.config.non_git,
+            task_created_at: self.task.created_at.0,
+            start: StartRequest {
+                from: self.task.spec.start_from,
+                dependencies: self
+                    .dependencies
+                    .iter()
+                    .filter(|d| d.project == self.task.project && d.status == Status::Done)
+                    .map(|d| TaskKey {
+                        id: d.id.0,
+                        created_at: d.created_at.0,
+                    })
+                    .collect(),
+            },
         };
         let workspace = match Workspace::prepare(&request).await {
             Ok(ws) => ws,
             Err(e) => {
                 let outcome = match (&e, self.config.non_git) {
                     (WorkspaceError::NeedsReview(_), _) => Outcome::NeedsReview,
+                    (WorkspaceError::Conflict { .. }, _) => Outcome::FailedPermanently,
                     (WorkspaceError::NotGit(_), NonGitMode::Fail) => Outcome::FailedPermanently,
                     _ => Outcome::Failed,
                 };
@@ -572,13 +601,27 @@ impl Runner<'_> {
                 };
             }
         };
+        if let Workspace::Git { start, .. } = &workspace {
+            if let Err(e) = self.write_job(project_dir, Some(start)) {
+                tracing::warn!("could not record the start in job.json: {e}");
+            }
+        }
         self.log(
             None,
             &format!(
                 "workspace {} ({})",
                 workspace.path().display(),
                 match &workspace {
-                    Workspace::Git { branch, .. } => format!("branch {branch}"),
+                    Workspace::Git { branch, start, .. } => format!(
+                        "branch {branch}, started at {} from {}{}",
+                        start.commit,
+                        start.from.as_str(),
+                        if start.branches.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", start.branches.join(", "))
+                        }
+                    ),
                     Workspace::Copy { .. } => "copy".to_owned(),
                 }
             ),

@@ -31,6 +31,7 @@
 mod copy;
 mod git;
 mod places;
+mod start;
 mod worktree;
 
 use std::ffi::OsStr;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 pub use git::{git_command, GitScope, ENVIRONMENT_WHITELIST};
 pub use places::{parse_record, BaseRecord, GitPlaces};
+pub use start::{Start, StartRequest, TaskKey};
 
 use git::{git, git_failure, git_output, retry_on_contention, stdout_line};
 use places::Finding;
@@ -62,6 +64,11 @@ pub struct WorkspaceRequest {
     pub base_branch: Option<String>,
     /// For a directory that is not a git repository.
     pub non_git: NonGitMode,
+    /// When the task was created: with `task_id`, the key its branch is recorded under in the
+    /// repository (see `workspace/start.rs`).
+    pub task_created_at: i64,
+    /// What a new branch starts from.
+    pub start: StartRequest,
 }
 
 /// A prepared workspace.
@@ -77,6 +84,9 @@ pub enum Workspace {
         base_commit: String,
         /// Where orch's git looks for this worktree, recorded when orch made it.
         places: GitPlaces,
+        /// Where the branch started: `base_commit`, and whether from the base branch or the
+        /// dependencies' branches.
+        start: Start,
     },
     /// A copy of a directory that is not a repository.
     Copy {
@@ -109,6 +119,34 @@ pub enum WorkspaceError {
         path: PathBuf,
         /// What was found.
         what: String,
+    },
+    /// The task's dependencies' branches do not merge: the task cannot start (before any step
+    /// runs). Not retried: the same branches conflict again.
+    #[error(
+        "the dependencies' branches conflict: merging `{branch}` into {merged} conflicts in {}; \
+         resolve it (for example merge the branches by hand and reset the dependency's branch, or \
+         give this task `from: base`) and `orch task retry` it",
+        files.join(", ")
+    )]
+    Conflict {
+        /// The branches merged so far.
+        merged: String,
+        /// The branch that conflicted with them.
+        branch: String,
+        /// The conflicting files.
+        files: Vec<String>,
+    },
+    /// A `done` dependency's branch cannot be found in this repository.
+    #[error(
+        "cannot start from dependency task {task}: {why}; a worker needs the dependencies' \
+         branches in the project's repository (remote workers: use the daemon's checkout path, \
+         not a separate clone), or give the task `from: base`"
+    )]
+    DependencyMissing {
+        /// The dependency.
+        task: i64,
+        /// Why.
+        why: String,
     },
     /// A git command failed.
     #[error("`git {args}` failed in {dir}: {stderr}")]
@@ -236,6 +274,7 @@ impl Workspace {
             branch,
             base_commit,
             places,
+            ..
         } = self
         else {
             return Ok(Vec::new());
@@ -319,6 +358,11 @@ impl Workspace {
         (places.worktree == path).then(|| Workspace::Git {
             path: path.to_path_buf(),
             branch: record.branch,
+            start: Start {
+                commit: record.base_commit.clone(),
+                from: orch_core::StartFrom::Base,
+                branches: Vec::new(),
+            },
             base_commit: record.base_commit,
             places,
         })

@@ -19,6 +19,7 @@ mod demo;
 mod escape;
 mod execution;
 mod fencing;
+mod flow;
 mod live;
 mod real_agents;
 mod regressions;
