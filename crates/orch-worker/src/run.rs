@@ -626,6 +626,40 @@ impl Runner<'_> {
                 }
             ),
         );
+        // A known state: the branch's tip (the start plus each finished step's checkpoint),
+        // whatever a lost attempt left half-done; the steps checkpointed are not run again.
+        let mut completed = std::collections::BTreeMap::new();
+        if self.config.auto_commit {
+            match workspace.reset_to_tip().await {
+                Ok(true) => self.log(
+                    None,
+                    "discarded what an earlier attempt left unfinished in the worktree (reset to the last checkpoint)",
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    let reason = format!("could not reset the worktree to its last checkpoint: {e}");
+                    let outcome = if matches!(e, WorkspaceError::Tampered { .. }) {
+                        Outcome::FailedPermanently
+                    } else {
+                        Outcome::Failed
+                    };
+                    self.log(None, &reason);
+                    self.finish(None, started, outcome, &reason, None).await;
+                    return Verdict {
+                        outcome,
+                        reason,
+                        interrupted: false,
+                        requeue_after: None,
+                    };
+                }
+            }
+            if self.reply.is_none() {
+                match workspace.completed_steps().await {
+                    Ok(steps) => completed = steps,
+                    Err(e) => tracing::warn!("could not read the step checkpoints: {e}"),
+                }
+            }
+        }
         self.write_state("running");
 
         // The task's own timeout stops everything and sends the task to review.
@@ -654,6 +688,18 @@ impl Runner<'_> {
         for (index, step) in steps.iter().enumerate() {
             if verdict.outcome != Outcome::Succeeded {
                 self.steps.push(skipped(&step.name));
+                continue;
+            }
+            if let Some(checkpoint) = completed.get(&step.name) {
+                self.log(
+                    Some(&step.name),
+                    &format!(
+                        "step {} `{}` was done by an earlier attempt (checkpoint {checkpoint}); not run again",
+                        index + 1,
+                        step.name
+                    ),
+                );
+                self.steps.push(done_earlier(&step.name, checkpoint));
                 continue;
             }
             let report = self
@@ -808,6 +854,25 @@ impl Runner<'_> {
                 Vec::new()
             }
         };
+        // A finished step is committed on the branch before anything says it finished, so a
+        // lost attempt never loses it and the next one never runs it again.
+        let mut checkpoint = None;
+        if report.status == ResultStatus::Succeeded
+            && self.config.auto_commit
+            && self.reply.is_none()
+            && !cancel.is_cancelled()
+        {
+            match workspace
+                .checkpoint(self.task.id.0, self.run_id, &step.name)
+                .await
+            {
+                Ok(sha) => checkpoint = sha,
+                Err(e) => {
+                    report.status = ResultStatus::Failed;
+                    report.error = Some(format!("could not commit the step's checkpoint: {e}"));
+                }
+            }
+        }
         let step_dir = format!("steps/{}", step.name);
         let _ = self
             .bundle
@@ -824,7 +889,7 @@ impl Runner<'_> {
             duration_ms: report.duration_ms,
             exit_code: report.exit_code,
             changed_files: changed_files(&diff),
-            commit: None,
+            commit: checkpoint,
             usage: report.usage,
             session_id: report.session_id.clone(),
             error: report.error.clone(),
@@ -892,7 +957,12 @@ impl Runner<'_> {
                     "orch: task {} attempt {}: {}",
                     self.task.id, self.attempt, self.task.spec.title
                 );
-                match ws.commit_all(&message).await {
+                let committed = if self.keep_work {
+                    ws.end_round(&message).await
+                } else {
+                    ws.commit_all(&message).await
+                };
+                match committed {
                     Ok(sha) => commit = sha,
                     Err(e) => self.log(None, &format!("auto-commit failed: {e}")),
                 }
@@ -924,6 +994,16 @@ impl Runner<'_> {
             Outcome::NeedsReview => ResultStatus::NeedsReview,
         });
         let files = changed_files(&diff);
+        // The work may already be committed (step checkpoints, or a lost earlier attempt): the
+        // result names the commit that holds it whenever there is a change.
+        if commit.is_none() && !files.is_empty() && self.config.auto_commit {
+            if let Some(ws) = workspace {
+                match ws.tip().await {
+                    Ok(tip) => commit = tip,
+                    Err(e) => tracing::warn!("could not read the branch's tip: {e}"),
+                }
+            }
+        }
         let ended = now_ms();
         let result = RunResult {
             kind: "run".into(),

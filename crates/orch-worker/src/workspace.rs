@@ -28,6 +28,7 @@
 //! deletes the recorded directories itself, without following links and without asking git
 //! (which would read the task-writable `.git` and `gitdir` files).
 
+mod checkpoint;
 mod copy;
 mod git;
 mod places;
@@ -242,19 +243,7 @@ impl Workspace {
     /// recorded branch whatever the worktree's `HEAD` says. Hooks still run when a human commits
     /// or pushes the branch.
     pub async fn commit_all(&self, message: &str) -> Result<Option<String>, WorkspaceError> {
-        let Workspace::Git { branch, places, .. } = self else {
-            return Ok(None);
-        };
-        self.verify().await?;
-        let index = places.index();
-        let scope = GitScope::Worktree {
-            places,
-            index: &index,
-        };
-        let reference = format!("refs/heads/{branch}");
-        // Each attempt reads the tip afresh, so an attempt that lost a race for the index or the
-        // ref to another git process starts over instead of committing on a stale parent.
-        retry_on_contention(|| commit_once(&scope, &reference, message)).await
+        self.commit_with(message, false).await
     }
 
     /// A unified diff of the workspace against its base: committed and uncommitted changes and
@@ -377,10 +366,14 @@ fn common_scope(places: &GitPlaces) -> GitScope<'_> {
     }
 }
 
+/// One try at committing the worktree on `reference`. Each try reads the tip afresh, so a try
+/// that lost a race for the index or the ref to another git process starts over instead of
+/// committing on a stale parent. Without `allow_empty`, an unchanged tree commits nothing.
 async fn commit_once(
     scope: &GitScope<'_>,
     reference: &str,
     message: &str,
+    allow_empty: bool,
 ) -> Result<Option<String>, WorkspaceError> {
     let tip = stdout_line(
         &git(
@@ -398,7 +391,7 @@ async fn commit_once(
         )
         .await?,
     );
-    if tree == tip_tree {
+    if tree == tip_tree && !allow_empty {
         return Ok(None);
     }
     let commit = stdout_line(

@@ -54,6 +54,9 @@ impl Fixture {
             title: "plain task".to_string(),
             base_branch: None,
             non_git,
+            // One orch database per home in these tests: a task is its id and creation time.
+            task_created_at: created_at_for(&self.worktrees_root),
+            start: orch_worker::workspace::StartRequest::default(),
         }
     }
 }
@@ -206,4 +209,15 @@ async fn a_missing_project_directory_is_an_io_error_not_a_copy() {
 
     assert!(matches!(error, WorkspaceError::Io { .. }), "{error:?}");
     assert!(error.to_string().contains("does-not-exist"), "{error}");
+}
+
+/// A creation time standing for "this home's database" (see `WorkspaceRequest::task_created_at`).
+fn created_at_for(root: &std::path::Path) -> i64 {
+    root.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(7_i64, |hash, byte| {
+            hash.wrapping_mul(31).wrapping_add(i64::from(*byte))
+        })
+        .abs()
 }

@@ -218,9 +218,16 @@ async fn place_worktree(target: &WorktreeTarget) -> Result<Workspace, WorkspaceE
         WorktreeState::Missing => {}
     }
     if branch_exists(target, &target.branch).await? {
+        // `--force`: the branch may still be checked out in the worktree of a lost attempt in
+        // another worker's home. orch commits onto the branch's ref, never through a worktree's
+        // HEAD, so the task continues here on its one branch; the stale worktree is retention's.
         add_worktree(
             target,
-            &[target.path.as_os_str(), OsStr::new(&target.branch)],
+            &[
+                OsStr::new("--force"),
+                target.path.as_os_str(),
+                OsStr::new(&target.branch),
+            ],
         )
         .await?;
         let places = located(target).await?;
