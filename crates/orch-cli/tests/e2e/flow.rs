@@ -148,3 +148,79 @@ fn conflicting_dependencies_fail_the_dependent_at_claim_time_naming_the_file() {
     assert_eq!(c["runs"].as_array().map(Vec::len), Some(1), "{c:#}");
     assert!(!home.run_dir(ids["c"], 1).join("steps/append").exists());
 }
+
+#[test]
+fn a_lost_attempt_retried_on_another_home_keeps_its_branch_and_applies_each_step_once() {
+    use crate::remote::{server_and_token, worker};
+    use crate::support::{poll_until, SERVE_DEADLINE};
+    use nix::sys::signal::Signal;
+
+    let home = Home::new();
+    let repo = Repo::new(&[
+        ("log.txt", "base\n"),
+        (".orch.toml", "allow_shell = true\n"),
+    ]);
+    let yaml = format!(
+        "name: lost\ndefaults:\n  retry: {{max_attempts: 3, backoff: 0s, max_backoff: 0s, jitter: 0s}}\ntasks:\n  - id: work\n    title: Append lines\n    steps:\n{}      - name: half\n        exec:\n          - argv: [sh, -c, \"echo half >> log.txt && sleep 3\"]\n",
+        append("log.txt", "one").replace("name: append", "name: one"),
+    );
+    let ids = home.submit("lost", &yaml, repo.path());
+    let id = ids["work"];
+    let serve = home.serve(&["--workers", "0", "--lease", "2s", "--grace", "1s"]);
+    let (server, token) = server_and_token(&home);
+
+    // Alpha finishes step `one`, appends half of step `half`, and is killed mid-step.
+    let alpha_home = Home::new();
+    let alpha = worker(&alpha_home, &server, &token, "alpha");
+    let alpha_run = alpha_home.run_dir(id, 1);
+    poll_until("step `half` to append on alpha", SERVE_DEADLINE, || {
+        let logs = std::fs::read_to_string(alpha_run.join("logs.txt")).ok()?;
+        logs.contains("$ sh").then_some(())?;
+        let log = std::fs::read_to_string(workspace_of(&alpha_run).join("log.txt")).ok()?;
+        log.contains("half").then_some(())
+    });
+    let alpha_branch = branch_of_workspace(&workspace_of(&alpha_run));
+    assert_eq!(alpha.kill().code, None);
+
+    let beta_home = Home::new();
+    let beta = worker(&beta_home, &server, &token, "beta");
+    poll_until("the task to be done", SERVE_DEADLINE, || {
+        (home.task_status(id) == "done").then_some(())
+    });
+    let beta_run = beta_home.run_dir(id, 2);
+    let beta_tree = workspace_of(&beta_run);
+    assert_ne!(beta_tree, workspace_of(&alpha_run), "another home");
+    assert_eq!(
+        read_text(&beta_tree.join("log.txt")),
+        "base\none\nhalf\n",
+        "each step's append exactly once: `one` kept from alpha's checkpoint, `half` redone"
+    );
+    assert_eq!(branch_of_workspace(&beta_tree), alpha_branch, "one branch");
+    let branches = repo.git(&["branch", "--list", &format!("orch/{id}*")]);
+    assert_eq!(branches.lines().count(), 1, "{branches}");
+    let beta_logs = read_text(&beta_run.join("logs.txt"));
+    assert!(
+        beta_logs.contains("step 1 `one` was done by an earlier attempt"),
+        "{beta_logs}"
+    );
+    let result = read_json(&home.run_dir(id, 2).join("result.json"));
+    assert_eq!(
+        result["commit"].as_str(),
+        Some(repo.git(&["rev-parse", &alpha_branch]).as_str()),
+        "{result:#}"
+    );
+    assert_eq!(
+        repo.git(&["show", &format!("{alpha_branch}:log.txt")]),
+        "base\none\nhalf"
+    );
+
+    beta.signal(Signal::SIGTERM);
+    beta.finish(SERVE_DEADLINE).expect_code(0, "orch worker");
+    serve.signal(Signal::SIGTERM);
+    serve.finish(SERVE_DEADLINE).expect_code(0, "orch serve");
+}
+
+/// The branch a worktree's `HEAD` names.
+fn branch_of_workspace(worktree: &std::path::Path) -> String {
+    crate::support::git(worktree, &["symbolic-ref", "--short", "HEAD"])
+}

@@ -13,7 +13,7 @@ use crate::support::{
 };
 
 /// Start a remote worker with its own home; the token comes from the environment.
-fn worker(home: &Home, server: &str, token: &str, name: &str) -> Process {
+pub(crate) fn worker(home: &Home, server: &str, token: &str, name: &str) -> Process {
     home.spawn_with_env(
         &[
             "worker", "--server", server, "--name", name, "--slots", "1", "--lease", "2s",
@@ -25,7 +25,7 @@ fn worker(home: &Home, server: &str, token: &str, name: &str) -> Process {
 
 /// The address (`http://...`) and worker token of the daemon starting on `home`, once it
 /// listens.
-fn server_and_token(home: &Home) -> (String, String) {
+pub(crate) fn server_and_token(home: &Home) -> (String, String) {
     let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
         Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
     });
