@@ -36,6 +36,7 @@ fn new_task(i: usize) -> NewTask {
             retry: RetryPolicy::default(),
             timeout: None,
             requires_approval: false,
+            start_from: orch_core::StartFrom::default(),
         },
         needs_in_batch: Vec::new(),
         needs_existing: Vec::new(),

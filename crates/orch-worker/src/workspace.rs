@@ -1,6 +1,8 @@
-//! Workspaces: one git worktree per task on a branch `orch/<task-id>-<slug>` from the project's
-//! base branch (real git), or a copy for a directory that is not a repository, per project
-//! config. Agents and commands never run in the main checkout.
+//! Workspaces: one git worktree per task on a branch `orch/<task-id>-<slug>` (real git), or a
+//! copy for a directory that is not a repository, per project config. The branch starts from
+//! the task's dependencies' branches or the project's base branch, and the task owns it
+//! whoever runs it (`start.rs`); finished steps are checkpointed on it (`checkpoint.rs`).
+//! Agents and commands never run in the main checkout.
 //!
 //! Layout under `worktrees_root`:
 //! - `<repo-name>-<hash of the repo path>/<task>`: the task's worktree;

@@ -132,7 +132,6 @@ async fn reset_discards_a_half_done_step_and_keeps_the_checkpoints() {
     std::fs::create_dir(workspace.path().join("newdir")).unwrap();
     std::fs::write(workspace.path().join("newdir/x"), "half").unwrap();
     std::fs::write(workspace.path().join(".gitignore"), "cache/\n").unwrap();
-    git(&workspace.path().to_path_buf(), &["status"]);
     let retry = Workspace::prepare(&request).await.unwrap();
     assert!(retry.reset_to_tip().await.unwrap());
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "base\none\n");

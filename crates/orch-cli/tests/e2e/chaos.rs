@@ -34,7 +34,7 @@ impl Dice {
 fn remote_worker(home: &Home, server: &str, token: &str, name: &str) -> Process {
     home.spawn_with_env(
         &[
-            "worker", "--server", server, "--name", name, "--slots", "2", "--lease", "2s",
+            "worker", "--server", server, "--name", name, "--slots", "3", "--lease", "2s",
             "--grace", "1s",
         ],
         &[("ORCH_WORKER_TOKEN", token)],
@@ -57,7 +57,7 @@ fn daemon_and_remote_workers_killed_at_random_leave_every_done_task_with_each_li
     let mut yaml = "name: chaos\ndefaults:\n  retry: {max_attempts: 30, backoff: 0s, max_backoff: 0s, jitter: 0s}\ntasks:\n".to_owned();
     for n in 1..=tasks {
         yaml.push_str(&format!(
-            "  - id: t{n}\n    title: Chaos {n}\n    steps:\n      - name: append\n        agent: sim\n        prompt: |\n          Append.\n          @append log.txt\n          task {n}\n          @end\n      - name: pause\n        exec:\n          - argv: [sleep, \"0.1\"]\n"
+            "  - id: t{n}\n    title: Chaos {n}\n    steps:\n      - name: append\n        agent: sim\n        prompt: |\n          Append.\n          @append log.txt\n          task {n}\n          @end\n"
         ));
     }
     let ids = home.submit("chaos", &yaml, repo.path());
@@ -85,7 +85,7 @@ fn daemon_and_remote_workers_killed_at_random_leave_every_done_task_with_each_li
     let mut daemon_kills = 0;
     // Kill until enough kills have landed, then let the rest finish in peace.
     while kills < kills_wanted && (done_count() as usize) < tasks {
-        std::thread::sleep(Duration::from_millis(300 + dice.below(900)));
+        std::thread::sleep(Duration::from_millis(200 + dice.below(600)));
         let victim = dice.below(names.len() as u64 + 1) as usize;
         if victim == names.len() {
             let _ = serve.kill();

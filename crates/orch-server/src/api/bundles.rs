@@ -607,8 +607,14 @@ pub(super) fn unpack(file: impl std::io::Read, staging: &Path) -> Result<Vec<Pat
             };
             std::io::Write::write_all(&mut out, &buffer[..read]).map_err(internal)?;
         }
-        // Flushed before `receive` renames it into the run directory: complete or absent.
-        out.sync_all().map_err(internal)?;
+        // A result or manifest is flushed before `receive` renames it into the run directory:
+        // complete or absent even across a power cut (the rename alone covers a crash).
+        if orch_worker::bundle::COMPLETE_FILES
+            .iter()
+            .any(|complete| relative.file_name().is_some_and(|n| n == *complete))
+        {
+            out.sync_all().map_err(internal)?;
+        }
         files.push(relative);
     }
     Ok(files)

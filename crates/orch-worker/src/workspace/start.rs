@@ -83,7 +83,11 @@ pub(super) async fn read_ownership(
 ) -> Result<Option<Ownership>, WorkspaceError> {
     let path = ownership_dir(common_dir).join(key.file_name());
     blocking(move || match std::fs::read(&path) {
-        Ok(bytes) => Ok(serde_json::from_slice::<Ownership>(&bytes).ok()),
+        // Only a record orch could have written: a branch under `orch/` that git takes as a
+        // plain name (never an option), and a start that is an object id.
+        Ok(bytes) => Ok(serde_json::from_slice::<Ownership>(&bytes)
+            .ok()
+            .filter(|owned| is_task_branch(&owned.branch) && is_object_id(&owned.start.commit))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(WorkspaceError::Io {
             context: format!("read the task's branch record {}", path.display()),
@@ -91,6 +95,18 @@ pub(super) async fn read_ownership(
         }),
     })
     .await
+}
+
+fn is_task_branch(branch: &str) -> bool {
+    branch.starts_with("orch/")
+        && !branch.contains("..")
+        && branch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
+}
+
+fn is_object_id(sha: &str) -> bool {
+    matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Write the ownership record of `key`: complete or absent (written aside, fsynced, then
