@@ -44,7 +44,7 @@ pub use git::{git_command, GitScope, ENVIRONMENT_WHITELIST};
 pub use places::{parse_record, BaseRecord, GitPlaces};
 pub use start::{Start, StartRequest, TaskKey};
 
-use git::{git, git_failure, git_output, retry_on_contention, stdout_line};
+use git::{git, git_output, retry_on_contention, stdout_line};
 use places::Finding;
 
 use copy::prepare_copy;
@@ -318,15 +318,8 @@ impl Workspace {
         let Workspace::Git { branch, places, .. } = self else {
             return Ok(false);
         };
-        let scope = common_scope(places);
         let tip = format!("refs/heads/{branch}");
-        let args = ["merge-base", "--is-ancestor", tip.as_str(), into];
-        let output = git_output(&scope, &args).await?;
-        match output.status.code() {
-            Some(0) => Ok(true),
-            Some(1) => Ok(false),
-            _ => Err(git_failure(&scope, &args, &output)),
-        }
+        start::is_ancestor(&common_scope(places), &tip, into).await
     }
 
     /// The branch the repository's main checkout has checked out, which retention checks merges

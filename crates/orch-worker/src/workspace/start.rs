@@ -267,7 +267,7 @@ pub(super) async fn compute_start(
 }
 
 /// Whether `ancestor` is an ancestor of (or equal to) `of`.
-async fn is_ancestor(
+pub(super) async fn is_ancestor(
     scope: &GitScope<'_>,
     ancestor: &str,
     of: &str,
