@@ -187,7 +187,11 @@ fn a_lost_attempt_retried_on_another_home_keeps_its_branch_and_applies_each_step
     poll_until("the task to be done", SERVE_DEADLINE, || {
         (home.task_status(id) == "done").then_some(())
     });
-    let beta_run = beta_home.run_dir(id, 2);
+    // Beta's run is the last one (a run lost to a slow machine may come between).
+    let attempt = home.query_int(&format!(
+        "SELECT MAX(attempt) FROM runs WHERE task_id = {id} AND state = 'succeeded'"
+    ));
+    let beta_run = beta_home.run_dir(id, attempt as u32);
     let beta_tree = workspace_of(&beta_run);
     assert_ne!(beta_tree, workspace_of(&alpha_run), "another home");
     assert_eq!(
@@ -203,7 +207,8 @@ fn a_lost_attempt_retried_on_another_home_keeps_its_branch_and_applies_each_step
         beta_logs.contains("step 1 `one` was done by an earlier attempt"),
         "{beta_logs}"
     );
-    let result = read_json(&home.run_dir(id, 2).join("result.json"));
+    // The daemon's copy of the last run's result (`orch task get`).
+    let result = home.task(id)["result"].clone();
     assert_eq!(
         result["commit"].as_str(),
         Some(repo.git(&["rev-parse", &alpha_branch]).as_str()),

@@ -426,7 +426,12 @@ fn a_remote_worker_runs_tasks_in_the_checkout_its_project_flag_names_not_the_dae
 #[test]
 fn a_remote_worker_killed_mid_step_and_restarted_stops_the_old_step_before_the_task_runs_again() {
     let home = Home::new();
-    let repo = Repo::new(&[(".orch.toml", "allow_shell = true\n")]);
+    // `step.pid` is ignored: a retry resets the worktree to the branch's last checkpoint, which
+    // deletes what a lost attempt left untracked but keeps ignored files.
+    let repo = Repo::new(&[
+        (".orch.toml", "allow_shell = true\n"),
+        (".gitignore", "step.pid\n"),
+    ]);
     // The first run records its pid and sleeps (as `exec sleep`, keeping the pid); the retry,
     // in the same worktree, writes whether that pid is still alive and ends.
     // (A killed process may stay a zombie here, which `kill -0` would call alive: read its state.)
