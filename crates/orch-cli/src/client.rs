@@ -278,6 +278,9 @@ impl Backend {
                     "result": read_json("result.json"),
                     "route": read_json("route.json"),
                     "review": read_json("review.json"),
+                    "start": read_json("job.json")
+                        .and_then(|job| job.get("start").cloned())
+                        .filter(|start| !start.is_null()),
                 }))
             }
             Backend::Api(api) => api.get(&format!("/v1/tasks/{id}"), &[]).await,

@@ -430,6 +430,24 @@ async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> any
             detail["branch"]["head"].as_str().unwrap_or("?")
         );
     }
+    let start = &detail["start"];
+    if let Some(commit) = start["commit"].as_str() {
+        let branches: Vec<&str> = start["branches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.as_str())
+            .collect();
+        println!(
+            "start:    {commit} (from {}{})",
+            text_of(start, "from"),
+            if branches.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", branches.join(", "))
+            }
+        );
+    }
     crate::agents::print_task_usage(&detail["usage"]);
     let route = &detail["route"];
     if !route.is_null() {

@@ -129,6 +129,7 @@ impl TaskSpec {
             timeout: draft.timeout,
             requires_approval: draft.requires_approval,
             merge: None,
+            start_from: crate::model::StartFrom::default(),
         })
     }
 }

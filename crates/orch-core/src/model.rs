@@ -304,6 +304,14 @@ pub struct TaskSpec {
     /// Land the task's change in the project's checkout once it is done (`merge:`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergePolicy>,
+    /// What the task's worktree starts from: its dependencies' results (the default) or the
+    /// base branch.
+    #[serde(
+        default,
+        rename = "from",
+        skip_serializing_if = "StartFrom::is_default"
+    )]
+    pub start_from: StartFrom,
 }
 
 /// How a done task's change is landed in the project's checkout by the daemon (`merge:` on a
@@ -338,6 +346,37 @@ impl MergeMode {
             MergeMode::Merge => "merge",
             MergeMode::Squash => "squash",
             MergeMode::Rebase => "rebase",
+        }
+    }
+}
+
+/// What a task's worktree starts from (`from:` in a workflow or task file).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    /// The results of the task's dependencies: one dependency's branch as is, several merged
+    /// in `needs` order; the base branch when it has none.
+    #[default]
+    Dependencies,
+    /// The project's base branch, whatever the dependencies changed.
+    Base,
+}
+
+impl StartFrom {
+    /// Whether this is the default ([`StartFrom::Dependencies`]).
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == StartFrom::Dependencies
+    }
+
+    /// The name used in files and `job.json`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartFrom::Dependencies => "dependencies",
+            StartFrom::Base => "base",
         }
     }
 }

@@ -153,6 +153,11 @@ pub struct TaskFile {
     #[serde(default)]
     #[schemars(with = "Option<MergeFile>")]
     pub merge: Option<Located<MergeFile>>,
+    /// What the task's worktree starts from: `dependencies` (default: one dependency's branch
+    /// as is, several merged in `needs` order, the base branch without any) or `base` (the
+    /// project's base branch, ignoring what the dependencies changed).
+    #[serde(default)]
+    pub from: Option<crate::model::StartFrom>,
 }
 
 /// A retry policy in a file; unset fields keep their defaults.
@@ -382,6 +387,7 @@ fn task_spec(file: &str, raw: &TaskFile, defaults: &Defaults) -> Result<TaskSpec
             .as_ref()
             .map(|m| merge::merge_policy(file, m))
             .transpose()?,
+        start_from: raw.from.unwrap_or_default(),
     })
 }
 

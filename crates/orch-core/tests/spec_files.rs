@@ -308,7 +308,7 @@ fn an_unknown_key_in_a_task_points_at_the_key() {
             dependson: [a]
         "#,
         expect![[r#"
-            workflow.yml:6:5: tasks[1]: unknown key `dependson`; the keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`
+            workflow.yml:6:5: tasks[1]: unknown key `dependson`; the keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`, `from`
               |     dependson: [a]
               |     ^
         "#]],
@@ -379,7 +379,7 @@ fn an_unknown_key_in_a_task_file_points_at_the_key() {
         need: [b]
         "#,
         expect![[r#"
-            task.yml:2:1: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`
+            task.yml:2:1: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`, `from`
               | need: [b]
               | ^
         "#]],
@@ -553,7 +553,7 @@ fn an_unknown_key_with_a_near_miss_suggests_the_right_one() {
             need: [b]
         "#,
         expect![[r#"
-            workflow.yml:4:5: tasks[0]: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`
+            workflow.yml:4:5: tasks[0]: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`, `from`
               |     need: [b]
               |     ^
         "#]],
@@ -1432,6 +1432,59 @@ fn a_merge_into_something_that_is_not_a_branch_name_is_refused() {
             workflow.yml:4:19: tasks[0].merge.mode: unknown variant `octopus`, expected one of `merge`, `squash`, `rebase`
               |     merge: {mode: octopus}
               |                   ^
+        "#]],
+    );
+}
+
+#[test]
+fn from_base_opts_a_task_out_of_starting_from_its_dependencies() {
+    let text = dedent(
+        r#"
+        tasks:
+          - id: a
+            title: A
+          - id: b
+            title: B
+            needs: [a]
+          - id: c
+            title: C
+            needs: [a]
+            from: base
+        "#,
+    );
+    let workflow = parse_workflow("workflow.yml", &text).unwrap();
+    let froms: Vec<orch_core::StartFrom> =
+        workflow.tasks.iter().map(|t| t.spec.start_from).collect();
+    assert_eq!(
+        froms,
+        [
+            orch_core::StartFrom::Dependencies,
+            orch_core::StartFrom::Dependencies,
+            orch_core::StartFrom::Base
+        ]
+    );
+    // Stored specs (job.json) name it only when it is not the default.
+    let stored = serde_json::to_value(&workflow.tasks[2].spec).unwrap();
+    assert_eq!(stored["from"], "base");
+    assert!(serde_json::to_value(&workflow.tasks[1].spec)
+        .unwrap()
+        .get("from")
+        .is_none());
+}
+
+#[test]
+fn an_unknown_from_names_the_choices() {
+    check(
+        r#"
+        tasks:
+          - id: a
+            title: A
+            from: main
+        "#,
+        expect![[r#"
+            workflow.yml:4:11: tasks[0].from: unknown variant `main`, expected `dependencies` or `base`
+              |     from: main
+              |           ^
         "#]],
     );
 }

@@ -236,6 +236,7 @@ fn new_task(n: usize) -> NewTask {
             timeout: None,
             requires_approval: false,
             merge: None,
+            start_from: orch_core::StartFrom::default(),
         },
         needs_in_batch: Vec::new(),
         needs_existing: Vec::new(),

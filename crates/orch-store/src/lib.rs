@@ -94,6 +94,23 @@ pub struct Claim {
     /// The review verdicts recorded for earlier runs of the task, oldest first (for the review
     /// round count and the feedback).
     pub reviews: Vec<ReviewRecord>,
+    /// The tasks this one needs, in `needs` order: what its worktree starts from.
+    pub dependencies: Vec<DependencyRef>,
+}
+
+/// A dependency of a claimed task, as much as a worker needs to find its result: a task's
+/// branch is recorded in the repository under its id and creation time, which together name
+/// one task of one orch database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependencyRef {
+    /// The dependency's id.
+    pub id: TaskId,
+    /// Its project (a dependency in another project has no branch in this one).
+    pub project: ProjectId,
+    /// When it was created (milliseconds since the Unix epoch).
+    pub created_at: Timestamp,
+    /// Its status now (only a `done` dependency's result is built on).
+    pub status: Status,
 }
 
 /// A reviewer's verdict.

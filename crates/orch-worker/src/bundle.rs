@@ -51,7 +51,18 @@ pub fn run_log_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Files every run directory has.
+/// Files that are complete or absent: never created empty in advance, always written to a
+/// temporary name, flushed to disk and renamed into place, so a run lost at any instant leaves
+/// either the whole file or none (never a 0-byte or half-written `result.json`).
+pub const COMPLETE_FILES: [&str; 2] = ["result.json", "manifest.json"];
+
+fn is_complete_file(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| COMPLETE_FILES.iter().any(|c| name == *c))
+}
+
+/// Files every run directory has once the run has ended ([`COMPLETE_FILES`] only then; the
+/// others from its start).
 pub const RUN_FILES: [&str; 8] = [
     "job.json",
     "state.json",
@@ -63,7 +74,7 @@ pub const RUN_FILES: [&str; 8] = [
     "manifest.json",
 ];
 
-/// Files every step directory has.
+/// Files every step directory has once the step has ended ([`COMPLETE_FILES`] only then).
 pub const STEP_FILES: [&str; 7] = [
     "result.json",
     "report.md",
@@ -277,7 +288,10 @@ impl Bundle {
         let root = runs_root.join(task.to_string()).join(attempt.to_string());
         let (previous_entries, redactions) = crate::off_async(|| {
             fs::create_dir_all(&root)?;
-            for name in RUN_FILES {
+            for name in RUN_FILES
+                .iter()
+                .filter(|name| !COMPLETE_FILES.contains(name))
+            {
                 create_if_missing(&root.join(name))?;
             }
             std::io::Result::Ok(read_previous_manifest(&root.join("manifest.json")))
@@ -316,7 +330,10 @@ impl Bundle {
         let dir = self.root.join("steps").join(step);
         crate::off_async(|| {
             fs::create_dir_all(&dir)?;
-            for name in STEP_FILES {
+            for name in STEP_FILES
+                .iter()
+                .filter(|name| !COMPLETE_FILES.contains(name))
+            {
                 create_if_missing(&dir.join(name))?;
             }
             std::io::Result::Ok(())
@@ -533,25 +550,32 @@ fn read_previous_manifest(path: &Path) -> (Vec<serde_json::Value>, BTreeMap<Stri
 /// file, whole: write a temporary file in the same directory (rename is atomic only within a
 /// file system), then rename it over the target.
 ///
-/// No fsync: like the database (`synchronous = NORMAL`), bundles are safe against a crash of
-/// orch (the data is in the kernel's page cache) but not promised against a power cut. An fsync
-/// per file made a no-op task cost tens of milliseconds (see docs/benchmarks.md).
+/// No fsync except for [`COMPLETE_FILES`]: like the database (`synchronous = NORMAL`), bundles
+/// are safe against a crash of orch (the data is in the kernel's page cache) but not promised
+/// against a power cut. An fsync per file made a no-op task cost tens of milliseconds (see
+/// docs/benchmarks.md); the two results per run and step are worth it.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // The first write of a file replaces its empty placeholder: written in place, since there
     // is no old content to protect, and a new inode per file is what bundles cost most (ext4
     // inode allocation dominated a no-op run's profile). A reader may briefly see a prefix of a
     // file's first content, never a mix of two versions.
-    if fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+    let complete = is_complete_file(path);
+    if !complete && fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
         let mut file = OpenOptions::new().write(true).open(path)?;
         return file.write_all(bytes);
     }
     let temporary = temporary_beside(path);
     let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temporary)?;
-        file.write_all(bytes)?;
+        if complete {
+            // Flushed before the rename: a result is never published half-written.
+            write_synced(&temporary, bytes)?;
+        } else {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temporary)?;
+            file.write_all(bytes)?;
+        }
         fs::rename(&temporary, path)
     })();
     if let Err(error) = written {
@@ -560,6 +584,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         return Err(error);
     }
     Ok(())
+}
+
+/// Create `path` (which must not exist) with `bytes` and flush it to disk before returning, so
+/// that a rename or link of it afterwards publishes a complete file even across a power cut.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// A fresh hidden name beside `path` for a file that will be renamed over it.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use orch_agents::{Agent, AgentEvent, AgentRequest, FailureClass, RawOutput};
-use orch_core::{Outcome, Step, StepAction, Task};
+use orch_core::{Outcome, Status, Step, StepAction, Task};
 use orch_store::Claim;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ use crate::exec::{self, ExecPolicy, OutputPaths};
 use crate::project::{NonGitMode, ProjectConfig};
 use crate::redact::Redactor;
 use crate::sandbox::{SandboxDecision, Scratch};
-use crate::workspace::{Workspace, WorkspaceError, WorkspaceRequest};
+use crate::workspace::{StartRequest, TaskKey, Workspace, WorkspaceError, WorkspaceRequest};
 
 mod agent;
 mod command;
@@ -391,6 +391,7 @@ async fn run_task(
         review_record: None,
         project_dir: project_dir.clone(),
         sandbox: SandboxDecision::Off,
+        dependencies: &claim.dependencies,
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
     if let Some(review) = runner.review_record.take() {
@@ -461,6 +462,8 @@ struct Runner<'a> {
     project_dir: PathBuf,
     /// Whether steps run confined (decided at claim time).
     sandbox: SandboxDecision,
+    /// The task's dependencies (from the claim), in `needs` order.
+    dependencies: &'a [orch_store::DependencyRef],
 }
 
 impl Runner<'_> {
@@ -531,9 +534,21 @@ impl Runner<'_> {
         }
     }
 
+    /// `job.json`: the task, the run and, once the worktree is prepared, where it started.
+    fn write_job(
+        &mut self,
+        project_dir: &Path,
+        start: Option<&crate::workspace::Start>,
+    ) -> std::io::Result<()> {
+        let mut job = json!({ "task": self.task.id.0, "attempt": self.attempt, "run": self.run_id, "project": project_dir, "spec": self.task.spec });
+        if let Some(start) = start {
+            job["start"] = json!(start);
+        }
+        self.bundle.write_json("job.json", &job)
+    }
+
     async fn run(&mut self, project_dir: &Path, cancel: CancellationToken) -> Verdict {
-        let job = json!({ "task": self.task.id.0, "attempt": self.attempt, "run": self.run_id, "project": project_dir, "spec": self.task.spec });
-        if let Err(e) = self.bundle.write_json("job.json", &job) {
+        if let Err(e) = self.write_job(project_dir, None) {
             return Verdict {
                 outcome: Outcome::Failed,
                 reason: format!("could not write job.json: {e}"),
@@ -604,6 +619,19 @@ impl Runner<'_> {
             base_branch: self.config.base_branch.clone(),
             non_git: self.config.non_git,
             copy_max_bytes: self.config.copy_max_size.bytes(),
+            task_created_at: self.task.created_at.0,
+            start: StartRequest {
+                from: self.task.spec.start_from,
+                dependencies: self
+                    .dependencies
+                    .iter()
+                    .filter(|d| d.project == self.task.project && d.status == Status::Done)
+                    .map(|d| TaskKey {
+                        id: d.id.0,
+                        created_at: d.created_at.0,
+                    })
+                    .collect(),
+            },
         };
         let workspace = match Workspace::prepare(&request).await {
             Ok(ws) => ws,
@@ -612,6 +640,7 @@ impl Runner<'_> {
                     (WorkspaceError::NeedsReview(_), _) => Outcome::NeedsReview,
                     // Another attempt would find the project just as large.
                     (WorkspaceError::TooLarge { .. }, _) => Outcome::FailedPermanently,
+                    (WorkspaceError::Conflict { .. }, _) => Outcome::FailedPermanently,
                     (WorkspaceError::NotGit(_), NonGitMode::Fail) => Outcome::FailedPermanently,
                     _ => Outcome::Failed,
                 };
@@ -626,17 +655,65 @@ impl Runner<'_> {
                 };
             }
         };
+        if let Workspace::Git { start, .. } = &workspace {
+            if let Err(e) = self.write_job(project_dir, Some(start)) {
+                tracing::warn!("could not record the start in job.json: {e}");
+            }
+        }
         self.log(
             None,
             &format!(
                 "workspace {} ({})",
                 workspace.path().display(),
                 match &workspace {
-                    Workspace::Git { branch, .. } => format!("branch {branch}"),
+                    Workspace::Git { branch, start, .. } => format!(
+                        "branch {branch}, started at {} from {}{}",
+                        start.commit,
+                        start.from.as_str(),
+                        if start.branches.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", start.branches.join(", "))
+                        }
+                    ),
                     Workspace::Copy { .. } => "copy".to_owned(),
                 }
             ),
         );
+        // A known state: the branch's tip (the start plus each finished step's checkpoint),
+        // whatever a lost attempt left half-done; the steps checkpointed are not run again.
+        let mut completed = std::collections::BTreeMap::new();
+        if self.config.auto_commit {
+            match workspace.reset_to_tip().await {
+                Ok(true) => self.log(
+                    None,
+                    "discarded what an earlier attempt left unfinished in the worktree (reset to the last checkpoint)",
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    let reason = format!("could not reset the worktree to its last checkpoint: {e}");
+                    let outcome = if matches!(e, WorkspaceError::Tampered { .. }) {
+                        Outcome::FailedPermanently
+                    } else {
+                        Outcome::Failed
+                    };
+                    self.log(None, &reason);
+                    self.finish(None, started, outcome, &reason, None).await;
+                    return Verdict {
+                        outcome,
+                        reason,
+                        interrupted: false,
+                        requeue_after: None,
+                    };
+                }
+            }
+            if self.reply.is_none() {
+                match workspace.completed_steps().await {
+                    Ok(steps) => completed = steps,
+                    Err(e) => tracing::warn!("could not read the step checkpoints: {e}"),
+                }
+            }
+        }
         self.write_state("running");
 
         // The task's own timeout stops everything and sends the task to review.
@@ -665,6 +742,18 @@ impl Runner<'_> {
         for (index, step) in steps.iter().enumerate() {
             if verdict.outcome != Outcome::Succeeded {
                 self.steps.push(skipped(&step.name));
+                continue;
+            }
+            if let Some(checkpoint) = completed.get(&step.name) {
+                self.log(
+                    Some(&step.name),
+                    &format!(
+                        "step {} `{}` was done by an earlier attempt (checkpoint {checkpoint}); not run again",
+                        index + 1,
+                        step.name
+                    ),
+                );
+                self.steps.push(done_earlier(&step.name, checkpoint));
                 continue;
             }
             let report = self
@@ -819,6 +908,25 @@ impl Runner<'_> {
                 Vec::new()
             }
         };
+        // A finished step is committed on the branch before anything says it finished, so a
+        // lost attempt never loses it and the next one never runs it again.
+        let mut checkpoint = None;
+        if report.status == ResultStatus::Succeeded
+            && self.config.auto_commit
+            && self.reply.is_none()
+            && !cancel.is_cancelled()
+        {
+            match workspace
+                .checkpoint(self.task.id.0, self.run_id, &step.name)
+                .await
+            {
+                Ok(sha) => checkpoint = sha,
+                Err(e) => {
+                    report.status = ResultStatus::Failed;
+                    report.error = Some(format!("could not commit the step's checkpoint: {e}"));
+                }
+            }
+        }
         let step_dir = format!("steps/{}", step.name);
         let _ = self
             .bundle
@@ -835,7 +943,7 @@ impl Runner<'_> {
             duration_ms: report.duration_ms,
             exit_code: report.exit_code,
             changed_files: changed_files(&diff),
-            commit: None,
+            commit: checkpoint,
             usage: report.usage,
             session_id: report.session_id.clone(),
             error: report.error.clone(),
@@ -903,7 +1011,12 @@ impl Runner<'_> {
                     "orch: task {} attempt {}: {}",
                     self.task.id, self.attempt, self.task.spec.title
                 );
-                match ws.commit_all(&message).await {
+                let committed = if self.keep_work {
+                    ws.end_round(&message).await
+                } else {
+                    ws.commit_all(&message).await
+                };
+                match committed {
                     Ok(sha) => commit = sha,
                     Err(e) => self.log(None, &format!("auto-commit failed: {e}")),
                 }
@@ -937,6 +1050,16 @@ impl Runner<'_> {
             Outcome::NeedsReview => ResultStatus::NeedsReview,
         });
         let files = changed_files(&diff);
+        // The work may already be committed (step checkpoints, or a lost earlier attempt): the
+        // result names the commit that holds it whenever there is a change.
+        if commit.is_none() && !files.is_empty() && self.config.auto_commit {
+            if let Some(ws) = workspace {
+                match ws.tip().await {
+                    Ok(tip) => commit = tip,
+                    Err(e) => tracing::warn!("could not read the branch's tip: {e}"),
+                }
+            }
+        }
         let ended = now_ms();
         let result = RunResult {
             kind: "run".into(),

@@ -1,6 +1,8 @@
-//! Workspaces: one git worktree per task on a branch `orch/<task-id>-<slug>` from the project's
-//! base branch (real git), or a copy for a directory that is not a repository, per project
-//! config. Agents and commands never run in the main checkout.
+//! Workspaces: one git worktree per task on a branch `orch/<task-id>-<slug>` (real git), or a
+//! copy for a directory that is not a repository, per project config. The branch starts from
+//! the task's dependencies' branches or the project's base branch, and the task owns it
+//! whoever runs it (`start.rs`); finished steps are checkpointed on it (`checkpoint.rs`).
+//! Agents and commands never run in the main checkout.
 //!
 //! Layout under `worktrees_root`:
 //! - `<repo-name>-<hash of the repo path>/<task>`: the task's worktree;
@@ -28,11 +30,13 @@
 //! deletes the recorded directories itself, without following links and without asking git
 //! (which would read the task-writable `.git` and `gitdir` files).
 
+mod checkpoint;
 mod copy;
 mod copy_changes;
 mod git;
 mod land;
 mod places;
+mod start;
 mod worktree;
 
 use std::ffi::OsStr;
@@ -42,8 +46,9 @@ pub use copy_changes::{ChangeKind, CopyChange};
 pub use git::{git_command, GitScope, ENVIRONMENT_WHITELIST};
 pub use land::{Landed, MergeMode, MergeRequest, TaskChange};
 pub use places::{parse_record, BaseRecord, GitPlaces};
+pub use start::{Start, StartRequest, TaskKey};
 
-use git::{git, git_failure, git_output, retry_on_contention, stdout_line};
+use git::{git, git_output, retry_on_contention, stdout_line};
 use places::Finding;
 
 use copy::prepare_copy;
@@ -68,6 +73,11 @@ pub struct WorkspaceRequest {
     pub non_git: NonGitMode,
     /// The largest project (bytes of its files) copy mode copies; a larger one is refused.
     pub copy_max_bytes: u64,
+    /// When the task was created: with `task_id`, the key its branch is recorded under in the
+    /// repository (see `workspace/start.rs`).
+    pub task_created_at: i64,
+    /// What a new branch starts from.
+    pub start: StartRequest,
 }
 
 /// The default of [`WorkspaceRequest::copy_max_bytes`]: 1 GiB.
@@ -86,6 +96,9 @@ pub enum Workspace {
         base_commit: String,
         /// Where orch's git looks for this worktree, recorded when orch made it.
         places: GitPlaces,
+        /// Where the branch started: `base_commit`, and whether from the base branch or the
+        /// dependencies' branches.
+        start: Start,
     },
     /// A copy of a directory that is not a repository.
     Copy {
@@ -118,6 +131,34 @@ pub enum WorkspaceError {
         path: PathBuf,
         /// What was found.
         what: String,
+    },
+    /// The task's dependencies' branches do not merge: the task cannot start (before any step
+    /// runs). Not retried: the same branches conflict again.
+    #[error(
+        "the dependencies' branches conflict: merging `{branch}` into {merged} conflicts in {}; \
+         resolve it (for example merge the branches by hand and reset the dependency's branch, or \
+         give this task `from: base`) and `orch task retry` it",
+        files.join(", ")
+    )]
+    Conflict {
+        /// The branches merged so far.
+        merged: String,
+        /// The branch that conflicted with them.
+        branch: String,
+        /// The conflicting files.
+        files: Vec<String>,
+    },
+    /// A `done` dependency's branch cannot be found in this repository.
+    #[error(
+        "cannot start from dependency task {task}: {why}; a worker needs the dependencies' \
+         branches in the project's repository (remote workers: use the daemon's checkout path, \
+         not a separate clone), or give the task `from: base`"
+    )]
+    DependencyMissing {
+        /// The dependency.
+        task: i64,
+        /// Why.
+        why: String,
     },
     /// A git command failed.
     #[error("`git {args}` failed in {dir}: {stderr}")]
@@ -245,19 +286,7 @@ impl Workspace {
     /// recorded branch whatever the worktree's `HEAD` says. Hooks still run when a human commits
     /// or pushes the branch.
     pub async fn commit_all(&self, message: &str) -> Result<Option<String>, WorkspaceError> {
-        let Workspace::Git { branch, places, .. } = self else {
-            return Ok(None);
-        };
-        self.verify().await?;
-        let index = places.index();
-        let scope = GitScope::Worktree {
-            places,
-            index: &index,
-        };
-        let reference = format!("refs/heads/{branch}");
-        // Each attempt reads the tip afresh, so an attempt that lost a race for the index or the
-        // ref to another git process starts over instead of committing on a stale parent.
-        retry_on_contention(|| commit_once(&scope, &reference, message)).await
+        self.commit_with(message, false).await
     }
 
     /// A unified diff of the workspace against its base: committed and uncommitted changes and
@@ -278,6 +307,7 @@ impl Workspace {
                 branch,
                 base_commit,
                 places,
+                ..
             } => (path, branch, base_commit, places),
             Workspace::Copy { path, source } => {
                 let (copy, source) = (path.clone(), source.clone());
@@ -335,15 +365,8 @@ impl Workspace {
         let Workspace::Git { branch, places, .. } = self else {
             return Ok(false);
         };
-        let scope = common_scope(places);
         let tip = format!("refs/heads/{branch}");
-        let args = ["merge-base", "--is-ancestor", tip.as_str(), into];
-        let output = git_output(&scope, &args).await?;
-        match output.status.code() {
-            Some(0) => Ok(true),
-            Some(1) => Ok(false),
-            _ => Err(git_failure(&scope, &args, &output)),
-        }
+        start::is_ancestor(&common_scope(places), &tip, into).await
     }
 
     /// The branch the repository's main checkout has checked out, which retention checks merges
@@ -366,6 +389,11 @@ impl Workspace {
         (places.worktree == path).then(|| Workspace::Git {
             path: path.to_path_buf(),
             branch: record.branch,
+            start: Start {
+                commit: record.base_commit.clone(),
+                from: orch_core::StartFrom::Base,
+                branches: Vec::new(),
+            },
             base_commit: record.base_commit,
             places,
         })
@@ -380,10 +408,14 @@ fn common_scope(places: &GitPlaces) -> GitScope<'_> {
     }
 }
 
+/// One try at committing the worktree on `reference`. Each try reads the tip afresh, so a try
+/// that lost a race for the index or the ref to another git process starts over instead of
+/// committing on a stale parent. Without `allow_empty`, an unchanged tree commits nothing.
 async fn commit_once(
     scope: &GitScope<'_>,
     reference: &str,
     message: &str,
+    allow_empty: bool,
 ) -> Result<Option<String>, WorkspaceError> {
     let tip = stdout_line(
         &git(
@@ -401,7 +433,7 @@ async fn commit_once(
         )
         .await?,
     );
-    if tree == tip_tree {
+    if tree == tip_tree && !allow_empty {
         return Ok(None);
     }
     let commit = stdout_line(

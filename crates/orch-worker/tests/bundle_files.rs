@@ -5,7 +5,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
-use orch_worker::bundle::{Bundle, RUN_FILES, STEP_FILES};
+use orch_worker::bundle::{Bundle, COMPLETE_FILES, RUN_FILES, STEP_FILES};
 use orch_worker::redact::Redactor;
 use serde_json::json;
 
@@ -41,14 +41,39 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 #[test]
-fn create_makes_the_run_directory_with_every_run_file_empty() {
+fn create_makes_the_run_directory_with_every_run_file_empty_but_the_results_absent() {
     let runs = tempfile::tempdir().expect("temp dir");
     let bundle = bundle(runs.path());
     assert_eq!(bundle.path(), runs.path().join("7").join("2"));
     for name in RUN_FILES {
-        let content = fs::read(bundle.path().join(name)).expect(name);
+        let path = bundle.path().join(name);
+        if COMPLETE_FILES.contains(&name) {
+            assert!(!path.exists(), "{name} is complete or absent, never empty");
+            continue;
+        }
+        let content = fs::read(path).expect(name);
         assert!(content.is_empty(), "{name} is not empty");
     }
+    let step = bundle.step_dir("s").expect("step dir");
+    assert!(!step.join("result.json").exists());
+}
+
+#[test]
+fn a_result_is_written_whole_under_its_name_or_not_at_all() {
+    let runs = tempfile::tempdir().expect("temp dir");
+    let mut bundle = bundle(runs.path());
+    bundle
+        .write_json("result.json", &json!({"status": "succeeded"}))
+        .expect("json");
+    let text = fs::read_to_string(bundle.path().join("result.json")).expect("result");
+    assert!(text.contains("succeeded"));
+    // Only the finished file is left: no temporary name beside it.
+    let names: Vec<String> = fs::read_dir(bundle.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
 }
 
 #[test]
@@ -99,7 +124,9 @@ fn step_dir_makes_the_step_directory_with_every_step_file() {
     let dir = bundle.step_dir("build-1.x_y").expect("step dir");
     assert_eq!(dir, bundle.path().join("steps").join("build-1.x_y"));
     for name in STEP_FILES {
-        assert!(dir.join(name).is_file(), "{name} is missing");
+        // A step's result appears whole when the step ends, never empty before.
+        let expected = !COMPLETE_FILES.contains(&name);
+        assert_eq!(dir.join(name).is_file(), expected, "{name}");
     }
 }
 
@@ -265,8 +292,17 @@ fn atomic_writes_leave_no_temporary_files_behind() {
         })
         .collect();
     names.sort();
-    let mut expected: Vec<String> = RUN_FILES.iter().map(|name| name.to_string()).collect();
-    expected.extend(STEP_FILES.iter().map(|name| format!("steps/s/{name}")));
+    let mut expected: Vec<String> = RUN_FILES
+        .iter()
+        .filter(|name| **name != "result.json")
+        .map(|name| name.to_string())
+        .collect();
+    expected.extend(
+        STEP_FILES
+            .iter()
+            .filter(|name| **name != "result.json")
+            .map(|name| format!("steps/s/{name}")),
+    );
     expected.sort();
     assert_eq!(names, expected);
 }

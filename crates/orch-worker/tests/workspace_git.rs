@@ -55,6 +55,9 @@ impl Fixture {
             base_branch: None,
             non_git: NonGitMode::Fail,
             copy_max_bytes: orch_worker::workspace::DEFAULT_COPY_MAX_BYTES,
+            // One orch database per home in these tests: a task is its id and creation time.
+            task_created_at: created_at_for(&self.worktrees_root),
+            start: orch_worker::workspace::StartRequest::default(),
         }
     }
 
@@ -577,4 +580,15 @@ async fn a_project_in_a_subdirectory_gets_a_worktree_of_the_whole_repository() {
 
     assert!(workspace.path().join("services/api/main.rs").exists());
     assert!(workspace.path().join("README.md").exists());
+}
+
+/// A creation time standing for "this home's database" (see `WorkspaceRequest::task_created_at`).
+fn created_at_for(root: &std::path::Path) -> i64 {
+    root.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(7_i64, |hash, byte| {
+            hash.wrapping_mul(31).wrapping_add(i64::from(*byte))
+        })
+        .abs()
 }

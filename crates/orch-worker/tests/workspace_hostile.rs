@@ -262,6 +262,9 @@ impl Lab {
             base_branch: None,
             non_git: NonGitMode::Fail,
             copy_max_bytes: orch_worker::workspace::DEFAULT_COPY_MAX_BYTES,
+            // One orch database per home in these tests: a task is its id and creation time.
+            task_created_at: created_at_for(&self.worktrees_root),
+            start: orch_worker::workspace::StartRequest::default(),
         }
     }
 
@@ -876,4 +879,15 @@ async fn remove_never_deletes_outside_the_worktree_whatever_its_git_files_name()
     assert_eq!(lab.main_state(), before);
     // The admin dir no longer names this worktree, so it was left for `git worktree prune`.
     assert!(t.admin.exists());
+}
+
+/// A creation time standing for "this home's database" (see `WorkspaceRequest::task_created_at`).
+fn created_at_for(root: &std::path::Path) -> i64 {
+    root.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(7_i64, |hash, byte| {
+            hash.wrapping_mul(31).wrapping_add(i64::from(*byte))
+        })
+        .abs()
 }

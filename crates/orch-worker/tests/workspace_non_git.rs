@@ -57,6 +57,9 @@ impl Fixture {
             base_branch: None,
             non_git,
             copy_max_bytes: orch_worker::workspace::DEFAULT_COPY_MAX_BYTES,
+            // One orch database per home in these tests: a task is its id and creation time.
+            task_created_at: created_at_for(&self.worktrees_root),
+            start: orch_worker::workspace::StartRequest::default(),
         }
     }
 }
@@ -349,4 +352,15 @@ async fn a_directory_replaced_by_a_link_in_the_copy_never_leads_writes_outside_t
         "{result:?}"
     );
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+}
+
+/// A creation time standing for "this home's database" (see `WorkspaceRequest::task_created_at`).
+fn created_at_for(root: &std::path::Path) -> i64 {
+    root.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(7_i64, |hash, byte| {
+            hash.wrapping_mul(31).wrapping_add(i64::from(*byte))
+        })
+        .abs()
 }

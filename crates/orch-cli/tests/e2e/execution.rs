@@ -315,7 +315,14 @@ tasks:
         result["commit"],
         "{result:#}"
     );
-    assert_eq!(repo.git(&["rev-parse", &format!("{branch}^")]), head);
+    // One checkpoint commit per step, each naming it, on top of where the task started.
+    assert_eq!(
+        repo.git(&["log", "--format=%s", &format!("{head}..{branch}")]),
+        format!(
+            "orch: task {id} run 1 step check\norch: task {id} run 1 step write",
+            id = ids["a"]
+        )
+    );
     assert_eq!(
         repo.git(&["show", &format!("{branch}:greeting.txt")]),
         "hello from task a"

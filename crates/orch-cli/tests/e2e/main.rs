@@ -10,6 +10,7 @@
 mod support;
 
 mod agents;
+mod chaos;
 mod cli;
 mod client;
 mod consistency;
@@ -22,6 +23,7 @@ mod export;
 mod fencing;
 mod hosts;
 mod landing;
+mod flow;
 mod live;
 mod machine;
 mod real_agents;

@@ -13,7 +13,7 @@ use crate::support::{
 };
 
 /// Start a remote worker with its own home; the token comes from the environment.
-fn worker(home: &Home, server: &str, token: &str, name: &str) -> Process {
+pub(crate) fn worker(home: &Home, server: &str, token: &str, name: &str) -> Process {
     home.spawn_with_env(
         &[
             "worker", "--server", server, "--name", name, "--slots", "1", "--lease", "2s",
@@ -25,7 +25,7 @@ fn worker(home: &Home, server: &str, token: &str, name: &str) -> Process {
 
 /// The address (`http://...`) and worker token of the daemon starting on `home`, once it
 /// listens.
-fn server_and_token(home: &Home) -> (String, String) {
+pub(crate) fn server_and_token(home: &Home) -> (String, String) {
     let addr = poll_until("serve.addr", SERVE_DEADLINE, || {
         Some(read_trimmed(&home.path().join("serve.addr"))).filter(|a| !a.is_empty())
     });
@@ -426,7 +426,12 @@ fn a_remote_worker_runs_tasks_in_the_checkout_its_project_flag_names_not_the_dae
 #[test]
 fn a_remote_worker_killed_mid_step_and_restarted_stops_the_old_step_before_the_task_runs_again() {
     let home = Home::new();
-    let repo = Repo::new(&[(".orch.toml", "allow_shell = true\n")]);
+    // `step.pid` is ignored: a retry resets the worktree to the branch's last checkpoint, which
+    // deletes what a lost attempt left untracked but keeps ignored files.
+    let repo = Repo::new(&[
+        (".orch.toml", "allow_shell = true\n"),
+        (".gitignore", "step.pid\n"),
+    ]);
     // The first run records its pid and sleeps (as `exec sleep`, keeping the pid); the retry,
     // in the same worktree, writes whether that pid is still alive and ends.
     // (A killed process may stay a zombie here, which `kill -0` would call alive: read its state.)

@@ -143,6 +143,7 @@ mod tests {
             timeout: None,
             requires_approval: false,
             merge: None,
+            start_from: crate::model::StartFrom::default(),
         }
     }
 

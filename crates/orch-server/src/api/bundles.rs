@@ -365,7 +365,9 @@ fn replace_file(target: &Path, data: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temporary = target.with_file_name(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
-    let written = fs::write(&temporary, data).and_then(|()| fs::rename(&temporary, target));
+    // Flushed before the rename: a file is complete or absent, even across a power cut.
+    let written = orch_worker::bundle::write_synced(&temporary, data)
+        .and_then(|()| fs::rename(&temporary, target));
     if written.is_err() {
         let _ = fs::remove_file(&temporary);
     }
@@ -604,6 +606,14 @@ pub(super) fn unpack(file: impl std::io::Read, staging: &Path) -> Result<Vec<Pat
                 Err(e) => return Err(invalid(format!("`{name}` cannot be read: {e}"))),
             };
             std::io::Write::write_all(&mut out, &buffer[..read]).map_err(internal)?;
+        }
+        // A result or manifest is flushed before `receive` renames it into the run directory:
+        // complete or absent even across a power cut (the rename alone covers a crash).
+        if orch_worker::bundle::COMPLETE_FILES
+            .iter()
+            .any(|complete| relative.file_name().is_some_and(|n| n == *complete))
+        {
+            out.sync_all().map_err(internal)?;
         }
         files.push(relative);
     }

@@ -59,6 +59,7 @@ use super::{
         workers::ClaimedRun,
         workers::ClaimedTask,
         workers::ClaimedReply,
+        workers::ClaimedDependency,
         agents::UsageView,
         reviews::ReviewReport,
         reviews::ReviewView,

@@ -155,6 +155,11 @@ pub struct TaskDetail {
     /// The latest run's review (`review.json`), for projects with `[review]`.
     #[schema(value_type = Option<Object>)]
     pub review: Option<serde_json::Value>,
+    /// Where the task's worktree started (`job.json`'s `start`): `{"commit": "<sha>", "from":
+    /// "base" | "dependencies", "branches": ["orch/..."]}`; absent before a run prepared it
+    /// and for copies.
+    #[schema(value_type = Option<Object>)]
+    pub start: Option<serde_json::Value>,
 }
 
 /// The tasks a workflow submission created.
@@ -314,6 +319,11 @@ pub async fn get(
         review: bundle
             .as_deref()
             .and_then(|dir| read_json(dir, "review.json")),
+        start: bundle
+            .as_deref()
+            .and_then(|dir| read_json(dir, "job.json"))
+            .and_then(|job| job.get("start").cloned())
+            .filter(|start| !start.is_null()),
         bundle: bundle.map(|dir| dir.display().to_string()),
     }))
 }

@@ -107,6 +107,24 @@ pub struct ClaimedRun {
     /// The review verdicts of the task's earlier runs, oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reviews: Vec<super::reviews::ReviewView>,
+    /// The tasks this one needs, in `needs` order: the worker starts the task's worktree from
+    /// the branches of those that are `done`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<ClaimedDependency>,
+}
+
+/// A dependency of the claimed task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimedDependency {
+    /// Its id.
+    pub id: i64,
+    /// Its project's id.
+    pub project: i64,
+    /// When it was created (milliseconds since the Unix epoch): with the id, what its branch is
+    /// recorded under in the repository.
+    pub created_at: i64,
+    /// Its status now.
+    pub status: String,
 }
 
 /// A follow-up the claimed run must answer.
@@ -290,6 +308,7 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
         token,
         reply,
         reviews,
+        dependencies,
     } = claim;
     let (project_dir, project_name) = state
         .store
@@ -334,6 +353,15 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
             session_id: r.session_id,
         }),
         reviews: reviews.iter().map(Into::into).collect(),
+        dependencies: dependencies
+            .into_iter()
+            .map(|dependency| ClaimedDependency {
+                id: dependency.id.0,
+                project: dependency.project.0,
+                created_at: dependency.created_at.0,
+                status: dependency.status.to_string(),
+            })
+            .collect(),
         project_name,
     })
 }

@@ -160,11 +160,24 @@ fn claim_next(
     };
     let reply = super::agents::pending_reply(conn, task.id)?;
     let reviews = super::reviews::reviews_of_task(conn, task.id)?;
+    let dependencies = task
+        .needs
+        .iter()
+        .map(|need| {
+            load_task(conn, *need).map(|dependency| crate::DependencyRef {
+                id: dependency.id,
+                project: dependency.project,
+                created_at: dependency.created_at,
+                status: dependency.status,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Some(Claim {
         task,
         run,
         token,
         reply,
         reviews,
+        dependencies,
     }))
 }

@@ -124,6 +124,7 @@ pub fn task_with(key: &str, needs: &[usize], priority: i32, retry: RetryPolicy) 
             timeout: None,
             requires_approval: false,
             merge: None,
+            start_from: orch_core::StartFrom::default(),
         },
         needs_in_batch: needs.to_vec(),
         needs_existing: Vec::new(),

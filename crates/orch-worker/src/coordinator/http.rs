@@ -391,7 +391,17 @@ struct ClaimedRun {
     reply: Option<orch_store::PendingReply>,
     #[serde(default)]
     reviews: Vec<orch_store::ReviewRecord>,
+    #[serde(default)]
+    dependencies: Vec<ClaimedDependency>,
     project_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClaimedDependency {
+    id: i64,
+    project: i64,
+    created_at: i64,
+    status: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -432,6 +442,20 @@ impl ClaimedRun {
             created_at: Timestamp(self.task.created_at),
             updated_at: Timestamp(self.task.updated_at),
         };
+        let dependencies = self
+            .dependencies
+            .into_iter()
+            .map(|dependency| {
+                Ok(orch_store::DependencyRef {
+                    id: TaskId(dependency.id),
+                    project: ProjectId(dependency.project),
+                    created_at: Timestamp(dependency.created_at),
+                    status: Status::from_str(&dependency.status).map_err(|e| {
+                        CoordinatorError::Refused(format!("a dependency's status: {e}"))
+                    })?,
+                })
+            })
+            .collect::<Result<Vec<_>, CoordinatorError>>()?;
         let run = Run {
             id: RunId(self.run),
             task: task.id,
@@ -452,6 +476,7 @@ impl ClaimedRun {
                 token,
                 reply: self.reply,
                 reviews: self.reviews,
+                dependencies,
             },
             PathBuf::from(self.project_dir),
         ))

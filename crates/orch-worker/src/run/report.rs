@@ -89,6 +89,16 @@ pub(super) fn skipped(name: &str) -> StepReport {
     }
 }
 
+/// A step an earlier attempt of the task finished: its checkpoint is on the branch, so it is
+/// not run again.
+pub(super) fn done_earlier(name: &str, checkpoint: &str) -> StepReport {
+    StepReport {
+        status: ResultStatus::Succeeded,
+        summary: format!("done by an earlier attempt (checkpoint {checkpoint}); not run again"),
+        ..skipped(name)
+    }
+}
+
 pub(super) fn failed_report(name: &str, error: String, clock: Instant) -> StepReport {
     StepReport {
         name: name.to_owned(),

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::git::{git, git_failure, git_output, retry_on_contention, stdout_line};
 use super::places::{self, Finding};
+use super::start::{compute_start, read_ownership, record_ownership, Ownership, Start, TaskKey};
 use super::{
     blocking, branch_name, canonical, io_error, parse_record, remove_dir_if_present,
     remove_worktree, BaseRecord, GitPlaces, GitScope, Workspace, WorkspaceError, WorkspaceRequest,
@@ -90,6 +91,12 @@ struct WorktreeTarget {
     branch: String,
     /// What to branch from; `None` is the main checkout's HEAD.
     base_branch: Option<String>,
+    /// The task, as its branch is recorded in the repository.
+    key: TaskKey,
+    /// Where the branch starts, as recorded in the repository (`None`: not recorded yet).
+    start: Option<Start>,
+    /// What a new branch starts from.
+    start_request: super::StartRequest,
 }
 
 impl WorktreeTarget {
@@ -134,13 +141,24 @@ pub(super) async fn prepare_worktree(
     };
     let record = group.join(format!("{}.base", request.task_id));
     let path = group.join(request.task_id.to_string());
-    let branch = choose_branch(request, &main, &path, &record).await?;
+    let key = TaskKey {
+        id: request.task_id,
+        created_at: request.task_created_at,
+    };
+    // The task's own branch, whoever made it: recorded in the repository (see `start.rs`).
+    let (branch, start) = match read_ownership(&main.common_dir, key).await? {
+        Some(owned) => (owned.branch, Some(owned.start)),
+        None => (choose_branch(request, &main, &path, &record).await?, None),
+    };
     let target = WorktreeTarget {
         main,
         path,
         record,
         branch,
         base_branch: request.base_branch.clone(),
+        key,
+        start,
+        start_request: request.start.clone(),
     };
     // Each attempt looks at the state afresh, so an attempt that lost a race half-way (the
     // branch created, the worktree not) is finished by the next one instead of tripping on it.
@@ -173,9 +191,9 @@ fn is_held_by_registration(stderr: &str) -> bool {
 async fn place_worktree(target: &WorktreeTarget) -> Result<Workspace, WorkspaceError> {
     match inspect_worktree(target).await? {
         WorktreeState::OnBranch(places) => {
-            let base_commit = base_commit_of_existing_branch(target, &places).await?;
+            let start = start_of_existing_branch(target, &places).await?;
             tracing::info!(path = %target.path.display(), branch = %target.branch, "reusing worktree");
-            return Ok(git_workspace(target, base_commit, places));
+            return Ok(git_workspace(target, start, places));
         }
         WorktreeState::OtherHead(head) => {
             return Err(WorkspaceError::Git {
@@ -200,17 +218,25 @@ async fn place_worktree(target: &WorktreeTarget) -> Result<Workspace, WorkspaceE
         WorktreeState::Missing => {}
     }
     if branch_exists(target, &target.branch).await? {
+        // `--force`: the branch may still be checked out in the worktree of a lost attempt in
+        // another worker's home. orch commits onto the branch's ref, never through a worktree's
+        // HEAD, so the task continues here on its one branch; the stale worktree is retention's.
         add_worktree(
             target,
-            &[target.path.as_os_str(), OsStr::new(&target.branch)],
+            &[
+                OsStr::new("--force"),
+                target.path.as_os_str(),
+                OsStr::new(&target.branch),
+            ],
         )
         .await?;
         let places = located(target).await?;
-        let base_commit = base_commit_of_existing_branch(target, &places).await?;
+        let start = start_of_existing_branch(target, &places).await?;
         tracing::info!(path = %target.path.display(), branch = %target.branch, "recreated worktree on existing branch");
-        return Ok(git_workspace(target, base_commit, places));
+        return Ok(git_workspace(target, start, places));
     }
-    let base_commit = resolve_base(target).await?;
+    let start = start_of_new_branch(target).await?;
+    let base_commit = start.commit.clone();
     // Written before the branch exists, so a branch never exists without its record unless the
     // record was deleted afterwards (then the merge base stands in).
     write_base_record(target, &base_commit, None).await?;
@@ -228,8 +254,80 @@ async fn place_worktree(target: &WorktreeTarget) -> Result<Workspace, WorkspaceE
     .await?;
     let places = located(target).await?;
     write_base_record(target, &base_commit, Some(&places)).await?;
-    tracing::info!(path = %target.path.display(), branch = %target.branch, base = %base_commit, "created worktree");
-    Ok(git_workspace(target, base_commit, places))
+    tracing::info!(path = %target.path.display(), branch = %target.branch, base = %base_commit, from = start.from.as_str(), "created worktree");
+    Ok(git_workspace(target, start, places))
+}
+
+/// The start of a branch about to be created: the recorded one while its commit exists, else
+/// computed (base or dependencies) and recorded before the branch exists, so a branch never
+/// exists without its ownership record.
+async fn start_of_new_branch(target: &WorktreeTarget) -> Result<Start, WorkspaceError> {
+    if let Some(start) = &target.start {
+        if commit_exists(target, &start.commit).await? {
+            return Ok(start.clone());
+        }
+    }
+    let scope = target.main_scope();
+    let start = compute_start(
+        &scope,
+        &target.main.common_dir,
+        &target.start_request,
+        resolve_base(target),
+    )
+    .await?;
+    let ownership = Ownership {
+        branch: target.branch.clone(),
+        start,
+    };
+    // Replaced only when the recorded start commit is gone (collected by a `git gc` before the
+    // branch was made); otherwise a record written meanwhile wins.
+    let recorded = record_ownership(
+        &target.main.common_dir,
+        target.key,
+        ownership,
+        target.start.is_some(),
+    )
+    .await?;
+    if recorded.branch != target.branch {
+        return Err(WorkspaceError::Git {
+            args: "worktree add".to_string(),
+            dir: target.path.clone(),
+            stderr: format!(
+                "task {} was given the branch `{}` by another worker meanwhile; the task will be \
+                 retried on it",
+                target.key.id, recorded.branch
+            ),
+        });
+    }
+    Ok(recorded.start)
+}
+
+/// The start of a branch that exists: the recorded one, else (a branch made by an orch that did
+/// not record ownership) the base record's or the merge base, recorded now.
+async fn start_of_existing_branch(
+    target: &WorktreeTarget,
+    places: &GitPlaces,
+) -> Result<Start, WorkspaceError> {
+    if let Some(start) = &target.start {
+        let record = read_base_record(target).await?;
+        if record.as_ref().map(|r| (&r.base_commit, r.places.as_ref()))
+            != Some((&start.commit, Some(places)))
+        {
+            write_base_record(target, &start.commit, Some(places)).await?;
+        }
+        return Ok(start.clone());
+    }
+    let commit = base_commit_of_existing_branch(target, places).await?;
+    let ownership = Ownership {
+        branch: target.branch.clone(),
+        start: Start {
+            commit,
+            from: orch_core::StartFrom::Base,
+            branches: Vec::new(),
+        },
+    };
+    let recorded = record_ownership(&target.main.common_dir, target.key, ownership, false).await?;
+    Ok(recorded.start)
 }
 
 async fn add_worktree(target: &WorktreeTarget, args: &[&OsStr]) -> Result<(), WorkspaceError> {
@@ -254,12 +352,13 @@ async fn located(target: &WorktreeTarget) -> Result<GitPlaces, WorkspaceError> {
     .await
 }
 
-fn git_workspace(target: &WorktreeTarget, base_commit: String, places: GitPlaces) -> Workspace {
+fn git_workspace(target: &WorktreeTarget, start: Start, places: GitPlaces) -> Workspace {
     Workspace::Git {
         path: target.path.clone(),
         branch: target.branch.clone(),
-        base_commit,
+        base_commit: start.commit.clone(),
         places,
+        start,
     }
 }
 
