@@ -126,8 +126,9 @@ pub struct ServeArgs {
     /// Embedded workers (runs at the same time); 0 leaves the work to remote `orch worker`s.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Lease length: a run whose worker stops heartbeating for this long is recovered.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Lease length (1s or more): a run whose worker stops heartbeating for this long is
+    /// recovered.
+    #[arg(long, default_value = "30s", value_parser = parse_lease)]
     pub lease: std::time::Duration,
     /// How long running steps may take to finish after SIGTERM before they are requeued.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -207,6 +208,27 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// `--slots`: how many runs at once; 0 would run nothing.
+pub fn parse_slots(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 slots would run nothing; give 1 or more".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a number of slots; give 1 or more")),
+    }
+}
+
+/// `--lease`: a duration of at least a second (heartbeats go every third of it).
+pub fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let lease = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write it like `30s`"))?;
+    if lease < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "a lease of {text} would expire before the first heartbeat; give 1s or more (e.g. 30s)"
+        ));
+    }
+    Ok(lease)
+}
+
 /// `NAME=PATH` for `orch worker --project`.
 pub fn parse_checkout(text: &str) -> Result<(String, PathBuf), String> {
     match text.split_once('=') {
@@ -229,11 +251,12 @@ pub struct WorkerArgs {
     /// The worker's name (slots are `<name>-1`, `<name>-2`, ...); unique per machine.
     #[arg(long)]
     pub name: String,
-    /// Runs at the same time.
-    #[arg(long, default_value_t = 1)]
+    /// Runs at the same time (1 or more).
+    #[arg(long, default_value_t = 1, value_parser = parse_slots)]
     pub slots: usize,
-    /// Lease length: a run whose worker stops heartbeating for this long is recovered.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Lease length (1s or more): a run whose worker stops heartbeating for this long is
+    /// recovered.
+    #[arg(long, default_value = "30s", value_parser = parse_lease)]
     pub lease: std::time::Duration,
     /// How long running steps may take to finish after SIGTERM before they are requeued.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -288,7 +311,8 @@ pub struct InitArgs {
 pub struct RunArgs {
     /// The workflow file (YAML). See `orch schema workflow` for its format.
     pub file: PathBuf,
-    /// The project the tasks belong to [default: the repository containing the file].
+    /// The project the tasks belong to, an existing directory [default: the file's `project:`,
+    /// else the repository (or directory) you are in, wherever the file lives].
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
     /// Print JSON.
@@ -472,7 +496,7 @@ pub struct TaskAddArgs {
     /// Wait for `orch task approve` before running.
     #[arg(long)]
     pub requires_approval: bool,
-    /// The project directory [default: the repository or directory you are in].
+    /// The project, an existing directory [default: the repository or directory you are in].
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
     /// Print JSON.

@@ -11,7 +11,6 @@ use orch_core::{CancelReason, ReplyMessage, RetryDelay, StepAction, TaskId, Task
 use orch_store::TaskFilter;
 use serde_json::{json, Value};
 
-use crate::commands::open_store;
 use crate::config::{self, Settings};
 use crate::output::{EventView, RunView, TaskView};
 use crate::UserError;
@@ -88,7 +87,7 @@ impl Backend {
                 return Ok(Backend::Api(Api::new(base, settings, remote)?));
             }
         }
-        Ok(Backend::Store(App::new(open_store(settings).await?)))
+        Ok(Backend::Store(crate::commands::app(settings).await?))
     }
 
     /// Add one task for the project directory; returns its view and the project's name.

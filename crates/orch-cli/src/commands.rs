@@ -51,6 +51,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The application over this home's store, checking submissions against its `config.toml`.
+pub async fn app(settings: &Settings) -> anyhow::Result<orch_app::App> {
+    let check = orch_server::submit_check::ConfigCheck::new(&settings.home);
+    Ok(orch_app::App::new(open_store(settings).await?).with_check(std::sync::Arc::new(check)))
+}
+
 pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {
     let dir = match &args.dir {
         Some(dir) => {
@@ -99,18 +105,12 @@ pub async fn run_workflow(
     })?;
     let name = args.file.display().to_string();
     // Checked here too, so a broken file is reported the same way whichever path is taken.
-    spec::parse_workflow(&name, &text).map_err(|e| UserError::new(e.to_string()))?;
-    let project_dir = match &args.project {
-        Some(dir) => config::project_root(dir)?,
-        None => {
-            let parent = args
-                .file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            config::project_root(parent)?
-        }
-    };
+    let parsed = spec::parse_workflow(&name, &text).map_err(|e| UserError::new(e.to_string()))?;
+    let project_dir = crate::project::of_workflow(
+        args.project.as_deref(),
+        &args.file,
+        parsed.project.as_deref(),
+    )?;
     let backend = Backend::open(settings, remote, None).await?;
     let submitted = backend.submit_workflow(&project_dir, &name, text).await?;
     print_warnings(&submitted);
@@ -216,10 +216,8 @@ async fn task_add(settings: &Settings, remote: &Remote, args: TaskAddArgs) -> an
         None => spec_from_flags(&args)?,
     };
     let project_dir = match &args.project {
-        Some(dir) => config::project_root(dir)?,
-        None => {
-            config::project_root(&std::env::current_dir().context("read the current directory")?)?
-        }
+        Some(dir) => crate::project::named("--project", dir)?,
+        None => crate::project::current()?,
     };
     let backend = Backend::open(settings, remote, client::spec_lacks(&spec)).await?;
     let (task, project) = backend.add_task(&project_dir, spec, &args.needs).await?;

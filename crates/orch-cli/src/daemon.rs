@@ -46,10 +46,13 @@ fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
 }
 
 pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Result<()> {
+    // A broken config.toml stops the daemon now, not each task later.
+    orch_worker::project::ProjectConfig::load_global(&settings.home)
+        .map_err(|e| UserError::new(e.to_string()))?;
     let store = open_store(settings).await?;
     let mut options = ServeOptions::new(&settings.home);
     options.workers = args.workers;
-    options.lease = args.lease.max(Duration::from_secs(1));
+    options.lease = args.lease;
     options.grace = args.grace;
     options.exit_when_idle = args.exit_when_idle;
     options.listen = Some(args.listen);
@@ -192,9 +195,9 @@ pub async fn worker_command(
     let mut worker = orch_worker::WorkerSettings::new(args.name.trim(), &settings.home);
     // The worker token is redacted from every run's bundle like a secret value.
     worker.own_secrets.push(token.value.trim().to_owned());
-    worker.lease = args.lease.max(Duration::from_secs(1));
+    worker.lease = args.lease;
     worker.heartbeat_every = worker.lease / 3;
-    let slots = args.slots.max(1);
+    let slots = args.slots;
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
@@ -205,7 +208,7 @@ pub async fn worker_command(
         humantime::format_duration(worker.lease),
         settings.home.join("runs").display()
     );
-    orch_worker::run_workers(
+    let ended = orch_worker::run_workers_checked(
         orch_worker::Coordinator::Http(http),
         worker,
         slots,
@@ -213,6 +216,14 @@ pub async fn worker_command(
         args.grace,
     )
     .await;
+    if let Err(e) = ended {
+        return Err(UserError::new(format!(
+            "orch worker: stopped: the daemon at {} refused the worker token from {} ({e}); \
+             give the worker a copy of the file `worker-token` in the daemon's home",
+            args.server, token.source
+        ))
+        .into());
+    }
     eprintln!("orch worker: stopped");
     Ok(())
 }

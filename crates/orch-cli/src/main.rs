@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod debug;
 mod output;
+mod project;
 mod route;
 mod stream;
 

@@ -1365,3 +1365,40 @@ fn an_empty_title_on_the_last_line_points_at_that_line() {
     let error = orch_core::spec::parse_task("task.yml", "title: \0").unwrap_err();
     assert_eq!(error.at.line, 1, "{error}");
 }
+
+#[test]
+fn a_zero_timeout_is_refused_at_the_value() {
+    check(
+        r#"
+        tasks:
+          - id: a
+            title: A
+            timeout: 0s
+            steps:
+              - agent: sim
+        "#,
+        expect![[r#"
+            workflow.yml:4:14: `timeout: 0s` would stop the run the moment it starts; give a positive duration such as `30m`, or remove `timeout` for no timeout
+              |     timeout: 0s
+              |              ^
+        "#]],
+    );
+}
+
+#[test]
+fn a_zero_step_timeout_is_refused_at_the_value() {
+    check(
+        r#"
+        tasks:
+          - id: a
+            title: A
+            steps:
+              - exec: [{argv: [true], timeout: 0ms}]
+        "#,
+        expect![[r#"
+            workflow.yml:5:40: `timeout: 0s` would stop the run the moment it starts; give a positive duration such as `30m`, or remove `timeout` for no timeout
+              |       - exec: [{argv: [true], timeout: 0ms}]
+              |                                        ^
+        "#]],
+    );
+}

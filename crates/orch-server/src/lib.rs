@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod retention;
+pub mod submit_check;
 
 use std::fs::File;
 use std::net::SocketAddr;

@@ -19,4 +19,4 @@ pub mod workspace;
 
 pub use coordinator::{Coordinator, CoordinatorError, HttpCoordinator};
 pub use run::{execute, RunEnd, WorkerSettings};
-pub use worker::run_workers;
+pub use worker::{run_workers, run_workers_checked};

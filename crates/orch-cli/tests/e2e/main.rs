@@ -26,4 +26,5 @@ mod remote;
 mod routing;
 mod secrets;
 mod serve;
+mod submit_checks;
 mod webhooks;
