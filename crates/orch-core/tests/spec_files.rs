@@ -285,7 +285,7 @@ fn an_unknown_top_level_key_is_named_with_the_keys_allowed() {
         taks: []
         "#,
         expect![[r#"
-            workflow.yml:2:1: unknown key `taks`; did you mean `tasks`? The keys allowed here are: `name`, `defaults`, `tasks`
+            workflow.yml:2:1: unknown key `taks`; did you mean `tasks`? The keys allowed here are: `name`, `project`, `defaults`, `tasks`
               | taks: []
               | ^
         "#]],
