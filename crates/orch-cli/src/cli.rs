@@ -311,6 +311,11 @@ pub struct InitArgs {
 pub struct RunArgs {
     /// The workflow file (YAML). See `orch schema workflow` for its format.
     pub file: PathBuf,
+    /// Run the workflow to the end in the foreground, with progress: through the daemon if one
+    /// runs, else with embedded workers here. Exits 0 when every task is done, 1 naming the
+    /// tasks that are not.
+    #[arg(long)]
+    pub wait: bool,
     /// The project the tasks belong to, an existing directory [default: the file's `project:`,
     /// else the repository (or directory) you are in, wherever the file lives].
     #[arg(long, value_name = "DIR")]

@@ -310,6 +310,24 @@ impl Backend {
         }
     }
 
+    /// The views of these tasks (`TaskView` as JSON), in the order given.
+    pub async fn task_views(&self, ids: &[i64]) -> anyhow::Result<Vec<Value>> {
+        let mut views = Vec::with_capacity(ids.len());
+        for &id in ids {
+            views.push(match self {
+                Backend::Store(app) => view(&TaskView::from(&app.store().task(TaskId(id)).await?))?,
+                Backend::Api(api) => api.get(&format!("/v1/tasks/{id}"), &[]).await?["task"].take(),
+            });
+        }
+        Ok(views)
+    }
+
+    /// Whether the tasks went to the store with no daemon to run them (the daemon of the home
+    /// is asked again: a task the API cannot carry goes to the store even when one runs).
+    pub async fn nobody_runs_them(&self, settings: &Settings) -> bool {
+        matches!(self, Backend::Store(_)) && local_daemon(settings).await.is_none()
+    }
+
     /// Task counts: `{total, by_status}` with every status.
     pub async fn status_counts(&self) -> anyhow::Result<Value> {
         match self {

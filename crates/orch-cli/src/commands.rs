@@ -96,7 +96,7 @@ pub async fn run_workflow(
     settings: &Settings,
     remote: &Remote,
     args: RunArgs,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(&args.file).map_err(|e| {
         UserError::new(format!(
             "cannot read the workflow file {}: {e}",
@@ -115,7 +115,7 @@ pub async fn run_workflow(
     let submitted = backend.submit_workflow(&project_dir, &name, text).await?;
     print_warnings(&submitted);
     if args.json {
-        print_json(&submitted)
+        print_json(&submitted)?;
     } else {
         let tasks = submitted["tasks"].as_array().cloned().unwrap_or_default();
         println!(
@@ -135,8 +135,20 @@ pub async fn run_workflow(
             ]);
         }
         println!("{table}");
-        Ok(())
     }
+    if args.wait {
+        let ids: Vec<i64> = submitted["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["id"].as_i64())
+            .collect();
+        return crate::wait::wait(settings, &backend, &ids).await;
+    }
+    if backend.nobody_runs_them(settings).await {
+        eprintln!("{}", crate::wait::no_daemon_note());
+    }
+    Ok(true)
 }
 
 /// A string field of a JSON view, empty when absent or null.
@@ -222,6 +234,9 @@ async fn task_add(settings: &Settings, remote: &Remote, args: TaskAddArgs) -> an
     let backend = Backend::open(settings, remote, client::spec_lacks(&spec)).await?;
     let (task, project) = backend.add_task(&project_dir, spec, &args.needs).await?;
     print_warnings(&task);
+    if backend.nobody_runs_them(settings).await {
+        eprintln!("{}", crate::wait::no_daemon_note());
+    }
     if args.json {
         print_json(&task)
     } else {

@@ -74,27 +74,56 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
-        "orch serve: home {}, {} worker(s), lease {}, API on {} (bound address in {})",
+        "orch serve: home {}, {} worker(s), lease {}",
         settings.home.display(),
         options.workers,
         humantime::format_duration(options.lease),
-        args.listen,
-        settings.home.join("serve.addr").display()
     );
-    serve(store.clone(), options, shutdown)
-        .await
-        .map_err(|e| match e {
-            orch_server::ServeError::AlreadyRunning(_)
-            | orch_server::ServeError::NonLoopback(_)
-            | orch_server::ServeError::Tls(_)
-            | orch_server::ServeError::TokenExposed { .. } => {
-                anyhow::Error::from(UserError::new(e.to_string()))
-            }
-            other => other.into(),
-        })?;
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let announce = tokio::spawn(announce_bound_address(
+        settings.home.join("serve.addr"),
+        scheme,
+    ));
+    let served = serve(store.clone(), options, shutdown).await;
+    announce.abort();
+    served.map_err(|e| match e {
+        orch_server::ServeError::AlreadyRunning(_)
+        | orch_server::ServeError::NonLoopback(_)
+        | orch_server::ServeError::Tls(_)
+        | orch_server::ServeError::TokenExposed { .. } => {
+            anyhow::Error::from(UserError::new(e.to_string()))
+        }
+        other => other.into(),
+    })?;
     store.close().await;
     eprintln!("orch serve: stopped");
     Ok(())
+}
+
+/// Say where the API listens once it does: the daemon writes the bound address (the real port
+/// for `--listen ...:0`) to `serve.addr` right after binding, so a file written since start-up
+/// is the proof that binding succeeded. (Compared with the file's time before start-up, not the
+/// clock: file times come from the kernel's coarser clock.)
+async fn announce_bound_address(file: PathBuf, scheme: &'static str) {
+    let written = |file: &Path| std::fs::metadata(file).and_then(|m| m.modified()).ok();
+    let before = written(&file);
+    loop {
+        let now = written(&file);
+        if now.is_some() && now != before {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                let addr = text.trim();
+                if !addr.is_empty() {
+                    eprintln!("orch serve: API listening on {scheme}://{addr}");
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The GitHub webhook's settings from the flags (the secret from a file, else from

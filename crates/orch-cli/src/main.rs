@@ -12,6 +12,7 @@ mod output;
 mod project;
 mod route;
 mod stream;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -147,7 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Serve(args) => daemon::serve_command(&settings()?, args).await?,
         Command::Worker(args) => daemon::worker_command(&settings()?, &remote, args).await?,
         Command::Task(command) => commands::task(&settings()?, &remote, command).await?,
-        Command::Run(args) => commands::run_workflow(&settings()?, &remote, args).await?,
+        Command::Run(args) => return commands::run_workflow(&settings()?, &remote, args).await,
         Command::Status(args) => commands::status(&settings()?, &remote, args).await?,
         Command::Stream(args) => stream::stream(&settings()?, args).await?,
         Command::Doctor(args) => return commands::doctor(&settings()?, args).await,

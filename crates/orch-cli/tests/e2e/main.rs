@@ -24,6 +24,7 @@ mod real_agents;
 mod regressions;
 mod remote;
 mod routing;
+mod run_wait;
 mod secrets;
 mod serve;
 mod submit_checks;
