@@ -39,12 +39,27 @@ pub struct Cli {
     #[arg(long, global = true, env = "ORCH_CA_CERT", value_name = "PEM")]
     pub ca_cert: Option<PathBuf>,
 
+    /// Colour the output: `auto` on a terminal unless NO_COLOR is set, `always`, or `never`.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
     /// Log more (repeat for more detail); logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour output (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always, even into a file or pipe.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,7 +359,7 @@ pub enum SchemaKind {
 pub enum TaskCommand {
     /// Add one task, from flags or from a task file.
     Add(TaskAddArgs),
-    /// List tasks, oldest first.
+    /// List tasks, newest first (the latest 50 unless --limit or --all).
     List(TaskListArgs),
     /// Show one task with its runs and events.
     Get(TaskIdArgs),
@@ -517,9 +532,15 @@ pub struct TaskListArgs {
     /// Only tasks of this project (its name or directory).
     #[arg(long)]
     pub project: Option<String>,
-    /// Show at most this many.
-    #[arg(long)]
-    pub limit: Option<u32>,
+    /// Only tasks with this label.
+    #[arg(long, short = 'l', value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Show at most this many, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    /// Show every task (no --limit).
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

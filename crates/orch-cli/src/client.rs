@@ -228,6 +228,12 @@ impl Backend {
                 if let Some(project) = filter.project {
                     query.push(("project", project.0.to_string()));
                 }
+                if let Some(label) = &filter.label {
+                    query.push(("label", label.clone()));
+                }
+                if filter.newest_first {
+                    query.push(("order", "newest".to_owned()));
+                }
                 let list = api.get("/v1/tasks", &query).await?;
                 match list {
                     Value::Array(tasks) => Ok(tasks),

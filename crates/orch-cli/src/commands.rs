@@ -2,6 +2,7 @@
 //! daemon's API when one runs, else the store); the offline ones open the store directly, which
 //! several `orch` processes may do at once.
 
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::Context;
@@ -373,7 +374,9 @@ async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> 
             status,
             project,
             workflow: None,
-            limit: args.limit,
+            limit: (!args.all).then_some(args.limit),
+            label: args.label.clone(),
+            newest_first: true,
         })
         .await?;
     if args.json {
@@ -382,7 +385,17 @@ async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> 
         println!("no tasks");
         Ok(())
     } else {
-        println!("{}", output::task_table(&tasks));
+        let color = crate::listing::color_for(std::io::stdout().is_terminal());
+        let mut out = std::io::stdout().lock();
+        for line in crate::listing::task_lines(&tasks, crate::listing::stdout_width(), color) {
+            writeln!(out, "{line}")?;
+        }
+        if !args.all && tasks.len() == args.limit as usize {
+            eprintln!(
+                "(the latest {} task(s); --limit N or --all for more)",
+                args.limit
+            );
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod daemon;
 mod debug;
+mod listing;
 mod output;
 mod project;
 mod route;
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
+    listing::set_color(cli.color);
     let filter = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -76,6 +78,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        // No escape codes in logs that go to a file or pipe (or with NO_COLOR, --color never).
+        .with_ansi(listing::stderr_color())
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -19,6 +19,7 @@ mod demo;
 mod escape;
 mod execution;
 mod fencing;
+mod listing;
 mod live;
 mod real_agents;
 mod regressions;
