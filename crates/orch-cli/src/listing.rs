@@ -170,7 +170,7 @@ mod tests {
             "{}",
             lines[1]
         );
-        assert!(lines[1].starts_with("2  failed"), "{}", lines[1]);
+        assert!(lines[1].starts_with("2   failed"), "{}", lines[1]);
         let plain = task_lines(&tasks, None, false);
         assert!(
             plain[1].contains("exit 1 second line of it"),
