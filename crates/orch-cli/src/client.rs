@@ -476,13 +476,9 @@ impl Api {
     /// Send with the token; a refusal becomes the error the store path would give (404, 400 and
     /// 422 exit 2 as input errors; 409 exits 1 as a failed operation).
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the orch daemon at {} ({e}); check that `orch serve` runs \
-                     there, or drop --server / ORCH_URL to use the local home",
-                self.base
-            )
-        })?;
+        let response = self
+            .send_patiently(request.bearer_auth(&self.token))
+            .await?;
         let status = response.status();
         let body: Value = response
             .json()
@@ -507,6 +503,70 @@ impl Api {
             409 => anyhow::anyhow!(message),
             _ => anyhow::anyhow!("the daemon at {} answered {status}: {message}", self.base),
         })
+    }
+}
+
+/// How long in all the CLI waits out a busy daemon's 429s before giving up.
+const BUSY_BUDGET: Duration = Duration::from_secs(60);
+/// Waiting longer than this in all is said on stderr (once).
+const BUSY_NOTE_AFTER: Duration = Duration::from_secs(3);
+
+impl Api {
+    async fn deliver(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        request.send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the orch daemon at {} ({e}); check that `orch serve` runs there, \
+                 or drop --server / ORCH_URL to use the local home",
+                self.base
+            )
+        })
+    }
+
+    /// Send, waiting out `429 Too Many Requests` as its `Retry-After` asks (with a little
+    /// jitter so that clients refused together do not come back together), for up to
+    /// [`BUSY_BUDGET`] in all. A 429 is answered before the request is handled, so sending it
+    /// again is safe.
+    async fn send_patiently(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut waited = Duration::ZERO;
+        let mut noted = false;
+        let mut attempt = 0u32;
+        loop {
+            // A streamed body cannot be sent twice (the CLI sends none): then no waiting.
+            let Some(this) = request.try_clone() else {
+                return self.deliver(request).await;
+            };
+            let response = self.deliver(this).await?;
+            if response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Ok(response);
+            }
+            attempt += 1;
+            let asked = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .unwrap_or_else(|| Duration::from_millis(250 * u64::from(attempt.min(8))));
+            let jitter = Duration::from_millis(rand::random_range(0..250));
+            let pause = (asked + jitter).min(BUSY_BUDGET.saturating_sub(waited));
+            if pause.is_zero() {
+                return Ok(response);
+            }
+            if !noted && waited + pause > BUSY_NOTE_AFTER {
+                eprintln!(
+                    "note: the daemon at {} is busy (429 Too Many Requests); waiting up to {}s \
+                     in all",
+                    self.base,
+                    BUSY_BUDGET.as_secs()
+                );
+                noted = true;
+            }
+            tokio::time::sleep(pause).await;
+            waited += pause;
+        }
     }
 }
 

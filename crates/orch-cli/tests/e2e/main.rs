@@ -10,6 +10,7 @@
 mod support;
 
 mod agents;
+mod busy;
 mod cli;
 mod client;
 mod consistency;
