@@ -389,8 +389,8 @@ async fn commit_once(
     Ok(Some(commit))
 }
 
-/// The branch name for a task: `orch/<id>-<slug of the title>` (transliterated to lowercase ascii, `-`, at most 40
-/// characters of slug).
+/// The branch name for a task: `orch/<id>-<slug of the title>` (the title transliterated to
+/// lowercase ascii, `-`, at most 40 characters of slug).
 pub fn branch_name(task_id: i64, title: &str) -> String {
     let mut slug = String::new();
     let mut separator_pending = false;
