@@ -301,6 +301,9 @@ pub struct DemoArgs {
     /// Keep the demo here instead of a new temporary directory.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Keep the temporary directory (repository and home) at the end instead of removing it.
+    #[arg(long)]
+    pub keep: bool,
     /// Embedded workers.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,

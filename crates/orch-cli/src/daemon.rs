@@ -287,16 +287,20 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
 }
 
 pub async fn demo(home_flag: Option<&Path>, args: DemoArgs) -> anyhow::Result<bool> {
-    let root = match &args.dir {
+    // A throwaway directory is removed at the end (on every path out, errors too) unless
+    // --keep; a --dir the user named is theirs and stays.
+    let (root, throwaway) = match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-            crate::config::absolute(dir)?
+            (crate::config::absolute(dir)?, None)
         }
-        None => tempfile::Builder::new()
-            .prefix("orch-demo-")
-            .tempdir()
-            .context("create a temporary directory")?
-            .keep(),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("orch-demo-")
+                .tempdir()
+                .context("create a temporary directory")?;
+            (temp.path().to_owned(), Some(temp))
+        }
     };
     let repo = root.join("repo");
     std::fs::create_dir_all(&repo).with_context(|| format!("create {}", repo.display()))?;
@@ -381,12 +385,26 @@ pub async fn demo(home_flag: Option<&Path>, args: DemoArgs) -> anyhow::Result<bo
         ]);
     }
     println!("{table}");
-    println!(
-        "\nlogs: orch --home {} task logs <task>    details: orch --home {} task get <task>",
-        settings.home.display(),
-        settings.home.display()
-    );
     store.close().await;
+    match throwaway {
+        Some(temp) if !args.keep => {
+            let shown = temp.path().display().to_string();
+            temp.close()
+                .with_context(|| format!("remove the demo's directory {shown}"))?;
+            println!(
+                "\nremoved the demo's directory {shown}; `orch demo --keep` keeps it to look around"
+            );
+        }
+        kept => {
+            // `keep` hands the directory over, so dropping it does not remove it.
+            let _ = kept.map(tempfile::TempDir::keep);
+            println!(
+                "\nlogs: orch --home {} task logs <task>    details: orch --home {} task get <task>",
+                settings.home.display(),
+                settings.home.display()
+            );
+        }
+    }
     Ok(all_done)
 }
 

@@ -132,3 +132,42 @@ fn gc_removes_worktrees_of_merged_or_old_finished_tasks_and_keeps_their_branches
     assert_eq!(branches.lines().count(), 5, "{branches}");
     home.assert_consistent("after gc");
 }
+
+/// The repository the demo announced on stderr (`orch demo: repository <dir>, home ...`).
+fn demo_repository(stderr: &str) -> std::path::PathBuf {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("orch demo: repository "))
+        .unwrap_or_else(|| panic!("no repository announced:\n{stderr}"));
+    let (repo, _) = line
+        .split_once(", home ")
+        .expect("`, home` follows the repository");
+    std::path::PathBuf::from(repo)
+}
+
+#[test]
+fn the_demo_removes_its_throwaway_directory_unless_kept() {
+    let home = Home::new();
+    let demo = home.spawn(&["demo"]).finish(SERVE_DEADLINE);
+    demo.expect_code(0, "orch demo");
+    let repo = demo_repository(&demo.stderr);
+    let root = repo
+        .parent()
+        .expect("the repository is in the demo's directory");
+    assert!(!root.exists(), "{} is left behind", root.display());
+    assert!(
+        demo.stdout.contains("removed the demo's directory"),
+        "{}",
+        demo.stdout
+    );
+
+    let kept = home.spawn(&["demo", "--keep"]).finish(SERVE_DEADLINE);
+    kept.expect_code(0, "orch demo --keep");
+    let repo = demo_repository(&kept.stderr);
+    assert!(
+        repo.join("demo.yml").is_file(),
+        "{} is gone",
+        repo.display()
+    );
+    std::fs::remove_dir_all(repo.parent().unwrap()).unwrap();
+}
