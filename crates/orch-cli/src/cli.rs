@@ -111,8 +111,9 @@ pub enum Command {
     /// retries whose backoff elapsed are queued.
     Recover(JsonArgs),
     /// Remove the worktrees of finished tasks (done, failed, cancelled) whose branch is merged or
-    /// that finished longer ago than --older-than. Branches are kept; needs_review tasks keep
-    /// their worktrees. `orch serve` does this hourly.
+    /// that finished longer ago than --older-than, and their run bundles once they finished
+    /// longer ago than --bundles-older-than. Branches are kept; needs_review tasks keep their
+    /// worktrees and bundles. `orch serve` does this hourly (--bundle-retention).
     Gc(GcArgs),
     /// Print the version.
     Version(JsonArgs),
@@ -148,6 +149,10 @@ pub struct ServeArgs {
     /// How long running steps may take to finish after SIGTERM before they are requeued.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace: std::time::Duration,
+    /// Remove the run bundles of tasks that finished longer ago than this (hourly; needs_review
+    /// tasks keep theirs).
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub bundle_retention: std::time::Duration,
     /// Exit once no task is queued, running, waiting or retrying.
     #[arg(long)]
     pub exit_when_idle: bool,
@@ -288,6 +293,10 @@ pub struct GcArgs {
     /// Remove worktrees of tasks that finished longer ago than this, merged or not.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     pub older_than: std::time::Duration,
+    /// Remove the run bundles (logs, results, patches under `<home>/runs/<task>`) of tasks that
+    /// finished longer ago than this; needs_review tasks keep theirs.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub bundles_older_than: std::time::Duration,
     /// Only say what would be removed.
     #[arg(long)]
     pub dry_run: bool,

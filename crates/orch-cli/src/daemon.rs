@@ -55,6 +55,7 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     options.lease = args.lease;
     options.grace = args.grace;
     options.exit_when_idle = args.exit_when_idle;
+    options.bundle_retention = args.bundle_retention;
     options.listen = Some(args.listen);
     options.allow_non_loopback = args.insecure_listen;
     options.tls = match (&args.tls_cert, &args.tls_key) {
@@ -575,28 +576,44 @@ pub async fn gc(settings: &Settings, args: GcArgs) -> anyhow::Result<()> {
         args.dry_run,
     )
     .await?;
+    let bundles = orch_server::retention::collect_bundles(
+        &store,
+        &settings.home,
+        args.bundles_older_than,
+        now(),
+        args.dry_run,
+    )
+    .await?;
     if args.json {
         let removed: Vec<_> = report
             .removed
             .iter()
             .map(|(task, path, why)| serde_json::json!({ "task": task.0, "path": path, "reason": why }))
             .collect();
-        output::print_json(
-            &serde_json::json!({ "dry_run": args.dry_run, "removed": removed, "kept": report.kept }),
-        )?;
+        let bundles_removed: Vec<_> = bundles
+            .removed
+            .iter()
+            .map(|(task, path, why)| serde_json::json!({ "task": task.0, "path": path, "reason": why }))
+            .collect();
+        output::print_json(&serde_json::json!({
+            "dry_run": args.dry_run, "removed": removed, "kept": report.kept,
+            "bundles_removed": bundles_removed, "bundles_kept": bundles.kept,
+        }))?;
     } else {
         let (verb, summary) = if args.dry_run {
             ("would remove", "would be removed")
         } else {
             ("removed", "removed")
         };
-        for (task, path, why) in &report.removed {
+        for (task, path, why) in report.removed.iter().chain(&bundles.removed) {
             println!("task {task}: {verb} {} ({why})", path.display());
         }
         println!(
-            "{} workspace(s) {summary}, {} kept",
+            "{} workspace(s) {summary}, {} kept; run bundles of {} task(s) {summary}, {} kept",
             report.removed.len(),
-            report.kept
+            report.kept,
+            bundles.removed.len(),
+            bundles.kept
         );
     }
     Ok(())

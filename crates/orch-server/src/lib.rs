@@ -33,6 +33,9 @@ pub struct ServeOptions {
     pub exit_when_idle: bool,
     /// Worktrees of finished tasks older than this are removed (hourly).
     pub retention: Duration,
+    /// Run bundles (`<home>/runs/<task>`) of finished tasks older than this are removed
+    /// (hourly; `needs_review` tasks keep theirs).
+    pub bundle_retention: Duration,
     /// Serve the HTTP API on this address (port 0: any free port; the bound address is written
     /// to `<home>/serve.addr`). `None`: no API (`orch demo`).
     pub listen: Option<SocketAddr>,
@@ -90,6 +93,7 @@ impl ServeOptions {
             tick: Duration::from_millis(100),
             exit_when_idle: false,
             retention: Duration::from_secs(7 * 24 * 3600),
+            bundle_retention: Duration::from_secs(30 * 24 * 3600),
             listen: None,
             allow_non_loopback: false,
             tls: None,
@@ -318,6 +322,23 @@ async fn scheduler_loop(
                     }
                 }
                 Err(e) => tracing::error!("retention pass failed: {e}"),
+            }
+            let now = orch_store::wall_clock();
+            match retention::collect_bundles(
+                &store,
+                &options.home,
+                options.bundle_retention,
+                now,
+                false,
+            )
+            .await
+            {
+                Ok(report) => {
+                    for (task, path, why) in &report.removed {
+                        tracing::info!(task = %task, path = %path.display(), "removed: {why}");
+                    }
+                }
+                Err(e) => tracing::error!("bundle retention pass failed: {e}"),
             }
         }
         tokio::select! {

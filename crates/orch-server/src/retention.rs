@@ -1,5 +1,7 @@
 //! Retention: remove the worktrees (and copies) of finished tasks once their branch is merged
-//! or they are older than the configured age. `orch gc` runs it now; the daemon runs it hourly.
+//! or they are older than the configured age, and their run bundles (`<home>/runs/<task>`: logs,
+//! results, patches) once they are older than the bundles' own age. `orch gc` runs it now; the
+//! daemon runs it hourly.
 //!
 //! Tasks in `needs_review` keep their worktrees whatever their age: a human is meant to look at
 //! them. Branches are never deleted, only worktrees, so no work is lost. The git it needs goes
@@ -141,6 +143,62 @@ pub async fn collect(
         report
             .removed
             .push((task.id, found.workspace.path().to_owned(), why.to_owned()));
+    }
+    Ok(report)
+}
+
+/// Remove the run bundles (`<home>/runs/<task>`, every attempt) of tasks that finished (done,
+/// failed or cancelled) longer ago than `older_than`. `needs_review` tasks and unfinished ones
+/// keep theirs; so do bundles of tasks this home does not know.
+pub async fn collect_bundles(
+    store: &Store,
+    home: &Path,
+    older_than: Duration,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<GcReport, orch_store::StoreError> {
+    let mut report = GcReport::default();
+    let Ok(entries) = std::fs::read_dir(home.join("runs")) else {
+        return Ok(report);
+    };
+    let mut bundles: Vec<(TaskId, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let task = e.file_name().to_str()?.parse::<i64>().ok()?;
+            Some((TaskId(task), e.path()))
+        })
+        .filter(|(_, path)| path.is_dir())
+        .collect();
+    bundles.sort();
+    for (id, path) in bundles {
+        let task = match store.task(id).await {
+            Ok(task) => task,
+            Err(orch_store::StoreError::TaskNotFound(_)) => {
+                report.kept += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let finished = matches!(
+            task.status,
+            Status::Done | Status::Failed | Status::Cancelled
+        );
+        if !finished || task.updated_at.after(older_than) > now {
+            report.kept += 1;
+            continue;
+        }
+        if !dry_run {
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(task = %id, "could not remove the run bundles {}: {e}", path.display());
+                report.kept += 1;
+                continue;
+            }
+        }
+        report.removed.push((
+            id,
+            path,
+            "its run bundles are older than the bundle retention age".to_owned(),
+        ));
     }
     Ok(report)
 }

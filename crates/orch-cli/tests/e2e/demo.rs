@@ -171,3 +171,36 @@ fn the_demo_removes_its_throwaway_directory_unless_kept() {
     );
     std::fs::remove_dir_all(repo.parent().unwrap()).unwrap();
 }
+
+#[test]
+fn gc_removes_the_run_bundles_of_old_finished_tasks_but_not_of_tasks_needing_review() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "# project\n")]);
+    let ids = home.submit(
+        "bundles",
+        "tasks:\n\
+         \x20 - id: fine\n    title: Fine\n    steps:\n      - exec: [{argv: [\"true\"]}]\n\
+         \x20 - id: slow\n    title: Slow\n    timeout: 1s\n    retry: {max_attempts: 1}\n    steps:\n      - exec: [{argv: [sleep, \"5\"]}]\n",
+        repo.path(),
+    );
+    home.serve_until_idle(2);
+    assert_eq!(home.task_status(ids["fine"]), "done");
+    assert_eq!(home.task_status(ids["slow"]), "needs_review");
+    let fine = home.path().join("runs").join(ids["fine"].to_string());
+    let slow = home.path().join("runs").join(ids["slow"].to_string());
+    assert!(fine.is_dir() && slow.is_dir());
+
+    let young = home.json(&["gc", "--json"]);
+    assert_eq!(young["bundles_removed"], serde_json::json!([]), "{young}");
+    let dry = home.json(&["gc", "--bundles-older-than", "0s", "--dry-run", "--json"]);
+    assert_eq!(
+        dry["bundles_removed"].as_array().map(Vec::len),
+        Some(1),
+        "{dry}"
+    );
+    assert!(fine.is_dir(), "a dry run removes nothing");
+    let done = home.json(&["gc", "--bundles-older-than", "0s", "--json"]);
+    assert_eq!(done["bundles_removed"][0]["task"], ids["fine"], "{done}");
+    assert!(!fine.exists(), "the done task's bundles are removed");
+    assert!(slow.is_dir(), "the needs_review task keeps its bundles");
+}
