@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod daemon;
 mod debug;
+mod errors;
 mod listing;
 mod output;
 mod project;
@@ -95,7 +96,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", errors::render(&err));
             ExitCode::from(exit_code(&err))
         }
     }

@@ -199,3 +199,25 @@ fn run_from_a_subdirectory_puts_the_tasks_in_that_repository_wherever_the_file_l
     ));
     assert_eq!(count, 1);
 }
+
+#[test]
+fn a_home_that_is_a_file_is_named_once() {
+    let home = Home::new();
+    let file = home.write("not-a-home", "");
+    for dir in [file.clone(), file.join("sub")] {
+        let out = std::process::Command::new(crate::support::ORCH)
+            .args(["task", "list"])
+            .env("ORCH_HOME", &dir)
+            .env_remove("ORCH_DATABASE_URL")
+            .current_dir(home.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{} is a file, not a directory", file.display()))
+                && !stderr.contains("os error"),
+            "{stderr}"
+        );
+    }
+}
