@@ -105,8 +105,10 @@ pub enum Command {
     Agents(AgentsArgs),
     /// Check the database: replay every task's events and compare with its state.
     ///
-    /// Exits 1 if any task disagrees with its event log or breaks an invariant.
-    Doctor(JsonArgs),
+    /// Exits 1 if any task disagrees with its event log or breaks an invariant. Also lists the
+    /// agent CLIs (probed at once, a few seconds at most; versions are cached in the home by
+    /// binary path and modification time) unless --no-agents.
+    Doctor(DoctorArgs),
     /// Run stale recovery now: expired leases are lost, their tasks retried or sent to review;
     /// retries whose backoff elapsed are queued.
     Recover(JsonArgs),
@@ -316,6 +318,16 @@ pub struct DemoArgs {
     /// Embedded workers.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Skip the agent CLIs: check the database (and the config) only.
+    #[arg(long)]
+    pub no_agents: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,8 +15,8 @@ use orch_store::{Op, Store, TaskFilter};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    InitArgs, JsonArgs, RunArgs, SchemaArgs, SchemaKind, TaskAddArgs, TaskCommand, TaskIdArgs,
-    TaskListArgs,
+    DoctorArgs, InitArgs, JsonArgs, RunArgs, SchemaArgs, SchemaKind, TaskAddArgs, TaskCommand,
+    TaskIdArgs, TaskListArgs,
 };
 use crate::client::{self, Action, Backend, Remote};
 use crate::config::{self, Settings};
@@ -549,7 +549,7 @@ pub async fn status(settings: &Settings, remote: &Remote, args: JsonArgs) -> any
     Ok(())
 }
 
-pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool> {
+pub async fn doctor(settings: &Settings, args: DoctorArgs) -> anyhow::Result<bool> {
     let path = settings.database_path();
     if !path.exists() {
         return Err(UserError::new(format!(
@@ -559,16 +559,26 @@ pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool>
         .into());
     }
     let store = open_store(settings).await?;
-    let problems = store.check_consistency().await?;
     let counts = store.status_counts().await?;
     let total: u64 = counts.values().sum();
+    let spinner = progress_spinner(format!("replaying the events of {total} task(s)"));
+    let problems = store.check_consistency().await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let problems = problems?;
     // The agents as the current directory's project would run them (global config merged
     // under its `.orch.toml`). A config that does not parse is a problem; a missing CLI is
     // reported, not a failure: `sim` needs none.
     let cwd = std::env::current_dir().context("read the current directory")?;
-    let (agents, config_problem) = match crate::agents::check(settings, &cwd).await {
-        Ok(agents) => (agents, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+    let (agents, config_problem) = if args.no_agents {
+        let config = orch_worker::project::ProjectConfig::load_merged(&settings.home, &cwd);
+        (Vec::new(), config.err().map(|e| e.to_string()))
+    } else {
+        match crate::agents::check(settings, &cwd).await {
+            Ok(agents) => (agents, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        }
     };
     let ok = problems.is_empty() && config_problem.is_none();
     if args.json {
@@ -593,10 +603,25 @@ pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool>
         }
         match &config_problem {
             Some(problem) => println!("config: {problem}"),
+            None if args.no_agents => {}
             None => crate::agents::print_table(&agents),
         }
     }
     Ok(ok)
+}
+
+/// A spinner with `message` and the time taken, on stderr when it is a terminal.
+pub fn progress_spinner(message: String) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        spinner.set_style(style);
+    }
+    spinner.set_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    Some(spinner)
 }
 
 pub async fn recover(settings: &Settings, args: JsonArgs) -> anyhow::Result<()> {

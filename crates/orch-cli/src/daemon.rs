@@ -568,6 +568,7 @@ pub async fn task_logs(settings: &Settings, args: TaskLogsArgs) -> anyhow::Resul
 
 pub async fn gc(settings: &Settings, args: GcArgs) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
+    let spinner = crate::commands::progress_spinner("removing old worktrees and bundles".into());
     let report = orch_server::retention::collect(
         &store,
         &settings.home,
@@ -584,6 +585,9 @@ pub async fn gc(settings: &Settings, args: GcArgs) -> anyhow::Result<()> {
         args.dry_run,
     )
     .await?;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
     if args.json {
         let removed: Vec<_> = report
             .removed

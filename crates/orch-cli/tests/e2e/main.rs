@@ -17,6 +17,7 @@ mod consistency;
 mod contention;
 mod crash;
 mod demo;
+mod doctor;
 mod escape;
 mod execution;
 mod fencing;
