@@ -28,7 +28,11 @@ fn new_task(i: usize) -> NewTask {
             key: None,
             title: TaskTitle::parse(format!("bench task {i}: make the thing work")).expect("title"),
             body: String::new(),
-            labels: if i % 10 == 0 { vec!["docs".into()] } else { Vec::new() },
+            labels: if i.is_multiple_of(10) {
+                vec!["docs".into()]
+            } else {
+                Vec::new()
+            },
             priority: i32::try_from(i % 3).expect("small"),
             steps: Vec::new(),
             retry: RetryPolicy::default(),
@@ -124,7 +128,11 @@ fn main() {
 
     println!("| command | tasks | median ms | `orch version` ms |");
     println!("|---|---:|---:|---:|");
-    println!("| `orch task list` (latest 50) | {list_tasks} | {} | {} |", ms(list), ms(start));
+    println!(
+        "| `orch task list` (latest 50) | {list_tasks} | {} | {} |",
+        ms(list),
+        ms(start)
+    );
     println!(
         "| `orch task list --label docs` (latest 50) | {list_tasks} | {} | {} |",
         ms(label),
@@ -140,5 +148,8 @@ fn main() {
         ms(doctor),
         ms(start)
     );
-    println!("\n(filling {doctor_tasks} tasks took {:.1} s)", filled.as_secs_f64());
+    println!(
+        "\n(filling {doctor_tasks} tasks took {:.1} s)",
+        filled.as_secs_f64()
+    );
 }

@@ -50,7 +50,7 @@ pub async fn wait(settings: &Settings, backend: &Backend, ids: &[i64]) -> anyhow
     let settled = loop {
         let views = backend.task_views(ids).await?;
         progress.show(&views);
-        if views.iter().all(|t| settled(t)) {
+        if views.iter().all(settled) {
             break views;
         }
         if let Some(daemon) = &embedded {
