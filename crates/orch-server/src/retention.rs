@@ -102,14 +102,10 @@ pub async fn collect(
 ) -> Result<GcReport, orch_store::StoreError> {
     let mut report = GcReport::default();
     for found in find_workspaces(&home.join("worktrees")) {
-        let task = match store.task(found.task).await {
-            Ok(task) => task,
-            // A workspace of a task this home does not know (a deleted database): leave it.
-            Err(orch_store::StoreError::TaskNotFound(_)) => {
-                report.kept += 1;
-                continue;
-            }
-            Err(e) => return Err(e),
+        // A workspace of a task this home does not know (a deleted database): leave it.
+        let Some(task) = known_task(store, found.task).await? else {
+            report.kept += 1;
+            continue;
         };
         if !matches!(
             task.status,
@@ -171,13 +167,9 @@ pub async fn collect_bundles(
         .collect();
     bundles.sort();
     for (id, path) in bundles {
-        let task = match store.task(id).await {
-            Ok(task) => task,
-            Err(orch_store::StoreError::TaskNotFound(_)) => {
-                report.kept += 1;
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(task) = known_task(store, id).await? else {
+            report.kept += 1;
+            continue;
         };
         let finished = matches!(
             task.status,
@@ -201,4 +193,16 @@ pub async fn collect_bundles(
         ));
     }
     Ok(report)
+}
+
+/// The task, or `None` if this home's store does not know it.
+async fn known_task(
+    store: &Store,
+    id: TaskId,
+) -> Result<Option<orch_core::Task>, orch_store::StoreError> {
+    match store.task(id).await {
+        Ok(task) => Ok(Some(task)),
+        Err(orch_store::StoreError::TaskNotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -19,6 +19,9 @@ impl SqliteStore {
     pub(crate) async fn tasks(&self, filter: &TaskFilter) -> crate::Result<Vec<Task>> {
         let filter = filter.clone();
         self.call(move |conn| {
+            // Two statements rather than a parameter for the direction: only a literal
+            // `ORDER BY id DESC` lets SQLite walk the primary key backwards and stop at the
+            // limit (the first page of 10,000 tasks without sorting them).
             let mut stmt = if filter.newest_first {
                 conn.prepare_cached(sql!("list_tasks_newest"))?
             } else {
