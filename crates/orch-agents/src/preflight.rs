@@ -36,13 +36,99 @@ pub struct AgentInfo {
     pub problem: Option<String>,
 }
 
-/// Check every agent config knows.
+/// How long a CLI may take to print its version before it is reported as unreadable.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Check every agent config knows, all at once (each version probe bounded by a few seconds),
+/// in config's order.
 pub async fn check_all(config: &AgentsConfig, env_path: Option<&str>) -> Vec<AgentInfo> {
+    let mut set = tokio::task::JoinSet::new();
+    for (index, name) in config.agent_names().into_iter().enumerate() {
+        let (config, env_path) = (config.clone(), env_path.map(str::to_owned));
+        set.spawn(async move { (index, check(&name, &config, env_path.as_deref()).await) });
+    }
     let mut infos = Vec::new();
-    for name in config.agent_names() {
-        infos.push(check(&name, config, env_path).await);
+    while let Some(done) = set.join_next().await {
+        if let Ok(found) = done {
+            infos.push(found);
+        }
+    }
+    infos.sort_by_key(|(index, _)| *index);
+    infos.into_iter().map(|(_, info)| info).collect()
+}
+
+/// [`check_all`], remembering versions across processes in `cache` (a JSON file in the orch
+/// home), keyed by each binary's path and modification time: a CLI is started for its version
+/// only when it is new or changed. A cache that cannot be read or written is ignored.
+pub async fn check_all_cached(
+    config: &AgentsConfig,
+    env_path: Option<&str>,
+    cache: &std::path::Path,
+) -> Vec<AgentInfo> {
+    let remembered: HashMap<PathBuf, CachedVersion> = std::fs::read(cache)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    if let Ok(mut memory) = version_cache().lock() {
+        for (path, entry) in &remembered {
+            if modified_ns(path) == Some(entry.modified_ns) {
+                memory
+                    .entry(path.clone())
+                    .or_insert_with(|| Some(entry.version.clone()));
+            }
+        }
+    }
+    let infos = check_all(config, env_path).await;
+    let mut fresh: HashMap<PathBuf, CachedVersion> = HashMap::new();
+    for info in &infos {
+        if let (Some(path), Some(version)) = (&info.path, &info.version) {
+            if let Some(modified_ns) = modified_ns(path) {
+                let version = version.clone();
+                fresh.insert(
+                    path.clone(),
+                    CachedVersion {
+                        modified_ns,
+                        version,
+                    },
+                );
+            }
+        }
+    }
+    if fresh != remembered {
+        if let Err(e) = write_cache(cache, &fresh) {
+            tracing::debug!(
+                "could not write the agent version cache {}: {e}",
+                cache.display()
+            );
+        }
     }
     infos
+}
+
+/// One remembered version: the binary's modification time (ns since the epoch) when read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct CachedVersion {
+    modified_ns: u64,
+    version: String,
+}
+
+fn modified_ns(path: &std::path::Path) -> Option<u64> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_nanos()).ok()
+}
+
+/// Replace the cache file whole (written beside it, then renamed), so a reader never sees
+/// half of it.
+fn write_cache(
+    cache: &std::path::Path,
+    entries: &HashMap<PathBuf, CachedVersion>,
+) -> std::io::Result<()> {
+    let dir = cache.parent().unwrap_or(std::path::Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer(&mut file, entries)?;
+    file.persist(cache).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Check one agent. `env_path` is the `PATH` the agent would run with.
@@ -138,7 +224,7 @@ async fn version_of(path: &PathBuf) -> Option<String> {
         .into_iter()
         .filter_map(|name| Some((name, std::env::var_os(name)?)));
     let output = tokio::time::timeout(
-        Duration::from_secs(30),
+        VERSION_TIMEOUT,
         orch_process::Spawn::new(path)
             .arg("--version")
             .envs(env)

@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::path::Path;
+use std::sync::Arc;
 
 use orch_core::spec::SpecError;
 use orch_core::{
@@ -46,10 +47,20 @@ impl AppError {
 /// Results of the application layer.
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
+/// What a submission is checked against besides its own fields: the settings it will run
+/// under (the daemon's `config.toml`, the project's `.orch.toml`), e.g. which agents exist. A
+/// front end plugs in the daemon's; `Err` names the file or field and the fix, and the
+/// submission is refused before anything is stored.
+pub trait SubmitCheck: std::fmt::Debug + Send + Sync {
+    /// Check the tasks about to be submitted for `project`.
+    fn check(&self, project: &ProjectDir, tasks: &[NewTask]) -> Result<(), FieldError>;
+}
+
 /// The application: a store and the operations on it.
 #[derive(Debug, Clone)]
 pub struct App {
     store: Store,
+    check: Option<Arc<dyn SubmitCheck>>,
 }
 
 /// A project directory that exists: absolute and canonical.
@@ -72,7 +83,7 @@ impl ProjectDir {
         if !path.is_dir() {
             return Err(FieldError::new(
                 field,
-                format!("`{raw}` is not a directory"),
+                format!("`{raw}` is a file, not a directory; give the project's directory"),
             ));
         }
         Ok(ProjectDir(path.to_string_lossy().into_owned()))
@@ -109,7 +120,13 @@ pub struct WorkflowText<'a> {
 impl App {
     /// The application over `store`.
     pub fn new(store: Store) -> App {
-        App { store }
+        App { store, check: None }
+    }
+
+    /// Check every submission with `check` too (see [`SubmitCheck`]).
+    pub fn with_check(mut self, check: Arc<dyn SubmitCheck>) -> App {
+        self.check = Some(check);
+        self
     }
 
     /// The store, for reads.
@@ -166,6 +183,9 @@ impl App {
         deliveries: &[Delivery],
         actor: &str,
     ) -> Result<Submitted> {
+        if let Some(check) = &self.check {
+            check.check(project, &tasks)?;
+        }
         let op = Op::now(actor);
         let project = self.store.ensure_project(project.as_str(), op.now).await?;
         let mut submission = Submission {

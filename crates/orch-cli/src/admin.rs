@@ -109,7 +109,7 @@ async fn import(settings: &Settings, args: ArchiveArgs) -> anyhow::Result<bool> 
             settings.home.display()
         )
     })?;
-    let doctor = doctor_check(settings, &store).await?;
+    let doctor = doctor_check(settings, &store, false).await?;
     store.close().await;
     if args.json {
         print_json(&json!({

@@ -34,7 +34,8 @@ pub async fn check(settings: &Settings, project: &Path) -> anyhow::Result<Vec<Ag
     let config = ProjectConfig::load_merged(&settings.home, project)
         .map_err(|e| UserError::new(e.to_string()))?;
     let path = std::env::var("PATH").ok();
-    Ok(preflight::check_all(&config.agents, path.as_deref()).await)
+    let cache = settings.home.join("agent-versions.json");
+    Ok(preflight::check_all_cached(&config.agents, path.as_deref(), &cache).await)
 }
 
 /// The agents as a table.

@@ -46,12 +46,27 @@ pub struct Cli {
     #[arg(long, global = true, env = "ORCH_CA_CERT", value_name = "PEM")]
     pub ca_cert: Option<PathBuf>,
 
+    /// Colour the output: `auto` on a terminal unless NO_COLOR is set, `always`, or `never`.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
     /// Log more (repeat for more detail); logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour output (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always, even into a file or pipe.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,14 +112,17 @@ pub enum Command {
     Agents(AgentsArgs),
     /// Check the database: replay every task's events and compare with its state.
     ///
-    /// Exits 1 if any task disagrees with its event log or breaks an invariant.
-    Doctor(JsonArgs),
+    /// Exits 1 if any task disagrees with its event log or breaks an invariant. Also lists the
+    /// agent CLIs (probed at once, a few seconds at most; versions are cached in the home by
+    /// binary path and modification time) unless --no-agents.
+    Doctor(DoctorArgs),
     /// Run stale recovery now: expired leases are lost, their tasks retried or sent to review;
     /// retries whose backoff elapsed are queued.
     Recover(JsonArgs),
     /// Remove the worktrees of finished tasks (done, failed, cancelled) whose branch is merged or
-    /// that finished longer ago than --older-than. Branches are kept; needs_review tasks keep
-    /// their worktrees. `orch serve` does this hourly.
+    /// that finished longer ago than --older-than, and their run bundles once they finished
+    /// longer ago than --bundles-older-than. Branches are kept; needs_review tasks keep their
+    /// worktrees and bundles. `orch serve` does this hourly (--bundle-retention).
     Gc(GcArgs),
     /// Move a whole home to another database or machine: export it to one archive file, import
     /// that into an empty home.
@@ -137,12 +155,17 @@ pub struct ServeArgs {
     /// Embedded workers (runs at the same time); 0 leaves the work to remote `orch worker`s.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Lease length: a run whose worker stops heartbeating for this long is recovered.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Lease length (1s or more): a run whose worker stops heartbeating for this long is
+    /// recovered.
+    #[arg(long, default_value = "30s", value_parser = parse_lease)]
     pub lease: std::time::Duration,
     /// How long running steps may take to finish after SIGTERM before they are requeued.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace: std::time::Duration,
+    /// Remove the run bundles of tasks that finished longer ago than this (hourly; needs_review
+    /// tasks keep theirs).
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub bundle_retention: std::time::Duration,
     /// Exit once no task is queued, running, waiting or retrying.
     #[arg(long)]
     pub exit_when_idle: bool,
@@ -197,6 +220,27 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     orch_worker::project::ByteSize::parse(text).map(orch_worker::project::ByteSize::bytes)
 }
 
+/// `--slots`: how many runs at once; 0 would run nothing.
+pub fn parse_slots(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 slots would run nothing; give 1 or more".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a number of slots; give 1 or more")),
+    }
+}
+
+/// `--lease`: a duration of at least a second (heartbeats go every third of it).
+pub fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let lease = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write it like `30s`"))?;
+    if lease < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "a lease of {text} would expire before the first heartbeat; give 1s or more (e.g. 30s)"
+        ));
+    }
+    Ok(lease)
+}
+
 /// `NAME=PATH` for `orch worker --project`.
 pub fn parse_checkout(text: &str) -> Result<(String, PathBuf), String> {
     match text.split_once('=') {
@@ -219,11 +263,12 @@ pub struct WorkerArgs {
     /// The worker's name (slots are `<name>-1`, `<name>-2`, ...); unique per machine.
     #[arg(long)]
     pub name: String,
-    /// Runs at the same time.
-    #[arg(long, default_value_t = 1)]
+    /// Runs at the same time (1 or more).
+    #[arg(long, default_value_t = 1, value_parser = parse_slots)]
     pub slots: usize,
-    /// Lease length: a run whose worker stops heartbeating for this long is recovered.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Lease length (1s or more): a run whose worker stops heartbeating for this long is
+    /// recovered.
+    #[arg(long, default_value = "30s", value_parser = parse_lease)]
     pub lease: std::time::Duration,
     /// How long running steps may take to finish after SIGTERM before they are requeued.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -240,6 +285,10 @@ pub struct GcArgs {
     /// Remove worktrees of tasks that finished longer ago than this, merged or not.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     pub older_than: std::time::Duration,
+    /// Remove the run bundles (logs, results, patches under `<home>/runs/<task>`) of tasks that
+    /// finished longer ago than this; needs_review tasks keep theirs.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub bundles_older_than: std::time::Duration,
     /// Only say what would be removed.
     #[arg(long)]
     pub dry_run: bool,
@@ -253,9 +302,22 @@ pub struct DemoArgs {
     /// Keep the demo here instead of a new temporary directory.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Keep the temporary directory (repository and home) at the end instead of removing it.
+    #[arg(long)]
+    pub keep: bool,
     /// Embedded workers.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Skip the agent CLIs: check the database (and the config) only.
+    #[arg(long)]
+    pub no_agents: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -278,7 +340,13 @@ pub struct InitArgs {
 pub struct RunArgs {
     /// The workflow file (YAML). See `orch schema workflow` for its format.
     pub file: PathBuf,
-    /// The project the tasks belong to [default: the repository containing the file].
+    /// Run the workflow to the end in the foreground, with progress: through the daemon if one
+    /// runs, else with embedded workers here. Exits 0 when every task is done, 1 naming the
+    /// tasks that are not.
+    #[arg(long)]
+    pub wait: bool,
+    /// The project the tasks belong to, an existing directory [default: the file's `project:`,
+    /// else the repository (or directory) you are in, wherever the file lives].
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
     /// Print JSON.
@@ -305,7 +373,7 @@ pub enum SchemaKind {
 pub enum TaskCommand {
     /// Add one task, from flags or from a task file.
     Add(TaskAddArgs),
-    /// List tasks, oldest first.
+    /// List tasks, newest first (the latest 50 unless --limit or --all).
     List(TaskListArgs),
     /// Show one task with its runs and events.
     Get(TaskIdArgs),
@@ -510,7 +578,7 @@ pub struct TaskAddArgs {
     /// Wait for `orch task approve` before running.
     #[arg(long)]
     pub requires_approval: bool,
-    /// The project directory [default: the repository or directory you are in].
+    /// The project, an existing directory [default: the repository or directory you are in].
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
     /// Print JSON.
@@ -526,9 +594,15 @@ pub struct TaskListArgs {
     /// Only tasks of this project (its name or directory).
     #[arg(long)]
     pub project: Option<String>,
-    /// Show at most this many.
-    #[arg(long)]
-    pub limit: Option<u32>,
+    /// Only tasks with this label.
+    #[arg(long, short = 'l', value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Show at most this many, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    /// Show every task (no --limit).
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -11,7 +11,6 @@ use orch_core::{CancelReason, ReplyMessage, RetryDelay, StepAction, TaskId, Task
 use orch_store::TaskFilter;
 use serde_json::{json, Value};
 
-use crate::commands::open_store;
 use crate::config::{self, Settings};
 use crate::output::{EventView, RunView, TaskView};
 use crate::UserError;
@@ -88,7 +87,7 @@ impl Backend {
                 return Ok(Backend::Api(Api::new(base, settings, remote)?));
             }
         }
-        Ok(Backend::Store(App::new(open_store(settings).await?)))
+        Ok(Backend::Store(crate::commands::app(settings).await?))
     }
 
     /// Add one task for the project directory; returns its view and the project's name.
@@ -229,6 +228,12 @@ impl Backend {
                 if let Some(project) = filter.project {
                     query.push(("project", project.0.to_string()));
                 }
+                if let Some(label) = &filter.label {
+                    query.push(("label", label.clone()));
+                }
+                if filter.newest_first {
+                    query.push(("order", "newest".to_owned()));
+                }
                 let list = api.get("/v1/tasks", &query).await?;
                 match list {
                     Value::Array(tasks) => Ok(tasks),
@@ -328,6 +333,24 @@ impl Backend {
                 api.post(&format!("/v1/tasks/{id}/{verb}"), &body).await
             }
         }
+    }
+
+    /// The views of these tasks (`TaskView` as JSON), in the order given.
+    pub async fn task_views(&self, ids: &[i64]) -> anyhow::Result<Vec<Value>> {
+        let mut views = Vec::with_capacity(ids.len());
+        for &id in ids {
+            views.push(match self {
+                Backend::Store(app) => view(&TaskView::from(&app.store().task(TaskId(id)).await?))?,
+                Backend::Api(api) => api.get(&format!("/v1/tasks/{id}"), &[]).await?["task"].take(),
+            });
+        }
+        Ok(views)
+    }
+
+    /// Whether the tasks went to the store with no daemon to run them (the daemon of the home
+    /// is asked again: a task the API cannot carry goes to the store even when one runs).
+    pub async fn nobody_runs_them(&self, settings: &Settings) -> bool {
+        matches!(self, Backend::Store(_)) && local_daemon(settings).await.is_none()
     }
 
     /// Task counts: `{total, by_status}` with every status.
@@ -499,13 +522,9 @@ impl Api {
     /// Send with the token; a refusal becomes the error the store path would give (404, 400 and
     /// 422 exit 2 as input errors; 409 exits 1 as a failed operation).
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the orch daemon at {} ({e}); check that `orch serve` runs \
-                     there, or drop --server / ORCH_URL to use the local home",
-                self.base
-            )
-        })?;
+        let response = self
+            .send_patiently(request.bearer_auth(&self.token))
+            .await?;
         let status = response.status();
         let body: Value = response
             .json()
@@ -535,6 +554,70 @@ impl Api {
             400 | 404 | 422 => UserError::new(message).into(),
             409 => anyhow::anyhow!(message),
             _ => anyhow::anyhow!("the daemon at {} answered {status}: {message}", self.base),
+        }
+    }
+}
+
+/// How long in all the CLI waits out a busy daemon's 429s before giving up.
+const BUSY_BUDGET: Duration = Duration::from_secs(60);
+/// Waiting longer than this in all is said on stderr (once).
+const BUSY_NOTE_AFTER: Duration = Duration::from_secs(3);
+
+impl Api {
+    async fn deliver(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        request.send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the orch daemon at {} ({e}); check that `orch serve` runs there, \
+                 or drop --server / ORCH_URL to use the local home",
+                self.base
+            )
+        })
+    }
+
+    /// Send, waiting out `429 Too Many Requests` as its `Retry-After` asks (with a little
+    /// jitter so that clients refused together do not come back together), for up to
+    /// [`BUSY_BUDGET`] in all. A 429 is answered before the request is handled, so sending it
+    /// again is safe.
+    async fn send_patiently(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut waited = Duration::ZERO;
+        let mut noted = false;
+        let mut attempt = 0u32;
+        loop {
+            // A streamed body cannot be sent twice (the CLI sends none): then no waiting.
+            let Some(this) = request.try_clone() else {
+                return self.deliver(request).await;
+            };
+            let response = self.deliver(this).await?;
+            if response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Ok(response);
+            }
+            attempt += 1;
+            let asked = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .unwrap_or_else(|| Duration::from_millis(250 * u64::from(attempt.min(8))));
+            let jitter = Duration::from_millis(rand::random_range(0..250));
+            let pause = (asked + jitter).min(BUSY_BUDGET.saturating_sub(waited));
+            if pause.is_zero() {
+                return Ok(response);
+            }
+            if !noted && waited + pause > BUSY_NOTE_AFTER {
+                eprintln!(
+                    "note: the daemon at {} is busy (429 Too Many Requests); waiting up to {}s \
+                     in all",
+                    self.base,
+                    BUSY_BUDGET.as_secs()
+                );
+                noted = true;
+            }
+            tokio::time::sleep(pause).await;
+            waited += pause;
         }
     }
 }

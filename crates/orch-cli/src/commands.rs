@@ -2,6 +2,7 @@
 //! daemon's API when one runs, else the store); the offline ones open the store directly, which
 //! several `orch` processes may do at once.
 
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::Context;
@@ -14,8 +15,8 @@ use orch_store::{Op, Store, TaskFilter};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    InitArgs, JsonArgs, RunArgs, SchemaArgs, SchemaKind, TaskAddArgs, TaskCommand, TaskIdArgs,
-    TaskListArgs,
+    DoctorArgs, InitArgs, JsonArgs, RunArgs, SchemaArgs, SchemaKind, TaskAddArgs, TaskCommand,
+    TaskIdArgs, TaskListArgs,
 };
 use crate::client::{self, Action, Backend, Remote};
 use crate::config::{self, Settings};
@@ -60,6 +61,12 @@ pub fn database_shown(settings: &Settings) -> String {
     }
 }
 
+/// The application over this home's store, checking submissions against its `config.toml`.
+pub async fn app(settings: &Settings) -> anyhow::Result<orch_app::App> {
+    let check = orch_server::submit_check::ConfigCheck::new(&settings.home);
+    Ok(orch_app::App::new(open_store(settings).await?).with_check(std::sync::Arc::new(check)))
+}
+
 pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {
     let dir = match &args.dir {
         Some(dir) => {
@@ -99,7 +106,7 @@ pub async fn run_workflow(
     settings: &Settings,
     remote: &Remote,
     args: RunArgs,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(&args.file).map_err(|e| {
         UserError::new(format!(
             "cannot read the workflow file {}: {e}",
@@ -108,23 +115,17 @@ pub async fn run_workflow(
     })?;
     let name = args.file.display().to_string();
     // Checked here too, so a broken file is reported the same way whichever path is taken.
-    spec::parse_workflow(&name, &text).map_err(|e| UserError::new(e.to_string()))?;
-    let project_dir = match &args.project {
-        Some(dir) => config::project_root(dir)?,
-        None => {
-            let parent = args
-                .file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            config::project_root(parent)?
-        }
-    };
+    let parsed = spec::parse_workflow(&name, &text).map_err(|e| UserError::new(e.to_string()))?;
+    let project_dir = crate::project::of_workflow(
+        args.project.as_deref(),
+        &args.file,
+        parsed.project.as_deref(),
+    )?;
     let backend = Backend::open(settings, remote, None).await?;
     let submitted = backend.submit_workflow(&project_dir, &name, text).await?;
     print_warnings(&submitted);
     if args.json {
-        print_json(&submitted)
+        print_json(&submitted)?;
     } else {
         let tasks = submitted["tasks"].as_array().cloned().unwrap_or_default();
         println!(
@@ -144,8 +145,20 @@ pub async fn run_workflow(
             ]);
         }
         println!("{table}");
-        Ok(())
     }
+    if args.wait {
+        let ids: Vec<i64> = submitted["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["id"].as_i64())
+            .collect();
+        return crate::wait::wait(settings, &backend, &ids).await;
+    }
+    if backend.nobody_runs_them(settings).await {
+        eprintln!("{}", crate::wait::no_daemon_note());
+    }
+    Ok(true)
 }
 
 /// A string field of a JSON view, empty when absent or null.
@@ -228,14 +241,15 @@ async fn task_add(settings: &Settings, remote: &Remote, args: TaskAddArgs) -> an
         None => spec_from_flags(&args)?,
     };
     let project_dir = match &args.project {
-        Some(dir) => config::project_root(dir)?,
-        None => {
-            config::project_root(&std::env::current_dir().context("read the current directory")?)?
-        }
+        Some(dir) => crate::project::named("--project", dir)?,
+        None => crate::project::current()?,
     };
     let backend = Backend::open(settings, remote, client::spec_lacks(&spec)).await?;
     let (task, project) = backend.add_task(&project_dir, spec, &args.needs).await?;
     print_warnings(&task);
+    if backend.nobody_runs_them(settings).await {
+        eprintln!("{}", crate::wait::no_daemon_note());
+    }
     if args.json {
         print_json(&task)
     } else {
@@ -372,7 +386,9 @@ async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> 
             status,
             project,
             workflow: None,
-            limit: args.limit,
+            limit: (!args.all).then_some(args.limit),
+            label: args.label.clone(),
+            newest_first: true,
         })
         .await?;
     if args.json {
@@ -381,7 +397,17 @@ async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> 
         println!("no tasks");
         Ok(())
     } else {
-        println!("{}", output::task_table(&tasks));
+        let color = crate::listing::color_for(std::io::stdout().is_terminal());
+        let mut out = std::io::stdout().lock();
+        for line in crate::listing::task_lines(&tasks, crate::listing::stdout_width(), color) {
+            writeln!(out, "{line}")?;
+        }
+        if !args.all && tasks.len() == args.limit as usize {
+            eprintln!(
+                "(the latest {} task(s); --limit N or --all for more)",
+                args.limit
+            );
+        }
         Ok(())
     }
 }
@@ -559,7 +585,7 @@ pub async fn status(settings: &Settings, remote: &Remote, args: JsonArgs) -> any
     Ok(())
 }
 
-pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool> {
+pub async fn doctor(settings: &Settings, args: DoctorArgs) -> anyhow::Result<bool> {
     if let Some(path) = settings.database_path() {
         if !path.exists() {
             return Err(UserError::new(format!(
@@ -570,7 +596,7 @@ pub async fn doctor(settings: &Settings, args: JsonArgs) -> anyhow::Result<bool>
         }
     }
     let store = open_store(settings).await?;
-    let report = doctor_check(settings, &store).await?;
+    let report = doctor_check(settings, &store, !args.no_agents).await?;
     if args.json {
         print_json(&report.to_json())?;
     } else {
@@ -585,22 +611,38 @@ pub struct DoctorReport {
     database: String,
     problems: Vec<orch_store::Problem>,
     total: u64,
-    agents: Vec<orch_agents::preflight::AgentInfo>,
+    /// The agents' readiness; `None` when they were not checked (`--no-agents`).
+    agents: Option<Vec<orch_agents::preflight::AgentInfo>>,
     config_problem: Option<String>,
 }
 
-/// Replay every task's events against its state, and check the agents' configuration.
-pub async fn doctor_check(settings: &Settings, store: &Store) -> anyhow::Result<DoctorReport> {
-    let problems = store.check_consistency().await?;
+/// Replay every task's events against its state, and check the configuration and (with
+/// `check_agents`) the agent CLIs.
+pub async fn doctor_check(
+    settings: &Settings,
+    store: &Store,
+    check_agents: bool,
+) -> anyhow::Result<DoctorReport> {
     let counts = store.status_counts().await?;
     let total: u64 = counts.values().sum();
+    let spinner = progress_spinner(format!("replaying the events of {total} task(s)"));
+    let problems = store.check_consistency().await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let problems = problems?;
     // The agents as the current directory's project would run them (global config merged
     // under its `.orch.toml`). A config that does not parse is a problem; a missing CLI is
     // reported, not a failure: `sim` needs none.
     let cwd = std::env::current_dir().context("read the current directory")?;
-    let (agents, config_problem) = match crate::agents::check(settings, &cwd).await {
-        Ok(agents) => (agents, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+    let (agents, config_problem) = if check_agents {
+        match crate::agents::check(settings, &cwd).await {
+            Ok(agents) => (Some(agents), None),
+            Err(e) => (Some(Vec::new()), Some(e.to_string())),
+        }
+    } else {
+        let config = orch_worker::project::ProjectConfig::load_merged(&settings.home, &cwd);
+        (None, config.err().map(|e| e.to_string()))
     };
     Ok(DoctorReport {
         database: database_shown(settings),
@@ -626,7 +668,7 @@ impl DoctorReport {
             .collect();
         json!({
             "database": self.database, "tasks": self.total, "ok": self.ok(), "problems": list,
-            "config_problem": self.config_problem, "agents": self.agents,
+            "config_problem": self.config_problem, "agents": self.agents.clone().unwrap_or_default(),
         })
     }
 
@@ -645,9 +687,27 @@ impl DoctorReport {
         }
         match &self.config_problem {
             Some(problem) => println!("config: {problem}"),
-            None => crate::agents::print_table(&self.agents),
+            None => {
+                if let Some(agents) = &self.agents {
+                    crate::agents::print_table(agents);
+                }
+            }
         }
     }
+}
+
+/// A spinner with `message` and the time taken, on stderr when it is a terminal.
+pub fn progress_spinner(message: String) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        spinner.set_style(style);
+    }
+    spinner.set_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    Some(spinner)
 }
 
 pub async fn recover(settings: &Settings, args: JsonArgs) -> anyhow::Result<()> {

@@ -38,6 +38,7 @@ impl Settings {
             },
         };
         let home = absolute(&home)?;
+        crate::errors::expect_directory("the orch home", &home)?;
         let mut sqlite = SqliteOptions::default();
         if let Some(raw) = env_text("ORCH_SQLITE_SYNCHRONOUS")? {
             sqlite.synchronous = match raw.to_ascii_lowercase().as_str() {

@@ -46,13 +46,17 @@ fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
 }
 
 pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Result<()> {
+    // A broken config.toml stops the daemon now, not each task later.
+    orch_worker::project::ProjectConfig::load_global(&settings.home)
+        .map_err(|e| UserError::new(e.to_string()))?;
     let store = open_store(settings).await?;
     let mut options = ServeOptions::new(&settings.home);
     options.workers = args.workers;
-    options.lease = args.lease.max(Duration::from_secs(1));
+    options.lease = args.lease;
     options.grace = args.grace;
     options.exit_when_idle = args.exit_when_idle;
     options.own_database = settings.database_path() == Some(settings.home.join("orch.db"));
+    options.bundle_retention = args.bundle_retention;
     options.listen = Some(args.listen);
     options.allow_non_loopback = args.insecure_listen;
     options.tls = match (&args.tls_cert, &args.tls_key) {
@@ -72,27 +76,56 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
-        "orch serve: home {}, {} worker(s), lease {}, API on {} (bound address in {})",
+        "orch serve: home {}, {} worker(s), lease {}",
         settings.home.display(),
         options.workers,
         humantime::format_duration(options.lease),
-        args.listen,
-        settings.home.join("serve.addr").display()
     );
-    serve(store.clone(), options, shutdown)
-        .await
-        .map_err(|e| match e {
-            orch_server::ServeError::AlreadyRunning(_)
-            | orch_server::ServeError::NonLoopback(_)
-            | orch_server::ServeError::Tls(_)
-            | orch_server::ServeError::TokenExposed { .. } => {
-                anyhow::Error::from(UserError::new(e.to_string()))
-            }
-            other => other.into(),
-        })?;
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let announce = tokio::spawn(announce_bound_address(
+        settings.home.join("serve.addr"),
+        scheme,
+    ));
+    let served = serve(store.clone(), options, shutdown).await;
+    announce.abort();
+    served.map_err(|e| match e {
+        orch_server::ServeError::AlreadyRunning(_)
+        | orch_server::ServeError::NonLoopback(_)
+        | orch_server::ServeError::Tls(_)
+        | orch_server::ServeError::TokenExposed { .. } => {
+            anyhow::Error::from(UserError::new(e.to_string()))
+        }
+        other => other.into(),
+    })?;
     store.close().await;
     eprintln!("orch serve: stopped");
     Ok(())
+}
+
+/// Say where the API listens once it does: the daemon writes the bound address (the real port
+/// for `--listen ...:0`) to `serve.addr` right after binding, so a file written since start-up
+/// is the proof that binding succeeded. (Compared with the file's time before start-up, not the
+/// clock: file times come from the kernel's coarser clock.)
+async fn announce_bound_address(file: PathBuf, scheme: &'static str) {
+    let written = |file: &Path| std::fs::metadata(file).and_then(|m| m.modified()).ok();
+    let before = written(&file);
+    loop {
+        let now = written(&file);
+        if now.is_some() && now != before {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                let addr = text.trim();
+                if !addr.is_empty() {
+                    eprintln!("orch serve: API listening on {scheme}://{addr}");
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The GitHub webhook's settings from the flags (the secret from a file, else from
@@ -193,9 +226,9 @@ pub async fn worker_command(
     let mut worker = orch_worker::WorkerSettings::new(args.name.trim(), &settings.home);
     // The worker token is redacted from every run's bundle like a secret value.
     worker.own_secrets.push(token.value.trim().to_owned());
-    worker.lease = args.lease.max(Duration::from_secs(1));
+    worker.lease = args.lease;
     worker.heartbeat_every = worker.lease / 3;
-    let slots = args.slots.max(1);
+    let slots = args.slots;
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     eprintln!(
@@ -206,7 +239,7 @@ pub async fn worker_command(
         humantime::format_duration(worker.lease),
         settings.home.join("runs").display()
     );
-    orch_worker::run_workers(
+    let ended = orch_worker::run_workers_checked(
         orch_worker::Coordinator::Http(http),
         worker,
         slots,
@@ -214,6 +247,14 @@ pub async fn worker_command(
         args.grace,
     )
     .await;
+    if let Err(e) = ended {
+        return Err(UserError::new(format!(
+            "orch worker: stopped: the daemon at {} refused the worker token from {} ({e}); \
+             give the worker a copy of the file `worker-token` in the daemon's home",
+            args.server, token.source
+        ))
+        .into());
+    }
     eprintln!("orch worker: stopped");
     Ok(())
 }
@@ -252,16 +293,20 @@ pub async fn demo(
     database_flag: Option<&str>,
     args: DemoArgs,
 ) -> anyhow::Result<bool> {
-    let root = match &args.dir {
+    // A throwaway directory is removed at the end (on every path out, errors too) unless
+    // --keep; a --dir the user named is theirs and stays.
+    let (root, throwaway) = match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-            crate::config::absolute(dir)?
+            (crate::config::absolute(dir)?, None)
         }
-        None => tempfile::Builder::new()
-            .prefix("orch-demo-")
-            .tempdir()
-            .context("create a temporary directory")?
-            .keep(),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("orch-demo-")
+                .tempdir()
+                .context("create a temporary directory")?;
+            (temp.path().to_owned(), Some(temp))
+        }
     };
     let repo = root.join("repo");
     std::fs::create_dir_all(&repo).with_context(|| format!("create {}", repo.display()))?;
@@ -346,12 +391,26 @@ pub async fn demo(
         ]);
     }
     println!("{table}");
-    println!(
-        "\nlogs: orch --home {} task logs <task>    details: orch --home {} task get <task>",
-        settings.home.display(),
-        settings.home.display()
-    );
     store.close().await;
+    match throwaway {
+        Some(temp) if !args.keep => {
+            let shown = temp.path().display().to_string();
+            temp.close()
+                .with_context(|| format!("remove the demo's directory {shown}"))?;
+            println!(
+                "\nremoved the demo's directory {shown}; `orch demo --keep` keeps it to look around"
+            );
+        }
+        kept => {
+            // `keep` hands the directory over, so dropping it does not remove it.
+            let _ = kept.map(tempfile::TempDir::keep);
+            println!(
+                "\nlogs: orch --home {} task logs <task>    details: orch --home {} task get <task>",
+                settings.home.display(),
+                settings.home.display()
+            );
+        }
+    }
     Ok(all_done)
 }
 
@@ -514,6 +573,7 @@ pub async fn task_logs(settings: &Settings, args: TaskLogsArgs) -> anyhow::Resul
 
 pub async fn gc(settings: &Settings, args: GcArgs) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
+    let spinner = crate::commands::progress_spinner("removing old worktrees and bundles".into());
     let report = orch_server::retention::collect(
         &store,
         &settings.home,
@@ -522,28 +582,47 @@ pub async fn gc(settings: &Settings, args: GcArgs) -> anyhow::Result<()> {
         args.dry_run,
     )
     .await?;
+    let bundles = orch_server::retention::collect_bundles(
+        &store,
+        &settings.home,
+        args.bundles_older_than,
+        now(),
+        args.dry_run,
+    )
+    .await?;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
     if args.json {
         let removed: Vec<_> = report
             .removed
             .iter()
             .map(|(task, path, why)| serde_json::json!({ "task": task.0, "path": path, "reason": why }))
             .collect();
-        output::print_json(
-            &serde_json::json!({ "dry_run": args.dry_run, "removed": removed, "kept": report.kept }),
-        )?;
+        let bundles_removed: Vec<_> = bundles
+            .removed
+            .iter()
+            .map(|(task, path, why)| serde_json::json!({ "task": task.0, "path": path, "reason": why }))
+            .collect();
+        output::print_json(&serde_json::json!({
+            "dry_run": args.dry_run, "removed": removed, "kept": report.kept,
+            "bundles_removed": bundles_removed, "bundles_kept": bundles.kept,
+        }))?;
     } else {
         let (verb, summary) = if args.dry_run {
             ("would remove", "would be removed")
         } else {
             ("removed", "removed")
         };
-        for (task, path, why) in &report.removed {
+        for (task, path, why) in report.removed.iter().chain(&bundles.removed) {
             println!("task {task}: {verb} {} ({why})", path.display());
         }
         println!(
-            "{} workspace(s) {summary}, {} kept",
+            "{} workspace(s) {summary}, {} kept; run bundles of {} task(s) {summary}, {} kept",
             report.removed.len(),
-            report.kept
+            report.kept,
+            bundles.removed.len(),
+            bundles.kept
         );
     }
     Ok(())

@@ -10,9 +10,13 @@ mod config;
 mod daemon;
 mod debug;
 mod land;
+mod errors;
+mod listing;
 mod output;
+mod project;
 mod route;
 mod stream;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
+    listing::set_color(cli.color);
     let filter = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -76,6 +81,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        // No escape codes in logs that go to a file or pipe (or with NO_COLOR, --color never).
+        .with_ansi(listing::stderr_color())
         .init();
     // The daemons (`serve`, `worker`, `demo`) run on the multi-threaded runtime: their
     // scheduler, API and workers must not wait on each other. One-shot commands need one thread.
@@ -99,7 +106,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", errors::render(&err));
             ExitCode::from(exit_code(&err))
         }
     }
@@ -157,7 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Serve(args) => daemon::serve_command(&settings()?, args).await?,
         Command::Worker(args) => daemon::worker_command(&settings()?, &remote, args).await?,
         Command::Task(command) => commands::task(&settings()?, &remote, command).await?,
-        Command::Run(args) => commands::run_workflow(&settings()?, &remote, args).await?,
+        Command::Run(args) => return commands::run_workflow(&settings()?, &remote, args).await,
         Command::Status(args) => commands::status(&settings()?, &remote, args).await?,
         Command::Stream(args) => stream::stream(&settings()?, args).await?,
         Command::Doctor(args) => return commands::doctor(&settings()?, args).await,

@@ -20,27 +20,6 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Task views (`TaskView` as JSON) as a table.
-pub fn task_table(tasks: &[Value]) -> Table {
-    let mut t = table(&["id", "status", "pri", "tries", "needs", "title"]);
-    for task in tasks {
-        let text = |key: &str| task[key].as_str().unwrap_or("").to_owned();
-        let mut title = text("title");
-        if let Some(reason) = task["status_reason"].as_str() {
-            title.push_str(&format!("  ({reason})"));
-        }
-        t.add_row(vec![
-            task["id"].to_string(),
-            text("status"),
-            task["priority"].to_string(),
-            format!("{}/{}", task["attempts_used"], task["max_attempts"]),
-            ids(&task["needs"]),
-            title,
-        ]);
-    }
-    t
-}
-
 /// A JSON list of ids as `1,2,3`.
 pub fn ids(list: &Value) -> String {
     let ids: Vec<String> = list

@@ -99,6 +99,10 @@ impl TaskSpec {
             check_max_attempts(max).map_err(|reason| FieldError::new("max_attempts", reason))?;
             retry.max_attempts = max;
         }
+        if let Some(timeout) = draft.timeout {
+            check_timeout("timeout", timeout)
+                .map_err(|reason| FieldError::new("timeout", reason))?;
+        }
         let prompt = default_prompt(&title, &draft.body);
         let mut steps: Vec<Step> = Vec::with_capacity(draft.steps.len());
         for (index, step) in draft.steps.into_iter().enumerate() {
@@ -139,6 +143,10 @@ impl Step {
     pub fn parse(index: usize, draft: StepDraft, default_prompt: &str) -> Result<Step, FieldError> {
         let name = draft.name.unwrap_or_else(|| format!("step-{}", index + 1));
         check_step_name(&name).map_err(|reason| FieldError::new(".name", reason))?;
+        if let Some(timeout) = draft.timeout {
+            check_timeout("timeout", timeout)
+                .map_err(|reason| FieldError::new(".timeout", reason))?;
+        }
         let action = match (draft.exec, draft.agent) {
             (Some(commands), None) => {
                 if commands.is_empty() {
@@ -195,6 +203,10 @@ impl Command {
         if let Some(cwd) = &draft.cwd {
             check_cwd(cwd).map_err(|reason| FieldError::new(".cwd", reason))?;
         }
+        if let Some(timeout) = draft.timeout {
+            check_timeout("timeout", timeout)
+                .map_err(|reason| FieldError::new(".timeout", reason))?;
+        }
         Ok(Command {
             argv: draft.argv,
             env: draft.env,
@@ -219,6 +231,17 @@ pub fn check_max_attempts(max: u32) -> Result<(), String> {
         return Err(
             "`max_attempts: 0` leaves no attempt to run the task; set it to 1 or more".to_owned(),
         );
+    }
+    Ok(())
+}
+
+/// A timeout must leave time to run: zero would stop every run the moment it starts.
+pub fn check_timeout(field: &str, timeout: Duration) -> Result<(), String> {
+    if timeout.is_zero() {
+        return Err(format!(
+            "`{field}: 0s` would stop the run the moment it starts; give a positive duration \
+             such as `30m`, or remove `{field}` for no timeout"
+        ));
     }
     Ok(())
 }

@@ -13,7 +13,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 use crate::dag;
-use crate::input::{check_argv, check_cwd, check_max_attempts, check_step_name, default_prompt};
+use crate::input::{
+    check_argv, check_cwd, check_max_attempts, check_step_name, check_timeout, default_prompt,
+};
 use crate::model::{Command, NewTask, Step, StepAction, TaskSpec, TaskTitle};
 use crate::retry::RetryPolicy;
 
@@ -73,6 +75,12 @@ pub struct WorkflowFile {
     /// A name for the workflow, shown in listings.
     #[serde(default)]
     pub name: Option<String>,
+    /// The project (directory) the tasks belong to, absolute or relative to this file's
+    /// directory. Default: the repository (or directory) `orch run` is started in;
+    /// `orch run --project` overrides it.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub project: Option<Located<String>>,
     /// Values every task gets unless it sets its own.
     #[serde(default)]
     pub defaults: Option<DefaultsFile>,
@@ -255,6 +263,8 @@ pub struct SpecError {
 pub struct Workflow {
     /// The workflow's name.
     pub name: Option<String>,
+    /// The `project:` it names, as written (relative to the file's directory unless absolute).
+    pub project: Option<String>,
     /// Its tasks; every `needs_in_batch` index points at an earlier task.
     pub tasks: Vec<NewTask>,
 }
@@ -323,6 +333,18 @@ fn optional_duration(
         .transpose()
 }
 
+/// A `timeout` field: a duration, and not zero (a zero timeout would stop every run at once).
+fn optional_timeout(
+    file: &str,
+    field: &str,
+    raw: &Option<Located<String>>,
+) -> Result<Option<Duration>, SpecError> {
+    let Some(located) = raw else { return Ok(None) };
+    let duration = parse_duration(file, field, located)?;
+    check_timeout(field, duration).map_err(|m| error(file, located.at, m))?;
+    Ok(Some(duration))
+}
+
 fn retry_policy(
     file: &str,
     raw: Option<&RetryFile>,
@@ -380,7 +402,7 @@ fn task_spec(file: &str, raw: &TaskFile, defaults: &Defaults) -> Result<TaskSpec
         priority: raw.priority.unwrap_or(defaults.priority),
         steps,
         retry: retry_policy(file, raw.retry.as_ref(), defaults.retry)?,
-        timeout: optional_duration(file, "timeout", &raw.timeout)?.or(defaults.timeout),
+        timeout: optional_timeout(file, "timeout", &raw.timeout)?.or(defaults.timeout),
         requires_approval: raw.requires_approval,
         merge: raw
             .merge
@@ -463,7 +485,7 @@ fn step(
     Ok(Step {
         name,
         action,
-        timeout: optional_duration(file, "timeout", &raw.timeout)?,
+        timeout: optional_timeout(file, "timeout", &raw.timeout)?,
         network: raw.network.unwrap_or(true),
     })
 }
@@ -477,7 +499,7 @@ fn command(file: &str, raw: &CommandFile) -> Result<Command, SpecError> {
         argv: raw.argv.value.clone(),
         env: raw.env.clone(),
         cwd: raw.cwd.as_ref().map(|c| c.value.clone()),
-        timeout: optional_duration(file, "timeout", &raw.timeout)?,
+        timeout: optional_timeout(file, "timeout", &raw.timeout)?,
     })
 }
 
@@ -492,7 +514,7 @@ fn validate_workflow(file: &str, raw: WorkflowFile) -> Result<Workflow, SpecErro
         None => Defaults::default(),
         Some(d) => Defaults {
             retry: retry_policy(file, d.retry.as_ref(), RetryPolicy::default())?,
-            timeout: optional_duration(file, "defaults.timeout", &d.timeout)?,
+            timeout: optional_timeout(file, "defaults.timeout", &d.timeout)?,
             priority: d.priority.unwrap_or(0),
             labels: d.labels.clone(),
         },
@@ -623,8 +645,16 @@ fn validate_workflow(file: &str, raw: WorkflowFile) -> Result<Workflow, SpecErro
             parent: None,
         });
     }
+    if let Some(project) = raw.project.as_ref().filter(|p| p.value.trim().is_empty()) {
+        return Err(error(
+            file,
+            project.at,
+            "`project` is empty; give the project's directory or remove the key",
+        ));
+    }
     Ok(Workflow {
         name: raw.name,
+        project: raw.project.map(|p| p.value),
         tasks,
     })
 }

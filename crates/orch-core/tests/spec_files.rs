@@ -289,7 +289,7 @@ fn an_unknown_top_level_key_is_named_with_the_keys_allowed() {
         taks: []
         "#,
         expect![[r#"
-            workflow.yml:2:1: unknown key `taks`; did you mean `tasks`? The keys allowed here are: `name`, `defaults`, `tasks`, `merge`
+            workflow.yml:2:1: unknown key `taks`; did you mean `tasks`? The keys allowed here are: `name`, `project`, `defaults`, `tasks`, `merge`
               | taks: []
               | ^
         "#]],
@@ -1485,6 +1485,43 @@ fn an_unknown_from_names_the_choices() {
             workflow.yml:4:11: tasks[0].from: unknown variant `main`, expected `dependencies` or `base`
               |     from: main
               |           ^
+        "#]],
+    );
+}
+
+#[test]
+fn a_zero_timeout_is_refused_at_the_value() {
+    check(
+        r#"
+        tasks:
+          - id: a
+            title: A
+            timeout: 0s
+            steps:
+              - agent: sim
+        "#,
+        expect![[r#"
+            workflow.yml:4:14: `timeout: 0s` would stop the run the moment it starts; give a positive duration such as `30m`, or remove `timeout` for no timeout
+              |     timeout: 0s
+              |              ^
+        "#]],
+    );
+}
+
+#[test]
+fn a_zero_step_timeout_is_refused_at_the_value() {
+    check(
+        r#"
+        tasks:
+          - id: a
+            title: A
+            steps:
+              - exec: [{argv: [true], timeout: 0ms}]
+        "#,
+        expect![[r#"
+            workflow.yml:5:40: `timeout: 0s` would stop the run the moment it starts; give a positive duration such as `30m`, or remove `timeout` for no timeout
+              |       - exec: [{argv: [true], timeout: 0ms}]
+              |                                        ^
         "#]],
     );
 }

@@ -8,6 +8,7 @@ pub mod instance;
 pub mod landing;
 pub mod retention;
 pub mod scheduler;
+pub mod submit_check;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ pub struct ServeOptions {
     pub exit_when_idle: bool,
     /// Worktrees of finished tasks older than this are removed (hourly).
     pub retention: Duration,
+    /// Run bundles (`<home>/runs/<task>`) of finished tasks older than this are removed
+    /// (hourly; `needs_review` tasks keep theirs).
+    pub bundle_retention: Duration,
     /// Serve the HTTP API on this address (port 0: any free port; the bound address is written
     /// to `<home>/serve.addr`). `None`: no API (`orch demo`).
     pub listen: Option<SocketAddr>,
@@ -97,6 +101,7 @@ impl ServeOptions {
             own_database: true,
             exit_when_idle: false,
             retention: Duration::from_secs(7 * 24 * 3600),
+            bundle_retention: Duration::from_secs(30 * 24 * 3600),
             listen: None,
             allow_non_loopback: false,
             tls: None,

@@ -1,5 +1,7 @@
 //! Retention: remove the worktrees (and copies) of finished tasks once their branch is merged
-//! or they are older than the configured age. `orch gc` runs it now; the daemon runs it hourly.
+//! or they are older than the configured age, and their run bundles (`<home>/runs/<task>`: logs,
+//! results, patches) once they are older than the bundles' own age. `orch gc` runs it now; the
+//! daemon runs it hourly.
 //!
 //! Tasks in `needs_review` keep their worktrees whatever their age: a human is meant to look at
 //! them. Branches are never deleted, only worktrees, so no work is lost. The git it needs goes
@@ -108,14 +110,10 @@ pub async fn collect(
             source: std::io::Error::other(e),
         })?;
     for found in found {
-        let task = match store.task(found.task).await {
-            Ok(task) => task,
-            // A workspace of a task this home does not know (a deleted database): leave it.
-            Err(orch_store::StoreError::TaskNotFound(_)) => {
-                report.kept += 1;
-                continue;
-            }
-            Err(e) => return Err(e),
+        // A workspace of a task this home does not know (a deleted database): leave it.
+        let Some(task) = known_task(store, found.task).await? else {
+            report.kept += 1;
+            continue;
         };
         if !matches!(
             task.status,
@@ -151,4 +149,73 @@ pub async fn collect(
             .push((task.id, found.workspace.path().to_owned(), why.to_owned()));
     }
     Ok(report)
+}
+
+/// Remove the run bundles (`<home>/runs/<task>`, every attempt) of tasks that finished (done,
+/// failed or cancelled) longer ago than `older_than`. `needs_review` tasks and unfinished ones
+/// keep theirs; so do bundles of tasks this home does not know.
+pub async fn collect_bundles(
+    store: &Store,
+    home: &Path,
+    older_than: Duration,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<GcReport, orch_store::StoreError> {
+    let mut report = GcReport::default();
+    let runs = home.join("runs");
+    let Some(mut bundles) = orch_worker::off_async(|| {
+        let entries = std::fs::read_dir(&runs).ok()?;
+        Some(
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let task = e.file_name().to_str()?.parse::<i64>().ok()?;
+                    Some((TaskId(task), e.path()))
+                })
+                .filter(|(_, path)| path.is_dir())
+                .collect::<Vec<(TaskId, PathBuf)>>(),
+        )
+    }) else {
+        return Ok(report);
+    };
+    bundles.sort();
+    for (id, path) in bundles {
+        let Some(task) = known_task(store, id).await? else {
+            report.kept += 1;
+            continue;
+        };
+        let finished = matches!(
+            task.status,
+            Status::Done | Status::Failed | Status::Cancelled
+        );
+        if !finished || task.updated_at.after(older_than) > now {
+            report.kept += 1;
+            continue;
+        }
+        if !dry_run {
+            if let Err(e) = orch_worker::off_async(|| std::fs::remove_dir_all(&path)) {
+                tracing::warn!(task = %id, "could not remove the run bundles {}: {e}", path.display());
+                report.kept += 1;
+                continue;
+            }
+        }
+        report.removed.push((
+            id,
+            path,
+            "its run bundles are older than the bundle retention age".to_owned(),
+        ));
+    }
+    Ok(report)
+}
+
+/// The task, or `None` if this home's store does not know it.
+async fn known_task(
+    store: &Store,
+    id: TaskId,
+) -> Result<Option<orch_core::Task>, orch_store::StoreError> {
+    match store.task(id).await {
+        Ok(task) => Ok(Some(task)),
+        Err(orch_store::StoreError::TaskNotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -1,5 +1,5 @@
-//! The daemon's singleton duties: stale recovery and backoff timers every tick, retention
-//! hourly. Several daemons may share one database; only the holder of the database lease
+//! The daemon's duties: stale recovery and backoff timers every tick and automatic merges
+//! (singletons), and retention of this home's files hourly. Several daemons may share one database; only the holder of the database lease
 //! `scheduler` runs the duties, and every daemon tries to take or renew it each tick, so when the
 //! leader dies another takes over within one lease period ([`leader_lease`]).
 //!
@@ -7,8 +7,10 @@
 //! each duty is a conditional update in one transaction, so two daemons that both believe they
 //! lead (a leader stalled past its lease) still never lose or double a task.
 //!
-//! Retention runs as its own task, after the first scheduler pass and never in its way: stale
-//! recovery and backoff timers never wait for git or the file system.
+//! Retention and automatic merges run as their own tasks, after the first scheduler pass and
+//! never in its way: stale recovery and backoff timers never wait for git or the file system.
+//! Retention removes only this home's worktrees and bundles (files no other daemon can reach),
+//! so every daemon runs it for its own home; it changes nothing in the database.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -109,7 +111,8 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
-    /// Leadership, stale recovery and backoff timers every tick; retention in its own task once
+    /// Leadership, stale recovery and backoff timers every tick; retention and automatic merges
+    /// in their own tasks once
     /// the first pass is done. With `exit_when_idle`, stops the workers once no task can run.
     pub(crate) async fn run(self) {
         let lease = leader_lease(self.options.tick);
@@ -144,7 +147,7 @@ impl Scheduler {
             let leading = leading_until.is_some_and(|until| Instant::now() < until);
             if leading != was_leading {
                 if leading {
-                    tracing::info!(instance = %self.instance, "this daemon leads now: it runs stale recovery, backoff timers and retention");
+                    tracing::info!(instance = %self.instance, "this daemon leads now: it runs stale recovery, backoff timers and automatic merges");
                 } else {
                     tracing::warn!(instance = %self.instance, "this daemon no longer leads; another daemon on the database holds the scheduler lease");
                 }
@@ -173,7 +176,6 @@ impl Scheduler {
                 retention = Some(tokio::spawn(retention_loop(
                     self.store.clone(),
                     self.options.clone(),
-                    self.leadership.clone(),
                     stop.clone(),
                 )));
             }
@@ -280,18 +282,13 @@ async fn auto_merge_loop(
     }
 }
 
-/// Retention, hourly, on the leader only; a follower checks again every few seconds, so a new
-/// leader runs an overdue pass soon after taking over.
-async fn retention_loop(
-    store: Store,
-    options: ServeOptions,
-    leadership: Leadership,
-    stop: CancellationToken,
-) {
+/// Retention of this home's worktrees and bundles, hourly, on every daemon (each home's files
+/// are its own).
+async fn retention_loop(store: Store, options: ServeOptions, stop: CancellationToken) {
     let mut complaints = Complaints::new("retention pass");
-    let recheck = leader_lease(options.tick);
+    let mut bundle_complaints = Complaints::new("bundle retention pass");
     loop {
-        let wait = if leadership.is_leader() {
+        {
             match retention::collect(
                 &store,
                 &options.home,
@@ -311,13 +308,29 @@ async fn retention_loop(
                     complaints.failed(&e);
                 }
             }
-            RETENTION_EVERY
-        } else {
-            recheck
-        };
+            match retention::collect_bundles(
+                &store,
+                &options.home,
+                options.bundle_retention,
+                orch_store::wall_clock(),
+                false,
+            )
+            .await
+            {
+                Ok(report) => {
+                    bundle_complaints.succeeded();
+                    for (task, path, why) in &report.removed {
+                        tracing::info!(task = %task, path = %path.display(), "removed: {why}");
+                    }
+                }
+                Err(e) => {
+                    bundle_complaints.failed(&e);
+                }
+            }
+        }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(RETENTION_EVERY) => {}
         }
     }
 }

@@ -251,6 +251,10 @@ pub struct TaskFilter {
     pub workflow: Option<WorkflowId>,
     /// At most this many (default: all).
     pub limit: Option<u32>,
+    /// Only tasks with this label.
+    pub label: Option<String>,
+    /// Newest first (default: oldest first).
+    pub newest_first: bool,
 }
 
 /// One submission: tasks (and optionally the workflow they came from) for one project.

@@ -35,6 +35,10 @@ pub enum CoordinatorError {
     /// The daemon refused the request (a wrong token, a bad request): trying again will not help.
     #[error("the server refused the request: {0}")]
     Refused(String),
+    /// The daemon does not accept the worker's token (401, or 403 outside a run): no request
+    /// will succeed until the worker is given the right one, so the worker stops.
+    #[error("the server refused the worker token: {0}")]
+    Unauthorized(String),
     /// Anything else (the database).
     #[error(transparent)]
     Other(#[from] StoreError),
@@ -56,7 +60,9 @@ impl CoordinatorError {
                         }
                     )
             }
-            CoordinatorError::LeaseLost(_) | CoordinatorError::Refused(_) => false,
+            CoordinatorError::LeaseLost(_)
+            | CoordinatorError::Refused(_)
+            | CoordinatorError::Unauthorized(_) => false,
         }
     }
 
@@ -67,7 +73,9 @@ impl CoordinatorError {
             CoordinatorError::Unreachable(message) => {
                 orch_core::fault::MachineFault::classify(message)
             }
-            CoordinatorError::LeaseLost(_) | CoordinatorError::Refused(_) => None,
+            CoordinatorError::LeaseLost(_)
+            | CoordinatorError::Refused(_)
+            | CoordinatorError::Unauthorized(_) => None,
         }
     }
 

@@ -19,7 +19,7 @@ pub mod workspace;
 
 pub use coordinator::{Coordinator, CoordinatorError, HttpCoordinator};
 pub use run::{execute, RunEnd, WorkerSettings};
-pub use worker::run_workers;
+pub use worker::{run_workers, run_workers_checked};
 
 /// Run blocking file-system work from async code without stalling the runtime: on the
 /// multi-threaded runtime (`orch serve`, `orch worker`) through `block_in_place`, which hands this

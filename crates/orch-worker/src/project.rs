@@ -164,6 +164,16 @@ impl ProjectConfig {
         })
     }
 
+    /// The settings of the home alone (`<home>/config.toml` and the environment), as every
+    /// project starts from: `orch serve` checks them at start-up, so a broken file stops it
+    /// there rather than failing each task.
+    pub fn load_global(home: &Path) -> Result<ProjectConfig, ProjectConfigError> {
+        // The home is never a project, so it has no `.orch.toml` of its own to merge.
+        Self::load_layers(Some(&home.join("config.toml")), home, &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
     fn load_layers(
         global: Option<&Path>,
         dir: &Path,

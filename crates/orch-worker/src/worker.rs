@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::run::{execute, RunEnd, WorkerSettings};
 
 /// How often an idle worker looks for work.
@@ -23,6 +23,21 @@ pub async fn run_workers(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
+    if let Err(e) = run_workers_checked(coordinator, settings, slots, shutdown, grace).await {
+        tracing::error!("the workers stopped: {e}");
+    }
+}
+
+/// [`run_workers`], ending early with the reason when the daemon refuses the worker's token
+/// ([`CoordinatorError::Unauthorized`]): retrying could never succeed, so every slot stops
+/// (running runs get `grace`, as at shutdown).
+pub async fn run_workers_checked(
+    coordinator: Coordinator,
+    settings: WorkerSettings,
+    slots: usize,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<(), CoordinatorError> {
     let mut set = JoinSet::new();
     for slot in 1..=slots.max(1) {
         let mut settings = settings.clone();
@@ -34,11 +49,15 @@ pub async fn run_workers(
             grace,
         ));
     }
+    let mut refused = None;
     while let Some(result) = set.join_next().await {
-        if let Err(e) = result {
-            tracing::error!("a worker task ended abnormally: {e}");
+        match result {
+            Ok(Some(e)) => refused = refused.or(Some(e)),
+            Ok(None) => {}
+            Err(e) => tracing::error!("a worker task ended abnormally: {e}"),
         }
     }
+    refused.map_or(Ok(()), Err)
 }
 
 async fn worker_loop(
@@ -46,7 +65,7 @@ async fn worker_loop(
     settings: WorkerSettings,
     shutdown: CancellationToken,
     grace: Duration,
-) {
+) -> Option<CoordinatorError> {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         // A claim over HTTP waits on the daemon for a few seconds; shutdown does not wait for it.
@@ -60,6 +79,10 @@ async fn worker_loop(
             Ok(claim) => {
                 failures = 0;
                 claim
+            }
+            Err(e @ CoordinatorError::Unauthorized(_)) => {
+                shutdown.cancel();
+                return Some(e);
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -106,4 +129,5 @@ async fn worker_loop(
             }
         }
     }
+    None
 }

@@ -468,12 +468,13 @@ async fn commit_once(
     Ok(Some(commit))
 }
 
-/// The branch name for a task: `orch/<id>-<slug of the title>` (lowercase ascii, `-`, at most 40
-/// characters of slug).
+/// The branch name for a task: `orch/<id>-<slug of the title>` (the title transliterated to
+/// lowercase ascii, `-`, at most 40 characters of slug).
 pub fn branch_name(task_id: i64, title: &str) -> String {
     let mut slug = String::new();
     let mut separator_pending = false;
-    for character in title.chars() {
+    // Transliterated first, so a title in any script gives a readable slug, not an empty one.
+    for character in deunicode::deunicode(title).chars() {
         let character = character.to_ascii_lowercase();
         if character.is_ascii_alphanumeric() {
             if separator_pending && !slug.is_empty() {

@@ -32,13 +32,29 @@ fn existing_dashes_and_underscores_become_single_dashes() {
 }
 
 #[test]
-fn non_ascii_letters_are_separators() {
-    check(4, "Café naïve résumé", expect!["orch/4-caf-na-ve-r-sum"]);
+fn accented_letters_are_transliterated() {
+    check(4, "Café naïve résumé", expect!["orch/4-cafe-naive-resume"]);
 }
 
 #[test]
-fn a_title_without_ascii_letters_or_digits_gives_the_bare_id() {
-    check(5, "日本語のタイトル 🚀", expect!["orch/5"]);
+fn a_title_in_another_script_gives_a_readable_slug() {
+    check(5, "Здравствуй, мир", expect!["orch/5-zdravstvui-mir"]);
+    check(
+        10,
+        "日本語のタイトル",
+        expect!["orch/10-ri-ben-yu-notaitoru"],
+    );
+    check(
+        11,
+        "Straße über Größe",
+        expect!["orch/11-strasse-uber-grosse"],
+    );
+}
+
+#[test]
+fn a_title_without_letters_or_digits_gives_the_bare_id() {
+    check(5, "!!! ???", expect!["orch/5"]);
+    check(12, "🚀", expect!["orch/12-rocket"]);
     check(6, "", expect!["orch/6"]);
 }
 

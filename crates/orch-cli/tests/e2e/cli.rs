@@ -152,7 +152,7 @@ fn a_task_can_be_added_listed_inspected_cancelled_and_retried_with_json_output()
         .iter()
         .map(|t| int(t, "id"))
         .collect();
-    assert_eq!(listed_ids, vec![id, second_id], "oldest first");
+    assert_eq!(listed_ids, vec![second_id, id], "newest first");
 
     let got = home.json(&["task", "get", &id.to_string(), "--json"]);
     assert_eq!(got["task"]["id"], id);

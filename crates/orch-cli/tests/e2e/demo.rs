@@ -132,3 +132,75 @@ fn gc_removes_worktrees_of_merged_or_old_finished_tasks_and_keeps_their_branches
     assert_eq!(branches.lines().count(), 5, "{branches}");
     home.assert_consistent("after gc");
 }
+
+/// The repository the demo announced on stderr (`orch demo: repository <dir>, home ...`).
+fn demo_repository(stderr: &str) -> std::path::PathBuf {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("orch demo: repository "))
+        .unwrap_or_else(|| panic!("no repository announced:\n{stderr}"));
+    let (repo, _) = line
+        .split_once(", home ")
+        .expect("`, home` follows the repository");
+    std::path::PathBuf::from(repo)
+}
+
+#[test]
+fn the_demo_removes_its_throwaway_directory_unless_kept() {
+    let home = Home::new();
+    let demo = home.spawn(&["demo"]).finish(SERVE_DEADLINE);
+    demo.expect_code(0, "orch demo");
+    let repo = demo_repository(&demo.stderr);
+    let root = repo
+        .parent()
+        .expect("the repository is in the demo's directory");
+    assert!(!root.exists(), "{} is left behind", root.display());
+    assert!(
+        demo.stdout.contains("removed the demo's directory"),
+        "{}",
+        demo.stdout
+    );
+
+    let kept = home.spawn(&["demo", "--keep"]).finish(SERVE_DEADLINE);
+    kept.expect_code(0, "orch demo --keep");
+    let repo = demo_repository(&kept.stderr);
+    assert!(
+        repo.join("demo.yml").is_file(),
+        "{} is gone",
+        repo.display()
+    );
+    std::fs::remove_dir_all(repo.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn gc_removes_the_run_bundles_of_old_finished_tasks_but_not_of_tasks_needing_review() {
+    let home = Home::new();
+    let repo = Repo::new(&[("README.md", "# project\n")]);
+    let ids = home.submit(
+        "bundles",
+        "tasks:\n\
+         \x20 - id: fine\n    title: Fine\n    steps:\n      - exec: [{argv: [\"true\"]}]\n\
+         \x20 - id: slow\n    title: Slow\n    timeout: 1s\n    retry: {max_attempts: 1}\n    steps:\n      - exec: [{argv: [sleep, \"5\"]}]\n",
+        repo.path(),
+    );
+    home.serve_until_idle(2);
+    assert_eq!(home.task_status(ids["fine"]), "done");
+    assert_eq!(home.task_status(ids["slow"]), "needs_review");
+    let fine = home.path().join("runs").join(ids["fine"].to_string());
+    let slow = home.path().join("runs").join(ids["slow"].to_string());
+    assert!(fine.is_dir() && slow.is_dir());
+
+    let young = home.json(&["gc", "--json"]);
+    assert_eq!(young["bundles_removed"], serde_json::json!([]), "{young}");
+    let dry = home.json(&["gc", "--bundles-older-than", "0s", "--dry-run", "--json"]);
+    assert_eq!(
+        dry["bundles_removed"].as_array().map(Vec::len),
+        Some(1),
+        "{dry}"
+    );
+    assert!(fine.is_dir(), "a dry run removes nothing");
+    let done = home.json(&["gc", "--bundles-older-than", "0s", "--json"]);
+    assert_eq!(done["bundles_removed"][0]["task"], ids["fine"], "{done}");
+    assert!(!fine.exists(), "the done task's bundles are removed");
+    assert!(slow.is_dir(), "the needs_review task keeps its bundles");
+}

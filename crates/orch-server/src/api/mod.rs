@@ -164,7 +164,9 @@ pub(crate) async fn start(
     let (feed, feed_poller) =
         events::EventFeed::start(store.clone(), metrics.clone(), stop.clone()).await?;
     let state = ApiState {
-        app: orch_app::App::new(store.clone()),
+        app: orch_app::App::new(store.clone()).with_check(Arc::new(
+            crate::submit_check::ConfigCheck::new(&options.home),
+        )),
         store,
         home: options.home.clone(),
         token: token.into(),

@@ -119,6 +119,10 @@ pub struct ListQuery {
     pub project: Option<String>,
     /// At most this many.
     pub limit: Option<u32>,
+    /// Only tasks with this label.
+    pub label: Option<String>,
+    /// `newest` lists newest first; default (`oldest`) oldest first.
+    pub order: Option<String>,
 }
 
 /// A task's branch (git projects, when this daemon's home made it).
@@ -535,9 +539,21 @@ fn task_filter(query: ListQuery) -> Result<TaskFilter, ApiError> {
             })
         })
         .transpose()?;
+    let newest_first = match query.order.as_deref() {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(other) => {
+            return Err(ApiError::Invalid {
+                field: Some("order".to_owned()),
+                message: format!("order: `{other}` is not `newest` or `oldest`"),
+            })
+        }
+    };
     Ok(TaskFilter {
         status,
         limit: query.limit,
+        label: query.label,
+        newest_first,
         ..TaskFilter::default()
     })
 }

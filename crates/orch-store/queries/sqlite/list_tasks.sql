@@ -6,5 +6,6 @@ FROM tasks
 WHERE (?1 IS NULL OR status = ?1)
   AND (?2 IS NULL OR project_id = ?2)
   AND (?3 IS NULL OR workflow_id = ?3)
+  AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(tasks.spec, '$.labels') WHERE value = ?5))
 ORDER BY id
 LIMIT ?4

@@ -19,13 +19,21 @@ impl SqliteStore {
     pub(crate) async fn tasks(&self, filter: &TaskFilter) -> crate::Result<Vec<Task>> {
         let filter = filter.clone();
         self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(sql!("list_tasks"))?;
+            // Two statements rather than a parameter for the direction: only a literal
+            // `ORDER BY id DESC` lets SQLite walk the primary key backwards and stop at the
+            // limit (the first page of 10,000 tasks without sorting them).
+            let mut stmt = if filter.newest_first {
+                conn.prepare_cached(sql!("list_tasks_newest"))?
+            } else {
+                conn.prepare_cached(sql!("list_tasks"))?
+            };
             let rows = stmt.query_map(
                 params![
                     filter.status.map(Status::as_str),
                     filter.project.map(|p| p.0),
                     filter.workflow.map(|w| w.0),
                     filter.limit.map_or(-1, i64::from),
+                    filter.label.as_deref(),
                 ],
                 task_from_row,
             )?;

@@ -149,6 +149,7 @@ impl HttpCoordinator {
             // run's holder, so working on is as pointless as after `lease_lost`.
             409 => CoordinatorError::LeaseLost(message),
             403 if path_is_about_a_run(what) => CoordinatorError::LeaseLost(message),
+            401 | 403 => CoordinatorError::Unauthorized(message),
             408 | 429 | 500.. => CoordinatorError::Unreachable(message),
             _ => CoordinatorError::Refused(message),
         })
