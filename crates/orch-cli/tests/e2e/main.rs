@@ -24,6 +24,7 @@ mod real_agents;
 mod regressions;
 mod remote;
 mod routing;
+mod scale_out;
 mod secrets;
 mod serve;
 mod webhooks;
