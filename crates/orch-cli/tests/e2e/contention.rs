@@ -3,14 +3,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::support::{events_named, int, Home, Process};
+use crate::support::{events_named, int, on_both_backends, Home, Process};
 
 const TASKS: usize = 200;
 const WORKERS: usize = 4;
 
-#[test]
-fn four_claim_loop_processes_on_one_home_claim_and_complete_every_task_exactly_once() {
-    let home = Home::new();
+on_both_backends!(
+    four_claim_loop_processes_on_one_database_claim_and_complete_every_task_exactly_once
+);
+
+fn four_claim_loop_processes_on_one_database_claim_and_complete_every_task_exactly_once(
+    home: Home,
+) {
     let ids: BTreeSet<i64> = home.submit_tasks(TASKS, 3).into_iter().collect();
 
     let owners: Vec<String> = (1..=WORKERS).map(|n| format!("worker-{n}")).collect();

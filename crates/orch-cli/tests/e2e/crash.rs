@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::support::{events_named, int, Home};
+use crate::support::{events_named, int, on_both_backends, Home};
 
 const TASKS: usize = 300;
 const KILLS: usize = 20;
 /// Short, so that the leases of killed workers expire quickly and their tasks are retried.
 const LEASE_MS: &str = "300";
 
-#[test]
-fn a_worker_killed_at_random_moments_loses_no_task_and_completes_none_twice() {
-    let home = Home::new();
+on_both_backends!(a_worker_killed_at_random_moments_loses_no_task_and_completes_none_twice);
+
+fn a_worker_killed_at_random_moments_loses_no_task_and_completes_none_twice(home: Home) {
     // Each kill loses at most the one run the worker held, so no task can use up its attempts.
     let max_attempts = u32::try_from(KILLS).expect("small") + 1;
     home.submit_tasks(TASKS, max_attempts);

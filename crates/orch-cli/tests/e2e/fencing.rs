@@ -6,11 +6,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::support::{events_named, int, poll_until, Home};
+use crate::support::{events_named, int, on_both_backends, poll_until, Home};
 
-#[test]
-fn a_paused_claimer_whose_lease_expired_is_refused_and_the_task_completes_once() {
-    let home = Home::new();
+on_both_backends!(a_paused_claimer_whose_lease_expired_is_refused_and_the_task_completes_once);
+
+fn a_paused_claimer_whose_lease_expired_is_refused_and_the_task_completes_once(home: Home) {
     let ids = home.submit_tasks(1, 3);
     let task = ids[0];
 

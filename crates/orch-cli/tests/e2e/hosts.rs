@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::{
-    event_time, git, poll_until, task_events, Home, Process, Repo, SharedDatabase,
-    COMMAND_DEADLINE, SERVE_DEADLINE,
+    event_time, git, on_both_backends, poll_until, task_events, Home, Process, Repo,
+    SharedDatabase, COMMAND_DEADLINE, SERVE_DEADLINE,
 };
 
 /// The scheduler lease of a daemon with the default 100 ms tick: max(3 ticks, 2 s).
@@ -107,9 +107,14 @@ fn since(start: SystemTime, at: SystemTime) -> Duration {
     at.duration_since(start).unwrap_or(Duration::ZERO)
 }
 
-#[test]
-fn when_the_leader_dies_another_daemon_takes_over_stale_recovery_within_one_lease_period() {
-    let database = SharedDatabase::new();
+on_both_backends!(
+    shared: when_the_leader_dies_another_daemon_takes_over_stale_recovery_within_one_lease_period,
+    a_restarting_daemon_releases_only_its_own_runs_and_the_stream_of_one_shows_the_others_work,
+);
+
+fn when_the_leader_dies_another_daemon_takes_over_stale_recovery_within_one_lease_period(
+    database: SharedDatabase,
+) {
     let (a, b) = (Home::on(&database), Home::on(&database));
     let (serve_a, addr_a) = start(&a, 0, &[]);
     poll_until("the first daemon to lead", SERVE_DEADLINE, || {
@@ -145,9 +150,9 @@ fn when_the_leader_dies_another_daemon_takes_over_stale_recovery_within_one_leas
     b.assert_consistent("after the takeover");
 }
 
-#[test]
-fn a_restarting_daemon_releases_only_its_own_runs_and_the_stream_of_one_shows_the_others_work() {
-    let database = SharedDatabase::new();
+fn a_restarting_daemon_releases_only_its_own_runs_and_the_stream_of_one_shows_the_others_work(
+    database: SharedDatabase,
+) {
     let (a, b) = (Home::on(&database), Home::on(&database));
     let repo = Repo::new(&[("a.txt", "a\n")]);
     // Two long tasks, one claimed by each daemon's embedded worker.

@@ -10,8 +10,8 @@
 mod support;
 
 mod agents;
-mod chaos;
 mod busy;
+mod chaos;
 mod cli;
 mod client;
 mod consistency;
@@ -23,9 +23,9 @@ mod escape;
 mod execution;
 mod export;
 mod fencing;
+mod flow;
 mod hosts;
 mod landing;
-mod flow;
 mod listing;
 mod live;
 mod machine;
@@ -34,6 +34,7 @@ mod regressions;
 mod remote;
 mod routing;
 mod run_wait;
+mod scale_out;
 mod secrets;
 mod serve;
 mod submit_checks;

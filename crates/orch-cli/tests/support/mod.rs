@@ -263,6 +263,165 @@ impl Drop for Process {
     }
 }
 
+/// The database a test home uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The home's own SQLite file (the default).
+    Sqlite,
+    /// A fresh database on the PostgreSQL server of `ORCH_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// A fresh PostgreSQL database for one test, dropped (with its connections) at the end.
+pub struct PgDatabase {
+    /// `postgres://.../orch_e2e_<random>`.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// A new database on `ORCH_TEST_POSTGRES_URL`'s server, or `None` (with the reason printed)
+    /// when the variable is unset outside CI. In CI a missing server fails the test.
+    pub fn create(test: &str) -> Option<PgDatabase> {
+        let admin_url = match std::env::var("ORCH_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{test}: ORCH_TEST_POSTGRES_URL is not set; CI must run the PostgreSQL tests"
+                );
+                eprintln!("skipped {test}: set ORCH_TEST_POSTGRES_URL to run it on PostgreSQL");
+                return None;
+            }
+        };
+        let name = format!("orch_e2e_{:016x}", rand::random::<u64>());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        // Replace the database part of the URL (the path), keeping any query string.
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let authority_end = base
+            .find("://")
+            .map(|scheme| {
+                base[scheme + 3..]
+                    .find('/')
+                    .map_or(base.len(), |slash| scheme + 3 + slash)
+            })
+            .expect("ORCH_TEST_POSTGRES_URL is a postgres:// URL");
+        let url = format!("{}/{name}{query}", &base[..authority_end]);
+        Some(PgDatabase {
+            url,
+            admin_url,
+            name,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-q",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.admin_url,
+                "-c",
+            ])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Run SQL through `psql` and return its unaligned, tab-separated rows.
+pub fn psql(url: &str, sql: &str) -> Vec<Vec<String>> {
+    let output = Command::new("psql")
+        .args([
+            "-q",
+            "-X",
+            "-A",
+            "-t",
+            "-F",
+            "\t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("run psql (is the PostgreSQL client installed?): {e}"));
+    assert!(
+        output.status.success(),
+        "psql `{sql}` failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| line.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+/// Run each scenario, `fn name(home: Home)` (or, after `shared:`, `fn name(database:
+/// SharedDatabase)` for several homes on one database), on both backends: the tests are
+/// `name::sqlite` and `name::postgres` (which skips with a printed reason outside CI when
+/// `ORCH_TEST_POSTGRES_URL` is unset, and fails in CI).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    (shared: $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(crate::support::SharedDatabase::new());
+                }
+
+                #[test]
+                fn postgres() {
+                    if let Some(database) = crate::support::SharedDatabase::postgres(concat!(
+                        module_path!(),
+                        "::postgres"
+                    )) {
+                        super::$name(database);
+                    }
+                }
+            }
+        )*
+    };
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(crate::support::Home::new());
+                }
+
+                #[test]
+                fn postgres() {
+                    if let Some(home) = crate::support::Home::with_backend(
+                        crate::support::Backend::Postgres,
+                        concat!(module_path!(), "::postgres"),
+                    ) {
+                        super::$name(home);
+                    }
+                }
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
+
 /// A fresh orch home in a temporary directory, deleted at the end of the test.
 pub struct Home {
     dir: tempfile::TempDir,
@@ -271,27 +430,47 @@ pub struct Home {
 }
 
 /// A database several homes (daemons) share, fresh for one test: an SQLite file outside every
-/// home, `sqlite:///...`. This is the one place a test picks the shared database: when the
-/// PostgreSQL backend is built, a database created here from `ORCH_TEST_POSTGRES_URL` (and
-/// dropped at the end) drops in; tests using it read state through the CLI, not SQL.
+/// home (`sqlite:///...`), or a database of its own on the PostgreSQL server of
+/// `ORCH_TEST_POSTGRES_URL`, dropped when the last home using it is gone.
 #[derive(Clone)]
 pub struct SharedDatabase {
     url: String,
-    _dir: std::sync::Arc<tempfile::TempDir>,
+    _keep: std::sync::Arc<Keep>,
+}
+
+/// What keeps a shared database alive.
+enum Keep {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres(#[allow(dead_code)] PgDatabase),
 }
 
 impl SharedDatabase {
+    /// A shared SQLite file.
     pub fn new() -> SharedDatabase {
         let dir = tempfile::tempdir().expect("create a directory for the shared database");
         SharedDatabase {
             url: format!("sqlite://{}", dir.path().join("shared.db").display()),
-            _dir: std::sync::Arc::new(dir),
+            _keep: std::sync::Arc::new(Keep::Sqlite(dir)),
         }
+    }
+
+    /// A fresh PostgreSQL database, or `None` outside CI without `ORCH_TEST_POSTGRES_URL` (the
+    /// reason is printed; in CI a missing server fails the test).
+    pub fn postgres(test: &str) -> Option<SharedDatabase> {
+        let pg = PgDatabase::create(test)?;
+        Some(SharedDatabase {
+            url: pg.url.clone(),
+            _keep: std::sync::Arc::new(Keep::Postgres(pg)),
+        })
     }
 
     /// The URL to pass as `--database`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    fn is_postgres(&self) -> bool {
+        !self.url.starts_with("sqlite://")
     }
 }
 
@@ -309,6 +488,26 @@ impl Home {
             database: Some(database.clone()),
             ..Home::new()
         }
+    }
+
+    /// A fresh home on `backend` (its own SQLite file, or a fresh PostgreSQL database), or
+    /// `None` when that backend is not available here (PostgreSQL without
+    /// `ORCH_TEST_POSTGRES_URL`, outside CI; the reason is printed).
+    pub fn with_backend(backend: Backend, test: &str) -> Option<Home> {
+        match backend {
+            Backend::Sqlite => Some(Home::new()),
+            Backend::Postgres => Some(Home::on(&SharedDatabase::postgres(test)?)),
+        }
+    }
+
+    /// A second home (its own directory, so its own daemon lock and bundles) on this home's
+    /// shared database: how several servers share one database.
+    pub fn sibling(&self) -> Home {
+        Home::on(
+            self.database
+                .as_ref()
+                .expect("siblings share a database: make the first home with Home::on"),
+        )
     }
 
     /// A fresh home in a temporary directory inside `parent` (e.g. inside a project).
@@ -427,9 +626,7 @@ impl Home {
 
     /// The status of a task, read from the database (cheap enough to poll).
     pub fn task_status(&self, id: i64) -> String {
-        self.with_connection(|conn| {
-            conn.query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
-        })
+        self.query_text(&format!("SELECT status FROM tasks WHERE id = {id}"))
     }
 
     /// The artifact bundle of a task's attempt: `<home>/runs/<task>/<attempt>`.
@@ -514,26 +711,63 @@ impl Home {
 
     /// Run a query returning two integer columns.
     pub fn query_pairs(&self, sql: &str) -> Vec<(i64, i64)> {
-        self.with_connection(|conn| {
-            let mut stmt = conn.prepare(sql)?;
-            let pairs = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(pairs)
-        })
+        self.query_rows(sql)
+            .iter()
+            .map(|row| (parse_int(&row[0], sql), parse_int(&row[1], sql)))
+            .collect()
+    }
+
+    /// Run a query returning one text value.
+    pub fn query_text(&self, sql: &str) -> String {
+        let rows = self.query_rows(sql);
+        assert_eq!(rows.len(), 1, "`{sql}` returns one row: {rows:?}");
+        rows[0][0].clone()
     }
 
     /// Run a query returning one integer.
-    pub fn query_text(&self, sql: &str) -> String {
-        self.with_connection(|conn| conn.query_row(sql, [], |r| r.get(0)))
+    pub fn query_int(&self, sql: &str) -> i64 {
+        parse_int(&self.query_text(sql), sql)
     }
 
-    pub fn query_int(&self, sql: &str) -> i64 {
-        self.with_connection(|conn| conn.query_row(sql, [], |r| r.get(0)))
+    /// Run a query on whichever database the home uses; every value as text (NULL as empty).
+    pub fn query_rows(&self, sql: &str) -> Vec<Vec<String>> {
+        if let Some(shared) = self.database.as_ref().filter(|d| d.is_postgres()) {
+            return psql(shared.url(), sql);
+        }
+        self.with_connection(|conn| {
+            let mut stmt = conn.prepare(sql)?;
+            let columns = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    (0..columns)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => String::new(),
+                                rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                                rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                                rusqlite::types::ValueRef::Text(t)
+                                | rusqlite::types::ValueRef::Blob(t) => {
+                                    String::from_utf8_lossy(t).into_owned()
+                                }
+                            })
+                        })
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
     }
 
     /// Change the database behind orch's back; returns the rows affected.
     pub fn execute(&self, sql: &str) -> u64 {
+        if let Some(shared) = self.database.as_ref().filter(|d| d.is_postgres()) {
+            // Count the rows a statement changed through a CTE (`psql -q` prints no count).
+            let rows = psql(
+                shared.url(),
+                &format!("WITH changed AS ({sql} RETURNING 1) SELECT COUNT(*) FROM changed"),
+            );
+            return parse_int(&rows[0][0], sql) as u64;
+        }
         self.with_connection(|conn| conn.execute(sql, []).map(|n| n as u64))
     }
 
@@ -547,6 +781,11 @@ impl Home {
             .expect("set busy timeout");
         work(&conn).unwrap_or_else(|e| panic!("query {}: {e}", self.database().display()))
     }
+}
+
+fn parse_int(text: &str, sql: &str) -> i64 {
+    text.parse()
+        .unwrap_or_else(|_| panic!("`{sql}` returned `{text}`, not an integer"))
 }
 
 /// The events of a task (from `orch task get --json`) whose `kind` is `kind`.
