@@ -8,6 +8,9 @@
 //! event with every status change.
 
 mod error;
+mod fencing;
+mod postgres;
+mod rows;
 pub mod home;
 pub mod secret_box;
 mod sqlite;
@@ -21,7 +24,8 @@ use orch_core::{
     Event, FencingToken, NewTask, Outcome, ProjectId, Run, RunId, Status, Task, TaskId, Timestamp,
     WorkflowId,
 };
-pub use sqlite::{SqliteOptions, Synchronous, REFUSAL_WINDOW_MS, WAL_AUTOCHECKPOINT_PAGES};
+pub use fencing::REFUSAL_WINDOW_MS;
+pub use sqlite::{SqliteOptions, Synchronous, WAL_AUTOCHECKPOINT_PAGES};
 
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -53,7 +57,7 @@ impl<'a> Op<'a> {
 /// A short public name of a fencing token (the first 8 hex characters of its SHA-256), as
 /// events record it: it tells two tokens apart without revealing either.
 pub fn token_fingerprint(token: &FencingToken) -> String {
-    sqlite::token_fingerprint(token)
+    fencing::fingerprint(token)
 }
 
 /// The current time as a `Timestamp` (milliseconds since the Unix epoch).
@@ -302,7 +306,7 @@ pub enum DatabaseConfig {
         /// How to open it.
         options: SqliteOptions,
     },
-    /// A PostgreSQL server. Not built yet: opening one answers [`StoreError::Unavailable`].
+    /// A PostgreSQL database, shared by any number of orch processes.
     Postgres {
         /// `postgres://user@host/db`.
         url: String,
@@ -381,12 +385,15 @@ pub struct Problem {
 pub enum Store {
     /// An SQLite file (the embedded default).
     Sqlite(sqlite::SqliteStore),
+    /// A PostgreSQL database (several servers and workers share it).
+    Postgres(postgres::PgStore),
 }
 
 macro_rules! delegate {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
             Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
         }
     };
 }
@@ -398,10 +405,9 @@ impl Store {
             DatabaseConfig::Sqlite { path, options } => Ok(Store::Sqlite(
                 sqlite::SqliteStore::open(path, options.clone()).await?,
             )),
-            DatabaseConfig::Postgres { .. } => Err(StoreError::Unavailable(
-                "PostgreSQL is not built into this orch yet; use the SQLite database (the default)"
-                    .into(),
-            )),
+            DatabaseConfig::Postgres { url } => {
+                Ok(Store::Postgres(postgres::PgStore::open(url).await?))
+            }
         }
     }
 
@@ -468,6 +474,7 @@ impl Store {
     pub fn add_secret_values(&self, values: &[String]) {
         match self {
             Store::Sqlite(store) => store.add_secret_values(values),
+            Store::Postgres(store) => store.add_secret_values(values),
         }
     }
 
@@ -475,6 +482,7 @@ impl Store {
     pub fn secret_values(&self) -> Vec<String> {
         match self {
             Store::Sqlite(store) => store.secret_values(),
+            Store::Postgres(store) => store.secret_values(),
         }
     }
 
@@ -655,10 +663,33 @@ impl Store {
         delegate!(self.check_consistency())
     }
 
+    /// Wait until work may be ready to claim, at most `timeout`: returns early when a task
+    /// becomes `queued`. On PostgreSQL that is any process's commit (LISTEN/NOTIFY on
+    /// `orch_work`, one listening connection per store handle, shared by its clones); on SQLite
+    /// it is a commit through this store handle or a clone of it (other processes are seen
+    /// only at the timeout). Callers check for work after it returns, whatever the reason.
+    pub async fn wait_for_work(&self, timeout: Duration) {
+        delegate!(self.wait_for_work(timeout))
+    }
+
+    /// Hold the lease `name` for `holder` until `now + ttl`, in one statement: take it if no one
+    /// holds it or its holder's lease expired (`expires_at <= now`), renew it if `holder` holds
+    /// it already. Returns whether `holder` holds it now. For singleton duties (the leader).
+    pub async fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        op: Op<'_>,
+    ) -> Result<bool> {
+        delegate!(self.hold_lease(name, holder, ttl, op))
+    }
+
     /// Close the pool, waiting for connections to finish.
     pub async fn close(&self) {
         match self {
             Store::Sqlite(store) => store.close().await,
+            Store::Postgres(store) => store.close().await,
         }
     }
 }

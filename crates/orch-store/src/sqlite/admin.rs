@@ -22,7 +22,7 @@ impl SqliteStore {
         D: FnOnce(&Connection, &TaskFacts) -> Result<Result<Plan, Refusal>> + Send + 'static,
     {
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
+        let result = self.call(move |conn| {
             let tx = immediate(conn)?;
             let facts = task_facts(&tx, task)?;
             let plan = decide(&tx, &facts)??;
@@ -30,7 +30,8 @@ impl SqliteStore {
             tx.commit()?;
             Ok(plan.status)
         })
-        .await
+        .await;
+        self.woke(result)
     }
 
     pub(crate) async fn cancel(

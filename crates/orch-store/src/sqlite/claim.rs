@@ -46,7 +46,7 @@ impl SqliteStore {
             let extended: Option<i64> = conn
                 .prepare_cached(sql!("heartbeat"))?
                 .query_row(
-                    params![run.0, fencing::token_hash(&token), expires.0, op.actor],
+                    params![run.0, crate::fencing::token_hash(&token), expires.0, op.actor],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -71,7 +71,7 @@ impl SqliteStore {
         let what = what.to_owned();
         let op = OwnedOp::from(op);
         self.call(move |conn| {
-            if fencing::holding(conn, run, &token, &op.actor)? == fencing::Holding::Active {
+            if fencing::holding(conn, run, &token, &op.actor)? == crate::fencing::Holding::Active {
                 return load_run(conn, run);
             }
             let tx = immediate(conn)?;
@@ -90,7 +90,7 @@ impl SqliteStore {
     ) -> crate::Result<bool> {
         let actor = actor.to_owned();
         self.call(move |conn| {
-            Ok(fencing::holding(conn, run, &token, &actor)? != fencing::Holding::Not)
+            Ok(fencing::holding(conn, run, &token, &actor)? != crate::fencing::Holding::Not)
         })
         .await
     }
@@ -111,7 +111,7 @@ fn claim_next(
     };
     let expires = op.now.after(lease);
     // A fresh secret per claim; only its hash is stored, only the claim answer carries it.
-    let token = fencing::new_token();
+    let token = crate::fencing::new_token();
     let run_id = conn.prepare_cached(sql!("insert_run"))?.query_row(
         params![
             task_id.0,
@@ -119,7 +119,7 @@ fn claim_next(
             owner,
             expires.0,
             op.now.0,
-            fencing::token_hash(&token)
+            crate::fencing::token_hash(&token)
         ],
         |r| Ok(RunId(r.get(0)?)),
     )?;
@@ -131,7 +131,7 @@ fn claim_next(
     )?;
     // A fingerprint, never the secret: it tells this claim's token apart in refusals.
     let data = serde_json::json!({
-        "owner": owner, "attempt": attempt, "token": fencing::fingerprint(&token),
+        "owner": owner, "attempt": attempt, "token": crate::fencing::fingerprint(&token),
     });
     insert_event(
         conn,

@@ -20,14 +20,15 @@ impl SqliteStore {
     ) -> crate::Result<Status> {
         let reason = reason.map(str::to_owned);
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
+        let result = self.call(move |conn| {
             let tx = immediate(conn)?;
             let result = complete(&tx, run, token, outcome, reason.as_deref(), &op);
             // A refusal is recorded as an event, so it commits too.
             tx.commit()?;
             result
         })
-        .await
+        .await;
+        self.woke(result)
     }
 
     pub(crate) async fn requeue(
@@ -40,7 +41,7 @@ impl SqliteStore {
     ) -> crate::Result<Status> {
         let reason = reason.map(str::to_owned);
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
+        let result = self.call(move |conn| {
             let tx = immediate(conn)?;
             let Some(task) = end_run(&tx, run, token, RunState::Requeued, reason.as_deref(), &op)?
             else {
@@ -59,7 +60,8 @@ impl SqliteStore {
             tx.commit()?;
             Ok(plan.status)
         })
-        .await
+        .await;
+        self.woke(result)
     }
 }
 

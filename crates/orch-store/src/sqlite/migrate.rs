@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "create_reviews",
         include_str!("../../migrations/sqlite/20261202160000_create_reviews.sql"),
     ),
+    (
+        20261203000000,
+        "create_leases",
+        include_str!("../../migrations/sqlite/20261203000000_create_leases.sql"),
+    ),
 ];
 
 /// Bring the schema up to date.

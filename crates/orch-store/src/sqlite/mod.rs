@@ -32,6 +32,7 @@ mod apply;
 mod claim;
 mod complete;
 mod fencing;
+mod lease;
 mod migrate;
 mod read;
 mod recover;
@@ -49,7 +50,6 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{Op, StoreError};
 
-pub use fencing::{fingerprint as token_fingerprint, REFUSAL_WINDOW_MS};
 
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,6 +135,9 @@ pub struct SqliteStore {
     /// Literal secrets (orch's own tokens) redacted from specs with the known formats. A std
     /// lock: held to copy the list, never across an await.
     secret_values: Arc<std::sync::RwLock<Vec<String>>>,
+    /// Wakes this handle's (and its clones') idle claimers after a commit that may have made
+    /// work ready.
+    work: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -154,6 +157,14 @@ struct OwnedOp {
 }
 
 impl OwnedOp {
+    fn as_op(&self) -> Op<'_> {
+        Op {
+            actor: &self.actor,
+            now: self.now,
+            jitter_unit: self.jitter_unit,
+        }
+    }
+
     fn from(op: Op<'_>) -> Self {
         OwnedOp {
             actor: op.actor.to_owned(),
@@ -239,6 +250,7 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             secret_values: Arc::default(),
+            work: Arc::default(),
         };
         store
             .call(move |conn| {
@@ -286,6 +298,19 @@ impl SqliteStore {
     pub(crate) async fn close(&self) {
         // Closing consumes the handle; clones of it (other `Store` values) keep theirs.
         let _ = self.conn.clone().close().await;
+    }
+
+    /// Wait until a commit through this handle may have made work ready, at most `timeout`.
+    pub(crate) async fn wait_for_work(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+    }
+
+    /// A commit may have made work ready: wake the waiters.
+    fn woke<T>(&self, result: crate::Result<T>) -> crate::Result<T> {
+        if result.is_ok() {
+            self.work.notify_waiters();
+        }
+        result
     }
 
     /// Add literal secrets to redact from every spec submitted from now on.

@@ -11,7 +11,7 @@ use crate::{Op, Recovered};
 impl SqliteStore {
     pub(crate) async fn recover_expired(&self, op: Op<'_>) -> crate::Result<Vec<Recovered>> {
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
+        let result = self.call(move |conn| {
             // A cheap read first: most passes find nothing and should not take the write lock.
             if !any_row(conn, sql!("select_expired_runs"), op.now.0)? {
                 return Ok(Vec::new());
@@ -22,7 +22,8 @@ impl SqliteStore {
             tx.commit()?;
             Ok(recovered)
         })
-        .await
+        .await;
+        self.woke(result)
     }
 
     pub(crate) async fn release_owner(
@@ -32,7 +33,7 @@ impl SqliteStore {
     ) -> crate::Result<Vec<Recovered>> {
         let prefix = prefix.to_owned();
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
+        let result = self.call(move |conn| {
             let tx = immediate(conn)?;
             let runs: Vec<i64> = {
                 let mut stmt = tx.prepare_cached(sql!("select_active_runs_of_owner"))?;
@@ -45,12 +46,13 @@ impl SqliteStore {
             tx.commit()?;
             Ok(recovered)
         })
-        .await
+        .await;
+        self.woke(result)
     }
 
     pub(crate) async fn promote_due(&self, op: Op<'_>) -> crate::Result<Vec<TaskId>> {
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
+        let result = self.call(move |conn| {
             if !any_row(conn, sql!("select_due_retries"), op.now.0)? {
                 return Ok(Vec::new());
             }
@@ -65,7 +67,8 @@ impl SqliteStore {
             tx.commit()?;
             Ok(promoted)
         })
-        .await
+        .await;
+        self.woke(result)
     }
 }
 

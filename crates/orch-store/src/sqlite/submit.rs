@@ -59,13 +59,14 @@ impl SqliteStore {
         // The choke point: no secret in a spec reaches the database, whoever submits.
         submission.redact_secrets(&self.secret_values());
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
+        let result = self.call(move |conn| {
             let tx = immediate(conn)?;
             let ids = submit(&tx, &submission, &op)?;
             tx.commit()?;
             Ok(ids)
         })
-        .await
+        .await;
+        self.woke(result)
     }
 
     pub(crate) async fn submit_once(
@@ -85,7 +86,7 @@ impl SqliteStore {
         let mut submission = submission.clone();
         submission.redact_secrets(&self.secret_values());
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
+        let result = self.call(move |conn| {
             // One write transaction: two copies of a delivery arriving at once serialize on the
             // write lock, and the second sees the first's record.
             let tx = immediate(conn)?;
@@ -114,7 +115,8 @@ impl SqliteStore {
             tx.commit()?;
             Ok(SubmittedOnce { tasks, created })
         })
-        .await
+        .await;
+        self.woke(result)
     }
 }
 

@@ -1,0 +1,149 @@
+//! Claiming the next queued task (`FOR UPDATE SKIP LOCKED`), and the fenced requests that keep
+//! a run's lease.
+
+use std::time::Duration;
+
+use orch_core::lifecycle::{self, EventKind};
+use orch_core::{FencingToken, Lease, Run, RunId, RunState, Status, TaskId, Timestamp};
+
+use super::apply::{insert_event, load_run, load_task, refuse};
+use super::{fencing, PgStore, Result, Tx};
+use crate::fencing::{fingerprint, new_token, token_hash, Holding};
+use crate::{Claim, Op};
+
+impl PgStore {
+    pub(crate) async fn claim_next(
+        &self,
+        owner: &str,
+        lease: Duration,
+        op: Op<'_>,
+    ) -> crate::Result<Option<Claim>> {
+        transact!(self, |tx| async { Ok(Ok(claim_next(&tx, owner, lease, &op).await?)) })
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        lease: Duration,
+        op: Op<'_>,
+    ) -> crate::Result<Timestamp> {
+        let expires = op.now.after(lease);
+        transact!(self, |tx| async {
+            let extended = tx
+                .query_opt(
+                    sql!("heartbeat"),
+                    &[&run.0, &token_hash(&token), &expires.0, &op.actor],
+                )
+                .await?;
+            Ok(match extended {
+                Some(row) => Ok(Timestamp(row.try_get(0)?)),
+                None => Err(refuse(&tx, run, token, "heartbeat", &op).await?),
+            })
+        })
+    }
+
+    pub(crate) async fn check_lease(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        what: &str,
+        op: Op<'_>,
+    ) -> crate::Result<Run> {
+        transact!(self, |tx| async {
+            if fencing::holding(&tx, run, &token, op.actor).await? == Holding::Active {
+                return Ok(Ok(load_run(&tx, run).await?));
+            }
+            Ok(Err(refuse(&tx, run, token, what, &op).await?))
+        })
+    }
+
+    pub(crate) async fn is_holder(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        actor: &str,
+    ) -> crate::Result<bool> {
+        transact!(self, |tx| async {
+            Ok(Ok(
+                fencing::holding(&tx, run, &token, actor).await? != Holding::Not
+            ))
+        })
+    }
+}
+
+async fn claim_next(
+    tx: &Tx<'_>,
+    owner: &str,
+    lease: Duration,
+    op: &Op<'_>,
+) -> Result<Option<Claim>> {
+    let Some(row) = tx.query_opt(sql!("claim_next"), &[&op.now.0]).await? else {
+        return Ok(None);
+    };
+    let task_id = TaskId(row.try_get(0)?);
+    let attempt: i64 = row.try_get(1)?;
+    let expires = op.now.after(lease);
+    // A fresh secret per claim; only its hash is stored, only the claim answer carries it.
+    let token = new_token();
+    let run_id = RunId(
+        tx.query_one(
+            sql!("insert_run"),
+            &[
+                &task_id.0,
+                &attempt,
+                &owner,
+                &expires.0,
+                &op.now.0,
+                &token_hash(&token),
+            ],
+        )
+        .await?
+        .try_get(0)?,
+    );
+    lifecycle::transition(Some(Status::Queued), EventKind::Claim, Status::Running).map_err(
+        |source| crate::StoreError::Transition {
+            task: task_id,
+            source,
+        },
+    )?;
+    // A fingerprint, never the secret: it tells this claim's token apart in refusals.
+    let data = serde_json::json!({
+        "owner": owner, "attempt": attempt, "token": fingerprint(&token),
+    });
+    insert_event(
+        tx,
+        task_id,
+        Some(run_id),
+        op,
+        EventKind::Claim,
+        Some(Status::Queued),
+        Status::Running,
+        None,
+        Some(&data),
+    )
+    .await?;
+    let task = load_task(tx, task_id).await?;
+    let run = Run {
+        id: run_id,
+        task: task_id,
+        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+        lease: Lease {
+            owner: owner.to_owned(),
+            expires_at: expires,
+        },
+        state: RunState::Active,
+        started_at: op.now,
+        ended_at: None,
+        outcome: None,
+    };
+    let reply = super::agents::pending_reply(tx, task.id).await?;
+    let reviews = super::reviews::reviews_of_task(tx, task.id).await?;
+    Ok(Some(Claim {
+        task,
+        run,
+        token,
+        reply,
+        reviews,
+    }))
+}
