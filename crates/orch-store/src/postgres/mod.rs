@@ -126,8 +126,15 @@ impl From<Refusal> for Error {
 
 /// The connection itself failed (as opposed to a statement): lost, refused, or shut down.
 fn is_connection_error(error: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
     match error.as_db_error() {
-        None => true,
+        None => {
+            error.is_closed()
+                || error
+                    .source()
+                    .is_some_and(|source| source.is::<std::io::Error>())
+                || error.to_string().starts_with("error connecting")
+        }
         Some(db) => {
             let code = db.code().code();
             code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")

@@ -213,9 +213,9 @@ impl TestDb {
         })
     }
 
-    /// Another handle on the same database (as a second process would open it).
-    pub async fn reopen(&self) -> Store {
-        let config = match &self.pg {
+    /// How to open this database again (as a second process would).
+    pub fn config(&self) -> DatabaseConfig {
+        match &self.pg {
             Some(database) => DatabaseConfig::Postgres {
                 url: database.url.clone(),
             },
@@ -223,8 +223,12 @@ impl TestDb {
                 path: self.path(),
                 options: SqliteOptions::default(),
             },
-        };
-        Store::open(&config).await.expect("reopen store")
+        }
+    }
+
+    /// Another handle on the same database (as a second process would open it).
+    pub async fn reopen(&self) -> Store {
+        Store::open(&self.config()).await.expect("reopen store")
     }
 
     /// The SQLite file (on that backend).
