@@ -9,9 +9,9 @@
 
 mod error;
 mod fencing;
+pub mod home;
 mod postgres;
 mod rows;
-pub mod home;
 pub mod secret_box;
 mod sqlite;
 
@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::StoreError;
+pub use fencing::REFUSAL_WINDOW_MS;
 use orch_core::{
     Event, FencingToken, NewTask, Outcome, ProjectId, Run, RunId, Status, Task, TaskId, Timestamp,
     WorkflowId,
 };
-pub use fencing::REFUSAL_WINDOW_MS;
 pub use sqlite::{SqliteOptions, Synchronous, WAL_AUTOCHECKPOINT_PAGES};
 
 /// Result of store operations.

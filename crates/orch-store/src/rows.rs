@@ -22,7 +22,8 @@ pub(crate) struct SpecPolicy {
 impl SpecPolicy {
     /// Read the policy of task `task` from its stored spec.
     pub(crate) fn of(task: TaskId, spec: &str) -> Result<SpecPolicy> {
-        serde_json::from_str(spec).map_err(|e| StoreError::Corrupt(format!("task {task} spec: {e}")))
+        serde_json::from_str(spec)
+            .map_err(|e| StoreError::Corrupt(format!("task {task} spec: {e}")))
     }
 }
 
@@ -149,7 +150,11 @@ impl EventRow {
             at: Timestamp(self.at),
             actor: self.actor,
             kind: parse::<EventKind>(&self.kind)?,
-            from: self.from_status.as_deref().map(parse::<Status>).transpose()?,
+            from: self
+                .from_status
+                .as_deref()
+                .map(parse::<Status>)
+                .transpose()?,
             to: parse(&self.to_status)?,
             reason: self.reason,
             data: serde_json::from_str(&self.data)

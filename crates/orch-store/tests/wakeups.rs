@@ -39,17 +39,37 @@ async fn a_commit_that_queues_a_task_wakes_a_waiting_claimer(db: TestDb) {
 
     // A completion that releases a dependent wakes it too.
     let ids = db.submit(vec![task("b", &[]), task("c", &[0])], 0).await;
-    let mut claim = clone.claim_next("w", LEASE, op("w", 1)).await.unwrap().unwrap();
+    let mut claim = clone
+        .claim_next("w", LEASE, op("w", 1))
+        .await
+        .unwrap()
+        .unwrap();
     while claim.task.id != ids[0] {
         clone
-            .complete(claim.run.id, claim.token, Outcome::Succeeded, None, op("w", 1))
+            .complete(
+                claim.run.id,
+                claim.token,
+                Outcome::Succeeded,
+                None,
+                op("w", 1),
+            )
             .await
             .unwrap();
-        claim = clone.claim_next("w", LEASE, op("w", 1)).await.unwrap().unwrap();
+        claim = clone
+            .claim_next("w", LEASE, op("w", 1))
+            .await
+            .unwrap()
+            .unwrap();
     }
     let took = woken_by(&db.store, async {
         clone
-            .complete(claim.run.id, claim.token, Outcome::Succeeded, None, op("w", 2))
+            .complete(
+                claim.run.id,
+                claim.token,
+                Outcome::Succeeded,
+                None,
+                op("w", 2),
+            )
             .await
             .unwrap();
     })
@@ -60,29 +80,50 @@ async fn a_commit_that_queues_a_task_wakes_a_waiting_claimer(db: TestDb) {
 async fn a_lease_has_one_holder_until_it_expires(db: TestDb) {
     let ttl = Duration::from_secs(10);
     let store = &db.store;
-    assert!(store.hold_lease("leader", "a", ttl, op("a", 0)).await.unwrap());
+    assert!(store
+        .hold_lease("leader", "a", ttl, op("a", 0))
+        .await
+        .unwrap());
     assert!(
-        !store.hold_lease("leader", "b", ttl, op("b", 5_000)).await.unwrap(),
+        !store
+            .hold_lease("leader", "b", ttl, op("b", 5_000))
+            .await
+            .unwrap(),
         "b cannot take a lease a holds"
     );
     assert!(
-        store.hold_lease("leader", "a", ttl, op("a", 9_000)).await.unwrap(),
+        store
+            .hold_lease("leader", "a", ttl, op("a", 9_000))
+            .await
+            .unwrap(),
         "a renews it, to 19 s"
     );
     assert!(
-        !store.hold_lease("leader", "b", ttl, op("b", 18_999)).await.unwrap(),
+        !store
+            .hold_lease("leader", "b", ttl, op("b", 18_999))
+            .await
+            .unwrap(),
         "the renewal counts"
     );
     assert!(
-        store.hold_lease("leader", "b", ttl, op("b", 19_000)).await.unwrap(),
+        store
+            .hold_lease("leader", "b", ttl, op("b", 19_000))
+            .await
+            .unwrap(),
         "b takes it over once it expired"
     );
     assert!(
-        !store.hold_lease("leader", "a", ttl, op("a", 19_001)).await.unwrap(),
+        !store
+            .hold_lease("leader", "a", ttl, op("a", 19_001))
+            .await
+            .unwrap(),
         "a lost it"
     );
     assert!(
-        store.hold_lease("other", "a", ttl, op("a", 19_001)).await.unwrap(),
+        store
+            .hold_lease("other", "a", ttl, op("a", 19_001))
+            .await
+            .unwrap(),
         "leases are named"
     );
 }

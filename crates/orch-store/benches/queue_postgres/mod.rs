@@ -36,7 +36,9 @@ impl Database {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create the benchmark database");
-        let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(base, _)| base);
         Database {
             admin_url: admin_url.to_owned(),
             url: format!("{base}/{name}"),
@@ -84,7 +86,10 @@ async fn seeded(admin_url: &str, n: usize) -> (Database, f64) {
             workflow: None,
             tasks: vec![new_task(i)],
         };
-        store.submit(&submission, op("bench")).await.expect("submit");
+        store
+            .submit(&submission, op("bench"))
+            .await
+            .expect("submit");
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     store.close().await;
@@ -109,7 +114,13 @@ async fn orch(config: &DatabaseConfig, claimers: usize) -> f64 {
                 .expect("claim")
             {
                 store
-                    .complete(claim.run.id, claim.token, Outcome::Succeeded, None, op(&name))
+                    .complete(
+                        claim.run.id,
+                        claim.token,
+                        Outcome::Succeeded,
+                        None,
+                        op(&name),
+                    )
                     .await
                     .expect("complete");
                 done += 1;
@@ -208,7 +219,13 @@ async fn pickup(admin_url: &str, samples: usize) -> (f64, f64, f64) {
                     Some(claim) => {
                         let at = Instant::now();
                         claimer
-                            .complete(claim.run.id, claim.token, Outcome::Succeeded, None, op("idle"))
+                            .complete(
+                                claim.run.id,
+                                claim.token,
+                                Outcome::Succeeded,
+                                None,
+                                op("idle"),
+                            )
                             .await
                             .expect("complete");
                         got += 1;
@@ -233,7 +250,10 @@ async fn pickup(admin_url: &str, samples: usize) -> (f64, f64, f64) {
             workflow: None,
             tasks: vec![new_task(i)],
         };
-        submitter.submit(&submission, op("bench")).await.expect("submit");
+        submitter
+            .submit(&submission, op("bench"))
+            .await
+            .expect("submit");
         let claimed = claimed_rx.recv().await.expect("claimed");
         latencies.push(claimed.duration_since(ready).as_secs_f64() * 1000.0);
     }

@@ -137,7 +137,10 @@ impl PgStore {
 
 /// The reply a claimed run must answer, if any.
 pub(super) async fn pending_reply(tx: &Tx<'_>, task: TaskId) -> Result<Option<PendingReply>> {
-    let Some(r) = tx.query_opt(sql!("select_pending_reply"), &[&task.0]).await? else {
+    let Some(r) = tx
+        .query_opt(sql!("select_pending_reply"), &[&task.0])
+        .await?
+    else {
         return Ok(None);
     };
     Ok(Some(PendingReply {

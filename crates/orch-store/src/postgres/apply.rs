@@ -32,12 +32,25 @@ pub(super) async fn task_facts(tx: &Tx<'_>, task: TaskId) -> Result<TaskFacts> {
     })
 }
 
-/// A task's dependencies that are not waived, ordered by id (locked against change until the
-/// transaction ends, so a dependency cannot finish unseen while its dependent is decided).
+/// A task's dependencies that are not waived, ordered by id. Deciding an existing task needs no
+/// lock on them: the decision holds the task's own row (`task_facts`), and a dependency that
+/// finishes settles its dependents under the same row lock, so one of the two sees the other.
 pub(super) async fn dependencies(tx: &Tx<'_>, task: TaskId) -> Result<Vec<DependencyFacts>> {
-    tx.query(sql!("select_dependencies"), &[&task.0])
-        .await?
-        .iter()
+    dependency_facts(tx.query(sql!("select_dependencies"), &[&task.0]).await?)
+}
+
+/// [`dependencies`] of a task being created, locked (`FOR SHARE`) until the transaction ends: a
+/// dependency finishing meanwhile cannot see the new task yet, so its completion must wait for
+/// this commit (and then settle the new task), or have committed before (and be seen here).
+pub(super) async fn locked_dependencies(tx: &Tx<'_>, task: TaskId) -> Result<Vec<DependencyFacts>> {
+    dependency_facts(
+        tx.query(sql!("select_dependencies_locked"), &[&task.0])
+            .await?,
+    )
+}
+
+fn dependency_facts(rows: Vec<tokio_postgres::Row>) -> Result<Vec<DependencyFacts>> {
+    rows.iter()
         .map(|row| {
             let key: Option<String> = row.try_get("key")?;
             Ok(DependencyFacts {
@@ -107,7 +120,16 @@ async fn apply(tx: &Tx<'_>, effect: &Effect, op: &Op<'_>) -> Result<()> {
     match effect {
         Effect::Create { task, to, reason } => {
             // Inserted as waiting; the create event records where it really starts.
-            set_status(tx, *task, Status::Waiting, *to, reason.as_deref(), None, op.now).await?;
+            set_status(
+                tx,
+                *task,
+                Status::Waiting,
+                *to,
+                reason.as_deref(),
+                None,
+                op.now,
+            )
+            .await?;
             insert_event(
                 tx,
                 *task,

@@ -18,7 +18,9 @@ impl PgStore {
         lease: Duration,
         op: Op<'_>,
     ) -> crate::Result<Option<Claim>> {
-        transact!(self, |tx| async { Ok(Ok(claim_next(&tx, owner, lease, &op).await?)) })
+        transact!(self, |tx| async {
+            Ok(Ok(claim_next(&tx, owner, lease, &op).await?))
+        })
     }
 
     pub(crate) async fn heartbeat(

@@ -49,8 +49,7 @@ impl PgStore {
             else {
                 return Ok(Err(refuse(&tx, run, token, "requeue", &op).await?));
             };
-            let plan =
-                decide::requeue(&task_facts(&tx, task).await?, run, delay, reason, op.now)?;
+            let plan = decide::requeue(&task_facts(&tx, task).await?, run, delay, reason, op.now)?;
             carry_out(&tx, &plan, &op).await?;
             Ok(Ok(plan.status))
         })

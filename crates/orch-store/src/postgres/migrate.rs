@@ -28,7 +28,8 @@ const MIGRATION_LOCK: i64 = 0x6f72_6368;
 /// Bring the schema up to date.
 pub(super) async fn run(client: &mut deadpool_postgres::Object) -> Result<()> {
     let tx = Tx::begin(client).await?;
-    tx.execute(sql!("lock_migrations"), &[&MIGRATION_LOCK]).await?;
+    tx.execute(sql!("lock_migrations"), &[&MIGRATION_LOCK])
+        .await?;
     tx.tx.batch_execute(sql!("create_migrations_table")).await?;
     let applied: BTreeSet<i64> = tx
         .ids(sql!("select_migrations"), &[])
@@ -48,7 +49,8 @@ pub(super) async fn run(client: &mut deadpool_postgres::Object) -> Result<()> {
             continue;
         }
         tx.tx.batch_execute(script).await?;
-        tx.execute(sql!("insert_migration"), &[version, name]).await?;
+        tx.execute(sql!("insert_migration"), &[version, name])
+            .await?;
     }
     tx.commit().await?;
     Ok(())

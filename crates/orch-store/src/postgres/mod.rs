@@ -3,9 +3,9 @@
 //! Driver: tokio-postgres with a deadpool pool, chosen by measurement over sqlx (see
 //! docs/decisions.md, "PostgreSQL driver"). Transactions run at READ COMMITTED with explicit
 //! row locks: a claim takes the next queued task with `FOR UPDATE SKIP LOCKED`, every decision
-//! reads its task's facts `FOR UPDATE` and its dependencies `FOR SHARE`, so two transactions
-//! about one task serialize on its row and a dependency finishing while its dependent is
-//! created cannot be missed. Every status change is a conditional update and writes its event
+//! reads its task's facts `FOR UPDATE` (so two transactions about one task serialize on its
+//! row, and dependents are settled under their own row lock), and a new task reads its
+//! dependencies `FOR SHARE`, so a dependency finishing while it is created cannot be missed. Every status change is a conditional update and writes its event
 //! in the same transaction, exactly as on SQLite.
 //!
 //! A transaction that fails with a deadlock or serialization failure, or loses its connection
@@ -295,10 +295,11 @@ impl PgStore {
     /// Connect to the database at `url` (`postgres://user@host/db`) and bring its schema up to
     /// date (under an advisory lock, so servers starting together do not race).
     pub async fn open(url: &str) -> crate::Result<Self> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Invalid {
-            field: "database url".into(),
-            reason: format!("`{}` is not a PostgreSQL URL: {e}", redact_url(url)),
-        })?;
+        let mut config =
+            tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Invalid {
+                field: "database url".into(),
+                reason: format!("`{}` is not a PostgreSQL URL: {e}", redact_url(url)),
+            })?;
         config
             .application_name("orch")
             .connect_timeout(Duration::from_secs(10))
@@ -318,7 +319,9 @@ impl PgStore {
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
-            .map_err(|e| StoreError::Unavailable(format!("cannot build the connection pool: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot build the connection pool: {e}"))
+            })?;
         let store = PgStore {
             pool,
             config: config.clone(),

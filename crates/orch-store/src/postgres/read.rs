@@ -47,7 +47,10 @@ impl PgStore {
     pub(crate) async fn events(&self, task: TaskId) -> crate::Result<Vec<Event>> {
         transact!(self, |tx| async {
             let rows = tx.query(sql!("select_events_of_task"), &[&task.0]).await?;
-            Ok(Ok(rows.iter().map(event_from_row).collect::<Result<_>>()?))
+            Ok(Ok(rows
+                .iter()
+                .map(event_from_row)
+                .collect::<Result<_>>()?))
         })
     }
 
@@ -65,7 +68,9 @@ impl PgStore {
                 .map(|row| {
                     Ok(FeedEvent {
                         event: event_from_row(row)?,
-                        workflow: row.try_get::<_, Option<i64>>("workflow_id")?.map(WorkflowId),
+                        workflow: row
+                            .try_get::<_, Option<i64>>("workflow_id")?
+                            .map(WorkflowId),
                     })
                 })
                 .collect::<Result<_>>()?;

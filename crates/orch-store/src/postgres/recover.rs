@@ -27,7 +27,9 @@ impl PgStore {
         op: Op<'_>,
     ) -> crate::Result<Vec<Recovered>> {
         transact!(self, |tx| async {
-            let runs = tx.ids(sql!("select_active_runs_of_owner"), &[&prefix]).await?;
+            let runs = tx
+                .ids(sql!("select_active_runs_of_owner"), &[&prefix])
+                .await?;
             Ok(Ok(lose_runs(&tx, runs, "its worker restarted", &op).await?))
         })
     }
@@ -66,7 +68,13 @@ async fn lose_runs(tx: &Tx<'_>, runs: Vec<i64>, why: &str, op: &Op<'_>) -> Resul
             continue;
         };
         let task = TaskId(row.try_get(0)?);
-        let plan = decide::lose(&task_facts(tx, task).await?, run, why, op.now, op.jitter_unit)?;
+        let plan = decide::lose(
+            &task_facts(tx, task).await?,
+            run,
+            why,
+            op.now,
+            op.jitter_unit,
+        )?;
         carry_out(tx, &plan, op).await?;
         recovered.push(Recovered {
             run,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use orch_core::{decide, Status, TaskId, Timestamp};
 use tokio_postgres::error::SqlState;
 
-use super::apply::{carry_out, dependencies, task_facts};
+use super::apply::{carry_out, locked_dependencies, task_facts};
 use super::rows::project_from_row;
 use super::{Error, PgStore, Result, Tx};
 use crate::{Delivery, Op, Project, StoreError, Submission, SubmittedOnce};
@@ -21,7 +21,10 @@ impl PgStore {
     ) -> crate::Result<Project> {
         transact!(self, |tx| async {
             tx.execute(sql!("lock_projects"), &[&PROJECT_LOCK]).await?;
-            if let Some(row) = tx.query_opt(sql!("select_project_by_path"), &[&path]).await? {
+            if let Some(row) = tx
+                .query_opt(sql!("select_project_by_path"), &[&path])
+                .await?
+            {
                 return Ok(Ok(project_from_row(&row)?));
             }
             let taken: BTreeSet<String> = tx
@@ -58,7 +61,9 @@ impl PgStore {
         let mut submission = submission.clone();
         // The choke point: no secret in a spec reaches the database, whoever submits.
         submission.redact_secrets(&self.secret_values());
-        transact!(self, |tx| async { Ok(Ok(submit(&tx, &submission, &op).await?)) })
+        transact!(self, |tx| async {
+            Ok(Ok(submit(&tx, &submission, &op).await?))
+        })
     }
 
     pub(crate) async fn submit_once(
@@ -170,7 +175,10 @@ async fn submit(tx: &Tx<'_>, submission: &Submission, op: &Op<'_>) -> Result<Vec
                     other => other,
                 })?;
         }
-        let plan = decide::create(&task_facts(tx, id).await?, &dependencies(tx, id).await?)?;
+        let plan = decide::create(
+            &task_facts(tx, id).await?,
+            &locked_dependencies(tx, id).await?,
+        )?;
         carry_out(tx, &plan, op).await?;
         ids.push(id);
     }

@@ -113,26 +113,27 @@ impl SqliteStore {
         let (message, _) =
             orch_core::redact::Redactor::new(&self.secret_values()).redact_text(&message);
         let op = OwnedOp::from(op);
-        let result = self.call(move |conn| {
-            let tx = immediate(conn)?;
-            let facts = task_facts(&tx, task)?;
-            let session: Option<AgentSession> = tx
-                .prepare_cached(sql!("select_last_session_of_task"))?
-                .query_row([task.0], |r| {
-                    Ok(AgentSession {
-                        agent: r.get(0)?,
-                        step: r.get(1)?,
-                        session_id: r.get(2)?,
+        let result = self
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let facts = task_facts(&tx, task)?;
+                let session: Option<AgentSession> = tx
+                    .prepare_cached(sql!("select_last_session_of_task"))?
+                    .query_row([task.0], |r| {
+                        Ok(AgentSession {
+                            agent: r.get(0)?,
+                            step: r.get(1)?,
+                            session_id: r.get(2)?,
+                        })
                     })
-                })
-                .optional()?;
-            let pending = pending_reply(&tx, task)?.map(|p| p.id);
-            let plan = decide::reply(&facts, &message, session, pending)?;
-            carry_out(&tx, &plan, &op)?;
-            tx.commit()?;
-            Ok(plan.status)
-        })
-        .await;
+                    .optional()?;
+                let pending = pending_reply(&tx, task)?.map(|p| p.id);
+                let plan = decide::reply(&facts, &message, session, pending)?;
+                carry_out(&tx, &plan, &op)?;
+                tx.commit()?;
+                Ok(plan.status)
+            })
+            .await;
         self.woke(result)
     }
 }

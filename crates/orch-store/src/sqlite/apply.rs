@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 pub(super) use super::fencing::refuse;
 use super::rows::{run_from_row, task_from_row};
-use crate::rows::SpecPolicy;
 use super::{fencing, query_ids, Error, OwnedOp, Result};
+use crate::rows::SpecPolicy;
 use crate::StoreError;
 
 /// The few columns decisions need.

@@ -46,7 +46,12 @@ impl SqliteStore {
             let extended: Option<i64> = conn
                 .prepare_cached(sql!("heartbeat"))?
                 .query_row(
-                    params![run.0, crate::fencing::token_hash(&token), expires.0, op.actor],
+                    params![
+                        run.0,
+                        crate::fencing::token_hash(&token),
+                        expires.0,
+                        op.actor
+                    ],
                     |r| r.get(0),
                 )
                 .optional()?;

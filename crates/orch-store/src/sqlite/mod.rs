@@ -50,7 +50,6 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{Op, StoreError};
 
-
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {

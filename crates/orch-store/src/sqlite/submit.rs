@@ -59,13 +59,14 @@ impl SqliteStore {
         // The choke point: no secret in a spec reaches the database, whoever submits.
         submission.redact_secrets(&self.secret_values());
         let op = OwnedOp::from(op);
-        let result = self.call(move |conn| {
-            let tx = immediate(conn)?;
-            let ids = submit(&tx, &submission, &op)?;
-            tx.commit()?;
-            Ok(ids)
-        })
-        .await;
+        let result = self
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let ids = submit(&tx, &submission, &op)?;
+                tx.commit()?;
+                Ok(ids)
+            })
+            .await;
         self.woke(result)
     }
 
@@ -86,36 +87,37 @@ impl SqliteStore {
         let mut submission = submission.clone();
         submission.redact_secrets(&self.secret_values());
         let op = OwnedOp::from(op);
-        let result = self.call(move |conn| {
-            // One write transaction: two copies of a delivery arriving at once serialize on the
-            // write lock, and the second sees the first's record.
-            let tx = immediate(conn)?;
-            let mut earlier = None;
-            for delivery in &deliveries {
-                earlier = tx
-                    .prepare_cached(sql!("select_webhook_delivery"))?
-                    .query_row(params![delivery.source, delivery.id], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .optional()?;
-                if earlier.is_some() {
-                    break;
+        let result = self
+            .call(move |conn| {
+                // One write transaction: two copies of a delivery arriving at once serialize on the
+                // write lock, and the second sees the first's record.
+                let tx = immediate(conn)?;
+                let mut earlier = None;
+                for delivery in &deliveries {
+                    earlier = tx
+                        .prepare_cached(sql!("select_webhook_delivery"))?
+                        .query_row(params![delivery.source, delivery.id], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                        .optional()?;
+                    if earlier.is_some() {
+                        break;
+                    }
                 }
-            }
-            let (tasks, created) = match earlier {
-                Some(task) => (vec![TaskId(task)], false),
-                None => (submit(&tx, &submission, &op)?, true),
-            };
-            // Every id is recorded (a new delivery of a known issue too), so each later replay
-            // answers with the same task.
-            for delivery in &deliveries {
-                tx.prepare_cached(sql!("insert_webhook_delivery"))?
-                    .execute(params![delivery.source, delivery.id, tasks[0].0, op.now.0])?;
-            }
-            tx.commit()?;
-            Ok(SubmittedOnce { tasks, created })
-        })
-        .await;
+                let (tasks, created) = match earlier {
+                    Some(task) => (vec![TaskId(task)], false),
+                    None => (submit(&tx, &submission, &op)?, true),
+                };
+                // Every id is recorded (a new delivery of a known issue too), so each later replay
+                // answers with the same task.
+                for delivery in &deliveries {
+                    tx.prepare_cached(sql!("insert_webhook_delivery"))?
+                        .execute(params![delivery.source, delivery.id, tasks[0].0, op.now.0])?;
+                }
+                tx.commit()?;
+                Ok(SubmittedOnce { tasks, created })
+            })
+            .await;
         self.woke(result)
     }
 }

@@ -131,7 +131,10 @@ impl Drop for PgDatabase {
         })
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test database {}: {dropped:?}", self.name);
+            eprintln!(
+                "could not drop the test database {}: {dropped:?}",
+                self.name
+            );
         }
     }
 }
@@ -234,6 +237,93 @@ impl TestDb {
     /// The SQLite file (on that backend).
     pub fn path(&self) -> std::path::PathBuf {
         self.dir.path().join("orch.db")
+    }
+
+    /// Run one SQL statement on the database directly, outside orch (as anyone holding the
+    /// SQLite file or the server's credentials could): the rows changed, or the database's
+    /// refusal in words.
+    pub async fn raw_execute(&self, sql: &str) -> Result<u64, String> {
+        match &self.pg {
+            Some(database) => database
+                .connect()
+                .await
+                .execute(sql, &[])
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_owned(),
+                    None => e.to_string(),
+                }),
+            None => rusqlite::Connection::open(self.path())
+                .and_then(|conn| conn.execute(sql, []))
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Every text and binary value in every table, binary as hex, each with its table: what
+    /// someone reading the database directly would see.
+    pub async fn raw_cells(&self) -> Vec<(String, String)> {
+        let mut cells = Vec::new();
+        match &self.pg {
+            Some(database) => {
+                let client = database.connect().await;
+                let columns = client
+                    .query(
+                        "SELECT table_name::TEXT, column_name::TEXT, data_type::TEXT \
+                         FROM information_schema.columns \
+                         WHERE table_schema = 'public' AND data_type IN ('text', 'bytea')",
+                        &[],
+                    )
+                    .await
+                    .expect("list columns");
+                for column in columns {
+                    let (table, name, kind): (String, String, String) =
+                        (column.get(0), column.get(1), column.get(2));
+                    let select = if kind == "bytea" {
+                        format!("SELECT encode(\"{name}\", 'hex') FROM \"{table}\"")
+                    } else {
+                        format!("SELECT \"{name}\" FROM \"{table}\"")
+                    };
+                    for row in client.query(&select, &[]).await.expect("read column") {
+                        if let Some(text) = row.get::<_, Option<String>>(0) {
+                            cells.push((table.clone(), text));
+                        }
+                    }
+                }
+            }
+            None => {
+                let conn = rusqlite::Connection::open(self.path()).expect("open the file");
+                let tables: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .expect("list tables")
+                    .query_map([], |r| r.get(0))
+                    .expect("list tables")
+                    .collect::<Result<_, _>>()
+                    .expect("list tables");
+                for table in tables {
+                    let mut stmt = conn
+                        .prepare(&format!("SELECT * FROM \"{table}\""))
+                        .expect("read table");
+                    let columns = stmt.column_count();
+                    let mut rows = stmt.query([]).expect("read table");
+                    while let Some(row) = rows.next().expect("read row") {
+                        for i in 0..columns {
+                            let text = match row.get_ref(i).expect("read cell") {
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    String::from_utf8_lossy(t).into_owned()
+                                }
+                                rusqlite::types::ValueRef::Blob(b) => {
+                                    b.iter().map(|b| format!("{b:02x}")).collect()
+                                }
+                                _ => continue,
+                            };
+                            cells.push((table.clone(), text));
+                        }
+                    }
+                }
+            }
+        }
+        cells
     }
 
     /// Submit tasks given as (key, needs-as-batch-indices) with a no-backoff retry policy.
