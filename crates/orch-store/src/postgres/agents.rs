@@ -54,7 +54,7 @@ impl PgStore {
     }
 
     pub(crate) async fn task_usage(&self, task: TaskId) -> crate::Result<Vec<AgentUsage>> {
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             let rows = tx.query(sql!("select_usage_of_task"), &[&task.0]).await?;
             let usage = rows
                 .iter()
@@ -88,7 +88,7 @@ impl PgStore {
                 cost_usd: r.try_get::<_, Option<f64>>(4)?.unwrap_or(0.0),
             })
         };
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             let by_agent = tx
                 .query(sql!("select_usage_by_agent"), &[])
                 .await?

@@ -294,30 +294,33 @@ async fn set_status(
 }
 
 /// Store a checked move conditionally, and log it.
+/// The update and the insert are pipelined on the connection: they touch different tables, and
+/// a refused update fails the whole transaction.
 async fn move_task(tx: &Tx<'_>, step: &Move, op: &Op<'_>) -> Result<()> {
     let reason = step.reason.as_deref();
-    set_status(
-        tx,
-        step.task,
-        step.from,
-        step.to,
-        reason,
-        step.not_before,
-        op.now,
-    )
-    .await?;
-    insert_event(
-        tx,
-        step.task,
-        step.run,
-        op,
-        step.kind,
-        Some(step.from),
-        step.to,
-        reason,
-        None,
-    )
-    .await
+    tokio::try_join!(
+        set_status(
+            tx,
+            step.task,
+            step.from,
+            step.to,
+            reason,
+            step.not_before,
+            op.now,
+        ),
+        insert_event(
+            tx,
+            step.task,
+            step.run,
+            op,
+            step.kind,
+            Some(step.from),
+            step.to,
+            reason,
+            None,
+        ),
+    )?;
+    Ok(())
 }
 
 /// End the run if `token` still holds its lease; returns its task, or `None` if refused.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use orch_core::lifecycle::{self, EventKind};
 use orch_core::{FencingToken, Lease, Run, RunId, RunState, Status, TaskId, Timestamp};
 
-use super::apply::{insert_event, load_run, load_task, refuse};
+use super::apply::{load_run, load_task, refuse};
 use super::{fencing, PgStore, Result, Tx};
 use crate::fencing::{fingerprint, new_token, token_hash, Holding};
 use crate::{Claim, Op};
@@ -31,17 +31,24 @@ impl PgStore {
         op: Op<'_>,
     ) -> crate::Result<Timestamp> {
         let expires = op.now.after(lease);
-        transact!(self, |tx| async {
-            let extended = tx
+        // The common case is one statement in autocommit mode (repeating it is harmless).
+        let extended = read!(self, |tx| async {
+            let row = tx
                 .query_opt(
                     sql!("heartbeat"),
                     &[&run.0, &token_hash(&token), &expires.0, &op.actor],
                 )
                 .await?;
-            Ok(match extended {
-                Some(row) => Ok(Timestamp(row.try_get(0)?)),
-                None => Err(refuse(&tx, run, token, "heartbeat", &op).await?),
-            })
+            Ok(Ok(match row {
+                Some(row) => Some(Timestamp(row.try_get(0)?)),
+                None => None,
+            }))
+        })?;
+        if let Some(at) = extended {
+            return Ok(at);
+        }
+        transact!(self, |tx| async {
+            Ok(Err(refuse(&tx, run, token, "heartbeat", &op).await?))
         })
     }
 
@@ -66,7 +73,7 @@ impl PgStore {
         token: FencingToken,
         actor: &str,
     ) -> crate::Result<bool> {
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             Ok(Ok(
                 fencing::holding(&tx, run, &token, actor).await? != Holding::Not
             ))
@@ -80,52 +87,37 @@ async fn claim_next(
     lease: Duration,
     op: &Op<'_>,
 ) -> Result<Option<Claim>> {
-    let Some(row) = tx.query_opt(sql!("claim_next"), &[&op.now.0]).await? else {
-        return Ok(None);
-    };
-    let task_id = TaskId(row.try_get(0)?);
-    let attempt: i64 = row.try_get(1)?;
+    lifecycle::transition(Some(Status::Queued), EventKind::Claim, Status::Running)
+        .expect("a queued task may be claimed");
     let expires = op.now.after(lease);
-    // A fresh secret per claim; only its hash is stored, only the claim answer carries it.
+    // A fresh secret per claim; only its hash is stored, only the claim answer carries it, and
+    // the claim event names it by its fingerprint.
     let token = new_token();
-    let run_id = RunId(
-        tx.query_one(
-            sql!("insert_run"),
+    let Some(row) = tx
+        .query_opt(
+            sql!("claim_next"),
             &[
-                &task_id.0,
-                &attempt,
+                &op.now.0,
                 &owner,
                 &expires.0,
-                &op.now.0,
                 &token_hash(&token),
+                &op.actor,
+                &fingerprint(&token),
             ],
         )
         .await?
-        .try_get(0)?,
-    );
-    lifecycle::transition(Some(Status::Queued), EventKind::Claim, Status::Running).map_err(
-        |source| crate::StoreError::Transition {
-            task: task_id,
-            source,
-        },
+    else {
+        return Ok(None);
+    };
+    let task_id = TaskId(row.try_get(0)?);
+    let run_id = RunId(row.try_get(1)?);
+    let attempt: i64 = row.try_get(2)?;
+    // Three reads, pipelined on the connection.
+    let (task, reply, reviews) = tokio::try_join!(
+        load_task(tx, task_id),
+        super::agents::pending_reply(tx, task_id),
+        super::reviews::reviews_of_task(tx, task_id),
     )?;
-    // A fingerprint, never the secret: it tells this claim's token apart in refusals.
-    let data = serde_json::json!({
-        "owner": owner, "attempt": attempt, "token": fingerprint(&token),
-    });
-    insert_event(
-        tx,
-        task_id,
-        Some(run_id),
-        op,
-        EventKind::Claim,
-        Some(Status::Queued),
-        Status::Running,
-        None,
-        Some(&data),
-    )
-    .await?;
-    let task = load_task(tx, task_id).await?;
     let run = Run {
         id: run_id,
         task: task_id,
@@ -139,8 +131,6 @@ async fn claim_next(
         ended_at: None,
         outcome: None,
     };
-    let reply = super::agents::pending_reply(tx, task.id).await?;
-    let reviews = super::reviews::reviews_of_task(tx, task.id).await?;
     Ok(Some(Claim {
         task,
         run,

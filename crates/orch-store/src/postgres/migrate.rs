@@ -30,7 +30,7 @@ pub(super) async fn run(client: &mut deadpool_postgres::Object) -> Result<()> {
     let tx = Tx::begin(client).await?;
     tx.execute(sql!("lock_migrations"), &[&MIGRATION_LOCK])
         .await?;
-    tx.tx.batch_execute(sql!("create_migrations_table")).await?;
+    tx.batch(sql!("create_migrations_table")).await?;
     let applied: BTreeSet<i64> = tx
         .ids(sql!("select_migrations"), &[])
         .await?
@@ -48,7 +48,7 @@ pub(super) async fn run(client: &mut deadpool_postgres::Object) -> Result<()> {
         if applied.contains(version) {
             continue;
         }
-        tx.tx.batch_execute(script).await?;
+        tx.batch(script).await?;
         tx.execute(sql!("insert_migration"), &[version, name])
             .await?;
     }

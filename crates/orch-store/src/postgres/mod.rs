@@ -31,14 +31,17 @@ macro_rules! sql {
 /// (an `Err` answer too: a recorded refusal commits), `Err` rolls back. Retried from the start
 /// when the failure proves nothing was committed.
 macro_rules! transact {
-    ($store:expr, |$tx:ident| $body:expr) => {{
+    ($store:expr, |$tx:ident| $body:expr) => {
+        transact!(@run $store, begin, |$tx| $body)
+    };
+    (@run $store:expr, $begin:ident, |$tx:ident| $body:expr) => {{
         let store: &$crate::postgres::PgStore = &$store;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let outcome: $crate::postgres::Result<_> = async {
                 let mut client = store.client().await?;
-                let $tx = $crate::postgres::Tx::begin(&mut client).await?;
+                let $tx = $crate::postgres::Tx::$begin(&mut client).await?;
                 let answer = $crate::postgres::typed($body).await?;
                 let woke = $tx.commit().await?;
                 Ok((answer, woke))
@@ -59,6 +62,14 @@ macro_rules! transact {
             }
         }
     }};
+}
+
+/// `transact!` for reads that need no snapshot across statements: each statement runs on its
+/// own (autocommit), saving the BEGIN and COMMIT round trips.
+macro_rules! read {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        transact!(@run $store, autocommit, |$tx| $body)
+    };
 }
 
 mod admin;
@@ -216,10 +227,28 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// One transaction, with a note of whether it made work ready (then it NOTIFYs at commit).
+/// One transaction (or, for reads, a connection in autocommit mode), with a note of whether it
+/// made work ready (then it NOTIFYs at commit).
 pub(crate) struct Tx<'a> {
-    tx: deadpool_postgres::Transaction<'a>,
+    conn: Conn<'a>,
     wake: AtomicBool,
+}
+
+enum Conn<'a> {
+    /// A transaction: rolled back when dropped uncommitted (also when its future is dropped).
+    Tx(deadpool_postgres::Transaction<'a>),
+    /// Statements on their own.
+    Autocommit(&'a deadpool_postgres::Object),
+}
+
+/// Run one driver call on either kind of connection.
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $call:expr) => {
+        match $conn {
+            Conn::Tx($c) => $call,
+            Conn::Autocommit($c) => $call,
+        }
+    };
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
@@ -227,7 +256,14 @@ type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 impl<'a> Tx<'a> {
     async fn begin(client: &'a mut deadpool_postgres::Object) -> Result<Tx<'a>> {
         Ok(Tx {
-            tx: client.transaction().await?,
+            conn: Conn::Tx(client.transaction().await?),
+            wake: AtomicBool::new(false),
+        })
+    }
+
+    async fn autocommit(client: &'a mut deadpool_postgres::Object) -> Result<Tx<'a>> {
+        Ok(Tx {
+            conn: Conn::Autocommit(client),
             wake: AtomicBool::new(false),
         })
     }
@@ -245,7 +281,10 @@ impl<'a> Tx<'a> {
             // At most one per transaction: every NOTIFY takes a global lock at commit.
             self.execute(sql!("notify_work"), &[]).await?;
         }
-        self.tx.commit().await.map_err(|error| {
+        let Conn::Tx(tx) = self.conn else {
+            return Ok(woke);
+        };
+        tx.commit().await.map_err(|error| {
             if is_connection_error(&error) {
                 Error::Store(StoreError::Database {
                     message: format!(
@@ -261,24 +300,39 @@ impl<'a> Tx<'a> {
         Ok(woke)
     }
 
+    async fn statement(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        Ok(on_conn!(&self.conn, |c| c.prepare_cached(sql).await)?)
+    }
+
+    /// Statements that are not prepared (DDL, several statements).
+    async fn batch(&self, sql: &str) -> Result<()> {
+        Ok(on_conn!(&self.conn, |c| c.batch_execute(sql).await)?)
+    }
+
     async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        let statement = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.query(&statement, params).await?)
+        let statement = self.statement(sql).await?;
+        Ok(on_conn!(&self.conn, |c| c.query(&statement, params).await)?)
     }
 
     async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
-        let statement = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.query_opt(&statement, params).await?)
+        let statement = self.statement(sql).await?;
+        Ok(on_conn!(&self.conn, |c| c
+            .query_opt(&statement, params)
+            .await)?)
     }
 
     async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row> {
-        let statement = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.query_one(&statement, params).await?)
+        let statement = self.statement(sql).await?;
+        Ok(on_conn!(&self.conn, |c| c
+            .query_one(&statement, params)
+            .await)?)
     }
 
     async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
-        let statement = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.execute(&statement, params).await?)
+        let statement = self.statement(sql).await?;
+        Ok(on_conn!(&self.conn, |c| c
+            .execute(&statement, params)
+            .await)?)
     }
 
     /// The first column of every row, as ids.

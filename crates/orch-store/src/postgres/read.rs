@@ -13,11 +13,11 @@ use crate::{FeedEvent, Problem, TaskFilter};
 
 impl PgStore {
     pub(crate) async fn task(&self, task: TaskId) -> crate::Result<Task> {
-        transact!(self, |tx| async { Ok(Ok(load_task(&tx, task).await?)) })
+        read!(self, |tx| async { Ok(Ok(load_task(&tx, task).await?)) })
     }
 
     pub(crate) async fn tasks(&self, filter: &TaskFilter) -> crate::Result<Vec<Task>> {
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             let rows = tx
                 .query(
                     sql!("list_tasks"),
@@ -34,18 +34,18 @@ impl PgStore {
     }
 
     pub(crate) async fn run(&self, run: RunId) -> crate::Result<Run> {
-        transact!(self, |tx| async { Ok(Ok(load_run(&tx, run).await?)) })
+        read!(self, |tx| async { Ok(Ok(load_run(&tx, run).await?)) })
     }
 
     pub(crate) async fn runs(&self, task: TaskId) -> crate::Result<Vec<Run>> {
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             let rows = tx.query(sql!("select_runs_of_task"), &[&task.0]).await?;
             Ok(Ok(rows.iter().map(run_from_row).collect::<Result<_>>()?))
         })
     }
 
     pub(crate) async fn events(&self, task: TaskId) -> crate::Result<Vec<Event>> {
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             let rows = tx.query(sql!("select_events_of_task"), &[&task.0]).await?;
             Ok(Ok(rows
                 .iter()
@@ -59,7 +59,7 @@ impl PgStore {
         after: i64,
         limit: u32,
     ) -> crate::Result<Vec<FeedEvent>> {
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             let rows = tx
                 .query(sql!("select_events_after"), &[&after, &i64::from(limit)])
                 .await?;
@@ -79,7 +79,7 @@ impl PgStore {
     }
 
     pub(crate) async fn last_event_id(&self) -> crate::Result<i64> {
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             Ok(Ok(tx
                 .query_one(sql!("select_last_event_id"), &[])
                 .await?
@@ -88,7 +88,7 @@ impl PgStore {
     }
 
     pub(crate) async fn status_counts(&self) -> crate::Result<BTreeMap<Status, u64>> {
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             let mut counts = BTreeMap::new();
             for row in tx.query(sql!("count_by_status"), &[]).await? {
                 let n: i64 = row.try_get(1)?;

@@ -42,7 +42,7 @@ impl PgStore {
     }
 
     pub(crate) async fn projects(&self) -> crate::Result<Vec<Project>> {
-        transact!(self, |tx| async {
+        read!(self, |tx| async {
             Ok(Ok(tx
                 .query(sql!("select_projects"), &[])
                 .await?
