@@ -211,7 +211,8 @@ fn typed<T, F: Future<Output = Result<T>>>(body: F) -> F {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
-    config: tokio_postgres::Config,
+    /// Shared, so a `Store` stays small.
+    config: Arc<tokio_postgres::Config>,
     /// Literal secrets (orch's own tokens) redacted from specs with the known formats.
     secret_values: Arc<std::sync::RwLock<Vec<String>>>,
     /// Wakes idle claimers: local commits and other processes' NOTIFYs.
@@ -378,7 +379,7 @@ impl PgStore {
             })?;
         let store = PgStore {
             pool,
-            config: config.clone(),
+            config: Arc::new(config.clone()),
             secret_values: Arc::default(),
             work: Arc::new(listen::WorkSignal::new(config)),
         };

@@ -37,7 +37,7 @@ impl PgStore {
                     ],
                 )
                 .await?;
-            Ok(require_fenced(&tx, written, run, token, "review report", &op).await?)
+            require_fenced(&tx, written, run, token, "review report", &op).await
         })
     }
 }
