@@ -7,12 +7,14 @@
 //! a plan from the core, and applies it with conditional updates in one transaction, writing an
 //! event with every status change.
 
+mod doctor;
 mod error;
 mod fencing;
 pub mod home;
 mod postgres;
 mod rows;
 pub mod secret_box;
+mod secrets;
 mod sqlite;
 
 use std::collections::BTreeMap;

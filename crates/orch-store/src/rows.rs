@@ -184,3 +184,43 @@ impl ReviewRow {
         })
     }
 }
+
+/// The run a claim just opened.
+pub(crate) fn claimed_run(
+    id: RunId,
+    task: TaskId,
+    attempt: i64,
+    owner: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Run {
+    Run {
+        id,
+        task,
+        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+        lease: Lease {
+            owner: owner.to_owned(),
+            expires_at,
+        },
+        state: RunState::Active,
+        started_at: now,
+        ended_at: None,
+        outcome: None,
+    }
+}
+
+/// Refuse a database whose schema has a migration this orch does not know (a newer orch wrote
+/// it).
+pub(crate) fn check_migrations(
+    applied: &std::collections::BTreeSet<i64>,
+    known: &[(i64, &str, &str)],
+) -> Result<()> {
+    let known: std::collections::BTreeSet<i64> = known.iter().map(|(v, _, _)| *v).collect();
+    match applied.difference(&known).next() {
+        Some(unknown) => Err(StoreError::Invalid {
+            field: "database".into(),
+            reason: format!("its schema has migration {unknown}, which this orch does not know; it was written by a newer orch, so upgrade orch"),
+        }),
+        None => Ok(()),
+    }
+}

@@ -112,8 +112,7 @@ impl PgStore {
         op: Op<'_>,
     ) -> crate::Result<Status> {
         // A follow-up message is a prompt like a spec's: no token in it reaches the database.
-        let (message, _) =
-            orch_core::redact::Redactor::new(&self.secret_values()).redact_text(&message);
+        let message = self.secrets.redact_text(&message);
         transact!(self, |tx| async {
             let facts = task_facts(&tx, task).await?;
             let session = match tx

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use orch_core::lifecycle::{self, EventKind};
-use orch_core::{FencingToken, Lease, Run, RunId, RunState, Status, TaskId, Timestamp};
+use orch_core::{FencingToken, Run, RunId, Status, TaskId, Timestamp};
 
 use super::apply::{load_run, load_task, refuse};
 use super::{fencing, PgStore, Result, Tx};
@@ -118,19 +118,7 @@ async fn claim_next(
         super::agents::pending_reply(tx, task_id),
         super::reviews::reviews_of_task(tx, task_id),
     )?;
-    let run = Run {
-        id: run_id,
-        task: task_id,
-        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-        lease: Lease {
-            owner: owner.to_owned(),
-            expires_at: expires,
-        },
-        state: RunState::Active,
-        started_at: op.now,
-        ended_at: None,
-        outcome: None,
-    };
+    let run = crate::rows::claimed_run(run_id, task_id, attempt, owner, expires, op.now);
     Ok(Some(Claim {
         task,
         run,

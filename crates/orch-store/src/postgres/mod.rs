@@ -214,7 +214,7 @@ pub struct PgStore {
     /// Shared, so a `Store` stays small.
     config: Arc<tokio_postgres::Config>,
     /// Literal secrets (orch's own tokens) redacted from specs with the known formats.
-    secret_values: Arc<std::sync::RwLock<Vec<String>>>,
+    secrets: crate::secrets::SecretValues,
     /// Wakes idle claimers: local commits and other processes' NOTIFYs.
     work: Arc<listen::WorkSignal>,
 }
@@ -380,7 +380,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             config: Arc::new(config.clone()),
-            secret_values: Arc::default(),
+            secrets: crate::secrets::SecretValues::default(),
             work: Arc::new(listen::WorkSignal::new(config)),
         };
         let mut client = store.client().await.map_err(Error::into_store)?;
@@ -411,23 +411,12 @@ impl PgStore {
 
     /// Add literal secrets to redact from every spec submitted from now on.
     pub(crate) fn add_secret_values(&self, values: &[String]) {
-        let mut known = self
-            .secret_values
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for value in values {
-            if !known.contains(value) {
-                known.push(value.clone());
-            }
-        }
+        self.secrets.add(values);
     }
 
-    /// The literal secrets given to [`PgStore::add_secret_values`].
+    /// The literal secrets given to `add_secret_values`.
     pub(crate) fn secret_values(&self) -> Vec<String> {
-        self.secret_values
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.secrets.get()
     }
 }
 

@@ -1,13 +1,13 @@
 //! Reads: tasks, runs, events, counts, and the consistency check behind `orch doctor`.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use orch_core::{Event, Run, RunId, Status, Task, TaskId, WorkflowId};
 
 use super::apply::{dependencies, load_run, load_task};
 use super::rows::{event_from_row, event_row, run_from_row, task_from_row};
 use super::{PgStore, Result, Tx};
+use crate::doctor::{needs_dependencies, Snapshot};
 use crate::rows::parse;
 use crate::{FeedEvent, Problem, TaskFilter};
 
@@ -108,55 +108,30 @@ impl PgStore {
 }
 
 async fn check_consistency(tx: &Tx<'_>) -> Result<Vec<Problem>> {
-    let mut problems = Vec::new();
-    let stored: Vec<(i64, String)> = tx
-        .query(sql!("select_task_statuses"), &[])
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_>>()?;
-    let mut by_task: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
+    let mut snapshot = Snapshot {
+        statuses: tx
+            .query(sql!("select_task_statuses"), &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_>>()?,
+        ..Snapshot::default()
+    };
     for row in tx.query(sql!("select_all_events"), &[]).await? {
-        let event = event_row(&row)?;
-        let task = event.task_id;
-        match event.into_event() {
-            Ok(event) => by_task.entry(task).or_default().push(event),
-            Err(e) => problems.push(Problem {
-                task: TaskId(task),
-                message: format!("unreadable event: {e}"),
-            }),
-        }
+        snapshot.add_event(event_row(&row)?);
     }
-    let mut active_by_task: BTreeMap<i64, usize> = BTreeMap::new();
     for task in tx.ids(sql!("select_active_run_tasks"), &[]).await? {
-        *active_by_task.entry(task).or_default() += 1;
+        *snapshot.active_runs.entry(task).or_default() += 1;
     }
-    for (id, status_text) in stored {
-        let task = TaskId(id);
-        let Ok(status) = Status::from_str(&status_text) else {
-            problems.push(Problem {
-                task,
-                message: format!("stored status `{status_text}` is not a status"),
-            });
-            continue;
-        };
-        let events = by_task.remove(&id).unwrap_or_default();
-        let active_runs = active_by_task.get(&id).copied().unwrap_or(0);
-        let deps = if matches!(status, Status::Waiting | Status::Blocked | Status::Queued) {
-            Some(dependencies(tx, task).await?)
-        } else {
-            None
-        };
-        for message in orch_core::replay::check_task(status, &events, active_runs, deps.as_deref())
-        {
-            problems.push(Problem { task, message });
-        }
+    let need: Vec<i64> = snapshot
+        .statuses
+        .iter()
+        .filter(|(_, status)| needs_dependencies(status))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in need {
+        let deps = dependencies(tx, TaskId(id)).await?;
+        snapshot.dependencies.insert(id, deps);
     }
-    for (task, _) in by_task {
-        problems.push(Problem {
-            task: TaskId(task),
-            message: "events exist for a task that does not".into(),
-        });
-    }
-    Ok(problems)
+    Ok(snapshot.problems())
 }

@@ -57,10 +57,7 @@ impl PgStore {
         submission: &Submission,
         op: Op<'_>,
     ) -> crate::Result<Vec<TaskId>> {
-        submission.check()?;
-        let mut submission = submission.clone();
-        // The choke point: no secret in a spec reaches the database, whoever submits.
-        submission.redact_secrets(&self.secret_values());
+        let submission = self.secrets.prepared(submission)?;
         transact!(self, |tx| async {
             Ok(Ok(submit(&tx, &submission, &op).await?))
         })
@@ -72,15 +69,8 @@ impl PgStore {
         submission: &Submission,
         op: Op<'_>,
     ) -> crate::Result<SubmittedOnce> {
-        if deliveries.is_empty() || submission.tasks.is_empty() {
-            return Err(StoreError::Invalid {
-                field: "delivery".into(),
-                reason: "submit_once needs at least one delivery id and one task".into(),
-            });
-        }
-        submission.check()?;
-        let mut submission = submission.clone();
-        submission.redact_secrets(&self.secret_values());
+        let submission = self.secrets.prepared_once(deliveries, submission)?;
+
         transact!(self, |tx| async {
             // Two copies of a delivery arriving at once (on two servers too) serialize on a
             // lock per delivery id, and the second sees the first's record.

@@ -110,8 +110,7 @@ impl SqliteStore {
         op: Op<'_>,
     ) -> crate::Result<Status> {
         // A follow-up message is a prompt like a spec's: no token in it reaches the database.
-        let (message, _) =
-            orch_core::redact::Redactor::new(&self.secret_values()).redact_text(&message);
+        let message = self.secrets.redact_text(&message);
         let op = OwnedOp::from(op);
         let result = self
             .call(move |conn| {

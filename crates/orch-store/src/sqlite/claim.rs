@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use orch_core::lifecycle::{self, EventKind};
-use orch_core::{FencingToken, Lease, Run, RunId, RunState, Status, TaskId, Timestamp};
+use orch_core::{FencingToken, Run, RunId, Status, TaskId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::apply::{insert_event, load_run, load_task, refuse};
@@ -150,19 +150,7 @@ fn claim_next(
         Some(&data),
     )?;
     let task = load_task(conn, task_id)?;
-    let run = Run {
-        id: run_id,
-        task: task_id,
-        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-        lease: Lease {
-            owner: owner.to_owned(),
-            expires_at: expires,
-        },
-        state: RunState::Active,
-        started_at: op.now,
-        ended_at: None,
-        outcome: None,
-    };
+    let run = crate::rows::claimed_run(run_id, task_id, attempt, owner, expires, op.now);
     let reply = super::agents::pending_reply(conn, task.id)?;
     let reviews = super::reviews::reviews_of_task(conn, task.id)?;
     Ok(Some(Claim {

@@ -131,9 +131,8 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct SqliteStore {
     conn: tokio_rusqlite::Connection,
     path: PathBuf,
-    /// Literal secrets (orch's own tokens) redacted from specs with the known formats. A std
-    /// lock: held to copy the list, never across an await.
-    secret_values: Arc<std::sync::RwLock<Vec<String>>>,
+    /// Literal secrets (orch's own tokens) redacted from specs with the known formats.
+    secrets: crate::secrets::SecretValues,
     /// Wakes this handle's (and its clones') idle claimers after a commit that may have made
     /// work ready.
     work: Arc<tokio::sync::Notify>,
@@ -248,7 +247,7 @@ impl SqliteStore {
         let store = SqliteStore {
             conn,
             path: path.to_owned(),
-            secret_values: Arc::default(),
+            secrets: crate::secrets::SecretValues::default(),
             work: Arc::default(),
         };
         store
@@ -314,22 +313,11 @@ impl SqliteStore {
 
     /// Add literal secrets to redact from every spec submitted from now on.
     pub(crate) fn add_secret_values(&self, values: &[String]) {
-        let mut known = self
-            .secret_values
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for value in values {
-            if !known.contains(value) {
-                known.push(value.clone());
-            }
-        }
+        self.secrets.add(values);
     }
 
-    /// The literal secrets given to [`SqliteStore::add_secret_values`].
+    /// The literal secrets given to `add_secret_values`.
     pub(crate) fn secret_values(&self) -> Vec<String> {
-        self.secret_values
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.secrets.get()
     }
 }

@@ -52,7 +52,8 @@ pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Run>> {
     .into_run())
 }
 
-pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Event>> {
+/// An event row (its values unread: the doctor reports unreadable ones).
+pub(super) fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
         id: row.get("id")?,
         task_id: row.get("task_id")?,
@@ -64,6 +65,9 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Event>> {
         to_status: row.get("to_status")?,
         reason: row.get("reason")?,
         data: row.get("data")?,
-    }
-    .into_event())
+    })
+}
+
+pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Event>> {
+    Ok(event_row(row)?.into_event())
 }

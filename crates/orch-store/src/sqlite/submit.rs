@@ -54,10 +54,7 @@ impl SqliteStore {
         submission: &Submission,
         op: Op<'_>,
     ) -> crate::Result<Vec<TaskId>> {
-        submission.check()?;
-        let mut submission = submission.clone();
-        // The choke point: no secret in a spec reaches the database, whoever submits.
-        submission.redact_secrets(&self.secret_values());
+        let submission = self.secrets.prepared(submission)?;
         let op = OwnedOp::from(op);
         let result = self
             .call(move |conn| {
@@ -76,16 +73,9 @@ impl SqliteStore {
         submission: &Submission,
         op: Op<'_>,
     ) -> crate::Result<SubmittedOnce> {
-        if deliveries.is_empty() || submission.tasks.is_empty() {
-            return Err(StoreError::Invalid {
-                field: "delivery".into(),
-                reason: "submit_once needs at least one delivery id and one task".into(),
-            });
-        }
-        submission.check()?;
+        let submission = self.secrets.prepared_once(deliveries, submission)?;
         let deliveries = deliveries.to_vec();
-        let mut submission = submission.clone();
-        submission.redact_secrets(&self.secret_values());
+
         let op = OwnedOp::from(op);
         let result = self
             .call(move |conn| {
