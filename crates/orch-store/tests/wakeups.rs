@@ -161,3 +161,72 @@ async fn a_submission_through_another_server_wakes_a_waiting_claimer_on_postgres
     }
     other.close().await;
 }
+
+/// PostgreSQL's own: SQLite has no connections to lose. Every connection of the store is
+/// killed by the server (as in a failover or a restart); the next operations run on new ones,
+/// and the LISTEN connection comes back so waiters are woken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_whose_connections_are_killed_reconnects_and_still_wakes_claimers() {
+    let Some(db) = TestDb::try_on(Backend::Postgres).await else {
+        return;
+    };
+    let database = db.pg.as_ref().expect("a PostgreSQL test database");
+    db.submit(vec![task("before", &[])], 0).await;
+    db.store.wait_for_work(Duration::from_secs(5)).await;
+    let killer = database.connect().await;
+    let killed = killer
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        killed >= 2,
+        "the pool's and the listener's connections ({killed})"
+    );
+
+    let claim = db.store.claim_next("w", LEASE, op("w", 1)).await.unwrap();
+    assert!(claim.is_some(), "the claim ran on a new connection");
+
+    // The listener reconnects (and wakes everyone once when it does); then a submission
+    // through another handle wakes a waiter again.
+    let other = db.reopen().await;
+    let deadline = Instant::now() + LONG;
+    loop {
+        db.store.wait_for_work(Duration::from_millis(200)).await;
+        let listening = killer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN orch_work%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if listening > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the listener did not reconnect");
+    }
+    let took = woken_by(&db.store, async {
+        other
+            .submit(
+                &orch_store::Submission {
+                    project: db.project,
+                    workflow: None,
+                    tasks: vec![task("after", &[])],
+                },
+                op("other", 2),
+            )
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(
+        took < LONG / 2,
+        "woken by NOTIFY after reconnecting ({took:?})"
+    );
+    other.close().await;
+}
