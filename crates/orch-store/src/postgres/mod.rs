@@ -164,8 +164,8 @@ impl Error {
                     || error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
                     || is_connection_error(error)
             }
-            Error::Pool(_) => true,
-            Error::Store(_) => false,
+            // The pool already waited for a connection (and replaced broken ones).
+            Error::Pool(_) | Error::Store(_) => false,
         }
     }
 
