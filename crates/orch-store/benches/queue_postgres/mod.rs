@@ -195,7 +195,9 @@ async fn bare(url: &str, claimers: usize) -> f64 {
 type Percentiles = (f64, f64, f64);
 
 fn percentiles(mut latencies: Vec<f64>) -> Percentiles {
-    (percentiles(from_start), percentiles(from_commit))
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99), at(1.0))
 }
 
 /// Task-ready → claimed: one idle claimer waits with `wait_for_work`; another store handle
@@ -272,9 +274,7 @@ async fn pickup(admin_url: &str, samples: usize) -> (Percentiles, Percentiles) {
     submitter.close().await;
     claimer.close().await;
     database.drop_it().await;
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99), at(1.0))
+    (percentiles(from_start), percentiles(from_commit))
 }
 
 /// Run the PostgreSQL part with `n` tasks per measurement; prints Markdown tables.
