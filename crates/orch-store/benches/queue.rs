@@ -2,8 +2,16 @@
 //! 1, 2 and 8 concurrent claimers, next to the bare SQL a claim needs (the same statements, one
 //! transaction per row, without orch's code) measured in the same run on the same machine.
 //!
-//! Run with `cargo bench -p orch-store --bench queue` (`ORCH_BENCH_TASKS` changes the count).
-//! Prints a Markdown table for `docs/benchmarks.md`.
+//! Then the same on PostgreSQL when `ORCH_BENCH_POSTGRES_URL` (or `ORCH_TEST_POSTGRES_URL`)
+//! names a server (`queue_postgres/mod.rs`): orch against the bare SQL through the same driver,
+//! and the task-ready → claimed latency with LISTEN/NOTIFY.
+//!
+//! Run with `cargo bench -p orch-store --bench queue` (`ORCH_BENCH_TASKS` changes the SQLite
+//! count, `ORCH_BENCH_PG_TASKS` the PostgreSQL one). Prints Markdown tables for
+//! `docs/benchmarks.md`.
+
+#[path = "queue_postgres/mod.rs"]
+mod postgres;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -197,5 +205,20 @@ fn main() {
             "| {claimers} | {enqueue_rate:.0} | {orch_rate:.0} | {bare_rate:.0} | {:.2} |",
             orch_rate / bare_rate
         );
+    }
+    let pg_url = ["ORCH_BENCH_POSTGRES_URL", "ORCH_TEST_POSTGRES_URL"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
+    match pg_url {
+        Some(url) => {
+            let pg_n: usize = std::env::var("ORCH_BENCH_PG_TASKS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if quick { 20 } else { 2_000 });
+            postgres::run(&url, pg_n, if quick { 10 } else { 300 });
+        }
+        None => println!(
+            "\nPostgreSQL skipped: set ORCH_BENCH_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+        ),
     }
 }

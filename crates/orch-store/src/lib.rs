@@ -8,9 +8,14 @@
 //! event with every status change.
 
 pub mod archive;
+mod doctor;
 mod error;
+mod fencing;
 pub mod home;
+mod postgres;
+mod rows;
 pub mod secret_box;
+mod secrets;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -18,11 +23,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::StoreError;
+pub use fencing::REFUSAL_WINDOW_MS;
 use orch_core::{
     Event, FencingToken, NewTask, Outcome, ProjectId, Run, RunId, Status, Task, TaskId, Timestamp,
     WorkflowId,
 };
-pub use sqlite::{SqliteOptions, Synchronous, REFUSAL_WINDOW_MS, WAL_AUTOCHECKPOINT_PAGES};
+pub use sqlite::{SqliteOptions, Synchronous, WAL_AUTOCHECKPOINT_PAGES};
 
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -54,7 +60,7 @@ impl<'a> Op<'a> {
 /// A short public name of a fencing token (the first 8 hex characters of its SHA-256), as
 /// events record it: it tells two tokens apart without revealing either.
 pub fn token_fingerprint(token: &FencingToken) -> String {
-    sqlite::token_fingerprint(token)
+    fencing::fingerprint(token)
 }
 
 /// The current time as a `Timestamp` (milliseconds since the Unix epoch).
@@ -324,7 +330,7 @@ pub enum DatabaseConfig {
         /// How to open it.
         options: SqliteOptions,
     },
-    /// A PostgreSQL server. Not built yet: opening one answers [`StoreError::Unavailable`].
+    /// A PostgreSQL database, shared by any number of orch processes.
     Postgres {
         /// `postgres://user@host/db`.
         url: String,
@@ -403,12 +409,15 @@ pub struct Problem {
 pub enum Store {
     /// An SQLite file (the embedded default).
     Sqlite(sqlite::SqliteStore),
+    /// A PostgreSQL database (several servers and workers share it).
+    Postgres(postgres::PgStore),
 }
 
 macro_rules! delegate {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
             Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
         }
     };
 }
@@ -420,10 +429,9 @@ impl Store {
             DatabaseConfig::Sqlite { path, options } => Ok(Store::Sqlite(
                 sqlite::SqliteStore::open(path, options.clone()).await?,
             )),
-            DatabaseConfig::Postgres { .. } => Err(StoreError::Unavailable(
-                "PostgreSQL is not built into this orch yet; use the SQLite database (the default)"
-                    .into(),
-            )),
+            DatabaseConfig::Postgres { url } => {
+                Ok(Store::Postgres(postgres::PgStore::open(url).await?))
+            }
         }
     }
 
@@ -490,6 +498,7 @@ impl Store {
     pub fn add_secret_values(&self, values: &[String]) {
         match self {
             Store::Sqlite(store) => store.add_secret_values(values),
+            Store::Postgres(store) => store.add_secret_values(values),
         }
     }
 
@@ -497,6 +506,7 @@ impl Store {
     pub fn secret_values(&self) -> Vec<String> {
         match self {
             Store::Sqlite(store) => store.secret_values(),
+            Store::Postgres(store) => store.secret_values(),
         }
     }
 
@@ -714,6 +724,7 @@ impl Store {
     pub fn backend_name(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
         }
     }
 
@@ -744,10 +755,20 @@ impl Store {
         delegate!(self.import_archive(rows, expected))
     }
 
+    /// Wait until work may be ready to claim, at most `timeout`: returns early when a task
+    /// becomes `queued`. On PostgreSQL that is any process's commit (LISTEN/NOTIFY on
+    /// `orch_work`, one listening connection per store handle, shared by its clones); on SQLite
+    /// it is a commit through this store handle or a clone of it (other processes are seen
+    /// only at the timeout). Callers check for work after it returns, whatever the reason.
+    pub async fn wait_for_work(&self, timeout: Duration) {
+        delegate!(self.wait_for_work(timeout))
+    }
+
     /// Close the pool, waiting for connections to finish.
     pub async fn close(&self) {
         match self {
             Store::Sqlite(store) => store.close().await,
+            Store::Postgres(store) => store.close().await,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Eight OS threads, each with its own connection pool, claim from one SQLite file at once:
-//! every task is held by exactly one claimer at a time and completed exactly once.
+//! Eight OS threads, each with its own store (as eight processes would have), claim from one
+//! database at once: every task is held by exactly one claimer at a time and completed exactly
+//! once. And many processes opening a new database at once all succeed. On both backends.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orch_core::{EventKind, Outcome, Status, TaskId, Timestamp};
-use orch_store::{Op, SqliteOptions, Store, TaskFilter};
+use orch_store::{DatabaseConfig, Op, SqliteOptions, Store, TaskFilter};
 use support::*;
 
 fn wall_clock() -> i64 {
@@ -27,16 +28,17 @@ struct Hold {
     claimer: usize,
 }
 
-#[test]
-fn eight_threads_claiming_from_one_file_never_share_a_task() {
+fn eight_threads_claiming_from_one_database_never_share_a_task(backend: Backend) {
     const TASKS: usize = 400;
     const THREADS: usize = 8;
     let setup = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let db = setup.block_on(TestDb::new());
-    let path = db.path();
+    let Some(db) = setup.block_on(TestDb::try_on(backend)) else {
+        return;
+    };
+    let config = db.config();
     setup.block_on(async {
         let tasks = (0..TASKS).map(|i| task(&format!("t{i}"), &[])).collect();
         db.submit(tasks, wall_clock()).await;
@@ -44,7 +46,7 @@ fn eight_threads_claiming_from_one_file_never_share_a_task() {
     let holds: Arc<Mutex<BTreeMap<TaskId, Vec<Hold>>>> = Arc::default();
     let mut threads = Vec::new();
     for claimer in 0..THREADS {
-        let path = path.clone();
+        let config = config.clone();
         let holds = Arc::clone(&holds);
         threads.push(std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -52,8 +54,7 @@ fn eight_threads_claiming_from_one_file_never_share_a_task() {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let options = SqliteOptions::default();
-                let store = Store::open_sqlite(&path, options).await.unwrap();
+                let store = Store::open(&config).await.unwrap();
                 let name = format!("claimer-{claimer}");
                 let op = |now| Op {
                     actor: &name,
@@ -131,17 +132,37 @@ fn eight_threads_claiming_from_one_file_never_share_a_task() {
     });
 }
 
-#[test]
-fn many_openers_of_a_new_database_at_the_same_moment_all_succeed() {
-    // Regression: two processes opening a new home at once got "database is locked" from the
-    // switch to WAL mode, which SQLite reports without waiting on the busy timeout.
+fn many_openers_of_a_new_database_at_the_same_moment_all_succeed(backend: Backend) {
+    // Regression (SQLite): two processes opening a new home at once got "database is locked"
+    // from the switch to WAL mode, which SQLite reports without waiting on the busy timeout.
+    // PostgreSQL: the migrations run once, under the advisory lock, while the others wait.
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orch.db");
+        let (config, _database) = match backend {
+            Backend::Sqlite => (
+                DatabaseConfig::Sqlite {
+                    path: dir.path().join("orch.db"),
+                    options: SqliteOptions::default(),
+                },
+                None,
+            ),
+            Backend::Postgres => {
+                let Some(url) = postgres_url() else { return };
+                let database = setup.block_on(PgDatabase::create(&url));
+                let config = DatabaseConfig::Postgres {
+                    url: database.url.clone(),
+                };
+                (config, Some(database))
+            }
+        };
         let barrier = Arc::new(std::sync::Barrier::new(8));
         let openers: Vec<_> = (0..8)
             .map(|_| {
-                let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+                let (config, barrier) = (config.clone(), Arc::clone(&barrier));
                 std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -149,7 +170,7 @@ fn many_openers_of_a_new_database_at_the_same_moment_all_succeed() {
                         .unwrap();
                     barrier.wait();
                     rt.block_on(async {
-                        let store = Store::open_sqlite(&path, SqliteOptions::default()).await?;
+                        let store = Store::open(&config).await?;
                         store.status_counts().await?;
                         store.close().await;
                         Ok::<_, orch_store::StoreError>(())
@@ -163,5 +184,33 @@ fn many_openers_of_a_new_database_at_the_same_moment_all_succeed() {
                 .unwrap()
                 .unwrap_or_else(|e| panic!("round {round}: {e}"));
         }
+    }
+}
+
+mod sqlite {
+    use super::*;
+
+    #[test]
+    fn eight_threads_claiming_from_one_database_never_share_a_task() {
+        super::eight_threads_claiming_from_one_database_never_share_a_task(Backend::Sqlite);
+    }
+
+    #[test]
+    fn many_openers_of_a_new_database_at_the_same_moment_all_succeed() {
+        super::many_openers_of_a_new_database_at_the_same_moment_all_succeed(Backend::Sqlite);
+    }
+}
+
+mod postgres {
+    use super::*;
+
+    #[test]
+    fn eight_threads_claiming_from_one_database_never_share_a_task() {
+        super::eight_threads_claiming_from_one_database_never_share_a_task(Backend::Postgres);
+    }
+
+    #[test]
+    fn many_openers_of_a_new_database_at_the_same_moment_all_succeed() {
+        super::many_openers_of_a_new_database_at_the_same_moment_all_succeed(Backend::Postgres);
     }
 }

@@ -694,27 +694,28 @@ async fn a_submission_naming_a_missing_task_creates_nothing(db: TestDb) {
     );
 }
 
-// SQLite's own: it opens the file with rusqlite; the PostgreSQL backend needs the same check through its driver.
-#[tokio::test]
-async fn the_event_log_refuses_update_and_delete() {
-    let db = TestDb::new().await;
-    db.submit(vec![task("a", &[])], 0).await;
-    let conn = rusqlite::Connection::open(db.path()).unwrap();
-    let update = conn.execute("UPDATE events SET kind = 'complete'", []);
-    assert!(update.unwrap_err().to_string().contains("append-only"));
-    let delete = conn.execute("DELETE FROM events", []);
-    assert!(delete.unwrap_err().to_string().contains("append-only"));
+async fn the_event_log_refuses_update_and_delete(db: TestDb) {
+    let ids = db.submit(vec![task("a", &[])], 0).await;
+    let update = db.raw_execute("UPDATE events SET kind = 'complete'").await;
+    assert!(update.unwrap_err().contains("append-only"));
+    let delete = db.raw_execute("DELETE FROM events").await;
+    assert!(delete.unwrap_err().contains("append-only"));
+    assert_eq!(
+        db.store.events(ids[0]).await.unwrap().len(),
+        1,
+        "the create event is still there"
+    );
 }
 
-// SQLite's own: it edits the file with rusqlite; the PostgreSQL backend needs the same check through its driver.
-#[tokio::test]
-async fn doctor_finds_a_task_whose_state_was_changed_by_hand() {
-    let db = TestDb::new().await;
+async fn doctor_finds_a_task_whose_state_was_changed_by_hand(db: TestDb) {
     let ids = db.submit(vec![task("a", &[]), task("b", &[0])], 0).await;
     assert_consistent(&db).await;
-    let conn = rusqlite::Connection::open(db.path()).unwrap();
-    conn.execute("UPDATE tasks SET status = 'done' WHERE id = ?1", [ids[0].0])
-        .unwrap();
+    db.raw_execute(&format!(
+        "UPDATE tasks SET status = 'done' WHERE id = {}",
+        ids[0].0
+    ))
+    .await
+    .unwrap();
     let problems = db.store.check_consistency().await.unwrap();
     assert!(
         problems
@@ -728,6 +729,122 @@ async fn doctor_finds_a_task_whose_state_was_changed_by_hand() {
             .any(|p| p.task == ids[1] && p.message.contains("should be queued")),
         "B's dependencies are all done now, yet it waits: {problems:#?}"
     );
+}
+
+async fn dependencies_finishing_at_once_release_their_dependent(db: TestDb) {
+    // Two handles, as two servers: each completes one parent of a diamond at the same moment.
+    let other = db.reopen().await;
+    for round in 0..10 {
+        let ids = db
+            .submit(
+                vec![
+                    task(&format!("a{round}"), &[]),
+                    task(&format!("b{round}"), &[]),
+                    task(&format!("c{round}"), &[0, 1]),
+                ],
+                0,
+            )
+            .await;
+        let first = db
+            .store
+            .claim_next("w1", LEASE, op("w1", 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let second = other
+            .claim_next("w2", LEASE, op("w2", 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let (one, two) = tokio::join!(
+            db.store.complete(
+                first.run.id,
+                first.token,
+                Outcome::Succeeded,
+                None,
+                op("w1", 2)
+            ),
+            other.complete(
+                second.run.id,
+                second.token,
+                Outcome::Succeeded,
+                None,
+                op("w2", 2)
+            ),
+        );
+        assert_eq!((one.unwrap(), two.unwrap()), (Status::Done, Status::Done));
+        assert_eq!(status(&db, ids[2]).await, Status::Queued, "round {round}");
+        let last = db
+            .store
+            .claim_next("w1", LEASE, op("w1", 3))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.task.id, ids[2]);
+        db.store
+            .complete(
+                last.run.id,
+                last.token,
+                Outcome::Succeeded,
+                None,
+                op("w1", 4),
+            )
+            .await
+            .unwrap();
+    }
+    other.close().await;
+    assert_consistent(&db).await;
+}
+
+async fn a_task_created_while_its_dependency_finishes_is_released(db: TestDb) {
+    let other = db.reopen().await;
+    for round in 0..10 {
+        let parent = db.submit(vec![task(&format!("p{round}"), &[])], 0).await[0];
+        let claim = db
+            .store
+            .claim_next("w", LEASE, op("w", 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut child = task(&format!("c{round}"), &[]);
+        child.needs_existing = vec![parent];
+        let submission = orch_store::Submission {
+            project: db.project,
+            workflow: None,
+            tasks: vec![child],
+        };
+        let (done, created) = tokio::join!(
+            db.store.complete(
+                claim.run.id,
+                claim.token,
+                Outcome::Succeeded,
+                None,
+                op("w", 2)
+            ),
+            other.submit(&submission, op("other", 2)),
+        );
+        done.unwrap();
+        let child = created.unwrap()[0];
+        assert_eq!(status(&db, child).await, Status::Queued, "round {round}");
+        let next = db
+            .store
+            .claim_next("w", LEASE, op("w", 3))
+            .await
+            .unwrap()
+            .unwrap();
+        db.store
+            .complete(
+                next.run.id,
+                next.token,
+                Outcome::Succeeded,
+                None,
+                op("w", 4),
+            )
+            .await
+            .unwrap();
+    }
+    other.close().await;
+    assert_consistent(&db).await;
 }
 
 async fn submit_once_creates_nothing_for_a_known_delivery_id_and_records_the_new_ones(db: TestDb) {
@@ -782,17 +899,29 @@ async fn submit_once_creates_nothing_for_a_known_delivery_id_and_records_the_new
 }
 
 #[tokio::test]
-async fn a_postgres_url_is_refused_with_a_clear_error_until_that_backend_is_built() {
+async fn a_postgres_server_that_does_not_answer_is_reported_as_unavailable() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     let err = orch_store::Store::open(&orch_store::DatabaseConfig::Postgres {
-        url: "postgres://localhost/orch".into(),
+        url: "postgres://orch@127.0.0.1:1/orch".into(),
     })
     .await
     .unwrap_err();
-    assert!(matches!(err, orch_store::StoreError::Unavailable(_)));
-    assert!(err.to_string().contains("PostgreSQL is not built"), "{err}");
+    assert!(
+        matches!(err, orch_store::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("cannot get a connection to PostgreSQL"),
+        "{err}"
+    );
 }
 
 store_tests!(
+    dependencies_finishing_at_once_release_their_dependent,
+    a_task_created_while_its_dependency_finishes_is_released,
+    the_event_log_refuses_update_and_delete,
+    doctor_finds_a_task_whose_state_was_changed_by_hand,
     claims_take_the_highest_priority_then_the_oldest_task,
     a_diamond_becomes_claimable_in_dependency_order,
     a_failed_dependency_blocks_its_dependents_and_retrying_it_unblocks_them,

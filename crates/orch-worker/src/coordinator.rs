@@ -114,6 +114,15 @@ impl Coordinator {
         }
     }
 
+    /// Wait at most `timeout` for work to become ready: embedded, the store wakes it early
+    /// (PostgreSQL: any process's NOTIFY); remote claims long-poll instead, so this only sleeps.
+    pub async fn wait_for_work(&self, timeout: Duration) {
+        match self {
+            Coordinator::Local(store) => store.wait_for_work(timeout).await,
+            Coordinator::Http(_) => tokio::time::sleep(timeout).await,
+        }
+    }
+
     /// Extend the lease; `LeaseLost` means stop now.
     pub async fn heartbeat(
         &self,

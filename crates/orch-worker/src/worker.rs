@@ -100,7 +100,7 @@ async fn worker_loop(
         let Some(claim) = claim else {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(IDLE_POLL) => continue,
+                () = coordinator.wait_for_work(IDLE_POLL) => continue,
             }
         };
         let task = claim.task.id;

@@ -28,9 +28,10 @@ use crate::EMBEDDED_PREFIX;
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// How often a waiting claim looks at the queue again when nothing wakes it. Work made ready
-/// through this daemon's API and scheduler wakes waiting claims at once (`ApiState::work_ready`);
-/// tasks submitted by other processes on the same home and dependents released by embedded
-/// workers' completions are only seen by looking, so the claim still looks this often.
+/// through this daemon's API and scheduler wakes waiting claims at once (`ApiState::work_ready`),
+/// and so does the store (`Store::wait_for_work`: on PostgreSQL any process's commit, on SQLite
+/// this daemon's); tasks submitted by other processes on an SQLite home are only seen by
+/// looking, so the claim still looks this often.
 const POLL: Duration = Duration::from_millis(50);
 
 /// Leases shorter than this would expire between two heartbeats over a network.
@@ -296,7 +297,9 @@ pub async fn claim(
         }
         tokio::select! {
             () = &mut woken => {}
-            () = tokio::time::sleep(POLL.min(deadline - now)) => {}
+            // The store's wake-up: on PostgreSQL any server's NOTIFY, so a task submitted
+            // through another server is claimed in milliseconds.
+            () = state.store.wait_for_work(POLL.min(deadline - now)) => {}
         }
     }
 }

@@ -23,15 +23,17 @@ impl SqliteStore {
         D: FnOnce(&Connection, &TaskFacts) -> Result<Result<Plan, Refusal>> + Send + 'static,
     {
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
-            let tx = immediate(conn)?;
-            let facts = task_facts(&tx, task)?;
-            let plan = decide(&tx, &facts)??;
-            carry_out(&tx, &plan, &op)?;
-            tx.commit()?;
-            Ok(plan.status)
-        })
-        .await
+        let result = self
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let facts = task_facts(&tx, task)?;
+                let plan = decide(&tx, &facts)??;
+                carry_out(&tx, &plan, &op)?;
+                tx.commit()?;
+                Ok(plan.status)
+            })
+            .await;
+        self.woke(result)
     }
 
     pub(crate) async fn cancel(

@@ -6,7 +6,7 @@ use orch_core::plan::AgentSession;
 use orch_core::{decide, FencingToken, RunId, Status, TaskId};
 
 use super::apply::{carry_out, require_fenced, require_holder, task_facts};
-use super::{fencing, immediate, OwnedOp, Result, SqliteStore};
+use super::{immediate, OwnedOp, Result, SqliteStore};
 use crate::{AgentUsage, Op, PendingReply, UsageRecord, UsageSummary, UsageTotal};
 
 impl SqliteStore {
@@ -25,8 +25,8 @@ impl SqliteStore {
                 tx.commit()?;
                 return Err(refused);
             }
-            let day = utc_day(op.now.0);
-            let token_hash = fencing::token_hash(&token);
+            let day = crate::fencing::utc_day(op.now.0);
+            let token_hash = crate::fencing::token_hash(&token);
             for record in &records {
                 let written = tx
                     .prepare_cached(sql!("upsert_agent_usage"))?
@@ -110,29 +110,30 @@ impl SqliteStore {
         op: Op<'_>,
     ) -> crate::Result<Status> {
         // A follow-up message is a prompt like a spec's: no token in it reaches the database.
-        let (message, _) =
-            orch_core::redact::Redactor::new(&self.secret_values()).redact_text(&message);
+        let message = self.secrets.redact_text(&message);
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
-            let tx = immediate(conn)?;
-            let facts = task_facts(&tx, task)?;
-            let session: Option<AgentSession> = tx
-                .prepare_cached(sql!("select_last_session_of_task"))?
-                .query_row([task.0], |r| {
-                    Ok(AgentSession {
-                        agent: r.get(0)?,
-                        step: r.get(1)?,
-                        session_id: r.get(2)?,
+        let result = self
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let facts = task_facts(&tx, task)?;
+                let session: Option<AgentSession> = tx
+                    .prepare_cached(sql!("select_last_session_of_task"))?
+                    .query_row([task.0], |r| {
+                        Ok(AgentSession {
+                            agent: r.get(0)?,
+                            step: r.get(1)?,
+                            session_id: r.get(2)?,
+                        })
                     })
-                })
-                .optional()?;
-            let pending = pending_reply(&tx, task)?.map(|p| p.id);
-            let plan = decide::reply(&facts, &message, session, pending)?;
-            carry_out(&tx, &plan, &op)?;
-            tx.commit()?;
-            Ok(plan.status)
-        })
-        .await
+                    .optional()?;
+                let pending = pending_reply(&tx, task)?.map(|p| p.id);
+                let plan = decide::reply(&facts, &message, session, pending)?;
+                carry_out(&tx, &plan, &op)?;
+                tx.commit()?;
+                Ok(plan.status)
+            })
+            .await;
+        self.woke(result)
     }
 }
 
@@ -160,14 +161,4 @@ pub(super) fn answer_replies(conn: &rusqlite::Connection, task: TaskId, run: Run
     conn.prepare_cached(sql!("answer_replies"))?
         .execute(params![task.0, run.0])?;
     Ok(())
-}
-
-/// `YYYY-MM-DD` in UTC for a millisecond timestamp.
-fn utc_day(ms: i64) -> String {
-    let secs = u64::try_from(ms / 1000).unwrap_or(0);
-    let text = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string();
-    text.chars().take(10).collect()
 }

@@ -9,8 +9,9 @@ use orch_core::{EventKind, FencingToken, RunId, RunState, Status, Task, TaskId, 
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub(super) use super::fencing::refuse;
-use super::rows::{self, run_from_row, task_from_row};
+use super::rows::{run_from_row, task_from_row};
 use super::{fencing, query_ids, Error, OwnedOp, Result};
+use crate::rows::SpecPolicy;
 use crate::StoreError;
 
 /// The few columns decisions need.
@@ -30,8 +31,7 @@ pub(super) fn task_facts(conn: &Connection, task: TaskId) -> Result<TaskFacts> {
         .optional()?
         .ok_or(StoreError::TaskNotFound(task))?;
     let (status, attempts_used, max_attempts, approved, spec, current_run) = row;
-    let policy = serde_json::from_str::<rows::SpecPolicy>(&spec)
-        .map_err(|e| StoreError::Corrupt(format!("task {task} spec: {e}")))?;
+    let policy = SpecPolicy::of(task, &spec)?;
     Ok(TaskFacts {
         id: task,
         status: parse_status(&status)?,
@@ -315,7 +315,7 @@ pub(super) fn end_run(
         .query_row(
             params![
                 run.0,
-                fencing::token_hash(&token),
+                crate::fencing::token_hash(&token),
                 state.as_str(),
                 op.now.0,
                 reason,
@@ -352,7 +352,7 @@ pub(super) fn require_holder(
     what: &str,
     op: &OwnedOp,
 ) -> Result<()> {
-    if fencing::holding(conn, run, &token, &op.actor)? != fencing::Holding::Active {
+    if fencing::holding(conn, run, &token, &op.actor)? != crate::fencing::Holding::Active {
         return Err(refuse(conn, run, token, what, op)?.into());
     }
     Ok(())

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use orch_core::lifecycle::{self, EventKind};
-use orch_core::{FencingToken, Lease, Run, RunId, RunState, Status, TaskId, Timestamp};
+use orch_core::{FencingToken, Run, RunId, Status, TaskId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::apply::{insert_event, load_run, load_task, refuse};
@@ -46,7 +46,12 @@ impl SqliteStore {
             let extended: Option<i64> = conn
                 .prepare_cached(sql!("heartbeat"))?
                 .query_row(
-                    params![run.0, fencing::token_hash(&token), expires.0, op.actor],
+                    params![
+                        run.0,
+                        crate::fencing::token_hash(&token),
+                        expires.0,
+                        op.actor
+                    ],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -71,7 +76,7 @@ impl SqliteStore {
         let what = what.to_owned();
         let op = OwnedOp::from(op);
         self.call(move |conn| {
-            if fencing::holding(conn, run, &token, &op.actor)? == fencing::Holding::Active {
+            if fencing::holding(conn, run, &token, &op.actor)? == crate::fencing::Holding::Active {
                 return load_run(conn, run);
             }
             let tx = immediate(conn)?;
@@ -90,7 +95,7 @@ impl SqliteStore {
     ) -> crate::Result<bool> {
         let actor = actor.to_owned();
         self.call(move |conn| {
-            Ok(fencing::holding(conn, run, &token, &actor)? != fencing::Holding::Not)
+            Ok(fencing::holding(conn, run, &token, &actor)? != crate::fencing::Holding::Not)
         })
         .await
     }
@@ -111,7 +116,7 @@ fn claim_next(
     };
     let expires = op.now.after(lease);
     // A fresh secret per claim; only its hash is stored, only the claim answer carries it.
-    let token = fencing::new_token();
+    let token = crate::fencing::new_token();
     let run_id = conn.prepare_cached(sql!("insert_run"))?.query_row(
         params![
             task_id.0,
@@ -119,7 +124,7 @@ fn claim_next(
             owner,
             expires.0,
             op.now.0,
-            fencing::token_hash(&token)
+            crate::fencing::token_hash(&token)
         ],
         |r| Ok(RunId(r.get(0)?)),
     )?;
@@ -131,7 +136,7 @@ fn claim_next(
     )?;
     // A fingerprint, never the secret: it tells this claim's token apart in refusals.
     let data = serde_json::json!({
-        "owner": owner, "attempt": attempt, "token": fencing::fingerprint(&token),
+        "owner": owner, "attempt": attempt, "token": crate::fencing::fingerprint(&token),
     });
     insert_event(
         conn,
@@ -145,19 +150,7 @@ fn claim_next(
         Some(&data),
     )?;
     let task = load_task(conn, task_id)?;
-    let run = Run {
-        id: run_id,
-        task: task_id,
-        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-        lease: Lease {
-            owner: owner.to_owned(),
-            expires_at: expires,
-        },
-        state: RunState::Active,
-        started_at: op.now,
-        ended_at: None,
-        outcome: None,
-    };
+    let run = crate::rows::claimed_run(run_id, task_id, attempt, owner, expires, op.now);
     let reply = super::agents::pending_reply(conn, task.id)?;
     let reviews = super::reviews::reviews_of_task(conn, task.id)?;
     let dependencies = task

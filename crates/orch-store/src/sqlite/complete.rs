@@ -20,14 +20,16 @@ impl SqliteStore {
     ) -> crate::Result<Status> {
         let reason = reason.map(str::to_owned);
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
-            let tx = immediate(conn)?;
-            let result = complete(&tx, run, token, outcome, reason.as_deref(), &op);
-            // A refusal is recorded as an event, so it commits too.
-            tx.commit()?;
-            result
-        })
-        .await
+        let result = self
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let result = complete(&tx, run, token, outcome, reason.as_deref(), &op);
+                // A refusal is recorded as an event, so it commits too.
+                tx.commit()?;
+                result
+            })
+            .await;
+        self.woke(result)
     }
 
     pub(crate) async fn requeue(
@@ -40,26 +42,29 @@ impl SqliteStore {
     ) -> crate::Result<Status> {
         let reason = reason.map(str::to_owned);
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
-            let tx = immediate(conn)?;
-            let Some(task) = end_run(&tx, run, token, RunState::Requeued, reason.as_deref(), &op)?
-            else {
-                let err = refuse(&tx, run, token, "requeue", &op)?;
+        let result = self
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let Some(task) =
+                    end_run(&tx, run, token, RunState::Requeued, reason.as_deref(), &op)?
+                else {
+                    let err = refuse(&tx, run, token, "requeue", &op)?;
+                    tx.commit()?;
+                    return Err(err.into());
+                };
+                let plan = decide::requeue(
+                    &task_facts(&tx, task)?,
+                    run,
+                    delay,
+                    reason.as_deref(),
+                    op.now,
+                )?;
+                carry_out(&tx, &plan, &op)?;
                 tx.commit()?;
-                return Err(err.into());
-            };
-            let plan = decide::requeue(
-                &task_facts(&tx, task)?,
-                run,
-                delay,
-                reason.as_deref(),
-                op.now,
-            )?;
-            carry_out(&tx, &plan, &op)?;
-            tx.commit()?;
-            Ok(plan.status)
-        })
-        .await
+                Ok(plan.status)
+            })
+            .await;
+        self.woke(result)
     }
 }
 

@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::Result;
-use crate::StoreError;
 
 /// Every migration, oldest first: (version, name, script). Never edit one that has landed.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -63,14 +62,7 @@ pub(super) fn run(conn: &mut Connection) -> Result<()> {
             .collect::<rusqlite::Result<_>>()?;
         versions
     };
-    let known: BTreeSet<i64> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
-    if let Some(unknown) = applied.difference(&known).next() {
-        return Err(StoreError::Invalid {
-            field: "database".into(),
-            reason: format!("its schema has migration {unknown}, which this orch does not know; it was written by a newer orch, so upgrade orch"),
-        }
-        .into());
-    }
+    crate::rows::check_migrations(&applied, MIGRATIONS)?;
     for (version, name, script) in MIGRATIONS {
         if applied.contains(version) {
             continue;

@@ -51,8 +51,6 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{Op, StoreError};
 
-pub use fencing::{fingerprint as token_fingerprint, REFUSAL_WINDOW_MS};
-
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
@@ -134,9 +132,11 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct SqliteStore {
     conn: tokio_rusqlite::Connection,
     path: PathBuf,
-    /// Literal secrets (orch's own tokens) redacted from specs with the known formats. A std
-    /// lock: held to copy the list, never across an await.
-    secret_values: Arc<std::sync::RwLock<Vec<String>>>,
+    /// Literal secrets (orch's own tokens) redacted from specs with the known formats.
+    secrets: crate::secrets::SecretValues,
+    /// Wakes this handle's (and its clones') idle claimers after a commit that may have made
+    /// work ready.
+    work: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -156,6 +156,14 @@ struct OwnedOp {
 }
 
 impl OwnedOp {
+    fn as_op(&self) -> Op<'_> {
+        Op {
+            actor: &self.actor,
+            now: self.now,
+            jitter_unit: self.jitter_unit,
+        }
+    }
+
     fn from(op: Op<'_>) -> Self {
         OwnedOp {
             actor: op.actor.to_owned(),
@@ -240,7 +248,8 @@ impl SqliteStore {
         let store = SqliteStore {
             conn,
             path: path.to_owned(),
-            secret_values: Arc::default(),
+            secrets: crate::secrets::SecretValues::default(),
+            work: Arc::default(),
         };
         store
             .call(move |conn| {
@@ -290,24 +299,26 @@ impl SqliteStore {
         let _ = self.conn.clone().close().await;
     }
 
-    /// Add literal secrets to redact from every spec submitted from now on.
-    pub(crate) fn add_secret_values(&self, values: &[String]) {
-        let mut known = self
-            .secret_values
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for value in values {
-            if !known.contains(value) {
-                known.push(value.clone());
-            }
-        }
+    /// Wait until a commit through this handle may have made work ready, at most `timeout`.
+    pub(crate) async fn wait_for_work(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
     }
 
-    /// The literal secrets given to [`SqliteStore::add_secret_values`].
+    /// A commit may have made work ready: wake the waiters.
+    fn woke<T>(&self, result: crate::Result<T>) -> crate::Result<T> {
+        if result.is_ok() {
+            self.work.notify_waiters();
+        }
+        result
+    }
+
+    /// Add literal secrets to redact from every spec submitted from now on.
+    pub(crate) fn add_secret_values(&self, values: &[String]) {
+        self.secrets.add(values);
+    }
+
+    /// The literal secrets given to `add_secret_values`.
     pub(crate) fn secret_values(&self) -> Vec<String> {
-        self.secret_values
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.secrets.get()
     }
 }

@@ -1,14 +1,14 @@
 //! Reads: tasks, runs, events, counts, and the consistency check behind `orch doctor`.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use orch_core::{Event, Run, RunId, Status, Task, TaskId, WorkflowId};
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::apply::{dependencies, load_run, load_task, parse_status};
-use super::rows::{event_from_row, run_from_row, task_from_row};
+use super::rows::{event_from_row, event_row, run_from_row, task_from_row};
 use super::{query_ids, Result, SqliteStore};
+use crate::doctor::{needs_dependencies, Snapshot};
 use crate::{FeedEvent, Problem, TaskFilter};
 
 impl SqliteStore {
@@ -123,56 +123,28 @@ impl SqliteStore {
 }
 
 fn check_consistency(conn: &Connection) -> Result<Vec<Problem>> {
-    let mut problems = Vec::new();
-    let stored: Vec<(i64, String)> = conn
-        .prepare_cached(sql!("select_task_statuses"))?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut by_task: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
+    let mut snapshot = Snapshot {
+        statuses: conn
+            .prepare_cached(sql!("select_task_statuses"))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?,
+        ..Snapshot::default()
+    };
     {
         let mut stmt = conn.prepare_cached(sql!("select_all_events"))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let task: i64 = row.get("task_id")?;
-            match event_from_row(row)? {
-                Ok(event) => by_task.entry(task).or_default().push(event),
-                Err(e) => problems.push(Problem {
-                    task: TaskId(task),
-                    message: format!("unreadable event: {e}"),
-                }),
-            }
+            snapshot.add_event(event_row(row)?);
         }
     }
-    let mut active_by_task: BTreeMap<i64, usize> = BTreeMap::new();
     for task in query_ids(conn, sql!("select_active_run_tasks"), 0)? {
-        *active_by_task.entry(task).or_default() += 1;
+        *snapshot.active_runs.entry(task).or_default() += 1;
     }
-    for (id, status_text) in stored {
-        let task = TaskId(id);
-        let Ok(status) = Status::from_str(&status_text) else {
-            problems.push(Problem {
-                task,
-                message: format!("stored status `{status_text}` is not a status"),
-            });
-            continue;
-        };
-        let events = by_task.remove(&id).unwrap_or_default();
-        let active_runs = active_by_task.get(&id).copied().unwrap_or(0);
-        let deps = if matches!(status, Status::Waiting | Status::Blocked | Status::Queued) {
-            Some(dependencies(conn, task)?)
-        } else {
-            None
-        };
-        for message in orch_core::replay::check_task(status, &events, active_runs, deps.as_deref())
-        {
-            problems.push(Problem { task, message });
+    for (id, status) in &snapshot.statuses {
+        if needs_dependencies(status) {
+            let deps = dependencies(conn, TaskId(*id))?;
+            snapshot.dependencies.insert(*id, deps);
         }
     }
-    for (task, _) in by_task {
-        problems.push(Problem {
-            task: TaskId(task),
-            message: "events exist for a task that does not".into(),
-        });
-    }
-    Ok(problems)
+    Ok(snapshot.problems())
 }

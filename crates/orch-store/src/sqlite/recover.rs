@@ -11,18 +11,21 @@ use crate::{Op, Recovered};
 impl SqliteStore {
     pub(crate) async fn recover_expired(&self, op: Op<'_>) -> crate::Result<Vec<Recovered>> {
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
-            // A cheap read first: most passes find nothing and should not take the write lock.
-            if !any_row(conn, sql!("select_expired_runs"), op.now.0)? {
-                return Ok(Vec::new());
-            }
-            let tx = immediate(conn)?;
-            let expired = query_ids(&tx, sql!("select_expired_runs"), op.now.0)?;
-            let recovered = lose_runs(&tx, expired, "its lease expired without a heartbeat", &op)?;
-            tx.commit()?;
-            Ok(recovered)
-        })
-        .await
+        let result = self
+            .call(move |conn| {
+                // A cheap read first: most passes find nothing and should not take the write lock.
+                if !any_row(conn, sql!("select_expired_runs"), op.now.0)? {
+                    return Ok(Vec::new());
+                }
+                let tx = immediate(conn)?;
+                let expired = query_ids(&tx, sql!("select_expired_runs"), op.now.0)?;
+                let recovered =
+                    lose_runs(&tx, expired, "its lease expired without a heartbeat", &op)?;
+                tx.commit()?;
+                Ok(recovered)
+            })
+            .await;
+        self.woke(result)
     }
 
     pub(crate) async fn release_owner(
@@ -32,40 +35,44 @@ impl SqliteStore {
     ) -> crate::Result<Vec<Recovered>> {
         let prefix = prefix.to_owned();
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
-            let tx = immediate(conn)?;
-            let runs: Vec<i64> = {
-                let mut stmt = tx.prepare_cached(sql!("select_active_runs_of_owner"))?;
-                let ids = stmt
-                    .query_map([&prefix], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<i64>>>()?;
-                ids
-            };
-            let recovered = lose_runs(&tx, runs, "its worker restarted", &op)?;
-            tx.commit()?;
-            Ok(recovered)
-        })
-        .await
+        let result = self
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let runs: Vec<i64> = {
+                    let mut stmt = tx.prepare_cached(sql!("select_active_runs_of_owner"))?;
+                    let ids = stmt
+                        .query_map([&prefix], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<i64>>>()?;
+                    ids
+                };
+                let recovered = lose_runs(&tx, runs, "its worker restarted", &op)?;
+                tx.commit()?;
+                Ok(recovered)
+            })
+            .await;
+        self.woke(result)
     }
 
     pub(crate) async fn promote_due(&self, op: Op<'_>) -> crate::Result<Vec<TaskId>> {
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
-            if !any_row(conn, sql!("select_due_retries"), op.now.0)? {
-                return Ok(Vec::new());
-            }
-            let tx = immediate(conn)?;
-            let due: Vec<i64> = query_ids(&tx, sql!("select_due_retries"), op.now.0)?;
-            let mut promoted = Vec::with_capacity(due.len());
-            for id in due {
-                let task = TaskId(id);
-                carry_out(&tx, &decide::retry_due(task)?, &op)?;
-                promoted.push(task);
-            }
-            tx.commit()?;
-            Ok(promoted)
-        })
-        .await
+        let result = self
+            .call(move |conn| {
+                if !any_row(conn, sql!("select_due_retries"), op.now.0)? {
+                    return Ok(Vec::new());
+                }
+                let tx = immediate(conn)?;
+                let due: Vec<i64> = query_ids(&tx, sql!("select_due_retries"), op.now.0)?;
+                let mut promoted = Vec::with_capacity(due.len());
+                for id in due {
+                    let task = TaskId(id);
+                    carry_out(&tx, &decide::retry_due(task)?, &op)?;
+                    promoted.push(task);
+                }
+                tx.commit()?;
+                Ok(promoted)
+            })
+            .await;
+        self.woke(result)
     }
 }
 

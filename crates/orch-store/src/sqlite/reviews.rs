@@ -4,7 +4,8 @@ use orch_core::{FencingToken, RunId, TaskId};
 use rusqlite::{params, Connection};
 
 use super::apply::{require_fenced, require_holder};
-use super::{fencing, immediate, OwnedOp, Result, SqliteStore};
+use super::{immediate, OwnedOp, Result, SqliteStore};
+use crate::rows::ReviewRow;
 use crate::{Op, ReviewRecord, StoreError};
 
 impl SqliteStore {
@@ -26,7 +27,7 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Corrupt(format!("review reasons: {e}")))?;
             let written = tx.prepare_cached(sql!("upsert_review"))?.execute(params![
                 run.0,
-                fencing::token_hash(&token),
+                crate::fencing::token_hash(&token),
                 i64::from(review.round),
                 review.verdict.as_str(),
                 reasons,
@@ -50,25 +51,17 @@ pub(super) fn reviews_of_task(conn: &Connection, task: TaskId) -> Result<Vec<Rev
     let mut stmt = conn.prepare_cached(sql!("select_reviews_of_task"))?;
     let rows = stmt
         .query_map([task.0], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, bool>(4)?,
-            ))
+            Ok(ReviewRow {
+                run_id: r.get(0)?,
+                round: r.get(1)?,
+                verdict: r.get(2)?,
+                reasons: r.get(3)?,
+                escalated: r.get(4)?,
+            })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter()
-        .map(|(run, round, verdict, reasons, escalated)| {
-            let corrupt =
-                |what: String| StoreError::Corrupt(format!("review of run {run}: {what}"));
-            Ok(ReviewRecord {
-                round: u32::try_from(round).map_err(|e| corrupt(e.to_string()))?,
-                verdict: verdict.parse().map_err(corrupt)?,
-                reasons: serde_json::from_str(&reasons).map_err(|e| corrupt(e.to_string()))?,
-                escalated,
-            })
-        })
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(ReviewRow::into_review)
+        .collect::<crate::Result<_>>()?)
 }

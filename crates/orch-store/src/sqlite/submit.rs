@@ -54,18 +54,17 @@ impl SqliteStore {
         submission: &Submission,
         op: Op<'_>,
     ) -> crate::Result<Vec<TaskId>> {
-        submission.check()?;
-        let mut submission = submission.clone();
-        // The choke point: no secret in a spec reaches the database, whoever submits.
-        submission.redact_secrets(&self.secret_values());
+        let submission = self.secrets.prepared(submission)?;
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
-            let tx = immediate(conn)?;
-            let ids = submit(&tx, &submission, &op)?;
-            tx.commit()?;
-            Ok(ids)
-        })
-        .await
+        let result = self
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let ids = submit(&tx, &submission, &op)?;
+                tx.commit()?;
+                Ok(ids)
+            })
+            .await;
+        self.woke(result)
     }
 
     pub(crate) async fn submit_once(
@@ -74,47 +73,42 @@ impl SqliteStore {
         submission: &Submission,
         op: Op<'_>,
     ) -> crate::Result<SubmittedOnce> {
-        if deliveries.is_empty() || submission.tasks.is_empty() {
-            return Err(StoreError::Invalid {
-                field: "delivery".into(),
-                reason: "submit_once needs at least one delivery id and one task".into(),
-            });
-        }
-        submission.check()?;
+        let submission = self.secrets.prepared_once(deliveries, submission)?;
         let deliveries = deliveries.to_vec();
-        let mut submission = submission.clone();
-        submission.redact_secrets(&self.secret_values());
+
         let op = OwnedOp::from(op);
-        self.call(move |conn| {
-            // One write transaction: two copies of a delivery arriving at once serialize on the
-            // write lock, and the second sees the first's record.
-            let tx = immediate(conn)?;
-            let mut earlier = None;
-            for delivery in &deliveries {
-                earlier = tx
-                    .prepare_cached(sql!("select_webhook_delivery"))?
-                    .query_row(params![delivery.source, delivery.id], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .optional()?;
-                if earlier.is_some() {
-                    break;
+        let result = self
+            .call(move |conn| {
+                // One write transaction: two copies of a delivery arriving at once serialize on the
+                // write lock, and the second sees the first's record.
+                let tx = immediate(conn)?;
+                let mut earlier = None;
+                for delivery in &deliveries {
+                    earlier = tx
+                        .prepare_cached(sql!("select_webhook_delivery"))?
+                        .query_row(params![delivery.source, delivery.id], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                        .optional()?;
+                    if earlier.is_some() {
+                        break;
+                    }
                 }
-            }
-            let (tasks, created) = match earlier {
-                Some(task) => (vec![TaskId(task)], false),
-                None => (submit(&tx, &submission, &op)?, true),
-            };
-            // Every id is recorded (a new delivery of a known issue too), so each later replay
-            // answers with the same task.
-            for delivery in &deliveries {
-                tx.prepare_cached(sql!("insert_webhook_delivery"))?
-                    .execute(params![delivery.source, delivery.id, tasks[0].0, op.now.0])?;
-            }
-            tx.commit()?;
-            Ok(SubmittedOnce { tasks, created })
-        })
-        .await
+                let (tasks, created) = match earlier {
+                    Some(task) => (vec![TaskId(task)], false),
+                    None => (submit(&tx, &submission, &op)?, true),
+                };
+                // Every id is recorded (a new delivery of a known issue too), so each later replay
+                // answers with the same task.
+                for delivery in &deliveries {
+                    tx.prepare_cached(sql!("insert_webhook_delivery"))?
+                        .execute(params![delivery.source, delivery.id, tasks[0].0, op.now.0])?;
+                }
+                tx.commit()?;
+                Ok(SubmittedOnce { tasks, created })
+            })
+            .await;
+        self.woke(result)
     }
 }
 

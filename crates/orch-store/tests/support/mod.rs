@@ -1,27 +1,31 @@
-//! Shared setup for store tests: a fresh SQLite file per test and small task builders.
+//! Shared setup for store tests: a fresh database per test on each backend (an SQLite file in a
+//! temporary directory, or a new PostgreSQL database on `ORCH_TEST_POSTGRES_URL`, dropped when
+//! the test ends, also on panic), and small task builders.
 
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use orch_core::{NewTask, RetryPolicy, TaskId, TaskSpec, TaskTitle, Timestamp};
-use orch_store::{Op, SqliteOptions, Store, Submission};
+use orch_store::{DatabaseConfig, Op, SqliteOptions, Store, Submission};
 
-/// The backends every store test runs on (see [`store_tests`]). PostgreSQL joins when its
-/// backend is built; a test that is specific to one backend says why.
+/// The backends every store test runs on (see [`store_tests`]); a test that is specific to one
+/// backend says why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// A fresh SQLite file in a temporary directory.
     Sqlite,
+    /// A fresh database on the PostgreSQL server at `ORCH_TEST_POSTGRES_URL`.
+    Postgres,
 }
 
 impl Backend {
     /// Every backend, for tests that loop rather than use [`store_tests`].
-    pub const ALL: [Backend; 1] = [Backend::Sqlite];
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 }
 
 /// Run each listed test body, `async fn name(db: TestDb)`, on every backend, each on a fresh
-/// database: the tests are `sqlite::name` (and `postgres::name` once that backend exists).
+/// database: the tests are `sqlite::name` and `postgres::name`.
 #[allow(unused_macros)]
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
@@ -34,15 +38,131 @@ macro_rules! store_tests {
                 }
             )*
         }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) =
+                        super::support::TestDb::try_on(super::support::Backend::Postgres).await
+                    else {
+                        return;
+                    };
+                    super::$name(db).await
+                }
+            )*
+        }
     };
 }
 #[allow(unused_imports)]
 pub(crate) use store_tests;
 
+/// The PostgreSQL server tests use, or `None` (with the reason printed) when it is not
+/// configured; in CI a missing server fails the test instead.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("ORCH_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("ORCH_TEST_POSTGRES_URL is not set, and CI must run the PostgreSQL tests")
+        }
+        _ => {
+            eprintln!("skipped: set ORCH_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run the PostgreSQL store tests");
+            None
+        }
+    }
+}
+
+/// A database created for one test, dropped (`WITH (FORCE)`) when this guard is, also when
+/// the test panics.
+pub struct PgDatabase {
+    /// The server's URL (its maintenance database).
+    pub admin_url: String,
+    /// The test's database.
+    pub name: String,
+    /// The URL of the test's database.
+    pub url: String,
+}
+
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to ORCH_TEST_POSTGRES_URL {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+impl PgDatabase {
+    /// Create `orch_test_<random>` on the server at `admin_url`.
+    pub async fn create(admin_url: &str) -> PgDatabase {
+        let name = format!("orch_test_{:016x}", rand::random::<u64>());
+        admin(admin_url)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("create the test database {name}: {e}"));
+        let url = with_database(admin_url, &name);
+        PgDatabase {
+            admin_url: admin_url.to_owned(),
+            name,
+            url,
+        }
+    }
+
+    /// A connection to the test's database, for the checks that need the driver itself.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        admin(&self.url).await
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Its own thread and runtime: this may run inside the test's runtime, or unwinding.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to drop the test database");
+            runtime.block_on(async {
+                admin(&admin_url)
+                    .await
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!(
+                "could not drop the test database {}: {dropped:?}",
+                self.name
+            );
+        }
+    }
+}
+
+/// `url` with its database replaced by `name` (the path of a `postgres://` URL).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 pub struct TestDb {
     pub store: Store,
     pub dir: tempfile::TempDir,
     pub project: orch_core::ProjectId,
+    /// The PostgreSQL database, on that backend (dropped after the store).
+    pub pg: Option<PgDatabase>,
+    pub backend: Backend,
 }
 
 impl TestDb {
@@ -51,27 +171,159 @@ impl TestDb {
         TestDb::on(Backend::Sqlite).await
     }
 
-    /// A fresh database on `backend`.
+    /// A fresh database on `backend`; panics when PostgreSQL is not configured (use
+    /// [`TestDb::try_on`] to skip instead).
     pub async fn on(backend: Backend) -> TestDb {
-        let Backend::Sqlite = backend;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open_sqlite(&dir.path().join("orch.db"), SqliteOptions::default())
+        TestDb::try_on(backend)
             .await
-            .expect("open store");
+            .expect("ORCH_TEST_POSTGRES_URL is set")
+    }
+
+    /// A fresh database on `backend`, or `None` when it is PostgreSQL and no server is
+    /// configured (outside CI).
+    pub async fn try_on(backend: Backend) -> Option<TestDb> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (config, pg) = match backend {
+            Backend::Sqlite => (
+                DatabaseConfig::Sqlite {
+                    path: dir.path().join("orch.db"),
+                    options: SqliteOptions::default(),
+                },
+                None,
+            ),
+            Backend::Postgres => {
+                let database = PgDatabase::create(&postgres_url()?).await;
+                (
+                    DatabaseConfig::Postgres {
+                        url: database.url.clone(),
+                    },
+                    Some(database),
+                )
+            }
+        };
+        let store = Store::open(&config).await.expect("open store");
         let project = store
             .ensure_project(&dir.path().to_string_lossy(), Timestamp(0))
             .await
             .expect("project")
             .id;
-        TestDb {
+        Some(TestDb {
             store,
             dir,
             project,
+            pg,
+            backend,
+        })
+    }
+
+    /// How to open this database again (as a second process would).
+    pub fn config(&self) -> DatabaseConfig {
+        match &self.pg {
+            Some(database) => DatabaseConfig::Postgres {
+                url: database.url.clone(),
+            },
+            None => DatabaseConfig::Sqlite {
+                path: self.path(),
+                options: SqliteOptions::default(),
+            },
         }
     }
 
+    /// Another handle on the same database (as a second process would open it).
+    pub async fn reopen(&self) -> Store {
+        Store::open(&self.config()).await.expect("reopen store")
+    }
+
+    /// The SQLite file (on that backend).
     pub fn path(&self) -> std::path::PathBuf {
         self.dir.path().join("orch.db")
+    }
+
+    /// Run one SQL statement on the database directly, outside orch (as anyone holding the
+    /// SQLite file or the server's credentials could): the rows changed, or the database's
+    /// refusal in words.
+    pub async fn raw_execute(&self, sql: &str) -> Result<u64, String> {
+        match &self.pg {
+            Some(database) => database
+                .connect()
+                .await
+                .execute(sql, &[])
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_owned(),
+                    None => e.to_string(),
+                }),
+            None => rusqlite::Connection::open(self.path())
+                .and_then(|conn| conn.execute(sql, []))
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Every text and binary value in every table, binary as hex, each with its table: what
+    /// someone reading the database directly would see.
+    pub async fn raw_cells(&self) -> Vec<(String, String)> {
+        let mut cells = Vec::new();
+        match &self.pg {
+            Some(database) => {
+                let client = database.connect().await;
+                let columns = client
+                    .query(
+                        "SELECT table_name::TEXT, column_name::TEXT, data_type::TEXT \
+                         FROM information_schema.columns \
+                         WHERE table_schema = 'public' AND data_type IN ('text', 'bytea')",
+                        &[],
+                    )
+                    .await
+                    .expect("list columns");
+                for column in columns {
+                    let (table, name, kind): (String, String, String) =
+                        (column.get(0), column.get(1), column.get(2));
+                    let select = if kind == "bytea" {
+                        format!("SELECT encode(\"{name}\", 'hex') FROM \"{table}\"")
+                    } else {
+                        format!("SELECT \"{name}\" FROM \"{table}\"")
+                    };
+                    for row in client.query(&select, &[]).await.expect("read column") {
+                        if let Some(text) = row.get::<_, Option<String>>(0) {
+                            cells.push((table.clone(), text));
+                        }
+                    }
+                }
+            }
+            None => {
+                let conn = rusqlite::Connection::open(self.path()).expect("open the file");
+                let tables: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .expect("list tables")
+                    .query_map([], |r| r.get(0))
+                    .expect("list tables")
+                    .collect::<Result<_, _>>()
+                    .expect("list tables");
+                for table in tables {
+                    let mut stmt = conn
+                        .prepare(&format!("SELECT * FROM \"{table}\""))
+                        .expect("read table");
+                    let columns = stmt.column_count();
+                    let mut rows = stmt.query([]).expect("read table");
+                    while let Some(row) = rows.next().expect("read row") {
+                        for i in 0..columns {
+                            let text = match row.get_ref(i).expect("read cell") {
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    String::from_utf8_lossy(t).into_owned()
+                                }
+                                rusqlite::types::ValueRef::Blob(b) => {
+                                    b.iter().map(|b| format!("{b:02x}")).collect()
+                                }
+                                _ => continue,
+                            };
+                            cells.push((table.clone(), text));
+                        }
+                    }
+                }
+            }
+        }
+        cells
     }
 
     /// Submit tasks given as (key, needs-as-batch-indices) with a no-backoff retry policy.

@@ -1,0 +1,1 @@
+SELECT status, COUNT(*) AS n FROM tasks GROUP BY status

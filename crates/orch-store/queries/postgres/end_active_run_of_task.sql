@@ -1,0 +1,3 @@
+UPDATE runs SET state = $2, ended_at = $3, outcome = $4
+WHERE task_id = $1 AND state = 'active'
+RETURNING id

@@ -1,0 +1,2 @@
+INSERT INTO workflows (project_id, name, source, created_at) VALUES ($1, $2, $3, $4)
+RETURNING id

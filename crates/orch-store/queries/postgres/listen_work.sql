@@ -1,0 +1,1 @@
+LISTEN orch_work

@@ -1,0 +1,1 @@
+SELECT id, status FROM tasks ORDER BY id

@@ -1,0 +1,2 @@
+SELECT day, COUNT(*), SUM(input_tokens)::BIGINT, SUM(output_tokens)::BIGINT, SUM(cost_usd)
+FROM agent_usage GROUP BY day ORDER BY day DESC LIMIT $1

@@ -1,0 +1,1 @@
+UPDATE tasks SET approved = TRUE WHERE id = $1

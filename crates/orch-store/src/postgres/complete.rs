@@ -1,0 +1,57 @@
+//! A run's end: its completion with an outcome, or its worker giving it back.
+
+use std::time::Duration;
+
+use orch_core::{decide, FencingToken, Outcome, RunId, RunState, Status};
+
+use super::apply::{carry_out, end_run, refuse, task_facts};
+use super::PgStore;
+use crate::Op;
+
+impl PgStore {
+    pub(crate) async fn complete(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        outcome: Outcome,
+        reason: Option<&str>,
+        op: Op<'_>,
+    ) -> crate::Result<Status> {
+        let state = decide::run_state_after(outcome);
+        transact!(self, |tx| async {
+            let Some(task) = end_run(&tx, run, token, state, reason, &op).await? else {
+                // A refusal is recorded as an event, so it commits too.
+                return Ok(Err(refuse(&tx, run, token, "completion", &op).await?));
+            };
+            let plan = decide::complete(
+                &task_facts(&tx, task).await?,
+                run,
+                outcome,
+                reason,
+                op.now,
+                op.jitter_unit,
+            )?;
+            carry_out(&tx, &plan, &op).await?;
+            Ok(Ok(plan.status))
+        })
+    }
+
+    pub(crate) async fn requeue(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        delay: Duration,
+        reason: Option<&str>,
+        op: Op<'_>,
+    ) -> crate::Result<Status> {
+        transact!(self, |tx| async {
+            let Some(task) = end_run(&tx, run, token, RunState::Requeued, reason, &op).await?
+            else {
+                return Ok(Err(refuse(&tx, run, token, "requeue", &op).await?));
+            };
+            let plan = decide::requeue(&task_facts(&tx, task).await?, run, delay, reason, op.now)?;
+            carry_out(&tx, &plan, &op).await?;
+            Ok(Ok(plan.status))
+        })
+    }
+}

@@ -1,0 +1,24 @@
+//! Named leases for singleton duties: one holder at a time, taken over once expired.
+
+use std::time::Duration;
+
+use super::PgStore;
+use crate::Op;
+
+impl PgStore {
+    pub(crate) async fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        op: Op<'_>,
+    ) -> crate::Result<bool> {
+        let expires = op.now.after(ttl);
+        transact!(self, |tx| async {
+            let held = tx
+                .query_opt(sql!("hold_lease"), &[&name, &holder, &op.now.0, &expires.0])
+                .await?;
+            Ok(Ok(held.is_some()))
+        })
+    }
+}

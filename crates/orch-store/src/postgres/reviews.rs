@@ -1,0 +1,61 @@
+//! Review verdicts: recorded by the worker for its run (fenced), handed to later claims.
+
+use orch_core::{FencingToken, RunId, TaskId};
+
+use super::apply::{require_fenced, require_holder};
+use super::{PgStore, Result, Tx};
+use crate::fencing::token_hash;
+use crate::rows::ReviewRow;
+use crate::{Op, ReviewRecord, StoreError};
+
+impl PgStore {
+    pub(crate) async fn record_review(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        review: ReviewRecord,
+        op: Op<'_>,
+    ) -> crate::Result<()> {
+        let reasons = serde_json::to_string(&review.reasons)
+            .map_err(|e| StoreError::Corrupt(format!("review reasons: {e}")))?;
+        transact!(self, |tx| async {
+            if let Err(refused) = require_holder(&tx, run, token, "review report", &op).await? {
+                return Ok(Err(refused));
+            }
+            let written = tx
+                .execute(
+                    sql!("upsert_review"),
+                    &[
+                        &run.0,
+                        &token_hash(&token),
+                        &i64::from(review.round),
+                        &review.verdict.as_str(),
+                        &reasons,
+                        &review.escalated,
+                        &op.now.0,
+                        &op.actor,
+                    ],
+                )
+                .await?;
+            require_fenced(&tx, written, run, token, "review report", &op).await
+        })
+    }
+}
+
+/// The recorded reviews of a task, oldest run first.
+pub(super) async fn reviews_of_task(tx: &Tx<'_>, task: TaskId) -> Result<Vec<ReviewRecord>> {
+    tx.query(sql!("select_reviews_of_task"), &[&task.0])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ReviewRow {
+                run_id: r.try_get(0)?,
+                round: r.try_get(1)?,
+                verdict: r.try_get(2)?,
+                reasons: r.try_get(3)?,
+                escalated: r.try_get(4)?,
+            }
+            .into_review()?)
+        })
+        .collect()
+}
