@@ -15,8 +15,8 @@ use std::time::Duration;
 use orch_core::{Outcome, ProjectId, Timestamp};
 use orch_store::archive::{self, Table};
 use orch_store::{
-    Delivery, ReviewRecord, ReviewVerdict, SqliteOptions, Store, StoreError, Submission,
-    TaskFilter, UsageRecord,
+    DatabaseConfig, Delivery, ReviewRecord, ReviewVerdict, SqliteOptions, Store, StoreError,
+    Submission, TaskFilter, UsageRecord,
 };
 use support::{op, policy, task, task_with, Backend, TestDb, LEASE};
 
@@ -24,27 +24,63 @@ use support::{op, policy, task, task_with, Backend, TestDb, LEASE};
 struct Target {
     store: Store,
     home: tempfile::TempDir,
+    /// The PostgreSQL database, on that backend (dropped after the store).
+    _pg: Option<support::PgDatabase>,
 }
 
 impl Target {
-    async fn on(backend: Backend) -> Target {
-        let Backend::Sqlite = backend;
+    /// `None` when the backend is PostgreSQL and no server is configured (outside CI).
+    async fn on(backend: Backend) -> Option<Target> {
         let home = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&home.path().join("orch.db"), SqliteOptions::default())
-            .await
-            .unwrap();
-        Target { store, home }
+        let (config, pg) = match backend {
+            Backend::Sqlite => (
+                DatabaseConfig::Sqlite {
+                    path: home.path().join("orch.db"),
+                    options: SqliteOptions::default(),
+                },
+                None,
+            ),
+            Backend::Postgres => {
+                let database = support::PgDatabase::create(&support::postgres_url()?).await;
+                (
+                    DatabaseConfig::Postgres {
+                        url: database.url.clone(),
+                    },
+                    Some(database),
+                )
+            }
+        };
+        let store = Store::open(&config).await.unwrap();
+        Some(Target {
+            store,
+            home,
+            _pg: pg,
+        })
     }
 }
 
-/// Run each test body, `async fn name(target: Target)`, with an empty target on every backend.
+/// Run each test body, `async fn name(target: Target)`, with an empty target on every backend
+/// (the source is always an SQLite home).
 macro_rules! archive_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::Target::on(super::support::Backend::Sqlite).await).await
+                    let target = super::Target::on(super::support::Backend::Sqlite).await;
+                    super::$name(target.expect("SQLite is always there")).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(target) =
+                        super::Target::on(super::support::Backend::Postgres).await
+                    {
+                        super::$name(target).await
+                    }
                 }
             )*
         }

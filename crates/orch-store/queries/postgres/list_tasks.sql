@@ -6,5 +6,6 @@ FROM tasks
 WHERE ($1::TEXT IS NULL OR status = $1)
   AND ($2::BIGINT IS NULL OR project_id = $2)
   AND ($3::BIGINT IS NULL OR workflow_id = $3)
+  AND ($5::TEXT IS NULL OR (spec::JSONB -> 'labels') ? $5)
 ORDER BY id
 LIMIT $4

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use orch_core::{decide, Status, TaskId};
+use orch_core::{decide, EventKind, Status, TaskId};
 
-use super::apply::{carry_out, dependencies, task_facts};
+use super::apply::{carry_out, dependencies, insert_event, task_facts};
 use super::PgStore;
 use crate::Op;
 
@@ -50,6 +50,39 @@ impl PgStore {
             let plan = decide::approve(&task_facts(&tx, task).await?)?;
             carry_out(&tx, &plan, &op).await?;
             Ok(Ok(plan.status))
+        })
+    }
+
+    pub(crate) async fn record_note(
+        &self,
+        task: TaskId,
+        kind: EventKind,
+        reason: String,
+        data: serde_json::Value,
+        op: Op<'_>,
+    ) -> crate::Result<Status> {
+        if !kind.is_note() {
+            return Err(crate::StoreError::Invalid {
+                field: "kind".to_owned(),
+                reason: format!("`{kind}` changes a task's status; only notes can be recorded"),
+            });
+        }
+        transact!(self, |tx| async {
+            // The task's row lock (FOR UPDATE in its facts) orders the note after any change.
+            let status = task_facts(&tx, task).await?.status;
+            insert_event(
+                &tx,
+                task,
+                None,
+                &op,
+                kind,
+                Some(status),
+                status,
+                Some(&reason),
+                Some(&data),
+            )
+            .await?;
+            Ok(Ok(status))
         })
     }
 }

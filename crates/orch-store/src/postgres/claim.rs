@@ -119,11 +119,22 @@ async fn claim_next(
         super::reviews::reviews_of_task(tx, task_id),
     )?;
     let run = crate::rows::claimed_run(run_id, task_id, attempt, owner, expires, op.now);
+    let mut dependencies = Vec::with_capacity(task.needs.len());
+    for need in &task.needs {
+        let dependency = load_task(tx, *need).await?;
+        dependencies.push(crate::DependencyRef {
+            id: dependency.id,
+            project: dependency.project,
+            created_at: dependency.created_at,
+            status: dependency.status,
+        });
+    }
     Ok(Some(Claim {
         task,
         run,
         token,
         reply,
         reviews,
+        dependencies,
     }))
 }

@@ -21,4 +21,11 @@ impl PgStore {
             Ok(Ok(held.is_some()))
         })
     }
+
+    pub(crate) async fn release_lease(&self, name: &str, holder: &str) -> crate::Result<bool> {
+        transact!(self, |tx| async {
+            let released = tx.execute(sql!("release_lease"), &[&name, &holder]).await?;
+            Ok(Ok(released > 0))
+        })
+    }
 }

@@ -75,6 +75,7 @@ macro_rules! read {
 mod admin;
 mod agents;
 mod apply;
+mod archive;
 mod claim;
 mod complete;
 mod fencing;

@@ -18,14 +18,21 @@ impl PgStore {
 
     pub(crate) async fn tasks(&self, filter: &TaskFilter) -> crate::Result<Vec<Task>> {
         read!(self, |tx| async {
+            // Two statements, as on SQLite (where only a literal direction walks the index).
+            let sql = if filter.newest_first {
+                sql!("list_tasks_newest")
+            } else {
+                sql!("list_tasks")
+            };
             let rows = tx
                 .query(
-                    sql!("list_tasks"),
+                    sql,
                     &[
                         &filter.status.map(Status::as_str),
                         &filter.project.map(|p| p.0),
                         &filter.workflow.map(|w| w.0),
                         &filter.limit.map(i64::from),
+                        &filter.label.as_deref(),
                     ],
                 )
                 .await?;

@@ -1,0 +1,7 @@
+-- After inserting rows with their ids: the next id of each identity column follows the largest.
+SELECT setval(pg_get_serial_sequence('projects', 'id'), COALESCE((SELECT MAX(id) FROM projects), 0) + 1, false);
+SELECT setval(pg_get_serial_sequence('workflows', 'id'), COALESCE((SELECT MAX(id) FROM workflows), 0) + 1, false);
+SELECT setval(pg_get_serial_sequence('tasks', 'id'), COALESCE((SELECT MAX(id) FROM tasks), 0) + 1, false);
+SELECT setval(pg_get_serial_sequence('runs', 'id'), COALESCE((SELECT MAX(id) FROM runs), 0) + 1, false);
+SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE((SELECT MAX(id) FROM events), 0) + 1, false);
+SELECT setval(pg_get_serial_sequence('task_replies', 'id'), COALESCE((SELECT MAX(id) FROM task_replies), 0) + 1, false);

@@ -1,0 +1,1 @@
+SELECT id, name, path, created_at FROM projects ORDER BY id

@@ -1,0 +1,11 @@
+SELECT id, project_id, workflow_id, parent_id, spec, status, status_reason, approved,
+       attempts_used, max_attempts, run_count, not_before, created_at, updated_at,
+       (SELECT string_agg(dep_id::TEXT, ',') FROM task_deps WHERE task_id = tasks.id) AS needs,
+       (SELECT id FROM runs WHERE task_id = tasks.id AND state = 'active') AS current_run
+FROM tasks
+WHERE ($1::TEXT IS NULL OR status = $1)
+  AND ($2::BIGINT IS NULL OR project_id = $2)
+  AND ($3::BIGINT IS NULL OR workflow_id = $3)
+  AND ($5::TEXT IS NULL OR (spec::JSONB -> 'labels') ? $5)
+ORDER BY id DESC
+LIMIT $4
