@@ -917,7 +917,69 @@ async fn a_postgres_server_that_does_not_answer_is_reported_as_unavailable() {
     );
 }
 
+async fn listing_filters_by_label_and_pages_newest_first(db: TestDb) {
+    let mut tasks = vec![
+        task("a", &[]),
+        task("b", &[]),
+        task("c", &[]),
+        task("d", &[]),
+    ];
+    tasks[1].spec.labels = vec!["docs".into(), "area:store".into()];
+    tasks[3].spec.labels = vec!["docs".into()];
+    // A label that merely contains the one asked for does not match.
+    tasks[2].spec.labels = vec!["docs-old".into()];
+    let ids = db.submit(tasks, 1).await;
+    let listed = |filter: TaskFilter| {
+        let store = db.store.clone();
+        async move {
+            store
+                .tasks(&filter)
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(TaskFilter {
+            label: Some("docs".into()),
+            ..TaskFilter::default()
+        })
+        .await,
+        vec![ids[1], ids[3]]
+    );
+    assert_eq!(
+        listed(TaskFilter {
+            label: Some("docs".into()),
+            newest_first: true,
+            ..TaskFilter::default()
+        })
+        .await,
+        vec![ids[3], ids[1]]
+    );
+    assert_eq!(
+        listed(TaskFilter {
+            newest_first: true,
+            limit: Some(2),
+            ..TaskFilter::default()
+        })
+        .await,
+        vec![ids[3], ids[2]],
+        "the first page of the newest"
+    );
+    assert_eq!(
+        listed(TaskFilter {
+            label: Some("nothing".into()),
+            ..TaskFilter::default()
+        })
+        .await,
+        Vec::<TaskId>::new()
+    );
+}
+
 store_tests!(
+    listing_filters_by_label_and_pages_newest_first,
     dependencies_finishing_at_once_release_their_dependent,
     a_task_created_while_its_dependency_finishes_is_released,
     the_event_log_refuses_update_and_delete,
