@@ -3,9 +3,8 @@
 //! GitHub webhook delivery) through `orch serve`, exported, imported into a fresh home, exported
 //! again.
 //!
-//! The import target is a [`Target`]: today a fresh SQLite home; the PostgreSQL backend adds a
-//! target whose home imports into a new database of `ORCH_TEST_POSTGRES_URL` (SQLite → PG →
-//! SQLite), with the same assertions.
+//! The import target is a [`Target`]: a fresh SQLite home, and a fresh home on a new database of
+//! `ORCH_TEST_POSTGRES_URL` (SQLite → PostgreSQL → archive again), with the same assertions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -14,7 +13,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::support::{Finished, Home, Repo, SERVE_DEADLINE};
+use crate::support::{Backend, Finished, Home, Repo, SERVE_DEADLINE};
 use crate::webhooks::{deliver, sign};
 
 const WORKFLOW: &str = r#"
@@ -50,25 +49,30 @@ tasks:
 enum Target {
     /// A fresh home with its SQLite file.
     Sqlite(Home),
+    /// A fresh home on a fresh PostgreSQL database (`--database`).
+    Postgres(Home),
 }
 
 impl Target {
-    /// Every target this build can test (PostgreSQL joins with its backend).
+    /// Every target this machine can test: SQLite, and PostgreSQL when
+    /// `ORCH_TEST_POSTGRES_URL` names a server (required in CI).
     fn all() -> Vec<Target> {
-        vec![Target::Sqlite(Home::new())]
+        let mut all = vec![Target::Sqlite(Home::new())];
+        if let Some(home) = Home::with_backend(Backend::Postgres, "export::Target::Postgres") {
+            all.push(Target::Postgres(home));
+        }
+        all
     }
 
     fn home(&self) -> &Home {
         match self {
-            Target::Sqlite(home) => home,
+            Target::Sqlite(home) | Target::Postgres(home) => home,
         }
     }
 
     /// `orch <args>` against the target's database, to the end.
     fn run(&self, args: &[&str]) -> Finished {
-        match self {
-            Target::Sqlite(home) => home.run(args),
-        }
+        self.home().run(args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
