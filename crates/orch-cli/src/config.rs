@@ -120,9 +120,12 @@ fn configured_database(file: &Path) -> anyhow::Result<Option<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("read {}", file.display())),
     };
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("{}: not valid TOML; fix the file", file.display()))?;
+    let table: toml::Table = text.parse().map_err(|e| {
+        crate::UserError::new(format!(
+            "{}: not valid TOML; fix the file: {e}",
+            file.display()
+        ))
+    })?;
     match table.get("database") {
         None => Ok(None),
         Some(toml::Value::String(url)) if !url.trim().is_empty() => Ok(Some(url.trim().to_owned())),
