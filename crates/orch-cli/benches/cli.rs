@@ -38,6 +38,8 @@ fn new_task(i: usize) -> NewTask {
             retry: RetryPolicy::default(),
             timeout: None,
             requires_approval: false,
+            merge: None,
+            start_from: orch_core::StartFrom::default(),
         },
         needs_in_batch: Vec::new(),
         needs_existing: Vec::new(),
