@@ -238,12 +238,19 @@ fn contains_needle(text: &str, needle: &str) -> bool {
     if !needle.bytes().all(|b| b.is_ascii_digit()) {
         return text.contains(needle);
     }
+    // A status code stands alone: not part of a word, a file name (`note-429.txt`), a path or
+    // a version; a sentence may end right after it (`... 429.`).
     let bytes = text.as_bytes();
+    let joins = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/');
     text.match_indices(needle).any(|(at, _)| {
+        let end = at + needle.len();
         let before = at.checked_sub(1).map(|i| bytes[i]);
-        let after = bytes.get(at + needle.len()).copied();
-        !before.is_some_and(|b| b.is_ascii_alphanumeric())
-            && !after.is_some_and(|b| b.is_ascii_alphanumeric())
+        let after = bytes.get(end).copied();
+        let dotted_word = after == Some(b'.')
+            && bytes
+                .get(end + 1)
+                .is_some_and(|b| b.is_ascii_alphanumeric());
+        !before.is_some_and(|b| joins(b) || b == b'.') && !after.is_some_and(joins) && !dotted_word
     })
 }
 
@@ -417,5 +424,31 @@ mod tests {
             error.to_string().ends_with("(exit code 1): not trusted"),
             "{error}"
         );
+    }
+}
+
+#[cfg(test)]
+mod status_code_tests {
+    use super::classify;
+
+    #[test]
+    fn a_status_code_inside_a_file_name_or_path_is_not_a_rate_limit() {
+        for text in [
+            "sim finished 1 step and changed 1 file: note-429.txt.",
+            "wrote src/429/notes.md",
+            "version 1.429.0",
+            "task_429 done",
+        ] {
+            assert!(classify("sim", text, None).is_none(), "{text}");
+        }
+        for text in ["API Error: 429 Too Many Requests", "status 429.", "(429)"] {
+            assert!(
+                matches!(
+                    classify("claude", text, None),
+                    Some(crate::AgentError::RateLimited { .. })
+                ),
+                "{text}"
+            );
+        }
     }
 }
