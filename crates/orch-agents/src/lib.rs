@@ -183,13 +183,17 @@ pub enum FailureClass {
     Failed,
     /// The session was stopped from outside.
     Cancelled,
+    /// The run passed its task's token or cost budget and was stopped (a person decides).
+    BudgetExceeded,
 }
 
 impl FailureClass {
     /// Whether another attempt can help.
     pub fn retryable(self) -> bool {
         match self {
-            FailureClass::NotInstalled | FailureClass::AuthRefused => false,
+            FailureClass::NotInstalled
+            | FailureClass::AuthRefused
+            | FailureClass::BudgetExceeded => false,
             FailureClass::RateLimited
             | FailureClass::ModelError
             | FailureClass::Stalled
@@ -212,6 +216,7 @@ impl FailureClass {
             FailureClass::Crashed => "crashed",
             FailureClass::Failed => "failed",
             FailureClass::Cancelled => "cancelled",
+            FailureClass::BudgetExceeded => "budget_exceeded",
         }
     }
 }

@@ -23,7 +23,10 @@
 //! | `@fail <message>` | stop here: earlier instructions stay done, later ones are skipped; the session fails with the message | none |
 //! | `@sleep <ms>` | wait, cancellably (for tests of long-running agents) | none |
 //! | `@say <text>` | one more assistant message | none |
+//! | `@cost <usd>` | add to the session's reported cost and report the usage so far at once (for tests of budgets) | none |
 //! | `@answer <text>` | a line of the final answer (the `Result` event and `result_text`) instead of the summary; several `@answer` lines are joined with newlines | none |
+//! | `@plan`, the plan's JSON lines, `@end` | in a planner step (orch's `plan` label, `orch_core::planner`), write the plan to the file named by `ORCH_PLAN_FILE`; in any other step it does nothing (and says so) | `write_plan {content}` |
+//! | `@ask [--secret] [--file] [--hint aws\|gcp\|azure\|kubernetes] KEY...` | an info request, like `orch ask`: when a required key is missing from the session's environment, write the request to `ORCH_ASK_FILE` and end the session there (later instructions are skipped; the run parks and this step runs again with the values); otherwise go on | `ask_user {keys, hint, reason}` |
 //!
 //! Content lines are taken verbatim up to a line that is exactly `@end` (surrounding spaces
 //! allowed), so a file cannot contain such a line. The whole prompt is parsed before anything
@@ -233,11 +236,110 @@ impl SimAgent {
                 }
                 Instruction::Say { text } => session.say(text),
                 Instruction::Answer { text } => session.answer.push(text),
+                Instruction::Cost { micros } => {
+                    // Millionths of a dollar back to dollars (exact for any test's amount).
+                    #[allow(clippy::cast_precision_loss)]
+                    let usd = micros as f64 / 1_000_000.0;
+                    session.cost_usd += usd;
+                    session.emit_usage();
+                }
+                Instruction::Plan { content } => write_plan(&content, request, &mut session)?,
+                Instruction::Ask { ask } => {
+                    if ask_for(&ask, request, &mut session)? {
+                        // Asking ends the session: the worker parks the run and this step
+                        // runs again, values in its environment, once someone answers.
+                        session.steps_done += 1;
+                        break;
+                    }
+                }
             }
             session.steps_done += 1;
         }
         Ok(session.finish())
     }
+}
+
+/// `@plan`: write the plan to the file named by `ORCH_PLAN_FILE`, when the step is a planner.
+fn write_plan(
+    content: &str,
+    request: &AgentRequest,
+    session: &mut Session,
+) -> Result<(), AgentError> {
+    use orch_core::planner::PLAN_FILE_VAR;
+    let Some(path) = request.env.get(PLAN_FILE_VAR) else {
+        session.say(format!(
+            "This step is not a planner ({PLAN_FILE_VAR} is not set), so `@plan` does nothing."
+        ));
+        return Ok(());
+    };
+    session.count_output(content);
+    let id = session.call_tool("write_plan", json!({ "content": content }));
+    let written = std::fs::write(path, content);
+    session.emit(AgentEvent::ToolResult {
+        id,
+        output: match &written {
+            Ok(()) => "wrote the plan".to_owned(),
+            Err(e) => format!("could not write the plan: {e}"),
+        },
+        is_error: written.is_err(),
+    });
+    written.map_err(|source| {
+        let message = format!("sim could not write the plan file: {source}");
+        session.fail(message.clone(), AgentError::Failed(message))
+    })
+}
+
+/// `@ask`: if the request's environment lacks a required key, write the info request to the
+/// file named by `ORCH_ASK_FILE` (as `orch ask` does) and answer `true`; otherwise say the
+/// values are there and answer `false`.
+fn ask_for(
+    ask: &orch_core::info_request::Ask,
+    request: &AgentRequest,
+    session: &mut Session,
+) -> Result<bool, AgentError> {
+    use orch_core::info_request::{key_list, ASK_FILE_VAR};
+    let missing: Vec<_> = ask
+        .keys
+        .iter()
+        .filter(|k| request.env.get(&k.name).is_none_or(|v| v.is_empty()))
+        .cloned()
+        .collect();
+    if missing.iter().all(|k| k.optional) {
+        session.say(format!(
+            "The values I need are here: {}.",
+            key_list(&ask.keys)
+        ));
+        return Ok(false);
+    }
+    let Some(path) = request.env.get(ASK_FILE_VAR) else {
+        let message = format!(
+            "sim needs {} and cannot ask: {ASK_FILE_VAR} is not set",
+            key_list(&missing)
+        );
+        return Err(session.fail(message.clone(), AgentError::Failed(message)));
+    };
+    let body = serde_json::json!({ "keys": missing, "hint": ask.hint, "reason": ask.reason });
+    let id = session.call_tool("ask_user", body.clone());
+    let written = std::fs::write(path, body.to_string());
+    session.emit(AgentEvent::ToolResult {
+        id,
+        output: match &written {
+            Ok(()) => format!("asked for {}", key_list(&missing)),
+            Err(e) => format!("could not write the request: {e}"),
+        },
+        is_error: written.is_err(),
+    });
+    if let Err(source) = written {
+        return Err(AgentError::Io {
+            context: format!("write the info request to {path}"),
+            source,
+        });
+    }
+    session.say(format!(
+        "I need {} to go on; I asked for them and stop here until they are given.",
+        key_list(&missing)
+    ));
+    Ok(true)
 }
 
 /// The state of one session: where events go and what to report at the end.
@@ -252,6 +354,8 @@ struct Session {
     changed_files: BTreeSet<String>,
     /// Lines of the final answer given by `@answer`; empty means "answer with the summary".
     answer: Vec<String>,
+    /// The cost `@cost` added, in dollars (0 without it).
+    cost_usd: f64,
 }
 
 impl Session {
@@ -266,6 +370,7 @@ impl Session {
             commands_not_run: 0,
             changed_files: BTreeSet::new(),
             answer: Vec::new(),
+            cost_usd: 0.0,
         }
     }
 
@@ -374,7 +479,7 @@ impl Session {
             result_text,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
-            cost_usd: 0.0,
+            cost_usd: self.cost_usd,
             changed_files: self.changed_files.into_iter().collect(),
             model: Some("sim".to_owned()),
             argv: Vec::new(),
@@ -385,7 +490,7 @@ impl Session {
         self.emit(AgentEvent::Usage {
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
-            cost_usd: Some(0.0),
+            cost_usd: Some(self.cost_usd),
         });
     }
 }
@@ -451,6 +556,12 @@ fn plan(instructions: &[Instruction]) -> String {
             Instruction::Sleep { millis } => format!("wait {millis} ms"),
             Instruction::Say { text } => format!("say \"{text}\""),
             Instruction::Answer { .. } => "answer".to_owned(),
+            Instruction::Cost { micros } => format!("spend {micros} millionths of a dollar"),
+            Instruction::Ask { ask } => format!(
+                "ask for {} unless they are given",
+                orch_core::info_request::key_list(&ask.keys)
+            ),
+            Instruction::Plan { .. } => "write the plan".to_owned(),
         })
         .collect();
     let count = plural(steps.len() as u64, "step", "steps");

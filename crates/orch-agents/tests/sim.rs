@@ -759,3 +759,49 @@ fn every_known_agent_can_be_created_by_name_and_unknown_names_list_them() {
     expect!["unknown agent `gpt-pilot`; known agents: sim, claude, codex, opencode, gemini"]
         .assert_eq(&error.to_string());
 }
+
+#[tokio::test]
+async fn ask_writes_an_info_request_and_ends_the_session_unless_the_values_are_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let ask_file = scratch.path().join("ask.json");
+    let prompt = "@ask --hint aws\n@write after.txt\nran\n@end\n";
+    let mut asking = request(dir.path(), prompt);
+    asking
+        .env
+        .insert("ORCH_ASK_FILE".into(), ask_file.display().to_string());
+    let session = run(asking.clone()).await;
+    session.outcome();
+    let written: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&ask_file).unwrap()).unwrap();
+    assert_eq!(written["hint"], "aws");
+    let keys: Vec<&str> = written["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"AWS_SECRET_ACCESS_KEY"), "{keys:?}");
+    assert!(
+        !dir.path().join("after.txt").exists(),
+        "asking ends the session"
+    );
+
+    // With the values in its environment, sim goes on.
+    fs::remove_file(&ask_file).unwrap();
+    asking.env.insert("AWS_ACCESS_KEY_ID".into(), "id".into());
+    asking
+        .env
+        .insert("AWS_SECRET_ACCESS_KEY".into(), "secret".into());
+    run(asking).await.outcome();
+    assert!(!ask_file.exists());
+    assert_eq!(read(&dir.path().join("after.txt")), "ran\n");
+
+    // A key orch owns cannot be asked for: the prompt is refused before anything runs.
+    let refused = run_sim(dir.path(), "@ask LD_PRELOAD").await;
+    assert!(
+        refused.error().to_string().contains("cannot be asked for"),
+        "{}",
+        refused.error()
+    );
+}

@@ -10,14 +10,19 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod diff_comments;
+pub mod jobs;
+pub mod live_sessions;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use orch_core::approval::ApprovalPolicy;
 use orch_core::spec::SpecError;
 use orch_core::{
     CancelReason, FieldError, NewTask, ReplyMessage, RetryDelay, Status, Task, TaskId,
 };
-use orch_store::{Delivery, Op, Project, Store, StoreError, Submission};
+use orch_store::{ApprovalVerdict, Delivery, Op, Project, Store, StoreError, Submission};
 
 /// Why an action failed: the user's input, a workflow file, or the store (which refuses what
 /// does not apply, `StoreError::is_refusal`, and reports the database's failures).
@@ -32,14 +37,24 @@ pub enum AppError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The task has no live agent session to kill.
+    #[error(
+        "task {0} has no live agent session; `orch task live` lists them (cancel other tasks \
+         instead)"
+    )]
+    NotLive(TaskId),
+    /// A live session could not be looked at or ended.
+    #[error("the live session could not be reached: {0}")]
+    Session(String),
 }
 
 impl AppError {
     /// Whether the user asked for something wrong or not applicable (as opposed to a failure).
     pub fn is_refusal(&self) -> bool {
         match self {
-            AppError::Invalid(_) | AppError::Workflow(_) => true,
+            AppError::Invalid(_) | AppError::Workflow(_) | AppError::NotLive(_) => true,
             AppError::Store(e) => e.is_refusal(),
+            AppError::Session(_) => false,
         }
     }
 }
@@ -54,6 +69,18 @@ pub type Result<T, E = AppError> = std::result::Result<T, E>;
 pub trait SubmitCheck: std::fmt::Debug + Send + Sync {
     /// Check the tasks about to be submitted for `project`.
     fn check(&self, project: &ProjectDir, tasks: &[NewTask]) -> Result<(), FieldError>;
+
+    /// The approval policy (`[approval]`) tasks of `project` are submitted under: a task whose
+    /// labels or commands match a rule waits in `awaiting_approval`. None by default.
+    fn approval_policy(&self, _project: &ProjectDir) -> Result<ApprovalPolicy, FieldError> {
+        Ok(ApprovalPolicy::default())
+    }
+
+    /// The agent the project's config names for tasks given only a title and body
+    /// (`default_agent`), if any: it replaces their implicit `auto` step's agent.
+    fn default_agent(&self, _project: &ProjectDir) -> Result<Option<String>, FieldError> {
+        Ok(None)
+    }
 }
 
 /// The application: a store and the operations on it.
@@ -61,6 +88,8 @@ pub trait SubmitCheck: std::fmt::Debug + Send + Sync {
 pub struct App {
     store: Store,
     check: Option<Arc<dyn SubmitCheck>>,
+    /// The home's key for secrets kept at rest (info-request answers).
+    secret_box: Option<orch_store::secret_box::SecretBox>,
 }
 
 /// A project directory that exists: absolute and canonical.
@@ -104,7 +133,11 @@ pub struct Submitted {
     pub tasks: Vec<Task>,
     /// Whether the tasks were created now (false: a delivery id was known).
     pub created: bool,
-    /// One warning per field that looked like a secret (redacted before it was stored).
+    /// Those of `tasks` that existed already: a live task of the project held the unique key
+    /// the submitted task carried, so it is answered instead and nothing was created for it.
+    pub existing: Vec<TaskId>,
+    /// One warning per field that looked like a secret (redacted before it was stored), and
+    /// one per task the approval policy stops.
     pub warnings: Vec<String>,
 }
 
@@ -120,7 +153,11 @@ pub struct WorkflowText<'a> {
 impl App {
     /// The application over `store`.
     pub fn new(store: Store) -> App {
-        App { store, check: None }
+        App {
+            store,
+            check: None,
+            secret_box: None,
+        }
     }
 
     /// Check every submission with `check` too (see [`SubmitCheck`]).
@@ -183,8 +220,27 @@ impl App {
         deliveries: &[Delivery],
         actor: &str,
     ) -> Result<Submitted> {
+        let mut tasks = tasks;
+        let mut gated = Vec::new();
         if let Some(check) = &self.check {
+            if let Some(agent) = check.default_agent(project)? {
+                for task in &mut tasks {
+                    task.spec.apply_default_agent(&agent);
+                }
+            }
             check.check(project, &tasks)?;
+            let policy = check.approval_policy(project)?;
+            for task in &mut tasks {
+                if let Some(why) = policy.matches(&task.spec) {
+                    if !task.spec.requires_approval {
+                        gated.push(format!(
+                            "task `{}` waits for `orch task approve`: {why}",
+                            task.spec.title
+                        ));
+                    }
+                    task.spec.requires_approval = true;
+                }
+            }
         }
         let op = Op::now(actor);
         let project = self.store.ensure_project(project.as_str(), op.now).await?;
@@ -193,17 +249,18 @@ impl App {
             workflow,
             tasks,
         };
-        let warnings = submission
+        let mut warnings: Vec<String> = submission
             .redact_secrets(&self.store.secret_values())
             .iter()
             .map(|redaction| redaction.warning())
             .collect();
-        let (ids, created) = if deliveries.is_empty() {
-            (self.store.submit(&submission, op).await?, true)
+        warnings.extend(gated);
+        let done = if deliveries.is_empty() {
+            self.store.submit_reporting(&submission, op).await?
         } else {
-            let done = self.store.submit_once(deliveries, &submission, op).await?;
-            (done.tasks, done.created)
+            self.store.submit_once(deliveries, &submission, op).await?
         };
+        let (ids, created, existing) = (done.tasks, done.created, done.existing);
         let mut tasks = Vec::with_capacity(ids.len());
         for id in ids {
             tasks.push(self.store.task(id).await?);
@@ -212,6 +269,7 @@ impl App {
             project,
             tasks,
             created,
+            existing,
             warnings,
         })
     }
@@ -247,6 +305,24 @@ impl App {
         Ok(self.store.approve(task, Op::now(actor)).await?)
     }
 
+    /// Approve (to `queued`) or reject (to `cancelled`) a task waiting for approval; the event
+    /// carries the comment and `actor`.
+    pub async fn judge_approval(
+        &self,
+        task: TaskId,
+        verdict: ApprovalVerdict,
+        comment: Option<&ApprovalComment>,
+        actor: &str,
+    ) -> Result<Status> {
+        // A secret pasted into a comment is redacted like one in a spec.
+        let redactor = orch_core::redact::Redactor::new(&self.store.secret_values());
+        let comment = comment.map(|c| redactor.redact_text(c.as_str()).0);
+        Ok(self
+            .store
+            .judge_approval(task, verdict, comment.as_deref(), Op::now(actor))
+            .await?)
+    }
+
     /// Let a blocked task go ahead without the dependencies that block it.
     pub async fn unblock(&self, task: TaskId, actor: &str) -> Result<Status> {
         Ok(self.store.unblock(task, Op::now(actor)).await?)
@@ -260,6 +336,43 @@ impl App {
             .await?)
     }
 }
+
+/// A comment on an approval or a rejection: one to 2,000 characters, kept as the event's
+/// reason (secrets in it are not expected; it is shown to everyone who reads the task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalComment(String);
+
+impl ApprovalComment {
+    /// Check a comment given by a user (`field` names where it came from).
+    pub fn parse(raw: &str, field: &str) -> Result<ApprovalComment, FieldError> {
+        let text = raw.trim();
+        if text.is_empty() {
+            return Err(FieldError::new(
+                field,
+                "the comment is empty; say why, or leave the comment out",
+            ));
+        }
+        let count = text.chars().count();
+        if count > 2000 {
+            return Err(FieldError::new(
+                field,
+                format!("the comment has {count} characters; keep it under 2000"),
+            ));
+        }
+        Ok(ApprovalComment(text.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+mod info_requests;
+pub mod usage;
+pub use info_requests::AnswerInput;
+pub mod forge;
+pub mod mentions;
+pub mod pull_feedback;
 
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,7 @@ fn task(title: &str) -> NewTask {
         needs_in_batch: Vec::new(),
         needs_existing: Vec::new(),
         parent: None,
+        parent_in_batch: None,
     }
 }
 
@@ -106,4 +107,82 @@ async fn cancel_then_retry_then_cancel_again_goes_through_the_store() {
         matches!(refused, AppError::Store(StoreError::Conflict { .. })),
         "{refused}"
     );
+}
+
+#[tokio::test]
+async fn an_issue_becomes_one_task_and_a_copied_marker_links_nothing_but_a_published_task() {
+    use crate::forge::IssueRef;
+    use orch_core::forge::RepoSlug;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let project = ProjectDir::resolve(&dir.path().to_string_lossy(), "project").unwrap();
+    let repo = RepoSlug::parse("octo/widgets").unwrap();
+    app.link_repo(&project, &repo, "test").await.unwrap();
+    let issue = |number: u64, body: &str| IssueRef {
+        repo: repo.clone(),
+        number,
+        body: body.to_owned(),
+    };
+    // By webhook, then by the poller (no delivery id of its own): one task, linked.
+    let first = app
+        .submit_issue(
+            &project,
+            &issue(5, "x"),
+            &[Delivery::new("github", "d-1")],
+            task("Five"),
+            "webhook",
+        )
+        .await
+        .unwrap();
+    let polled = app
+        .submit_issue(&project, &issue(5, "x"), &[], task("Five"), "poller")
+        .await
+        .unwrap();
+    assert!(first.created && !polled.created);
+    assert_eq!(polled.tasks[0].id, first.tasks[0].id);
+    let five = first.tasks[0].id;
+    assert_eq!(app.forge_link(five).await.unwrap().unwrap().issue, Some(5));
+
+    // A local task, not published: a stranger's issue carrying its marker becomes a task of its
+    // own and the local task stays unlinked.
+    let local = app
+        .submit(&project, vec![task("Local")], "test")
+        .await
+        .unwrap()
+        .tasks[0]
+        .id;
+    let marker = orch_core::forge::marker(local);
+    let stranger = app
+        .submit_issue(
+            &project,
+            &issue(6, &format!("hi\n{marker}")),
+            &[],
+            task("Six"),
+            "webhook",
+        )
+        .await
+        .unwrap();
+    assert!(stranger.created);
+    assert_ne!(stranger.tasks[0].id, local);
+    assert_eq!(app.forge_link(local).await.unwrap(), None);
+
+    // Published: the issue orch opens (its body holds the marker) is linked to it, not a task.
+    let published = app.publish(local, "orch", "test").await.unwrap();
+    assert!(published.enqueued);
+    let opened = app
+        .submit_issue(
+            &project,
+            &issue(7, &format!("Local\n\n{marker}")),
+            &[],
+            task("Local"),
+            "webhook",
+        )
+        .await
+        .unwrap();
+    assert!(!opened.created);
+    assert_eq!(opened.tasks[0].id, local);
+    assert_eq!(app.forge_link(local).await.unwrap().unwrap().issue, Some(7));
+    // Published tasks with an issue are not published again.
+    assert!(app.publish(local, "orch", "test").await.is_err());
+    assert!(app.publish(five, "orch", "test").await.is_err());
 }

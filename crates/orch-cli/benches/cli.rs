@@ -40,10 +40,14 @@ fn new_task(i: usize) -> NewTask {
             requires_approval: false,
             merge: None,
             start_from: orch_core::StartFrom::default(),
+            unique_key: None,
+            tools: Vec::new(),
+            budget: None,
         },
         needs_in_batch: Vec::new(),
         needs_existing: Vec::new(),
         parent: None,
+        parent_in_batch: None,
     }
 }
 

@@ -8,7 +8,7 @@ use orch_worker::project::ProjectConfig;
 use serde_json::{json, Value};
 
 use crate::cli::{AgentSimArgs, AgentsArgs, ModelServerArgs, TaskAttachArgs, TaskKillArgs};
-use crate::client::{Action, Backend, Remote};
+use crate::client::{Backend, Remote};
 use crate::config::Settings;
 use crate::output::{self, print_json};
 use crate::UserError;
@@ -148,6 +148,16 @@ pub async fn agent_sim(args: AgentSimArgs) -> anyhow::Result<bool> {
         prompt: args.prompt.join(" "),
         workdir: args.workdir,
         resume_session: Some(args.resume).filter(|s| !s.is_empty()),
+        // The process was started with the step's environment (`ORCH_ASK_FILE`, answered
+        // values): `@ask` reads it from the request, as in process; the planner's plan file
+        // reaches it as a variable too.
+        env: std::env::vars()
+            .chain(
+                args.plan_file
+                    .into_iter()
+                    .map(|path| (orch_core::planner::PLAN_FILE_VAR.to_owned(), path)),
+            )
+            .collect(),
         ..orch_agents::AgentRequest::default()
     };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -234,50 +244,18 @@ pub fn attach(settings: &Settings, args: TaskAttachArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `orch task kill`: cancel the task (so no worker retries it) and end its live session now.
+/// `orch task kill`: cancel the task (so no worker retries it) and end its live session now,
+/// through the one app action (`orch_app::App::kill_live_session`): by the daemon of the home
+/// (or `--server`) when one runs, else on the store.
 pub async fn kill(settings: &Settings, remote: &Remote, args: TaskKillArgs) -> anyhow::Result<()> {
-    let socket = orch_agents::tmux::socket(&settings.home);
-    let name = orch_agents::tmux::session_name(args.id);
-    let live = orch_agents::tmux::list(&socket)
-        .map_err(|e| UserError::new(e.to_string()))?
-        .iter()
-        .any(|s| s.name == name);
-    if !live {
-        return Err(UserError::new(format!(
-            "task {} has no live agent session; `orch task live` lists them (use `orch task cancel` for other tasks)",
-            args.id
-        ))
-        .into());
-    }
     let backend = Backend::open(settings, remote, None).await?;
-    let changed = backend
-        .act(
-            args.id,
-            Action::Cancel {
-                reason: orch_core::CancelReason::parse(Some(
-                    "its live session was ended with `orch task kill`".to_owned(),
-                ))
-                .map_err(|e| UserError::new(e.to_string()))?,
-            },
-        )
-        .await;
-    // End the session even when the task had already finished in the meantime.
-    let killed = orch_agents::tmux::kill(&socket, &name);
-    let changed = changed?;
-    if let Err(e) = killed {
-        if !matches!(e, orch_agents::tmux::TmuxError::NoSession(_)) {
-            return Err(e.into());
-        }
-    }
+    let killed = backend.kill(settings, args.id).await?;
     if args.json {
-        return print_json(
-            &json!({ "id": args.id, "session": name, "killed": true, "status": changed["status"] }),
-        );
+        return print_json(&killed);
     }
     println!(
-        "task {}: live session {name} ended; the task is {}",
-        args.id,
-        changed["status"].as_str().unwrap_or("?")
+        "task {}: live session {} ended; the task is {}",
+        killed.id, killed.session, killed.status
     );
     Ok(())
 }

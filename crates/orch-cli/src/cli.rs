@@ -102,6 +102,14 @@ pub enum Command {
     Run(RunArgs),
     /// Count tasks by status.
     Status(JsonArgs),
+    /// Show spend per day, project and agent, and today's spend and running tasks against the
+    /// limits of `[concurrency]` and `[budgets]` in <home>/config.toml (the running daemon's,
+    /// when one answers).
+    ///
+    /// A task a limit holds back stays `queued` with the reason (`waiting for: ...`) until a
+    /// running task finishes, the day resets (midnight in `budgets.time_zone`, default UTC) or
+    /// the limit is raised (the daemon re-reads config.toml when it changes).
+    Usage(UsageArgs),
     /// Print a task's transitions live, through the running daemon, until it is finished.
     Stream(StreamArgs),
     /// List the agents orch can run: installed or not, version, whether config enables them.
@@ -132,6 +140,27 @@ pub enum Command {
     Version(JsonArgs),
     /// Print the JSON Schema of workflow or task files.
     Schema(SchemaArgs),
+    /// Inside a step: ask a human for values (credentials, a region, a kubeconfig).
+    ///
+    /// When every KEY (and every required key of --hint) is set in the environment, exits 0 at
+    /// once: the step goes on and reads them from its environment. Otherwise it writes the
+    /// request to the file named by ORCH_ASK_FILE (which orch gives every step) and exits 75:
+    /// the step ends, the run parks and frees its worker slot, and the task waits in
+    /// `awaiting_input` until someone runs `orch task answer`; then the task is queued, the
+    /// finished steps are skipped and this step runs again with the values in its environment
+    /// (a --file value as the path of a private file). Secret values are encrypted at rest,
+    /// never shown again and redacted from logs and bundles. An unanswered request sends the
+    /// task to `needs_review` after `input_timeout` (`.orch.toml`, default 24h).
+    ///
+    /// Example: `orch ask --hint aws || exit $?` at the top of a deploy script.
+    Ask(AskArgs),
+    /// Open the web dashboard: print a one-time sign-in link for you (valid 10 minutes, used
+    /// once) and open it in your browser with xdg-open when there is one.
+    ///
+    /// The daemon (`orch serve`) must be running for this home; the link signs you in under
+    /// your user name, and your actions in the dashboard are recorded under it. Anyone may
+    /// instead sign in with the admin token (the file `token` in the home).
+    Dashboard(DashboardArgs),
     /// Internal tools for tests and benchmarks.
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
@@ -148,6 +177,21 @@ pub enum Command {
     /// sessions run it this way).
     #[command(hide = true)]
     AgentSim(AgentSimArgs),
+    /// Cron jobs: schedules that submit a task or a workflow at each slot (fired by the
+    /// daemon's scheduler, once per slot however many daemons share the database).
+    #[command(subcommand)]
+    Job(crate::jobs::JobCommand),
+    /// Run `orch serve` as a user service: a systemd user unit (a launchd agent on macOS).
+    #[command(subcommand)]
+    Service(crate::service::ServiceCommand),
+    /// Show the merged configuration and where each value comes from, or set a key in the
+    /// home's config.toml.
+    #[command(subcommand)]
+    Config(crate::configure::ConfigCommand),
+    /// Print a shell completion script, e.g. `orch completions bash > ~/.local/share/bash-completion/completions/orch`.
+    Completions(crate::completions::CompletionsArgs),
+    /// Print the man page (roff), e.g. `orch man | man -l -`, or write every page with --dir.
+    Man(crate::completions::ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +365,16 @@ pub struct DoctorArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Days of per-day spend to show, counting today.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=366))]
+    pub days: u32,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct JsonArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -331,6 +385,13 @@ pub struct JsonArgs {
 pub struct InitArgs {
     /// The project directory to register [default: the repository or directory you are in].
     pub dir: Option<PathBuf>,
+    /// Link the project to this GitHub repository (`owner/repo`): its issues labelled with the
+    /// trigger label become tasks, and finished tasks are pushed and opened as pull requests
+    /// (configure `[forge]` in the project's .orch.toml: token_file or token_env, api_base,
+    /// trigger_label, draft_prs, auto_merge, round_limit, delete_branch_on_merge, remote).
+    /// Running it again relinks the project.
+    #[arg(long, value_name = "OWNER/REPO")]
+    pub repo: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -372,7 +433,7 @@ pub enum SchemaKind {
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
     /// Add one task, from flags or from a task file.
-    Add(TaskAddArgs),
+    Add(Box<TaskAddArgs>),
     /// List tasks, newest first (the latest 50 unless --limit or --all).
     List(TaskListArgs),
     /// Show one task with its runs and events.
@@ -391,8 +452,12 @@ pub enum TaskCommand {
     Retry(TaskRetryArgs),
     /// Move a blocked task back into the queue once nothing blocks it.
     Unblock(TaskIdArgs),
-    /// Approve a task that waits for approval.
-    Approve(TaskIdArgs),
+    /// Approve a task that waits for approval (it is queued); the `approve` event records
+    /// --comment and who approved (`cli:<user>`).
+    Approve(TaskApproveArgs),
+    /// Reject a task that waits for approval (it is cancelled); the `reject` event records
+    /// --comment and who rejected (`cli:<user>`).
+    Reject(TaskApproveArgs),
     /// Show a run's logs: orch's log of the run, then each step's output.
     Logs(TaskLogsArgs),
     /// List the live agent sessions (agents configured with `session = "tmux"`).
@@ -419,11 +484,26 @@ pub enum TaskCommand {
     /// back, refusing files changed in the original since the copy was made. Runs on the
     /// daemon's machine, on this home's worktrees (not through --server).
     Merge(TaskMergeArgs),
+    /// Answer the info request of a task in `awaiting_input` (see `orch ask`): the task is
+    /// queued again and the step that asked runs again with the values in its environment.
+    ///
+    /// Each value is `KEY=VALUE`, `KEY=-` (read from stdin: all of it for one such key, one
+    /// line each for several), `KEY=@FILE` (a file's content, e.g. a kubeconfig) or a bare
+    /// `KEY` (prompted for on the terminal, without echo when secret). With no KEY at all,
+    /// every key asked is prompted for. Keys the request marks secret (and all with --secret)
+    /// are encrypted at rest, never shown again by the CLI or the API, and refused as
+    /// `KEY=VALUE` on the command line, where every local user could read them.
+    Answer(TaskAnswerArgs),
     /// Apply a finished task's change to the project's working tree without committing.
     ///
     /// Refused, changing nothing, when the patch does not apply cleanly. Runs on this home's
     /// worktrees (not through --server).
     Apply(TaskIdArgs),
+    /// Open a GitHub issue for a local task in its project's repository (`orch init --repo`),
+    /// once; the task is linked to the issue when orch has opened it (`orch task get` shows
+    /// it). The issue carries the project's trigger label and the task's marker, so it does not
+    /// become a second task.
+    Publish(TaskIdArgs),
 }
 
 #[derive(Debug, Args)]
@@ -500,6 +580,9 @@ pub struct AgentSimArgs {
     /// A session to resume (empty: a new one).
     #[arg(long, default_value = "")]
     pub resume: String,
+    /// The plan file of a planner step (the worker sets `ORCH_PLAN_FILE` for it).
+    #[arg(long, env = "ORCH_PLAN_FILE", hide = true)]
+    pub plan_file: Option<String>,
     /// The prompt.
     #[arg(last = true, required = true)]
     pub prompt: Vec<String>,
@@ -578,6 +661,29 @@ pub struct TaskAddArgs {
     /// Wait for `orch task approve` before running.
     #[arg(long)]
     pub requires_approval: bool,
+    /// A key unique among the project's live (unfinished) tasks: while a task with this key
+    /// lives, the existing task is returned and nothing is added (cron jobs, webhooks and
+    /// scripts rely on it). Not a workflow file's `id`.
+    #[arg(long = "key", visible_alias = "unique-key", value_name = "KEY")]
+    pub unique_key: Option<String>,
+    /// The parent task: it rests `blocked` until all its children are done, then continues
+    /// (its next step sees their results); a failed child sends it to `needs_review`.
+    #[arg(long, value_name = "TASK_ID")]
+    pub parent: Option<i64>,
+    /// A tool the task needs on the worker (repeatable): `NAME` or `NAME<requirement>`, e.g.
+    /// `git>=2.30`, `jq=1.7`, `node^18`. Checked before the worktree is made; a missing or
+    /// mismatched tool fails the task. (A checksum needs a task file's `tools:`.)
+    #[arg(long = "tool", value_name = "TOOL")]
+    pub tools: Vec<String>,
+    /// The most input plus output tokens one run may spend on agents: passing it stops the
+    /// agent mid-session (failure class `budget_exceeded`) and sends the task to `needs_review`.
+    /// Overrides a task file's `budget.tokens`.
+    #[arg(long, value_name = "N")]
+    pub budget_tokens: Option<u64>,
+    /// The most US dollars one run may spend on agents (as reported by them), e.g. 2.5; like
+    /// --budget-tokens. Overrides a task file's `budget.cost_usd`.
+    #[arg(long, value_name = "USD")]
+    pub budget_usd: Option<f64>,
     /// The project, an existing directory [default: the repository or directory you are in].
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
@@ -603,6 +709,21 @@ pub struct TaskListArgs {
     /// Show every task (no --limit).
     #[arg(long, conflicts_with = "limit")]
     pub all: bool,
+    /// Show children under their parents, indented.
+    #[arg(long)]
+    pub tree: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskApproveArgs {
+    /// The task's number.
+    pub id: i64,
+    /// Why, recorded in the event log with who decided.
+    #[arg(long, short = 'm')]
+    pub comment: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -702,4 +823,52 @@ pub struct ClaimLoopArgs {
     /// Report this outcome: succeeded, failed or needs_review.
     #[arg(long, default_value = "succeeded")]
     pub outcome: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The environment variables to ask for (capital letters, digits and `_`).
+    pub keys: Vec<String>,
+    /// The values are secret: encrypted at rest, never shown again, redacted everywhere.
+    #[arg(long)]
+    pub secret: bool,
+    /// The values are files' contents (a kubeconfig, a JSON key): the step gets the path of a
+    /// private file holding each in the variable.
+    #[arg(long)]
+    pub file: bool,
+    /// Ask for a provider's credentials, the secret ones marked: `aws` (AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, optional AWS_SESSION_TOKEN and AWS_DEFAULT_REGION), `gcp`
+    /// (GOOGLE_APPLICATION_CREDENTIALS as a file, optional GOOGLE_CLOUD_PROJECT), `azure`
+    /// (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID, optional
+    /// AZURE_SUBSCRIPTION_ID), `kubernetes` (KUBECONFIG as a file).
+    #[arg(long)]
+    pub hint: Option<String>,
+    /// Why, for the person answering.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskAnswerArgs {
+    /// The task's number.
+    pub id: i64,
+    /// The values: `KEY=VALUE`, `KEY=-` (stdin), `KEY=@FILE`, or `KEY` (prompt).
+    pub values: Vec<String>,
+    /// Treat every value as secret, whatever the request says.
+    #[arg(long)]
+    pub secret: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Print the link only; do not start a browser.
+    #[arg(long)]
+    pub no_open: bool,
+    /// The dashboard's base URL as your browser reaches it (a proxy, a tunnel); default: the
+    /// running daemon's address from `<home>/serve.url`.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 }

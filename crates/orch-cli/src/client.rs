@@ -14,6 +14,11 @@ use serde_json::{json, Value};
 use crate::config::{self, Settings};
 use crate::output::{EventView, RunView, TaskView};
 use crate::UserError;
+use orch_api::{
+    BranchView, CancelRequest, CommandRequest, CreateTask, CreatedTask, KilledSession, ListQuery,
+    ProjectView, RetryRequest, StatusChange, StatusCounts, StepRequest, SubmitWorkflow, TaskDetail,
+    WorkflowView,
+};
 
 /// How long the CLI waits for `/health` of the daemon named in `<home>/serve.addr`: a daemon that
 /// does not answer this fast is taken for gone (e.g. killed with SIGKILL, leaving the file).
@@ -96,6 +101,7 @@ impl Backend {
         project_dir: &Path,
         spec: TaskSpec,
         needs: &[i64],
+        parent: Option<i64>,
     ) -> anyhow::Result<(Value, String)> {
         match self {
             Backend::Store(app) => {
@@ -104,7 +110,8 @@ impl Backend {
                     spec,
                     needs_in_batch: Vec::new(),
                     needs_existing: needs.iter().copied().map(TaskId).collect(),
-                    parent: None,
+                    parent: parent.map(TaskId),
+                    parent_in_batch: None,
                 };
                 let submitted =
                     app.submit(&project, vec![task], "cli")
@@ -122,15 +129,17 @@ impl Backend {
                     .tasks
                     .first()
                     .context("the submission created no task")?;
-                let mut answer = view(&TaskView::from(task))?;
-                if !submitted.warnings.is_empty() {
-                    answer["warnings"] = json!(submitted.warnings);
-                }
-                Ok((answer, submitted.project.name))
+                let answer = CreatedTask {
+                    task: TaskView::from(task),
+                    warnings: submitted.warnings.clone(),
+                    existing: submitted.existing.contains(&task.id),
+                };
+                Ok((view(&answer)?, submitted.project.name))
             }
             Backend::Api(api) => {
-                let body = create_request(project_dir, &spec, needs)?;
-                let task = api.post("/v1/tasks", &body).await?;
+                let body = create_request(project_dir, &spec, needs, parent)?;
+                let task: CreatedTask = api.post_as("/v1/tasks", &body).await?;
+                let task = view(&task)?;
                 let name = project_dir
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -160,25 +169,21 @@ impl Backend {
                         other => anyhow::Error::from(other),
                     })?;
                 let tasks = submitted.tasks;
-                let warnings = submitted.warnings;
-                let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
-                let mut answer = json!({
-                    "workflow": tasks.first().and_then(|t| t.workflow).map(|w| w.0),
-                    "project": submitted.project.name,
-                    "tasks": views,
-                });
-                if !warnings.is_empty() {
-                    answer["warnings"] = json!(warnings);
-                }
-                Ok(answer)
+                view(&WorkflowView {
+                    workflow: tasks.first().and_then(|t| t.workflow).map(|w| w.0),
+                    project: submitted.project.name,
+                    tasks: tasks.iter().map(TaskView::from).collect(),
+                    warnings: submitted.warnings,
+                })
             }
             Backend::Api(api) => {
-                let body = json!({
-                    "project": project_dir.to_string_lossy(),
-                    "yaml": text,
-                    "file": file,
-                });
-                api.post("/v1/workflows", &body).await
+                let body = SubmitWorkflow {
+                    project: project_dir.to_string_lossy().into_owned(),
+                    yaml: text,
+                    file: Some(file.to_owned()),
+                };
+                let submitted: WorkflowView = api.post_as("/v1/workflows", &body).await?;
+                view(&submitted)
             }
         }
     }
@@ -188,13 +193,9 @@ impl Backend {
         match self {
             Backend::Store(app) => Ok(app.store().projects().await?),
             Backend::Api(api) => {
-                #[derive(serde::Deserialize)]
-                struct Wire {
-                    id: i64,
-                    name: String,
-                    path: String,
-                }
-                let list: Vec<Wire> = serde_json::from_value(api.get("/v1/projects", &[]).await?)
+                let list: Vec<ProjectView> = api
+                    .get_as("/v1/projects", &())
+                    .await
                     .context("the daemon's project list")?;
                 Ok(list
                     .into_iter()
@@ -218,29 +219,15 @@ impl Backend {
                 tasks.iter().map(|t| view(&TaskView::from(t))).collect()
             }
             Backend::Api(api) => {
-                let mut query = Vec::new();
-                if let Some(status) = filter.status {
-                    query.push(("status", status.as_str().to_owned()));
-                }
-                if let Some(limit) = filter.limit {
-                    query.push(("limit", limit.to_string()));
-                }
-                if let Some(project) = filter.project {
-                    query.push(("project", project.0.to_string()));
-                }
-                if let Some(label) = &filter.label {
-                    query.push(("label", label.clone()));
-                }
-                if filter.newest_first {
-                    query.push(("order", "newest".to_owned()));
-                }
-                let list = api.get("/v1/tasks", &query).await?;
-                match list {
-                    Value::Array(tasks) => Ok(tasks),
-                    other => {
-                        anyhow::bail!("the daemon answered a task list that is not a list: {other}")
-                    }
-                }
+                let query = ListQuery {
+                    status: filter.status.map(|s| s.as_str().to_owned()),
+                    project: filter.project.map(|p| p.0.to_string()),
+                    limit: filter.limit,
+                    label: filter.label.clone(),
+                    order: filter.newest_first.then(|| "newest".to_owned()),
+                };
+                let tasks: Vec<TaskView> = api.get_as("/v1/tasks", &query).await?;
+                tasks.iter().map(view).collect()
             }
         }
     }
@@ -272,23 +259,27 @@ impl Backend {
                 };
                 let branch = orch_server::landing::branch(app.store(), &settings.home, &task)
                     .await
-                    .map(|(name, head)| json!({ "name": name, "head": head }));
-                Ok(json!({
-                    "task": TaskView::from(&task),
-                    "branch": branch,
-                    "spec": serde_json::to_value(&task.spec)?,
-                    "runs": runs.iter().map(RunView::from).collect::<Vec<_>>(),
-                    "events": events.iter().map(EventView::from).collect::<Vec<_>>(),
-                    "bundle": bundle,
-                    "result": read_json("result.json"),
-                    "route": read_json("route.json"),
-                    "review": read_json("review.json"),
-                    "start": read_json("job.json")
+                    .map(|(name, head)| BranchView { name, head });
+                view(&TaskDetail {
+                    task: TaskView::from(&task),
+                    branch,
+                    spec: serde_json::to_value(&task.spec)?,
+                    runs: runs.iter().map(RunView::from).collect(),
+                    events: events.iter().map(EventView::from).collect(),
+                    result: read_json("result.json"),
+                    route: read_json("route.json"),
+                    review: read_json("review.json"),
+                    start: read_json("job.json")
                         .and_then(|job| job.get("start").cloned())
                         .filter(|start| !start.is_null()),
-                }))
+                    bundle: bundle.map(|dir| dir.display().to_string()),
+                    forge: app.forge_link(id).await?.map(orch_api::ForgeLinkView::from),
+                })
             }
-            Backend::Api(api) => api.get(&format!("/v1/tasks/{id}"), &[]).await,
+            Backend::Api(api) => {
+                let detail: TaskDetail = api.get_as(&format!("/v1/tasks/{id}"), &()).await?;
+                view(&detail)
+            }
         }
     }
 
@@ -305,7 +296,7 @@ impl Backend {
     }
 
     /// Apply an action to a task; returns `{id, status}`.
-    pub async fn act(&self, id: i64, action: Action) -> anyhow::Result<Value> {
+    pub async fn act(&self, id: i64, action: Action) -> anyhow::Result<StatusChange> {
         match self {
             Backend::Store(app) => {
                 let task = TaskId(id);
@@ -313,24 +304,55 @@ impl Backend {
                     Action::Cancel { reason } => app.cancel(task, reason.as_ref(), "cli").await?,
                     Action::Retry { delay } => app.retry(task, delay, "cli").await?,
                     Action::Unblock => app.unblock(task, "cli").await?,
-                    Action::Approve => app.approve(task, "cli").await?,
+                    Action::Approve { comment } => {
+                        let actor = crate::task_tree::cli_actor();
+                        app.judge_approval(
+                            task,
+                            orch_store::ApprovalVerdict::Approve,
+                            comment.as_ref(),
+                            &actor,
+                        )
+                        .await?
+                    }
+                    Action::Reject { comment } => {
+                        let actor = crate::task_tree::cli_actor();
+                        app.judge_approval(
+                            task,
+                            orch_store::ApprovalVerdict::Reject,
+                            comment.as_ref(),
+                            &actor,
+                        )
+                        .await?
+                    }
                 };
-                Ok(json!({ "id": id, "status": status.as_str() }))
+                Ok(status_change(id, status))
             }
             Backend::Api(api) => {
                 let (verb, body) = match action {
                     Action::Cancel { reason } => (
                         "cancel",
-                        json!({ "reason": reason.as_ref().map(CancelReason::as_str) }),
+                        view(&CancelRequest {
+                            reason: reason.as_ref().map(|r| r.as_str().to_owned()),
+                        })?,
                     ),
                     Action::Retry { delay } => (
                         "retry",
-                        json!({ "delay_ms": delay.map(|d| u64::try_from(d.get().as_millis()).unwrap_or(u64::MAX)) }),
+                        view(&RetryRequest {
+                            delay_ms: delay
+                                .map(|d| u64::try_from(d.get().as_millis()).unwrap_or(u64::MAX)),
+                        })?,
                     ),
                     Action::Unblock => ("unblock", json!({})),
-                    Action::Approve => ("approve", json!({})),
+                    Action::Approve { comment } => (
+                        "approve",
+                        view(&crate::task_tree::approval_body(comment.as_ref()))?,
+                    ),
+                    Action::Reject { comment } => (
+                        "reject",
+                        view(&crate::task_tree::approval_body(comment.as_ref()))?,
+                    ),
                 };
-                api.post(&format!("/v1/tasks/{id}/{verb}"), &body).await
+                api.post_as(&format!("/v1/tasks/{id}/{verb}"), &body).await
             }
         }
     }
@@ -341,7 +363,11 @@ impl Backend {
         for &id in ids {
             views.push(match self {
                 Backend::Store(app) => view(&TaskView::from(&app.store().task(TaskId(id)).await?))?,
-                Backend::Api(api) => api.get(&format!("/v1/tasks/{id}"), &[]).await?["task"].take(),
+                Backend::Api(api) => view(
+                    &api.get_as::<TaskDetail, _>(&format!("/v1/tasks/{id}"), &())
+                        .await?
+                        .task,
+                )?,
             });
         }
         Ok(views)
@@ -354,39 +380,69 @@ impl Backend {
     }
 
     /// Task counts: `{total, by_status}` with every status.
-    pub async fn status_counts(&self) -> anyhow::Result<Value> {
+    pub async fn status_counts(&self) -> anyhow::Result<StatusCounts> {
         match self {
             Backend::Store(app) => {
                 let counts = app.store().status_counts().await?;
-                let total: u64 = counts.values().sum();
-                let by_status: serde_json::Map<String, Value> = orch_core::Status::ALL
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.as_str().to_owned(),
-                            json!(counts.get(s).copied().unwrap_or(0)),
-                        )
-                    })
-                    .collect();
-                Ok(json!({ "total": total, "by_status": by_status }))
+                Ok(StatusCounts {
+                    total: counts.values().sum(),
+                    by_status: orch_core::Status::ALL
+                        .iter()
+                        .map(|s| (s.as_str().to_owned(), counts.get(s).copied().unwrap_or(0)))
+                        .collect(),
+                })
             }
-            Backend::Api(api) => api.get("/v1/status", &[]).await,
+            Backend::Api(api) => api.get_as("/v1/status", &()).await,
         }
     }
 }
 
 impl Backend {
+    /// Kill the task's live agent session (and cancel the task).
+    pub async fn kill(&self, settings: &Settings, id: i64) -> anyhow::Result<KilledSession> {
+        match self {
+            Backend::Store(app) => {
+                use orch_app::live_sessions::LiveSessions;
+                let sessions = orch_server::live_sessions::TmuxSessions::of_home(&settings.home);
+                let reason = CancelReason::parse(Some(
+                    "its live session was ended with `orch task kill`".to_owned(),
+                ))
+                .map_err(|e| UserError::new(e.to_string()))?;
+                let status = app
+                    .kill_live_session(
+                        TaskId(id),
+                        std::sync::Arc::new(sessions.clone()),
+                        reason.as_ref(),
+                        "cli",
+                    )
+                    .await?;
+                Ok(KilledSession {
+                    id,
+                    session: sessions.name(TaskId(id)),
+                    killed: true,
+                    status: status.as_str().to_owned(),
+                })
+            }
+            Backend::Api(api) => {
+                api.post_as(&format!("/v1/tasks/{id}/kill"), &json!({}))
+                    .await
+            }
+        }
+    }
+
     /// Reopen a finished task with a follow-up message for its agent.
-    pub async fn reply(&self, id: i64, message: &ReplyMessage) -> anyhow::Result<Value> {
+    pub async fn reply(&self, id: i64, message: &ReplyMessage) -> anyhow::Result<StatusChange> {
         match self {
             Backend::Store(app) => {
                 let status = app.reply(TaskId(id), message, "cli").await?;
-                Ok(json!({ "id": id, "status": status.as_str() }))
+                Ok(status_change(id, status))
             }
             Backend::Api(api) => {
-                api.post(
+                api.post_as(
                     &format!("/v1/tasks/{id}/reply"),
-                    &json!({ "message": message.as_str() }),
+                    &orch_api::ReplyRequest {
+                        message: message.as_str().to_owned(),
+                    },
                 )
                 .await
             }
@@ -394,33 +450,43 @@ impl Backend {
     }
 
     /// The agent sessions of a task with their usage (the rows of `GET /v1/tasks/{id}/usage`).
-    pub async fn task_usage(&self, id: i64) -> anyhow::Result<Value> {
+    pub async fn task_usage(&self, id: i64) -> anyhow::Result<Vec<orch_api::UsageView>> {
         match self {
             Backend::Store(app) => {
                 let rows = app.store().task_usage(TaskId(id)).await?;
-                Ok(serde_json::to_value(
-                    rows.into_iter()
-                        .map(|u| {
-                            json!({
-                                "run": u.run.0, "step": u.step, "agent": u.agent, "model": u.model,
-                                "session_id": u.session_id, "input_tokens": u.input_tokens,
-                                "output_tokens": u.output_tokens, "cost_usd": u.cost_usd, "day": u.day,
-                            })
-                        })
-                        .collect::<Vec<_>>(),
-                )?)
+                Ok(rows
+                    .into_iter()
+                    .map(orch_server::api::convert::usage)
+                    .collect())
             }
-            Backend::Api(api) => api.get(&format!("/v1/tasks/{id}/usage"), &[]).await,
+            Backend::Api(api) => api.get_as(&format!("/v1/tasks/{id}/usage"), &()).await,
         }
     }
 
     /// Usage per agent and per day (`{by_agent, by_day}`).
-    pub async fn usage_summary(&self, days: u32) -> anyhow::Result<Value> {
+    pub async fn usage_summary(&self, days: u32) -> anyhow::Result<orch_api::UsageSummaryView> {
         match self {
-            Backend::Store(app) => Ok(serde_json::to_value(
+            Backend::Store(app) => Ok(orch_server::api::convert::usage_summary(
                 app.store().usage_summary(days).await?,
-            )?),
-            Backend::Api(api) => api.get("/v1/usage", &[("days", days.to_string())]).await,
+            )),
+            Backend::Api(api) => api.get_as("/v1/usage", &[("days", days)]).await,
+        }
+    }
+
+    /// Today's usage against the claim limits and `days` days of history (`orch usage`): the
+    /// daemon's limits through its API, else those of `<home>/config.toml`.
+    pub async fn usage_report(&self, home: &Path, days: u32) -> anyhow::Result<Value> {
+        match self {
+            Backend::Store(app) => {
+                let limits = orch_server::limits::load(home).map_err(UserError::new)?;
+                Ok(serde_json::to_value(
+                    app.usage_report(&limits, days).await?,
+                )?)
+            }
+            Backend::Api(api) => {
+                api.get("/v1/usage/limits", &[("days", days.to_string())])
+                    .await
+            }
         }
     }
 }
@@ -435,10 +501,19 @@ fn local_project(project_dir: &Path) -> anyhow::Result<ProjectDir> {
 /// What `act` does to a task.
 #[derive(Debug, Clone)]
 pub enum Action {
-    Cancel { reason: Option<CancelReason> },
-    Retry { delay: Option<RetryDelay> },
+    Cancel {
+        reason: Option<CancelReason>,
+    },
+    Retry {
+        delay: Option<RetryDelay>,
+    },
     Unblock,
-    Approve,
+    Approve {
+        comment: Option<orch_app::ApprovalComment>,
+    },
+    Reject {
+        comment: Option<orch_app::ApprovalComment>,
+    },
 }
 
 impl Api {
@@ -482,7 +557,7 @@ impl Api {
         })
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         let request = self.client.get(format!("{}{path}", self.base)).query(query);
         self.send(request).await
     }
@@ -514,7 +589,42 @@ impl Api {
         Err(self.refusal(status, &body))
     }
 
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    /// A GET whose answer is read as `T` (an `orch_api` type), with `query` as its query string.
+    pub(crate) async fn get_as<T, Q>(&self, path: &str, query: &Q) -> anyhow::Result<T>
+    where
+        T: serde::de::DeserializeOwned,
+        Q: serde::Serialize + ?Sized,
+    {
+        let request = self.client.get(format!("{}{path}", self.base)).query(query);
+        self.typed(path, self.send(request).await?)
+    }
+
+    /// A POST of `body` whose answer is read as `T` (an `orch_api` type).
+    pub(crate) async fn post_as<T, B>(&self, path: &str, body: &B) -> anyhow::Result<T>
+    where
+        T: serde::de::DeserializeOwned,
+        B: serde::Serialize + ?Sized,
+    {
+        let request = self.client.post(format!("{}{path}", self.base)).json(body);
+        self.typed(path, self.send(request).await?)
+    }
+
+    /// The daemon's answer to `path` as the API type the caller expects.
+    fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        answer: Value,
+    ) -> anyhow::Result<T> {
+        serde_json::from_value(answer).with_context(|| {
+            format!(
+                "the daemon at {} answered {path} with JSON this orch does not read (is it \
+                 another version?)",
+                self.base
+            )
+        })
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let request = self.client.post(format!("{}{path}", self.base)).json(body);
         self.send(request).await
     }
@@ -664,37 +774,83 @@ pub fn spec_lacks(spec: &TaskSpec) -> Option<&'static str> {
 }
 
 /// The `POST /v1/tasks` body for a spec that `spec_lacks` nothing of.
-fn create_request(project_dir: &Path, spec: &TaskSpec, needs: &[i64]) -> anyhow::Result<Value> {
-    let mut steps = Vec::with_capacity(spec.steps.len());
-    for step in &spec.steps {
-        steps.push(match &step.action {
-            StepAction::Exec { commands } => {
-                let commands: Vec<Value> = commands
-                    .iter()
-                    .map(|c| json!({ "argv": c.argv, "env": c.env, "cwd": c.cwd }))
-                    .collect();
-                json!({ "name": step.name, "exec": commands })
+fn create_request(
+    project_dir: &Path,
+    spec: &TaskSpec,
+    needs: &[i64],
+    parent: Option<i64>,
+) -> anyhow::Result<CreateTask> {
+    let steps = spec
+        .steps
+        .iter()
+        .map(|step| {
+            let mut request = StepRequest {
+                name: Some(step.name.clone()),
+                exec: None,
+                agent: None,
+                prompt: None,
+                model: None,
+                profile: None,
+            };
+            match &step.action {
+                StepAction::Exec { commands } => {
+                    request.exec = Some(
+                        commands
+                            .iter()
+                            .map(|c| CommandRequest {
+                                argv: c.argv.clone(),
+                                env: c.env.clone(),
+                                cwd: c.cwd.clone(),
+                            })
+                            .collect(),
+                    );
+                }
+                StepAction::Agent {
+                    agent,
+                    prompt,
+                    model,
+                    profile,
+                } => {
+                    request.agent = Some(agent.clone());
+                    request.prompt = Some(prompt.clone());
+                    request.model = model.clone();
+                    request.profile = profile.clone();
+                }
             }
-            StepAction::Agent {
-                agent,
-                prompt,
-                model,
-                profile,
-            } => json!({
-                "name": step.name, "agent": agent, "prompt": prompt,
-                "model": model, "profile": profile,
-            }),
-        });
+            request
+        })
+        .collect();
+    Ok(CreateTask {
+        project: config::absolute(project_dir)?
+            .to_string_lossy()
+            .into_owned(),
+        title: spec.title.to_string(),
+        body: spec.body.clone(),
+        labels: spec.labels.clone(),
+        priority: spec.priority,
+        needs: needs.to_vec(),
+        steps,
+        max_attempts: Some(spec.retry.max_attempts),
+        requires_approval: spec.requires_approval,
+        unique_key: spec.unique_key.clone(),
+        parent,
+        tools: spec.tools.clone(),
+        budget: spec.budget,
+    })
+}
+
+/// `{id, status}` after an action.
+fn status_change(id: i64, status: orch_core::Status) -> StatusChange {
+    StatusChange {
+        id,
+        status: status.as_str().to_owned(),
     }
-    Ok(json!({
-        "project": config::absolute(project_dir)?.to_string_lossy(),
-        "title": spec.title.to_string(),
-        "body": spec.body,
-        "labels": spec.labels,
-        "priority": spec.priority,
-        "needs": needs,
-        "steps": steps,
-        "max_attempts": spec.retry.max_attempts,
-        "requires_approval": spec.requires_approval,
-    }))
+}
+
+impl Api {
+    /// `DELETE path` with the token.
+    pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let request = self.client.delete(format!("{}{path}", self.base));
+        self.send(request).await
+    }
 }

@@ -87,16 +87,24 @@ pub async fn init(settings: &Settings, args: InitArgs) -> anyhow::Result<()> {
     };
     let store = open_store(settings).await?;
     let project = store.ensure_project(&dir.to_string_lossy(), now()).await?;
+    let repo = match &args.repo {
+        Some(repo) => Some(crate::forge::link(settings, &store, &dir, repo).await?),
+        None => None,
+    };
     if args.json {
         print_json(&json!({
             "home": settings.home,
             "database": database_shown(settings),
             "project": { "id": project.id.0, "name": project.name, "path": project.path },
+            "repo": repo,
         }))?;
     } else {
         println!("orch home:  {}", settings.home.display());
         println!("database:   {}", database_shown(settings));
         println!("project:    {} ({})", project.name, project.path);
+        if let Some(repo) = &repo {
+            println!("repository: {repo} (linked)");
+        }
         println!("next: `orch task add \"...\"` or `orch run workflow.yml`");
     }
     Ok(())
@@ -172,7 +180,7 @@ pub async fn task(
     command: TaskCommand,
 ) -> anyhow::Result<()> {
     match command {
-        TaskCommand::Add(args) => task_add(settings, remote, args).await,
+        TaskCommand::Add(args) => task_add(settings, remote, *args).await,
         TaskCommand::List(args) => task_list(settings, remote, args).await,
         TaskCommand::Get(args) => task_get(settings, remote, args).await,
         TaskCommand::Route(args) => crate::route::task_route(settings, args).await,
@@ -206,23 +214,31 @@ pub async fn task(
             let changed = backend.reply(args.id, &message).await?;
             report_status(&changed, "reopened with a reply", args.json)
         }
+        TaskCommand::Answer(args) => crate::info_requests::answer(settings, remote, args).await,
         TaskCommand::Diff(args) => crate::land::diff(settings, remote, args).await,
         TaskCommand::Merge(args) => crate::land::merge(settings, remote, args).await,
         TaskCommand::Apply(args) => crate::land::apply(settings, remote, args).await,
+        TaskCommand::Publish(args) => crate::forge::task_publish(settings, remote, args).await,
         TaskCommand::Approve(args) => {
+            let comment = crate::task_tree::comment(args.comment.as_deref())?;
             let backend = Backend::open(settings, remote, None).await?;
-            let changed = backend.act(args.id, Action::Approve).await?;
+            let changed = backend.act(args.id, Action::Approve { comment }).await?;
             report_status(&changed, "approved", args.json)
+        }
+        TaskCommand::Reject(args) => {
+            let comment = crate::task_tree::comment(args.comment.as_deref())?;
+            let backend = Backend::open(settings, remote, None).await?;
+            let changed = backend.act(args.id, Action::Reject { comment }).await?;
+            report_status(&changed, "rejected", args.json)
         }
     }
 }
 
-fn report_status(changed: &Value, verb: &str, json: bool) -> anyhow::Result<()> {
+fn report_status(changed: &orch_api::StatusChange, verb: &str, json: bool) -> anyhow::Result<()> {
     if json {
         print_json(changed)
     } else {
-        let id = &changed["id"];
-        println!("task {id} {verb}; it is now {}", text_of(changed, "status"));
+        println!("task {} {verb}; it is now {}", changed.id, changed.status);
         Ok(())
     }
 }
@@ -244,9 +260,24 @@ async fn task_add(settings: &Settings, remote: &Remote, args: TaskAddArgs) -> an
         Some(dir) => crate::project::named("--project", dir)?,
         None => crate::project::current()?,
     };
+    let implicit = crate::forge::implicit_step_line(settings, &project_dir, &spec);
     let backend = Backend::open(settings, remote, client::spec_lacks(&spec)).await?;
-    let (task, project) = backend.add_task(&project_dir, spec, &args.needs).await?;
+    let (task, project) = backend
+        .add_task(&project_dir, spec, &args.needs, args.parent)
+        .await?;
     print_warnings(&task);
+    if task["existing"].as_bool() == Some(true) {
+        if args.json {
+            return print_json(&task);
+        }
+        println!(
+            "task {} ({}) already holds the key `{}` in project {project}; nothing was added",
+            task["id"],
+            text_of(&task, "status"),
+            args.unique_key.as_deref().unwrap_or_default()
+        );
+        return Ok(());
+    }
     if backend.nobody_runs_them(settings).await {
         eprintln!("{}", crate::wait::no_daemon_note());
     }
@@ -258,11 +289,14 @@ async fn task_add(settings: &Settings, remote: &Remote, args: TaskAddArgs) -> an
             task["id"],
             text_of(&task, "status")
         );
+        if let Some(line) = implicit {
+            println!("{line}");
+        }
         Ok(())
     }
 }
 
-fn apply_overrides(spec: &mut TaskSpec, args: &TaskAddArgs) -> anyhow::Result<()> {
+pub(crate) fn apply_overrides(spec: &mut TaskSpec, args: &TaskAddArgs) -> anyhow::Result<()> {
     for label in &args.labels {
         if !spec.labels.contains(label) {
             spec.labels.push(label.clone());
@@ -279,11 +313,12 @@ fn apply_overrides(spec: &mut TaskSpec, args: &TaskAddArgs) -> anyhow::Result<()
     if args.requires_approval {
         spec.requires_approval = true;
     }
+    crate::task_tree::apply_flags(spec, args)?;
     Ok(())
 }
 
 /// The task the flags describe, checked by the core like every other front end's.
-fn spec_from_flags(args: &TaskAddArgs) -> anyhow::Result<TaskSpec> {
+pub(crate) fn spec_from_flags(args: &TaskAddArgs) -> anyhow::Result<TaskSpec> {
     let mut steps = Vec::new();
     if !args.exec.is_empty() {
         let mut commands = Vec::new();
@@ -329,10 +364,13 @@ fn spec_from_flags(args: &TaskAddArgs) -> anyhow::Result<TaskSpec> {
         requires_approval: args.requires_approval,
         ..TaskDraft::default()
     };
+    let draft = crate::task_tree::draft_with_flags(draft, args)?;
     TaskSpec::parse(draft).map_err(|e| {
         let flag = match e.field.as_str() {
             "title" => "TITLE".to_owned(),
             "max_attempts" => format!("--max-attempts {}", args.max_attempts.unwrap_or(0)),
+            "unique_key" => "--key".to_owned(),
+            field if field.starts_with("tools") => "--tool".to_owned(),
             field if field.contains(".exec") => "--exec".to_owned(),
             field if field.contains(".agent") => "--agent".to_owned(),
             other => other.to_owned(),
@@ -399,6 +437,11 @@ async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> 
     } else {
         let color = crate::listing::color_for(std::io::stdout().is_terminal());
         let mut out = std::io::stdout().lock();
+        let tasks = if args.tree {
+            crate::task_tree::as_tree(tasks)
+        } else {
+            tasks
+        };
         for line in crate::listing::task_lines(&tasks, crate::listing::stdout_width(), color) {
             writeln!(out, "{line}")?;
         }
@@ -415,8 +458,9 @@ async fn task_list(settings: &Settings, remote: &Remote, args: TaskListArgs) -> 
 async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> anyhow::Result<()> {
     let backend = Backend::open(settings, remote, None).await?;
     let mut detail = backend.task_detail(settings, args.id).await?;
-    let usage = backend.task_usage(args.id).await?;
+    let usage = serde_json::to_value(backend.task_usage(args.id).await?)?;
     detail["usage"] = json!({ "sessions": usage, "total": crate::agents::sum_usage(&usage) });
+    detail["info_requests"] = crate::info_requests::info_requests(&backend, args.id).await?;
     if args.json {
         return print_json(&detail);
     }
@@ -450,6 +494,9 @@ async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> any
     if let Some(dir) = detail["bundle"].as_str() {
         println!("bundle:   {dir}");
     }
+    for line in crate::info_requests::describe(&detail["info_requests"]) {
+        println!("{line}");
+    }
     if let Some(branch) = detail["branch"]["name"].as_str() {
         println!(
             "branch:   {branch} (head {})",
@@ -474,6 +521,7 @@ async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> any
             }
         );
     }
+    crate::forge::print_links(&detail["forge"]);
     crate::agents::print_task_usage(&detail["usage"]);
     let route = &detail["route"];
     if !route.is_null() {
@@ -566,9 +614,9 @@ async fn task_get(settings: &Settings, remote: &Remote, args: TaskIdArgs) -> any
 
 pub async fn status(settings: &Settings, remote: &Remote, args: JsonArgs) -> anyhow::Result<()> {
     let backend = Backend::open(settings, remote, None).await?;
-    let mut counts = backend.status_counts().await?;
+    let mut counts = serde_json::to_value(backend.status_counts().await?)?;
     let usage = backend.usage_summary(7).await?;
-    counts["usage"] = usage;
+    counts["usage"] = serde_json::to_value(usage)?;
     if args.json {
         return print_json(&counts);
     }

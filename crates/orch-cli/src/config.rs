@@ -264,3 +264,83 @@ pub fn project_root(start: &Path) -> anyhow::Result<PathBuf> {
     }
     Ok(start)
 }
+
+/// The login name of whoever runs this command (`USER`, else `LOGNAME`), for the actor of
+/// events a person causes (`cli:<user>`); `None` when neither is set.
+pub fn user_name() -> Option<String> {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|v| v.trim().to_owned())
+        .find(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+        })
+}
+
+/// The value of a variable of the step `orch ask` runs in (`None` when unset or empty): the
+/// values an info request asked for, and `ORCH_ASK_FILE`.
+pub fn step_variable(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The variables a user's service manager client (`systemctl --user`, `launchctl`) needs to
+/// reach the user's manager, passed through to it by `orch service` (its environment is
+/// otherwise cleared like every process orch starts).
+pub fn service_manager_env() -> Vec<(String, String)> {
+    [
+        "PATH",
+        "HOME",
+        "USER",
+        "XDG_RUNTIME_DIR",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "LANG",
+    ]
+    .iter()
+    .filter_map(|name| std::env::var(name).ok().map(|v| ((*name).to_owned(), v)))
+    .collect()
+}
+
+/// The environment variables that override keys of the configuration files, as (key, variable)
+/// pairs: what `orch config list` shows as their source.
+pub const CONFIG_ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("database", "ORCH_DATABASE_URL"),
+    ("agents.enable_real_cli", "ORCH_ENABLE_REAL_CLI"),
+    ("agents.allowed", "ORCH_ALLOWED_AGENTS"),
+    ("sandbox", "ORCH_SANDBOX"),
+    ("copy_max_size", "ORCH_COPY_MAX_SIZE"),
+];
+
+/// The set overrides of [`CONFIG_ENV_OVERRIDES`]: (key, variable, value).
+pub fn config_env_layer() -> anyhow::Result<Vec<(String, String, String)>> {
+    let mut found = Vec::new();
+    for (key, variable) in CONFIG_ENV_OVERRIDES {
+        if let Some(value) = env_text(variable)? {
+            found.push(((*key).to_owned(), (*variable).to_owned(), value));
+        }
+    }
+    Ok(found)
+}
+
+/// The variables a desktop's "open this file" helper (`xdg-open`) needs to reach the user's
+/// browser; `orch dashboard` starts it with these only.
+pub fn desktop_env() -> Vec<(String, String)> {
+    [
+        "PATH",
+        "HOME",
+        "DISPLAY",
+        "WAYLAND_DISPLAY",
+        "XAUTHORITY",
+        "XDG_RUNTIME_DIR",
+        "XDG_CURRENT_DESKTOP",
+        "XDG_DATA_DIRS",
+        "XDG_CONFIG_DIRS",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "BROWSER",
+    ]
+    .iter()
+    .filter_map(|name| Some(((*name).to_owned(), env_text(name).ok().flatten()?)))
+    .collect()
+}

@@ -89,6 +89,7 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     let announce = tokio::spawn(announce_bound_address(
         settings.home.join("serve.addr"),
         scheme,
+        store.clone(),
     ));
     let served = serve(store.clone(), options, shutdown).await;
     announce.abort();
@@ -110,7 +111,7 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
 /// for `--listen ...:0`) to `serve.addr` right after binding, so a file written since start-up
 /// is the proof that binding succeeded. (Compared with the file's time before start-up, not the
 /// clock: file times come from the kernel's coarser clock.)
-async fn announce_bound_address(file: PathBuf, scheme: &'static str) {
+async fn announce_bound_address(file: PathBuf, scheme: &'static str, store: Store) {
     let written = |file: &Path| std::fs::metadata(file).and_then(|m| m.modified()).ok();
     let before = written(&file);
     loop {
@@ -120,11 +121,26 @@ async fn announce_bound_address(file: PathBuf, scheme: &'static str) {
                 let addr = text.trim();
                 if !addr.is_empty() {
                     eprintln!("orch serve: API listening on {scheme}://{addr}");
+                    announce_dashboard(&store, scheme, addr).await;
                     return;
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Print a one-time sign-in link into the dashboard for the local user.
+async fn announce_dashboard(store: &Store, scheme: &str, addr: &str) {
+    let Ok(addr) = addr.parse() else { return };
+    let base = crate::dashboard::reachable_base(scheme, addr);
+    match crate::dashboard::sign_in_link(store, &base).await {
+        Ok(link) => eprintln!(
+            "orch serve: dashboard at {base}/ (one-time sign-in link, valid {}: {link} ; \
+             `orch dashboard` makes another)",
+            humantime::format_duration(crate::dashboard::LINK_TTL)
+        ),
+        Err(e) => eprintln!("orch serve: dashboard at {base}/ (no sign-in link: {e:#})"),
     }
 }
 
@@ -205,16 +221,18 @@ pub async fn worker_command(
     // One process per home: its process registry and worktrees are this worker's alone. The
     // lock is the daemon's (`serve.lock`), so a worker never shares a home with `orch serve`
     // either; the kernel releases it when the process dies, however it dies.
-    let _home_lock = orch_server::lock_home(&settings.home).map_err(|e| match e {
-        orch_server::ServeError::AlreadyRunning(home) => {
-            anyhow::Error::from(UserError::new(format!(
-                "--home {}: another `orch worker` or `orch serve` is using this home; give each \
+    let _home_lock = lock_worker_home(&settings.home)
+        .await
+        .map_err(|e| match e {
+            orch_server::ServeError::AlreadyRunning(home) => {
+                anyhow::Error::from(UserError::new(format!(
+                "--home {}: another `orch worker` or `orch serve` is using this home (waited 10 s for it); give each \
              worker its own --home",
                 home.display()
             )))
-        }
-        other => anyhow::Error::from(other),
-    })?;
+            }
+            other => anyhow::Error::from(other),
+        })?;
     // A previous incarnation killed with SIGKILL leaves its steps running, in worktrees the
     // next runs of the same tasks use: stop them before claiming anything.
     for group in orch_worker::task_lock::stop_previous_incarnation(&settings.home) {
@@ -626,4 +644,25 @@ pub async fn gc(settings: &Settings, args: GcArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How long a starting worker waits for its home's lock: a predecessor just killed (a restart
+/// by a service manager) may hold it for a moment while it dies.
+const HOME_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The home's lock, waited for up to [`HOME_LOCK_WAIT`] while another process holds it.
+async fn lock_worker_home(
+    home: &std::path::Path,
+) -> Result<std::fs::File, orch_server::ServeError> {
+    let deadline = std::time::Instant::now() + HOME_LOCK_WAIT;
+    loop {
+        match orch_server::lock_home(home) {
+            Err(orch_server::ServeError::AlreadyRunning(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
 }

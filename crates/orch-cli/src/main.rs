@@ -6,16 +6,25 @@ mod agents;
 mod cli;
 mod client;
 mod commands;
+mod completions;
 mod config;
+mod configure;
 mod daemon;
+mod dashboard;
 mod debug;
 mod errors;
+mod forge;
+mod info_requests;
+mod jobs;
 mod land;
 mod listing;
 mod output;
 mod project;
 mod route;
+mod service;
 mod stream;
+mod task_tree;
+mod usage;
 mod wait;
 
 use std::process::ExitCode;
@@ -120,7 +129,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(app) = cause.downcast_ref::<orch_app::AppError>() {
             return match app {
                 orch_app::AppError::Store(store) => store_exit_code(store),
-                orch_app::AppError::Invalid(_) | orch_app::AppError::Workflow(_) => 2,
+                orch_app::AppError::Invalid(_)
+                | orch_app::AppError::Workflow(_)
+                | orch_app::AppError::NotLive(_) => 2,
+                orch_app::AppError::Session(_) => 1,
             };
         }
         if let Some(store) = cause.downcast_ref::<orch_store::StoreError>() {
@@ -159,6 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Version(args) => commands::version(args)?,
         Command::Schema(args) => commands::schema(args)?,
+        Command::Ask(args) => return info_requests::ask(args),
         Command::Demo(args) => return daemon::demo(home, database, args).await,
         Command::Init(args) => commands::init(&settings()?, args).await?,
         Command::Serve(args) => daemon::serve_command(&settings()?, args).await?,
@@ -166,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Task(command) => commands::task(&settings()?, &remote, command).await?,
         Command::Run(args) => return commands::run_workflow(&settings()?, &remote, args).await,
         Command::Status(args) => commands::status(&settings()?, &remote, args).await?,
+        Command::Usage(args) => usage::usage(&settings()?, &remote, args).await?,
         Command::Stream(args) => stream::stream(&settings()?, args).await?,
         Command::Doctor(args) => return commands::doctor(&settings()?, args).await,
         Command::Agents(args) => return agents::agents(&settings()?, args).await,
@@ -178,6 +192,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Admin(command) => return admin::admin(&settings()?, command).await,
         Command::Recover(args) => commands::recover(&settings()?, args).await?,
         Command::Gc(args) => daemon::gc(&settings()?, args).await?,
+        Command::Job(command) => jobs::job(&settings()?, &remote, command).await?,
+        Command::Service(command) => return service::service(&settings()?, command).await,
+        Command::Config(command) => configure::config(&settings()?, database, command)?,
+        Command::Completions(args) => completions::completions(args)?,
+        Command::Man(args) => completions::man(args)?,
+        Command::Dashboard(args) => dashboard::dashboard(&settings()?, args).await?,
         Command::Debug(DebugCommand::ClaimLoop(args)) => {
             debug::claim_loop(&settings()?, args).await?
         }

@@ -4,7 +4,7 @@ use comfy_table::{presets, Table};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use orch_server::api::views::{EventView, RunView, TaskView};
+pub use orch_api::{EventView, RunView, TaskView};
 
 /// A table with orch's look.
 pub fn table(header: &[&str]) -> Table {

@@ -15,6 +15,7 @@ use crate::plan::{
     summarize, AgentSession, DependencyFacts, DependentFacts, Effect, Move, Plan, Refusal,
     TaskFacts,
 };
+use crate::tree;
 
 /// What a backend does for [`carry_out`]: apply one effect, and load the facts of dependents.
 pub trait PlanTarget {
@@ -107,7 +108,23 @@ pub fn create(task: &TaskFacts, dependencies: &[DependencyFacts]) -> Result<Plan
         status = gate.to;
         effects.push(Effect::Move(gate));
     }
+    // A new child holds its parent: the parent (a dependent of its children) is settled too.
+    effects.push(Effect::SettleDependents { task: task.id });
     Ok(Plan { status, effects })
+}
+
+/// Whether a task may become the parent of a new child: not once it is done or cancelled
+/// (nothing would wait for the child).
+pub fn adopt(parent: &TaskFacts) -> Result<(), Refusal> {
+    if matches!(parent.status, Status::Done | Status::Cancelled) {
+        return Err(Refusal::Conflict {
+            task: parent.id,
+            status: parent.status,
+            message: "a finished task cannot get children; give the child another parent or none"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// A run ended with `outcome` (its fenced end already stored): where the task goes.
@@ -119,6 +136,10 @@ pub fn complete(
     now: Timestamp,
     jitter_unit: f64,
 ) -> Result<Plan, Refusal> {
+    let (children, children_reason) = tree::summarize_children(&task.children);
+    if outcome == Outcome::Succeeded && children.holds_parent() {
+        return await_children(task, run, children, children_reason);
+    }
     let (kind, to, not_before) = match outcome {
         Outcome::Succeeded => (EventKind::Complete, Status::Done, None),
         Outcome::NeedsReview => (EventKind::Escalate, Status::NeedsReview, None),
@@ -136,6 +157,38 @@ pub fn complete(
     if to == Status::Done {
         effects.push(Effect::AnswerReplies { task: task.id, run });
     }
+    effects.push(Effect::SettleDependents { task: task.id });
+    Ok(Plan {
+        status: to,
+        effects,
+    })
+}
+
+/// A run succeeded with children unfinished: the parent rests `blocked` until they are all
+/// done (the attempt is given back: waiting for children is not a failure), or needs a human
+/// at once if one failed. Its next run starts at the first step not yet checkpointed.
+fn await_children(
+    task: &TaskFacts,
+    run: RunId,
+    children: tree::ChildrenState,
+    reason: Option<String>,
+) -> Result<Plan, Refusal> {
+    let (kind, to) = if children.failed > 0 {
+        (EventKind::Escalate, Status::NeedsReview)
+    } else {
+        (EventKind::AwaitChildren, Status::Blocked)
+    };
+    let step = Move::checked(task.id, task.status, kind, to)?
+        .because(reason)
+        .of_run(Some(run));
+    let mut effects = Vec::new();
+    if to == Status::Blocked {
+        effects.push(Effect::SetAttempts {
+            task: task.id,
+            attempts_used: task.attempts_used.saturating_sub(1),
+        });
+    }
+    effects.push(Effect::Move(step));
     effects.push(Effect::SettleDependents { task: task.id });
     Ok(Plan {
         status: to,
@@ -272,7 +325,7 @@ pub fn retry(
         });
     }
     let (state, block_reason) = summarize(dependencies);
-    let resting = state.resting_status();
+    let (resting, block_reason) = resting_with_children(task, state.resting_status(), block_reason);
     let (to, not_before, reason) = match delay {
         Some(delay) if resting == Status::Queued => {
             (Status::RetryWait, Some(now.after(delay)), None)
@@ -305,7 +358,7 @@ pub fn unblock(task: &TaskFacts, dependencies: &[DependencyFacts]) -> Result<Pla
         .iter()
         .partition(|d| d.status.blocks_dependents());
     let kept: Vec<DependencyFacts> = kept.into_iter().cloned().collect();
-    let to = summarize(&kept).0.resting_status();
+    let (to, _) = resting_with_children(task, summarize(&kept).0.resting_status(), None);
     let reason = (!waived.is_empty()).then(|| {
         let names: Vec<String> = waived.iter().map(|d| d.id.to_string()).collect();
         format!(
@@ -329,8 +382,14 @@ pub fn unblock(task: &TaskFacts, dependencies: &[DependencyFacts]) -> Result<Pla
 /// Approve a task waiting for approval (it is queued), or ahead of time (it will not stop for
 /// approval once its dependencies are done).
 pub fn approve(task: &TaskFacts) -> Result<Plan, Refusal> {
+    approve_with(task, None)
+}
+
+/// [`approve`] with the approver's comment, which the `approve` event carries as its reason.
+pub fn approve_with(task: &TaskFacts, comment: Option<&str>) -> Result<Plan, Refusal> {
     if task.status == Status::AwaitingApproval {
-        let step = Move::checked(task.id, task.status, EventKind::Approve, Status::Queued)?;
+        let step = Move::checked(task.id, task.status, EventKind::Approve, Status::Queued)?
+            .because(comment.map(str::to_owned));
         return Ok(Plan {
             status: Status::Queued,
             effects: vec![Effect::Approve { task: task.id }, Effect::Move(step)],
@@ -350,6 +409,31 @@ pub fn approve(task: &TaskFacts) -> Result<Plan, Refusal> {
     Ok(Plan {
         status: task.status,
         effects: vec![Effect::Approve { task: task.id }],
+    })
+}
+
+/// Reject a task waiting for approval: it is cancelled, with the comment as the `reject`
+/// event's reason; its dependents are settled (they block, as on a cancel).
+pub fn reject(task: &TaskFacts, comment: Option<&str>) -> Result<Plan, Refusal> {
+    if task.status != Status::AwaitingApproval {
+        return Err(Refusal::Conflict {
+            task: task.id,
+            status: task.status,
+            message: "only a task waiting for approval can be rejected; use `orch task cancel` to stop it".into(),
+        });
+    }
+    let reason = match comment {
+        Some(comment) => format!("rejected: {comment}"),
+        None => "rejected".to_owned(),
+    };
+    let step = Move::checked(task.id, task.status, EventKind::Reject, Status::Cancelled)?
+        .because(Some(reason));
+    Ok(Plan {
+        status: Status::Cancelled,
+        effects: vec![
+            Effect::Move(step),
+            Effect::SettleDependents { task: task.id },
+        ],
     })
 }
 
@@ -405,13 +489,44 @@ pub fn reply(
 
 /// A `waiting` or `blocked` task whose dependencies changed moves to where they now put it;
 /// blocking is transitive, and so is its end.
+///
+/// A parent is a dependent of its children too: a failed child sends a parent that is not
+/// running to `needs_review`; an unfinished one keeps it (or puts it) `blocked`; when all are
+/// done it goes where its dependencies put it.
 pub fn settle_dependent(dependent: &DependentFacts) -> Result<Vec<Effect>, Refusal> {
     let task = &dependent.task;
+    let (children, children_reason) = tree::summarize_children(&task.children);
+    if children.failed > 0 && lifecycle::can(task.status, EventKind::ChildFailed) {
+        let step = Move::checked(
+            task.id,
+            task.status,
+            EventKind::ChildFailed,
+            Status::NeedsReview,
+        )?
+        .because(children_reason);
+        return Ok(vec![
+            Effect::Move(step),
+            Effect::SettleDependents { task: task.id },
+        ]);
+    }
+    if children.holds_parent()
+        && matches!(
+            task.status,
+            Status::Queued | Status::AwaitingApproval | Status::RetryWait
+        )
+    {
+        let step = Move::checked(task.id, task.status, EventKind::Block, Status::Blocked)?
+            .because(children_reason);
+        return Ok(vec![
+            Effect::Move(step),
+            Effect::SettleDependents { task: task.id },
+        ]);
+    }
     if !matches!(task.status, Status::Waiting | Status::Blocked) {
         return Ok(Vec::new());
     }
     let (state, reason) = summarize(&dependent.dependencies);
-    let to = state.resting_status();
+    let (to, reason) = resting_with_children(task, state.resting_status(), reason);
     if to == task.status {
         // Still blocked, perhaps by another dependency: keep the reason true (no transition,
         // so no event).
@@ -440,6 +555,22 @@ pub fn settle_dependent(dependent: &DependentFacts) -> Result<Vec<Effect>, Refus
         effects.push(Effect::SettleDependents { task: task.id });
     }
     Ok(effects)
+}
+
+/// Where a task rests given where its dependencies put it (`resting`, with their `reason`) and
+/// its children: `blocked` while a child is unfinished and nothing else holds it, or when a
+/// child failed (the reason names the child).
+fn resting_with_children(
+    task: &TaskFacts,
+    resting: Status,
+    reason: Option<String>,
+) -> (Status, Option<String>) {
+    let (children, children_reason) = tree::summarize_children(&task.children);
+    if children.failed > 0 || (children.holds_parent() && resting == Status::Queued) {
+        (Status::Blocked, children_reason)
+    } else {
+        (resting, reason)
+    }
 }
 
 /// A short unique name for a project at `path`: its directory's name, with `-2`, `-3`, ...

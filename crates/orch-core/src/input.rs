@@ -87,6 +87,55 @@ pub struct TaskDraft {
     pub timeout: Option<Duration>,
     /// Wait for an approval before running.
     pub requires_approval: bool,
+    /// A key unique among the project's live tasks (see [`TaskSpec::unique_key`]).
+    pub unique_key: Option<String>,
+    /// Tools the task needs (see [`crate::tools`]).
+    pub tools: Vec<crate::tools::ToolRecipe>,
+    /// The most one run may spend on agents (see [`TaskSpec::budget`]).
+    pub budget: Option<crate::model::TaskBudget>,
+}
+
+/// Check a unique key: 1 to 200 characters, no control characters, no surrounding spaces.
+pub fn check_unique_key(key: &str) -> Result<(), String> {
+    if key.trim().is_empty() {
+        return Err(
+            "the unique key is empty; give a short text such as `deploy-prod` or leave it out"
+                .into(),
+        );
+    }
+    if key.trim() != key {
+        return Err(format!(
+            "the unique key `{key}` starts or ends with spaces; remove them"
+        ));
+    }
+    let count = key.chars().count();
+    if count > 200 {
+        return Err(format!(
+            "the unique key has {count} characters; keep it under 200"
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("the unique key contains a control character (a line break, a tab, ...); use printable text".into());
+    }
+    Ok(())
+}
+
+/// Check a task's tool recipes; the error names the recipe's index.
+pub fn check_tools(tools: &[crate::tools::ToolRecipe]) -> Result<(), FieldError> {
+    for (index, tool) in tools.iter().enumerate() {
+        tool.validate()
+            .map_err(|reason| FieldError::new(format!("tools[{index}]"), reason))?;
+        if tools[..index].iter().any(|t| t.name == tool.name) {
+            return Err(FieldError::new(
+                format!("tools[{index}]"),
+                format!(
+                    "tool `{}` is listed twice; merge the two entries",
+                    tool.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl TaskSpec {
@@ -102,6 +151,15 @@ impl TaskSpec {
         if let Some(timeout) = draft.timeout {
             check_timeout("timeout", timeout)
                 .map_err(|reason| FieldError::new("timeout", reason))?;
+        }
+        if let Some(key) = &draft.unique_key {
+            check_unique_key(key).map_err(|reason| FieldError::new("unique_key", reason))?;
+        }
+        check_tools(&draft.tools)?;
+        if let Some(budget) = &draft.budget {
+            budget
+                .check()
+                .map_err(|reason| FieldError::new("budget", reason))?;
         }
         let prompt = default_prompt(&title, &draft.body);
         let mut steps: Vec<Step> = Vec::with_capacity(draft.steps.len());
@@ -122,6 +180,11 @@ impl TaskSpec {
             }
             steps.push(step);
         }
+        if steps.is_empty() {
+            // A task given only a title and body is agent work (SPEC §4): nothing that does no
+            // work may end `done`.
+            steps.push(implicit_agent_step(&title, &draft.body));
+        }
         Ok(TaskSpec {
             key: draft.key,
             title,
@@ -134,6 +197,9 @@ impl TaskSpec {
             requires_approval: draft.requires_approval,
             merge: None,
             start_from: crate::model::StartFrom::default(),
+            unique_key: draft.unique_key,
+            tools: draft.tools,
+            budget: draft.budget,
         })
     }
 }
@@ -192,6 +258,7 @@ impl Step {
             action,
             timeout: draft.timeout,
             network: draft.network.unwrap_or(true),
+            plan: false,
         })
     }
 }
@@ -213,6 +280,75 @@ impl Command {
             cwd: draft.cwd,
             timeout: draft.timeout,
         })
+    }
+}
+
+/// The name of the agent step a task given no steps gets.
+pub const IMPLICIT_STEP: &str = "agent";
+
+/// The agent of that step until a project's `default_agent` replaces it: routed.
+pub const AUTO_AGENT: &str = "auto";
+
+/// The one agent step of a task given only a title and body: agent `auto` (routed), the title
+/// and the body as its prompt.
+pub fn implicit_agent_step(title: &TaskTitle, body: &str) -> Step {
+    Step {
+        name: IMPLICIT_STEP.to_owned(),
+        action: StepAction::Agent {
+            agent: AUTO_AGENT.to_owned(),
+            prompt: implicit_prompt(title, body),
+            model: None,
+            profile: None,
+        },
+        timeout: None,
+        network: true,
+        plan: false,
+    }
+}
+
+/// The implicit step's prompt: the title, then the body after a blank line (when there is one).
+pub fn implicit_prompt(title: &TaskTitle, body: &str) -> String {
+    if body.trim().is_empty() {
+        title.as_str().to_owned()
+    } else {
+        format!("{}\n\n{}", title.as_str(), body.trim_end())
+    }
+}
+
+impl TaskSpec {
+    /// The implicit agent step of this spec, if its only step is the one [`TaskSpec::parse`]
+    /// gave a step-less draft (still routed: agent `auto`, the implicit prompt).
+    fn implicit_step_mut(&mut self) -> Option<&mut Step> {
+        let prompt_wanted = implicit_prompt(&self.title, &self.body);
+        match self.steps.as_mut_slice() {
+            [step] if step.name == IMPLICIT_STEP => match &step.action {
+                StepAction::Agent {
+                    agent,
+                    prompt,
+                    model: None,
+                    profile: None,
+                } if agent == AUTO_AGENT && *prompt == prompt_wanted => Some(step),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the task's only step is the implicit agent step, still routed.
+    pub fn has_routed_implicit_step(&self) -> bool {
+        self.clone().implicit_step_mut().is_some()
+    }
+
+    /// Give the implicit agent step (if this spec has one) the project's default agent instead
+    /// of routing it. Returns whether it did. Steps a user wrote are never changed.
+    pub fn apply_default_agent(&mut self, default_agent: &str) -> bool {
+        let Some(step) = self.implicit_step_mut() else {
+            return self.apply_default_agent_to_plan(default_agent);
+        };
+        if let StepAction::Agent { agent, .. } = &mut step.action {
+            *agent = default_agent.to_owned();
+        }
+        true
     }
 }
 
@@ -485,6 +621,69 @@ mod tests {
         };
         assert_eq!(prompt("Do it"), "Do it");
         assert_eq!(prompt("  "), "Title");
+    }
+
+    #[test]
+    fn a_task_with_only_a_title_and_body_gets_one_routed_agent_step() {
+        let spec = TaskSpec::parse(TaskDraft {
+            title: "Fix the parser".into(),
+            body: "It drops the last line.\n".into(),
+            ..TaskDraft::default()
+        })
+        .unwrap();
+        expect![[r#"
+            [
+                Step {
+                    name: "agent",
+                    action: Agent {
+                        agent: "auto",
+                        prompt: "Fix the parser\n\nIt drops the last line.",
+                        model: None,
+                        profile: None,
+                    },
+                    timeout: None,
+                    network: true,
+                    plan: false,
+                },
+            ]
+        "#]]
+        .assert_debug_eq(&spec.steps);
+        assert!(spec.has_routed_implicit_step());
+        let title_only = TaskSpec::parse(TaskDraft {
+            title: "Just this".into(),
+            ..TaskDraft::default()
+        })
+        .unwrap();
+        assert!(matches!(&title_only.steps[0].action,
+            StepAction::Agent { prompt, .. } if prompt == "Just this"));
+    }
+
+    #[test]
+    fn a_project_default_agent_replaces_only_the_implicit_step() {
+        let implicit = || {
+            TaskSpec::parse(TaskDraft {
+                title: "Work".into(),
+                ..TaskDraft::default()
+            })
+            .unwrap()
+        };
+        let mut spec = implicit();
+        assert!(spec.apply_default_agent("sim"));
+        assert!(matches!(&spec.steps[0].action, StepAction::Agent { agent, .. } if agent == "sim"));
+        assert!(!spec.has_routed_implicit_step());
+        // A step the user wrote, even one that looks alike, keeps its agent.
+        let mut written = TaskSpec::parse(TaskDraft {
+            title: "Work".into(),
+            steps: vec![StepDraft {
+                name: Some("agent".into()),
+                agent: Some("auto".into()),
+                prompt: Some("something else".into()),
+                ..StepDraft::default()
+            }],
+            ..TaskDraft::default()
+        })
+        .unwrap();
+        assert!(!written.apply_default_agent("sim"));
     }
 
     #[test]

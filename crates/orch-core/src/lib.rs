@@ -8,17 +8,25 @@
 // holds for the library code itself.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod approval;
+pub mod cron;
 pub mod dag;
 pub mod decide;
 pub mod fault;
+pub mod forge;
+pub mod info_request;
 pub mod input;
 pub mod lifecycle;
+pub mod limits;
 pub mod model;
 pub mod plan;
+pub mod planner;
 pub mod redact;
 pub mod replay;
 pub mod retry;
 pub mod spec;
+pub mod tools;
+pub mod tree;
 
 pub use input::{
     CancelReason, CommandDraft, FieldError, ReplyMessage, RetryDelay, StepDraft, TaskDraft,

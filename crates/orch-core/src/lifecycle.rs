@@ -19,7 +19,8 @@ pub enum Status {
     AwaitingApproval,
     /// A worker holds a lease on a run of it.
     Running,
-    /// The running agent asked a human for input.
+    /// A step of its run asked a human for values (an info request): the run ended (parked)
+    /// and holds no worker slot; the answer queues the task again.
     AwaitingInput,
     /// A run failed and another attempt is scheduled after a backoff.
     RetryWait,
@@ -162,11 +163,23 @@ pub enum EventKind {
     /// Note: a workflow's automatic merge of the task was refused (a dirty checkout, a
     /// conflict); the reason says why. The task keeps its status.
     MergeRefused,
+    /// A child of the task failed, was cancelled or needs review: a human must look at the
+    /// parent.
+    ChildFailed,
+    /// The run ended with children of the task unfinished: the parent rests `blocked` until
+    /// they are all done, then continues at its next step.
+    AwaitChildren,
+    /// A human rejected a task waiting for approval.
+    Reject,
+    /// The task's pull request was merged while the task was not `done` (a human merged it
+    /// during a follow-up run, or while the task waited for review): the task is finished
+    /// (issue 12), its active run cancelled.
+    PullMerged,
 }
 
 impl EventKind {
     /// Every kind, transition kinds first.
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::Create,
         EventKind::Promote,
         EventKind::DepWait,
@@ -189,6 +202,10 @@ impl EventKind {
         EventKind::Reply,
         EventKind::Merged,
         EventKind::MergeRefused,
+        EventKind::ChildFailed,
+        EventKind::AwaitChildren,
+        EventKind::Reject,
+        EventKind::PullMerged,
     ];
 
     /// The stable name stored in the event log.
@@ -216,6 +233,10 @@ impl EventKind {
             EventKind::Reply => "reply",
             EventKind::Merged => "merged",
             EventKind::MergeRefused => "merge_refused",
+            EventKind::ChildFailed => "child_failed",
+            EventKind::AwaitChildren => "await_children",
+            EventKind::Reject => "reject",
+            EventKind::PullMerged => "pull_merged",
         }
     }
 
@@ -265,7 +286,10 @@ pub const TRANSITIONS: &[(Option<Status>, EventKind, Status)] = &[
     (Some(S::AwaitingApproval), K::Approve, S::Queued),
     (Some(S::Queued), K::Claim, S::Running),
     (Some(S::Running), K::RequestInput, S::AwaitingInput),
-    (Some(S::AwaitingInput), K::Answer, S::Running),
+    // An info request parks the task without a run (no worker slot held); the answer queues
+    // it again and an unanswered request past its deadline sends it to a human.
+    (Some(S::AwaitingInput), K::Answer, S::Queued),
+    (Some(S::AwaitingInput), K::Escalate, S::NeedsReview),
     (Some(S::Running), K::Complete, S::Done),
     (Some(S::Running), K::Fail, S::RetryWait),
     (Some(S::Running), K::Fail, S::Failed),
@@ -300,6 +324,30 @@ pub const TRANSITIONS: &[(Option<Status>, EventKind, Status)] = &[
     (Some(S::Failed), K::Reply, S::Queued),
     (Some(S::NeedsReview), K::Reply, S::Queued),
     (Some(S::Cancelled), K::Reply, S::Queued),
+    // A done task's pull request needs a human (closed without merge, feedback rounds used up).
+    (Some(S::Done), K::Escalate, S::NeedsReview),
+    // Parents and children (SPEC §4): a parent with unfinished children rests `blocked` (it
+    // gets a child while queued or waiting, or its run ends before they are done), continues
+    // (`promote`) when they are all done, and needs a human when one fails.
+    (Some(S::Queued), K::Block, S::Blocked),
+    (Some(S::AwaitingApproval), K::Block, S::Blocked),
+    (Some(S::RetryWait), K::Block, S::Blocked),
+    (Some(S::Running), K::AwaitChildren, S::Blocked),
+    (Some(S::Waiting), K::ChildFailed, S::NeedsReview),
+    (Some(S::Queued), K::ChildFailed, S::NeedsReview),
+    (Some(S::Blocked), K::ChildFailed, S::NeedsReview),
+    (Some(S::AwaitingApproval), K::Reject, S::Cancelled),
+    // A merged pull request finishes its task whatever it was doing (issue 12).
+    (Some(S::Waiting), K::PullMerged, S::Done),
+    (Some(S::Queued), K::PullMerged, S::Done),
+    (Some(S::AwaitingApproval), K::PullMerged, S::Done),
+    (Some(S::Running), K::PullMerged, S::Done),
+    (Some(S::AwaitingInput), K::PullMerged, S::Done),
+    (Some(S::RetryWait), K::PullMerged, S::Done),
+    (Some(S::Blocked), K::PullMerged, S::Done),
+    (Some(S::Failed), K::PullMerged, S::Done),
+    (Some(S::NeedsReview), K::PullMerged, S::Done),
+    (Some(S::Cancelled), K::PullMerged, S::Done),
 ];
 
 /// A refused status change.
@@ -439,10 +487,11 @@ mod tests {
     }
 
     #[test]
-    fn done_is_left_only_by_a_reply_to_queued() {
+    fn done_is_left_only_by_a_reply_to_queued_or_its_pull_request_needing_review() {
         for kind in EventKind::ALL.into_iter().filter(|k| !k.is_note()) {
             for to in Status::ALL {
-                let allowed = kind == K::Reply && to == S::Queued;
+                let allowed = (kind == K::Reply && to == S::Queued)
+                    || (kind == K::Escalate && to == S::NeedsReview);
                 check(Some(S::Done), kind, to, allowed);
             }
         }
@@ -503,9 +552,12 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         for status in Status::ALL {
-            let leaves = TRANSITIONS
-                .iter()
-                .any(|(f, kind, _)| *f == Some(status) && *kind != K::Reply);
+            let leaves = TRANSITIONS.iter().any(|(f, kind, to)| {
+                *f == Some(status)
+                        && *kind != K::Reply
+                        // The pull request of a done task needing a human reopens it.
+                        && !(*f == Some(S::Done) && *kind == K::Escalate && *to == S::NeedsReview)
+            });
             assert_eq!(leaves, !status.is_terminal(), "{status}");
         }
     }

@@ -258,6 +258,10 @@ pub struct Step {
         skip_serializing_if = "is_network_default"
     )]
     pub network: bool,
+    /// The step is a planner (issue 12's `plan` label, `orch_core::planner`): it writes a plan
+    /// of sub-tasks to `$ORCH_PLAN_FILE`, and orch makes each one a child task of this task.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plan: bool,
 }
 
 fn network_default() -> bool {
@@ -312,6 +316,63 @@ pub struct TaskSpec {
         skip_serializing_if = "StartFrom::is_default"
     )]
     pub start_from: StartFrom,
+    /// A key unique among the project's live (unfinished) tasks: submitting another task with
+    /// the same key while this one lives returns this one (`--key`, `unique_key:`). Not the
+    /// workflow-local id in [`TaskSpec::key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+    /// Tools the task needs on the worker, checked before its worktree is made (`tools:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<crate::tools::ToolRecipe>,
+    /// The most one run may spend on agents; passing it stops the agent mid-session and sends
+    /// the task to `needs_review` (`budget:` in a task or workflow file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<TaskBudget>,
+}
+
+/// A run's agent budget (`budget: {tokens: N, cost_usd: X}`); each limit is optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskBudget {
+    /// Input plus output tokens of all the run's agent sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Cost in US dollars the agents report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+// `cost_usd` is never NaN: `TaskBudget::check` refuses it before a spec is built.
+impl Eq for TaskBudget {}
+
+impl TaskBudget {
+    /// Refuse a budget that limits nothing or a cost that is not a number of dollars >= 0.
+    pub fn check(&self) -> Result<(), String> {
+        if self.tokens.is_none() && self.cost_usd.is_none() {
+            return Err("a budget needs `tokens`, `cost_usd` or both".to_owned());
+        }
+        match self.cost_usd {
+            Some(cost) if !cost.is_finite() || cost < 0.0 => Err(format!(
+                "budget.cost_usd = {cost} is not an amount; write a number of dollars >= 0"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `tokens` and `cost_usd` spent pass the budget, and how, in words.
+    pub fn exceeded_by(&self, tokens: u64, cost_usd: f64) -> Option<String> {
+        if let Some(limit) = self.tokens.filter(|limit| tokens > *limit) {
+            return Some(format!(
+                "the task's budget of {limit} tokens was passed ({tokens} tokens used)"
+            ));
+        }
+        if let Some(limit) = self.cost_usd.filter(|limit| cost_usd > *limit) {
+            return Some(format!(
+                "the task's budget of ${limit:.2} was passed (${cost_usd:.2} spent)"
+            ));
+        }
+        None
+    }
 }
 
 /// How a done task's change is landed in the project's checkout by the daemon (`merge:` on a
@@ -393,6 +454,8 @@ pub struct NewTask {
     pub needs_existing: Vec<TaskId>,
     /// Parent task, if any.
     pub parent: Option<TaskId>,
+    /// Parent in the same batch (an index to an earlier task), if any.
+    pub parent_in_batch: Option<usize>,
 }
 
 /// A task as stored.

@@ -30,6 +30,8 @@ pub struct TaskFacts {
     pub retry: RetryPolicy,
     /// Its active run, if one is.
     pub active_run: Option<RunId>,
+    /// Its children (tasks whose parent it is), ordered by id.
+    pub children: Vec<DependencyFacts>,
 }
 
 /// One dependency of a task that has not been waived.

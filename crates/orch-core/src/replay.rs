@@ -54,7 +54,10 @@ pub fn replay(events: &[Event]) -> Result<Status, ReplayError> {
                 event: event.id,
                 source,
             })?;
-        if next == Status::Done && status != Some(Status::Done) {
+        // A merged pull request finishing a task that left `done` (for review, or a follow-up)
+        // ends what the earlier completion began; it is not a second completion.
+        let merged = event.kind == crate::lifecycle::EventKind::PullMerged;
+        if next == Status::Done && status != Some(Status::Done) && !merged {
             dones += 1;
             if dones > 1 {
                 return Err(ReplayError::DoneTwice(dones));
@@ -70,13 +73,15 @@ pub fn replay(events: &[Event]) -> Result<Status, ReplayError> {
 }
 
 /// What is wrong with one stored task: its events must replay to its status, it must hold
-/// exactly one active run while `running`/`awaiting_input` and none otherwise, and a
-/// `waiting`/`blocked`/`queued` task must rest where its (unwaived) `dependencies` put it.
+/// exactly one active run while `running` and none otherwise (an `awaiting_input` task's run
+/// was parked: it ended), and a `waiting`/`blocked`/`queued` task must rest where its
+/// (unwaived) `dependencies` and its `children` put it.
 pub fn check_task(
     status: Status,
     events: &[Event],
     active_runs: usize,
     dependencies: Option<&[DependencyFacts]>,
+    children: &[DependencyFacts],
 ) -> Vec<String> {
     let mut problems = Vec::new();
     match replay(events) {
@@ -86,7 +91,7 @@ pub fn check_task(
         )),
         Err(e) => problems.push(format!("its events do not replay: {e}")),
     }
-    let holds_a_run = matches!(status, Status::Running | Status::AwaitingInput);
+    let holds_a_run = status == Status::Running;
     if holds_a_run && active_runs != 1 {
         problems.push(format!(
             "the task is {status} but has {active_runs} active runs (expected 1)"
@@ -98,13 +103,19 @@ pub fn check_task(
     }
     if let Some(dependencies) = dependencies {
         let (deps, _) = summarize(dependencies);
-        let expected = deps.resting_status();
+        let (kids, _) = crate::tree::summarize_children(children);
+        let mut expected = deps.resting_status();
+        if kids.failed > 0 || (kids.holds_parent() && expected == Status::Queued) {
+            // A parent waits for its children; one that failed needs a human, which `blocked`
+            // (after a retry by hand) also allows.
+            expected = Status::Blocked;
+        }
         if matches!(status, Status::Waiting | Status::Blocked | Status::Queued)
             && expected != status
         {
             problems.push(format!(
-                "the task is {status} but its dependencies ({} of {} done, {} blocking) say it should be {expected}",
-                deps.done, deps.total, deps.blocking
+                "the task is {status} but its dependencies ({} of {} done, {} blocking) and children ({} of {} done, {} failed) say it should be {expected}",
+                deps.done, deps.total, deps.blocking, kids.done, kids.total, kids.failed
             ));
         }
     }

@@ -166,6 +166,27 @@ pub struct TaskFile {
     /// project's base branch, ignoring what the dependencies changed).
     #[serde(default)]
     pub from: Option<crate::model::StartFrom>,
+    /// A key unique among the project's live (unfinished) tasks: while a task with this key
+    /// lives, submitting another returns it instead of creating a second. (Not `id`, which is
+    /// local to this file.)
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub unique_key: Option<Located<String>>,
+    /// Tools the task needs on the worker: `{name, version: ">=1.2", sha256, env, network}`.
+    /// Checked before the worktree is made; a missing or mismatched tool fails the task.
+    #[serde(default)]
+    #[schemars(with = "Vec<crate::tools::ToolRecipe>")]
+    pub tools: Vec<Located<crate::tools::ToolRecipe>>,
+    /// The `id` of this task's parent in the same workflow: the parent rests `blocked` until
+    /// all its children are done, then continues; a failed child sends it to `needs_review`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub parent: Option<Located<String>>,
+    /// The most one run may spend on agents: `{tokens: N, cost_usd: X}`. Passing it stops the
+    /// agent mid-session; the task goes to `needs_review` (failure class `budget_exceeded`).
+    #[serde(default)]
+    #[schemars(with = "Option<crate::model::TaskBudget>")]
+    pub budget: Option<Located<crate::model::TaskBudget>>,
 }
 
 /// A retry policy in a file; unset fields keep their defaults.
@@ -224,6 +245,11 @@ pub struct StepFile {
     /// only a down loopback; not even the host's 127.0.0.1). Default `true`.
     #[serde(default)]
     pub network: Option<bool>,
+    /// Tools this step needs; they join the task's `tools` (all are checked before the task's
+    /// worktree is made).
+    #[serde(default)]
+    #[schemars(with = "Vec<crate::tools::ToolRecipe>")]
+    pub tools: Vec<Located<crate::tools::ToolRecipe>>,
 }
 
 /// One command of an exec step.
@@ -298,7 +324,16 @@ pub fn parse_task(file: &str, text: &str) -> Result<TaskSpec, SpecError> {
     let parsed = parse_yaml::<TaskFile>(file, text);
     clamped(
         text,
-        parsed.and_then(|parsed| task_spec(file, &parsed, &Defaults::default())),
+        parsed.and_then(|parsed| {
+            if let Some(parent) = &parsed.parent {
+                return Err(error(
+                    file,
+                    parent.at,
+                    "`parent` names a task of the same workflow file; for a single task give the parent's number with `orch task add --parent ID`",
+                ));
+            }
+            task_spec(file, &parsed, &Defaults::default())
+        }),
     )
 }
 
@@ -388,6 +423,39 @@ fn task_spec(file: &str, raw: &TaskFile, defaults: &Defaults) -> Result<TaskSpec
         }
         steps.push(step);
     }
+    let mut tools: Vec<crate::tools::ToolRecipe> = Vec::new();
+    let step_tools = raw.steps.iter().flat_map(|s| s.value.tools.iter());
+    for located in raw.tools.iter().chain(step_tools) {
+        located
+            .value
+            .validate()
+            .map_err(|m| error(file, located.at, m))?;
+        match tools.iter().find(|t| t.name == located.value.name) {
+            Some(same) if *same == located.value => {}
+            Some(_) => {
+                return Err(error(
+                    file,
+                    located.at,
+                    format!(
+                        "tool `{}` is declared twice with different requirements; keep one entry",
+                        located.value.name
+                    ),
+                ))
+            }
+            None => tools.push(located.value.clone()),
+        }
+    }
+    let unique_key = match &raw.unique_key {
+        Some(key) => {
+            crate::input::check_unique_key(&key.value).map_err(|m| error(file, key.at, m))?;
+            Some(key.value.clone())
+        }
+        None => None,
+    };
+    if steps.is_empty() {
+        // As for every front end: a task with only a title and body is agent work.
+        steps.push(crate::input::implicit_agent_step(&title, &body));
+    }
     let mut labels = defaults.labels.clone();
     for label in &raw.labels {
         if !labels.contains(label) {
@@ -410,6 +478,18 @@ fn task_spec(file: &str, raw: &TaskFile, defaults: &Defaults) -> Result<TaskSpec
             .map(|m| merge::merge_policy(file, m))
             .transpose()?,
         start_from: raw.from.unwrap_or_default(),
+        unique_key,
+        tools,
+        budget: match &raw.budget {
+            None => None,
+            Some(budget) => {
+                budget
+                    .value
+                    .check()
+                    .map_err(|m| error(file, budget.at, m))?;
+                Some(budget.value)
+            }
+        },
     })
 }
 
@@ -487,6 +567,7 @@ fn step(
         action,
         timeout: optional_timeout(file, "timeout", &raw.timeout)?,
         network: raw.network.unwrap_or(true),
+        plan: false,
     })
 }
 
@@ -585,7 +666,43 @@ fn validate_workflow(file: &str, raw: WorkflowFile) -> Result<Workflow, SpecErro
         }
         needs.push(deps);
     }
-    let order = dag::topo_order(&needs).map_err(|cycle| {
+    // A child is submitted after its parent: the parent is an ordering edge (not a dependency;
+    // the parent waits for the child, not the other way round).
+    let mut parents: Vec<Option<usize>> = Vec::with_capacity(raw.tasks.value.len());
+    for (index, task) in raw.tasks.value.iter().enumerate() {
+        let Some(parent) = &task.value.parent else {
+            parents.push(None);
+            continue;
+        };
+        let Some((parent_index, _)) = ids.get(parent.value.as_str()) else {
+            return Err(error(
+                file,
+                parent.at,
+                format!(
+                    "`parent` names `{}`, but no task in this file has that id",
+                    parent.value
+                ),
+            ));
+        };
+        if *parent_index == index || needs[index].contains(parent_index) {
+            return Err(error(
+                file,
+                parent.at,
+                format!(
+                    "task `{}` cannot need or be its own parent `{}`: the parent waits for its children, so it would never run; remove the `needs` entry",
+                    task.value.id.as_ref().map_or("", |i| i.value.as_str()),
+                    parent.value
+                ),
+            ));
+        }
+        parents.push(Some(*parent_index));
+    }
+    let ordering: Vec<Vec<usize>> = needs
+        .iter()
+        .zip(&parents)
+        .map(|(deps, parent)| deps.iter().copied().chain(*parent).collect())
+        .collect();
+    let order = dag::topo_order(&ordering).map_err(|cycle| {
         let key = |i: usize| -> String {
             raw.tasks.value[i]
                 .value
@@ -643,6 +760,7 @@ fn validate_workflow(file: &str, raw: WorkflowFile) -> Result<Workflow, SpecErro
             needs_in_batch: needs[index].iter().map(|&d| position_of[d]).collect(),
             needs_existing: Vec::new(),
             parent: None,
+            parent_in_batch: parents[index].map(|p| position_of[p]),
         });
     }
     if let Some(project) = raw.project.as_ref().filter(|p| p.value.trim().is_empty()) {

@@ -308,7 +308,7 @@ fn an_unknown_key_in_a_task_points_at_the_key() {
             dependson: [a]
         "#,
         expect![[r#"
-            workflow.yml:6:5: tasks[1]: unknown key `dependson`; the keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`, `from`
+            workflow.yml:6:5: tasks[1]: unknown key `dependson`; the keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`, `from`, `unique_key`, `tools`, `parent`, `budget`
               |     dependson: [a]
               |     ^
         "#]],
@@ -327,7 +327,7 @@ fn an_unknown_key_in_a_step_points_at_the_key() {
                 promt: Hello
         "#,
         expect![[r#"
-            workflow.yml:6:9: tasks[0].steps[0]: unknown key `promt`; did you mean `prompt`? The keys allowed here are: `name`, `exec`, `agent`, `prompt`, `model`, `profile`, `timeout`, `network`
+            workflow.yml:6:9: tasks[0].steps[0]: unknown key `promt`; did you mean `prompt`? The keys allowed here are: `name`, `exec`, `agent`, `prompt`, `model`, `profile`, `timeout`, `network`, `tools`
               |         promt: Hello
               |         ^
         "#]],
@@ -379,7 +379,7 @@ fn an_unknown_key_in_a_task_file_points_at_the_key() {
         need: [b]
         "#,
         expect![[r#"
-            task.yml:2:1: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`, `from`
+            task.yml:2:1: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`, `from`, `unique_key`, `tools`, `parent`, `budget`
               | need: [b]
               | ^
         "#]],
@@ -553,7 +553,7 @@ fn an_unknown_key_with_a_near_miss_suggests_the_right_one() {
             need: [b]
         "#,
         expect![[r#"
-            workflow.yml:4:5: tasks[0]: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`, `from`
+            workflow.yml:4:5: tasks[0]: unknown key `need`; did you mean `needs`? The keys allowed here are: `id`, `title`, `body`, `labels`, `priority`, `needs`, `steps`, `retry`, `timeout`, `requires_approval`, `merge`, `from`, `unique_key`, `tools`, `parent`, `budget`
               |     need: [b]
               |     ^
         "#]],
@@ -1263,7 +1263,7 @@ fn a_task_file_needs_only_a_title() {
         title: Fix the flaky test
         "#,
         expect![[r#"
-            - title="Fix the flaky test" priority=0 steps=[]
+            - title="Fix the flaky test" priority=0 steps=[agent=agent:auto("Fix the flaky test")]
         "#]],
     );
 }

@@ -4,8 +4,19 @@
 //! a task keeps its handle and awaits it.
 
 pub mod api;
+mod cron;
+pub mod dashboard;
+pub mod forge;
+pub mod forge_conflict;
+pub mod forge_mentions;
+pub mod forge_outbox;
+pub mod forge_plan;
+pub mod forge_poll;
+pub mod forge_writer;
 pub mod instance;
 pub mod landing;
+pub mod limits;
+pub mod live_sessions;
 pub mod retention;
 pub mod scheduler;
 pub mod submit_check;
@@ -71,7 +82,7 @@ pub struct ServeOptions {
     /// The project (directory) tasks from GitHub belong to; `None`: they are refused with 422.
     pub github_project: Option<PathBuf>,
     /// The key for secrets kept at rest (`orch_store::secret_box`); the CLI loads it from
-    /// `ORCH_SECRET_KEY` or `<home>/secret.key` at start. Nothing is stored encrypted yet.
+    /// `ORCH_SECRET_KEY` or `<home>/secret.key` at start. Info-request answers are sealed with it.
     pub secret_box: Option<orch_store::secret_box::SecretBox>,
 }
 
@@ -139,6 +150,9 @@ pub enum ServeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] orch_store::StoreError),
+    /// `[concurrency]` or `[budgets]` of config.toml cannot be used.
+    #[error("claim limits: {0}")]
+    Limits(String),
     /// `listen` is not a loopback address and `allow_non_loopback` is not set.
     #[error(
         "refusing to serve plaintext HTTP on the non-loopback address {0}: the admin token would \
@@ -222,6 +236,7 @@ pub async fn serve(
         }
     }
     let _lock = lock_home(&options.home)?;
+    store.set_claim_limits(limits::load(&options.home).map_err(ServeError::Limits)?);
     // A daemon killed with SIGKILL leaves its commands running; stop them before their runs are
     // handed out again.
     for group in orch_worker::exec::kill_orphaned_groups(&options.home.join("processes")) {
@@ -261,6 +276,8 @@ pub async fn serve(
     let api_stop = shutdown.child_token();
     let metrics = std::sync::Arc::new(api::ops::Metrics::new());
     let work_ready = std::sync::Arc::new(tokio::sync::Notify::new());
+    // What the dashboard shows of the workers; the embedded workers' agent pauses are its.
+    let fleet = std::sync::Arc::new(dashboard::fleet::Fleet::default());
     let api = match options.listen {
         Some(addr) => Some(
             api::start(
@@ -269,16 +286,24 @@ pub async fn serve(
                 addr,
                 metrics.clone(),
                 work_ready.clone(),
+                fleet.clone(),
                 api_stop.clone(),
             )
             .await?,
         ),
         None => None,
     };
+    let limits_watch = tokio::spawn(limits::watch(
+        store.clone(),
+        options.home.clone(),
+        shutdown.child_token(),
+    ));
     let coordinator = Coordinator::Local(store.clone());
     let mut settings = WorkerSettings::new(&own_prefix, &options.home);
+    settings.secret_box = options.secret_box.clone();
     settings.lease = options.lease;
     settings.heartbeat_every = options.lease / 3;
+    settings.agent_pauses = fleet.agent_pauses.clone();
     let workers_stop = shutdown.child_token();
     let scheduler = tokio::spawn(
         scheduler::Scheduler {
@@ -308,6 +333,7 @@ pub async fn serve(
     }
     workers_stop.cancel();
     api_stop.cancel();
+    limits_watch.abort();
     if let Err(e) = scheduler.await {
         tracing::error!("the scheduler ended abnormally: {e}");
     }

@@ -151,6 +151,25 @@ pub async fn collect(
     Ok(report)
 }
 
+/// Remove `task`'s workspace in this home, if it has one here (its pull request was merged):
+/// the removed directory. A task that ran on a remote worker has its worktree on that worker,
+/// whose retention removes it once its branch is merged or old.
+pub async fn remove_task_workspace(home: &Path, task: TaskId) -> Result<Option<PathBuf>, String> {
+    let root = home.join("worktrees");
+    let found = tokio::task::spawn_blocking(move || find_workspaces(&root))
+        .await
+        .map_err(|e| format!("list the worktrees: {e}"))?;
+    let Some(found) = found.into_iter().find(|f| f.task == task) else {
+        return Ok(None);
+    };
+    found
+        .workspace
+        .remove()
+        .await
+        .map_err(|e| format!("remove the worktree of task {task}: {e}"))?;
+    Ok(Some(found.workspace.path().to_owned()))
+}
+
 /// Remove the run bundles (`<home>/runs/<task>`, every attempt) of tasks that finished (done,
 /// failed or cancelled) longer ago than `older_than`. `needs_review` tasks and unfinished ones
 /// keep theirs; so do bundles of tasks this home does not know.

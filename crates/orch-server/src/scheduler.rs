@@ -126,6 +126,13 @@ impl Scheduler {
         let stop = CancellationToken::new();
         let mut auto_merge: Option<tokio::task::JoinHandle<()>> = None;
         let merges_stop = CancellationToken::new();
+        let mut cron = crate::cron::CronDuty::new(
+            self.store.clone(),
+            &self.options.home,
+            format!("cron-{}", self.instance),
+        );
+        let mut forge_sync: Option<tokio::task::JoinHandle<()>> = None;
+        let mut forge_poll: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             // Leadership: take, take over or renew the lease; a failed renewal keeps it only
             // until the lease it already holds runs out.
@@ -170,6 +177,18 @@ impl Scheduler {
                         pass_complaints.failed(&e);
                     }
                 }
+                // Info requests past their deadline send their tasks to `needs_review`.
+                match self.store.expire_info_requests(Op::now("scheduler")).await {
+                    Ok(expired) => {
+                        for task in &expired {
+                            tracing::warn!(task = %task, "info request unanswered in time; the task needs review");
+                        }
+                    }
+                    Err(e) => tracing::warn!("could not expire info requests: {e}"),
+                }
+                if cron.pass().await {
+                    self.work_ready.notify_waiters();
+                }
             }
             // Retention starts after the first pass, so a restart recovers expired leases first.
             if retention.is_none() && !self.options.exit_when_idle {
@@ -185,6 +204,24 @@ impl Scheduler {
                     self.options.clone(),
                     self.leadership.clone(),
                     merges_stop.clone(),
+                )));
+            }
+            if forge_sync.is_none() {
+                forge_sync = Some(tokio::spawn(crate::forge_outbox::sync_loop(
+                    self.store.clone(),
+                    self.options.home.clone(),
+                    self.options.tick,
+                    self.instance.clone(),
+                    self.leadership.clone(),
+                    stop.clone(),
+                )));
+            }
+            if forge_poll.is_none() {
+                forge_poll = Some(tokio::spawn(crate::forge_poll::poll_loop(
+                    self.store.clone(),
+                    self.options.home.clone(),
+                    self.leadership.clone(),
+                    stop.clone(),
                 )));
             }
             if self.options.exit_when_idle {
@@ -224,6 +261,16 @@ impl Scheduler {
         if let Some(merges) = auto_merge {
             if let Err(e) = merges.await {
                 tracing::error!("automatic merges ended abnormally: {e}");
+            }
+        }
+        if let Some(forge_sync) = forge_sync {
+            if let Err(e) = forge_sync.await {
+                tracing::error!("the forge sync ended abnormally: {e}");
+            }
+        }
+        if let Some(forge_poll) = forge_poll {
+            if let Err(e) = forge_poll.await {
+                tracing::error!("the forge poller ended abnormally: {e}");
             }
         }
         if let Some(retention) = retention {

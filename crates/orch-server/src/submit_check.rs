@@ -25,6 +25,21 @@ impl ConfigCheck {
 }
 
 impl SubmitCheck for ConfigCheck {
+    fn approval_policy(
+        &self,
+        project: &ProjectDir,
+    ) -> Result<orch_core::approval::ApprovalPolicy, FieldError> {
+        let config = ProjectConfig::load_merged(&self.home, Path::new(project.as_str()))
+            .map_err(|e| FieldError::new("config", e.to_string()))?;
+        Ok(config.approval)
+    }
+
+    fn default_agent(&self, project: &ProjectDir) -> Result<Option<String>, FieldError> {
+        let config = ProjectConfig::load_merged(&self.home, Path::new(project.as_str()))
+            .map_err(|e| FieldError::new("config", e.to_string()))?;
+        Ok(config.default_agent.filter(|agent| agent != "auto"))
+    }
+
     fn check(&self, project: &ProjectDir, tasks: &[NewTask]) -> Result<(), FieldError> {
         let config = ProjectConfig::load_merged(&self.home, Path::new(project.as_str()))
             .map_err(|e| FieldError::new("config", e.to_string()))?;

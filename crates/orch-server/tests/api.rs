@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orch_server::{serve, ServeError, ServeOptions};
 use orch_store::{SqliteOptions, Store};
@@ -61,17 +62,7 @@ impl Daemon {
         let mut options = options(home.path(), "127.0.0.1:0");
         configure(&mut options);
         let handle = tokio::spawn(serve(store, options, shutdown.clone()));
-        let addr_file = home.path().join("serve.addr");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr: SocketAddr = loop {
-            let text = std::fs::read_to_string(&addr_file).unwrap_or_default();
-            if let Ok(addr) = text.trim().parse() {
-                break addr;
-            }
-            assert!(!handle.is_finished(), "serve stopped before it listened");
-            assert!(Instant::now() < deadline, "serve.addr never appeared");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let addr = support::serve_addr(home.path(), &handle).await;
         let token = std::fs::read_to_string(home.path().join("token"))
             .unwrap()
             .trim()
@@ -1218,5 +1209,68 @@ async fn a_thousand_forged_requests_add_one_event_are_counted_and_the_real_worke
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{done}");
+    daemon.stop().await;
+}
+
+/// `POST /v1/tasks/{id}/kill` goes through the one app action: refused (409) when the task has
+/// no live session, 404 for no task; with a live tmux session on the home's socket, the task is
+/// cancelled and the session ended.
+#[tokio::test]
+async fn kill_refuses_a_task_with_no_live_session_and_ends_a_live_one() {
+    let daemon = Daemon::start().await;
+    let (status, created) = daemon
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            Some(
+                json!({ "project": daemon.project(), "title": "Long", "requires_approval": true }),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let kill = format!("/v1/tasks/{id}/kill");
+    let (status, refused) = daemon.call(Method::POST, &kill, None).await;
+    assert_error(status, &refused, StatusCode::CONFLICT, "conflict");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no live agent session"),
+        "{refused}"
+    );
+    let (status, missing) = daemon.call(Method::POST, "/v1/tasks/999/kill", None).await;
+    assert_error(status, &missing, StatusCode::NOT_FOUND, "not_found");
+
+    // A live session named as orch names a task's, on the home's socket.
+    let socket = daemon.home.path().join("tmux").join("socket");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let name = format!("orch-task-{id}");
+    let started = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&socket)
+        .args(["new-session", "-d", "-s", &name, "sleep", "300"])
+        .status()
+        .expect("tmux is installed");
+    assert!(started.success());
+    let (status, killed) = daemon.call(Method::POST, &kill, None).await;
+    assert_eq!(status, StatusCode::OK, "{killed}");
+    let killed: orch_api::KilledSession = serde_json::from_value(killed).unwrap();
+    assert_eq!(killed.status, "cancelled");
+    assert_eq!(killed.session, name);
+    let listed = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&socket)
+        .args(["has-session", "-t", &name])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "the session is still there");
+    let (status, again) = daemon.call(Method::POST, &kill, None).await;
+    assert_error(status, &again, StatusCode::CONFLICT, "conflict");
+    let _ = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&socket)
+        .arg("kill-server")
+        .status();
     daemon.stop().await;
 }

@@ -3,7 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -50,16 +51,7 @@ impl Daemon {
             options,
             shutdown.clone(),
         ));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr: SocketAddr = loop {
-            let text = std::fs::read_to_string(home.path().join("serve.addr")).unwrap_or_default();
-            if let Ok(addr) = text.trim().parse() {
-                break addr;
-            }
-            assert!(!handle.is_finished(), "serve stopped before it listened");
-            assert!(Instant::now() < deadline, "serve.addr never appeared");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let addr = support::serve_addr(home.path(), &handle).await;
         let token = std::fs::read_to_string(home.path().join("token"))
             .unwrap()
             .trim()
@@ -237,10 +229,14 @@ fn new_task(n: usize) -> NewTask {
             requires_approval: false,
             merge: None,
             start_from: orch_core::StartFrom::default(),
+            unique_key: None,
+            tools: Vec::new(),
+            budget: None,
         },
         needs_in_batch: Vec::new(),
         needs_existing: Vec::new(),
         parent: None,
+        parent_in_batch: None,
     }
 }
 

@@ -7,7 +7,8 @@
 //! and the task-ready → claimed latency with LISTEN/NOTIFY.
 //!
 //! Run with `cargo bench -p orch-store --bench queue` (`ORCH_BENCH_TASKS` changes the SQLite
-//! count, `ORCH_BENCH_PG_TASKS` the PostgreSQL one). Prints Markdown tables for
+//! count, `ORCH_BENCH_PG_TASKS` the PostgreSQL one, `ORCH_BENCH_PG_ROUNDS` how often orch and the
+//! bare SQL alternate per row, `ORCH_BENCH_PICKUP_SAMPLES` the pickups). Prints Markdown tables for
 //! `docs/benchmarks.md`.
 
 #[path = "queue_postgres/mod.rs"]
@@ -46,10 +47,14 @@ fn new_task(i: usize) -> NewTask {
             requires_approval: false,
             merge: None,
             start_from: orch_core::StartFrom::default(),
+            unique_key: None,
+            tools: Vec::new(),
+            budget: None,
         },
         needs_in_batch: Vec::new(),
         needs_existing: Vec::new(),
         parent: None,
+        parent_in_batch: None,
     }
 }
 
@@ -215,7 +220,15 @@ fn main() {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(if quick { 20 } else { 2_000 });
-            postgres::run(&url, pg_n, if quick { 10 } else { 300 });
+            let rounds: usize = std::env::var("ORCH_BENCH_PG_ROUNDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if quick { 1 } else { 3 });
+            let samples: usize = std::env::var("ORCH_BENCH_PICKUP_SAMPLES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if quick { 10 } else { 500 });
+            postgres::run(&url, pg_n, rounds.max(1), samples.max(1));
         }
         None => println!(
             "\nPostgreSQL skipped: set ORCH_BENCH_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"

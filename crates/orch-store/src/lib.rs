@@ -12,11 +12,15 @@ mod doctor;
 mod error;
 mod fencing;
 pub mod home;
+pub mod info_requests;
+pub mod jobs;
+mod limits;
 mod postgres;
 mod rows;
 pub mod secret_box;
 mod secrets;
 mod sqlite;
+mod wakes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,8 @@ use std::time::Duration;
 
 pub use error::StoreError;
 pub use fencing::REFUSAL_WINDOW_MS;
+pub use info_requests::{AnswerValue, AnsweredKey, InfoRequest, InputValue, NewInfoRequest};
+pub use limits::{DailyUsage, UsageToday};
 use orch_core::{
     Event, FencingToken, NewTask, Outcome, ProjectId, Run, RunId, Status, Task, TaskId, Timestamp,
     WorkflowId,
@@ -69,6 +75,23 @@ pub fn wall_clock() -> Timestamp {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     Timestamp(ms)
+}
+
+/// The time for calendar decisions (daily usage windows, cron slots): the wall clock, moved by
+/// the offset in milliseconds written in the file named by `ORCH_TEST_CLOCK_FILE` when that
+/// variable is set. Tests move it across midnight or a cron slot while daemons run; the file is
+/// re-read on every call. Leases, heartbeats and backoff always use [`wall_clock`], so moving the
+/// calendar never expires a lease.
+pub fn calendar_clock() -> Timestamp {
+    let now = wall_clock();
+    let Some(file) = std::env::var_os("ORCH_TEST_CLOCK_FILE") else {
+        return now;
+    };
+    let offset = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    Timestamp(now.0.saturating_add(offset))
 }
 
 /// A registered project.
@@ -244,6 +267,8 @@ pub struct UsageSummary {
     pub by_agent: Vec<UsageTotal>,
     /// Per day, newest first.
     pub by_day: Vec<UsageTotal>,
+    /// Per project (its name), all time.
+    pub by_project: Vec<UsageTotal>,
 }
 
 /// Which tasks to list.
@@ -284,6 +309,21 @@ impl Submission {
                     reason: format!(
                         "points at task {bad} of the batch, which is not an earlier task"
                     ),
+                });
+            }
+            if let Some(bad) = task.parent_in_batch.filter(|&p| p >= index) {
+                return Err(StoreError::Invalid {
+                    field: format!("tasks[{index}].parent"),
+                    reason: format!(
+                        "points at task {bad} of the batch, which is not an earlier task"
+                    ),
+                });
+            }
+            if task.parent.is_some() && task.parent_in_batch.is_some() {
+                return Err(StoreError::Invalid {
+                    field: format!("tasks[{index}].parent"),
+                    reason: "a task has one parent: an existing task or one of the batch, not both"
+                        .into(),
                 });
             }
         }
@@ -364,6 +404,18 @@ pub struct SubmittedOnce {
     pub tasks: Vec<TaskId>,
     /// Whether the tasks were created now (false: a delivery id was known).
     pub created: bool,
+    /// Those of `tasks` that existed already: a live task held the unique key a submitted task
+    /// carried, and is answered in its place (nothing was created for it).
+    pub existing: Vec<TaskId>,
+}
+
+/// A human's answer to a task waiting for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalVerdict {
+    /// It may run.
+    Approve,
+    /// It is cancelled.
+    Reject,
 }
 
 /// What one stale-recovery pass did to one run.
@@ -488,6 +540,18 @@ impl Store {
         delegate!(self.reply(task, message.to_owned(), op))
     }
 
+    /// [`Store::reply`] once per delivery id (a GitHub comment's): a known id replies nothing
+    /// and answers `None`; otherwise the reply and the id are stored in one transaction.
+    pub async fn reply_once(
+        &self,
+        task: TaskId,
+        message: &str,
+        delivery: &Delivery,
+        op: Op<'_>,
+    ) -> Result<Option<Status>> {
+        delegate!(self.reply_once(task, message.to_owned(), Some(delivery.clone()), op))
+    }
+
     /// Every registered project.
     pub async fn projects(&self) -> Result<Vec<Project>> {
         delegate!(self.projects())
@@ -511,7 +575,19 @@ impl Store {
     }
 
     /// Create tasks atomically: all of them with their dependencies and `create` events, or none.
+    ///
+    /// A task whose unique key a live task of the project holds is not created: that task's id
+    /// stands in its place (see [`Store::submit_reporting`] to tell which).
     pub async fn submit(&self, submission: &Submission, op: Op<'_>) -> Result<Vec<TaskId>> {
+        Ok(self.submit_reporting(submission, op).await?.tasks)
+    }
+
+    /// [`Store::submit`], saying which tasks existed already (their unique key was live).
+    pub async fn submit_reporting(
+        &self,
+        submission: &Submission,
+        op: Op<'_>,
+    ) -> Result<SubmittedOnce> {
         delegate!(self.submit(submission, op))
     }
 
@@ -660,6 +736,19 @@ impl Store {
         delegate!(self.approve(task, op))
     }
 
+    /// Approve or reject a task waiting for approval, with the human's comment: the `approve`
+    /// (to `queued`) or `reject` (to `cancelled`) event carries it as its reason and `op`'s actor
+    /// as its actor. An approval ahead of time is only marked (no event, as with `approve`).
+    pub async fn judge_approval(
+        &self,
+        task: TaskId,
+        verdict: ApprovalVerdict,
+        comment: Option<&str>,
+        op: Op<'_>,
+    ) -> Result<Status> {
+        delegate!(self.judge_approval(task, verdict, comment, op))
+    }
+
     /// Record a note on a task (an event that changes nothing, e.g. `merged`): one transaction,
     /// `from == to ==` the task's status. Refused with `Invalid` for a kind that is not a note.
     pub async fn record_note(
@@ -691,6 +780,11 @@ impl Store {
     /// The runs of a task, first attempt first.
     pub async fn runs(&self, task: TaskId) -> Result<Vec<Run>> {
         delegate!(self.runs(task))
+    }
+
+    /// The children of a task (tasks whose parent it is), oldest first.
+    pub async fn children(&self, task: TaskId) -> Result<Vec<Task>> {
+        delegate!(self.children(task))
     }
 
     /// The events of a task, oldest first.
@@ -764,6 +858,118 @@ impl Store {
         delegate!(self.wait_for_work(timeout))
     }
 
+    /// Park a run whose step asked for values (fenced by its token): the run ends `requeued`
+    /// (its attempt given back), the request is stored (closing an earlier open one of the task)
+    /// and the task goes `awaiting_input`, holding no run. Returns the request's id.
+    pub async fn request_input(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        request: NewInfoRequest,
+        op: Op<'_>,
+    ) -> Result<i64> {
+        delegate!(self.request_input(run, token, request, op))
+    }
+
+    /// Answer a task's open info request and queue the task. Every value must answer a key the
+    /// request asks for, every required key must be answered, and a secret value (the request
+    /// marks it so, or `secret` says it) must come sealed by [`secret_box`]: anything else is
+    /// `Invalid` and nothing is stored. `Conflict` when the task has no open request.
+    pub async fn answer_input(
+        &self,
+        task: TaskId,
+        values: Vec<AnswerValue>,
+        op: Op<'_>,
+    ) -> Result<Status> {
+        delegate!(self.answer_input(task, values, op))
+    }
+
+    /// A task's info requests, oldest first, with their answers (secret values left out).
+    pub async fn info_requests(&self, task: TaskId) -> Result<Vec<InfoRequest>> {
+        delegate!(self.info_requests(task))
+    }
+
+    /// Every open info request of a task that is `awaiting_input`, oldest first: the inbox.
+    pub async fn open_info_requests(&self) -> Result<Vec<InfoRequest>> {
+        delegate!(self.open_info_requests())
+    }
+
+    /// The answered values the run's task has (newest per step and key), for its holder only
+    /// (fenced by its token; anyone else is refused and recorded). Secret values come sealed.
+    pub async fn input_values(
+        &self,
+        run: RunId,
+        token: FencingToken,
+        op: Op<'_>,
+    ) -> Result<Vec<InputValue>> {
+        delegate!(self.input_values(run, token, op))
+    }
+
+    /// Expire every open info request past its deadline: its task goes to `needs_review`.
+    /// Requests whose task left `awaiting_input` otherwise (cancelled) are closed. Returns the
+    /// tasks sent to review.
+    pub async fn expire_info_requests(&self, op: Op<'_>) -> Result<Vec<TaskId>> {
+        delegate!(self.expire_info_requests(op))
+    }
+
+    /// Add a cron job (its target redacted like a submission). Refused (`Invalid`) when the
+    /// name is taken.
+    pub async fn add_job(&self, job: &jobs::NewJob, now: Timestamp) -> Result<jobs::Job> {
+        delegate!(self.add_job(job, now))
+    }
+
+    /// Every cron job, by name.
+    pub async fn jobs(&self) -> Result<Vec<jobs::Job>> {
+        delegate!(self.jobs())
+    }
+
+    /// The cron job of this name (`Invalid` when there is none).
+    pub async fn job(&self, name: &str) -> Result<jobs::Job> {
+        delegate!(self.job(name))
+    }
+
+    /// Remove a cron job and its firings (the tasks it submitted stay). Answers the job removed.
+    pub async fn remove_job(&self, name: &str) -> Result<jobs::Job> {
+        delegate!(self.remove_job(name))
+    }
+
+    /// Enable or disable a cron job. Enabling a disabled job counts the slots that passed
+    /// meanwhile as decided (up to `now`), so they are not missed ones.
+    pub async fn set_job_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<jobs::Job> {
+        delegate!(self.set_job_enabled(name, enabled, now))
+    }
+
+    /// Count a job's slots up to `up_to` as decided without firing them (skipped); never moves
+    /// back.
+    pub async fn advance_job(&self, job: i64, up_to: Timestamp) -> Result<()> {
+        delegate!(self.advance_job(job, up_to))
+    }
+
+    /// Fire a job's slot once: in one transaction, record the firing (job, slot) and submit
+    /// `submission` (or record `Err`'s reason when the submission was refused), and count the
+    /// slot as decided (not for a manual firing). `None`: the slot had fired already (another
+    /// scheduler), and nothing was submitted.
+    pub async fn fire_job(
+        &self,
+        job: i64,
+        slot: Timestamp,
+        kind: orch_core::cron::FiringKind,
+        submission: std::result::Result<&Submission, &str>,
+        op: Op<'_>,
+    ) -> Result<Option<jobs::Firing>> {
+        delegate!(self.fire_job(job, slot, kind, submission, op))
+    }
+
+    /// A job's firings, newest slot first, at most `limit`.
+    pub async fn job_firings(&self, job: i64, limit: u32) -> Result<Vec<jobs::Firing>> {
+        delegate!(self.job_firings(job, limit))
+    }
+
     /// Close the pool, waiting for connections to finish.
     pub async fn close(&self) {
         match self {
@@ -772,3 +978,10 @@ impl Store {
         }
     }
 }
+mod forge;
+pub use forge::{NewForgeOp, OutboxEntry, OutboxState, ProjectForge};
+mod forge_feedback;
+pub use forge_feedback::{FeedbackState, NewReaction, ReactionEffect};
+
+pub mod dashboard;
+pub use dashboard::{BoardPage, BoardQuery, DashboardGrant};

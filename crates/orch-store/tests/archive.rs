@@ -121,6 +121,36 @@ async fn populated_source() -> TestDb {
         )
         .await
         .unwrap();
+    // A cron job that fired once.
+    let job = store
+        .add_job(
+            &orch_store::jobs::NewJob {
+                name: "nightly".into(),
+                project: db.project,
+                schedule: "0 3 * * *".into(),
+                timezone: "Europe/Berlin".into(),
+                missed: orch_core::cron::MissedPolicy::CatchUp,
+                target: orch_store::jobs::JobTarget::Task(Box::new(task("cron", &[]).spec)),
+            },
+            Timestamp(3),
+        )
+        .await
+        .unwrap();
+    store
+        .fire_job(
+            job.id,
+            Timestamp(3_000),
+            orch_core::cron::FiringKind::Scheduled,
+            Ok(&Submission {
+                project: db.project,
+                workflow: None,
+                tasks: vec![task("cron", &[])],
+            }),
+            op("scheduler", 3),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     // `a` runs twice: a rejected review, then done with usage.
     let first = store
         .claim_next("w1", LEASE, op("w1", 4))
@@ -192,11 +222,112 @@ async fn populated_source() -> TestDb {
         .reply(ids[0], "one more thing", op("cli", 11))
         .await
         .unwrap();
+    // A task asked for values (its run parked) and was answered, a secret sealed.
+    let asking = store
+        .claim_next("w3", LEASE, op("w3", 11))
+        .await
+        .unwrap()
+        .unwrap();
+    let ask = orch_core::info_request::AskFile {
+        hint: Some(orch_core::info_request::Hint::Aws),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    store
+        .request_input(
+            asking.run.id,
+            asking.token,
+            orch_store::NewInfoRequest {
+                step: "deploy".into(),
+                ask,
+                expires_at: Some(Timestamp(86_400_011)),
+            },
+            op("w3", 11),
+        )
+        .await
+        .unwrap();
+    let sealer = orch_store::secret_box::SecretBox::new(&[3; 32]);
+    store
+        .answer_input(
+            asking.task.id,
+            vec![
+                orch_store::AnswerValue {
+                    key: "AWS_ACCESS_KEY_ID".into(),
+                    secret: false,
+                    value: "AKIDEXAMPLE".into(),
+                },
+                orch_store::AnswerValue {
+                    key: "AWS_SECRET_ACCESS_KEY".into(),
+                    secret: true,
+                    value: sealer.encrypt(b"the secret"),
+                },
+            ],
+            op("cli", 11),
+        )
+        .await
+        .unwrap();
     // One more task is running (an active run with a lease).
     store
         .claim_next("w3", LEASE, op("w3", 12))
         .await
         .unwrap()
+        .unwrap();
+    // The project's repository, the first task's issue and pull request, and outbox ops (one
+    // done with its result, one pending).
+    let repo = orch_core::forge::RepoSlug::parse("acme/widgets").unwrap();
+    store
+        .link_project_forge(
+            db.project,
+            orch_core::forge::ForgeKind::Github,
+            &repo,
+            Timestamp(13),
+        )
+        .await
+        .unwrap();
+    store
+        .link_task_issue(ids[0], &repo, 4, Timestamp(13))
+        .await
+        .unwrap();
+    let new_op = |key: &str, task| orch_store::NewForgeOp {
+        project: db.project,
+        task: Some(task),
+        event: Some(1),
+        op: orch_core::forge::pull_request_op(task, key, "orch/t", "main", "body", false),
+    };
+    store
+        .enqueue_forge_ops(&[new_op("a", ids[0]), new_op("b", ids[1])], Timestamp(14))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_forge_ops("d", LEASE, 1, Timestamp(15))
+        .await
+        .unwrap();
+    store
+        .finish_forge_op(
+            claimed[0].id,
+            "d",
+            &orch_core::forge::ForgeResult::Pull {
+                number: 9,
+                url: "https://example.com/pull/9".into(),
+            },
+            Timestamp(16),
+        )
+        .await
+        .unwrap();
+    // A reaction of the feedback loop to the pull request.
+    store
+        .record_forge_reaction(
+            &orch_store::NewReaction {
+                task: ids[0],
+                causes: vec!["merge:abc".into()],
+                name: "merge",
+                effect: orch_store::ReactionEffect::None,
+                ops: Vec::new(),
+            },
+            op("poller", 16),
+        )
+        .await
         .unwrap();
     // Bundles.
     let runs = db.dir.path().join("runs");
@@ -276,8 +407,20 @@ async fn snapshot(store: &Store) -> Vec<String> {
         out.push(format!("{:?}", store.runs(task.id).await.unwrap()));
         out.push(format!("{:?}", store.events(task.id).await.unwrap()));
         out.push(format!("{:?}", store.task_usage(task.id).await.unwrap()));
+        out.push(format!("{:?}", store.info_requests(task.id).await.unwrap()));
+        out.push(format!(
+            "{:?}",
+            store.forge_feedback(task.id).await.unwrap()
+        ));
     }
     out.push(format!("{:?}", store.projects().await.unwrap()));
+    for job in store.jobs().await.unwrap() {
+        out.push(format!(
+            "{:?}",
+            store.job_firings(job.id, 100).await.unwrap()
+        ));
+        out.push(format!("{job:?}"));
+    }
     out.push(format!("{:?}", store.usage_summary(36500).await.unwrap()));
     out
 }

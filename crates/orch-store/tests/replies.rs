@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use orch_core::{Outcome, Status};
-use orch_store::{Claim, UsageRecord};
+use orch_store::{Claim, Delivery, UsageRecord};
 use support::{op, policy, store_tests, task_with, TestDb};
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -139,6 +139,9 @@ async fn usage_from_a_stale_token_is_refused_and_repeats_replace(db: TestDb) {
     let summary = db.store.usage_summary(7).await.unwrap();
     assert_eq!(summary.by_agent[0].key, "claude");
     assert_eq!(summary.by_day[0].key, "1970-01-01");
+    assert_eq!(summary.by_project.len(), 1);
+    assert_eq!(summary.by_project[0].input_tokens, 9);
+    assert_eq!(summary.by_project[0].sessions, 1);
 }
 
 async fn a_note_records_a_merge_without_changing_the_status_and_replays(db: TestDb) {
@@ -179,9 +182,57 @@ async fn a_note_records_a_merge_without_changing_the_status_and_replays(db: Test
     assert!(refused.to_string().contains("only notes"), "{refused}");
 }
 
+async fn a_reply_once_per_delivery_id_replies_once_however_often_it_is_delivered(db: TestDb) {
+    let id = db.submit(vec![task_with("t", &[], 0, policy(1))], 0).await[0];
+    run_once(&db, Outcome::Succeeded, 1).await;
+    let comment = Delivery::new("github-comment", "o/r#1/comment-7");
+    assert_eq!(
+        db.store
+            .reply_once(id, "from the comment", &comment, op("webhook", 2))
+            .await
+            .unwrap(),
+        Some(Status::Queued)
+    );
+    // Delivered again (even after the reply's run): nothing more.
+    assert_eq!(
+        db.store
+            .reply_once(id, "from the comment", &comment, op("webhook", 3))
+            .await
+            .unwrap(),
+        None
+    );
+    let claim = run_once(&db, Outcome::Succeeded, 4).await;
+    assert_eq!(claim.reply.unwrap().message, "from the comment");
+    assert_eq!(
+        db.store
+            .reply_once(id, "from the comment", &comment, op("webhook", 5))
+            .await
+            .unwrap(),
+        None
+    );
+    // A refused reply (the task is queued) records nothing: a later delivery may act.
+    let other = Delivery::new("github-comment", "o/r#1/comment-8");
+    db.store.reply(id, "again", op("cli", 6)).await.unwrap();
+    assert!(db
+        .store
+        .reply_once(id, "too early", &other, op("webhook", 7))
+        .await
+        .is_err());
+    run_once(&db, Outcome::Succeeded, 8).await;
+    assert_eq!(
+        db.store
+            .reply_once(id, "now", &other, op("webhook", 9))
+            .await
+            .unwrap(),
+        Some(Status::Queued)
+    );
+    assert!(db.store.check_consistency().await.unwrap().is_empty());
+}
+
 store_tests!(
     a_note_records_a_merge_without_changing_the_status_and_replays,
     a_second_reply_before_the_first_was_answered_joins_it_and_neither_is_lost,
     a_reply_needs_a_finished_task_with_a_recorded_session,
+    a_reply_once_per_delivery_id_replies_once_however_often_it_is_delivered,
     usage_from_a_stale_token_is_refused_and_repeats_replace,
 );

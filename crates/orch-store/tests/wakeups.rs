@@ -128,9 +128,44 @@ async fn a_lease_has_one_holder_until_it_expires(db: TestDb) {
     );
 }
 
+/// Work made ready after a claim began looking (too late for it to see) but before the
+/// claimer waits is not missed: the wait returns at once instead of sleeping until its poll.
+async fn work_made_ready_while_a_claim_looks_ends_the_next_wait_at_once(db: TestDb) {
+    if db.backend == Backend::Postgres {
+        db.store.wait_for_work(Duration::from_secs(5)).await;
+    }
+    for round in 0..3 {
+        let found = db.store.claim_next("w", LEASE, op("w", 1)).await.unwrap();
+        assert!(found.is_none(), "round {round}: the queue is empty");
+        // The commit's wake-up fires now, while nobody waits.
+        db.submit(vec![task(&format!("late {round}"), &[])], 1)
+            .await;
+        let started = Instant::now();
+        db.store.wait_for_work(LONG).await;
+        let took = started.elapsed();
+        assert!(
+            took < LONG / 2,
+            "round {round}: the wait returned at once ({took:?})"
+        );
+        let claim = db.store.claim_next("w", LEASE, op("w", 2)).await.unwrap();
+        let claim = claim.expect("the late task is there");
+        db.store
+            .complete(
+                claim.run.id,
+                claim.token,
+                Outcome::Succeeded,
+                None,
+                op("w", 2),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 store_tests!(
     a_commit_that_queues_a_task_wakes_a_waiting_claimer,
     a_lease_has_one_holder_until_it_expires,
+    work_made_ready_while_a_claim_looks_ends_the_next_wait_at_once,
 );
 
 /// PostgreSQL's own: its wake-ups cross processes through LISTEN/NOTIFY; SQLite's only reach
@@ -174,6 +209,22 @@ async fn a_store_whose_connections_are_killed_reconnects_and_still_wakes_claimer
     db.submit(vec![task("before", &[])], 0).await;
     db.store.wait_for_work(Duration::from_secs(5)).await;
     let killer = database.connect().await;
+    // The listener connects in the background: wait until the pool's and the listener's
+    // connections are both there before killing them.
+    for _ in 0..100 {
+        let row = killer
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let killed = killer
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \

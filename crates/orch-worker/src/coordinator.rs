@@ -2,6 +2,8 @@
 //! daemon's HTTP API for remote workers (`orch worker`). Execution code sees only this.
 
 mod http;
+mod info;
+mod plan;
 mod stream;
 
 use std::path::{Path, PathBuf};
@@ -233,6 +235,45 @@ impl Coordinator {
                 },
                 dir.to_owned(),
             ),
+        }
+    }
+
+    /// What a parent's steps see of its children (`context.json`'s `children`): an embedded
+    /// worker reads them and their bundles here; a remote worker asks the daemon (fenced by the
+    /// run's token), which reads them in its home.
+    pub async fn children_context(
+        &self,
+        worker: &str,
+        claim: &orch_store::Claim,
+        home: &std::path::Path,
+    ) -> Result<Vec<serde_json::Value>, CoordinatorError> {
+        match self {
+            Coordinator::Local(store) => {
+                let children = store
+                    .children(claim.task.id)
+                    .await
+                    .map_err(CoordinatorError::from_store)?;
+                Ok(crate::task_tree::children_context(home, &children))
+            }
+            Coordinator::Http(http) => {
+                #[derive(serde::Deserialize)]
+                struct Children {
+                    children: Vec<serde_json::Value>,
+                }
+                let response = http
+                    .post_about_run(
+                        worker,
+                        claim.run.id,
+                        claim.token,
+                        "children",
+                        serde_json::json!({}),
+                    )
+                    .await?;
+                let children: Children = response.json().await.map_err(|e| {
+                    CoordinatorError::Refused(format!("read the task's children: {e}"))
+                })?;
+                Ok(children.children)
+            }
         }
     }
 

@@ -14,6 +14,7 @@ pub mod route;
 pub mod run;
 pub mod sandbox;
 pub mod task_lock;
+pub mod task_tree;
 pub mod worker;
 pub mod workspace;
 

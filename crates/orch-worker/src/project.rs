@@ -111,10 +111,28 @@ pub struct ProjectConfig {
     pub profiles: BTreeMap<String, Profile>,
     /// `[review]`: the optional reviewer.
     pub review: ReviewConfig,
+    /// `[concurrency]`: running tasks per project, agent and label (global file only).
+    pub concurrency: orch_core::limits::ConcurrencyLimits,
+    /// `[budgets]`: daily limits per project and agent (global file only).
+    pub budgets: orch_core::limits::DailyBudgets,
+    /// The agent of tasks given only a title and body (default: routed, `auto`).
+    pub default_agent: Option<String>,
+    /// `[forge]`: the project's repository on GitHub and how orch writes to it.
+    pub forge: Option<orch_core::forge::ForgeFile>,
     /// `sandbox`, `[limits]` and `sandbox_read`, combined across the layers by their own rules
     /// (a project may only tighten; see [`SandboxSettings::from_layers`]).
     #[serde(skip)]
     pub sandbox: SandboxSettings,
+    /// `[approval]`: tasks whose labels or commands match wait for a human. The rules of
+    /// `config.toml` and `.orch.toml` add up (a project cannot drop the home's rules).
+    #[serde(skip)]
+    pub approval: orch_core::approval::ApprovalPolicy,
+    /// How long an unanswered info request waits before its task goes to `needs_review`
+    /// (`input_timeout = "24h"`, the default; `"never"`).
+    pub input_timeout: crate::run::InputTimeout,
+    /// The most child tasks one plan may make (`max_plan_children = 20`, the default; at most
+    /// `orch_core::planner::MAX_PLAN_ITEMS_CEILING`; global file only).
+    pub max_plan_children: orch_core::planner::MaxPlanChildren,
 }
 
 impl Default for ProjectConfig {
@@ -133,7 +151,14 @@ impl Default for ProjectConfig {
             model_map: ModelMap::default(),
             profiles: BTreeMap::new(),
             review: ReviewConfig::default(),
+            concurrency: Default::default(),
+            budgets: Default::default(),
+            default_agent: None,
+            forge: None,
             sandbox: SandboxSettings::default(),
+            approval: orch_core::approval::ApprovalPolicy::default(),
+            input_timeout: crate::run::InputTimeout::default(),
+            max_plan_children: Default::default(),
         }
     }
 }
@@ -149,6 +174,24 @@ pub struct ProjectConfigError {
 }
 
 impl ProjectConfig {
+    /// The label that asks for a plan (`[forge] plan_label`, default `plan`).
+    pub fn plan_label(&self) -> String {
+        self.forge
+            .as_ref()
+            .and_then(|forge| forge.plan_label.clone())
+            .unwrap_or_else(|| orch_core::planner::DEFAULT_PLAN_LABEL.to_owned())
+    }
+
+    /// How a plan becomes children here: `plan_label` (from [`ProjectConfig::plan_label`]),
+    /// the default agent and `max_plan_children`.
+    pub fn plan_rules<'a>(&'a self, plan_label: &'a str) -> orch_core::planner::PlanRules<'a> {
+        orch_core::planner::PlanRules {
+            plan_label,
+            default_agent: self.default_agent.as_deref(),
+            max_children: self.max_plan_children,
+        }
+    }
+
     /// Load `<dir>/.orch.toml`, or the defaults when there is none (no global file, no
     /// environment overrides; see [`ProjectConfig::load_merged`]).
     pub fn load(dir: &Path) -> Result<ProjectConfig, ProjectConfigError> {
@@ -192,11 +235,31 @@ impl ProjectConfig {
         // may not choose the database, so there it stays an unknown key.
         global_table.remove("database");
         let mut project_table = read_table(&project)?.unwrap_or_default();
+        // Limits are the operator's: a project (whose files a task may change and land) must
+        // not raise its own.
+        for key in ["concurrency", "budgets", "max_plan_children"] {
+            if project_table.contains_key(key) {
+                let shown = if key == "max_plan_children" {
+                    key.to_owned()
+                } else {
+                    format!("[{key}]")
+                };
+                return Err(ProjectConfigError {
+                    path: project.display().to_string(),
+                    message: format!(
+                        "`{shown}` may only be set in the global config.toml (a project cannot \
+                         change its own limits); move it there"
+                    ),
+                });
+            }
+        }
         let sandbox = SandboxSettings::from_layers(&mut global_table, &mut project_table, env)
             .map_err(|message| ProjectConfigError {
                 path: shown.clone(),
                 message,
             })?;
+        let approval = approval_layer(&shown, &mut global_table)?
+            .union(approval_layer(&shown, &mut project_table)?);
         let mut merged = global_table;
         merge(&mut merged, project_table);
         let mut config: ProjectConfig =
@@ -211,6 +274,20 @@ impl ProjectConfig {
             message,
         })?;
         config.sandbox = sandbox;
+        config.approval = approval;
+        if let Some(forge) = &config.forge {
+            // The forge's credentials are orch's: no step may read them, wherever they are.
+            config.sandbox.secret_files.extend(
+                [&forge.token_file, &forge.private_key_file]
+                    .into_iter()
+                    .flatten()
+                    .map(std::path::PathBuf::from),
+            );
+            check_forge_secrets(forge, dir, &config).map_err(|message| ProjectConfigError {
+                path: shown.clone(),
+                message,
+            })?;
+        }
         if let Some(text) = env("ORCH_COPY_MAX_SIZE") {
             config.copy_max_size =
                 ByteSize::parse(&text).map_err(|message| ProjectConfigError {
@@ -227,6 +304,69 @@ impl ProjectConfig {
             })?;
         Ok(config)
     }
+}
+
+/// Take `[approval]` out of one layer (layers add their rules up rather than replace them).
+fn approval_layer(
+    shown: &str,
+    table: &mut toml::Table,
+) -> Result<orch_core::approval::ApprovalPolicy, ProjectConfigError> {
+    let Some(value) = table.remove("approval") else {
+        return Ok(orch_core::approval::ApprovalPolicy::default());
+    };
+    let policy: orch_core::approval::ApprovalPolicy =
+        value
+            .try_into()
+            .map_err(|e: toml::de::Error| ProjectConfigError {
+                path: shown.to_owned(),
+                message: format!("[approval]: {e}"),
+            })?;
+    policy.validate().map_err(|message| ProjectConfigError {
+        path: shown.to_owned(),
+        message,
+    })?;
+    Ok(policy)
+}
+
+/// The forge's credentials must stay out of every step's reach: its files absolute and outside
+/// the project (which steps read), its variable not passed to steps.
+fn check_forge_secrets(
+    forge: &orch_core::forge::ForgeFile,
+    project_dir: &Path,
+    config: &ProjectConfig,
+) -> Result<(), String> {
+    for (key, file) in [
+        ("token_file", &forge.token_file),
+        ("private_key_file", &forge.private_key_file),
+    ] {
+        let Some(file) = file else { continue };
+        let path = Path::new(file);
+        if !path.is_absolute() {
+            return Err(format!(
+                "forge.{key} = \"{file}\" is not an absolute path; give the file's full path"
+            ));
+        }
+        let inside = |dir: &Path| {
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+            let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+            path.starts_with(dir)
+        };
+        if inside(project_dir) {
+            return Err(format!(
+                "forge.{key} = \"{file}\" lies inside the project, which every task can read; \
+                 keep the credential outside it (e.g. under ~/.config)"
+            ));
+        }
+    }
+    if let Some(name) = &forge.token_env {
+        if config.env_allowlist.contains(name) || config.secret_env.contains(name) {
+            return Err(format!(
+                "forge.token_env = \"{name}\" is also passed to steps (env_allowlist or \
+                 secret_env); remove it there, since only orch may use the forge's token"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn read_table(path: &Path) -> Result<Option<toml::Table>, ProjectConfigError> {
@@ -274,7 +414,28 @@ impl ProjectConfig {
     /// Checks across keys that serde cannot express (names that must exist, numbers >= 1).
     pub fn validate(&self) -> Result<(), String> {
         router::validate(self.routing())?;
-        self.review.validate()
+        self.review.validate()?;
+        if let Some(agent) = &self.default_agent {
+            let known = agent == "auto"
+                || orch_agents::known_agents().contains(&agent.as_str())
+                || self.agents.commands.contains_key(agent);
+            if !known {
+                return Err(format!(
+                    "default_agent = \"{agent}\" is not an agent orch knows; use one of {}, \
+                     `auto` to route, or define [agents.commands.{agent}]",
+                    orch_agents::known_agents().join(", ")
+                ));
+            }
+        }
+        if let Some(forge) = &self.forge {
+            forge.check_keys()?;
+        }
+        self.claim_limits().map(drop)
+    }
+
+    /// The claim-time limits of `[concurrency]` and `[budgets]`, checked.
+    pub fn claim_limits(&self) -> Result<orch_core::limits::ClaimLimits, String> {
+        orch_core::limits::ClaimLimits::new(self.concurrency.clone(), self.budgets.clone())
     }
 
     /// The values of the environment variables this project marks secret (those that are set).
@@ -393,6 +554,45 @@ mod tests {
     }
 
     #[test]
+    fn forge_credentials_within_a_steps_reach_are_refused_and_token_files_are_hidden() {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            std::fs::write(project.path().join(".orch.toml"), text).unwrap();
+            ProjectConfig::load_layers(
+                Some(&home.path().join("config.toml")),
+                project.path(),
+                &|_| None,
+            )
+        };
+        let inside = project.path().join("token");
+        let error = load(&format!("[forge]\ntoken_file = \"{}\"\n", inside.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("inside the project"), "{error}");
+        let error = load("[forge]\ntoken_file = \"token\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("absolute"), "{error}");
+        let error = load("env_allowlist = [\"GH_TOKEN\"]\n[forge]\ntoken_env = \"GH_TOKEN\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("passed to steps"), "{error}");
+        let error = load("default_agent = \"gpt\"\n").unwrap_err().to_string();
+        assert!(error.contains("default_agent"), "{error}");
+        let outside = home.path().join("github-token");
+        let config = load(&format!(
+            "default_agent = \"sim\"\n[forge]\nrepo = \"octo/w\"\ntoken_file = \"{}\"\n",
+            outside.display()
+        ))
+        .unwrap();
+        assert_eq!(config.default_agent.as_deref(), Some("sim"));
+        assert_eq!(config.sandbox.secret_files, vec![outside.clone()]);
+        let policy = crate::sandbox::answer_policy(home.path(), &config.sandbox);
+        assert!(policy.hidden.contains(&outside), "{:?}", policy.hidden);
+    }
+
+    #[test]
     fn unknown_keys_and_impossible_values_are_refused() {
         for (text, expected) in [
             ("[router]\nagnet = \"sim\"\n", "unknown field `agnet`"),
@@ -411,3 +611,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod plan_tests;

@@ -25,11 +25,16 @@ use crate::sandbox::{SandboxDecision, Scratch};
 use crate::workspace::{StartRequest, TaskKey, Workspace, WorkspaceError, WorkspaceRequest};
 
 mod agent;
+mod ask;
+mod budget;
 mod command;
 mod execute;
 mod lease;
+mod plan;
+mod record;
 mod report;
 
+pub use ask::InputTimeout;
 pub use execute::execute;
 
 use agent::reply_step;
@@ -55,6 +60,9 @@ pub struct WorkerSettings {
     /// orch's own secrets this worker holds (a remote worker's worker token), redacted from
     /// every run like a secret value; the tokens in `home` are added at each run.
     pub own_secrets: Vec<String>,
+    /// The home's key for secrets kept at rest (info-request answers), for an embedded worker;
+    /// a remote worker gets the values opened by the daemon.
+    pub secret_box: Option<orch_store::secret_box::SecretBox>,
 }
 
 impl WorkerSettings {
@@ -68,6 +76,7 @@ impl WorkerSettings {
             kill_grace: Duration::from_secs(5),
             agent_pauses: Arc::default(),
             own_secrets: Vec::new(),
+            secret_box: None,
         }
     }
 
@@ -120,6 +129,8 @@ pub enum RunEnd {
     Requeued,
     /// The lease was lost; nothing was reported.
     LeaseLost,
+    /// A step asked for values: the run ended and its task awaits input (no slot held).
+    Parked,
 }
 
 fn now_ms() -> i64 {
@@ -168,6 +179,7 @@ async fn run_task(
     settings: &WorkerSettings,
     claim: &Claim,
     cancel: CancellationToken,
+    park: &mut Option<orch_store::NewInfoRequest>,
 ) -> Verdict {
     let task = &claim.task;
     let project_dir = match coordinator.project_dir(task.project).await {
@@ -192,6 +204,26 @@ async fn run_task(
             }
         }
     };
+    // A step-less task stored before such tasks became agent work (or written to the store
+    // directly) gets its implicit agent step now: nothing that does no work ends `done`.
+    let implicit;
+    let task = if task.spec.steps.is_empty() {
+        let mut with_step = task.clone();
+        with_step
+            .spec
+            .steps
+            .push(orch_core::input::implicit_agent_step(
+                &with_step.spec.title,
+                &with_step.spec.body,
+            ));
+        if let Some(agent) = config.default_agent.as_deref().filter(|a| *a != "auto") {
+            with_step.spec.apply_default_agent(agent);
+        }
+        implicit = with_step;
+        &implicit
+    } else {
+        task
+    };
     let prompts = match orch_agents::prompt::Prompts::load(&project_dir) {
         Ok(prompts) => prompts,
         Err(e) => {
@@ -206,6 +238,19 @@ async fn run_task(
     let secrets = config.secret_values();
     let mut secret_values: Vec<String> = secrets.values().cloned().collect();
     secret_values.extend(own_secrets(settings));
+    let inputs = match ask::fetch_inputs(coordinator, settings, claim).await {
+        Ok(inputs) => inputs,
+        Err(reason) => {
+            return Verdict {
+                outcome: Outcome::Failed,
+                reason,
+                interrupted: false,
+                requeue_after: None,
+            }
+        }
+    };
+    // Answered secrets are redacted from everything the run writes, like configured ones.
+    secret_values.extend(inputs.iter().filter(|v| v.secret).map(|v| v.value.clone()));
     let redactor = Redactor::new(&secret_values);
     let mut bundle = match Bundle::create(
         &settings.home.join("runs"),
@@ -247,8 +292,24 @@ async fn run_task(
         project_dir: project_dir.clone(),
         sandbox: SandboxDecision::Off,
         dependencies: &claim.dependencies,
+        children: match coordinator
+            .children_context(&settings.name, claim, &settings.home)
+            .await
+        {
+            Ok(children) => children,
+            Err(e) => {
+                tracing::warn!(task = %task.id, "could not read the task's children: {e}");
+                Vec::new()
+            }
+        },
+        inputs,
+        park: None,
+        claim,
+        coordinator,
+        planned: false,
     };
     let mut verdict = runner.run(&project_dir, cancel).await;
+    *park = runner.park.take();
     if let Some(review) = runner.review_record.take() {
         // Before the completion, while the lease is still this run's.
         if let Err(e) = coordinator
@@ -319,87 +380,37 @@ struct Runner<'a> {
     sandbox: SandboxDecision,
     /// The task's dependencies (from the claim), in `needs` order.
     dependencies: &'a [orch_store::DependencyRef],
+    /// The task's children and their results, for `context.json` (a parent's next step).
+    children: Vec<serde_json::Value>,
+    /// The values the task was given by answers to its info requests (opened).
+    inputs: Vec<orch_store::InputValue>,
+    /// A step asked for values: the run parks with this request instead of completing.
+    park: Option<orch_store::NewInfoRequest>,
+    /// The claim and its coordinator (a planner step creates children through them).
+    claim: &'a Claim,
+    coordinator: &'a Coordinator,
+    /// A planner step created the task's children: the run ends after it, unreviewed.
+    planned: bool,
 }
 
 impl Runner<'_> {
-    fn log(&mut self, step: Option<&str>, line: &str) {
-        let stamped = format!("{} {line}\n", rfc3339(now_ms()));
-        if let Err(e) = self.bundle.append("logs.txt", stamped.as_bytes()) {
-            tracing::warn!("could not write logs.txt: {e}");
+    /// The task's tool recipes, checked before the worktree is made, as a step would find
+    /// them (the PATH steps get): a missing or mismatched tool fails the task for good.
+    async fn tools_preflight(&self) -> Option<Verdict> {
+        let tools = &self.task.spec.tools;
+        if tools.is_empty() {
+            return None;
         }
-        if let Some(step) = step {
-            if let Err(e) = self
-                .bundle
-                .append(&format!("steps/{step}/logs.txt"), stamped.as_bytes())
-            {
-                tracing::warn!("could not write steps/{step}/logs.txt: {e}");
-            }
-        }
-    }
-
-    fn write_state(&mut self, status: &str) {
-        let steps: Vec<_> = self
-            .task
-            .spec
-            .steps
-            .iter()
-            .map(|step| {
-                let done = self.steps.iter().find(|r| r.name == step.name);
-                json!({ "name": step.name, "status": done.map_or("pending".to_owned(), |r| status_name(r.status)) })
-            })
-            .collect();
-        let state = json!({
-            "task": self.task.id.0, "attempt": self.attempt, "run": self.run_id,
-            "status": status, "worker": self.settings.name, "steps": steps, "updated_at": rfc3339(now_ms()),
-        });
-        if let Err(e) = self.bundle.write_json("state.json", &state) {
-            tracing::warn!("could not write state.json: {e}");
-        }
-    }
-
-    fn write_context(&mut self) {
-        let steps: Vec<_> = self
-            .steps
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name, "status": status_name(r.status), "summary": r.summary,
-                    "exit_code": r.exit_code, "session_id": r.session_id, "output_tail": r.output_tail,
-                })
-            })
-            .collect();
-        let context = json!({
-            "task": { "id": self.task.id.0, "title": self.task.spec.title.as_str(), "body": self.task.spec.body, "labels": self.task.spec.labels },
-            "attempt": self.attempt,
-            "steps": steps,
-        });
-        if let Err(e) = self.bundle.write_json("context.json", &context) {
-            tracing::warn!("could not write context.json: {e}");
-        }
-        // Steps read a copy in their scratch area: the bundle is out of their reach.
-        let scratch = self.scratch();
-        let bytes = serde_json::to_vec_pretty(&context).unwrap_or_default();
-        let (redacted, _) = self.bundle.redactor().redact(&bytes);
-        let copied = crate::off_async(|| {
-            std::fs::create_dir_all(&scratch.root)
-                .and_then(|()| std::fs::write(scratch.context(), redacted))
-        });
-        if let Err(e) = copied {
-            tracing::warn!("could not write the scratch copy of context.json: {e}");
-        }
-    }
-
-    /// `job.json`: the task, the run and, once the worktree is prepared, where it started.
-    fn write_job(
-        &mut self,
-        project_dir: &Path,
-        start: Option<&crate::workspace::Start>,
-    ) -> std::io::Result<()> {
-        let mut job = json!({ "task": self.task.id.0, "attempt": self.attempt, "run": self.run_id, "project": project_dir, "spec": self.task.spec });
-        if let Some(start) = start {
-            job["start"] = json!(start);
-        }
-        self.bundle.write_json("job.json", &job)
+        let path = std::env::var("PATH").ok();
+        let problem = crate::task_tree::check_tools(tools, path.as_deref())
+            .await
+            .err()?;
+        Some(Verdict {
+            outcome: Outcome::FailedPermanently,
+            reason: format!("tool recipe: {problem}"),
+            interrupted: false,
+            requeue_after: None,
+        })
     }
 
     async fn run(&mut self, project_dir: &Path, cancel: CancellationToken) -> Verdict {
@@ -416,7 +427,10 @@ impl Runner<'_> {
         let started = now_ms();
         if let Some(verdict) = match self.sandbox_preflight() {
             Some(refused) => Some(refused),
-            None => self.preflight().await,
+            None => match self.preflight().await {
+                Some(refused) => Some(refused),
+                None => self.tools_preflight().await,
+            },
         } {
             self.log(None, &verdict.reason);
             self.finish(None, started, verdict.outcome, &verdict.reason, None)
@@ -599,21 +613,25 @@ impl Runner<'_> {
                 self.steps.push(skipped(&step.name));
                 continue;
             }
-            if let Some(checkpoint) = completed.get(&step.name) {
-                self.log(
-                    Some(&step.name),
-                    &format!(
-                        "step {} `{}` was done by an earlier attempt (checkpoint {checkpoint}); not run again",
-                        index + 1,
-                        step.name
-                    ),
-                );
-                self.steps.push(done_earlier(&step.name, checkpoint));
+            if let Some(report) = self.done_before(index, step, &completed) {
+                self.steps.push(report);
                 continue;
             }
-            let report = self
+            self.clear_ask();
+            let mut report = self
                 .run_step(index, step, &workspace, run_cancel.clone())
                 .await;
+            if self.ask_after_step(step, &mut report, &mut verdict) {
+                self.steps.push(report);
+                self.write_context();
+                self.write_state("awaiting_input");
+                break;
+            }
+            if self.after_plan(step, &mut report, &mut verdict).await {
+                self.steps.push(report);
+                self.write_context();
+                break;
+            }
             let failed = report.status != ResultStatus::Succeeded;
             if failed {
                 verdict = step_verdict(
@@ -640,7 +658,7 @@ impl Runner<'_> {
                 requeue_after: None,
             };
         }
-        if verdict.outcome == Outcome::Succeeded && !verdict.interrupted {
+        if verdict.outcome == Outcome::Succeeded && !verdict.interrupted && !self.planned {
             if let Some(agent) = self.config.review.agent.clone() {
                 verdict = self.review(&agent, &workspace, &run_cancel).await;
                 if cancel.is_cancelled() {
@@ -665,7 +683,8 @@ impl Runner<'_> {
                 requeue_after: None,
             };
         }
-        let status = verdict.interrupted.then_some(ResultStatus::Cancelled);
+        let status =
+            (verdict.interrupted || self.park.is_some()).then_some(ResultStatus::Cancelled);
         self.finish(
             Some(&workspace),
             started,
@@ -770,6 +789,7 @@ impl Runner<'_> {
             && self.config.auto_commit
             && self.reply.is_none()
             && !cancel.is_cancelled()
+            && !self.asked()
         {
             match workspace
                 .checkpoint(self.task.id.0, self.run_id, &step.name)
@@ -835,20 +855,6 @@ impl Runner<'_> {
             ),
         );
         report
-    }
-
-    fn write_result(&mut self, relative: &str, result: &RunResult) {
-        match serde_json::to_value(result) {
-            Ok(value) => {
-                if let Err(e) = crate::bundle::validate_result(&value) {
-                    tracing::error!("{relative} does not match its schema: {e}");
-                }
-                if let Err(e) = self.bundle.write_json(relative, &value) {
-                    tracing::error!("could not write {relative}: {e}");
-                }
-            }
-            Err(e) => tracing::error!("could not serialize {relative}: {e}"),
-        }
     }
 
     async fn finish(

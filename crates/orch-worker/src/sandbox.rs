@@ -50,6 +50,9 @@ pub struct SandboxSettings {
     pub read: Vec<PathBuf>,
     /// The daemon user's real `HOME`, hidden from tasks.
     pub user_home: Option<PathBuf>,
+    /// Files holding orch's forge credentials (`[forge] token_file`, `private_key_file`),
+    /// hidden from tasks wherever they are.
+    pub secret_files: Vec<PathBuf>,
     /// `ORCH_SANDBOX_UNSUPPORTED` is set: act as if the machine had no sandbox at all (to test
     /// the refusal path on a machine that has one).
     pub force_unsupported: bool,
@@ -275,6 +278,7 @@ pub fn step_policy(
     }
     let mut hidden = vec![home.to_owned()];
     hidden.extend(settings.user_home.iter().cloned());
+    hidden.extend(settings.secret_files.iter().cloned());
     SandboxPolicy {
         read_write,
         read_only,
@@ -291,6 +295,7 @@ pub fn step_policy(
 pub fn answer_policy(home: &Path, settings: &SandboxSettings) -> SandboxPolicy {
     let mut hidden = vec![home.to_owned()];
     hidden.extend(settings.user_home.iter().cloned());
+    hidden.extend(settings.secret_files.iter().cloned());
     SandboxPolicy {
         read_write: Vec::new(),
         read_only: settings.read.clone(),

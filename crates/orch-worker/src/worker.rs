@@ -127,6 +127,9 @@ async fn worker_loop(
             RunEnd::LeaseLost => {
                 tracing::warn!(worker = %settings.name, task = %task, "lease lost")
             }
+            RunEnd::Parked => {
+                tracing::info!(worker = %settings.name, task = %task, "parked: awaiting input")
+            }
         }
     }
     None

@@ -30,12 +30,14 @@
 //! deletes the recorded directories itself, without following links and without asking git
 //! (which would read the task-writable `.git` and `gitdir` files).
 
+pub mod base_merge;
 mod checkpoint;
 mod copy;
 mod copy_changes;
 mod git;
 mod land;
 mod places;
+pub mod push;
 mod start;
 mod worktree;
 

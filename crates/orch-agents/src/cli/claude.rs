@@ -10,9 +10,24 @@ use serde_json::Value;
 use super::{parse_json, str_at, u64_at};
 use crate::AgentEvent;
 
-/// The parser's state: nothing but what `result` needs.
+/// The parser's state: the usage of the assistant messages seen so far, so each new message
+/// reports the session's usage at once (a budget can stop the session mid-stream) rather than
+/// only in the final `result`.
 #[derive(Debug, Default)]
-pub struct ClaudeParser {}
+pub struct ClaudeParser {
+    /// The id of the last assistant message counted (its content blocks repeat its usage).
+    last_message: Option<String>,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+fn usage_tokens(usage: &Value) -> (u64, u64) {
+    // Saturating: a CLI's counts are input, and must not overflow a sum.
+    let input = u64_at(usage, "/input_tokens")
+        .saturating_add(u64_at(usage, "/cache_creation_input_tokens"))
+        .saturating_add(u64_at(usage, "/cache_read_input_tokens"));
+    (input, u64_at(usage, "/output_tokens"))
+}
 
 impl ClaudeParser {
     /// The events of one line.
@@ -25,17 +40,27 @@ impl ClaudeParser {
                 session_id: str_at(&value, "/session_id").unwrap_or_default().to_owned(),
                 model: str_at(&value, "/model").map(str::to_owned),
             }],
-            (Some("assistant"), _) => content_events(&value, "assistant"),
+            (Some("assistant"), _) => {
+                let mut events = content_events(&value, "assistant");
+                let id = str_at(&value, "/message/id").map(str::to_owned);
+                if let (Some(id), Some(usage)) = (id, value.pointer("/message/usage")) {
+                    if self.last_message.as_deref() != Some(id.as_str()) {
+                        let (input, output) = usage_tokens(usage);
+                        self.input_tokens = self.input_tokens.saturating_add(input);
+                        self.output_tokens = self.output_tokens.saturating_add(output);
+                        self.last_message = Some(id);
+                        events.push(AgentEvent::Usage {
+                            input_tokens: self.input_tokens,
+                            output_tokens: self.output_tokens,
+                            cost_usd: None,
+                        });
+                    }
+                }
+                events
+            }
             (Some("user"), _) => content_events(&value, "user"),
             (Some("result"), _) => {
-                let usage = value.pointer("/usage");
-                // Saturating: a CLI's counts are input, and must not overflow a sum.
-                let input = usage.map_or(0, |u| {
-                    u64_at(u, "/input_tokens")
-                        .saturating_add(u64_at(u, "/cache_creation_input_tokens"))
-                        .saturating_add(u64_at(u, "/cache_read_input_tokens"))
-                });
-                let output = usage.map_or(0, |u| u64_at(u, "/output_tokens"));
+                let (input, output) = value.pointer("/usage").map_or((0, 0), usage_tokens);
                 let cost = value.pointer("/total_cost_usd").and_then(Value::as_f64);
                 let is_error = value
                     .pointer("/is_error")

@@ -30,6 +30,15 @@ pub(crate) enum Instruction {
     Say { text: String },
     /// `@answer <text>`: one line of the session's final answer.
     Answer { text: String },
+    /// `@cost <usd>`: add this much to the session's reported cost (in millionths of a dollar)
+    /// and report the usage so far at once, as a paid model's stream does.
+    Cost { micros: u64 },
+    /// `@ask [--secret] [--file] [--hint NAME] KEY...`: ask a human for values (an info
+    /// request) unless the environment has them; asking ends the session.
+    Ask { ask: orch_core::info_request::Ask },
+    /// `@plan`, the plan's JSON lines, `@end`: write the plan to `ORCH_PLAN_FILE` (a planner
+    /// step's output); elsewhere it does nothing.
+    Plan { content: String },
 }
 
 /// Why a prompt could not be read; `line` is 1-based.
@@ -128,15 +137,82 @@ pub(crate) fn parse(prompt: &str) -> Result<Vec<Instruction>, ParseError> {
                     text: argument.to_owned(),
                 }
             }
+            Directive::Cost => {
+                let usd = argument
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|usd| usd.is_finite() && *usd >= 0.0)
+                    .ok_or_else(|| {
+                        error(format!(
+                            "`@cost` takes an amount of US dollars, such as `@cost 0.25`; got `{argument}`"
+                        ))
+                    })?;
+                // Whole millionths: the amount is a test's script, never a bill.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let micros = (usd * 1_000_000.0).round() as u64;
+                Instruction::Cost { micros }
+            }
+            Directive::Ask => Instruction::Ask {
+                ask: parse_ask(argument).map_err(error)?,
+            },
+            Directive::Plan => {
+                if !argument.is_empty() {
+                    return Err(error(
+                        "`@plan` takes nothing on its line; put the plan's JSON on the lines after it, then `@end`".to_owned(),
+                    ));
+                }
+                let content = body(&mut lines).ok_or_else(|| {
+                    error(
+                        "`@plan` has no closing `@end` line; end the plan with a line `@end`"
+                            .to_owned(),
+                    )
+                })?;
+                Instruction::Plan { content }
+            }
             Directive::End => {
                 return Err(error(
-                    "`@end` without an open `@write` or `@append`".to_owned(),
+                    "`@end` without an open `@write`, `@append` or `@plan`".to_owned(),
                 ))
             }
         };
         instructions.push(instruction);
     }
     Ok(instructions)
+}
+
+/// `[--secret] [--file] [--hint NAME] [KEY...]`, checked like `orch ask`'s.
+fn parse_ask(argument: &str) -> Result<orch_core::info_request::Ask, String> {
+    let (mut secret, mut file, mut hint, mut names) = (false, false, None, Vec::new());
+    let mut words = argument.split_whitespace();
+    while let Some(word) = words.next() {
+        match word {
+            "--secret" => secret = true,
+            "--file" => file = true,
+            "--hint" => {
+                let name = words
+                    .next()
+                    .ok_or("`@ask --hint` needs a provider: aws, gcp, azure or kubernetes")?;
+                hint = Some(name.parse::<orch_core::info_request::Hint>()?);
+            }
+            key => names.push(key.to_owned()),
+        }
+    }
+    orch_core::info_request::AskFile {
+        keys: names
+            .into_iter()
+            .map(|name| orch_core::info_request::AskedKey {
+                name,
+                secret,
+                optional: false,
+                file,
+                description: None,
+            })
+            .collect(),
+        hint,
+        reason: None,
+    }
+    .resolve()
+    .map_err(|e| format!("`@ask`: {e}"))
 }
 
 /// The directives `sim` knows; any other `@word` at the start of a line is prose.
@@ -151,6 +227,9 @@ enum Directive {
     Sleep,
     Say,
     Answer,
+    Cost,
+    Ask,
+    Plan,
     End,
 }
 
@@ -164,6 +243,9 @@ const DIRECTIVES: &[(&str, Directive)] = &[
     ("sleep", Directive::Sleep),
     ("say", Directive::Say),
     ("answer", Directive::Answer),
+    ("cost", Directive::Cost),
+    ("ask", Directive::Ask),
+    ("plan", Directive::Plan),
     ("end", Directive::End),
 ];
 
@@ -323,7 +405,7 @@ mod tests {
         check(
             "@end",
             expect![[r#"
-                error: prompt line 1: `@end` without an open `@write` or `@append`
+                error: prompt line 1: `@end` without an open `@write`, `@append` or `@plan`
             "#]],
         );
     }

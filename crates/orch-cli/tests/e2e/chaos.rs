@@ -92,11 +92,14 @@ fn daemon_and_remote_workers_killed_at_random_leave_every_done_task_with_each_li
             serve = restart_daemon();
             daemon_kills += 1;
         } else {
-            let old = std::mem::replace(
-                &mut workers[victim],
+            // Killed (and reaped) before its successor starts: the successor locks the same
+            // home, and a start that found the old one still holding it would exit at once.
+            let old = workers.remove(victim);
+            let _ = old.kill();
+            workers.insert(
+                victim,
                 remote_worker(&worker_homes[victim], &server, &token, names[victim]),
             );
-            let _ = old.kill();
         }
         kills += 1;
     }

@@ -325,3 +325,91 @@ fn cancel_with_a_reason_retry_with_a_delay_and_list_by_project_go_through_the_ap
     unknown.expect_code(2, "an unknown project");
     assert!(unknown.stderr.contains("nowhere"), "{}", unknown.stderr);
 }
+
+/// `value` read as the API type `T`, after dropping the keys the CLI adds to it (`drop`): it
+/// must read, and read back to the very same JSON (no field missing from the type, none renamed
+/// or extra in the CLI's output).
+fn as_api<T: serde::de::DeserializeOwned + serde::Serialize>(
+    what: &str,
+    value: &Value,
+    drop: &[&str],
+) -> T {
+    let mut value = value.clone();
+    if let Some(object) = value.as_object_mut() {
+        for key in drop {
+            assert!(
+                object.remove(*key).is_some(),
+                "{what}: no `{key}` in {value:#}"
+            );
+        }
+    }
+    let typed: T = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{what} is not its orch-api type: {e}\n{value:#}"));
+    let back = serde_json::to_value(&typed).expect("serialize");
+    assert_eq!(
+        back, value,
+        "{what}: the JSON differs from its orch-api type's"
+    );
+    typed
+}
+
+/// The CLI's `--json` output is the `orch-api` types, by the store path and through the daemon
+/// alike: a field renamed on either side fails here (and the shared types fail the build).
+#[test]
+fn cli_json_output_reads_as_the_orch_api_types_from_the_store_and_through_the_daemon() {
+    let home = Home::new();
+    let project = home
+        .path()
+        .to_str()
+        .expect("temp paths are UTF-8")
+        .to_owned();
+    let file = workflow(&home);
+    let mut daemon = None;
+    for (round, path) in [(1u64, "store"), (2, "api")] {
+        if path == "api" {
+            daemon = Some(serve(&home));
+        }
+        let added: orch_api::CreatedTask = as_api(
+            &format!("{path}: task add"),
+            &home.json(&["task", "add", "Typed", "--exec", "true", "--json"]),
+            &[],
+        );
+        let id = added.task.id.to_string();
+        let submitted: orch_api::WorkflowView = as_api(
+            &format!("{path}: run"),
+            &home.json(&["run", &file, "--project", &project, "--json"]),
+            &[],
+        );
+        assert_eq!(submitted.tasks.len(), 2, "{path}");
+        let listed: Vec<orch_api::TaskView> = as_api(
+            &format!("{path}: task list"),
+            &home.json(&["task", "list", "--json"]),
+            &[],
+        );
+        assert!(listed.iter().any(|t| t.id == added.task.id), "{path}");
+        let cancelled: orch_api::StatusChange = as_api(
+            &format!("{path}: task cancel"),
+            &home.json(&["task", "cancel", &id, "--json"]),
+            &[],
+        );
+        assert_eq!(cancelled.status, "cancelled", "{path}");
+        let detail: orch_api::TaskDetail = as_api(
+            &format!("{path}: task get"),
+            &home.json(&["task", "get", &id, "--json"]),
+            &["usage", "info_requests"],
+        );
+        assert_eq!(detail.task.status, "cancelled", "{path}");
+        assert!(!detail.events.is_empty(), "{path}");
+        let counts: orch_api::StatusCounts = as_api(
+            &format!("{path}: status"),
+            &home.json(&["status", "--json"]),
+            &["usage"],
+        );
+        assert_eq!(
+            counts.by_status.get("cancelled").copied(),
+            Some(round),
+            "{path}"
+        );
+    }
+    drop(daemon);
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::support::{events_named, int, on_both_backends, Home};
+use crate::support::{events_named, int, on_both_backends, poll_until, Home, SERVE_DEADLINE};
 
 const TASKS: usize = 300;
 const KILLS: usize = 20;
@@ -39,8 +39,16 @@ fn a_worker_killed_at_random_moments_loses_no_task_and_completes_none_twice(home
             "--idle-polls",
             "100000",
         ]);
+        // A worker still starting up (a busy machine) cannot be killed holding a claim: wait
+        // for its first run, then kill it at a random moment of its work.
+        poll_until(&format!("{owner} to claim a task"), SERVE_DEADLINE, || {
+            (home.query_int(&format!(
+                "SELECT COUNT(*) FROM runs WHERE owner = '{owner}'"
+            )) > 0)
+                .then_some(())
+        });
         // The random moment of the crash is the point of this sleep; it waits for no event.
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..=150)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..=100)));
         let killed = worker.kill();
         assert_eq!(
             killed.code, None,

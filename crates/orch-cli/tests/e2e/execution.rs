@@ -488,7 +488,10 @@ fn a_hundred_megabytes_of_output_are_capped_at_one_mebibyte_without_the_daemon_h
         .expect_code(0, "orch serve after SIGTERM");
     eprintln!("orch serve peak RSS: {warm_kib} KiB after a small run, {peak_kib} KiB after 100 MB of output");
     assert!(
-        peak_kib < 96 * MIB && peak_kib.saturating_sub(warm_kib) < 16 * MIB,
+        // The bound that matters is the growth: the output must not pass through the
+        // daemon's memory. The absolute cap only catches a daemon bloated from the start (a
+        // debug build with the forge client and the multi-threaded runtime sits near 95 MiB).
+        peak_kib < 128 * MIB && peak_kib.saturating_sub(warm_kib) < 16 * MIB,
         "orch serve grew from {warm_kib} KiB to {peak_kib} KiB for 100 MB of output"
     );
 

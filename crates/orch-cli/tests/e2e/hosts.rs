@@ -225,16 +225,19 @@ fn a_restarting_daemon_releases_only_its_own_runs_and_the_stream_of_one_shows_th
 /// one: is the branch merged?), in `home`, all on the repository `repo`.
 fn finished_tasks_with_worktrees(home: &Home, repo: &Path, count: usize) {
     let ids = home.submit_tasks(count, 3);
-    let finished = home.run(&[
-        "debug",
-        "claim-loop",
-        "--owner",
-        "bulk",
-        "--max",
-        &count.to_string(),
-        "--idle-polls",
-        "1",
-    ]);
+    // A thousand claims and completions: seconds on a quiet machine, more under load.
+    let finished = home
+        .spawn(&[
+            "debug",
+            "claim-loop",
+            "--owner",
+            "bulk",
+            "--max",
+            &count.to_string(),
+            "--idle-polls",
+            "1",
+        ])
+        .finish(Duration::from_secs(180));
     finished.expect_code(0, "finish the tasks");
     let (_, counts) = home.status_counts();
     assert_eq!(
@@ -289,7 +292,8 @@ fn a_daemon_started_in_a_home_with_a_thousand_finished_tasks_recovers_expired_le
     finished_tasks_with_worktrees(&home, repo.path(), 1000);
     // What one retention pass costs here (it only looks, with --dry-run).
     let started = Instant::now();
-    home.run(&["gc", "--dry-run", "--json"])
+    home.spawn(&["gc", "--dry-run", "--json"])
+        .finish(Duration::from_secs(180))
         .expect_code(0, "gc --dry-run");
     println!(
         "a retention pass over 1,000 worktrees takes {:?}",

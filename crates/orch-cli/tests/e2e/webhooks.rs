@@ -107,11 +107,12 @@ fn an_issue_delivered_twice_creates_one_task_and_a_bad_signature_creates_nothing
         repo.path().canonicalize().unwrap()
     );
 
-    // A comment mentioning the configured handle creates a task; the default one does not.
+    // A comment mentioning the configured handle on an issue no task is linked to creates a
+    // task; the default handle does not.
     let comment = |id: u64, text: &str| {
         json!({
             "action": "created",
-            "issue": { "number": 12, "title": "Fix the login test", "labels": [] },
+            "issue": { "number": 13, "title": "Fix the login test", "labels": [] },
             "comment": { "id": id, "body": text, "user": { "login": "octocat" },
                          "html_url": "https://github.com/acme/widgets/issues/12#c" },
             "repository": { "full_name": "acme/widgets" },

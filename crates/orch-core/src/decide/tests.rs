@@ -21,6 +21,7 @@ fn task(status: Status, attempts_used: u32, max_attempts: u32) -> TaskFacts {
         requires_approval: false,
         retry: RetryPolicy::default(),
         active_run: None,
+        children: Vec::new(),
     }
 }
 
@@ -422,13 +423,17 @@ fn a_new_task_starts_where_its_dependencies_put_it() {
     expect![[r#"
         deps=0 approval=false: status queued
         Create { task: TaskId(7), to: Queued, reason: None }
+        SettleDependents { task: TaskId(7) }
         deps=0 approval=true: status awaiting_approval
         Create { task: TaskId(7), to: Queued, reason: None }
         move 7 queued --request_approval--> awaiting_approval (waits for `orch task approve`)
+        SettleDependents { task: TaskId(7) }
         deps=1 approval=true: status waiting
         Create { task: TaskId(7), to: Waiting, reason: None }
+        SettleDependents { task: TaskId(7) }
         deps=2 approval=false: status blocked
         Create { task: TaskId(7), to: Blocked, reason: Some("dependency 2 (`d2`) is needs_review") }
+        SettleDependents { task: TaskId(7) }
     "#]]
     .assert_eq(&out);
 }
@@ -576,4 +581,116 @@ fn blocking_spreads_down_the_graph_and_a_retry_undoes_it() {
         ]
     "#]]
     .assert_debug_eq(&graph.log);
+}
+
+fn parent(status: Status, children: &[Status]) -> TaskFacts {
+    let mut facts = task(status, 1, 3);
+    facts.children = children
+        .iter()
+        .enumerate()
+        .map(|(i, s)| dep(20 + i64::try_from(i).unwrap(), *s))
+        .collect();
+    facts
+}
+
+#[test]
+fn a_parent_rests_blocked_until_its_children_are_done_and_a_failed_child_needs_a_human() {
+    use Status::*;
+    let cases: &[(&str, Status, &[Status])] = &[
+        ("queued parent gets a child", Queued, &[Queued]),
+        (
+            "awaiting approval gets a child",
+            AwaitingApproval,
+            &[Waiting],
+        ),
+        ("blocked, one of two done", Blocked, &[Done, Running]),
+        ("blocked, all done", Blocked, &[Done, Done]),
+        ("blocked, one failed", Blocked, &[Done, Failed]),
+        ("waiting, one cancelled", Waiting, &[Cancelled]),
+        ("running parent is left alone", Running, &[Queued]),
+        ("done parent is left alone", Done, &[Failed]),
+    ];
+    let mut out = String::new();
+    for (name, status, children) in cases {
+        let effects = settle_dependent(&DependentFacts {
+            task: parent(*status, children),
+            dependencies: Vec::new(),
+        });
+        let _ = writeln!(out, "{name}:");
+        match effects {
+            Ok(effects) => out.push_str(&render_effects(&effects)),
+            Err(e) => {
+                let _ = writeln!(out, "refused: {e}");
+            }
+        }
+    }
+    expect![[r#"
+        queued parent gets a child:
+        move 7 queued --block--> blocked (waits for its children: 0 of 1 done)
+        SettleDependents { task: TaskId(7) }
+        awaiting approval gets a child:
+        move 7 awaiting_approval --block--> blocked (waits for its children: 0 of 1 done)
+        SettleDependents { task: TaskId(7) }
+        blocked, one of two done:
+        SetReason { task: TaskId(7), reason: Some("waits for its children: 1 of 2 done") }
+        blocked, all done:
+        move 7 blocked --promote--> queued
+        SettleDependents { task: TaskId(7) }
+        blocked, one failed:
+        move 7 blocked --child_failed--> needs_review (child 21 (`d21`) is failed)
+        SettleDependents { task: TaskId(7) }
+        waiting, one cancelled:
+        move 7 waiting --child_failed--> needs_review (child 20 (`d20`) is cancelled)
+        SettleDependents { task: TaskId(7) }
+        running parent is left alone:
+        done parent is left alone:
+    "#]]
+    .assert_eq(&out);
+}
+
+#[test]
+fn a_parent_run_that_succeeds_before_its_children_blocks_and_gives_the_attempt_back() {
+    let mut out = String::new();
+    for children in [
+        &[Status::Queued][..],
+        &[Status::Done, Status::NeedsReview][..],
+        &[Status::Done][..],
+    ] {
+        let plan = complete(
+            &parent(Status::Running, children),
+            RunId(3),
+            Outcome::Succeeded,
+            None,
+            NOW,
+            0.0,
+        );
+        out.push_str(&render(plan));
+    }
+    let retried = retry(
+        &parent(Status::NeedsReview, &[Status::Failed]),
+        &[],
+        None,
+        NOW,
+    );
+    out.push_str(&render(retried));
+    assert!(adopt(&parent(Status::Done, &[])).is_err());
+    assert!(adopt(&parent(Status::Running, &[])).is_ok());
+    expect![[r#"
+        status blocked
+        SetAttempts { task: TaskId(7), attempts_used: 0 }
+        move 7 running --await_children--> blocked (waits for its children: 0 of 1 done) run 3
+        SettleDependents { task: TaskId(7) }
+        status needs_review
+        move 7 running --escalate--> needs_review (child 21 (`d21`) is needs_review) run 3
+        SettleDependents { task: TaskId(7) }
+        status done
+        move 7 running --complete--> done run 3
+        AnswerReplies { task: TaskId(7), run: RunId(3) }
+        SettleDependents { task: TaskId(7) }
+        status blocked
+        SetAttempts { task: TaskId(7), attempts_used: 0 }
+        move 7 needs_review --retry--> blocked (child 20 (`d20`) is failed)
+        SettleDependents { task: TaskId(7) }
+    "#]]
+    .assert_eq(&out);
 }

@@ -138,12 +138,16 @@ mod tests {
                 },
                 timeout: None,
                 network: true,
+                plan: false,
             }],
             retry: RetryPolicy::default(),
             timeout: None,
             requires_approval: false,
             merge: None,
             start_from: crate::model::StartFrom::default(),
+            unique_key: None,
+            tools: Vec::new(),
+            budget: None,
         }
     }
 

@@ -4,9 +4,13 @@
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use orch_core::{ReplyMessage, RunId};
-use orch_store::{AgentUsage, Op, UsageRecord, UsageSummary, UsageTotal};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use orch_store::{Op, UsageRecord};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+pub use orch_api::{
+    ReplyRequest, UsageRecordView, UsageReport, UsageSummaryView, UsageTotalView, UsageView,
+};
 
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
@@ -14,14 +18,6 @@ use super::tasks::{StatusChange, TaskIdPath};
 use super::ApiState;
 
 const ACTOR: &str = "api";
-
-/// A follow-up message for a finished task.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReplyRequest {
-    /// What to tell the agent; its last session is resumed with it.
-    pub message: String,
-}
 
 /// Reopen a finished task with a follow-up: its next run resumes the agent's last session in
 /// the same worktree.
@@ -41,45 +37,6 @@ pub async fn reply(
     }))
 }
 
-/// One agent session's usage.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct UsageView {
-    /// The run.
-    pub run: i64,
-    /// The step.
-    pub step: String,
-    /// The agent.
-    pub agent: String,
-    /// The model, when known.
-    pub model: Option<String>,
-    /// The session id.
-    pub session_id: Option<String>,
-    /// Input tokens.
-    pub input_tokens: u64,
-    /// Output tokens.
-    pub output_tokens: u64,
-    /// Cost in US dollars.
-    pub cost_usd: f64,
-    /// UTC day.
-    pub day: String,
-}
-
-impl From<AgentUsage> for UsageView {
-    fn from(u: AgentUsage) -> Self {
-        UsageView {
-            run: u.run.0,
-            step: u.step,
-            agent: u.agent,
-            model: u.model,
-            session_id: u.session_id,
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cost_usd: u.cost_usd,
-            day: u.day,
-        }
-    }
-}
-
 /// The agent sessions of a task with their usage.
 #[utoipa::path(get, path = "/v1/tasks/{id}/usage", tag = "tasks",
     params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
@@ -90,50 +47,7 @@ pub async fn task_usage(
 ) -> Result<Json<Vec<UsageView>>, ApiError> {
     state.store.task(id).await?;
     let rows = state.store.task_usage(id).await?;
-    Ok(Json(rows.into_iter().map(UsageView::from).collect()))
-}
-
-/// Usage summed over one agent or one day.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct UsageTotalView {
-    /// The agent or the day.
-    pub key: String,
-    /// Sessions counted.
-    pub sessions: u64,
-    /// Input tokens.
-    pub input_tokens: u64,
-    /// Output tokens.
-    pub output_tokens: u64,
-    /// Cost in US dollars.
-    pub cost_usd: f64,
-}
-
-/// Usage per agent and per day.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct UsageSummaryView {
-    /// Per agent, all time.
-    pub by_agent: Vec<UsageTotalView>,
-    /// Per day, newest first.
-    pub by_day: Vec<UsageTotalView>,
-}
-
-fn total(t: UsageTotal) -> UsageTotalView {
-    UsageTotalView {
-        key: t.key,
-        sessions: t.sessions,
-        input_tokens: t.input_tokens,
-        output_tokens: t.output_tokens,
-        cost_usd: t.cost_usd,
-    }
-}
-
-impl From<UsageSummary> for UsageSummaryView {
-    fn from(s: UsageSummary) -> Self {
-        UsageSummaryView {
-            by_agent: s.by_agent.into_iter().map(total).collect(),
-            by_day: s.by_day.into_iter().map(total).collect(),
-        }
-    }
+    Ok(Json(rows.into_iter().map(super::convert::usage).collect()))
 }
 
 /// How many days of per-day usage.
@@ -152,35 +66,9 @@ pub async fn usage(
     Query(query): Query<UsageQuery>,
 ) -> Result<Json<UsageSummaryView>, ApiError> {
     let days = query.days.unwrap_or(14).clamp(1, 366);
-    Ok(Json(state.store.usage_summary(days).await?.into()))
-}
-
-/// A worker's report of its run's agent sessions.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UsageReport {
-    /// One record per agent step.
-    pub records: Vec<UsageRecordView>,
-}
-
-/// One agent step's usage.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UsageRecordView {
-    /// The step.
-    pub step: String,
-    /// The agent.
-    pub agent: String,
-    /// The model.
-    pub model: Option<String>,
-    /// The session id.
-    pub session_id: Option<String>,
-    /// Input tokens.
-    pub input_tokens: u64,
-    /// Output tokens.
-    pub output_tokens: u64,
-    /// Cost in US dollars.
-    pub cost_usd: f64,
+    Ok(Json(super::convert::usage_summary(
+        state.store.usage_summary(days).await?,
+    )))
 }
 
 /// Record the usage of a run's agent sessions (fenced; a repeat replaces the earlier report).

@@ -53,9 +53,9 @@ use orch_worker::bundle::{
     checked_bundle_path, manifest_digests, scan_finished_bundle, sha256_file,
 };
 use orch_worker::redact::Redactor;
-use serde::{Deserialize, Serialize};
 use sha2::Digest;
-use utoipa::ToSchema;
+
+pub use orch_api::{BundleStored, FileLengths, FilePiece, FilesRequest};
 
 use super::error::{ApiError, ErrorBody};
 use super::fencing::{header, lease_error, RunCaller};
@@ -156,47 +156,6 @@ impl Uploaded {
 
 /// The header with the uploaded tar's SHA-256.
 const X_ORCH_BUNDLE_SHA256: HeaderName = HeaderName::from_static("x-orch-bundle-sha256");
-
-/// Pieces of a run's bundle files.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FilesRequest {
-    /// The pieces, applied in order.
-    pub files: Vec<FilePiece>,
-}
-
-/// Bytes of one bundle file.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FilePiece {
-    /// The file, relative to the run directory (`logs.txt`, `steps/build/cmd-1.stdout.log`).
-    pub path: String,
-    /// Where `data` starts in the file. Bytes the daemon already has are skipped; a piece
-    /// starting past the daemon's length is not applied (the answer says where to resume).
-    #[serde(default)]
-    pub offset: u64,
-    /// Replace the whole file with `data` (`offset` must be 0).
-    #[serde(default)]
-    pub replace: bool,
-    /// The bytes, base64 (standard alphabet, padded).
-    pub data: String,
-}
-
-/// Each file's length on the daemon after the request: where the next append of it starts.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FileLengths {
-    /// Path → length in bytes.
-    pub files: BTreeMap<String, u64>,
-}
-
-/// The uploaded bundle.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BundleStored {
-    /// Files stored.
-    pub files: u64,
-    /// Bytes stored.
-    pub bytes: u64,
-}
 
 /// The run's bundle directory on the daemon, if the caller holds the run's active lease.
 async fn fenced_dir(

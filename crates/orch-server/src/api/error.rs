@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orch_store::StoreError;
-use serde::Serialize;
-use utoipa::ToSchema;
+
+pub use orch_api::{ErrorBody, ErrorDetail};
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -62,26 +62,6 @@ pub enum ApiError {
         /// Seconds until the next request would be accepted.
         retry_after: u64,
     },
-}
-
-/// The JSON body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// One error.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable: `malformed`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `conflict`, `lease_lost`, `not_lease_holder`, `too_large`, `bundle_too_large`, `invalid`, `bundle_invalid`, `internal`, `unavailable`, `insufficient_storage`, `rate_limited`.
-    pub code: &'static str,
-    /// For humans.
-    pub message: String,
-    /// The offending field, if one is to blame.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -199,7 +179,7 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody {
             error: ErrorDetail {
-                code,
+                code: code.to_owned(),
                 message,
                 field,
             },
@@ -241,6 +221,8 @@ impl From<orch_app::AppError> for ApiError {
                 message: e.to_string(),
             },
             orch_app::AppError::Store(e) => e.into(),
+            e @ orch_app::AppError::NotLive(_) => ApiError::Conflict(e.to_string()),
+            e @ orch_app::AppError::Session(_) => ApiError::internal(&e),
         }
     }
 }

@@ -16,16 +16,17 @@ use futures_util::stream::{self, Stream};
 use orch_core::lifecycle::EventKind;
 use orch_core::Status;
 use orch_store::{FeedEvent, Store};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
 use super::ops::Metrics;
-use super::views::EventView;
 use super::ApiState;
+pub use orch_api::StreamedEvent;
+use orch_api::{EventView, LaggedEvent};
 
 /// How often the poller asks the store for new events.
 const POLL_EVERY: Duration = Duration::from_millis(100);
@@ -42,19 +43,6 @@ pub struct FeedItem {
     workflow: Option<i64>,
     to: Status,
     json: String,
-}
-
-/// The data of a `transition` event: the event as `/v1/tasks/{id}/events` shows it, with its
-/// task and the task's workflow.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StreamedEvent {
-    /// The task.
-    pub task: i64,
-    /// The task's workflow, if it came from one.
-    pub workflow: Option<i64>,
-    /// The event.
-    #[serde(flatten)]
-    pub event: EventView,
 }
 
 /// The sending side of the feed; subscribers get a receiver from it.
@@ -261,9 +249,9 @@ pub async fn stream_events(
                         }
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            let event = SseEvent::default()
-                                .event("lagged")
-                                .data(format!("{{\"missed\":{missed}}}"));
+                            let event = SseEvent::default().event("lagged").data(
+                                serde_json::to_string(&LaggedEvent { missed }).unwrap_or_default(),
+                            );
                             return Some((Ok(event), (receiver, filter, guard)));
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,

@@ -70,7 +70,7 @@ pub fn request_body(route: u8, body: &[u8]) -> Option<u16> {
         }),
         6 => extract::<serde_json::Value>(body)
             .and_then(from_value::<IssuesEvent>)
-            .and_then(|event| planned(plan_issue(event))),
+            .and_then(|event| planned(plan_issue(event, super::webhooks::GITHUB_LABEL))),
         7 => extract::<serde_json::Value>(body)
             .and_then(from_value::<IssueCommentEvent>)
             .and_then(|event| planned(plan_comment(event, "orch"))),
@@ -81,7 +81,7 @@ pub fn request_body(route: u8, body: &[u8]) -> Option<u16> {
         }),
         11 => extract::<RequeueRequest>(body).map(drop),
         12 => extract::<UsageReport>(body).map(drop),
-        13 => extract::<super::reviews::ReviewReport>(body)
+        13 => extract::<orch_api::ReviewReport>(body)
             .and_then(|r| super::reviews::review_record(r.review).map(drop)),
         _ => extract::<FilesRequest>(body).and_then(|r| {
             for piece in r.files {

@@ -17,9 +17,10 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream;
+pub use orch_api::{LogChunk, LogLine, LogSearch};
 use orch_core::TaskId;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
@@ -48,28 +49,6 @@ pub struct LogsQuery {
     pub limit: Option<usize>,
     /// Skip this many matching lines first; `json` only.
     pub offset: Option<usize>,
-}
-
-/// One log line.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LogLine {
-    /// The file, relative to the run directory (`logs.txt`, `steps/build/cmd-1.stdout.log`).
-    pub file: String,
-    /// The line's number in its file, from 1.
-    pub line: usize,
-    /// The line.
-    pub text: String,
-}
-
-/// Matching lines of a run's logs.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LogSearch {
-    /// Matching lines in all, before `offset` and `limit`.
-    pub total: usize,
-    /// The lines skipped.
-    pub offset: usize,
-    /// The lines returned, at most `limit`.
-    pub lines: Vec<LogLine>,
 }
 
 /// A run's logs: text, JSON lines matching `q`, or followed live.
@@ -240,12 +219,6 @@ async fn attempt_over(state: &ApiState, task: i64, attempt: u32) -> bool {
     }
 }
 
-#[derive(Serialize)]
-struct LogChunk<'a> {
-    file: &'a str,
-    text: &'a str,
-}
-
 /// Follow the files until the run has ended and everything it wrote has been sent.
 fn follow_logs(
     state: ApiState,
@@ -286,7 +259,7 @@ fn follow_logs(
                         let event = pending.pop().expect("just pushed");
                         return Some((Ok(event), (state, dir, offsets, pending, true)));
                     }
-                    for (file, text) in chunks.iter().rev() {
+                    for (file, text) in chunks.into_iter().rev() {
                         let data =
                             serde_json::to_string(&LogChunk { file, text }).unwrap_or_default();
                         pending.push(SseEvent::default().event("log").data(data));

@@ -7,22 +7,30 @@
 pub mod agents;
 pub mod auth;
 pub mod bundles;
+pub mod convert;
 pub mod docs;
 pub mod error;
 pub mod events;
 pub mod fencing;
+pub mod forge;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod health;
+pub mod info_requests;
+pub mod jobs;
 pub mod json;
+pub mod limits;
 pub mod logs;
+pub mod mentions;
 pub mod openapi;
 pub mod ops;
 pub mod reviews;
+pub mod task_tree;
 pub mod tasks;
 pub mod tls;
 pub mod views;
 pub mod webhooks;
+pub mod worker_plan;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -67,6 +75,11 @@ pub struct ApiState {
     /// Signalled when work may have become ready (a submit, retry, approval, completion,
     /// requeue, or the scheduler queueing tasks), to wake waiting claims at once.
     pub work_ready: Arc<tokio::sync::Notify>,
+    /// The web dashboard's settings (`crate::dashboard`).
+    pub dashboard: Arc<crate::dashboard::Settings>,
+    /// Remote worker slots heard from and the embedded workers' agent pauses, for the
+    /// dashboard's workers and agents pages (`crate::dashboard::fleet`).
+    pub fleet: Arc<crate::dashboard::fleet::Fleet>,
 }
 
 /// The whole API. `body_limit` caps every request body, in bytes.
@@ -80,15 +93,31 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/tasks/{id}/retry", post(tasks::retry))
         .route("/tasks/{id}/unblock", post(tasks::unblock))
         .route("/tasks/{id}/approve", post(tasks::approve))
+        .route("/tasks/{id}/kill", post(tasks::kill))
+        .route("/tasks/{id}/reject", post(task_tree::reject))
         .route("/tasks/{id}/reply", post(agents::reply))
         .route("/tasks/{id}/usage", get(agents::task_usage))
         .route("/usage", get(agents::usage))
+        .route("/usage/limits", get(limits::usage_limits))
         .route("/workflows", post(tasks::submit_workflow))
         .route("/status", get(tasks::status))
         .route("/projects", get(tasks::projects))
         .route("/events", get(events::stream_events))
         .route("/runs/{task}/{attempt}/logs", get(logs::logs))
         .route("/webhooks/tasks", post(webhooks::tasks))
+        .route("/tasks/{id}/info-requests", get(info_requests::of_task))
+        .route("/tasks/{id}/answers", post(info_requests::answer))
+        .route("/info-requests", get(info_requests::open))
+        .route("/worker/runs/{run}/info-request", post(info_requests::park))
+        .route("/worker/runs/{run}/inputs", post(info_requests::inputs))
+        .route("/worker/runs/{run}/children", post(task_tree::children))
+        .route("/worker/runs/{run}/plan", post(worker_plan::plan))
+        .route("/jobs", get(jobs::list).post(jobs::add))
+        .route("/jobs/{name}", axum::routing::delete(jobs::remove))
+        .route("/jobs/{name}/enable", post(jobs::enable))
+        .route("/jobs/{name}/disable", post(jobs::disable))
+        .route("/jobs/{name}/run", post(jobs::run))
+        .route("/tasks/{id}/publish", post(forge::publish))
         .merge(workers::routes())
         // Unknown `/v1` paths also need the token, so they do not reveal which routes exist.
         .fallback(error::not_found)
@@ -106,6 +135,8 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(ops::metrics))
+        // The web dashboard at `/` (HTML pages behind a session cookie; see `dashboard/`).
+        .merge(crate::dashboard::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -122,6 +153,15 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .with_state(state)
 }
 
+/// Write `text` to `path` whole: readers polling the file (`orch run --wait`, the tests) never
+/// see it created but still empty.
+fn write_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path)
+}
+
 /// Bind `addr`, record the bound address in `<home>/serve.addr`, and serve the API until `stop`
 /// fires. The returned handle ends when the server has shut down.
 pub(crate) async fn start(
@@ -130,6 +170,7 @@ pub(crate) async fn start(
     addr: SocketAddr,
     metrics: Arc<ops::Metrics>,
     work_ready: Arc<tokio::sync::Notify>,
+    fleet: Arc<crate::dashboard::fleet::Fleet>,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, ServeError> {
     let cors = ops::cors(&options.cors_origins)?;
@@ -155,18 +196,25 @@ pub(crate) async fn start(
         source,
     })?;
     let addr_file = options.home.join("serve.addr");
-    std::fs::write(&addr_file, format!("{bound}\n")).map_err(|source| ServeError::Io {
+    write_whole(&addr_file, &format!("{bound}\n")).map_err(|source| ServeError::Io {
         context: format!("write {}", addr_file.display()),
         source,
     })?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!(%bound, "HTTP API listening on {scheme}://{bound}");
+    // The base URL with its scheme, for `orch dashboard` (serve.addr has the address only).
+    let url_file = options.home.join("serve.url");
+    if let Err(e) = write_whole(&url_file, &format!("{scheme}://{bound}\n")) {
+        tracing::warn!(path = %url_file.display(), "could not write: {e}");
+    }
     let (feed, feed_poller) =
         events::EventFeed::start(store.clone(), metrics.clone(), stop.clone()).await?;
     let state = ApiState {
-        app: orch_app::App::new(store.clone()).with_check(Arc::new(
-            crate::submit_check::ConfigCheck::new(&options.home),
-        )),
+        app: orch_app::App::new(store.clone())
+            .with_check(Arc::new(crate::submit_check::ConfigCheck::new(
+                &options.home,
+            )))
+            .with_secret_box(options.secret_box.clone()),
         store,
         home: options.home.clone(),
         token: token.into(),
@@ -183,6 +231,8 @@ pub(crate) async fn start(
         max_bundle_bytes: options.max_bundle_bytes,
         bundle_lock: Arc::default(),
         work_ready,
+        dashboard: Arc::new(crate::dashboard::Settings::new(options.tls.is_some())),
+        fleet,
     };
     let mut app = router(state, options.body_limit);
     if let Some(cors) = cors {
@@ -226,5 +276,6 @@ pub(crate) async fn start(
         if let Err(e) = std::fs::remove_file(&addr_file) {
             tracing::warn!(path = %addr_file.display(), "could not remove: {e}");
         }
+        let _ = std::fs::remove_file(&url_file);
     }))
 }

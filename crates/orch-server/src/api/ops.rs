@@ -223,7 +223,7 @@ impl Metrics {
 /// The daemon's metrics in the Prometheus (OpenMetrics) text format; open, like `/health`.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format"),
-        (status = 500, body = super::error::ErrorBody)))]
+        (status = 500, body = orch_api::ErrorBody)))]
 pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let counts = state.store.status_counts().await?;
     state.metrics.set_task_counts(&counts);

@@ -5,45 +5,19 @@ use axum::extract::{Path, State};
 use axum::Json;
 use orch_core::RunId;
 use orch_store::{Op, ReviewRecord, ReviewVerdict};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
 use super::ApiState;
+pub use orch_api::{ReviewReport, ReviewView};
 
-/// A worker's report of its run's review (the worker and its token travel in the headers).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReviewReport {
-    /// The verdict.
-    pub review: ReviewView,
-}
-
-/// One review verdict, as reported and as handed to later claims.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReviewView {
-    /// Its round (1 for the first review since the last approval or escalation).
-    pub round: u32,
-    /// `approve` or `reject`.
-    pub verdict: String,
-    /// The reviewer's reasons.
-    #[serde(default)]
-    pub reasons: Vec<String>,
-    /// Whether this rejection sent the task to `needs_review`.
-    #[serde(default)]
-    pub escalated: bool,
-}
-
-impl From<&ReviewRecord> for ReviewView {
-    fn from(record: &ReviewRecord) -> Self {
-        ReviewView {
-            round: record.round,
-            verdict: record.verdict.as_str().to_owned(),
-            reasons: record.reasons.clone(),
-            escalated: record.escalated,
-        }
+/// A stored verdict as the API shows it (to later claims).
+pub(super) fn review_view(record: &ReviewRecord) -> ReviewView {
+    ReviewView {
+        round: record.round,
+        verdict: record.verdict.as_str().to_owned(),
+        reasons: record.reasons.clone(),
+        escalated: record.escalated,
     }
 }
 

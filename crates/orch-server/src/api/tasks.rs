@@ -1,7 +1,6 @@
 //! `/v1/tasks`, `/v1/workflows` and `/v1/status`: what `orch task ...`, `orch run` and
 //! `orch status` do, over HTTP.
 
-use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::time::Duration;
 
@@ -15,201 +14,18 @@ use orch_core::{
     TaskId, TaskSpec,
 };
 use orch_store::TaskFilter;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::json::{ApiJson, ApiJsonOrEmpty};
-use super::views::{EventView, RunView, TaskView};
 use super::ApiState;
+pub use orch_api::{
+    BranchView, CancelRequest, CreateTask, CreatedTask, ErrorBody, EventView, ListQuery,
+    ProjectView, RetryRequest, RunView, StatusChange, StatusCounts, SubmitWorkflow, TaskDetail,
+    TaskView, WorkflowView,
+};
 
 /// The actor named in events caused by API requests.
 const ACTOR: &str = "api";
-
-/// A new task: the fields of a single-task file, plus the project it belongs to.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTask {
-    /// The project's absolute directory (registered on first use).
-    pub project: String,
-    /// One-line title.
-    pub title: String,
-    /// Longer description; agent steps without a prompt get it as their prompt.
-    #[serde(default)]
-    pub body: String,
-    /// Free-form labels.
-    #[serde(default)]
-    pub labels: Vec<String>,
-    /// Higher runs first.
-    #[serde(default)]
-    pub priority: i32,
-    /// Ids of existing tasks that must be `done` first.
-    #[serde(default)]
-    pub needs: Vec<i64>,
-    /// The steps, run in order.
-    #[serde(default)]
-    pub steps: Vec<StepRequest>,
-    /// Runs the task may have in all (default 3).
-    #[serde(default)]
-    pub max_attempts: Option<u32>,
-    /// Wait for an approval before running.
-    #[serde(default)]
-    pub requires_approval: bool,
-}
-
-/// One step: `exec` (commands) or `agent`, not both.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StepRequest {
-    /// Unique within the task; default `step-<n>`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Commands to run in order.
-    #[serde(default)]
-    pub exec: Option<Vec<CommandRequest>>,
-    /// The agent to run (`sim`, `claude`, ...).
-    #[serde(default)]
-    pub agent: Option<String>,
-    /// The agent's prompt; default the task's body, or its title.
-    #[serde(default)]
-    pub prompt: Option<String>,
-    /// Model for the agent.
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Agent profile.
-    #[serde(default)]
-    pub profile: Option<String>,
-}
-
-/// One command of an exec step.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CommandRequest {
-    /// Program and arguments (never a shell string).
-    pub argv: Vec<String>,
-    /// Extra environment variables.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Working directory relative to the workspace.
-    #[serde(default)]
-    pub cwd: Option<String>,
-}
-
-/// A workflow file's text, submitted for a project.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitWorkflow {
-    /// The project's absolute directory (registered on first use).
-    pub project: String,
-    /// The workflow file's text (YAML).
-    pub yaml: String,
-    /// The name used in error messages (`<file>:<line>:<col>: ...`); default `workflow.yml`.
-    #[serde(default)]
-    pub file: Option<String>,
-}
-
-/// Which tasks to list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// Only tasks in this status (`queued`, `running`, `done`, ...).
-    pub status: Option<String>,
-    /// Only tasks of this project: its id, its name or its absolute directory.
-    pub project: Option<String>,
-    /// At most this many.
-    pub limit: Option<u32>,
-    /// Only tasks with this label.
-    pub label: Option<String>,
-    /// `newest` lists newest first; default (`oldest`) oldest first.
-    pub order: Option<String>,
-}
-
-/// A task's branch (git projects, when this daemon's home made it).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BranchView {
-    /// The branch's name, `orch/<id>-<slug>`.
-    pub name: String,
-    /// The commit at its tip.
-    pub head: String,
-}
-
-/// A task with its runs and events, as `orch task get --json` shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TaskDetail {
-    /// The task.
-    pub task: TaskView,
-    /// Its branch and head, when this home made one.
-    pub branch: Option<BranchView>,
-    /// Its normalized spec.
-    #[schema(value_type = Object)]
-    pub spec: serde_json::Value,
-    /// Its runs, oldest first.
-    pub runs: Vec<RunView>,
-    /// Its events, oldest first.
-    pub events: Vec<EventView>,
-    /// The latest run's bundle directory, if one was written.
-    pub bundle: Option<String>,
-    /// The latest run's `result.json`, if there is one.
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<serde_json::Value>,
-    /// The latest run's routing decision (`route.json`), for tasks with `agent: auto` steps.
-    #[schema(value_type = Option<Object>)]
-    pub route: Option<serde_json::Value>,
-    /// The latest run's review (`review.json`), for projects with `[review]`.
-    #[schema(value_type = Option<Object>)]
-    pub review: Option<serde_json::Value>,
-    /// Where the task's worktree started (`job.json`'s `start`): `{"commit": "<sha>", "from":
-    /// "base" | "dependencies", "branches": ["orch/..."]}`; absent before a run prepared it
-    /// and for copies.
-    #[schema(value_type = Option<Object>)]
-    pub start: Option<serde_json::Value>,
-}
-
-/// The tasks a workflow submission created.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WorkflowView {
-    /// The workflow's id.
-    pub workflow: Option<i64>,
-    /// The project's name.
-    pub project: String,
-    /// The tasks, in file order.
-    pub tasks: Vec<TaskView>,
-    /// Fields that looked like secrets and were redacted before the tasks were stored (absent
-    /// when none did).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
-/// A created task, with warnings about fields that looked like secrets.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedTask {
-    /// The task.
-    #[serde(flatten)]
-    pub task: TaskView,
-    /// Fields that looked like secrets and were redacted before the task was stored (absent
-    /// when none did): secrets belong in `secret_env`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
-/// A task's status after an action.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatusChange {
-    /// The task.
-    pub id: i64,
-    /// Its status now.
-    pub status: String,
-}
-
-/// Task counts.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatusCounts {
-    /// All tasks.
-    pub total: u64,
-    /// Tasks per status (every status, zeros included).
-    pub by_status: BTreeMap<String, u64>,
-}
 
 /// The `{id}` of a task route.
 #[derive(Debug, Clone, Copy)]
@@ -268,7 +84,7 @@ pub async fn list(
 /// Create one task.
 #[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTask,
     security(("bearer" = [])),
-    responses((status = 201, body = CreatedTask), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = CreatedTask), (status = 200, description = "A live task held the `unique_key`: that task", body = CreatedTask), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<CreateTask>,
@@ -281,11 +97,17 @@ pub async fn create(
         .tasks
         .first()
         .ok_or_else(|| ApiError::internal(&"submit created no task"))?;
+    let existing = submitted.existing.contains(&task.id);
     Ok((
-        StatusCode::CREATED,
+        if existing {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
         Json(CreatedTask {
             task: TaskView::from(task),
             warnings: submitted.warnings,
+            existing,
         }),
     ))
 }
@@ -329,6 +151,7 @@ pub async fn get(
             .and_then(|job| job.get("start").cloned())
             .filter(|start| !start.is_null()),
         bundle: bundle.map(|dir| dir.display().to_string()),
+        forge: super::forge::link_view(&state, id).await?,
     }))
 }
 
@@ -374,25 +197,6 @@ pub async fn events(
     Ok(Json(events.iter().map(EventView::from).collect()))
 }
 
-/// Why a task is cancelled (the body is optional).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CancelRequest {
-    /// Recorded with the cancellation and shown as the task's reason.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// When a retried task may run (the body is optional).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetryRequest {
-    /// Run no sooner than this many milliseconds from now (the task waits in `retry_wait`);
-    /// absent or 0: queued now.
-    #[serde(default)]
-    pub delay_ms: Option<u64>,
-}
-
 /// Cancel a task (its running steps are stopped).
 #[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks",
     request_body(content = Option<CancelRequest>, description = "Optional: `{\"reason\": \"...\"}`"),
@@ -424,19 +228,6 @@ pub async fn retry(
     Ok(status_change(id, status))
 }
 
-/// A registered project.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProjectView {
-    /// Its id.
-    pub id: i64,
-    /// Its short unique name.
-    pub name: String,
-    /// Its absolute directory on the daemon's machine.
-    pub path: String,
-    /// When it was registered (RFC 3339).
-    pub created_at: String,
-}
-
 /// The registered projects, oldest first.
 #[utoipa::path(get, path = "/v1/projects", tag = "tasks", security(("bearer" = [])),
     responses((status = 200, body = Vec<ProjectView>)))]
@@ -449,7 +240,7 @@ pub async fn projects(State(state): State<ApiState>) -> Result<Json<Vec<ProjectV
                 id: p.id.0,
                 name: p.name,
                 path: p.path,
-                created_at: super::views::time(p.created_at),
+                created_at: orch_api::time(p.created_at),
             })
             .collect(),
     ))
@@ -468,17 +259,62 @@ pub async fn unblock(
     Ok(status_change(id, status))
 }
 
-/// Approve a task that waits for approval.
+/// Approve a task that waits for approval (optionally with `{"comment", "actor"}`; the
+/// `approve` event carries both).
 #[utoipa::path(post, path = "/v1/tasks/{id}/approve", tag = "tasks",
+    request_body(content = Option<super::task_tree::ApprovalRequest>, description = "Optional: `{\"comment\": \"...\", \"actor\": \"alice\"}`"),
     params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
     responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn approve(
     State(state): State<ApiState>,
     TaskIdPath(id): TaskIdPath,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<super::task_tree::ApprovalRequest>,
 ) -> Result<Json<StatusChange>, ApiError> {
-    let status = state.app.approve(id, ACTOR).await?;
+    let (comment, actor) = super::task_tree::parse_approval(request)?;
+    let status = state
+        .app
+        .judge_approval(
+            id,
+            orch_store::ApprovalVerdict::Approve,
+            comment.as_ref(),
+            &actor,
+        )
+        .await?;
     state.work_ready.notify_waiters();
     Ok(status_change(id, status))
+}
+
+/// Kill a task's live agent session (tmux, on the daemon's machine): the task is cancelled and
+/// the session ended. Refused (409) when the task has no live session.
+#[utoipa::path(post, path = "/v1/tasks/{id}/kill", tag = "tasks",
+    params(("id" = i64, Path, description = "The task's id")), security(("bearer" = [])),
+    responses((status = 200, body = orch_api::KilledSession), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn kill(
+    State(state): State<ApiState>,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<orch_api::KilledSession>, ApiError> {
+    use orch_app::live_sessions::LiveSessions;
+    // A task that does not exist is 404, not "nothing live".
+    state.store.task(id).await?;
+    let sessions = crate::live_sessions::TmuxSessions::of_home(&state.home);
+    let reason = CancelReason::parse(Some(
+        "its live session was ended through the API".to_owned(),
+    ))?;
+    let status = state
+        .app
+        .kill_live_session(
+            id,
+            std::sync::Arc::new(sessions.clone()),
+            reason.as_ref(),
+            ACTOR,
+        )
+        .await?;
+    Ok(Json(orch_api::KilledSession {
+        id: id.0,
+        session: sessions.name(id),
+        killed: true,
+        status: status.as_str().to_owned(),
+    }))
 }
 
 /// Submit a workflow file's tasks (a DAG) for a project.
@@ -522,7 +358,7 @@ pub async fn status(State(state): State<ApiState>) -> Result<Json<StatusCounts>,
     }))
 }
 
-fn status_change(id: TaskId, status: Status) -> Json<StatusChange> {
+pub(super) fn status_change(id: TaskId, status: Status) -> Json<StatusChange> {
     Json(StatusChange {
         id: id.0,
         status: status.as_str().to_owned(),
@@ -559,7 +395,7 @@ fn task_filter(query: ListQuery) -> Result<TaskFilter, ApiError> {
 }
 
 /// The domain task for a request, checked once by the core's `TaskSpec::parse`.
-pub(super) fn new_task(request: CreateTask) -> Result<NewTask, ApiError> {
+pub(crate) fn new_task(request: CreateTask) -> Result<NewTask, ApiError> {
     let draft = TaskDraft {
         key: None,
         title: request.title,
@@ -594,12 +430,16 @@ pub(super) fn new_task(request: CreateTask) -> Result<NewTask, ApiError> {
         retry: RetryPolicy::default(),
         timeout: None,
         requires_approval: request.requires_approval,
+        unique_key: request.unique_key,
+        tools: request.tools,
+        budget: request.budget,
     };
     Ok(NewTask {
         spec: TaskSpec::parse(draft)?,
         needs_in_batch: Vec::new(),
         needs_existing: request.needs.into_iter().map(TaskId).collect(),
-        parent: None,
+        parent: request.parent.map(TaskId),
+        parent_in_batch: None,
     })
 }
 

@@ -3,9 +3,15 @@
 //! shared secret). A replayed delivery id creates nothing and answers with the task it created.
 //!
 //! GitHub events that create a task: `issues` `opened` or `labeled` when the issue carries the
-//! label [`GITHUB_LABEL`] (one task per issue, however often it is opened or labeled), and
-//! `issue_comment` `created` when the comment mentions `@<handle>` (one task per comment). Every
-//! other event is answered 202 `ignored`.
+//! project's trigger label (`[forge] trigger_label`, default [`GITHUB_LABEL`]; one task per
+//! issue, however often it is opened or labeled), and
+//! `issue_comment` `created` when the comment mentions `@<handle>`: on an issue or pull request
+//! linked to a task, a follow-up run of that task (`mentions.rs`), else a new task (one per
+//! comment either way; comments from people without write access are refused). The
+//! events of a pull request's feedback loop (`check_run`, `check_suite`, `status`,
+//! `pull_request`, `pull_request_review`, `pull_request_review_comment`) only nudge the forge
+//! poller (`crate::forge_poll`) to read the pull requests back now: 202 `nudged`. Every other
+//! event is answered 202 `ignored`.
 
 use std::path::PathBuf;
 
@@ -18,21 +24,22 @@ use hmac::{Hmac, Mac};
 use orch_app::ProjectDir;
 use orch_core::{NewTask, Task};
 use orch_store::Delivery;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::Sha256;
-use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::json::{from_value, ApiJson};
 use super::tasks::{new_task, CreateTask};
-use super::views::TaskView;
 use super::ApiState;
+use orch_api::TaskView;
+pub use orch_api::WebhookOutcome;
 
 /// The actor named in events of tasks created by webhooks.
 const ACTOR: &str = "webhook";
 
-/// An issue creates a task only while it carries this label.
-pub const GITHUB_LABEL: &str = "orch";
+/// An issue creates a task only while it carries the trigger label; this one unless the
+/// project's `[forge] trigger_label` names another.
+pub const GITHUB_LABEL: &str = orch_core::forge::DEFAULT_TRIGGER_LABEL;
 
 /// How the GitHub webhook is set up (from [`crate::ServeOptions`]).
 #[derive(Debug, Clone)]
@@ -43,19 +50,6 @@ pub struct GithubSettings {
     pub handle: String,
     /// The project GitHub's tasks belong to.
     pub project: Option<PathBuf>,
-}
-
-/// What a webhook delivery did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookOutcome {
-    /// `created` (201), `duplicate` (200: an earlier delivery created the task) or `ignored`
-    /// (202: the event creates no task).
-    pub outcome: &'static str,
-    /// The task created now or earlier.
-    pub task: Option<i64>,
-    /// Why an event was ignored.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 /// Create a task from a webhook, once per delivery id.
@@ -167,8 +161,29 @@ pub async fn github(
         serde_json::from_slice(&body).map_err(|e| ApiError::Malformed {
             message: format!("the body is not valid JSON: {e}"),
         })?;
+    if crate::forge_poll::NUDGING_EVENTS.contains(&event.as_str()) {
+        crate::forge_poll::nudge();
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(WebhookOutcome {
+                outcome: "nudged".to_owned(),
+                task: None,
+                reason: None,
+            }),
+        ));
+    }
+    // A mention on a linked issue or pull request is a follow-up of its task (`mentions.rs`).
+    if event == "issue_comment" {
+        if let Some(answer) = super::mentions::follow_up(&state, &payload).await? {
+            return Ok(answer);
+        }
+    }
+    // An issue becomes a task exactly once, and is linked to it (`App::submit_issue`).
+    let issue = (event == "issues")
+        .then(|| super::forge::issue_ref(&payload))
+        .flatten();
     let plan = match event.as_str() {
-        "issues" => plan_issue(from_value(payload)?),
+        "issues" => plan_issue(from_value(payload)?, &super::forge::trigger_label(&state)),
         "issue_comment" => plan_comment(from_value(payload)?, &settings.handle),
         other => Err(format!("the event `{other}` creates no task")),
     };
@@ -178,7 +193,7 @@ pub async fn github(
             return Ok((
                 StatusCode::ACCEPTED,
                 Json(WebhookOutcome {
-                    outcome: "ignored",
+                    outcome: "ignored".to_owned(),
                     task: None,
                     reason: Some(reason),
                 }),
@@ -196,8 +211,17 @@ pub async fn github(
     let project = ProjectDir::resolve(&project.to_string_lossy(), "project")?;
     let mut task = new_task(request)?;
     task.spec.key = Some(key);
+    if issue.is_some() {
+        // An issue with the plan label is planned first (`orch_core::planner`).
+        super::forge::plan_if_labelled(&state, &project, &mut task);
+    }
     deliveries.insert(0, Delivery::new("github", delivery));
-    let (task, created) = submit_once(&state, &project, &deliveries, task).await?;
+    let (task, created) = match &issue {
+        Some(issue) => {
+            super::forge::submit_issue(&state, &project, issue, &deliveries, task).await?
+        }
+        None => submit_once(&state, &project, &deliveries, task).await?,
+    };
     let id = task.id;
     let (status, outcome) = if created {
         (StatusCode::CREATED, "created")
@@ -207,7 +231,7 @@ pub async fn github(
     Ok((
         status,
         Json(WebhookOutcome {
-            outcome,
+            outcome: outcome.to_owned(),
             task: Some(id.0),
             reason: None,
         }),
@@ -235,32 +259,48 @@ fn verify_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<()
 }
 
 /// A task to create, its key, and the ids (besides the delivery's) that make it unique.
-pub(super) type Plan = (CreateTask, String, Vec<Delivery>);
+pub(crate) type Plan = (CreateTask, String, Vec<Delivery>);
 
-pub(super) fn plan_issue(event: IssuesEvent) -> Result<Plan, String> {
+pub(super) fn plan_issue(event: IssuesEvent, trigger_label: &str) -> Result<Plan, String> {
     if !matches!(event.action.as_str(), "opened" | "labeled") {
         return Err(format!("issues `{}` creates no task", event.action));
     }
-    if !event.issue.labels.iter().any(|l| l.name == GITHUB_LABEL) {
-        return Err(format!("the issue has no label `{GITHUB_LABEL}`"));
+    if !event.issue.labels.iter().any(|l| l.name == trigger_label) {
+        return Err(format!("the issue has no label `{trigger_label}`"));
     }
-    let repo = event.repository.full_name;
     let issue = event.issue;
-    let id = format!("{repo}#{}", issue.number);
-    let mut body = issue.body.unwrap_or_default();
-    if let Some(url) = &issue.html_url {
+    Ok(issue_task(
+        &event.repository.full_name,
+        issue.number,
+        &issue.title,
+        issue.body.unwrap_or_default(),
+        issue.html_url.as_deref(),
+        issue.labels.into_iter().map(|l| l.name).collect(),
+    ))
+}
+
+/// The task an issue becomes, whether a webhook delivered it or the poller found it: the same
+/// request, key (`github:<repo>#<n>`) and id (`github-issue`/`<repo>#<n>`), so both yield one
+/// task.
+pub(crate) fn issue_task(
+    repo: &str,
+    number: u64,
+    title: &str,
+    body: String,
+    html_url: Option<&str>,
+    labels: Vec<String>,
+) -> Plan {
+    let id = format!("{repo}#{number}");
+    let mut body = body;
+    if let Some(url) = html_url {
         body = format!("{body}\n\n(from {url})").trim().to_owned();
     }
-    let request = task_request(
-        &issue.title,
-        body,
-        issue.labels.into_iter().map(|l| l.name).collect(),
-    );
-    Ok((
+    let request = task_request(title, body, labels);
+    (
         request,
         format!("github:{id}"),
         vec![Delivery::new("github-issue", id)],
-    ))
+    )
 }
 
 pub(super) fn plan_comment(event: IssueCommentEvent, handle: &str) -> Result<Plan, String> {
@@ -311,11 +351,15 @@ fn task_request(title: &str, body: String, labels: Vec<String>) -> CreateTask {
         steps: Vec::new(),
         max_attempts: None,
         requires_approval: false,
+        unique_key: None,
+        parent: None,
+        tools: Vec::new(),
+        budget: None,
     }
 }
 
 /// Whether `text` mentions `@handle` as a whole word (case-insensitive, as GitHub logins are).
-fn mentions(text: &str, handle: &str) -> bool {
+pub(crate) fn mentions(text: &str, handle: &str) -> bool {
     let text = text.to_lowercase();
     let needle = format!("@{}", handle.to_lowercase());
     let is_word = |c: char| c.is_alphanumeric() || c == '-' || c == '_';

@@ -14,15 +14,18 @@ use axum::routing::post;
 use axum::{Json, Router};
 use orch_core::{Outcome, RunId, RunState};
 use orch_store::{Claim, Op, StoreError};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::fencing::{lease_error, RunCaller};
 use super::json::ApiJson;
 use super::ApiState;
 use crate::EMBEDDED_PREFIX;
+pub use orch_api::{
+    ClaimRequest, ClaimedDependency, ClaimedReply, ClaimedRun, ClaimedTask, CompleteRequest,
+    ErrorBody, HeartbeatRequest, HeartbeatResponse, OutcomeRequest, RequeueRequest,
+    RunStatusResponse,
+};
 
 /// The longest a claim waits for work, whatever the worker asks.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -63,183 +66,6 @@ pub fn routes() -> Router<ApiState> {
         )
 }
 
-/// A claim: who asks, for how long a lease, and how long to wait for work.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimRequest {
-    /// The worker's name: the lease owner and the actor of its events. Names starting with
-    /// `embedded-` belong to the daemon's own workers and are refused.
-    pub worker: String,
-    /// The lease length in milliseconds (1 s to 24 h).
-    pub lease_ms: u64,
-    /// Wait up to this long for a task to become ready (capped at 30 s); 0 answers at once.
-    #[serde(default)]
-    pub wait_ms: u64,
-}
-
-/// A claimed run: the task to run, its run with the lease, and where the project is.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClaimedRun {
-    /// The task (now `running`).
-    pub task: ClaimedTask,
-    /// The run's id.
-    pub run: i64,
-    /// 1 for the task's first run, 2 for the second, ...
-    pub attempt: u32,
-    /// The fencing token, a secret of 32 hex characters: every later request about the run must
-    /// carry it in `X-Orch-Fencing-Token`, with the worker's name in `X-Orch-Worker`. This answer
-    /// is the only place it appears; the daemon keeps only its hash.
-    pub token: String,
-    /// The lease's owner (the worker's name).
-    pub owner: String,
-    /// The lease expires at this instant (milliseconds since the Unix epoch) unless heartbeated.
-    pub lease_expires_at: i64,
-    /// When the run was claimed (milliseconds since the Unix epoch).
-    pub started_at: i64,
-    /// The project's absolute directory on the daemon's machine. A remote worker uses its own
-    /// checkout: the one given for `project_name` (`orch worker --project NAME=PATH`), else
-    /// this same path.
-    pub project_dir: String,
-    /// The project's name.
-    pub project_name: String,
-    /// A follow-up (`orch task reply`) the run answers by resuming an agent session.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply: Option<ClaimedReply>,
-    /// The review verdicts of the task's earlier runs, oldest first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub reviews: Vec<super::reviews::ReviewView>,
-    /// The tasks this one needs, in `needs` order: the worker starts the task's worktree from
-    /// the branches of those that are `done`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub dependencies: Vec<ClaimedDependency>,
-}
-
-/// A dependency of the claimed task.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClaimedDependency {
-    /// Its id.
-    pub id: i64,
-    /// Its project's id.
-    pub project: i64,
-    /// When it was created (milliseconds since the Unix epoch): with the id, what its branch is
-    /// recorded under in the repository.
-    pub created_at: i64,
-    /// Its status now.
-    pub status: String,
-}
-
-/// A follow-up the claimed run must answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClaimedReply {
-    /// Its number.
-    pub id: i64,
-    /// What the user said.
-    pub message: String,
-    /// The agent whose session it resumes.
-    pub agent: String,
-    /// The step that session belongs to.
-    pub step: String,
-    /// The session to resume.
-    pub session_id: String,
-}
-
-/// The task of a claimed run.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClaimedTask {
-    /// Its id.
-    pub id: i64,
-    /// Its project's id.
-    pub project: i64,
-    /// Its workflow, if any.
-    pub workflow: Option<i64>,
-    /// Its parent task, if any.
-    pub parent: Option<i64>,
-    /// The normalized spec (`job.json`'s `spec`).
-    #[schema(value_type = Object)]
-    pub spec: serde_json::Value,
-    /// Its status (`running`).
-    pub status: String,
-    /// Attempts used, this run included.
-    pub attempts_used: u32,
-    /// Runs created over the task's life.
-    pub run_count: u32,
-    /// The tasks it needed.
-    pub needs: Vec<i64>,
-    /// When it was submitted (milliseconds since the Unix epoch).
-    pub created_at: i64,
-    /// When its status last changed (milliseconds since the Unix epoch).
-    pub updated_at: i64,
-}
-
-/// A heartbeat: the new lease length.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HeartbeatRequest {
-    /// Extend the lease to now plus this many milliseconds.
-    pub lease_ms: u64,
-}
-
-/// The extended lease.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HeartbeatResponse {
-    /// The lease now expires at this instant (milliseconds since the Unix epoch).
-    pub lease_expires_at: i64,
-}
-
-/// How a run ended, as a worker reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OutcomeRequest {
-    /// The task is `done`.
-    Succeeded,
-    /// Retried if attempts are left, else `failed`.
-    Failed,
-    /// `failed` now, whatever attempts are left.
-    FailedPermanently,
-    /// A human must look: `needs_review`.
-    NeedsReview,
-}
-
-impl From<OutcomeRequest> for Outcome {
-    fn from(outcome: OutcomeRequest) -> Outcome {
-        match outcome {
-            OutcomeRequest::Succeeded => Outcome::Succeeded,
-            OutcomeRequest::Failed => Outcome::Failed,
-            OutcomeRequest::FailedPermanently => Outcome::FailedPermanently,
-            OutcomeRequest::NeedsReview => Outcome::NeedsReview,
-        }
-    }
-}
-
-/// A completion: how the run ended and why.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CompleteRequest {
-    /// How the run ended.
-    pub outcome: OutcomeRequest,
-    /// Why, in words.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// A run given back: when it may run again and why.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RequeueRequest {
-    /// Run again no sooner than this many milliseconds from now.
-    #[serde(default)]
-    pub delay_ms: u64,
-    /// Why, in words.
-    pub reason: String,
-}
-
-/// The task's status after a completion or a requeue.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunStatusResponse {
-    /// The task's status.
-    pub status: String,
-}
-
 pub(super) fn lease(lease_ms: u64) -> Result<Duration, ApiError> {
     let lease = Duration::from_millis(lease_ms);
     if (MIN_LEASE..=MAX_LEASE).contains(&lease) {
@@ -276,6 +102,7 @@ pub async fn claim(
         });
     }
     let lease = lease(request.lease_ms)?;
+    state.fleet.saw(worker, None);
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
     loop {
         // Registered before looking, so work made ready between the look and the wait still
@@ -288,6 +115,7 @@ pub async fn claim(
             .claim_next(worker, lease, Op::now(worker))
             .await?
         {
+            state.fleet.saw(worker, Some(claim.run.id.0));
             let view = claimed_run(&state, claim).await?;
             return Ok((StatusCode::OK, Json(view)).into_response());
         }
@@ -355,7 +183,7 @@ async fn claimed_run(state: &ApiState, claim: Claim) -> Result<ClaimedRun, ApiEr
             step: r.step,
             session_id: r.session_id,
         }),
-        reviews: reviews.iter().map(Into::into).collect(),
+        reviews: reviews.iter().map(super::reviews::review_view).collect(),
         dependencies: dependencies
             .into_iter()
             .map(|dependency| ClaimedDependency {
@@ -392,6 +220,7 @@ pub async fn heartbeat(
         .heartbeat(RunId(run), caller.token, lease, Op::now(&caller.worker))
         .await
         .map_err(|e| lease_error(&state, e))?;
+    state.fleet.saw(&caller.worker, Some(run));
     Ok(Json(HeartbeatResponse {
         lease_expires_at: expires.0,
     }))

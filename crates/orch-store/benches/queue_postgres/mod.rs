@@ -69,9 +69,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// A fresh database with `n` queued tasks (submitted one per transaction); returns it and
-/// enqueue/s.
-async fn seeded(admin_url: &str, n: usize) -> (Database, f64) {
+/// A fresh database with `n` queued tasks. With `timed`, submitted one per transaction and
+/// timed (returns enqueue/s); else in batches of 500 (faster set-up, no rate).
+async fn seeded(admin_url: &str, n: usize, timed: bool) -> (Database, f64) {
     let database = Database::create(admin_url).await;
     let store = Store::open(&database.config()).await.expect("open");
     let project = store
@@ -80,16 +80,20 @@ async fn seeded(admin_url: &str, n: usize) -> (Database, f64) {
         .expect("project")
         .id;
     let start = Instant::now();
-    for i in 0..n {
+    let per_submission = if timed { 1 } else { 500 };
+    let mut i = 0;
+    while i < n {
+        let end = (i + per_submission).min(n);
         let submission = Submission {
             project,
             workflow: None,
-            tasks: vec![new_task(i)],
+            tasks: (i..end).map(new_task).collect(),
         };
         store
             .submit(&submission, op("bench"))
             .await
             .expect("submit");
+        i = end;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     store.close().await;
@@ -277,25 +281,59 @@ async fn pickup(admin_url: &str, samples: usize) -> (Percentiles, Percentiles) {
     (percentiles(from_start), percentiles(from_commit))
 }
 
-/// Run the PostgreSQL part with `n` tasks per measurement; prints Markdown tables.
-pub fn run(admin_url: &str, n: usize, samples: usize) {
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+/// Run the PostgreSQL part with `n` tasks per measurement, `rounds` alternations of orch and
+/// the bare SQL per claimer count (medians reported, so drift on a shared machine hits both),
+/// and `samples` pickups; prints Markdown tables.
+pub fn run(admin_url: &str, n: usize, rounds: usize, samples: usize) {
     let rt = runtime();
     println!();
-    println!("queue benchmark on PostgreSQL: {n} tasks per measurement, {admin_url}");
+    println!(
+        "queue benchmark on PostgreSQL: {n} tasks per measurement, orch and bare SQL alternated \
+         {rounds} times per row (medians), {admin_url}"
+    );
     println!();
-    println!("| claimers | enqueue/s | orch claim+complete/s | bare SQL claim+complete/s | orch / bare |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!("| claimers | enqueue/s | orch claim+complete/s | bare SQL claim+complete/s | orch / bare | per-round orch / bare |");
+    println!("|---:|---:|---:|---:|---:|---|");
     for claimers in [1usize, 2, 8] {
         rt.block_on(async {
-            let (orch_db, enqueue_rate) = seeded(admin_url, n).await;
-            let orch_rate = orch(&orch_db.config(), claimers).await;
-            orch_db.drop_it().await;
-            let (bare_db, _) = seeded(admin_url, n).await;
-            let bare_rate = bare(&bare_db.url, claimers).await;
-            bare_db.drop_it().await;
+            let mut enqueue_rate = 0.0;
+            let (mut orch_rates, mut bare_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..rounds {
+                let (orch_db, rate) = seeded(admin_url, n, round == 0).await;
+                if round == 0 {
+                    enqueue_rate = rate;
+                }
+                let (bare_db, _) = seeded(admin_url, n, false).await;
+                // Alternate which side goes first, so a trend in the machine's load does not
+                // always favour one.
+                let (orch_rate, bare_rate) = if round.is_multiple_of(2) {
+                    let o = orch(&orch_db.config(), claimers).await;
+                    (o, bare(&bare_db.url, claimers).await)
+                } else {
+                    let b = bare(&bare_db.url, claimers).await;
+                    (orch(&orch_db.config(), claimers).await, b)
+                };
+                orch_db.drop_it().await;
+                bare_db.drop_it().await;
+                orch_rates.push(orch_rate);
+                bare_rates.push(bare_rate);
+                ratios.push(format!("{:.2}", orch_rate / bare_rate));
+            }
+            let (orch_rate, bare_rate) = (median(orch_rates), median(bare_rates));
             println!(
-                "| {claimers} | {enqueue_rate:.0} | {orch_rate:.0} | {bare_rate:.0} | {:.2} |",
-                orch_rate / bare_rate
+                "| {claimers} | {enqueue_rate:.0} | {orch_rate:.0} | {bare_rate:.0} | {:.2} | {} |",
+                orch_rate / bare_rate,
+                ratios.join(" ")
             );
         });
     }

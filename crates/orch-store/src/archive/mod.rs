@@ -52,7 +52,8 @@ pub fn no_progress() -> Progress {
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The tables an archive holds, in the order they are exported and imported (every table after
-/// the ones it references). Runtime-only state (locks, leases of daemons) is not archived.
+/// the ones it references). Runtime-only state (locks, leases of daemons, the dashboard's
+/// sessions and sign-in links) is not archived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Table {
@@ -76,11 +77,28 @@ pub enum Table {
     Reviews,
     /// `webhook_deliveries`.
     WebhookDeliveries,
+    /// `info_requests`.
+    InfoRequests,
+    /// `info_values` (secret values as sealed as they are stored: an import needs the same
+    /// `secret.key` or `ORCH_SECRET_KEY` to open them).
+    InfoValues,
+    /// `jobs` (cron jobs).
+    Jobs,
+    /// `job_firings`.
+    JobFirings,
+    /// `project_forges`.
+    ProjectForges,
+    /// `task_forge_links`.
+    TaskForgeLinks,
+    /// `forge_outbox` (ids preserved; leases are runtime state and are not carried).
+    ForgeOutbox,
+    /// `forge_reactions` (the feedback loop's handled causes and rounds).
+    ForgeReactions,
 }
 
 impl Table {
     /// Every table, in export and import order.
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 18] = [
         Table::Projects,
         Table::Workflows,
         Table::Tasks,
@@ -91,6 +109,14 @@ impl Table {
         Table::TaskReplies,
         Table::Reviews,
         Table::WebhookDeliveries,
+        Table::InfoRequests,
+        Table::InfoValues,
+        Table::Jobs,
+        Table::JobFirings,
+        Table::ProjectForges,
+        Table::TaskForgeLinks,
+        Table::ForgeOutbox,
+        Table::ForgeReactions,
     ];
 
     /// The table's name (also its file's name in the archive, `tables/<name>.jsonl`).
@@ -106,6 +132,14 @@ impl Table {
             Table::TaskReplies => "task_replies",
             Table::Reviews => "reviews",
             Table::WebhookDeliveries => "webhook_deliveries",
+            Table::InfoRequests => "info_requests",
+            Table::InfoValues => "info_values",
+            Table::Jobs => "jobs",
+            Table::JobFirings => "job_firings",
+            Table::ProjectForges => "project_forges",
+            Table::TaskForgeLinks => "task_forge_links",
+            Table::ForgeOutbox => "forge_outbox",
+            Table::ForgeReactions => "forge_reactions",
         }
     }
 
@@ -127,6 +161,14 @@ impl Table {
             Table::TaskReplies => Row::TaskReply(serde_json::from_str(line)?),
             Table::Reviews => Row::Review(serde_json::from_str(line)?),
             Table::WebhookDeliveries => Row::WebhookDelivery(serde_json::from_str(line)?),
+            Table::InfoRequests => Row::InfoRequest(serde_json::from_str(line)?),
+            Table::InfoValues => Row::InfoValue(serde_json::from_str(line)?),
+            Table::Jobs => Row::Job(serde_json::from_str(line)?),
+            Table::JobFirings => Row::JobFiring(serde_json::from_str(line)?),
+            Table::ProjectForges => Row::ProjectForge(serde_json::from_str(line)?),
+            Table::TaskForgeLinks => Row::TaskForgeLink(serde_json::from_str(line)?),
+            Table::ForgeOutbox => Row::ForgeOutbox(serde_json::from_str(line)?),
+            Table::ForgeReactions => Row::ForgeReaction(serde_json::from_str(line)?),
         })
     }
 }
@@ -184,6 +226,9 @@ pub struct TaskRow {
     pub not_before: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Unique among the project's live tasks (absent from archives made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
 }
 
 /// A row of `task_deps`.
@@ -285,6 +330,127 @@ pub struct WebhookDeliveryRow {
     pub received_at: i64,
 }
 
+/// A row of `info_requests`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfoRequestRow {
+    pub id: i64,
+    pub task_id: i64,
+    pub run_id: i64,
+    pub step: String,
+    /// A JSON array of the keys asked for.
+    pub keys: Value,
+    pub hint: Option<String>,
+    pub reason: Option<String>,
+    pub state: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub closed_by: Option<String>,
+}
+
+/// A row of `info_values`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfoValueRow {
+    pub request_id: i64,
+    pub task_id: i64,
+    pub key: String,
+    pub secret: bool,
+    /// The value, sealed (`enc:v1:...`) when secret.
+    pub value: String,
+}
+
+/// A row of `jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRow {
+    pub id: i64,
+    pub name: String,
+    pub project_id: i64,
+    pub schedule: String,
+    pub timezone: String,
+    pub missed: String,
+    pub target: String,
+    /// The task spec (JSON text) or the workflow file (YAML), as stored.
+    pub source: String,
+    pub enabled: bool,
+    pub last_slot: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A row of `job_firings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFiringRow {
+    pub job_id: i64,
+    pub slot_at: i64,
+    pub kind: String,
+    pub task_id: Option<i64>,
+    pub error: Option<String>,
+    pub fired_at: i64,
+}
+
+/// A row of `project_forges`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectForgeRow {
+    pub project_id: i64,
+    pub kind: String,
+    pub repo: String,
+    pub linked_at: i64,
+}
+
+/// A row of `task_forge_links`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskForgeLinkRow {
+    pub task_id: i64,
+    pub project_id: i64,
+    pub repo: String,
+    pub issue_number: Option<i64>,
+    pub pr_number: Option<i64>,
+    pub pr_url: Option<String>,
+    pub head_branch: Option<String>,
+    pub pushed_commit: Option<String>,
+    pub marker_comment_id: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// A row of `forge_outbox`. A leased op is carried without its lease: the importing home's
+/// dispatcher sends it again (ops are safe to send twice).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgeOutboxRow {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub project_id: i64,
+    pub task_id: Option<i64>,
+    pub event_id: Option<i64>,
+    /// The `ForgeOp` as JSON.
+    pub op: Value,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    /// The `ForgeResult` as JSON, once done.
+    pub result: Option<Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A row of `forge_reactions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgeReactionRow {
+    pub task_id: i64,
+    pub cause: String,
+    pub reaction: String,
+    pub round_kind: Option<String>,
+    pub created_at: i64,
+}
+
 /// One row of any table, as it travels between a backend and the archive file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Row {
@@ -298,6 +464,14 @@ pub enum Row {
     TaskReply(TaskReplyRow),
     Review(ReviewRow),
     WebhookDelivery(WebhookDeliveryRow),
+    InfoRequest(InfoRequestRow),
+    InfoValue(InfoValueRow),
+    Job(JobRow),
+    JobFiring(JobFiringRow),
+    ProjectForge(ProjectForgeRow),
+    TaskForgeLink(TaskForgeLinkRow),
+    ForgeOutbox(ForgeOutboxRow),
+    ForgeReaction(ForgeReactionRow),
 }
 
 impl Row {
@@ -314,6 +488,14 @@ impl Row {
             Row::TaskReply(_) => Table::TaskReplies,
             Row::Review(_) => Table::Reviews,
             Row::WebhookDelivery(_) => Table::WebhookDeliveries,
+            Row::InfoRequest(_) => Table::InfoRequests,
+            Row::InfoValue(_) => Table::InfoValues,
+            Row::Job(_) => Table::Jobs,
+            Row::JobFiring(_) => Table::JobFirings,
+            Row::ProjectForge(_) => Table::ProjectForges,
+            Row::TaskForgeLink(_) => Table::TaskForgeLinks,
+            Row::ForgeOutbox(_) => Table::ForgeOutbox,
+            Row::ForgeReaction(_) => Table::ForgeReactions,
         }
     }
 
@@ -330,6 +512,14 @@ impl Row {
             Row::TaskReply(r) => serde_json::to_string(r),
             Row::Review(r) => serde_json::to_string(r),
             Row::WebhookDelivery(r) => serde_json::to_string(r),
+            Row::InfoRequest(r) => serde_json::to_string(r),
+            Row::InfoValue(r) => serde_json::to_string(r),
+            Row::Job(r) => serde_json::to_string(r),
+            Row::JobFiring(r) => serde_json::to_string(r),
+            Row::ProjectForge(r) => serde_json::to_string(r),
+            Row::TaskForgeLink(r) => serde_json::to_string(r),
+            Row::ForgeOutbox(r) => serde_json::to_string(r),
+            Row::ForgeReaction(r) => serde_json::to_string(r),
         }
     }
 }

@@ -46,8 +46,23 @@ impl PgStore {
     }
 
     pub(crate) async fn approve(&self, task: TaskId, op: Op<'_>) -> crate::Result<Status> {
+        self.judge_approval(task, crate::ApprovalVerdict::Approve, None, op)
+            .await
+    }
+
+    pub(crate) async fn judge_approval(
+        &self,
+        task: TaskId,
+        verdict: crate::ApprovalVerdict,
+        comment: Option<&str>,
+        op: Op<'_>,
+    ) -> crate::Result<Status> {
         transact!(self, |tx| async {
-            let plan = decide::approve(&task_facts(&tx, task).await?)?;
+            let facts = task_facts(&tx, task).await?;
+            let plan = match verdict {
+                crate::ApprovalVerdict::Approve => decide::approve_with(&facts, comment)?,
+                crate::ApprovalVerdict::Reject => decide::reject(&facts, comment)?,
+            };
             carry_out(&tx, &plan, &op).await?;
             Ok(Ok(plan.status))
         })

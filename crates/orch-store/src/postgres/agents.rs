@@ -101,7 +101,17 @@ impl PgStore {
                 .iter()
                 .map(total)
                 .collect::<Result<_>>()?;
-            Ok(Ok(UsageSummary { by_agent, by_day }))
+            let by_project = tx
+                .query(sql!("select_usage_by_project"), &[])
+                .await?
+                .iter()
+                .map(total)
+                .collect::<Result<_>>()?;
+            Ok(Ok(UsageSummary {
+                by_agent,
+                by_day,
+                by_project,
+            }))
         })
     }
 
@@ -111,27 +121,64 @@ impl PgStore {
         message: String,
         op: Op<'_>,
     ) -> crate::Result<Status> {
+        Ok(self
+            .reply_once(task, message, None, op)
+            .await?
+            .unwrap_or(Status::Queued))
+    }
+
+    /// [`Self::reply`] unless `delivery` was recorded before (then `None`); the delivery is
+    /// recorded with the reply in one transaction (its primary key settles a race).
+    pub(crate) async fn reply_once(
+        &self,
+        task: TaskId,
+        message: String,
+        delivery: Option<crate::Delivery>,
+        op: Op<'_>,
+    ) -> crate::Result<Option<Status>> {
         // A follow-up message is a prompt like a spec's: no token in it reaches the database.
         let message = self.secrets.redact_text(&message);
         transact!(self, |tx| async {
-            let facts = task_facts(&tx, task).await?;
-            let session = match tx
-                .query_opt(sql!("select_last_session_of_task"), &[&task.0])
-                .await?
-            {
-                Some(r) => Some(AgentSession {
-                    agent: r.try_get(0)?,
-                    step: r.try_get(1)?,
-                    session_id: r.try_get(2)?,
-                }),
-                None => None,
-            };
-            let pending = pending_reply(&tx, task).await?.map(|p| p.id);
-            let plan = decide::reply(&facts, &message, session, pending)?;
-            carry_out(&tx, &plan, &op).await?;
-            Ok(Ok(plan.status))
+            if let Some(delivery) = &delivery {
+                let recorded = tx
+                    .execute(
+                        sql!("insert_webhook_delivery"),
+                        &[&delivery.source, &delivery.id, &task.0, &op.now.0],
+                    )
+                    .await?;
+                if recorded == 0 {
+                    return Ok(Ok(None));
+                }
+            }
+            Ok(Ok(Some(reply_in(&tx, task, &message, &op).await?)))
         })
     }
+}
+
+/// Reopen a finished task with a follow-up `message` (already redacted) inside `tx`: `reply`,
+/// and the feedback loop's follow-up runs.
+pub(super) async fn reply_in(
+    tx: &Tx<'_>,
+    task: TaskId,
+    message: &str,
+    op: &Op<'_>,
+) -> Result<Status> {
+    let facts = task_facts(tx, task).await?;
+    let session = match tx
+        .query_opt(sql!("select_last_session_of_task"), &[&task.0])
+        .await?
+    {
+        Some(r) => Some(AgentSession {
+            agent: r.try_get(0)?,
+            step: r.try_get(1)?,
+            session_id: r.try_get(2)?,
+        }),
+        None => None,
+    };
+    let pending = pending_reply(tx, task).await?.map(|p| p.id);
+    let plan = decide::reply(&facts, message, session, pending)?;
+    carry_out(tx, &plan, op).await?;
+    Ok(plan.status)
 }
 
 /// The reply a claimed run must answer, if any.

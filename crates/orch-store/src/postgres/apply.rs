@@ -17,6 +17,16 @@ pub(super) async fn task_facts(tx: &Tx<'_>, task: TaskId) -> Result<TaskFacts> {
         .query_opt(sql!("select_task_facts"), &[&task.0])
         .await?
         .ok_or(StoreError::TaskNotFound(task))?;
+    let active_run = row.try_get::<_, Option<i64>>("current_run")?.map(RunId);
+    facts_from_row(task, &row, active_run, children(tx, task).await?)
+}
+
+fn facts_from_row(
+    task: TaskId,
+    row: &tokio_postgres::Row,
+    active_run: Option<RunId>,
+    children: Vec<DependencyFacts>,
+) -> Result<TaskFacts> {
     let policy = SpecPolicy::of(task, row.try_get("spec")?)?;
     let attempts_used: i64 = row.try_get("attempts_used")?;
     let max_attempts: i64 = row.try_get("max_attempts")?;
@@ -28,8 +38,63 @@ pub(super) async fn task_facts(tx: &Tx<'_>, task: TaskId) -> Result<TaskFacts> {
         approved: row.try_get("approved")?,
         requires_approval: policy.requires_approval,
         retry: policy.retry,
-        active_run: row.try_get::<_, Option<i64>>("current_run")?.map(RunId),
+        active_run,
+        children,
     })
+}
+
+/// A run's end with what deciding about its task needs, in one round trip: end the run if
+/// `token` still holds its lease and lock its task (`end_run_facts`), then, sent behind it on
+/// the connection and so read under that lock, the task's children and the tasks to settle
+/// after it. `None` if refused (nothing changed).
+pub(super) async fn end_run_with_facts(
+    tx: &Tx<'_>,
+    run: RunId,
+    token: FencingToken,
+    state: RunState,
+    reason: Option<&str>,
+    op: &Op<'_>,
+) -> Result<Option<(TaskFacts, Vec<TaskId>)>> {
+    let (end, children, dependents) = tokio::try_join!(
+        tx.statement(sql!("end_run_facts")),
+        tx.statement(sql!("select_children_of_run")),
+        tx.statement(sql!("select_dependents_of_run")),
+    )?;
+    let hash = crate::fencing::token_hash(&token);
+    let end_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &run.0,
+        &hash,
+        &state.as_str(),
+        &op.now.0,
+        &reason,
+        &op.actor,
+    ];
+    let run_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&run.0];
+    // `biased`: sent in this order; errors read in this order too, so the first statement's
+    // failure (a deadlock, say) is the one answered, not "transaction is aborted".
+    let (ended, children, dependents) = tokio::join!(
+        biased;
+        tx.query_opt_prepared(&end, &end_params),
+        tx.query_prepared(&children, &run_param),
+        tx.query_prepared(&dependents, &run_param),
+    );
+    let Some(row) = ended? else {
+        return Ok(None);
+    };
+    let (children, dependents) = (children?, dependents?);
+    let task = TaskId(row.try_get("id")?);
+    let facts = facts_from_row(task, &row, None, dependency_facts(children)?)?;
+    let dependents = dependents
+        .iter()
+        .map(|row| Ok(TaskId(row.try_get(0)?)))
+        .collect::<Result<_>>()?;
+    Ok(Some((facts, dependents)))
+}
+
+/// A task's children, ordered by id. Read under the parent's row lock (`task_facts`): a child
+/// that changes settles its parent under the same lock, so one of the two sees the other.
+pub(super) async fn children(tx: &Tx<'_>, task: TaskId) -> Result<Vec<DependencyFacts>> {
+    dependency_facts(tx.query(sql!("select_children"), &[&task.0]).await?)
 }
 
 /// A task's dependencies that are not waived, ordered by id. Deciding an existing task needs no
@@ -85,11 +150,30 @@ pub(super) async fn load_run(tx: &Tx<'_>, run: RunId) -> Result<orch_core::Run> 
 /// graph: `orch_core::decide::carry_out`'s loop, awaiting each statement (the core's
 /// `PlanTarget` is synchronous; the decisions are still the core's `settle_dependent`).
 pub(super) async fn carry_out(tx: &Tx<'_>, plan: &Plan, op: &Op<'_>) -> Result<()> {
+    carry_out_knowing(tx, plan, op, None).await
+}
+
+/// [`carry_out`] with the tasks to settle after one task already read under its lock
+/// ([`end_run_with_facts`]), saving the look-up.
+pub(super) async fn carry_out_knowing(
+    tx: &Tx<'_>,
+    plan: &Plan,
+    op: &Op<'_>,
+    mut known: Option<(TaskId, Vec<TaskId>)>,
+) -> Result<()> {
     let mut work = Vec::new();
     apply_all(tx, &plan.effects, op, &mut work).await?;
     while let Some(task) = work.pop() {
-        for dependent in tx.ids(sql!("select_dependents"), &[&task.0]).await? {
-            let dependent = TaskId(dependent);
+        let dependents = match known.take_if(|(of, _)| *of == task) {
+            Some((_, dependents)) => dependents,
+            None => tx
+                .ids(sql!("select_dependents"), &[&task.0])
+                .await?
+                .into_iter()
+                .map(TaskId)
+                .collect(),
+        };
+        for dependent in dependents {
             let facts = DependentFacts {
                 task: task_facts(tx, dependent).await?,
                 dependencies: dependencies(tx, dependent).await?,
@@ -277,7 +361,15 @@ async fn set_status(
                 &now.0,
             ],
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            super::Error::Pg(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+            {
+                super::Error::Store(unique_key_taken(task, from))
+            }
+            other => other,
+        })?;
     if changed == 0 {
         let status = task_facts(tx, task).await?.status;
         return Err(StoreError::Conflict {
@@ -293,12 +385,24 @@ async fn set_status(
     Ok(())
 }
 
+/// A status change would make a second live task with one unique key (a retry or reply of a
+/// finished task whose key a newer task holds).
+fn unique_key_taken(task: TaskId, from: Status) -> StoreError {
+    StoreError::Conflict {
+        task,
+        status: from,
+        message: "another live task of the project holds its unique key; wait for that task to finish or cancel it first".into(),
+    }
+}
+
 /// Store a checked move conditionally, and log it.
 /// The update and the insert are pipelined on the connection: they touch different tables, and
 /// a refused update fails the whole transaction.
 async fn move_task(tx: &Tx<'_>, step: &Move, op: &Op<'_>) -> Result<()> {
     let reason = step.reason.as_deref();
-    tokio::try_join!(
+    // Both are awaited, and the update's error wins: the insert of a refused update fails only
+    // with "current transaction is aborted", which says nothing.
+    let (updated, inserted) = tokio::join!(
         set_status(
             tx,
             step.task,
@@ -319,36 +423,20 @@ async fn move_task(tx: &Tx<'_>, step: &Move, op: &Op<'_>) -> Result<()> {
             reason,
             None,
         ),
-    )?;
-    Ok(())
-}
-
-/// End the run if `token` still holds its lease; returns its task, or `None` if refused.
-pub(super) async fn end_run(
-    tx: &Tx<'_>,
-    run: RunId,
-    token: FencingToken,
-    state: RunState,
-    reason: Option<&str>,
-    op: &Op<'_>,
-) -> Result<Option<TaskId>> {
-    let row = tx
-        .query_opt(
-            sql!("end_run"),
-            &[
-                &run.0,
-                &crate::fencing::token_hash(&token),
-                &state.as_str(),
-                &op.now.0,
-                &reason,
-                &op.actor,
-            ],
+    );
+    updated?;
+    inserted?;
+    if step.from == Status::AwaitingInput
+        && matches!(step.kind, EventKind::Cancel | EventKind::PullMerged)
+    {
+        // Nobody can answer a cancelled task: its request closes with it.
+        tx.execute(
+            sql!("close_open_info_requests"),
+            &[&step.task.0, &op.now.0, &"task cancelled"],
         )
         .await?;
-    Ok(match row {
-        Some(row) => Some(TaskId(row.try_get(0)?)),
-        None => None,
-    })
+    }
+    Ok(())
 }
 
 /// A fenced insert wrote `written` rows: none means the request was refused, which is recorded

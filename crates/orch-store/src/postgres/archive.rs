@@ -12,8 +12,9 @@ use tokio_postgres::Row as PgRow;
 
 use super::{Error, PgStore, Result, Tx};
 use crate::archive::{
-    AgentUsageRow, EventRow, ProjectRow, ReviewRow, Row, RowCounts, RunRow, Table, TaskDepRow,
-    TaskReplyRow, TaskRow, WebhookDeliveryRow, WorkflowRow,
+    AgentUsageRow, EventRow, ForgeOutboxRow, ForgeReactionRow, JobFiringRow, JobRow,
+    ProjectForgeRow, ProjectRow, ReviewRow, Row, RowCounts, RunRow, Table, TaskDepRow,
+    TaskForgeLinkRow, TaskReplyRow, TaskRow, WebhookDeliveryRow, WorkflowRow,
 };
 use crate::StoreError;
 
@@ -130,6 +131,14 @@ fn select_sql(table: Table) -> &'static str {
         Table::TaskReplies => sql!("archive/select_task_replies"),
         Table::Reviews => sql!("archive/select_reviews"),
         Table::WebhookDeliveries => sql!("archive/select_webhook_deliveries"),
+        Table::InfoRequests => sql!("archive/select_info_requests"),
+        Table::InfoValues => sql!("archive/select_info_values"),
+        Table::Jobs => sql!("archive/select_jobs"),
+        Table::JobFirings => sql!("archive/select_job_firings"),
+        Table::ProjectForges => sql!("archive/select_project_forges"),
+        Table::TaskForgeLinks => sql!("archive/select_task_forge_links"),
+        Table::ForgeOutbox => sql!("archive/select_forge_outbox"),
+        Table::ForgeReactions => sql!("archive/select_forge_reactions"),
     }
 }
 
@@ -169,6 +178,7 @@ fn read_row(table: Table, r: &PgRow) -> Result<Row> {
                 not_before: r.try_get(14)?,
                 created_at: r.try_get(15)?,
                 updated_at: r.try_get(16)?,
+                unique_key: r.try_get(17)?,
             })
         }
         Table::TaskDeps => Row::TaskDep(TaskDepRow {
@@ -248,6 +258,100 @@ fn read_row(table: Table, r: &PgRow) -> Result<Row> {
             task_id: r.try_get(2)?,
             received_at: r.try_get(3)?,
         }),
+        Table::InfoRequests => {
+            let id: i64 = r.try_get(0)?;
+            let keys: String = r.try_get(4)?;
+            Row::InfoRequest(crate::archive::InfoRequestRow {
+                id,
+                task_id: r.try_get(1)?,
+                run_id: r.try_get(2)?,
+                step: r.try_get(3)?,
+                keys: json(&keys, &format!("the keys of info request {id}"))?,
+                hint: r.try_get(5)?,
+                reason: r.try_get(6)?,
+                state: r.try_get(7)?,
+                created_at: r.try_get(8)?,
+                expires_at: r.try_get(9)?,
+                closed_at: r.try_get(10)?,
+                closed_by: r.try_get(11)?,
+            })
+        }
+        Table::InfoValues => Row::InfoValue(crate::archive::InfoValueRow {
+            request_id: r.try_get(0)?,
+            task_id: r.try_get(1)?,
+            key: r.try_get(2)?,
+            secret: r.try_get(3)?,
+            value: r.try_get(4)?,
+        }),
+        Table::Jobs => Row::Job(JobRow {
+            id: r.try_get(0)?,
+            name: r.try_get(1)?,
+            project_id: r.try_get(2)?,
+            schedule: r.try_get(3)?,
+            timezone: r.try_get(4)?,
+            missed: r.try_get(5)?,
+            target: r.try_get(6)?,
+            source: r.try_get(7)?,
+            enabled: r.try_get(8)?,
+            last_slot: r.try_get(9)?,
+            created_at: r.try_get(10)?,
+            updated_at: r.try_get(11)?,
+        }),
+        Table::JobFirings => Row::JobFiring(JobFiringRow {
+            job_id: r.try_get(0)?,
+            slot_at: r.try_get(1)?,
+            kind: r.try_get(2)?,
+            task_id: r.try_get(3)?,
+            error: r.try_get(4)?,
+            fired_at: r.try_get(5)?,
+        }),
+        Table::ProjectForges => Row::ProjectForge(ProjectForgeRow {
+            project_id: r.try_get(0)?,
+            kind: r.try_get(1)?,
+            repo: r.try_get(2)?,
+            linked_at: r.try_get(3)?,
+        }),
+        Table::ForgeReactions => Row::ForgeReaction(ForgeReactionRow {
+            task_id: r.try_get(0)?,
+            cause: r.try_get(1)?,
+            reaction: r.try_get(2)?,
+            round_kind: r.try_get(3)?,
+            created_at: r.try_get(4)?,
+        }),
+        Table::TaskForgeLinks => Row::TaskForgeLink(TaskForgeLinkRow {
+            task_id: r.try_get(0)?,
+            project_id: r.try_get(1)?,
+            repo: r.try_get(2)?,
+            issue_number: r.try_get(3)?,
+            pr_number: r.try_get(4)?,
+            pr_url: r.try_get(5)?,
+            head_branch: r.try_get(6)?,
+            pushed_commit: r.try_get(7)?,
+            marker_comment_id: r.try_get(8)?,
+            updated_at: r.try_get(9)?,
+        }),
+        Table::ForgeOutbox => {
+            let id: i64 = r.try_get(0)?;
+            let op: String = r.try_get(5)?;
+            let result: Option<String> = r.try_get(10)?;
+            Row::ForgeOutbox(ForgeOutboxRow {
+                id,
+                idempotency_key: r.try_get(1)?,
+                project_id: r.try_get(2)?,
+                task_id: r.try_get(3)?,
+                event_id: r.try_get(4)?,
+                op: json(&op, &format!("forge op {id}"))?,
+                state: r.try_get(6)?,
+                attempts: r.try_get(7)?,
+                next_attempt_at: r.try_get(8)?,
+                last_error: r.try_get(9)?,
+                result: result
+                    .map(|text| json(&text, &format!("the result of forge op {id}")))
+                    .transpose()?,
+                created_at: r.try_get(11)?,
+                updated_at: r.try_get(12)?,
+            })
+        }
     })
 }
 
@@ -288,6 +392,7 @@ async fn insert(tx: &Tx<'_>, row: Row) -> Result<u64> {
                     &r.not_before,
                     &r.created_at,
                     &r.updated_at,
+                    &r.unique_key,
                 ],
             )
             .await
@@ -400,6 +505,126 @@ async fn insert(tx: &Tx<'_>, row: Row) -> Result<u64> {
             tx.execute(
                 sql!("archive/insert_webhook_delivery"),
                 &[&r.source, &r.delivery_id, &r.task_id, &r.received_at],
+            )
+            .await
+        }
+        Row::InfoRequest(r) => {
+            tx.execute(
+                sql!("archive/insert_info_request"),
+                &[
+                    &r.id,
+                    &r.task_id,
+                    &r.run_id,
+                    &r.step,
+                    &r.keys.to_string(),
+                    &r.hint,
+                    &r.reason,
+                    &r.state,
+                    &r.created_at,
+                    &r.expires_at,
+                    &r.closed_at,
+                    &r.closed_by,
+                ],
+            )
+            .await
+        }
+        Row::Job(r) => {
+            tx.execute(
+                sql!("archive/insert_job"),
+                &[
+                    &r.id,
+                    &r.name,
+                    &r.project_id,
+                    &r.schedule,
+                    &r.timezone,
+                    &r.missed,
+                    &r.target,
+                    &r.source,
+                    &r.enabled,
+                    &r.last_slot,
+                    &r.created_at,
+                    &r.updated_at,
+                ],
+            )
+            .await
+        }
+        Row::InfoValue(r) => {
+            tx.execute(
+                sql!("archive/insert_info_value"),
+                &[&r.request_id, &r.task_id, &r.key, &r.secret, &r.value],
+            )
+            .await
+        }
+        Row::JobFiring(r) => {
+            tx.execute(
+                sql!("archive/insert_job_firing"),
+                &[
+                    &r.job_id,
+                    &r.slot_at,
+                    &r.kind,
+                    &r.task_id,
+                    &r.error,
+                    &r.fired_at,
+                ],
+            )
+            .await
+        }
+        Row::ProjectForge(r) => {
+            tx.execute(
+                sql!("archive/insert_project_forge"),
+                &[&r.project_id, &r.kind, &r.repo, &r.linked_at],
+            )
+            .await
+        }
+        Row::ForgeReaction(r) => {
+            tx.execute(
+                sql!("archive/insert_forge_reaction"),
+                &[
+                    &r.task_id,
+                    &r.cause,
+                    &r.reaction,
+                    &r.round_kind,
+                    &r.created_at,
+                ],
+            )
+            .await
+        }
+        Row::TaskForgeLink(r) => {
+            tx.execute(
+                sql!("archive/insert_task_forge_link"),
+                &[
+                    &r.task_id,
+                    &r.project_id,
+                    &r.repo,
+                    &r.issue_number,
+                    &r.pr_number,
+                    &r.pr_url,
+                    &r.head_branch,
+                    &r.pushed_commit,
+                    &r.marker_comment_id,
+                    &r.updated_at,
+                ],
+            )
+            .await
+        }
+        Row::ForgeOutbox(r) => {
+            tx.execute(
+                sql!("archive/insert_forge_outbox"),
+                &[
+                    &r.id,
+                    &r.idempotency_key,
+                    &r.project_id,
+                    &r.task_id,
+                    &r.event_id,
+                    &r.op.to_string(),
+                    &r.state,
+                    &r.attempts,
+                    &r.next_attempt_at,
+                    &r.last_error,
+                    &r.result.as_ref().map(Value::to_string),
+                    &r.created_at,
+                    &r.updated_at,
+                ],
             )
             .await
         }

@@ -1,10 +1,12 @@
-//! A run's end: its completion with an outcome, or its worker giving it back.
+//! A run's end: its completion with an outcome, or its worker giving it back. Both start with
+//! one round trip that ends the run, locks its task and reads what the decision needs
+//! (`end_run_with_facts`).
 
 use std::time::Duration;
 
 use orch_core::{decide, FencingToken, Outcome, RunId, RunState, Status};
 
-use super::apply::{carry_out, end_run, refuse, task_facts};
+use super::apply::{carry_out_knowing, end_run_with_facts, refuse};
 use super::PgStore;
 use crate::Op;
 
@@ -19,19 +21,14 @@ impl PgStore {
     ) -> crate::Result<Status> {
         let state = decide::run_state_after(outcome);
         transact!(self, |tx| async {
-            let Some(task) = end_run(&tx, run, token, state, reason, &op).await? else {
+            let Some((facts, dependents)) =
+                end_run_with_facts(&tx, run, token, state, reason, &op).await?
+            else {
                 // A refusal is recorded as an event, so it commits too.
                 return Ok(Err(refuse(&tx, run, token, "completion", &op).await?));
             };
-            let plan = decide::complete(
-                &task_facts(&tx, task).await?,
-                run,
-                outcome,
-                reason,
-                op.now,
-                op.jitter_unit,
-            )?;
-            carry_out(&tx, &plan, &op).await?;
+            let plan = decide::complete(&facts, run, outcome, reason, op.now, op.jitter_unit)?;
+            carry_out_knowing(&tx, &plan, &op, Some((facts.id, dependents))).await?;
             Ok(Ok(plan.status))
         })
     }
@@ -45,12 +42,13 @@ impl PgStore {
         op: Op<'_>,
     ) -> crate::Result<Status> {
         transact!(self, |tx| async {
-            let Some(task) = end_run(&tx, run, token, RunState::Requeued, reason, &op).await?
+            let Some((facts, dependents)) =
+                end_run_with_facts(&tx, run, token, RunState::Requeued, reason, &op).await?
             else {
                 return Ok(Err(refuse(&tx, run, token, "requeue", &op).await?));
             };
-            let plan = decide::requeue(&task_facts(&tx, task).await?, run, delay, reason, op.now)?;
-            carry_out(&tx, &plan, &op).await?;
+            let plan = decide::requeue(&facts, run, delay, reason, op.now)?;
+            carry_out_knowing(&tx, &plan, &op, Some((facts.id, dependents))).await?;
             Ok(Ok(plan.status))
         })
     }

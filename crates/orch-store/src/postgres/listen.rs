@@ -1,5 +1,5 @@
 //! Wake-ups for idle claimers: one `LISTEN orch_work` connection per store handle (shared by
-//! its clones), started by the first waiter and fanned out through a `tokio::sync::Notify`.
+//! its clones), started by the first waiter and fanned out through `crate::wakes::Wakes`.
 //!
 //! The listener reconnects after losing its connection (with backoff) and wakes every waiter
 //! when it is back, since NOTIFYs sent meanwhile are lost; waiters also wake on their timeout,
@@ -8,7 +8,6 @@
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -16,7 +15,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(super) struct WorkSignal {
-    notify: Notify,
+    wakes: crate::wakes::Wakes,
     config: tokio_postgres::Config,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
@@ -24,7 +23,7 @@ pub(super) struct WorkSignal {
 impl WorkSignal {
     pub(super) fn new(config: tokio_postgres::Config) -> WorkSignal {
         WorkSignal {
-            notify: Notify::new(),
+            wakes: crate::wakes::Wakes::default(),
             config,
             listener: Mutex::new(None),
         }
@@ -32,13 +31,16 @@ impl WorkSignal {
 
     /// Wake this process's waiters (after a local commit that made work ready).
     pub(super) fn wake_local(&self) {
-        self.notify.notify_waiters();
+        self.wakes.wake();
+    }
+
+    /// A claim is about to look for work.
+    pub(super) fn looking(&self) {
+        self.wakes.looking();
     }
 
     pub(super) async fn wait(self: &std::sync::Arc<Self>, timeout: Duration) {
-        let notified = self.notify.notified();
-        self.ensure_listener();
-        let _ = tokio::time::timeout(timeout, notified).await;
+        self.wakes.wait(timeout, || self.ensure_listener()).await;
     }
 
     fn ensure_listener(self: &std::sync::Arc<Self>) {

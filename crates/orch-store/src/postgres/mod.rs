@@ -72,13 +72,27 @@ macro_rules! read {
     };
 }
 
+/// One statement on its own (autocommit): it commits by itself, saving the BEGIN and COMMIT
+/// round trips. Retried like `read!` when its connection fails, so only for a statement whose
+/// repetition is harmless even if the first one committed.
+macro_rules! autocommit {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        transact!(@run $store, autocommit, |$tx| $body)
+    };
+}
+
 mod admin;
 mod agents;
 mod apply;
 mod archive;
 mod claim;
 mod complete;
+mod dashboard;
 mod fencing;
+mod forge;
+mod forge_feedback;
+mod info_requests;
+mod jobs;
 mod lease;
 mod listen;
 mod migrate;
@@ -87,20 +101,20 @@ mod recover;
 mod reviews;
 mod rows;
 mod submit;
+mod tx;
 
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use orch_core::plan::Refusal;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::NoTls;
 
 use crate::StoreError;
+pub(crate) use tx::Tx;
 
 /// How often a transaction is tried before its failure is answered.
 const TRIES: u32 = 5;
@@ -218,6 +232,8 @@ pub struct PgStore {
     secrets: crate::secrets::SecretValues,
     /// Wakes idle claimers: local commits and other processes' NOTIFYs.
     work: Arc<listen::WorkSignal>,
+    /// The limits claims obey (`Store::set_claim_limits`), shared by clones.
+    pub(crate) limits: crate::limits::LimitsCell,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -226,124 +242,6 @@ impl std::fmt::Debug for PgStore {
             .field("database", &self.config.get_dbname())
             .field("hosts", &self.config.get_hosts())
             .finish_non_exhaustive()
-    }
-}
-
-/// One transaction (or, for reads, a connection in autocommit mode), with a note of whether it
-/// made work ready (then it NOTIFYs at commit).
-pub(crate) struct Tx<'a> {
-    conn: Conn<'a>,
-    wake: AtomicBool,
-}
-
-enum Conn<'a> {
-    /// A transaction: rolled back when dropped uncommitted (also when its future is dropped).
-    Tx(deadpool_postgres::Transaction<'a>),
-    /// Statements on their own.
-    Autocommit(&'a deadpool_postgres::Object),
-}
-
-/// Run one driver call on either kind of connection.
-macro_rules! on_conn {
-    ($conn:expr, |$c:ident| $call:expr) => {
-        match $conn {
-            Conn::Tx($c) => $call,
-            Conn::Autocommit($c) => $call,
-        }
-    };
-}
-
-type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
-
-impl<'a> Tx<'a> {
-    async fn begin(client: &'a mut deadpool_postgres::Object) -> Result<Tx<'a>> {
-        Ok(Tx {
-            conn: Conn::Tx(client.transaction().await?),
-            wake: AtomicBool::new(false),
-        })
-    }
-
-    async fn autocommit(client: &'a mut deadpool_postgres::Object) -> Result<Tx<'a>> {
-        Ok(Tx {
-            conn: Conn::Autocommit(client),
-            wake: AtomicBool::new(false),
-        })
-    }
-
-    /// Send one NOTIFY at commit: a task became `queued`.
-    fn wake(&self) {
-        self.wake.store(true, Ordering::Relaxed);
-    }
-
-    /// Commit; returns whether it woke claimers. A connection lost here is ambiguous (the
-    /// commit may have landed), so it is answered, not retried.
-    async fn commit(self) -> Result<bool> {
-        let woke = self.wake.load(Ordering::Relaxed);
-        if woke {
-            // At most one per transaction: every NOTIFY takes a global lock at commit.
-            self.execute(sql!("notify_work"), &[]).await?;
-        }
-        let Conn::Tx(tx) = self.conn else {
-            return Ok(woke);
-        };
-        tx.commit().await.map_err(|error| {
-            if is_connection_error(&error) {
-                Error::Store(StoreError::Database {
-                    message: format!(
-                        "the connection to PostgreSQL failed while committing, so the operation \
-                         may or may not have taken effect; check before repeating it: {error}"
-                    ),
-                    retryable: true,
-                })
-            } else {
-                Error::Pg(error)
-            }
-        })?;
-        Ok(woke)
-    }
-
-    async fn statement(&self, sql: &str) -> Result<tokio_postgres::Statement> {
-        Ok(on_conn!(&self.conn, |c| c.prepare_cached(sql).await)?)
-    }
-
-    /// Statements that are not prepared (DDL, several statements).
-    async fn batch(&self, sql: &str) -> Result<()> {
-        Ok(on_conn!(&self.conn, |c| c.batch_execute(sql).await)?)
-    }
-
-    async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        let statement = self.statement(sql).await?;
-        Ok(on_conn!(&self.conn, |c| c.query(&statement, params).await)?)
-    }
-
-    async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
-        let statement = self.statement(sql).await?;
-        Ok(on_conn!(&self.conn, |c| c
-            .query_opt(&statement, params)
-            .await)?)
-    }
-
-    async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row> {
-        let statement = self.statement(sql).await?;
-        Ok(on_conn!(&self.conn, |c| c
-            .query_one(&statement, params)
-            .await)?)
-    }
-
-    async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
-        let statement = self.statement(sql).await?;
-        Ok(on_conn!(&self.conn, |c| c
-            .execute(&statement, params)
-            .await)?)
-    }
-
-    /// The first column of every row, as ids.
-    async fn ids(&self, sql: &str, params: Params<'_>) -> Result<Vec<i64>> {
-        self.query(sql, params)
-            .await?
-            .iter()
-            .map(|row| Ok(row.try_get(0)?))
-            .collect()
     }
 }
 
@@ -382,6 +280,7 @@ impl PgStore {
             pool,
             config: Arc::new(config.clone()),
             secrets: crate::secrets::SecretValues::default(),
+            limits: crate::limits::LimitsCell::default(),
             work: Arc::new(listen::WorkSignal::new(config)),
         };
         let mut client = store.client().await.map_err(Error::into_store)?;

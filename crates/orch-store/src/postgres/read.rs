@@ -16,6 +16,16 @@ impl PgStore {
         read!(self, |tx| async { Ok(Ok(load_task(&tx, task).await?)) })
     }
 
+    pub(crate) async fn children(&self, task: TaskId) -> crate::Result<Vec<Task>> {
+        read!(self, |tx| async {
+            let mut children = Vec::new();
+            for child in super::apply::children(&tx, task).await? {
+                children.push(load_task(&tx, child.id).await?);
+            }
+            Ok(Ok(children))
+        })
+    }
+
     pub(crate) async fn tasks(&self, filter: &TaskFilter) -> crate::Result<Vec<Task>> {
         read!(self, |tx| async {
             // Two statements, as on SQLite (where only a literal direction walks the index).
@@ -130,6 +140,11 @@ async fn check_consistency(tx: &Tx<'_>) -> Result<Vec<Problem>> {
     for task in tx.ids(sql!("select_active_run_tasks"), &[]).await? {
         *snapshot.active_runs.entry(task).or_default() += 1;
     }
+    snapshot.open_requests = tx
+        .ids(sql!("select_open_info_request_tasks"), &[])
+        .await?
+        .into_iter()
+        .collect();
     let need: Vec<i64> = snapshot
         .statuses
         .iter()
@@ -139,6 +154,8 @@ async fn check_consistency(tx: &Tx<'_>) -> Result<Vec<Problem>> {
     for id in need {
         let deps = dependencies(tx, TaskId(id)).await?;
         snapshot.dependencies.insert(id, deps);
+        let children = super::apply::children(tx, TaskId(id)).await?;
+        snapshot.children.insert(id, children);
     }
     Ok(snapshot.problems())
 }

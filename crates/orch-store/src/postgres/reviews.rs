@@ -1,11 +1,11 @@
-//! Review verdicts: recorded by the worker for its run (fenced), handed to later claims.
+//! Review verdicts: recorded by the worker for its run (fenced), handed to later claims (read
+//! back by the claim itself, `claim_rest.sql`).
 
-use orch_core::{FencingToken, RunId, TaskId};
+use orch_core::{FencingToken, RunId};
 
 use super::apply::{require_fenced, require_holder};
-use super::{PgStore, Result, Tx};
+use super::PgStore;
 use crate::fencing::token_hash;
-use crate::rows::ReviewRow;
 use crate::{Op, ReviewRecord, StoreError};
 
 impl PgStore {
@@ -40,22 +40,4 @@ impl PgStore {
             require_fenced(&tx, written, run, token, "review report", &op).await
         })
     }
-}
-
-/// The recorded reviews of a task, oldest run first.
-pub(super) async fn reviews_of_task(tx: &Tx<'_>, task: TaskId) -> Result<Vec<ReviewRecord>> {
-    tx.query(sql!("select_reviews_of_task"), &[&task.0])
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ReviewRow {
-                run_id: r.try_get(0)?,
-                round: r.try_get(1)?,
-                verdict: r.try_get(2)?,
-                reasons: r.try_get(3)?,
-                escalated: r.try_get(4)?,
-            }
-            .into_review()?)
-        })
-        .collect()
 }

@@ -56,10 +56,15 @@ impl PgStore {
         &self,
         submission: &Submission,
         op: Op<'_>,
-    ) -> crate::Result<Vec<TaskId>> {
+    ) -> crate::Result<SubmittedOnce> {
         let submission = self.secrets.prepared(submission)?;
         transact!(self, |tx| async {
-            Ok(Ok(submit(&tx, &submission, &op).await?))
+            let (tasks, existing) = submit(&tx, &submission, &op).await?;
+            Ok(Ok(SubmittedOnce {
+                tasks,
+                created: true,
+                existing,
+            }))
         })
     }
 
@@ -90,9 +95,12 @@ impl PgStore {
                     break;
                 }
             }
-            let (tasks, created) = match earlier {
-                Some(row) => (vec![TaskId(row.try_get(0)?)], false),
-                None => (submit(&tx, &submission, &op).await?, true),
+            let (tasks, created, existing) = match earlier {
+                Some(row) => (vec![TaskId(row.try_get(0)?)], false, Vec::new()),
+                None => {
+                    let (tasks, existing) = submit(&tx, &submission, &op).await?;
+                    (tasks, true, existing)
+                }
             };
             // Every id is recorded (a new delivery of a known issue too), so each later replay
             // answers with the same task.
@@ -103,12 +111,23 @@ impl PgStore {
                 )
                 .await?;
             }
-            Ok(Ok(SubmittedOnce { tasks, created }))
+            Ok(Ok(SubmittedOnce {
+                tasks,
+                created,
+                existing,
+            }))
         })
     }
 }
 
-async fn submit(tx: &Tx<'_>, submission: &Submission, op: &Op<'_>) -> Result<Vec<TaskId>> {
+/// Create the tasks; returns their ids, and those of them that existed already (a live task
+/// held the unique key). Two submissions of one key serialize on an advisory lock, so the second
+/// finds the first's task; the partial unique index refuses a second live task whatever happens.
+pub(super) async fn submit(
+    tx: &Tx<'_>,
+    submission: &Submission,
+    op: &Op<'_>,
+) -> Result<(Vec<TaskId>, Vec<TaskId>)> {
     let workflow_id: Option<i64> = match &submission.workflow {
         Some((name, source)) => Some(
             tx.query_one(
@@ -121,7 +140,43 @@ async fn submit(tx: &Tx<'_>, submission: &Submission, op: &Op<'_>) -> Result<Vec
         None => None,
     };
     let mut ids: Vec<TaskId> = Vec::with_capacity(submission.tasks.len());
+    let mut existing = Vec::new();
     for task in &submission.tasks {
+        if let Some(key) = &task.spec.unique_key {
+            tx.execute(sql!("lock_unique_key"), &[&submission.project.0, key])
+                .await?;
+            let live = tx
+                .query_opt(
+                    sql!("select_live_task_by_unique_key"),
+                    &[&submission.project.0, key],
+                )
+                .await?;
+            if let Some(row) = live {
+                let live = TaskId(row.try_get(0)?);
+                ids.push(live);
+                existing.push(live);
+                continue;
+            }
+        }
+        let parent = match (task.parent, task.parent_in_batch) {
+            (Some(parent), _) => Some(parent),
+            (None, Some(index)) => Some(ids[index]),
+            (None, None) => None,
+        };
+        if let Some(parent) = parent {
+            // Locks the parent's row: it cannot finish while its new child is created.
+            let facts = task_facts(tx, parent).await.map_err(|e| match e {
+                Error::Store(StoreError::TaskNotFound(_)) => StoreError::Invalid {
+                    field: "parent".into(),
+                    reason: format!(
+                        "task {parent} does not exist; give the id of an existing task"
+                    ),
+                }
+                .into(),
+                other => other,
+            })?;
+            decide::adopt(&facts)?;
+        }
         let mut deps: Vec<TaskId> = task.needs_in_batch.iter().map(|&i| ids[i]).collect();
         for existing in &task.needs_existing {
             if !deps.contains(existing) {
@@ -136,7 +191,7 @@ async fn submit(tx: &Tx<'_>, submission: &Submission, op: &Op<'_>) -> Result<Vec
                 &[
                     &submission.project.0,
                     &workflow_id,
-                    &task.parent.map(|p| p.0),
+                    &parent.map(|p| p.0),
                     &task.spec.key.as_deref(),
                     &task.spec.title.as_str(),
                     &i64::from(task.spec.priority),
@@ -146,6 +201,7 @@ async fn submit(tx: &Tx<'_>, submission: &Submission, op: &Op<'_>) -> Result<Vec
                     &Option::<&str>::None,
                     &i64::from(task.spec.retry.max_attempts),
                     &op.now.0,
+                    &task.spec.unique_key.as_deref(),
                 ],
             )
             .await?
@@ -172,5 +228,5 @@ async fn submit(tx: &Tx<'_>, submission: &Submission, op: &Op<'_>) -> Result<Vec
         carry_out(tx, &plan, op).await?;
         ids.push(id);
     }
-    Ok(ids)
+    Ok((ids, existing))
 }

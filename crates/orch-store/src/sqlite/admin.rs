@@ -74,6 +74,23 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn judge_approval(
+        &self,
+        task: TaskId,
+        verdict: crate::ApprovalVerdict,
+        comment: Option<&str>,
+        op: Op<'_>,
+    ) -> crate::Result<Status> {
+        let comment = comment.map(str::to_owned);
+        self.decide_and_apply(task, op, move |_, facts| {
+            Ok(match verdict {
+                crate::ApprovalVerdict::Approve => decide::approve_with(facts, comment.as_deref()),
+                crate::ApprovalVerdict::Reject => decide::reject(facts, comment.as_deref()),
+            })
+        })
+        .await
+    }
+
     pub(crate) async fn record_note(
         &self,
         task: TaskId,

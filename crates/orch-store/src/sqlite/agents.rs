@@ -98,7 +98,15 @@ impl SqliteStore {
                 .prepare_cached(sql!("select_usage_by_day"))?
                 .query_map([i64::from(days)], total)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(UsageSummary { by_agent, by_day })
+            let by_project = conn
+                .prepare_cached(sql!("select_usage_by_project"))?
+                .query_map([], total)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(UsageSummary {
+                by_agent,
+                by_day,
+                by_project,
+            })
         })
         .await
     }
@@ -109,32 +117,67 @@ impl SqliteStore {
         message: String,
         op: Op<'_>,
     ) -> crate::Result<Status> {
+        Ok(self
+            .reply_once(task, message, None, op)
+            .await?
+            .unwrap_or(Status::Queued))
+    }
+
+    /// [`Self::reply`] unless `delivery` was recorded before (then `None`); the delivery is
+    /// recorded with the reply in one transaction.
+    pub(crate) async fn reply_once(
+        &self,
+        task: TaskId,
+        message: String,
+        delivery: Option<crate::Delivery>,
+        op: Op<'_>,
+    ) -> crate::Result<Option<Status>> {
         // A follow-up message is a prompt like a spec's: no token in it reaches the database.
         let message = self.secrets.redact_text(&message);
         let op = OwnedOp::from(op);
         let result = self
             .call(move |conn| {
                 let tx = immediate(conn)?;
-                let facts = task_facts(&tx, task)?;
-                let session: Option<AgentSession> = tx
-                    .prepare_cached(sql!("select_last_session_of_task"))?
-                    .query_row([task.0], |r| {
-                        Ok(AgentSession {
-                            agent: r.get(0)?,
-                            step: r.get(1)?,
-                            session_id: r.get(2)?,
-                        })
-                    })
-                    .optional()?;
-                let pending = pending_reply(&tx, task)?.map(|p| p.id);
-                let plan = decide::reply(&facts, &message, session, pending)?;
-                carry_out(&tx, &plan, &op)?;
+                if let Some(delivery) = &delivery {
+                    let recorded = tx
+                        .prepare_cached(sql!("insert_webhook_delivery"))?
+                        .execute(params![delivery.source, delivery.id, task.0, op.now.0])?;
+                    if recorded == 0 {
+                        return Ok(None);
+                    }
+                }
+                let status = reply_in(&tx, task, &message, &op)?;
                 tx.commit()?;
-                Ok(plan.status)
+                Ok(Some(status))
             })
             .await;
         self.woke(result)
     }
+}
+
+/// Reopen a finished task with a follow-up `message` (already redacted) inside `conn`'s
+/// transaction: `reply`, and the feedback loop's follow-up runs.
+pub(super) fn reply_in(
+    conn: &rusqlite::Connection,
+    task: TaskId,
+    message: &str,
+    op: &OwnedOp,
+) -> Result<Status> {
+    let facts = task_facts(conn, task)?;
+    let session: Option<AgentSession> = conn
+        .prepare_cached(sql!("select_last_session_of_task"))?
+        .query_row([task.0], |r| {
+            Ok(AgentSession {
+                agent: r.get(0)?,
+                step: r.get(1)?,
+                session_id: r.get(2)?,
+            })
+        })
+        .optional()?;
+    let pending = pending_reply(conn, task)?.map(|p| p.id);
+    let plan = decide::reply(&facts, message, session, pending)?;
+    carry_out(conn, &plan, op)?;
+    Ok(plan.status)
 }
 
 /// The reply a claimed run must answer, if any.

@@ -41,7 +41,13 @@ pub(super) fn task_facts(conn: &Connection, task: TaskId) -> Result<TaskFacts> {
         requires_approval: policy.requires_approval,
         retry: policy.retry,
         active_run: current_run.map(RunId),
+        children: children(conn, task)?,
     })
+}
+
+/// A task's children, ordered by id.
+pub(super) fn children(conn: &Connection, task: TaskId) -> Result<Vec<DependencyFacts>> {
+    facts_of(conn, sql!("select_children"), task)
 }
 
 pub(super) fn parse_status(text: &str) -> Result<Status> {
@@ -50,7 +56,12 @@ pub(super) fn parse_status(text: &str) -> Result<Status> {
 
 /// A task's dependencies that are not waived, ordered by id.
 pub(super) fn dependencies(conn: &Connection, task: TaskId) -> Result<Vec<DependencyFacts>> {
-    let mut stmt = conn.prepare_cached(sql!("select_dependencies"))?;
+    facts_of(conn, sql!("select_dependencies"), task)
+}
+
+/// Rows of `(id, key, title, status)` as facts named by key, else title.
+fn facts_of(conn: &Connection, query: &str, task: TaskId) -> Result<Vec<DependencyFacts>> {
+    let mut stmt = conn.prepare_cached(query)?;
     let rows = stmt
         .query_map([task.0], |r| {
             Ok((
@@ -255,7 +266,20 @@ fn set_status(
             reason,
             not_before.map(|t| t.0),
             now.0,
-        ])?;
+        ])
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                // A retry or reply of a finished task whose unique key a newer live task holds.
+                Error::Store(StoreError::Conflict {
+                    task,
+                    status: from,
+                    message: "another live task of the project holds its unique key; wait for that task to finish or cancel it first".into(),
+                })
+            }
+            other => Error::from(other),
+        })?;
     if changed == 0 {
         let status = task_facts(conn, task)?.status;
         return Err(StoreError::Conflict {
@@ -290,7 +314,15 @@ fn move_task(conn: &Connection, step: &Move, op: &OwnedOp) -> Result<()> {
         step.to,
         reason,
         None,
-    )
+    )?;
+    if step.from == Status::AwaitingInput
+        && matches!(step.kind, EventKind::Cancel | EventKind::PullMerged)
+    {
+        // Nobody can answer a cancelled task: its request closes with it.
+        conn.prepare_cached(sql!("close_open_info_requests"))?
+            .execute(params![step.task.0, op.now.0, "task cancelled"])?;
+    }
+    Ok(())
 }
 
 pub(super) fn load_run(conn: &Connection, run: RunId) -> Result<orch_core::Run> {

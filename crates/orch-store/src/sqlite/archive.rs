@@ -8,8 +8,9 @@ use tokio::sync::mpsc;
 
 use super::{immediate, Error, Result, SqliteStore};
 use crate::archive::{
-    AgentUsageRow, EventRow, ProjectRow, ReviewRow, Row, RowCounts, RunRow, Table, TaskDepRow,
-    TaskReplyRow, TaskRow, WebhookDeliveryRow, WorkflowRow,
+    AgentUsageRow, EventRow, ForgeOutboxRow, ForgeReactionRow, JobFiringRow, JobRow,
+    ProjectForgeRow, ProjectRow, ReviewRow, Row, RowCounts, RunRow, Table, TaskDepRow,
+    TaskForgeLinkRow, TaskReplyRow, TaskRow, WebhookDeliveryRow, WorkflowRow,
 };
 use crate::StoreError;
 
@@ -118,6 +119,14 @@ fn export_table(conn: &Connection, table: Table, sink: &mpsc::Sender<Row>) -> Re
         Table::TaskReplies => sql!("archive/select_task_replies"),
         Table::Reviews => sql!("archive/select_reviews"),
         Table::WebhookDeliveries => sql!("archive/select_webhook_deliveries"),
+        Table::InfoRequests => sql!("archive/select_info_requests"),
+        Table::InfoValues => sql!("archive/select_info_values"),
+        Table::Jobs => sql!("archive/select_jobs"),
+        Table::JobFirings => sql!("archive/select_job_firings"),
+        Table::ProjectForges => sql!("archive/select_project_forges"),
+        Table::TaskForgeLinks => sql!("archive/select_task_forge_links"),
+        Table::ForgeOutbox => sql!("archive/select_forge_outbox"),
+        Table::ForgeReactions => sql!("archive/select_forge_reactions"),
     };
     let mut stmt = conn.prepare(sql)?;
     let mut rows = stmt.query([])?;
@@ -170,6 +179,7 @@ fn read_row(table: Table, r: &SqlRow<'_>) -> Result<Row> {
                 not_before: r.get(14)?,
                 created_at: r.get(15)?,
                 updated_at: r.get(16)?,
+                unique_key: r.get(17)?,
             })
         }
         Table::TaskDeps => Row::TaskDep(TaskDepRow {
@@ -249,6 +259,100 @@ fn read_row(table: Table, r: &SqlRow<'_>) -> Result<Row> {
             task_id: r.get(2)?,
             received_at: r.get(3)?,
         }),
+        Table::InfoRequests => {
+            let id: i64 = r.get(0)?;
+            let keys: String = r.get(4)?;
+            Row::InfoRequest(crate::archive::InfoRequestRow {
+                id,
+                task_id: r.get(1)?,
+                run_id: r.get(2)?,
+                step: r.get(3)?,
+                keys: json(&keys, &format!("the keys of info request {id}"))?,
+                hint: r.get(5)?,
+                reason: r.get(6)?,
+                state: r.get(7)?,
+                created_at: r.get(8)?,
+                expires_at: r.get(9)?,
+                closed_at: r.get(10)?,
+                closed_by: r.get(11)?,
+            })
+        }
+        Table::InfoValues => Row::InfoValue(crate::archive::InfoValueRow {
+            request_id: r.get(0)?,
+            task_id: r.get(1)?,
+            key: r.get(2)?,
+            secret: r.get(3)?,
+            value: r.get(4)?,
+        }),
+        Table::Jobs => Row::Job(JobRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            project_id: r.get(2)?,
+            schedule: r.get(3)?,
+            timezone: r.get(4)?,
+            missed: r.get(5)?,
+            target: r.get(6)?,
+            source: r.get(7)?,
+            enabled: r.get(8)?,
+            last_slot: r.get(9)?,
+            created_at: r.get(10)?,
+            updated_at: r.get(11)?,
+        }),
+        Table::JobFirings => Row::JobFiring(JobFiringRow {
+            job_id: r.get(0)?,
+            slot_at: r.get(1)?,
+            kind: r.get(2)?,
+            task_id: r.get(3)?,
+            error: r.get(4)?,
+            fired_at: r.get(5)?,
+        }),
+        Table::ProjectForges => Row::ProjectForge(ProjectForgeRow {
+            project_id: r.get(0)?,
+            kind: r.get(1)?,
+            repo: r.get(2)?,
+            linked_at: r.get(3)?,
+        }),
+        Table::ForgeReactions => Row::ForgeReaction(ForgeReactionRow {
+            task_id: r.get(0)?,
+            cause: r.get(1)?,
+            reaction: r.get(2)?,
+            round_kind: r.get(3)?,
+            created_at: r.get(4)?,
+        }),
+        Table::TaskForgeLinks => Row::TaskForgeLink(TaskForgeLinkRow {
+            task_id: r.get(0)?,
+            project_id: r.get(1)?,
+            repo: r.get(2)?,
+            issue_number: r.get(3)?,
+            pr_number: r.get(4)?,
+            pr_url: r.get(5)?,
+            head_branch: r.get(6)?,
+            pushed_commit: r.get(7)?,
+            marker_comment_id: r.get(8)?,
+            updated_at: r.get(9)?,
+        }),
+        Table::ForgeOutbox => {
+            let id: i64 = r.get(0)?;
+            let op: String = r.get(5)?;
+            let result: Option<String> = r.get(10)?;
+            Row::ForgeOutbox(ForgeOutboxRow {
+                id,
+                idempotency_key: r.get(1)?,
+                project_id: r.get(2)?,
+                task_id: r.get(3)?,
+                event_id: r.get(4)?,
+                op: json(&op, &format!("forge op {id}"))?,
+                state: r.get(6)?,
+                attempts: r.get(7)?,
+                next_attempt_at: r.get(8)?,
+                last_error: r.get(9)?,
+                result: result
+                    .map(|text| json(&text, &format!("the result of forge op {id}")))
+                    .transpose()?,
+                created_at: r.get(11)?,
+                updated_at: r.get(12)?,
+            })
+        }
     })
 }
 
@@ -280,6 +384,7 @@ fn insert(conn: &Connection, row: Row) -> Result<()> {
                 r.not_before,
                 r.created_at,
                 r.updated_at,
+                r.unique_key,
             ])?,
         Row::TaskDep(r) => conn
             .prepare_cached(sql!("archive/insert_task_dep"))?
@@ -365,6 +470,89 @@ fn insert(conn: &Connection, row: Row) -> Result<()> {
         Row::WebhookDelivery(r) => conn
             .prepare_cached(sql!("archive/insert_webhook_delivery"))?
             .execute(params![r.source, r.delivery_id, r.task_id, r.received_at])?,
+        Row::InfoRequest(r) => conn
+            .prepare_cached(sql!("archive/insert_info_request"))?
+            .execute(params![
+                r.id,
+                r.task_id,
+                r.run_id,
+                r.step,
+                json_text(&r.keys),
+                r.hint,
+                r.reason,
+                r.state,
+                r.created_at,
+                r.expires_at,
+                r.closed_at,
+                r.closed_by,
+            ])?,
+        Row::InfoValue(r) => conn
+            .prepare_cached(sql!("archive/insert_info_value"))?
+            .execute(params![r.request_id, r.task_id, r.key, r.secret, r.value])?,
+        Row::Job(r) => conn
+            .prepare_cached(sql!("archive/insert_job"))?
+            .execute(params![
+                r.id,
+                r.name,
+                r.project_id,
+                r.schedule,
+                r.timezone,
+                r.missed,
+                r.target,
+                r.source,
+                r.enabled,
+                r.last_slot,
+                r.created_at,
+                r.updated_at,
+            ])?,
+        Row::JobFiring(r) => conn
+            .prepare_cached(sql!("archive/insert_job_firing"))?
+            .execute(params![
+                r.job_id, r.slot_at, r.kind, r.task_id, r.error, r.fired_at
+            ])?,
+        Row::ProjectForge(r) => conn
+            .prepare_cached(sql!("archive/insert_project_forge"))?
+            .execute(params![r.project_id, r.kind, r.repo, r.linked_at])?,
+        Row::ForgeReaction(r) => conn
+            .prepare_cached(sql!("archive/insert_forge_reaction"))?
+            .execute(params![
+                r.task_id,
+                r.cause,
+                r.reaction,
+                r.round_kind,
+                r.created_at
+            ])?,
+        Row::TaskForgeLink(r) => conn
+            .prepare_cached(sql!("archive/insert_task_forge_link"))?
+            .execute(params![
+                r.task_id,
+                r.project_id,
+                r.repo,
+                r.issue_number,
+                r.pr_number,
+                r.pr_url,
+                r.head_branch,
+                r.pushed_commit,
+                r.marker_comment_id,
+                r.updated_at,
+            ])?,
+        Row::ForgeOutbox(r) => conn
+            .prepare_cached(sql!("archive/insert_forge_outbox"))?
+            .execute(params![
+                r.id,
+                r.idempotency_key,
+                r.project_id,
+                r.task_id,
+                r.event_id,
+                json_text(&r.op),
+                r.state,
+                r.attempts,
+                r.next_attempt_at,
+                r.last_error,
+                r.result.as_ref().map(json_text),
+                r.created_at,
+                r.updated_at,
+            ])?,
     };
     Ok(())
 }

@@ -43,6 +43,36 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "create_leases",
         include_str!("../../migrations/sqlite/20261203000000_create_leases.sql"),
     ),
+    (
+        20261204100000,
+        "forge",
+        include_str!("../../migrations/sqlite/20261204100000_forge.sql"),
+    ),
+    (
+        20261204120000,
+        "task_tree",
+        include_str!("../../migrations/sqlite/20261204120000_task_tree.sql"),
+    ),
+    (
+        20261204130000,
+        "info_requests",
+        include_str!("../../migrations/sqlite/20261204130000_info_requests.sql"),
+    ),
+    (
+        20261204140000,
+        "jobs",
+        include_str!("../../migrations/sqlite/20261204140000_jobs.sql"),
+    ),
+    (
+        20261204150000,
+        "dashboard",
+        include_str!("../../migrations/sqlite/20261204150000_dashboard.sql"),
+    ),
+    (
+        20261205110000,
+        "forge_feedback",
+        include_str!("../../migrations/sqlite/20261205110000_forge_feedback.sql"),
+    ),
 ];
 
 /// Bring the schema up to date.

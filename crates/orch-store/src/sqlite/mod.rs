@@ -32,7 +32,12 @@ mod apply;
 mod archive;
 mod claim;
 mod complete;
+mod dashboard;
 mod fencing;
+mod forge;
+mod forge_feedback;
+mod info_requests;
+mod jobs;
 mod lease;
 mod migrate;
 mod read;
@@ -136,7 +141,9 @@ pub struct SqliteStore {
     secrets: crate::secrets::SecretValues,
     /// Wakes this handle's (and its clones') idle claimers after a commit that may have made
     /// work ready.
-    work: Arc<tokio::sync::Notify>,
+    work: Arc<crate::wakes::Wakes>,
+    /// The limits claims obey (`Store::set_claim_limits`), shared by clones.
+    pub(crate) limits: crate::limits::LimitsCell,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -249,6 +256,7 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             secrets: crate::secrets::SecretValues::default(),
+            limits: crate::limits::LimitsCell::default(),
             work: Arc::default(),
         };
         store
@@ -301,13 +309,13 @@ impl SqliteStore {
 
     /// Wait until a commit through this handle may have made work ready, at most `timeout`.
     pub(crate) async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+        self.work.wait(timeout, || {}).await;
     }
 
     /// A commit may have made work ready: wake the waiters.
     fn woke<T>(&self, result: crate::Result<T>) -> crate::Result<T> {
         if result.is_ok() {
-            self.work.notify_waiters();
+            self.work.wake();
         }
         result
     }

@@ -16,6 +16,16 @@ impl SqliteStore {
         self.call(move |conn| load_task(conn, task)).await
     }
 
+    pub(crate) async fn children(&self, task: TaskId) -> crate::Result<Vec<Task>> {
+        self.call(move |conn| {
+            super::apply::children(conn, task)?
+                .iter()
+                .map(|child| load_task(conn, child.id))
+                .collect()
+        })
+        .await
+    }
+
     pub(crate) async fn tasks(&self, filter: &TaskFilter) -> crate::Result<Vec<Task>> {
         let filter = filter.clone();
         self.call(move |conn| {
@@ -140,10 +150,15 @@ fn check_consistency(conn: &Connection) -> Result<Vec<Problem>> {
     for task in query_ids(conn, sql!("select_active_run_tasks"), 0)? {
         *snapshot.active_runs.entry(task).or_default() += 1;
     }
+    snapshot.open_requests = query_ids(conn, sql!("select_open_info_request_tasks"), 0)?
+        .into_iter()
+        .collect();
     for (id, status) in &snapshot.statuses {
         if needs_dependencies(status) {
             let deps = dependencies(conn, TaskId(*id))?;
             snapshot.dependencies.insert(*id, deps);
+            let children = super::apply::children(conn, TaskId(*id))?;
+            snapshot.children.insert(*id, children);
         }
     }
     Ok(snapshot.problems())

@@ -53,15 +53,19 @@ impl SqliteStore {
         &self,
         submission: &Submission,
         op: Op<'_>,
-    ) -> crate::Result<Vec<TaskId>> {
+    ) -> crate::Result<SubmittedOnce> {
         let submission = self.secrets.prepared(submission)?;
         let op = OwnedOp::from(op);
         let result = self
             .call(move |conn| {
                 let tx = immediate(conn)?;
-                let ids = submit(&tx, &submission, &op)?;
+                let (tasks, existing) = submit(&tx, &submission, &op)?;
                 tx.commit()?;
-                Ok(ids)
+                Ok(SubmittedOnce {
+                    tasks,
+                    created: true,
+                    existing,
+                })
             })
             .await;
         self.woke(result)
@@ -94,9 +98,12 @@ impl SqliteStore {
                         break;
                     }
                 }
-                let (tasks, created) = match earlier {
-                    Some(task) => (vec![TaskId(task)], false),
-                    None => (submit(&tx, &submission, &op)?, true),
+                let (tasks, created, existing) = match earlier {
+                    Some(task) => (vec![TaskId(task)], false, Vec::new()),
+                    None => {
+                        let (tasks, existing) = submit(&tx, &submission, &op)?;
+                        (tasks, true, existing)
+                    }
                 };
                 // Every id is recorded (a new delivery of a known issue too), so each later replay
                 // answers with the same task.
@@ -105,14 +112,25 @@ impl SqliteStore {
                         .execute(params![delivery.source, delivery.id, tasks[0].0, op.now.0])?;
                 }
                 tx.commit()?;
-                Ok(SubmittedOnce { tasks, created })
+                Ok(SubmittedOnce {
+                    tasks,
+                    created,
+                    existing,
+                })
             })
             .await;
         self.woke(result)
     }
 }
 
-fn submit(conn: &Connection, submission: &Submission, op: &OwnedOp) -> Result<Vec<TaskId>> {
+/// Create the tasks; returns their ids, and those of them that existed already (a live task
+/// held the unique key; the write lock of `BEGIN IMMEDIATE` makes the look-up and the insert one
+/// step, and the partial unique index refuses a second live task whatever happens).
+pub(super) fn submit(
+    conn: &Connection,
+    submission: &Submission,
+    op: &OwnedOp,
+) -> Result<(Vec<TaskId>, Vec<TaskId>)> {
     let workflow_id: Option<i64> = match &submission.workflow {
         Some((name, source)) => Some(
             conn.prepare_cached(sql!("insert_workflow"))?
@@ -123,7 +141,37 @@ fn submit(conn: &Connection, submission: &Submission, op: &OwnedOp) -> Result<Ve
         None => None,
     };
     let mut ids: Vec<TaskId> = Vec::with_capacity(submission.tasks.len());
+    let mut existing = Vec::new();
     for task in &submission.tasks {
+        if let Some(key) = &task.spec.unique_key {
+            let live: Option<i64> = conn
+                .prepare_cached(sql!("select_live_task_by_unique_key"))?
+                .query_row(params![submission.project.0, key], |r| r.get(0))
+                .optional()?;
+            if let Some(live) = live {
+                ids.push(TaskId(live));
+                existing.push(TaskId(live));
+                continue;
+            }
+        }
+        let parent = match (task.parent, task.parent_in_batch) {
+            (Some(parent), _) => Some(parent),
+            (None, Some(index)) => Some(ids[index]),
+            (None, None) => None,
+        };
+        if let Some(parent) = parent {
+            let facts = task_facts(conn, parent).map_err(|e| match e {
+                super::Error::Store(StoreError::TaskNotFound(_)) => StoreError::Invalid {
+                    field: "parent".into(),
+                    reason: format!(
+                        "task {parent} does not exist; give the id of an existing task"
+                    ),
+                }
+                .into(),
+                other => other,
+            })?;
+            decide::adopt(&facts)?;
+        }
         let mut deps: Vec<TaskId> = task.needs_in_batch.iter().map(|&i| ids[i]).collect();
         for existing in &task.needs_existing {
             if !deps.contains(existing) {
@@ -136,7 +184,7 @@ fn submit(conn: &Connection, submission: &Submission, op: &OwnedOp) -> Result<Ve
             params![
                 submission.project.0,
                 workflow_id,
-                task.parent.map(|p| p.0),
+                parent.map(|p| p.0),
                 task.spec.key.as_deref(),
                 task.spec.title.as_str(),
                 task.spec.priority,
@@ -146,6 +194,7 @@ fn submit(conn: &Connection, submission: &Submission, op: &OwnedOp) -> Result<Ve
                 Option::<&str>::None,
                 i64::from(task.spec.retry.max_attempts),
                 op.now.0,
+                task.spec.unique_key.as_deref(),
             ],
             |r| r.get(0),
         )?;
@@ -170,5 +219,5 @@ fn submit(conn: &Connection, submission: &Submission, op: &OwnedOp) -> Result<Ve
         carry_out(conn, &plan, op)?;
         ids.push(id);
     }
-    Ok(ids)
+    Ok((ids, existing))
 }

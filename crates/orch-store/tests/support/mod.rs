@@ -377,10 +377,14 @@ pub fn task_with(key: &str, needs: &[usize], priority: i32, retry: RetryPolicy) 
             requires_approval: false,
             merge: None,
             start_from: orch_core::StartFrom::default(),
+            unique_key: None,
+            tools: Vec::new(),
+            budget: None,
         },
         needs_in_batch: needs.to_vec(),
         needs_existing: Vec::new(),
         parent: None,
+        parent_in_batch: None,
     }
 }
 

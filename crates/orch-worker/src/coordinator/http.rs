@@ -12,13 +12,12 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use orch_api::{ClaimedRun, OutcomeRequest};
 use orch_core::{
     FencingToken, Lease, Outcome, ProjectId, Run, RunId, RunState, Status, Task, TaskId, TaskSpec,
     Timestamp, WorkflowId,
 };
 use orch_store::Claim;
-use serde::Deserialize;
-use serde_json::json;
 
 use super::CoordinatorError;
 
@@ -104,7 +103,7 @@ impl HttpCoordinator {
 
     /// POST to `/v1/worker/runs/{run}/{action}` as `worker`, with the run's fencing token in
     /// its header (never in the URL).
-    async fn post_about_run(
+    pub(super) async fn post_about_run(
         &self,
         worker: &str,
         run: RunId,
@@ -140,7 +139,7 @@ impl HttpCoordinator {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text)
+        let message = serde_json::from_str::<orch_api::ErrorBody>(&text)
             .map(|body| body.error.message)
             .unwrap_or(text);
         let message = format!("{what}: {status}: {message}");
@@ -162,17 +161,17 @@ impl HttpCoordinator {
         worker: &str,
         run: RunId,
         token: FencingToken,
-        files: Vec<serde_json::Value>,
+        files: Vec<orch_api::FilePiece>,
     ) -> Result<HashMap<String, u64>, CoordinatorError> {
-        let body = json!({ "files": files });
+        let body = json(&orch_api::FilesRequest { files })?;
         let response = self
             .post_about_run(worker, run, token, "files", body)
             .await?;
-        let lengths: FileLengths = response
+        let lengths: orch_api::FileLengths = response
             .json()
             .await
             .map_err(|e| CoordinatorError::Refused(format!("read the answer: {e}")))?;
-        Ok(lengths.files)
+        Ok(lengths.files.into_iter().collect())
     }
 
     /// Upload the finished bundle (a tar file) of the run; `sha256` is the tar's digest.
@@ -211,11 +210,11 @@ impl HttpCoordinator {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<Claim>, CoordinatorError> {
-        let body = json!({
-            "worker": worker,
-            "lease_ms": millis(lease),
-            "wait_ms": millis(CLAIM_WAIT),
-        });
+        let body = json(&orch_api::ClaimRequest {
+            worker: worker.to_owned(),
+            lease_ms: millis(lease),
+            wait_ms: millis(CLAIM_WAIT),
+        })?;
         let response = self
             .post("/v1/worker/claim", body, CLAIM_WAIT + REQUEST_TIMEOUT)
             .await?;
@@ -227,8 +226,8 @@ impl HttpCoordinator {
             .await
             .map_err(|e| CoordinatorError::Refused(format!("read the claim: {e}")))?;
         let name = wire.project_name.clone();
-        let (claim, mut dir) = wire.into_claim()?;
-        if let Some(local) = name.and_then(|name| self.checkouts.get(&name).cloned()) {
+        let (claim, mut dir) = into_claim(wire)?;
+        if let Some(local) = self.checkouts.get(&name).cloned() {
             dir = local;
         }
         self.projects
@@ -245,7 +244,9 @@ impl HttpCoordinator {
         token: FencingToken,
         lease: Duration,
     ) -> Result<(), CoordinatorError> {
-        let body = json!({ "lease_ms": millis(lease) });
+        let body = json(&orch_api::HeartbeatRequest {
+            lease_ms: millis(lease),
+        })?;
         self.post_about_run(worker, run, token, "heartbeat", body)
             .await
             .map(drop)
@@ -258,7 +259,20 @@ impl HttpCoordinator {
         token: FencingToken,
         records: &[orch_store::UsageRecord],
     ) -> Result<(), CoordinatorError> {
-        let body = json!({ "records": records });
+        let body = json(&orch_api::UsageReport {
+            records: records
+                .iter()
+                .map(|r| orch_api::UsageRecordView {
+                    step: r.step.clone(),
+                    agent: r.agent.clone(),
+                    model: r.model.clone(),
+                    session_id: r.session_id.clone(),
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    cost_usd: r.cost_usd,
+                })
+                .collect(),
+        })?;
         self.post_about_run(worker, run, token, "usage", body)
             .await
             .map(drop)
@@ -271,7 +285,14 @@ impl HttpCoordinator {
         token: FencingToken,
         review: &orch_store::ReviewRecord,
     ) -> Result<(), CoordinatorError> {
-        let body = json!({ "review": review });
+        let body = json(&orch_api::ReviewReport {
+            review: orch_api::ReviewView {
+                round: review.round,
+                verdict: review.verdict.as_str().to_owned(),
+                reasons: review.reasons.clone(),
+                escalated: review.escalated,
+            },
+        })?;
         self.post_about_run(worker, run, token, "review", body)
             .await
             .map(drop)
@@ -286,12 +307,15 @@ impl HttpCoordinator {
         reason: Option<&str>,
     ) -> Result<Status, CoordinatorError> {
         let outcome = match outcome {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::FailedPermanently => "failed_permanently",
-            Outcome::NeedsReview => "needs_review",
+            Outcome::Succeeded => OutcomeRequest::Succeeded,
+            Outcome::Failed => OutcomeRequest::Failed,
+            Outcome::FailedPermanently => OutcomeRequest::FailedPermanently,
+            Outcome::NeedsReview => OutcomeRequest::NeedsReview,
         };
-        let body = json!({ "outcome": outcome, "reason": reason });
+        let body = json(&orch_api::CompleteRequest {
+            outcome,
+            reason: reason.map(str::to_owned),
+        })?;
         let response = self
             .post_about_run(worker, run, token, "complete", body)
             .await?;
@@ -306,7 +330,10 @@ impl HttpCoordinator {
         delay: Duration,
         reason: &str,
     ) -> Result<Status, CoordinatorError> {
-        let body = json!({ "delay_ms": millis(delay), "reason": reason });
+        let body = json(&orch_api::RequeueRequest {
+            delay_ms: millis(delay),
+            reason: reason.to_owned(),
+        })?;
         let response = self
             .post_about_run(worker, run, token, "requeue", body)
             .await?;
@@ -348,7 +375,7 @@ fn millis(duration: Duration) -> u64 {
 }
 
 async fn read_status(response: reqwest::Response) -> Result<Status, CoordinatorError> {
-    let body: StatusBody = response
+    let body: orch_api::RunStatusResponse = response
         .json()
         .await
         .map_err(|e| CoordinatorError::Refused(format!("read the answer: {e}")))?;
@@ -356,130 +383,93 @@ async fn read_status(response: reqwest::Response) -> Result<Status, CoordinatorE
         .map_err(|e| CoordinatorError::Refused(format!("the answer's status: {e}")))
 }
 
-/// `{"error": {"message": ...}}`, the daemon's error body (the parts used here).
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
+/// The request body for `value`.
+pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, CoordinatorError> {
+    serde_json::to_value(value)
+        .map_err(|e| CoordinatorError::Refused(format!("encode the request: {e}")))
 }
 
-#[derive(Deserialize)]
-struct ErrorDetail {
-    message: String,
-}
-
-#[derive(Deserialize)]
-struct FileLengths {
-    files: HashMap<String, u64>,
-}
-
-#[derive(Deserialize)]
-struct StatusBody {
-    status: String,
-}
-
-/// The daemon's answer to a claim (its `ClaimedRun`).
-#[derive(Debug, Deserialize)]
-struct ClaimedRun {
-    task: ClaimedTask,
-    run: i64,
-    attempt: u32,
-    token: String,
-    owner: String,
-    lease_expires_at: i64,
-    started_at: i64,
-    project_dir: String,
-    #[serde(default)]
-    reply: Option<orch_store::PendingReply>,
-    #[serde(default)]
-    reviews: Vec<orch_store::ReviewRecord>,
-    #[serde(default)]
-    dependencies: Vec<ClaimedDependency>,
-    project_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ClaimedDependency {
-    id: i64,
-    project: i64,
-    created_at: i64,
-    status: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ClaimedTask {
-    id: i64,
-    project: i64,
-    workflow: Option<i64>,
-    parent: Option<i64>,
-    spec: TaskSpec,
-    status: String,
-    attempts_used: u32,
-    run_count: u32,
-    needs: Vec<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl ClaimedRun {
-    /// The claim, and the project's directory.
-    fn into_claim(self) -> Result<(Claim, PathBuf), CoordinatorError> {
-        let status = Status::from_str(&self.task.status)
-            .map_err(|e| CoordinatorError::Refused(format!("the claimed task's status: {e}")))?;
-        let token = FencingToken::parse(&self.token)
-            .map_err(|e| CoordinatorError::Refused(format!("the claim's fencing token: {e}")))?;
-        let task = Task {
-            id: TaskId(self.task.id),
-            project: ProjectId(self.task.project),
-            workflow: self.task.workflow.map(WorkflowId),
-            parent: self.task.parent.map(TaskId),
-            spec: self.task.spec,
-            status,
-            status_reason: None,
-            attempts_used: self.task.attempts_used,
-            run_count: self.task.run_count,
-            needs: self.task.needs.into_iter().map(TaskId).collect(),
-            not_before: None,
-            current_run: Some(RunId(self.run)),
-            created_at: Timestamp(self.task.created_at),
-            updated_at: Timestamp(self.task.updated_at),
-        };
-        let dependencies = self
-            .dependencies
-            .into_iter()
-            .map(|dependency| {
-                Ok(orch_store::DependencyRef {
-                    id: TaskId(dependency.id),
-                    project: ProjectId(dependency.project),
-                    created_at: Timestamp(dependency.created_at),
-                    status: Status::from_str(&dependency.status).map_err(|e| {
-                        CoordinatorError::Refused(format!("a dependency's status: {e}"))
-                    })?,
-                })
+/// The claim in the daemon's answer, and the project's directory.
+fn into_claim(wire: ClaimedRun) -> Result<(Claim, PathBuf), CoordinatorError> {
+    let refused = |what: &str, e: &dyn std::fmt::Display| {
+        CoordinatorError::Refused(format!("the claim's {what}: {e}"))
+    };
+    let status = Status::from_str(&wire.task.status).map_err(|e| refused("task status", &e))?;
+    let token = FencingToken::parse(&wire.token).map_err(|e| refused("fencing token", &e))?;
+    let spec: TaskSpec =
+        serde_json::from_value(wire.task.spec).map_err(|e| refused("task spec", &e))?;
+    let task = Task {
+        id: TaskId(wire.task.id),
+        project: ProjectId(wire.task.project),
+        workflow: wire.task.workflow.map(WorkflowId),
+        parent: wire.task.parent.map(TaskId),
+        spec,
+        status,
+        status_reason: None,
+        attempts_used: wire.task.attempts_used,
+        run_count: wire.task.run_count,
+        needs: wire.task.needs.into_iter().map(TaskId).collect(),
+        not_before: None,
+        current_run: Some(RunId(wire.run)),
+        created_at: Timestamp(wire.task.created_at),
+        updated_at: Timestamp(wire.task.updated_at),
+    };
+    let dependencies = wire
+        .dependencies
+        .into_iter()
+        .map(|dependency| {
+            Ok(orch_store::DependencyRef {
+                id: TaskId(dependency.id),
+                project: ProjectId(dependency.project),
+                created_at: Timestamp(dependency.created_at),
+                status: Status::from_str(&dependency.status)
+                    .map_err(|e| refused("dependency status", &e))?,
             })
-            .collect::<Result<Vec<_>, CoordinatorError>>()?;
-        let run = Run {
-            id: RunId(self.run),
-            task: task.id,
-            attempt: self.attempt,
-            lease: Lease {
-                owner: self.owner,
-                expires_at: Timestamp(self.lease_expires_at),
-            },
-            state: RunState::Active,
-            started_at: Timestamp(self.started_at),
-            ended_at: None,
-            outcome: None,
-        };
-        Ok((
-            Claim {
-                task,
-                run,
-                token,
-                reply: self.reply,
-                reviews: self.reviews,
-                dependencies,
-            },
-            PathBuf::from(self.project_dir),
-        ))
-    }
+        })
+        .collect::<Result<Vec<_>, CoordinatorError>>()?;
+    let reviews = wire
+        .reviews
+        .into_iter()
+        .map(|review| {
+            Ok(orch_store::ReviewRecord {
+                round: review.round,
+                verdict: review
+                    .verdict
+                    .parse()
+                    .map_err(|e: String| refused("review verdict", &e))?,
+                reasons: review.reasons,
+                escalated: review.escalated,
+            })
+        })
+        .collect::<Result<Vec<_>, CoordinatorError>>()?;
+    let run = Run {
+        id: RunId(wire.run),
+        task: task.id,
+        attempt: wire.attempt,
+        lease: Lease {
+            owner: wire.owner,
+            expires_at: Timestamp(wire.lease_expires_at),
+        },
+        state: RunState::Active,
+        started_at: Timestamp(wire.started_at),
+        ended_at: None,
+        outcome: None,
+    };
+    Ok((
+        Claim {
+            task,
+            run,
+            token,
+            reply: wire.reply.map(|reply| orch_store::PendingReply {
+                id: reply.id,
+                message: reply.message,
+                agent: reply.agent,
+                step: reply.step,
+                session_id: reply.session_id,
+            }),
+            reviews,
+            dependencies,
+        },
+        PathBuf::from(wire.project_dir),
+    ))
 }

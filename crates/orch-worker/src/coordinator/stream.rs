@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -175,13 +174,11 @@ async fn stream_loop(http: HttpCoordinator, fenced: Fenced, dir: PathBuf, stop: 
         }
         let files = pieces
             .iter()
-            .map(|p| {
-                json!({
-                    "path": p.path,
-                    "offset": p.offset,
-                    "replace": p.replace,
-                    "data": base64::engine::general_purpose::STANDARD.encode(&p.data),
-                })
+            .map(|p| orch_api::FilePiece {
+                path: p.path.clone(),
+                offset: p.offset,
+                replace: p.replace,
+                data: base64::engine::general_purpose::STANDARD.encode(&p.data),
             })
             .collect();
         match http

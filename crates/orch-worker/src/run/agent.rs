@@ -86,13 +86,23 @@ impl Runner<'_> {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
         let step_dir = format!("steps/{}", step.name);
         let events_rel = format!("{step_dir}/events.jsonl");
+        // The task's budget stops this session (not the run's cancellation) when passed.
+        let session_stop = cancel.child_token();
+        let mut budget = super::budget::BudgetWatch::new(
+            self.task.spec.budget,
+            &self.usage,
+            session_stop.clone(),
+        );
         let outcome = {
-            let session = agent.run(&request, sender, cancel.clone());
+            let session = agent.run(&request, sender, session_stop);
             tokio::pin!(session);
             loop {
                 tokio::select! {
                     biased;
-                    Some(event) = receiver.recv() => self.record_event(&step.name, &events_rel, &event),
+                    Some(event) = receiver.recv() => {
+                        budget.observe(&event);
+                        self.record_event(&step.name, &events_rel, &event);
+                    }
                     Some(raw) = raw_receiver.recv() => self.record_raw(&step_dir, raw),
                     result = &mut session => break result,
                 }
@@ -101,6 +111,7 @@ impl Runner<'_> {
         // Closes the raw channel, so the drain below ends.
         drop(request);
         while let Ok(event) = receiver.try_recv() {
+            budget.observe(&event);
             self.record_event(&step.name, &events_rel, &event);
         }
         while let Ok(raw) = raw_receiver.try_recv() {
@@ -121,6 +132,31 @@ impl Runner<'_> {
             events_bytes: events_bytes.len() as u64,
             events_sha256: sha256_hex(&events_bytes),
         });
+        if let Some(reason) = budget.exceeded() {
+            // What the stopped session used counts (daily budgets, `orch usage`).
+            self.usage.push(orch_store::UsageRecord {
+                step: step.name.clone(),
+                agent: agent.name().to_owned(),
+                model: outcome.as_ref().ok().and_then(|done| done.model.clone()),
+                session_id: outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|done| done.session_id.clone()),
+                input_tokens: budget.input_tokens,
+                output_tokens: budget.output_tokens,
+                cost_usd: budget.cost_usd,
+            });
+            let mut report = failed_report(&step.name, reason.to_owned(), clock);
+            report.status = ResultStatus::NeedsReview;
+            report.summary = format!("agent `{}` was stopped: {reason}", agent.name());
+            report.failure = Some(FailureClass::BudgetExceeded);
+            report.usage = Some(Usage {
+                input_tokens: budget.input_tokens,
+                output_tokens: budget.output_tokens,
+                cost_usd: budget.cost_usd,
+            });
+            return report;
+        }
         match outcome {
             Ok(done) => {
                 self.usage.push(orch_store::UsageRecord {
@@ -320,5 +356,6 @@ pub(super) fn reply_step(reply: &orch_store::PendingReply, steps: &[Step]) -> St
         },
         timeout: original.and_then(|s| s.timeout),
         network: original.is_none_or(|s| s.network),
+        plan: false,
     }
 }

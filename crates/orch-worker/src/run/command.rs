@@ -88,6 +88,10 @@ impl Runner<'_> {
             Ok(scratch) => env.extend(scratch),
             Err(e) => tracing::warn!("could not prepare the task's scratch area: {e}"),
         }
+        // `ORCH_ASK_FILE` and the values answered for this step (`run/ask.rs`).
+        env.extend(self.ask_env(step));
+        // `ORCH_PLAN_FILE` for a planner step (`run/plan.rs`).
+        env.extend(self.plan_env(step));
         env
     }
 

@@ -50,7 +50,8 @@ pub async fn execute(
             }
         };
     let bundle_stream = coordinator.stream_bundle(&settings.name, run, token, &bundle_dir);
-    let verdict = run_task(coordinator, settings, &claim, cancel.clone()).await;
+    let mut park = None;
+    let verdict = run_task(coordinator, settings, &claim, cancel.clone(), &mut park).await;
     // The heartbeat keeps the lease until the outcome is delivered: a full disk or an
     // unreachable daemon may hold the delivery up.
     let end = deliver_outcome(
@@ -61,6 +62,7 @@ pub async fn execute(
         bundle_stream,
         &stop,
         &lost,
+        park,
     )
     .await;
     heartbeat.abort();
@@ -70,6 +72,7 @@ pub async fn execute(
 
 /// Hand a finished run's bundle and outcome over: requeued at shutdown or when the machine, not
 /// the task, made it fail; completed otherwise.
+#[allow(clippy::too_many_arguments)] // the run's parts, each used once; `park` is the verdict's
 async fn deliver_outcome(
     coordinator: &Coordinator,
     settings: &WorkerSettings,
@@ -78,6 +81,7 @@ async fn deliver_outcome(
     bundle_stream: crate::coordinator::BundleStream,
     stop: &CancellationToken,
     lost: &AtomicBool,
+    park: Option<orch_store::NewInfoRequest>,
 ) -> RunEnd {
     let (run, token) = (claim.run.id, claim.token);
     if lost.load(Ordering::SeqCst) {
@@ -108,6 +112,9 @@ async fn deliver_outcome(
             lost,
         )
         .await;
+    }
+    if let Some(request) = park {
+        return park_run(coordinator, settings, claim, &request, lost).await;
     }
     if let Some((agent, delay)) = &verdict.requeue_after {
         if let Some(agent) = agent {
@@ -146,6 +153,33 @@ async fn deliver_outcome(
         Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
         Err(e) => {
             tracing::error!(task = %claim.task.id, "could not report the outcome: {e}; the lease will expire and the task run again");
+            RunEnd::LeaseLost
+        }
+    }
+}
+
+/// A step asked for values: the run ends and its task waits in `awaiting_input` (no slot
+/// held); delivered with retries like a completion.
+async fn park_run(
+    coordinator: &Coordinator,
+    settings: &WorkerSettings,
+    claim: &Claim,
+    request: &orch_store::NewInfoRequest,
+    lost: &AtomicBool,
+) -> RunEnd {
+    let (run, token) = (claim.run.id, claim.token);
+    let sent = deliver(run, "park the run with its info request", lost, || {
+        coordinator.request_input(&settings.name, run, token, request)
+    })
+    .await;
+    match sent {
+        Ok(id) => {
+            tracing::info!(task = %claim.task.id, run = %run, request = id, "the run parked: its task awaits input");
+            RunEnd::Parked
+        }
+        Err(CoordinatorError::LeaseLost(_)) => RunEnd::LeaseLost,
+        Err(e) => {
+            tracing::error!(task = %claim.task.id, "could not park the run: {e}; the lease will expire and the task run again (it asks again)");
             RunEnd::LeaseLost
         }
     }

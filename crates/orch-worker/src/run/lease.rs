@@ -57,7 +57,7 @@ pub(super) async fn complete(
 /// for [`COMPLETE_RETRY_FOR`]; a fault of the machine (a full disk, the database unavailable)
 /// for as long as the run's heartbeat keeps its lease (`lost` unset), so the outcome is kept and
 /// delivered once the machine recovers. Failures are logged once per backoff step.
-async fn deliver<T, F, Fut>(
+pub(super) async fn deliver<T, F, Fut>(
     run: orch_core::RunId,
     what: &str,
     lost: &AtomicBool,

@@ -1,0 +1,1 @@
+DELETE FROM jobs WHERE name = $1

@@ -1,1 +1,0 @@
-SELECT run_id, round, verdict, reasons, escalated FROM reviews WHERE task_id = $1 ORDER BY run_id

@@ -1,0 +1,3 @@
+SELECT id, task_id, run_id, step, keys, hint, reason, state, created_at, expires_at,
+       closed_at, closed_by
+FROM info_requests ORDER BY id

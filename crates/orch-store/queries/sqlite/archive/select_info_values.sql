@@ -1,0 +1,1 @@
+SELECT request_id, task_id, key, secret, value FROM info_values ORDER BY request_id, key

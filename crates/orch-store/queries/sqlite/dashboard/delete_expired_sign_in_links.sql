@@ -1,0 +1,1 @@
+DELETE FROM dashboard_sign_in_links WHERE expires_at <= ?1

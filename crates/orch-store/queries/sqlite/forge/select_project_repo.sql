@@ -1,0 +1,1 @@
+SELECT repo FROM project_forges WHERE project_id = ?1

@@ -1,0 +1,1 @@
+SELECT project_id FROM tasks WHERE id = ?1
