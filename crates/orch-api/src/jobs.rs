@@ -73,4 +73,6 @@ pub struct FiringView {
     pub task: Option<i64>,
     /// Why the submission was refused, if it was.
     pub error: Option<String>,
+    /// When it fired (milliseconds since the Unix epoch).
+    pub fired_at: i64,
 }

@@ -14,6 +14,7 @@ pub mod events;
 pub mod forge;
 pub mod info_requests;
 pub mod jobs;
+pub mod limits;
 pub mod logs;
 pub mod ops;
 pub mod reviews;
@@ -34,6 +35,7 @@ pub use info_requests::{
     ParkRequest, ParkedView,
 };
 pub use jobs::{AddJob, FiringView, JobView};
+pub use limits::{DailyUsageView, Gauge, LimitView, SpendView, Today, UsageLimitsView};
 pub use logs::{LogChunk, LogLine, LogSearch};
 pub use ops::{HealthView, WebhookOutcome};
 pub use reviews::{ReviewReport, ReviewView};

@@ -39,6 +39,22 @@ pub struct JobTick {
 }
 
 impl App {
+    /// Every cron job, by name, with its next firing after `now` and its newest firing (`orch
+    /// job list`, `GET /v1/jobs`, the dashboard's jobs page).
+    pub async fn job_views(&self, now: Timestamp) -> Result<Vec<orch_api::JobView>> {
+        let mut views = Vec::new();
+        for job in self.store().jobs().await? {
+            let last = self
+                .store()
+                .job_firings(job.id, 1)
+                .await?
+                .into_iter()
+                .next();
+            views.push(job_view(&job, last.as_ref(), now));
+        }
+        Ok(views)
+    }
+
     /// Add a cron job. The schedule, time zone, name and target are checked now (a workflow is
     /// parsed, a task checked like a submission), so a broken job is refused here instead of
     /// failing at each slot.
@@ -188,6 +204,46 @@ impl App {
 }
 
 /// The tasks a target submits.
+/// A job as `orch job` (`--json`), the API and the dashboard show it: its next firing after
+/// `now` (none while disabled) and its newest firing.
+pub fn job_view(job: &Job, last: Option<&Firing>, now: Timestamp) -> orch_api::JobView {
+    let schedule = Schedule::parse(&job.schedule, &job.timezone).ok();
+    let next = schedule
+        .as_ref()
+        .filter(|_| job.enabled)
+        .and_then(|s| s.next_after(now));
+    orch_api::JobView {
+        id: job.id,
+        name: job.name.clone(),
+        schedule: job.schedule.clone(),
+        timezone: job.timezone.clone(),
+        missed: job.missed.as_str().to_owned(),
+        target: job.target.kind().to_owned(),
+        project: job.project_path.clone(),
+        enabled: job.enabled,
+        next_at: next.map(|t| t.0),
+        next_local: schedule.as_ref().zip(next).map(|(s, at)| s.local_time(at)),
+        last_slot: job.last_slot.map(|t| t.0),
+        title: match &job.target {
+            JobTarget::Task(spec) => spec.title.as_str().to_owned(),
+            JobTarget::Workflow(_) => "(workflow)".to_owned(),
+        },
+        last_firing: last.map(|f| firing_view(&job.name, f)),
+    }
+}
+
+/// A firing of the job named `job`, as the API shows it.
+pub fn firing_view(job: &str, firing: &Firing) -> orch_api::FiringView {
+    orch_api::FiringView {
+        job: job.to_owned(),
+        slot: firing.slot.0,
+        kind: firing.kind.as_str().to_owned(),
+        task: firing.task.map(|t| t.0),
+        error: firing.error.clone(),
+        fired_at: firing.fired_at.0,
+    }
+}
+
 fn tasks_of(target: &JobTarget, job: &str) -> Result<Vec<NewTask>> {
     Ok(match target {
         JobTarget::Task(spec) => vec![new_task(spec)],

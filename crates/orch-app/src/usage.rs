@@ -3,77 +3,10 @@
 
 use std::collections::BTreeSet;
 
+use orch_api::{DailyUsageView, Gauge, LimitView, SpendView, Today, UsageLimitsView};
 use orch_core::limits::{ClaimLimits, DailyLimit, Spend};
-use serde::{Deserialize, Serialize};
 
 use crate::{App, Result};
-
-/// Spend in the day.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpendView {
-    /// Runs (a project's: started; an agent's: that used it).
-    pub runs: u64,
-    /// Agent sessions.
-    pub sessions: u64,
-    /// Input plus output tokens.
-    pub tokens: u64,
-    /// Cost in US dollars.
-    pub cost_usd: f64,
-}
-
-/// Daily limits; `None`: no limit.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LimitView {
-    /// Runs.
-    pub runs: Option<u64>,
-    /// Agent sessions.
-    pub sessions: Option<u64>,
-    /// Tokens.
-    pub tokens: Option<u64>,
-    /// Cost in US dollars.
-    pub cost_usd: Option<f64>,
-}
-
-/// One project, agent or label today.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Gauge {
-    /// Its name.
-    pub name: String,
-    /// Tasks running now.
-    pub running: u32,
-    /// The most that may run at once, if limited.
-    pub running_limit: Option<u32>,
-    /// Spent today (labels: always zero).
-    pub spent: SpendView,
-    /// Today's limits.
-    pub limit: LimitView,
-}
-
-/// Today against the limits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Today {
-    /// Per project.
-    pub projects: Vec<Gauge>,
-    /// Per agent.
-    pub agents: Vec<Gauge>,
-    /// Per limited label.
-    pub labels: Vec<Gauge>,
-}
-
-/// The whole view.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UsageReport {
-    /// Today, `YYYY-MM-DD` in `time_zone`.
-    pub day: String,
-    /// The time zone of the daily budgets.
-    pub time_zone: String,
-    /// When today's budgets reset (milliseconds since the Unix epoch).
-    pub resets_at: i64,
-    /// Today.
-    pub today: Today,
-    /// Spend per (UTC) day, project and agent, newest first.
-    pub days: Vec<orch_store::DailyUsage>,
-}
 
 fn spend(s: Option<&Spend>) -> SpendView {
     let s = s.copied().unwrap_or_default();
@@ -97,7 +30,7 @@ fn limit(l: Option<DailyLimit>) -> LimitView {
 
 impl App {
     /// Today's usage against `limits` (the daemon's), and `days` days of history.
-    pub async fn usage_report(&self, limits: &ClaimLimits, days: u32) -> Result<UsageReport> {
+    pub async fn usage_report(&self, limits: &ClaimLimits, days: u32) -> Result<UsageLimitsView> {
         let today = self.store().usage_today(limits).await?;
         let tally = &today.tally;
         let since = orch_core::limits::day_window(
@@ -157,7 +90,7 @@ impl App {
                 limit: LimitView::default(),
             })
             .collect();
-        Ok(UsageReport {
+        Ok(UsageLimitsView {
             day: today.day,
             time_zone: today.time_zone,
             resets_at: today.window.1 .0,
@@ -166,7 +99,18 @@ impl App {
                 agents,
                 labels,
             },
-            days: history,
+            days: history
+                .into_iter()
+                .map(|d| DailyUsageView {
+                    day: d.day,
+                    project: d.project,
+                    agent: d.agent,
+                    runs: d.runs,
+                    sessions: d.sessions,
+                    tokens: d.tokens,
+                    cost_usd: d.cost_usd,
+                })
+                .collect(),
         })
     }
 }

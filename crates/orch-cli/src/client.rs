@@ -475,16 +475,18 @@ impl Backend {
 
     /// Today's usage against the claim limits and `days` days of history (`orch usage`): the
     /// daemon's limits through its API, else those of `<home>/config.toml`.
-    pub async fn usage_report(&self, home: &Path, days: u32) -> anyhow::Result<Value> {
+    pub async fn usage_report(
+        &self,
+        home: &Path,
+        days: u32,
+    ) -> anyhow::Result<orch_api::UsageLimitsView> {
         match self {
             Backend::Store(app) => {
                 let limits = orch_server::limits::load(home).map_err(UserError::new)?;
-                Ok(serde_json::to_value(
-                    app.usage_report(&limits, days).await?,
-                )?)
+                Ok(app.usage_report(&limits, days).await?)
             }
             Backend::Api(api) => {
-                api.get("/v1/usage/limits", &[("days", days.to_string())])
+                api.get_as("/v1/usage/limits", &[("days", days.to_string())])
                     .await
             }
         }
@@ -555,11 +557,6 @@ impl Api {
             token_source,
             client,
         })
-    }
-
-    pub(crate) async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        let request = self.client.get(format!("{}{path}", self.base)).query(query);
-        self.send(request).await
     }
 
     /// A GET whose answer is bytes (a patch), not JSON; a refusal is mapped as `send` does.
@@ -852,5 +849,14 @@ impl Api {
     pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let request = self.client.delete(format!("{}{path}", self.base));
         self.send(request).await
+    }
+
+    /// `DELETE path` whose answer is read as `T` (an `orch_api` type).
+    pub(crate) async fn delete_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<T> {
+        let answer = self.delete(path).await?;
+        self.typed(path, answer)
     }
 }

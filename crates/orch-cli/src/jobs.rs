@@ -6,11 +6,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use orch_app::jobs::{JobDraft, JobTick};
+use orch_api::{FiringView, JobView};
+use orch_app::jobs::{firing_view, job_view, JobDraft, JobTick};
 use orch_app::ProjectDir;
-use orch_core::cron::{MissedPolicy, Schedule};
+use orch_core::cron::MissedPolicy;
 use orch_core::spec;
-use orch_store::jobs::{Firing, Job, JobTarget};
+use orch_store::jobs::JobTarget;
 use serde_json::{json, Value};
 
 use crate::cli::TaskAddArgs;
@@ -137,38 +138,22 @@ pub async fn job(settings: &Settings, remote: &Remote, command: JobCommand) -> a
             let json = args.json;
             let draft = draft(*args)?;
             let job = app.add_job(draft, now).await?;
-            let view = view(&job, None, now);
-            if json {
-                print_json(&view)?;
-            } else {
-                println!(
-                    "added job {} ({} in {}); next firing {}",
-                    job.name,
-                    job.schedule,
-                    job.timezone,
-                    view["next_local"].as_str().unwrap_or("never")
-                );
-            }
+            print_added(&job_view(&job, None, now), json)?;
         }
         JobCommand::List(args) => {
-            let mut views = Vec::new();
-            for job in app.store().jobs().await? {
-                let last = app.store().job_firings(job.id, 1).await?.into_iter().next();
-                views.push(view(&job, last.as_ref(), now));
-            }
-            print_list(&views, args.json)?;
+            print_list(&app.job_views(now).await?, args.json)?;
         }
         JobCommand::Remove(args) => {
             let job = app.store().remove_job(&args.name).await?;
-            report(&job, "removed", args.json, now)?;
+            report(&job_view(&job, None, now), "removed", args.json)?;
         }
         JobCommand::Enable(args) => {
             let job = app.store().set_job_enabled(&args.name, true, now).await?;
-            report(&job, "enabled", args.json, now)?;
+            report(&job_view(&job, None, now), "enabled", args.json)?;
         }
         JobCommand::Disable(args) => {
             let job = app.store().set_job_enabled(&args.name, false, now).await?;
-            report(&job, "disabled", args.json, now)?;
+            report(&job_view(&job, None, now), "disabled", args.json)?;
         }
         JobCommand::Run(args) => {
             let firing = app.run_job(&args.name, now, "cli").await?;
@@ -179,12 +164,7 @@ pub async fn job(settings: &Settings, remote: &Remote, command: JobCommand) -> a
                 ))
                 .into());
             };
-            if args.json {
-                print_json(&firing_view(&args.name, &firing))?;
-            } else {
-                print_firing(&args.name, &firing);
-            }
-            refused(&args.name, &firing)?;
+            print_run(&firing_view(&args.name, &firing), args.json)?;
         }
         JobCommand::Tick(args) => {
             let tick = app.tick_jobs(now, "cli").await?;
@@ -192,7 +172,7 @@ pub async fn job(settings: &Settings, remote: &Remote, command: JobCommand) -> a
                 print_json(&tick_view(&tick))?;
             } else {
                 for (name, firing) in &tick.fired {
-                    print_firing(name, firing);
+                    print_firing(&firing_view(name, firing));
                 }
                 for name in &tick.skipped {
                     println!("job {name}: missed slots skipped (policy skip)");
@@ -286,48 +266,6 @@ fn draft(args: JobAddArgs) -> anyhow::Result<JobDraft> {
     })
 }
 
-/// A job as `list` and `--json` show it.
-fn view(job: &Job, last: Option<&Firing>, now: orch_core::Timestamp) -> Value {
-    let schedule = Schedule::parse(&job.schedule, &job.timezone).ok();
-    let next = schedule
-        .as_ref()
-        .filter(|_| job.enabled)
-        .and_then(|s| s.next_after(now));
-    let next_local = match (&schedule, next) {
-        (Some(s), Some(at)) => Some(s.local_time(at)),
-        _ => None,
-    };
-    json!({
-        "id": job.id,
-        "name": job.name,
-        "schedule": job.schedule,
-        "timezone": job.timezone,
-        "missed": job.missed.as_str(),
-        "target": job.target.kind(),
-        "title": match &job.target {
-            JobTarget::Task(spec) => spec.title.as_str().to_owned(),
-            JobTarget::Workflow(_) => "(workflow)".to_owned(),
-        },
-        "project": job.project_path,
-        "enabled": job.enabled,
-        "next_at": next.map(|t| t.0),
-        "next_local": next_local,
-        "last_slot": job.last_slot.map(|t| t.0),
-        "last_firing": last.map(|f| firing_view(&job.name, f)),
-    })
-}
-
-fn firing_view(job: &str, firing: &Firing) -> Value {
-    json!({
-        "job": job,
-        "slot": firing.slot.0,
-        "kind": firing.kind.as_str(),
-        "task": firing.task.map(|t| t.0),
-        "error": firing.error,
-        "fired_at": firing.fired_at.0,
-    })
-}
-
 fn tick_view(tick: &JobTick) -> Value {
     json!({
         "fired": tick.fired.iter().map(|(name, f)| firing_view(name, f)).collect::<Vec<_>>(),
@@ -336,35 +274,58 @@ fn tick_view(tick: &JobTick) -> Value {
     })
 }
 
-fn print_firing(name: &str, firing: &Firing) {
+fn print_firing(firing: &FiringView) {
+    let name = &firing.job;
     match (&firing.task, &firing.error) {
         (Some(task), _) => println!(
             "job {name} fired ({}): task {task}",
-            firing.kind.as_str().replace('_', "-")
+            firing.kind.replace('_', "-")
         ),
         (None, Some(error)) => println!("job {name} fired but its submission was refused: {error}"),
         (None, None) => println!("job {name} fired; it had nothing to submit"),
     }
 }
 
-fn refused(name: &str, firing: &Firing) -> anyhow::Result<()> {
+/// `orch job run`'s output; a refused submission is the command's error.
+fn print_run(firing: &FiringView, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(firing)?;
+    } else {
+        print_firing(firing);
+    }
     match &firing.error {
-        Some(error) => Err(UserError::new(format!("job {name}: {error}")).into()),
+        Some(error) => Err(UserError::new(format!("job {}: {error}", firing.job)).into()),
         None => Ok(()),
     }
 }
 
-fn report(job: &Job, verb: &str, json: bool, now: orch_core::Timestamp) -> anyhow::Result<()> {
+fn report(view: &JobView, verb: &str, json: bool) -> anyhow::Result<()> {
     if json {
-        print_json(&view(job, None, now))
+        print_json(view)
     } else {
-        println!("job {} {verb}", job.name);
+        println!("job {} {verb}", view.name);
+        Ok(())
+    }
+}
+
+/// `orch job add`'s output.
+fn print_added(view: &JobView, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(view)
+    } else {
+        println!(
+            "added job {} ({} in {}); next firing {}",
+            view.name,
+            view.schedule,
+            view.timezone,
+            view.next_local.as_deref().unwrap_or("never")
+        );
         Ok(())
     }
 }
 
 /// `orch job list`'s output: JSON, or a table (or how to add a job when there is none).
-fn print_list(views: &[Value], json: bool) -> anyhow::Result<()> {
+fn print_list(views: &[JobView], json: bool) -> anyhow::Result<()> {
     if json {
         print_json(&views)?;
     } else if views.is_empty() {
@@ -375,35 +336,30 @@ fn print_list(views: &[Value], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_table(views: &[Value]) {
+fn print_table(views: &[JobView]) {
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
     table.set_header([
         "NAME", "SCHEDULE", "ZONE", "MISSED", "ENABLED", "NEXT", "LAST", "SUBMITS",
     ]);
     for v in views {
-        let last = match &v["last_firing"] {
-            Value::Null => "-".to_owned(),
-            f => match (f["task"].as_i64(), f["error"].as_str()) {
+        let last = match &v.last_firing {
+            Some(f) => match (f.task, &f.error) {
                 (Some(task), _) => format!("task {task}"),
                 (None, Some(_)) => "refused".to_owned(),
-                _ => "-".to_owned(),
+                (None, None) => "-".to_owned(),
             },
+            None => "-".to_owned(),
         };
         table.add_row([
-            v["name"].as_str().unwrap_or("").to_owned(),
-            v["schedule"].as_str().unwrap_or("").to_owned(),
-            v["timezone"].as_str().unwrap_or("").to_owned(),
-            v["missed"].as_str().unwrap_or("").to_owned(),
-            if v["enabled"].as_bool() == Some(true) {
-                "yes"
-            } else {
-                "no"
-            }
-            .to_owned(),
-            v["next_local"].as_str().unwrap_or("-").to_owned(),
+            v.name.clone(),
+            v.schedule.clone(),
+            v.timezone.clone(),
+            v.missed.clone(),
+            if v.enabled { "yes" } else { "no" }.to_owned(),
+            v.next_local.clone().unwrap_or_else(|| "-".to_owned()),
             last,
-            v["title"].as_str().unwrap_or("").to_owned(),
+            v.title.clone(),
         ]);
     }
     println!("{table}");

@@ -3,11 +3,11 @@
 //! checked by `orch task add`'s parser, its workflow file read and parsed), then checked again
 //! by the daemon. `orch job tick` stays local: the daemon ticks by itself.
 
-use serde_json::{json, Value};
+use orch_api::{AddJob, JobView};
+use serde_json::json;
 
-use super::{draft, print_list, JobCommand};
+use super::{draft, print_added, print_list, print_run, report, JobCommand};
 use crate::client::Api;
-use crate::output::print_json;
 use crate::UserError;
 
 /// A job name as a path segment (names are letters, digits, `-`, `_` and `.`; anything else
@@ -34,67 +34,47 @@ pub async fn job(api: &Api, command: JobCommand) -> anyhow::Result<()> {
         JobCommand::Add(args) => {
             let json_out = args.json;
             let draft = draft(*args)?;
-            let mut body = json!({
-                "name": draft.name,
-                "project": draft.project.as_str(),
-                "schedule": draft.schedule,
-                "timezone": draft.timezone,
-                "missed": draft.missed.as_str(),
-            });
-            match draft.target {
-                orch_store::jobs::JobTarget::Task(spec) => body["task"] = json!(spec),
-                orch_store::jobs::JobTarget::Workflow(text) => body["workflow"] = json!(text),
-            }
-            let view = api.post("/v1/jobs", &body).await?;
-            if json_out {
-                print_json(&view)?;
-            } else {
-                println!(
-                    "added job {} ({} in {}); next firing {}",
-                    view["name"].as_str().unwrap_or_default(),
-                    view["schedule"].as_str().unwrap_or_default(),
-                    view["timezone"].as_str().unwrap_or_default(),
-                    view["next_local"].as_str().unwrap_or("never")
-                );
-            }
+            let (task, workflow) = match draft.target {
+                orch_store::jobs::JobTarget::Task(spec) => (Some(spec), None),
+                orch_store::jobs::JobTarget::Workflow(text) => (None, Some(text)),
+            };
+            let body = AddJob {
+                name: draft.name,
+                project: draft.project.as_str().to_owned(),
+                schedule: draft.schedule,
+                timezone: Some(draft.timezone),
+                missed: Some(draft.missed.as_str().to_owned()),
+                task,
+                workflow,
+            };
+            let view: JobView = api.post_as("/v1/jobs", &body).await?;
+            print_added(&view, json_out)?;
         }
         JobCommand::List(args) => {
-            let views = api.get("/v1/jobs", &[]).await?;
-            let views = views.as_array().cloned().unwrap_or_default();
+            let views: Vec<JobView> = api.get_as("/v1/jobs", &[] as &[(&str, &str)]).await?;
             print_list(&views, args.json)?;
         }
         JobCommand::Remove(args) => {
             let view = api
-                .delete(&format!("/v1/jobs/{}", segment(&args.name)?))
+                .delete_as(&format!("/v1/jobs/{}", segment(&args.name)?))
                 .await?;
             report(&view, "removed", args.json)?;
         }
         JobCommand::Enable(args) => {
             let path = format!("/v1/jobs/{}/enable", segment(&args.name)?);
-            report(&api.post(&path, &json!({})).await?, "enabled", args.json)?;
+            report(&api.post_as(&path, &json!({})).await?, "enabled", args.json)?;
         }
         JobCommand::Disable(args) => {
             let path = format!("/v1/jobs/{}/disable", segment(&args.name)?);
-            report(&api.post(&path, &json!({})).await?, "disabled", args.json)?;
+            report(
+                &api.post_as(&path, &json!({})).await?,
+                "disabled",
+                args.json,
+            )?;
         }
         JobCommand::Run(args) => {
             let path = format!("/v1/jobs/{}/run", segment(&args.name)?);
-            let firing = api.post(&path, &json!({})).await?;
-            if args.json {
-                print_json(&firing)?;
-            } else {
-                match (firing["task"].as_i64(), firing["error"].as_str()) {
-                    (Some(task), _) => println!("job {} fired (manual): task {task}", args.name),
-                    (None, Some(error)) => println!(
-                        "job {} fired but its submission was refused: {error}",
-                        args.name
-                    ),
-                    (None, None) => println!("job {} fired; it had nothing to submit", args.name),
-                }
-            }
-            if let Some(error) = firing["error"].as_str() {
-                return Err(UserError::new(format!("job {}: {error}", args.name)).into());
-            }
+            print_run(&api.post_as(&path, &json!({})).await?, args.json)?;
         }
         JobCommand::Tick(_) => {
             return Err(UserError::new(
@@ -106,13 +86,4 @@ pub async fn job(api: &Api, command: JobCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn report(view: &Value, verb: &str, json_out: bool) -> anyhow::Result<()> {
-    if json_out {
-        print_json(view)
-    } else {
-        println!("job {} {verb}", view["name"].as_str().unwrap_or_default());
-        Ok(())
-    }
 }

@@ -1,7 +1,5 @@
 //! `orch usage`: spend per day, project and agent, and today against the claim limits.
 
-use serde_json::Value;
-
 use crate::cli::UsageArgs;
 use crate::client::{Backend, Remote};
 use crate::config::Settings;
@@ -15,35 +13,32 @@ pub async fn usage(settings: &Settings, remote: &Remote, args: UsageArgs) -> any
     }
     println!(
         "today: {} ({}); daily budgets reset at midnight",
-        report["day"].as_str().unwrap_or("?"),
-        report["time_zone"].as_str().unwrap_or("UTC")
+        report.day, report.time_zone
     );
-    for (kind, key) in [
-        ("project", "projects"),
-        ("agent", "agents"),
-        ("label", "labels"),
+    let today = &report.today;
+    for (kind, gauges) in [
+        ("project", &today.projects),
+        ("agent", &today.agents),
+        ("label", &today.labels),
     ] {
-        let gauges = report["today"][key].as_array().cloned().unwrap_or_default();
         if gauges.is_empty() {
             continue;
         }
         let mut rows = table(&[kind, "running", "runs", "sessions", "tokens", "cost"]);
-        for gauge in &gauges {
-            let spent = &gauge["spent"];
-            let limit = &gauge["limit"];
+        for gauge in gauges {
+            let (spent, limit) = (&gauge.spent, &gauge.limit);
             rows.add_row(vec![
-                gauge["name"].as_str().unwrap_or("?").to_owned(),
-                against(&gauge["running"], &gauge["running_limit"], false),
-                against(&spent["runs"], &limit["runs"], false),
-                against(&spent["sessions"], &limit["sessions"], false),
-                against(&spent["tokens"], &limit["tokens"], false),
-                against(&spent["cost_usd"], &limit["cost_usd"], true),
+                gauge.name.clone(),
+                against(gauge.running, gauge.running_limit),
+                against(spent.runs, limit.runs),
+                against(spent.sessions, limit.sessions),
+                against(spent.tokens, limit.tokens),
+                against(Money(spent.cost_usd), limit.cost_usd.map(Money)),
             ]);
         }
         println!("\n{rows}");
     }
-    let days = report["days"].as_array().cloned().unwrap_or_default();
-    if days.is_empty() {
+    if report.days.is_empty() {
         println!("\nno agent usage recorded in the last {} day(s)", args.days);
         return Ok(());
     }
@@ -56,35 +51,34 @@ pub async fn usage(settings: &Settings, remote: &Remote, args: UsageArgs) -> any
         "tokens",
         "cost",
     ]);
-    for day in &days {
+    for day in &report.days {
         rows.add_row(vec![
-            day["day"].as_str().unwrap_or("?").to_owned(),
-            day["project"].as_str().unwrap_or("?").to_owned(),
-            day["agent"].as_str().unwrap_or("?").to_owned(),
-            day["runs"].to_string(),
-            day["sessions"].to_string(),
-            day["tokens"].to_string(),
-            money(&day["cost_usd"]),
+            day.day.clone(),
+            day.project.clone(),
+            day.agent.clone(),
+            day.runs.to_string(),
+            day.sessions.to_string(),
+            day.tokens.to_string(),
+            Money(day.cost_usd).to_string(),
         ]);
     }
     println!("\n{rows}");
     Ok(())
 }
 
-fn money(value: &Value) -> String {
-    format!("${:.2}", value.as_f64().unwrap_or(0.0))
+/// US dollars, to the cent.
+struct Money(f64);
+
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "${:.2}", self.0)
+    }
 }
 
 /// `3`, or `3/5` against a limit.
-fn against(used: &Value, limit: &Value, dollars: bool) -> String {
-    let used = if dollars {
-        money(used)
-    } else {
-        used.to_string()
-    };
-    match (limit.is_null(), dollars) {
-        (true, _) => used,
-        (false, true) => format!("{used}/{}", money(limit)),
-        (false, false) => format!("{used}/{limit}"),
+fn against<T: std::fmt::Display>(used: T, limit: Option<T>) -> String {
+    match limit {
+        Some(limit) => format!("{used}/{limit}"),
+        None => used.to_string(),
     }
 }

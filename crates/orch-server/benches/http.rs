@@ -1,6 +1,8 @@
 //! HTTP worker benchmark: claim→complete round trips per second through the worker API with 1
 //! and 4 remote workers, next to the same loop through the store in-process (embedded workers)
 //! in the same run; and task-ready → process-start latency for a real remote worker pool.
+//! Everything runs on SQLite, then again on PostgreSQL (a fresh database per daemon, dropped
+//! after it) when `ORCH_BENCH_POSTGRES_URL` or `ORCH_TEST_POSTGRES_URL` names a server.
 //!
 //! `cargo bench -p orch-server --bench http` (`ORCH_BENCH_TASKS` changes the count).
 
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use orch_core::spec::parse_workflow;
 use orch_core::{NewTask, Outcome, Status, TaskId};
 use orch_server::{serve, ServeOptions};
-use orch_store::{Op, SqliteOptions, Store, Submission};
+use orch_store::{DatabaseConfig, Op, SqliteOptions, Store, Submission};
 use orch_worker::HttpCoordinator;
 use orch_worker::{Coordinator, WorkerSettings};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +26,69 @@ fn noop_task(i: usize) -> NewTask {
         .remove(0)
 }
 
+/// Where a benchmark daemon keeps its state.
+#[derive(Clone)]
+enum Backend {
+    Sqlite,
+    /// The server's admin URL; each daemon gets a database of its own.
+    Postgres(String),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// A PostgreSQL database created for one daemon and dropped with it.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+async fn pg_admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+impl PgDatabase {
+    /// A fresh database and the URL that reaches it.
+    async fn create(admin_url: &str) -> (PgDatabase, String) {
+        let name = format!("orch_bench_http_{:016x}", rand::random::<u64>());
+        pg_admin(admin_url)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the benchmark database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(base, _)| base);
+        let url = format!("{base}/{name}");
+        let database = PgDatabase {
+            admin_url: admin_url.to_owned(),
+            name,
+        };
+        (database, url)
+    }
+
+    async fn drop_it(self) {
+        pg_admin(&self.admin_url)
+            .await
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .expect("drop the benchmark database");
+    }
+}
+
 struct Daemon {
     store: Store,
+    database: Option<PgDatabase>,
     addr: SocketAddr,
     worker_token: String,
     token: String,
@@ -38,15 +101,27 @@ struct Daemon {
 
 /// `orch serve` with the API on a free port and no embedded workers, over a non-git project
 /// (copy workspaces) with no rate limit.
-async fn daemon() -> Daemon {
+async fn daemon(backend: &Backend) -> Daemon {
     let dir = tempfile::tempdir().expect("tmp");
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).expect("repo");
     std::fs::write(repo.join(".orch.toml"), "non_git = \"copy\"\n").expect("config");
     let home = dir.path().join("home");
-    let store = Store::open_sqlite(&home.join("orch.db"), SqliteOptions::default())
-        .await
-        .expect("store");
+    std::fs::create_dir_all(&home).expect("home");
+    let (config, database) = match backend {
+        Backend::Sqlite => (
+            DatabaseConfig::Sqlite {
+                path: home.join("orch.db"),
+                options: SqliteOptions::default(),
+            },
+            None,
+        ),
+        Backend::Postgres(admin_url) => {
+            let (database, url) = PgDatabase::create(admin_url).await;
+            (DatabaseConfig::Postgres { url }, Some(database))
+        }
+    };
+    let store = Store::open(&config).await.expect("store");
     let project = store
         .ensure_project(&repo.to_string_lossy(), orch_store::wall_clock())
         .await
@@ -82,6 +157,7 @@ async fn daemon() -> Daemon {
         .to_owned();
     Daemon {
         store,
+        database,
         addr,
         worker_token,
         token,
@@ -90,6 +166,18 @@ async fn daemon() -> Daemon {
         shutdown,
         handle,
         _dir: dir,
+    }
+}
+
+impl Daemon {
+    /// Stops the daemon and drops its PostgreSQL database.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.expect("join").expect("serve");
+        drop(self.store);
+        if let Some(database) = self.database {
+            database.drop_it().await;
+        }
     }
 }
 
@@ -148,8 +236,8 @@ async fn round_trips(coordinator: Coordinator, workers: usize) -> f64 {
 /// Enqueue → process start through a remote worker pool: one task at a time on an idle queue,
 /// submitted through the API (`POST /v1/tasks`, which wakes waiting claims) or straight into
 /// the store (as another process on the home would; seen by the claims' polling).
-async fn remote_latency(samples: usize, through_api: bool) -> (f64, f64) {
-    let d = daemon().await;
+async fn remote_latency(backend: &Backend, samples: usize, through_api: bool) -> (f64, f64) {
+    let d = daemon(backend).await;
     let http =
         HttpCoordinator::new(&format!("http://{}", d.addr), &d.worker_token, None).expect("client");
     let worker_home = tempfile::tempdir().expect("tmp");
@@ -209,8 +297,7 @@ async fn remote_latency(samples: usize, through_api: bool) -> (f64, f64) {
     }
     stop.cancel();
     pool.await.expect("pool");
-    d.shutdown.cancel();
-    d.handle.await.expect("join").expect("serve");
+    d.stop().await;
     latencies.sort_by(f64::total_cmp);
     let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     (pick(0.5), pick(0.99))
@@ -227,34 +314,54 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let mut backends = vec![Backend::Sqlite];
+    match ["ORCH_BENCH_POSTGRES_URL", "ORCH_TEST_POSTGRES_URL"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+    {
+        Some(url) => backends.push(Backend::Postgres(url)),
+        None => println!(
+            "PostgreSQL skipped: set ORCH_BENCH_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)\n"
+        ),
+    }
     println!("HTTP worker benchmark: {n} claim→complete round trips per row\n");
-    println!("| workers | embedded (store) round trips/s | HTTP round trips/s | HTTP / embedded |");
-    println!("|---:|---:|---:|---:|");
-    for workers in [1usize, 4] {
-        let (embedded, http) = rt.block_on(async {
-            let d = daemon().await;
-            submit(&d.store, d.project, n).await;
-            let embedded = round_trips(Coordinator::Local(d.store.clone()), workers).await;
-            submit(&d.store, d.project, n).await;
-            let client = HttpCoordinator::new(&format!("http://{}", d.addr), &d.worker_token, None)
-                .expect("client");
-            let http = round_trips(Coordinator::Http(client), workers).await;
-            d.shutdown.cancel();
-            d.handle.await.expect("join").expect("serve");
-            (embedded, http)
-        });
-        println!(
-            "| {workers} | {embedded:.0} | {http:.0} | {:.2} |",
-            http / embedded
-        );
+    println!("| backend | workers | embedded (store) round trips/s | HTTP round trips/s | HTTP / embedded |");
+    println!("|---|---:|---:|---:|---:|");
+    for backend in &backends {
+        for workers in [1usize, 4] {
+            let (embedded, http) = rt.block_on(async {
+                let d = daemon(backend).await;
+                submit(&d.store, d.project, n).await;
+                let embedded = round_trips(Coordinator::Local(d.store.clone()), workers).await;
+                submit(&d.store, d.project, n).await;
+                let client =
+                    HttpCoordinator::new(&format!("http://{}", d.addr), &d.worker_token, None)
+                        .expect("client");
+                let http = round_trips(Coordinator::Http(client), workers).await;
+                d.stop().await;
+                (embedded, http)
+            });
+            println!(
+                "| {} | {workers} | {embedded:.0} | {http:.0} | {:.2} |",
+                backend.name(),
+                http / embedded
+            );
+        }
     }
     let samples = if quick { 5 } else { 200 };
     println!();
-    for (through_api, how) in [
-        (true, "submitted through the API"),
-        (false, "submitted into the store by another process"),
-    ] {
-        let (p50, p99) = rt.block_on(remote_latency(samples, through_api));
-        println!("task ready → remote process start (2 remote workers, idle queue, {how}): p50 {p50:.0} ms, p99 {p99:.0} ms");
+    println!(
+        "Task ready → remote process start (2 remote workers, idle queue, {samples} samples):\n"
+    );
+    println!("| backend | how the task is submitted | p50 ms | p99 ms |");
+    println!("|---|---|---:|---:|");
+    for backend in &backends {
+        for (through_api, how) in [
+            (true, "through the API"),
+            (false, "into the store by another process"),
+        ] {
+            let (p50, p99) = rt.block_on(remote_latency(backend, samples, through_api));
+            println!("| {} | {how} | {p50:.0} | {p99:.0} |", backend.name());
+        }
     }
 }

@@ -10,7 +10,9 @@
 //! pushing the same commit again is harmless, so a crash between them repeats the push and
 //! enqueues the ops. A push that fails is tried again with backoff; at start-up every finished
 //! task of a linked project with no pull request op yet is looked at again (a push that failed
-//! before a crash, a branch pushed without its pull request). Sending is leased per op (two servers never send one op at once) and the
+//! before a crash, a branch pushed without its pull request). Sending is leased per op, the
+//! lease renewed while the pass runs (two servers never send one op at once, however long the
+//! forge makes a send wait; a dead dispatcher's ops pass on within [`SEND_LEASE`]), and the
 //! writer makes each op safe to send twice (it finds what an earlier attempt made).
 
 use std::collections::BTreeMap;
@@ -55,8 +57,14 @@ pub trait ForgeWriter: Send + Sync {
     ) -> impl Future<Output = Result<ForgeResult, SendError>> + Send;
 }
 
-/// How long a dispatcher holds an op while it sends it.
-pub const SEND_LEASE: Duration = Duration::from_secs(120);
+/// How long a dispatcher holds an op without renewing it: a dispatcher that dies mid-pass
+/// gives its ops to another server within this.
+pub const SEND_LEASE: Duration = Duration::from_secs(30);
+
+/// How often a pass renews the leases of the ops it still holds, so that a slow send (the
+/// forge's rate limit makes the client wait for its reset) never lets another server send
+/// the same op meanwhile.
+const LEASE_RENEWAL: Duration = Duration::from_secs(10);
 
 /// Ops leased per dispatch pass.
 const OPS_PER_PASS: u32 = 20;
@@ -79,14 +87,54 @@ pub async fn dispatch_due<W: ForgeWriter>(
     writer: &W,
     owner: &str,
 ) -> Result<DispatchReport, StoreError> {
+    dispatch_due_leased(store, home, writer, owner, SEND_LEASE, LEASE_RENEWAL).await
+}
+
+/// [`dispatch_due`] with `lease` as the send lease, renewed every `renew_every` while the pass
+/// runs (tests shorten both).
+pub async fn dispatch_due_leased<W: ForgeWriter>(
+    store: &Store,
+    home: &Path,
+    writer: &W,
+    owner: &str,
+    lease: Duration,
+    renew_every: Duration,
+) -> Result<DispatchReport, StoreError> {
     let mut report = DispatchReport::default();
     let now = orch_store::wall_clock();
     let entries = store
-        .claim_forge_ops(owner, SEND_LEASE, OPS_PER_PASS, now)
+        .claim_forge_ops(owner, lease, OPS_PER_PASS, now)
         .await?;
     if entries.is_empty() {
         return Ok(report);
     }
+    let pass = send_entries(store, home, writer, owner, entries, &mut report);
+    let renewals = async {
+        loop {
+            tokio::time::sleep(renew_every).await;
+            let now = orch_store::wall_clock();
+            if let Err(e) = store.renew_forge_leases(owner, lease, now).await {
+                tracing::warn!(error = %e, "could not renew the forge ops' send leases");
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        outcome = pass => outcome?,
+        never = renewals => never,
+    }
+    Ok(report)
+}
+
+/// Send `entries` (leased to `owner`) one by one, recording each outcome in `report`.
+async fn send_entries<W: ForgeWriter>(
+    store: &Store,
+    home: &Path,
+    writer: &W,
+    owner: &str,
+    entries: Vec<orch_store::OutboxEntry>,
+    report: &mut DispatchReport,
+) -> Result<(), StoreError> {
     let projects = projects_by_id(store).await?;
     let links = links_by_project(store).await?;
     for entry in entries {
@@ -133,7 +181,7 @@ pub async fn dispatch_due<W: ForgeWriter>(
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// What the forge made calls for more writes: a new pull request goes into the marker comment

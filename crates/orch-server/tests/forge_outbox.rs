@@ -185,3 +185,121 @@ async fn the_writers_answers_become_the_ops_states_and_a_published_task_gets_its
     assert_eq!(report, DispatchReport::default());
     assert_eq!(writer.sent.lock().unwrap().len(), 4);
 }
+
+/// A writer that takes `delay` over every send, counting the sends.
+struct SlowForge {
+    delay: Duration,
+    sent: std::sync::atomic::AtomicU32,
+}
+
+impl ForgeWriter for SlowForge {
+    async fn send(
+        &self,
+        _repo: &RepoSlug,
+        _settings: &ForgeSettings,
+        _op: &ForgeOp,
+    ) -> Result<ForgeResult, SendError> {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        Ok(ForgeResult::Nothing)
+    }
+}
+
+#[tokio::test]
+async fn a_send_slower_than_its_lease_keeps_the_op_from_another_dispatcher() {
+    let home = tempfile::tempdir().unwrap();
+    let (store, _task, project) = store_with_task(home.path()).await;
+    let repo = RepoSlug::parse("octo/widgets").unwrap();
+    store
+        .link_project_forge(project, ForgeKind::Github, &repo, orch_store::wall_clock())
+        .await
+        .unwrap();
+    let ops: Vec<NewForgeOp> = (1..=2)
+        .map(|issue| NewForgeOp {
+            project,
+            task: None,
+            event: None,
+            op: orch_core::forge::KeyedOp {
+                key: format!("close-{issue}"),
+                op: ForgeOp::CloseIssue { issue },
+            },
+        })
+        .collect();
+    store
+        .enqueue_forge_ops(&ops, orch_store::wall_clock())
+        .await
+        .unwrap();
+    // Each send (as a rate-limited client waiting for its reset) outlasts the 1 s lease; the
+    // pass renews it every 200 ms, so the other dispatcher, looking all along, finds nothing.
+    let lease = Duration::from_secs(1);
+    let writer = SlowForge {
+        delay: Duration::from_millis(1_500),
+        sent: Default::default(),
+    };
+    let pass = orch_server::forge_outbox::dispatch_due_leased(
+        &store,
+        home.path(),
+        &writer,
+        "d1",
+        lease,
+        Duration::from_millis(200),
+    );
+    let other = async {
+        let mut taken = 0;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            taken += store
+                .claim_forge_ops("d2", lease, 20, orch_store::wall_clock())
+                .await
+                .unwrap()
+                .len();
+        }
+        taken
+    };
+    let (report, taken) = tokio::join!(pass, other);
+    assert_eq!(report.unwrap().done, 2);
+    assert_eq!(taken, 0, "another dispatcher took an op still being sent");
+    assert_eq!(writer.sent.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let states: Vec<OutboxState> = store
+        .forge_ops(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.state)
+        .collect();
+    assert_eq!(states, [OutboxState::Done, OutboxState::Done]);
+
+    // A dispatcher that stops renewing (it died) gives its ops up within the lease.
+    store
+        .enqueue_forge_ops(
+            &[NewForgeOp {
+                project,
+                task: None,
+                event: None,
+                op: orch_core::forge::KeyedOp {
+                    key: "close-3".into(),
+                    op: ForgeOp::CloseIssue { issue: 3 },
+                },
+            }],
+            orch_store::wall_clock(),
+        )
+        .await
+        .unwrap();
+    let held = store
+        .claim_forge_ops("dead", lease, 20, orch_store::wall_clock())
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let report = orch_server::forge_outbox::dispatch_due_leased(
+        &store,
+        home.path(),
+        &writer,
+        "d2",
+        lease,
+        Duration::from_millis(200),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.done, 1);
+}

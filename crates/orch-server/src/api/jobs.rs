@@ -6,10 +6,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 pub use orch_api::{AddJob, FiringView, JobView};
-use orch_app::jobs::JobDraft;
+use orch_app::jobs::{firing_view, job_view, JobDraft};
 use orch_app::ProjectDir;
-use orch_core::cron::{MissedPolicy, Schedule};
-use orch_store::jobs::{Job, JobTarget};
+use orch_core::cron::MissedPolicy;
+use orch_store::jobs::JobTarget;
 
 use super::error::ApiError;
 use super::json::ApiJson;
@@ -22,53 +22,7 @@ const ACTOR: &str = "api";
     responses((status = 200, body = Vec<JobView>)))]
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<JobView>>, ApiError> {
     let now = orch_store::calendar_clock();
-    let mut views = Vec::new();
-    for job in state.store.jobs().await? {
-        let last = state.store.job_firings(job.id, 1).await?.into_iter().next();
-        views.push(view(job, last, now));
-    }
-    Ok(Json(views))
-}
-
-/// A job as the API (and the dashboard's jobs page) shows it.
-pub(crate) fn view(
-    job: Job,
-    last: Option<orch_store::jobs::Firing>,
-    now: orch_core::Timestamp,
-) -> JobView {
-    let schedule = Schedule::parse(&job.schedule, &job.timezone).ok();
-    let next = schedule
-        .as_ref()
-        .filter(|_| job.enabled)
-        .and_then(|s| s.next_after(now));
-    JobView {
-        id: job.id,
-        next_local: schedule.as_ref().zip(next).map(|(s, at)| s.local_time(at)),
-        next_at: next.map(|t| t.0),
-        missed: job.missed.as_str().to_owned(),
-        target: job.target.kind().to_owned(),
-        title: match &job.target {
-            JobTarget::Task(spec) => spec.title.as_str().to_owned(),
-            JobTarget::Workflow(_) => "(workflow)".to_owned(),
-        },
-        last_firing: last.map(|f| firing_view(&job.name, f)),
-        name: job.name,
-        schedule: job.schedule,
-        timezone: job.timezone,
-        project: job.project_path,
-        enabled: job.enabled,
-        last_slot: job.last_slot.map(|t| t.0),
-    }
-}
-
-fn firing_view(job: &str, firing: orch_store::jobs::Firing) -> FiringView {
-    FiringView {
-        job: job.to_owned(),
-        slot: firing.slot.0,
-        kind: firing.kind.as_str().to_owned(),
-        task: firing.task.map(|t| t.0),
-        error: firing.error,
-    }
+    Ok(Json(state.app.job_views(now).await?))
 }
 
 fn invalid(field: &str, message: String) -> ApiError {
@@ -109,7 +63,7 @@ pub async fn add(
     };
     let now = orch_store::calendar_clock();
     let job = state.app.add_job(draft, now).await?;
-    Ok((StatusCode::CREATED, Json(view(job, None, now))))
+    Ok((StatusCode::CREATED, Json(job_view(&job, None, now))))
 }
 
 /// Remove a job (the tasks it submitted stay).
@@ -121,7 +75,7 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = state.app.remove_job(&name).await?;
-    Ok(Json(view(job, None, orch_store::calendar_clock())))
+    Ok(Json(job_view(&job, None, orch_store::calendar_clock())))
 }
 
 /// Enable a job; slots that passed while it was disabled are not fired.
@@ -134,7 +88,7 @@ pub async fn enable(
 ) -> Result<Json<JobView>, ApiError> {
     let now = orch_store::calendar_clock();
     let job = state.app.set_job_enabled(&name, true, now).await?;
-    Ok(Json(view(job, None, now)))
+    Ok(Json(job_view(&job, None, now)))
 }
 
 /// Disable a job: the scheduler stops firing it.
@@ -147,7 +101,7 @@ pub async fn disable(
 ) -> Result<Json<JobView>, ApiError> {
     let now = orch_store::calendar_clock();
     let job = state.app.set_job_enabled(&name, false, now).await?;
-    Ok(Json(view(job, None, now)))
+    Ok(Json(job_view(&job, None, now)))
 }
 
 /// Fire a job now, by hand, whatever its schedule.
@@ -170,5 +124,5 @@ pub async fn run(
         }
         .into());
     };
-    Ok(Json(firing_view(&name, firing)))
+    Ok(Json(firing_view(&name, &firing)))
 }

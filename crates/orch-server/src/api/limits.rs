@@ -20,11 +20,11 @@ pub struct UsageLimitsQuery {
 /// Today's spend and running tasks per project, agent and label against the daemon's limits
 /// (`[concurrency]`, `[budgets]`), and the recent days' spend per project and agent.
 #[utoipa::path(get, path = "/v1/usage/limits", tag = "tasks", params(UsageLimitsQuery),
-    security(("bearer" = [])), responses((status = 200, body = Object)))]
+    security(("bearer" = [])), responses((status = 200, body = orch_api::UsageLimitsView)))]
 pub async fn usage_limits(
     State(state): State<ApiState>,
     Query(query): Query<UsageLimitsQuery>,
-) -> Result<Json<orch_app::usage::UsageReport>, ApiError> {
+) -> Result<Json<orch_api::UsageLimitsView>, ApiError> {
     let days = query.days.unwrap_or(7).clamp(1, 366);
     let limits = state.store.claim_limits();
     Ok(Json(state.app.usage_report(&limits, days).await?))

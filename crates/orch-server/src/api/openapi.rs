@@ -72,6 +72,7 @@ use super::{
         orch_api::PlannedChildren,
         jobs::AddJob,
         jobs::FiringView,
+        orch_api::UsageLimitsView,
         orch_api::TaskView,
         orch_api::CreatedTask,
         orch_api::ForgeLinkView,

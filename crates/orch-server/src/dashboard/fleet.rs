@@ -338,7 +338,7 @@ fn of<T: std::fmt::Display>(spent: T, limit: Option<T>) -> String {
     }
 }
 
-fn limit_rows(report: &orch_app::usage::UsageReport) -> Vec<[String; 7]> {
+fn limit_rows(report: &orch_api::UsageLimitsView) -> Vec<[String; 7]> {
     let today = &report.today;
     let kinds = [
         ("project", &today.projects),

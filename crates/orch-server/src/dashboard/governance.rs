@@ -145,12 +145,8 @@ struct JobsPage {
 
 async fn load_jobs(state: &ApiState) -> Result<Vec<JobRow>, PageError> {
     let now = orch_store::calendar_clock();
-    let mut rows = Vec::new();
-    for job in state.store.jobs().await? {
-        let last = state.store.job_firings(job.id, 1).await?.into_iter().next();
-        rows.push(JobRow::from(crate::api::jobs::view(job, last, now)));
-    }
-    Ok(rows)
+    let views = state.app.job_views(now).await?;
+    Ok(views.into_iter().map(JobRow::from).collect())
 }
 
 async fn jobs_page(session: Session, State(state): State<ApiState>) -> Response {

@@ -293,6 +293,15 @@ impl From<orch_store::StoreError> for PageError {
     }
 }
 
+impl From<orch_app::AppError> for PageError {
+    fn from(error: orch_app::AppError) -> Self {
+        match error {
+            orch_app::AppError::Store(e) => e.into(),
+            other => PageError::internal(&other),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
