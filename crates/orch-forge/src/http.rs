@@ -6,7 +6,8 @@
 //! - a rate-limited answer (403/429 with `Retry-After`, `X-RateLimit-Remaining: 0`, or a message
 //!   naming the secondary rate limit), any method: GitHub did not process the request. The
 //!   client sleeps until the reset (or `Retry-After`, or a default with backoff), unless that is
-//!   longer than `max_rate_limit_wait`, then it returns [`ForgeError::RateLimited`];
+//!   longer than `max_rate_limit_wait`, then it returns [`ForgeError::RateLimited`]. The limit
+//!   is the credential's: every other operation of the client holds its requests until then;
 //! - a connection that could not be made, any method: nothing was sent;
 //! - a 5xx, a timeout or a connection lost after sending, only for idempotent requests (GET,
 //!   PUT, PATCH, DELETE, and the POSTs that are idempotent by nature: adding labels, GraphQL
@@ -505,6 +506,9 @@ impl Http {
                     match self.rate_limit_wait(status, &headers, &message, rate_limit_waits) {
                         Some(until) => {
                             let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
+                            // Every operation of this client waits too: the limit is the
+                            // credential's, not this request's.
+                            self.block_until(until);
                             if waited + wait > self.policy.max_rate_limit_wait {
                                 return Err(ForgeError::RateLimited {
                                     until,
@@ -585,9 +589,15 @@ impl Http {
     fn note_quota(&self, status: StatusCode, headers: &HeaderMap) {
         if status.is_success() && header_u64(headers, "x-ratelimit-remaining") == Some(0) {
             if let Some(reset) = header_u64(headers, "x-ratelimit-reset") {
-                *lock(&self.blocked_until) = Some(UNIX_EPOCH + Duration::from_secs(reset));
+                self.block_until(UNIX_EPOCH + Duration::from_secs(reset));
             }
         }
+    }
+
+    /// No request of this client before `until` (a rate-limited answer's reset).
+    fn block_until(&self, until: SystemTime) {
+        let mut blocked = lock(&self.blocked_until);
+        *blocked = Some(blocked.map_or(until, |b| b.max(until)));
     }
 
     /// Waits until a spent quota resets before sending (instead of sending a request that is

@@ -753,10 +753,10 @@ pub async fn sync_loop(
     home: PathBuf,
     tick: Duration,
     instance: String,
+    writer: Arc<crate::forge_writer::GitHubWriter>,
     leadership: crate::scheduler::Leadership,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let writer = Arc::new(crate::forge_writer::GitHubWriter::default());
     let wake = Arc::new(tokio::sync::Notify::new());
     let dispatcher = tokio::spawn(crate::forge_writer::dispatch_loop(
         store.clone(),

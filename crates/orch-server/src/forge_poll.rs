@@ -30,11 +30,9 @@ use orch_core::forge::feedback::{
     decide, CheckFact, CheckOutcome, Mergeability, PullFacts, PullState, Reaction,
     ReviewCommentFact, ReviewFact, ReviewVerdict, RoundKind, TaskFeedback,
 };
-use orch_core::forge::{ForgeAuth as AuthSettings, ForgeSettings};
+use orch_core::forge::ForgeSettings;
 use orch_core::{ProjectId, Task};
-use orch_forge::{
-    CheckConclusion, CheckStatus, Forge, ForgeAuth, ForgeConfig, IssueQuery, RepoRef, StateFilter,
-};
+use orch_forge::{CheckConclusion, CheckStatus, Forge, IssueQuery, RepoRef, StateFilter};
 use orch_store::{Project, Store};
 use tokio::sync::Notify;
 
@@ -71,20 +69,24 @@ pub struct PollReport {
     pub reactions: u64,
 }
 
-/// A project's client, kept across passes (its cache makes the reads conditional).
-struct Client {
-    settings: ForgeSettings,
-    forge: Forge,
-    last: Option<Instant>,
-}
-
-/// The poller's state: a client per project.
-#[derive(Default)]
+/// The poller's state: when each project was last read back, and the forge clients it shares
+/// with the outbox's writer (one client per credential, so a rate limit one of them meets
+/// holds back the other's requests too, and the conditional-request cache is kept across
+/// passes).
 pub struct ForgePoller {
-    clients: BTreeMap<ProjectId, Client>,
+    clients: Arc<crate::forge_writer::GitHubWriter>,
+    last: BTreeMap<ProjectId, Instant>,
 }
 
 impl ForgePoller {
+    /// A poller taking its clients from `clients`.
+    pub fn new(clients: Arc<crate::forge_writer::GitHubWriter>) -> ForgePoller {
+        ForgePoller {
+            clients,
+            last: BTreeMap::new(),
+        }
+    }
+
     /// Read back every linked project that is due (all of them when `all`).
     pub async fn pass(&mut self, app: &App, home: &Path, all: bool) -> PollReport {
         let mut report = PollReport::default();
@@ -109,21 +111,24 @@ impl ForgePoller {
                     continue;
                 }
             };
-            let client = match self.client(project.id, settings) {
-                Ok(client) => client,
-                Err(e) => {
-                    tracing::warn!(project = %project.path, "the forge client: {e}");
+            let forge = match self.clients.client(&settings) {
+                Ok(forge) => forge,
+                Err(
+                    crate::forge_outbox::SendError::Retry { message, .. }
+                    | crate::forge_outbox::SendError::Refused(message),
+                ) => {
+                    tracing::warn!(project = %project.path, "the forge client: {message}");
                     continue;
                 }
             };
-            let due = client
+            let due = self
                 .last
-                .is_none_or(|last| last.elapsed() >= client.settings.feedback.poll_interval);
+                .get(&project.id)
+                .is_none_or(|last| last.elapsed() >= settings.feedback.poll_interval);
             if !(due || all) {
                 continue;
             }
-            client.last = Some(Instant::now());
-            let (forge, settings) = (client.forge.clone(), client.settings.clone());
+            self.last.insert(project.id, Instant::now());
             match intake(app, project, &forge, &settings).await {
                 Ok(created) => report.created += created,
                 Err(e) => tracing::warn!(repo = %settings.repo, "polling issues: {e}"),
@@ -135,56 +140,6 @@ impl ForgePoller {
         }
         report
     }
-
-    fn client(
-        &mut self,
-        project: ProjectId,
-        settings: ForgeSettings,
-    ) -> Result<&mut Client, String> {
-        let stale = self.clients.get(&project).is_none_or(|c| {
-            c.settings.api_base != settings.api_base || c.settings.auth != settings.auth
-        });
-        if stale {
-            let forge = forge_client(&settings)?;
-            self.clients.insert(
-                project,
-                Client {
-                    settings: settings.clone(),
-                    forge,
-                    last: None,
-                },
-            );
-        }
-        let client = self
-            .clients
-            .get_mut(&project)
-            .ok_or_else(|| "no client".to_owned())?;
-        client.settings = settings;
-        Ok(client)
-    }
-}
-
-/// A forge client for the project's settings (the token read now, never kept elsewhere).
-pub fn forge_client(settings: &ForgeSettings) -> Result<Forge, String> {
-    let auth = match &settings.auth {
-        None => return Err("no credentials are configured".to_owned()),
-        Some(AuthSettings::TokenFile(path)) => ForgeAuth::token_from_file(Path::new(path)),
-        Some(AuthSettings::TokenEnv(name)) => ForgeAuth::token_from_env(name),
-        Some(AuthSettings::App {
-            app_id,
-            private_key_file,
-            installation_id,
-        }) => ForgeAuth::app_from_key_file(
-            *app_id,
-            Path::new(private_key_file),
-            Some(*installation_id),
-        ),
-    }
-    .map_err(|e| e.to_string())?;
-    let config = ForgeConfig::github(auth)
-        .with_api_base(&settings.api_base)
-        .map_err(|e| e.to_string())?;
-    Forge::github(config).map_err(|e| e.to_string())
 }
 
 fn repo_ref(settings: &ForgeSettings) -> Result<RepoRef, String> {
@@ -512,11 +467,12 @@ const TICK: Duration = Duration::from_secs(1);
 pub async fn poll_loop(
     store: Store,
     home: PathBuf,
+    clients: Arc<crate::forge_writer::GitHubWriter>,
     leadership: crate::scheduler::Leadership,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let app = App::new(store).with_check(Arc::new(crate::submit_check::ConfigCheck::new(&home)));
-    let mut poller = ForgePoller::default();
+    let mut poller = ForgePoller::new(clients);
     let mut nudged = false;
     loop {
         if leadership.is_leader() {

@@ -133,6 +133,8 @@ impl Scheduler {
         );
         let mut forge_sync: Option<tokio::task::JoinHandle<()>> = None;
         let mut forge_poll: Option<tokio::task::JoinHandle<()>> = None;
+        // One forge client per credential, shared by the outbox's writer and the poller.
+        let forge_clients = Arc::new(crate::forge_writer::GitHubWriter::default());
         loop {
             // Leadership: take, take over or renew the lease; a failed renewal keeps it only
             // until the lease it already holds runs out.
@@ -212,6 +214,7 @@ impl Scheduler {
                     self.options.home.clone(),
                     self.options.tick,
                     self.instance.clone(),
+                    forge_clients.clone(),
                     self.leadership.clone(),
                     stop.clone(),
                 )));
@@ -220,6 +223,7 @@ impl Scheduler {
                 forge_poll = Some(tokio::spawn(crate::forge_poll::poll_loop(
                     self.store.clone(),
                     self.options.home.clone(),
+                    forge_clients.clone(),
                     self.leadership.clone(),
                     stop.clone(),
                 )));

@@ -108,10 +108,11 @@ async fn a_rate_limit_past_the_allowed_wait_fails_at_once_with_the_reset() {
         }
         other => panic!("expected RateLimited, got {other:?}"),
     }
+    // The next operation fails as clearly, without sending a request sure to be refused.
     assert!(err_text_is_clear(
         &forge.issue(&repo, number).await.expect_err("still limited")
     ));
-    assert_eq!(fake.request_count(ISSUE_ROUTE), 2);
+    assert_eq!(fake.request_count(ISSUE_ROUTE), 1);
 }
 
 fn err_text_is_clear(err: &ForgeError) -> bool {
@@ -378,4 +379,44 @@ async fn a_graphql_rate_limit_is_waited_out_until_the_reset() {
         started.elapsed()
     );
     assert_eq!(fake.request_count("POST /graphql"), 2);
+}
+
+#[tokio::test]
+async fn a_rate_limit_met_by_one_operation_holds_back_the_clients_other_operations() {
+    let (fake, forge, repo) = setup().await;
+    let first = fake.create_issue(REPO, "first", "", &[]);
+    let second = fake.create_issue(REPO, "second", "", &[]);
+    // The next request is refused with Retry-After: 2 s.
+    fake.fail_secondary_rate_limit(1, Some(2));
+    let started = Instant::now();
+    let limited = {
+        let forge = forge.clone();
+        let repo = repo.clone();
+        tokio::spawn(async move { forge.issue(&repo, first).await })
+    };
+    while fake.request_count(ISSUE_ROUTE) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another operation of the same client (as the poller beside the writer) starts during
+    // the wait: it sends nothing until the limit has passed.
+    let other = forge
+        .issue(&repo, second)
+        .await
+        .expect("answered after the limit");
+    assert_eq!(other.number, second);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_800),
+        "the other operation was answered after {:?}, inside the limit",
+        started.elapsed()
+    );
+    limited
+        .await
+        .expect("join")
+        .expect("answered after the limit");
+    assert_eq!(fake.status_count(429) + fake.status_count(403), 1);
+    assert_eq!(
+        fake.request_count(ISSUE_ROUTE),
+        3,
+        "one refused request, then one per operation"
+    );
 }
