@@ -86,8 +86,13 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
     } else {
         "http"
     };
+    // The file's time is taken here, before the daemon can bind: taken in the spawned task,
+    // it could already be the new file's, which then never looks new.
+    let addr_file = settings.home.join("serve.addr");
+    let before = written(&addr_file);
     let announce = tokio::spawn(announce_bound_address(
-        settings.home.join("serve.addr"),
+        addr_file,
+        before,
         scheme,
         store.clone(),
     ));
@@ -111,9 +116,12 @@ pub async fn serve_command(settings: &Settings, args: ServeArgs) -> anyhow::Resu
 /// for `--listen ...:0`) to `serve.addr` right after binding, so a file written since start-up
 /// is the proof that binding succeeded. (Compared with the file's time before start-up, not the
 /// clock: file times come from the kernel's coarser clock.)
-async fn announce_bound_address(file: PathBuf, scheme: &'static str, store: Store) {
-    let written = |file: &Path| std::fs::metadata(file).and_then(|m| m.modified()).ok();
-    let before = written(&file);
+async fn announce_bound_address(
+    file: PathBuf,
+    before: Option<std::time::SystemTime>,
+    scheme: &'static str,
+    store: Store,
+) {
     loop {
         let now = written(&file);
         if now.is_some() && now != before {
@@ -128,6 +136,11 @@ async fn announce_bound_address(file: PathBuf, scheme: &'static str, store: Stor
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// When `file` was last written, if it exists.
+fn written(file: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(file).and_then(|m| m.modified()).ok()
 }
 
 /// Print a one-time sign-in link into the dashboard for the local user.
