@@ -43,52 +43,10 @@ impl Backend {
     }
 }
 
-/// A PostgreSQL database created for one daemon and dropped with it.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-async fn pg_admin(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-impl PgDatabase {
-    /// A fresh database and the URL that reaches it.
-    async fn create(admin_url: &str) -> (PgDatabase, String) {
-        let name = format!("orch_bench_http_{:016x}", rand::random::<u64>());
-        pg_admin(admin_url)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the benchmark database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url, |(base, _)| base);
-        let url = format!("{base}/{name}");
-        let database = PgDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-        };
-        (database, url)
-    }
-
-    async fn drop_it(self) {
-        pg_admin(&self.admin_url)
-            .await
-            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .await
-            .expect("drop the benchmark database");
-    }
-}
-
 struct Daemon {
     store: Store,
-    database: Option<PgDatabase>,
+    /// The daemon's PostgreSQL database, dropped after it stops.
+    database: Option<orch_testdb::ScratchDatabase>,
     addr: SocketAddr,
     worker_token: String,
     token: String,
@@ -117,7 +75,8 @@ async fn daemon(backend: &Backend) -> Daemon {
             None,
         ),
         Backend::Postgres(admin_url) => {
-            let (database, url) = PgDatabase::create(admin_url).await;
+            let database = orch_testdb::ScratchDatabase::create(admin_url, "orch_bench_http");
+            let url = database.url.clone();
             (DatabaseConfig::Postgres { url }, Some(database))
         }
     };
@@ -175,9 +134,7 @@ impl Daemon {
         self.shutdown.cancel();
         self.handle.await.expect("join").expect("serve");
         drop(self.store);
-        if let Some(database) = self.database {
-            database.drop_it().await;
-        }
+        drop(self.database);
     }
 }
 

@@ -41,7 +41,7 @@ impl Target {
                 None,
             ),
             Backend::Postgres => {
-                let database = support::PgDatabase::create(&support::postgres_url()?).await;
+                let database = support::pg_database(&support::postgres_url()?);
                 (
                     DatabaseConfig::Postgres {
                         url: database.url.clone(),

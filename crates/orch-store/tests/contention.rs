@@ -136,10 +136,6 @@ fn many_openers_of_a_new_database_at_the_same_moment_all_succeed(backend: Backen
     // Regression (SQLite): two processes opening a new home at once got "database is locked"
     // from the switch to WAL mode, which SQLite reports without waiting on the busy timeout.
     // PostgreSQL: the migrations run once, under the advisory lock, while the others wait.
-    let setup = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let (config, _database) = match backend {
@@ -152,7 +148,7 @@ fn many_openers_of_a_new_database_at_the_same_moment_all_succeed(backend: Backen
             ),
             Backend::Postgres => {
                 let Some(url) = postgres_url() else { return };
-                let database = setup.block_on(PgDatabase::create(&url));
+                let database = pg_database(&url);
                 let config = DatabaseConfig::Postgres {
                     url: database.url.clone(),
                 };

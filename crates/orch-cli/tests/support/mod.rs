@@ -272,75 +272,6 @@ pub enum Backend {
     Postgres,
 }
 
-/// A fresh PostgreSQL database for one test, dropped (with its connections) at the end.
-pub struct PgDatabase {
-    /// `postgres://.../orch_e2e_<random>`.
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl PgDatabase {
-    /// A new database on `ORCH_TEST_POSTGRES_URL`'s server, or `None` (with the reason printed)
-    /// when the variable is unset outside CI. In CI a missing server fails the test.
-    pub fn create(test: &str) -> Option<PgDatabase> {
-        let admin_url = match std::env::var("ORCH_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "{test}: ORCH_TEST_POSTGRES_URL is not set; CI must run the PostgreSQL tests"
-                );
-                eprintln!("skipped {test}: set ORCH_TEST_POSTGRES_URL to run it on PostgreSQL");
-                return None;
-            }
-        };
-        let name = format!("orch_e2e_{:016x}", rand::random::<u64>());
-        psql(&admin_url, &format!("CREATE DATABASE {name}"));
-        // Replace the database part of the URL (the path), keeping any query string.
-        let (base, query) = match admin_url.split_once('?') {
-            Some((base, query)) => (base, format!("?{query}")),
-            None => (admin_url.as_str(), String::new()),
-        };
-        let authority_end = base
-            .find("://")
-            .map(|scheme| {
-                base[scheme + 3..]
-                    .find('/')
-                    .map_or(base.len(), |slash| scheme + 3 + slash)
-            })
-            .expect("ORCH_TEST_POSTGRES_URL is a postgres:// URL");
-        let url = format!("{}/{name}{query}", &base[..authority_end]);
-        Some(PgDatabase {
-            url,
-            admin_url,
-            name,
-        })
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-q",
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &self.admin_url,
-                "-c",
-            ])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 /// Run SQL through `psql` and return its unaligned, tab-separated rows.
 pub fn psql(url: &str, sql: &str) -> Vec<Vec<String>> {
     let output = Command::new("psql")
@@ -441,7 +372,7 @@ pub struct SharedDatabase {
 /// What keeps a shared database alive.
 enum Keep {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres(#[allow(dead_code)] PgDatabase),
+    Postgres(#[allow(dead_code)] orch_testdb::ScratchDatabase),
 }
 
 impl SharedDatabase {
@@ -457,7 +388,8 @@ impl SharedDatabase {
     /// A fresh PostgreSQL database, or `None` outside CI without `ORCH_TEST_POSTGRES_URL` (the
     /// reason is printed; in CI a missing server fails the test).
     pub fn postgres(test: &str) -> Option<SharedDatabase> {
-        let pg = PgDatabase::create(test)?;
+        let server = orch_testdb::server_url(test)?;
+        let pg = orch_testdb::ScratchDatabase::create(&server, "orch_e2e");
         Some(SharedDatabase {
             url: pg.url.clone(),
             _keep: std::sync::Arc::new(Keep::Postgres(pg)),

@@ -14,10 +14,12 @@ use tokio_postgres::NoTls;
 use super::{new_task, op};
 
 /// A database created for one measurement and dropped after it.
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
+type Database = orch_testdb::ScratchDatabase;
+
+fn config(database: &Database) -> DatabaseConfig {
+    DatabaseConfig::Postgres {
+        url: database.url.clone(),
+    }
 }
 
 async fn admin(url: &str) -> tokio_postgres::Client {
@@ -26,39 +28,6 @@ async fn admin(url: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
     tokio::spawn(connection);
     client
-}
-
-impl Database {
-    async fn create(admin_url: &str) -> Database {
-        let name = format!("orch_bench_{:016x}", rand::random::<u64>());
-        admin(admin_url)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the benchmark database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url, |(base, _)| base);
-        Database {
-            admin_url: admin_url.to_owned(),
-            url: format!("{base}/{name}"),
-            name,
-        }
-    }
-
-    fn config(&self) -> DatabaseConfig {
-        DatabaseConfig::Postgres {
-            url: self.url.clone(),
-        }
-    }
-
-    async fn drop_it(self) {
-        admin(&self.admin_url)
-            .await
-            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .await
-            .expect("drop the benchmark database");
-    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -72,8 +41,8 @@ fn runtime() -> tokio::runtime::Runtime {
 /// A fresh database with `n` queued tasks. With `timed`, submitted one per transaction and
 /// timed (returns enqueue/s); else in batches of 500 (faster set-up, no rate).
 async fn seeded(admin_url: &str, n: usize, timed: bool) -> (Database, f64) {
-    let database = Database::create(admin_url).await;
-    let store = Store::open(&database.config()).await.expect("open");
+    let database = Database::create(admin_url, "orch_bench");
+    let store = Store::open(&config(&database)).await.expect("open");
     let project = store
         .ensure_project("/bench", Timestamp(0))
         .await
@@ -208,9 +177,9 @@ fn percentiles(mut latencies: Vec<f64>) -> Percentiles {
 /// submits one task at a time. Measured to `claim_next` returning the task from the start of
 /// the submission (including the submitting transaction) and from its return (the commit).
 async fn pickup(admin_url: &str, samples: usize) -> (Percentiles, Percentiles) {
-    let database = Database::create(admin_url).await;
-    let submitter = Store::open(&database.config()).await.expect("open");
-    let claimer = Store::open(&database.config()).await.expect("open");
+    let database = Database::create(admin_url, "orch_bench");
+    let submitter = Store::open(&config(&database)).await.expect("open");
+    let claimer = Store::open(&config(&database)).await.expect("open");
     let project = submitter
         .ensure_project("/bench", Timestamp(0))
         .await
@@ -277,7 +246,7 @@ async fn pickup(admin_url: &str, samples: usize) -> (Percentiles, Percentiles) {
     claiming.await.expect("claimer");
     submitter.close().await;
     claimer.close().await;
-    database.drop_it().await;
+    drop(database);
     (percentiles(from_start), percentiles(from_commit))
 }
 
@@ -317,14 +286,13 @@ pub fn run(admin_url: &str, n: usize, rounds: usize, samples: usize) {
                 // Alternate which side goes first, so a trend in the machine's load does not
                 // always favour one.
                 let (orch_rate, bare_rate) = if round.is_multiple_of(2) {
-                    let o = orch(&orch_db.config(), claimers).await;
+                    let o = orch(&config(&orch_db), claimers).await;
                     (o, bare(&bare_db.url, claimers).await)
                 } else {
                     let b = bare(&bare_db.url, claimers).await;
-                    (orch(&orch_db.config(), claimers).await, b)
+                    (orch(&config(&orch_db), claimers).await, b)
                 };
-                orch_db.drop_it().await;
-                bare_db.drop_it().await;
+                drop((orch_db, bare_db));
                 orch_rates.push(orch_rate);
                 bare_rates.push(bare_rate);
                 ratios.push(format!("{:.2}", orch_rate / bare_rate));

@@ -59,101 +59,16 @@ pub(crate) use store_tests;
 /// The PostgreSQL server tests use, or `None` (with the reason printed) when it is not
 /// configured; in CI a missing server fails the test instead.
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("ORCH_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("ORCH_TEST_POSTGRES_URL is not set, and CI must run the PostgreSQL tests")
-        }
-        _ => {
-            eprintln!("skipped: set ORCH_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run the PostgreSQL store tests");
-            None
-        }
-    }
+    orch_testdb::server_url("this store test")
 }
 
 /// A database created for one test, dropped (`WITH (FORCE)`) when this guard is, also when
 /// the test panics.
-pub struct PgDatabase {
-    /// The server's URL (its maintenance database).
-    pub admin_url: String,
-    /// The test's database.
-    pub name: String,
-    /// The URL of the test's database.
-    pub url: String,
-}
+pub use orch_testdb::ScratchDatabase as PgDatabase;
 
-async fn admin(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to ORCH_TEST_POSTGRES_URL {url}: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-impl PgDatabase {
-    /// Create `orch_test_<random>` on the server at `admin_url`.
-    pub async fn create(admin_url: &str) -> PgDatabase {
-        let name = format!("orch_test_{:016x}", rand::random::<u64>());
-        admin(admin_url)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("create the test database {name}: {e}"));
-        let url = with_database(admin_url, &name);
-        PgDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-            url,
-        }
-    }
-
-    /// A connection to the test's database, for the checks that need the driver itself.
-    pub async fn connect(&self) -> tokio_postgres::Client {
-        admin(&self.url).await
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Its own thread and runtime: this may run inside the test's runtime, or unwinding.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime to drop the test database");
-            runtime.block_on(async {
-                admin(&admin_url)
-                    .await
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!(
-                "could not drop the test database {}: {dropped:?}",
-                self.name
-            );
-        }
-    }
-}
-
-/// `url` with its database replaced by `name` (the path of a `postgres://` URL).
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
+/// A fresh database on the server at `admin_url`.
+pub fn pg_database(admin_url: &str) -> PgDatabase {
+    PgDatabase::create(admin_url, "orch_test")
 }
 
 pub struct TestDb {
@@ -192,7 +107,7 @@ impl TestDb {
                 None,
             ),
             Backend::Postgres => {
-                let database = PgDatabase::create(&postgres_url()?).await;
+                let database = pg_database(&postgres_url()?);
                 (
                     DatabaseConfig::Postgres {
                         url: database.url.clone(),
