@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use orch_core::{RunState, Status};
-use orch_store::{TaskFilter, UsageTotal};
+use orch_api::UsageTotalView;
+use orch_store::TaskFilter;
 
 use super::auth::Session;
 use super::render::charts::{self, Bar, Chart, Unit};
@@ -366,7 +367,7 @@ fn limit_rows(report: &orch_api::UsageLimitsView) -> Vec<[String; 7]> {
     rows
 }
 
-fn chart(title: &str, rows: &[UsageTotal], tokens: bool) -> String {
+fn chart(title: &str, rows: &[UsageTotalView], tokens: bool) -> String {
     let bars = rows
         .iter()
         .map(|r| Bar {
@@ -391,8 +392,9 @@ fn chart(title: &str, rows: &[UsageTotal], tokens: bool) -> String {
 }
 
 async fn usage_page(session: Session, State(state): State<ApiState>) -> Response {
+    // The same view `GET /v1/usage` answers.
     let summary = match state.store.usage_summary(30).await {
-        Ok(summary) => summary,
+        Ok(summary) => crate::api::convert::usage_summary(summary),
         Err(e) => return PageError::from(e).into_response(),
     };
     // Oldest day at the top, like a calendar.
