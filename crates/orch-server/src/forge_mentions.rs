@@ -25,9 +25,6 @@ use orch_store::{Project, StoreError};
 /// The actor named in events of what the poller does.
 const ACTOR: &str = "forge-poll";
 
-/// The handle whose mentions start work (the webhook's default, `--github-handle`).
-pub const HANDLE: &str = "orch";
-
 /// How far before the previous pass `since` reaches (clocks of two machines differ).
 const MARGIN: Duration = Duration::from_secs(30);
 
@@ -48,6 +45,7 @@ pub async fn poll(
     project: &Project,
     forge: &Forge,
     settings: &ForgeSettings,
+    handle: &str,
 ) -> Result<u64, String> {
     let pass_started = SystemTime::now();
     let since = watermarks()
@@ -81,7 +79,7 @@ pub async fn poll(
                 .await
                 .map_err(|e| e.to_string())?;
             for comment in comments {
-                match act_on(app, &dir, settings, task, (number, kind), &comment).await {
+                match act_on(app, &dir, settings, handle, task, (number, kind), &comment).await {
                     Acted::Started => started += 1,
                     Acted::Nothing => {}
                     Acted::Deferred => {
@@ -116,11 +114,12 @@ async fn act_on(
     app: &App,
     dir: &ProjectDir,
     settings: &ForgeSettings,
+    handle: &str,
     task: TaskId,
     (number, kind): (u64, &str),
     comment: &Comment,
 ) -> Acted {
-    if !crate::api::webhooks::mentions(&comment.body, HANDLE)
+    if !crate::api::webhooks::mentions(&comment.body, handle)
         || comment.body.contains(&marker(task))
     {
         return Acted::Nothing;

@@ -75,14 +75,17 @@ pub struct PollReport {
 /// passes).
 pub struct ForgePoller {
     clients: Arc<crate::forge_writer::GitHubWriter>,
+    /// Comments mentioning `@<handle>` start follow-ups (`orch serve --github-handle`).
+    handle: String,
     last: BTreeMap<ProjectId, Instant>,
 }
 
 impl ForgePoller {
-    /// A poller taking its clients from `clients`.
-    pub fn new(clients: Arc<crate::forge_writer::GitHubWriter>) -> ForgePoller {
+    /// A poller taking its clients from `clients`, acting on mentions of `@<handle>`.
+    pub fn new(clients: Arc<crate::forge_writer::GitHubWriter>, handle: &str) -> ForgePoller {
         ForgePoller {
             clients,
+            handle: handle.to_owned(),
             last: BTreeMap::new(),
         }
     }
@@ -136,6 +139,11 @@ impl ForgePoller {
             match pulls(app, home, project, &forge, &settings).await {
                 Ok(reactions) => report.reactions += reactions,
                 Err(e) => tracing::warn!(repo = %settings.repo, "polling pull requests: {e}"),
+            }
+            // Mentions of the handle on the linked issues and pull requests.
+            match crate::forge_mentions::poll(app, project, &forge, &settings, &self.handle).await {
+                Ok(started) => report.reactions += started,
+                Err(e) => tracing::warn!(repo = %settings.repo, "polling mentions: {e}"),
             }
         }
         report
@@ -304,11 +312,6 @@ async fn pulls(
             }
         }
     }
-    // `@orch` mentions on the linked issues and pull requests (`forge_mentions`).
-    match crate::forge_mentions::poll(app, project, forge, settings).await {
-        Ok(started) => reactions += started,
-        Err(e) => tracing::warn!(repo = %settings.repo, "polling mentions: {e}"),
-    }
     Ok(reactions)
 }
 
@@ -468,11 +471,12 @@ pub async fn poll_loop(
     store: Store,
     home: PathBuf,
     clients: Arc<crate::forge_writer::GitHubWriter>,
+    handle: String,
     leadership: crate::scheduler::Leadership,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let app = App::new(store).with_check(Arc::new(crate::submit_check::ConfigCheck::new(&home)));
-    let mut poller = ForgePoller::new(clients);
+    let mut poller = ForgePoller::new(clients, &handle);
     let mut nudged = false;
     loop {
         if leadership.is_leader() {

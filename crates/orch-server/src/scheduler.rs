@@ -224,6 +224,7 @@ impl Scheduler {
                     self.store.clone(),
                     self.options.home.clone(),
                     forge_clients.clone(),
+                    self.options.github_handle.clone(),
                     self.leadership.clone(),
                     stop.clone(),
                 )));

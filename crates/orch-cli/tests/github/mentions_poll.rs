@@ -1,8 +1,9 @@
-//! `@orch` mentions through the real `orch serve` with `sim`, the fake GitHub delivering its
+//! Mentions of the daemon's handle (`@orch` unless `--github-handle` names another) through
+//! the real `orch serve` with `sim`, the fake GitHub delivering its
 //! webhooks and the poller reading the comments back: a collaborator's mention made while the
 //! task runs is deferred (nothing recorded) and starts one follow-up once the run ends; a
 //! mention that arrives by webhook and by polling starts one follow-up; a stranger's mention
-//! starts nothing.
+//! starts nothing; the poller answers the daemon's own handle only.
 
 use std::time::Duration;
 
@@ -114,5 +115,37 @@ fn a_mention_while_the_task_runs_starts_one_follow_up_once_the_run_ends() {
     ));
     assert_eq!(recorded, 1, "the comment id is recorded once");
     assert!(fake.file_at(REPO, &branch, "EVIL.md").is_none());
+    crate::loop_end::stop(serve);
+}
+
+#[test]
+fn the_poller_answers_mentions_of_the_daemons_own_handle_only() {
+    // No webhooks: the poller alone reads the comments, with `--github-handle robot`.
+    let world = World::new("round_limit = 3\n");
+    let (fake, home) = (&world.fake, &world.home);
+    fake.add_collaborator(REPO, "alice");
+    let (issue, serve, sender, task, pull) =
+        world.start_with("List what changed.", &["--github-handle", "robot"]);
+    world.settled_head(&sender, task, pull);
+    let runs_before = runs(&world, task);
+    fake.add_comment(
+        REPO,
+        issue,
+        "alice",
+        "@orch not this one\n@append HANDLE.md\nwrong handle\n@end",
+    );
+    fake.add_comment(
+        REPO,
+        pull,
+        "alice",
+        "@robot this one\n@append HANDLE.md\nright handle\n@end",
+    );
+    let (attempt, text) = world.run_holding(&sender, task, "right handle");
+    assert_eq!(i64::from(attempt), runs_before + 1);
+    assert!(!text.contains("wrong handle"), "{text}");
+    world.settled_head(&sender, task, pull);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs(&world, task), runs_before + 1, "one follow-up, for @robot");
+    assert_eq!(replies_holding(&world, task, "wrong handle"), 0);
     crate::loop_end::stop(serve);
 }

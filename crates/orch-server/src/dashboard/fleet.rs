@@ -17,8 +17,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use orch_core::{RunState, Status};
 use orch_api::UsageTotalView;
+use orch_core::{RunState, Status};
 use orch_store::TaskFilter;
 
 use super::auth::Session;
