@@ -145,7 +145,11 @@ fn the_poller_answers_mentions_of_the_daemons_own_handle_only() {
     assert!(!text.contains("wrong handle"), "{text}");
     world.settled_head(&sender, task, pull);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(runs(&world, task), runs_before + 1, "one follow-up, for @robot");
+    assert_eq!(
+        runs(&world, task),
+        runs_before + 1,
+        "one follow-up, for @robot"
+    );
     assert_eq!(replies_holding(&world, task, "wrong handle"), 0);
     crate::loop_end::stop(serve);
 }
