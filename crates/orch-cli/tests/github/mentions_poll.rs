@@ -122,7 +122,7 @@ fn a_mention_while_the_task_runs_starts_one_follow_up_once_the_run_ends() {
 fn the_poller_answers_mentions_of_the_daemons_own_handle_only() {
     // No webhooks: the poller alone reads the comments, with `--github-handle robot`.
     let world = World::new("round_limit = 3\n");
-    let (fake, home) = (&world.fake, &world.home);
+    let fake = &world.fake;
     fake.add_collaborator(REPO, "alice");
     let (issue, serve, sender, task, pull) =
         world.start_with("List what changed.", &["--github-handle", "robot"]);
