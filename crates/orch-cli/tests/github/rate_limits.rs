@@ -72,16 +72,28 @@ fn a_secondary_rate_limit_waits_its_retry_after() {
     let issue = world.fake.create_issue(REPO, "Fix a typo", "", &["orch"]);
     everything_sent(&world, issue);
     let requests = api_requests(&world);
-    let limited: Vec<_> = requests.iter().filter(|r| r.status == 403).collect();
-    assert_eq!(limited.len(), 2, "{requests:#?}");
-    // The request after a limited one came at least `Retry-After` later.
-    let first = limited[0].at;
-    let next = requests
+    // The first limited API request holds back every API request of the daemon (the writer
+    // and the poller share the client) for `Retry-After`; the second fault may go to another
+    // of the daemon's requests, or to the first one sent after the wait.
+    let first = requests
         .iter()
-        .find(|r| r.at > first && r.status != 403)
-        .unwrap();
+        .find(|r| r.status == 403)
+        .unwrap_or_else(|| panic!("no API request was limited: {requests:#?}"))
+        .at;
+    let during: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.at > first
+                && r.at.duration_since(first).unwrap() < Duration::from_millis(900)
+                && r.status != 403
+        })
+        .collect();
     assert!(
-        next.at.duration_since(first).unwrap() >= Duration::from_millis(900),
+        during.is_empty(),
+        "API requests inside the Retry-After: {during:#?}"
+    );
+    assert!(
+        requests.iter().filter(|r| r.status == 403).count() <= 2,
         "{requests:#?}"
     );
     stop(serve);
