@@ -128,16 +128,25 @@ async fn a_diamond_becomes_claimable_in_dependency_order(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(status(&db, d).await, Status::Queued);
-    assert_eq!(
-        db.store
-            .claim_next("w", LEASE, op("w", 6))
-            .await
-            .unwrap()
-            .unwrap()
-            .task
-            .id,
-        d
-    );
+    let claim_d = db
+        .store
+        .claim_next("w", LEASE, op("w", 6))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim_d.task.id, d);
+    // The claim hands the worker its dependencies, done, in id order; a task without any
+    // gets none.
+    assert_eq!(claim_d.task.needs, vec![b, c]);
+    let handed: Vec<_> = claim_d
+        .dependencies
+        .iter()
+        .map(|dep| (dep.id, dep.status))
+        .collect();
+    assert_eq!(handed, vec![(b, Status::Done), (c, Status::Done)]);
+    assert!(claim_a.dependencies.is_empty() && claim_a.task.needs.is_empty());
+    assert_eq!(first.task.needs, vec![a]);
+    assert_eq!(first.dependencies.len(), 1);
     assert_consistent(&db).await;
 }
 

@@ -1,6 +1,7 @@
 -- The claim after `next` (the task to take): $1 now, $2 owner, $3 lease expiry, $4 the
--- token's hash, $5 actor, $6 the token's fingerprint. The reads at the end (pending reply,
--- dependencies, reviews) ride in the same statement, so a claim is one round trip.
+-- token's hash, $5 actor, $6 the token's fingerprint. What else the worker needs (pending
+-- reply, dependencies, reviews: `claim_extras`) is read only when the task can have it: it has
+-- dependencies (`has_deps`), or ran before (a reply or a review needs an earlier run).
 , claimed AS (
     UPDATE tasks
     SET status = 'running', attempts_used = attempts_used + 1, run_count = run_count + 1,
@@ -21,29 +22,6 @@
 )
 SELECT c.id, c.project_id, c.workflow_id, c.parent_id, c.spec, c.status, c.status_reason,
        c.attempts_used, c.run_count, c.not_before, c.created_at, c.updated_at,
-       run.id AS current_run, run.attempt,
-       array_to_string(deps.ids, ',') AS needs,
-       deps.ids AS dep_ids, deps.projects AS dep_projects, deps.created AS dep_created,
-       deps.statuses AS dep_statuses,
-       reply.id AS reply_id, reply.message AS reply_message, reply.agent AS reply_agent,
-       reply.step AS reply_step, reply.session_id AS reply_session,
-       rv.runs AS review_runs, rv.rounds AS review_rounds, rv.verdicts AS review_verdicts,
-       rv.reasons AS review_reasons, rv.escalated AS review_escalated
+       run.id AS current_run, run.attempt, NULL::TEXT AS needs,
+       EXISTS (SELECT 1 FROM task_deps d WHERE d.task_id = c.id) AS has_deps
 FROM claimed c JOIN run ON run.task_id = c.id
-CROSS JOIN LATERAL (
-    SELECT array_agg(t.id ORDER BY t.id) AS ids, array_agg(t.project_id ORDER BY t.id) AS projects,
-           array_agg(t.created_at ORDER BY t.id) AS created,
-           array_agg(t.status ORDER BY t.id) AS statuses
-    FROM task_deps d JOIN tasks t ON t.id = d.dep_id WHERE d.task_id = c.id
-) deps
-LEFT JOIN LATERAL (
-    SELECT id, message, agent, step, session_id FROM task_replies
-    WHERE task_id = c.id AND answered_run IS NULL ORDER BY id LIMIT 1
-) reply ON TRUE
-CROSS JOIN LATERAL (
-    SELECT array_agg(run_id ORDER BY run_id) AS runs, array_agg(round ORDER BY run_id) AS rounds,
-           array_agg(verdict ORDER BY run_id) AS verdicts,
-           array_agg(reasons ORDER BY run_id) AS reasons,
-           array_agg(escalated ORDER BY run_id) AS escalated
-    FROM reviews WHERE task_id = c.id
-) rv

@@ -43,10 +43,19 @@ fn facts_from_row(
     })
 }
 
+/// What [`end_run_with_facts`] read under the task's lock besides its facts: the tasks to
+/// settle after it, and whether a reply waits to be answered.
+pub(super) struct AfterRun {
+    pub task: TaskId,
+    pub dependents: Vec<TaskId>,
+    pub pending_reply: bool,
+}
+
 /// A run's end with what deciding about its task needs, in one round trip: end the run if
 /// `token` still holds its lease and lock its task (`end_run_facts`), then, sent behind it on
-/// the connection and so read under that lock, the task's children and the tasks to settle
-/// after it. `None` if refused (nothing changed).
+/// the connection and so read under that lock (a fresh snapshot), the task's children, the
+/// tasks to settle after it and its pending replies (`select_after_run_end`). `None` if refused
+/// (nothing changed).
 pub(super) async fn end_run_with_facts(
     tx: &Tx<'_>,
     run: RunId,
@@ -54,11 +63,10 @@ pub(super) async fn end_run_with_facts(
     state: RunState,
     reason: Option<&str>,
     op: &Op<'_>,
-) -> Result<Option<(TaskFacts, Vec<TaskId>)>> {
-    let (end, children, dependents) = tokio::try_join!(
+) -> Result<Option<(TaskFacts, AfterRun)>> {
+    let (end, after) = tokio::try_join!(
         tx.statement(sql!("end_run_facts")),
-        tx.statement(sql!("select_children_of_run")),
-        tx.statement(sql!("select_dependents_of_run")),
+        tx.statement(sql!("select_after_run_end")),
     )?;
     let hash = crate::fencing::token_hash(&token);
     let end_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
@@ -72,23 +80,35 @@ pub(super) async fn end_run_with_facts(
     let run_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&run.0];
     // `biased`: sent in this order; errors read in this order too, so the first statement's
     // failure (a deadlock, say) is the one answered, not "transaction is aborted".
-    let (ended, children, dependents) = tokio::join!(
+    let (ended, after) = tokio::join!(
         biased;
         tx.query_opt_prepared(&end, &end_params),
-        tx.query_prepared(&children, &run_param),
-        tx.query_prepared(&dependents, &run_param),
+        tx.query_prepared(&after, &run_param),
     );
     let Some(row) = ended? else {
         return Ok(None);
     };
-    let (children, dependents) = (children?, dependents?);
+    let mut children = Vec::new();
+    let mut dependents = Vec::new();
+    let mut pending_reply = false;
+    for row in after? {
+        let id = TaskId(row.try_get("id")?);
+        match row.try_get::<_, &str>("kind")? {
+            "c" => children.push(dependency_facts_of(&row)?),
+            "d" => dependents.push(id),
+            _ => pending_reply = true,
+        }
+    }
     let task = TaskId(row.try_get("id")?);
-    let facts = facts_from_row(task, &row, None, dependency_facts(children)?)?;
-    let dependents = dependents
-        .iter()
-        .map(|row| Ok(TaskId(row.try_get(0)?)))
-        .collect::<Result<_>>()?;
-    Ok(Some((facts, dependents)))
+    let facts = facts_from_row(task, &row, None, children)?;
+    Ok(Some((
+        facts,
+        AfterRun {
+            task,
+            dependents,
+            pending_reply,
+        },
+    )))
 }
 
 /// A task's children, ordered by id. Read under the parent's row lock (`task_facts`): a child
@@ -115,19 +135,19 @@ pub(super) async fn locked_dependencies(tx: &Tx<'_>, task: TaskId) -> Result<Vec
 }
 
 fn dependency_facts(rows: Vec<tokio_postgres::Row>) -> Result<Vec<DependencyFacts>> {
-    rows.iter()
-        .map(|row| {
-            let key: Option<String> = row.try_get("key")?;
-            Ok(DependencyFacts {
-                id: TaskId(row.try_get("id")?),
-                name: match key {
-                    Some(key) => key,
-                    None => row.try_get("title")?,
-                },
-                status: parse(row.try_get("status")?)?,
-            })
-        })
-        .collect()
+    rows.iter().map(dependency_facts_of).collect()
+}
+
+fn dependency_facts_of(row: &tokio_postgres::Row) -> Result<DependencyFacts> {
+    let key: Option<String> = row.try_get("key")?;
+    Ok(DependencyFacts {
+        id: TaskId(row.try_get("id")?),
+        name: match key {
+            Some(key) => key,
+            None => row.try_get("title")?,
+        },
+        status: parse(row.try_get("status")?)?,
+    })
 }
 
 pub(super) async fn load_task(tx: &Tx<'_>, task: TaskId) -> Result<Task> {
@@ -153,19 +173,29 @@ pub(super) async fn carry_out(tx: &Tx<'_>, plan: &Plan, op: &Op<'_>) -> Result<(
     carry_out_knowing(tx, plan, op, None).await
 }
 
-/// [`carry_out`] with the tasks to settle after one task already read under its lock
-/// ([`end_run_with_facts`]), saving the look-up.
+/// [`carry_out`] with what was already read about one task under its lock
+/// ([`end_run_with_facts`]): its dependents' look-up is saved, and answering its replies when
+/// none is pending.
 pub(super) async fn carry_out_knowing(
     tx: &Tx<'_>,
     plan: &Plan,
     op: &Op<'_>,
-    mut known: Option<(TaskId, Vec<TaskId>)>,
+    mut known: Option<AfterRun>,
 ) -> Result<()> {
     let mut work = Vec::new();
-    apply_all(tx, &plan.effects, op, &mut work).await?;
+    for effect in &plan.effects {
+        match effect {
+            Effect::SettleDependents { task } => work.push(*task),
+            Effect::AnswerReplies { task, .. }
+                if known
+                    .as_ref()
+                    .is_some_and(|k| k.task == *task && !k.pending_reply) => {}
+            other => apply(tx, other, op).await?,
+        }
+    }
     while let Some(task) = work.pop() {
-        let dependents = match known.take_if(|(of, _)| *of == task) {
-            Some((_, dependents)) => dependents,
+        let dependents = match known.take_if(|k| k.task == task) {
+            Some(known) => known.dependents,
             None => tx
                 .ids(sql!("select_dependents"), &[&task.0])
                 .await?
@@ -362,27 +392,43 @@ async fn set_status(
             ],
         )
         .await
-        .map_err(|e| match e {
-            super::Error::Pg(e)
-                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
-            {
-                super::Error::Store(unique_key_taken(task, from))
-            }
-            other => other,
-        })?;
+        .map_err(|e| unique_key_violation(e, task, from))?;
     if changed == 0 {
-        let status = task_facts(tx, task).await?.status;
-        return Err(StoreError::Conflict {
-            task,
-            status,
-            message: format!("expected it to be {from}; it changed underneath this operation"),
-        }
-        .into());
+        return Err(changed_underneath(tx, task, from).await);
     }
     if to == Status::Queued {
         tx.wake();
     }
     Ok(())
+}
+
+/// A status change refused by `tasks_one_live_per_unique_key` becomes [`unique_key_taken`].
+fn unique_key_violation(error: super::Error, task: TaskId, from: Status) -> super::Error {
+    match error {
+        super::Error::Pg(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                && e.as_db_error().and_then(|db| db.constraint())
+                    == Some("tasks_one_live_per_unique_key") =>
+        {
+            super::Error::Store(unique_key_taken(task, from))
+        }
+        other => other,
+    }
+}
+
+/// A conditional update of `task` from `from` found it changed: the conflict, with the status
+/// it has now.
+async fn changed_underneath(tx: &Tx<'_>, task: TaskId, from: Status) -> super::Error {
+    let status = match task_facts(tx, task).await {
+        Ok(facts) => facts.status,
+        Err(error) => return error,
+    };
+    StoreError::Conflict {
+        task,
+        status,
+        message: format!("expected it to be {from}; it changed underneath this operation"),
+    }
+    .into()
 }
 
 /// A status change would make a second live task with one unique key (a retry or reply of a
@@ -395,37 +441,32 @@ fn unique_key_taken(task: TaskId, from: Status) -> StoreError {
     }
 }
 
-/// Store a checked move conditionally, and log it.
-/// The update and the insert are pipelined on the connection: they touch different tables, and
-/// a refused update fails the whole transaction.
+/// Store a checked move conditionally, and log it, in one statement (`move_task`).
 async fn move_task(tx: &Tx<'_>, step: &Move, op: &Op<'_>) -> Result<()> {
     let reason = step.reason.as_deref();
-    // Both are awaited, and the update's error wins: the insert of a refused update fails only
-    // with "current transaction is aborted", which says nothing.
-    let (updated, inserted) = tokio::join!(
-        set_status(
-            tx,
-            step.task,
-            step.from,
-            step.to,
-            reason,
-            step.not_before,
-            op.now,
-        ),
-        insert_event(
-            tx,
-            step.task,
-            step.run,
-            op,
-            step.kind,
-            Some(step.from),
-            step.to,
-            reason,
-            None,
-        ),
-    );
-    updated?;
-    inserted?;
+    let moved = tx
+        .query_opt(
+            sql!("move_task"),
+            &[
+                &step.task.0,
+                &step.from.as_str(),
+                &step.to.as_str(),
+                &reason,
+                &step.not_before.map(|t| t.0),
+                &op.now.0,
+                &step.run.map(|r| r.0),
+                &step.kind.as_str(),
+                &op.actor,
+            ],
+        )
+        .await
+        .map_err(|e| unique_key_violation(e, step.task, step.from))?;
+    if moved.is_none() {
+        return Err(changed_underneath(tx, step.task, step.from).await);
+    }
+    if step.to == Status::Queued {
+        tx.wake();
+    }
     if step.from == Status::AwaitingInput
         && matches!(step.kind, EventKind::Cancel | EventKind::PullMerged)
     {

@@ -25,18 +25,36 @@ impl PgStore {
         op: Op<'_>,
     ) -> crate::Result<Option<Claim>> {
         self.work.looking();
-        let Some(limits) = self.limits.get() else {
-            // One statement that commits on its own: a claim is one round trip. Its answer
-            // lost with the connection is retried like a read: the first claim, if it landed,
-            // is a run nobody holds, given back when its lease expires (as after a worker's
-            // crash), never a doubled task.
-            return autocommit!(self, |tx| async {
+        let claimed = match self.limits.get() {
+            // One statement that commits on its own. Its answer lost with the connection is
+            // retried like a read: the first claim, if it landed, is a run nobody holds, given
+            // back when its lease expires (as after a worker's crash), never a doubled task.
+            None => autocommit!(self, |tx| async {
                 Ok(Ok(claim_next(&tx, owner, lease, &op, None).await?))
-            });
+            })?,
+            Some(limits) => transact!(self, |tx| async {
+                Ok(Ok(claim_gated(&tx, &limits, owner, lease, &op).await?))
+            })?,
         };
-        transact!(self, |tx| async {
-            Ok(Ok(claim_gated(&tx, &limits, owner, lease, &op).await?))
-        })
+        let Some((mut claim, has_deps)) = claimed else {
+            return Ok(None);
+        };
+        // A reply or a review is of an earlier run: a first run has neither, and a task
+        // without dependencies needs no second read, so most claims are one round trip. The
+        // read is retried on its own: a failure here never claims another task.
+        if claim.run.attempt > 1 || has_deps {
+            let task = claim.task.id;
+            (claim.reply, claim.reviews, claim.dependencies) = read!(self, |tx| async {
+                let row = tx.query_one(sql!("claim_extras"), &[&task.0]).await?;
+                Ok(Ok((
+                    claimed_reply(&row)?,
+                    claimed_reviews(&row)?,
+                    claimed_dependencies(&row)?,
+                )))
+            })?;
+            claim.task.needs = claim.dependencies.iter().map(|d| d.id).collect();
+        }
+        Ok(Some(claim))
     }
 
     pub(crate) async fn tally(&self, window: GateWindow) -> crate::Result<Tally> {
@@ -138,7 +156,7 @@ async fn claim_gated(
     owner: &str,
     lease: Duration,
     op: &Op<'_>,
-) -> Result<Option<Claim>> {
+) -> Result<Option<(Claim, bool)>> {
     tx.query_one(sql!("lock_claim_limits"), &[&crate::limits::LOCK_KEY])
         .await?;
     let window = crate::limits::window(limits);
@@ -213,15 +231,16 @@ async fn tally(tx: &Tx<'_>, window: Option<&GateWindow>) -> Result<Tally> {
 }
 
 /// Claim the best queued task, or `chosen` (a gated claim's pick), in one statement: the task
-/// becomes `running`, its run opens, the claim is logged, and what the worker needs (the task,
-/// its pending reply, its reviews, its dependencies) comes back in the same answer.
+/// becomes `running`, its run opens, the claim is logged, and the task comes back in the same
+/// answer, with whether it has dependencies. What else the worker needs (its pending reply,
+/// reviews and dependencies) is read after the claim (`PgStore::claim_next`).
 async fn claim_next(
     tx: &Tx<'_>,
     owner: &str,
     lease: Duration,
     op: &Op<'_>,
     chosen: Option<TaskId>,
-) -> Result<Option<Claim>> {
+) -> Result<Option<(Claim, bool)>> {
     lifecycle::transition(Some(Status::Queued), EventKind::Claim, Status::Running)
         .expect("a queued task may be claimed");
     let expires = op.now.after(lease);
@@ -268,17 +287,18 @@ async fn claim_next(
     let run_id = RunId(row.try_get("current_run")?);
     let attempt: i64 = row.try_get("attempt")?;
     let run = crate::rows::claimed_run(run_id, task.id, attempt, owner, expires, op.now);
-    Ok(Some(Claim {
-        reply: claimed_reply(&row)?,
-        reviews: claimed_reviews(&row)?,
-        dependencies: claimed_dependencies(&row)?,
+    let claim = Claim {
+        reply: None,
+        reviews: Vec::new(),
+        dependencies: Vec::new(),
         task,
         run,
         token,
-    }))
+    };
+    Ok(Some((claim, row.try_get("has_deps")?)))
 }
 
-/// The pending reply of a claim's answer (`claim_rest`).
+/// The pending reply of a claim's extras (`claim_extras`).
 fn claimed_reply(row: &Row) -> Result<Option<PendingReply>> {
     let Some(id) = row.try_get("reply_id")? else {
         return Ok(None);

@@ -21,14 +21,14 @@ impl PgStore {
     ) -> crate::Result<Status> {
         let state = decide::run_state_after(outcome);
         transact!(self, |tx| async {
-            let Some((facts, dependents)) =
+            let Some((facts, after)) =
                 end_run_with_facts(&tx, run, token, state, reason, &op).await?
             else {
                 // A refusal is recorded as an event, so it commits too.
                 return Ok(Err(refuse(&tx, run, token, "completion", &op).await?));
             };
             let plan = decide::complete(&facts, run, outcome, reason, op.now, op.jitter_unit)?;
-            carry_out_knowing(&tx, &plan, &op, Some((facts.id, dependents))).await?;
+            carry_out_knowing(&tx, &plan, &op, Some(after)).await?;
             Ok(Ok(plan.status))
         })
     }
@@ -42,13 +42,13 @@ impl PgStore {
         op: Op<'_>,
     ) -> crate::Result<Status> {
         transact!(self, |tx| async {
-            let Some((facts, dependents)) =
+            let Some((facts, after)) =
                 end_run_with_facts(&tx, run, token, RunState::Requeued, reason, &op).await?
             else {
                 return Ok(Err(refuse(&tx, run, token, "requeue", &op).await?));
             };
             let plan = decide::requeue(&facts, run, delay, reason, op.now)?;
-            carry_out_knowing(&tx, &plan, &op, Some((facts.id, dependents))).await?;
+            carry_out_knowing(&tx, &plan, &op, Some(after)).await?;
             Ok(Ok(plan.status))
         })
     }

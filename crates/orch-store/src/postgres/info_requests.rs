@@ -34,7 +34,7 @@ impl PgStore {
         let hint = request.ask.hint.map(|h| h.as_str());
         let expires_at = request.expires_at.map(|t| t.0);
         transact!(self, |tx| async {
-            let Some((facts, dependents)) =
+            let Some((facts, after)) =
                 end_run_with_facts(&tx, run, token, RunState::Requeued, Some(&why), &op).await?
             else {
                 return Ok(Err(refuse(&tx, run, token, "info request", &op).await?));
@@ -62,7 +62,7 @@ impl PgStore {
                 )
                 .await?
                 .try_get(0)?;
-            carry_out_knowing(&tx, &plan, &op, Some((task, dependents))).await?;
+            carry_out_knowing(&tx, &plan, &op, Some(after)).await?;
             Ok(Ok(id))
         })
     }

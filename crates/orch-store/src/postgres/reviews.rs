@@ -1,5 +1,5 @@
 //! Review verdicts: recorded by the worker for its run (fenced), handed to later claims (read
-//! back by the claim itself, `claim_rest.sql`).
+//! back right after the claim, `claim_extras.sql`).
 
 use orch_core::{FencingToken, RunId};
 

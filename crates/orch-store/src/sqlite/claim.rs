@@ -293,8 +293,15 @@ fn open_run(
     )?;
     let task = load_task(conn, task_id)?;
     let run = crate::rows::claimed_run(run_id, task_id, attempt, owner, expires, op.now);
-    let reply = super::agents::pending_reply(conn, task.id)?;
-    let reviews = super::reviews::reviews_of_task(conn, task.id)?;
+    // A reply or a review is of an earlier run: a first run has neither.
+    let (reply, reviews) = if attempt > 1 {
+        (
+            super::agents::pending_reply(conn, task.id)?,
+            super::reviews::reviews_of_task(conn, task.id)?,
+        )
+    } else {
+        (None, Vec::new())
+    };
     let dependencies = task
         .needs
         .iter()
