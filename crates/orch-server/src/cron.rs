@@ -32,8 +32,8 @@ impl CronDuty {
         }
     }
 
-    /// One pass; answers whether it submitted anything (so idle workers are woken).
-    pub(crate) async fn pass(&mut self) -> bool {
+    /// One pass (what it submits wakes idle claimers through the store).
+    pub(crate) async fn pass(&mut self) {
         match self
             .app
             .tick_jobs(orch_store::calendar_clock(), &self.actor)
@@ -63,11 +63,9 @@ impl CronDuty {
                         tracing::warn!(job = %job, "cron job could not be ticked (reported once): {error}");
                     }
                 }
-                tick.fired.iter().any(|(_, f)| f.task.is_some())
             }
             Err(e) => {
                 self.complaints.failed(&e);
-                false
             }
         }
     }

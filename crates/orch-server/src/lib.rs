@@ -275,7 +275,6 @@ pub async fn serve(
     // The API stops with `shutdown`, or when the workers stop by themselves (`exit_when_idle`).
     let api_stop = shutdown.child_token();
     let metrics = std::sync::Arc::new(api::ops::Metrics::new());
-    let work_ready = std::sync::Arc::new(tokio::sync::Notify::new());
     // What the dashboard shows of the workers; the embedded workers' agent pauses are its.
     let fleet = std::sync::Arc::new(dashboard::fleet::Fleet::default());
     let api = match options.listen {
@@ -285,7 +284,6 @@ pub async fn serve(
                 &options,
                 addr,
                 metrics.clone(),
-                work_ready.clone(),
                 fleet.clone(),
                 api_stop.clone(),
             )
@@ -311,7 +309,6 @@ pub async fn serve(
             options: options.clone(),
             instance,
             metrics,
-            work_ready,
             leadership: scheduler::Leadership::default(),
             shutdown: shutdown.clone(),
             workers_stop: workers_stop.clone(),

@@ -104,7 +104,6 @@ pub(crate) struct Scheduler {
     /// This daemon's instance id: its name as lease holder.
     pub instance: String,
     pub metrics: Arc<api::ops::Metrics>,
-    pub work_ready: Arc<tokio::sync::Notify>,
     pub leadership: Leadership,
     pub shutdown: CancellationToken,
     pub workers_stop: CancellationToken,
@@ -167,9 +166,6 @@ impl Scheduler {
                 match self.store.tick(Op::now("scheduler")).await {
                     Ok(report) => {
                         pass_complaints.succeeded();
-                        if !report.requeued.is_empty() || !report.recovered.is_empty() {
-                            self.work_ready.notify_waiters();
-                        }
                         self.metrics.leases_expired(report.recovered.len());
                         for r in &report.recovered {
                             tracing::warn!(task = %r.task, run = %r.run, status = %r.status, "lease expired; run lost");
@@ -188,9 +184,7 @@ impl Scheduler {
                     }
                     Err(e) => tracing::warn!("could not expire info requests: {e}"),
                 }
-                if cron.pass().await {
-                    self.work_ready.notify_waiters();
-                }
+                cron.pass().await;
             }
             // Retention starts after the first pass, so a restart recovers expired leases first.
             if retention.is_none() && !self.options.exit_when_idle {

@@ -35,6 +35,7 @@ use orch_core::{
     WorkflowId,
 };
 pub use sqlite::{SqliteOptions, Synchronous, WAL_AUTOCHECKPOINT_PAGES};
+pub use wakes::WorkWatch;
 
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -849,13 +850,37 @@ impl Store {
         delegate!(self.import_archive(rows, expected))
     }
 
+    /// A claimer's watch on the wake-ups of this handle, taken before its first claim and
+    /// passed to every [`Store::wait_for_work`] after a claim that found nothing:
+    ///
+    /// ```no_run
+    /// # async fn run(store: orch_store::Store) -> orch_store::Result<()> {
+    /// # use std::time::Duration;
+    /// let mut watch = store.watch_work();
+    /// loop {
+    ///     match store.claim_next("w", Duration::from_secs(60), orch_store::Op::now("w")).await? {
+    ///         Some(_claim) => { /* run it */ }
+    ///         None => store.wait_for_work(&mut watch, Duration::from_secs(1)).await,
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn watch_work(&self) -> WorkWatch {
+        match self {
+            Store::Sqlite(store) => store.watch_work(),
+            Store::Postgres(store) => store.watch_work(),
+        }
+    }
+
     /// Wait until work may be ready to claim, at most `timeout`: returns early when a task
-    /// becomes `queued`. On PostgreSQL that is any process's commit (LISTEN/NOTIFY on
-    /// `orch_work`, one listening connection per store handle, shared by its clones); on SQLite
-    /// it is a commit through this store handle or a clone of it (other processes are seen
-    /// only at the timeout). Callers check for work after it returns, whatever the reason.
-    pub async fn wait_for_work(&self, timeout: Duration) {
-        delegate!(self.wait_for_work(timeout))
+    /// becomes `queued` (or, under limits, a run ends), and at once when that happened since
+    /// `watch` last started to look. On PostgreSQL that is any process's commit
+    /// (LISTEN/NOTIFY on `orch_work`, one listening connection per store handle, shared by its
+    /// clones); on SQLite it is a commit through this store handle or a clone of it (other
+    /// processes are seen only at the timeout). Callers check for work after it returns,
+    /// whatever the reason.
+    pub async fn wait_for_work(&self, watch: &mut WorkWatch, timeout: Duration) {
+        delegate!(self.wait_for_work(watch, timeout))
     }
 
     /// Park a run whose step asked for values (fenced by its token): the run ends `requeued`

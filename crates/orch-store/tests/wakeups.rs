@@ -20,15 +20,18 @@ async fn woken_by<F: std::future::Future<Output = ()>>(
     act: F,
 ) -> Duration {
     let started = Instant::now();
-    // The wait is polled first, so it is registered before `act` commits anything.
-    let ((), ()) = tokio::join!(waiter.wait_for_work(LONG), act);
+    // Watched before `act` commits anything, as a claimer watches before it looks.
+    let mut watch = waiter.watch_work();
+    let ((), ()) = tokio::join!(waiter.wait_for_work(&mut watch, LONG), act);
     started.elapsed()
 }
 
 async fn a_commit_that_queues_a_task_wakes_a_waiting_claimer(db: TestDb) {
     if db.backend == Backend::Postgres {
         // A first wait starts the LISTEN connection and returns once it listens.
-        db.store.wait_for_work(Duration::from_secs(5)).await;
+        db.store
+            .wait_for_work(&mut db.store.watch_work(), Duration::from_secs(5))
+            .await;
     }
     let clone = db.store.clone();
     let took = woken_by(&db.store, async {
@@ -132,16 +135,19 @@ async fn a_lease_has_one_holder_until_it_expires(db: TestDb) {
 /// claimer waits is not missed: the wait returns at once instead of sleeping until its poll.
 async fn work_made_ready_while_a_claim_looks_ends_the_next_wait_at_once(db: TestDb) {
     if db.backend == Backend::Postgres {
-        db.store.wait_for_work(Duration::from_secs(5)).await;
+        db.store
+            .wait_for_work(&mut db.store.watch_work(), Duration::from_secs(5))
+            .await;
     }
     for round in 0..3 {
+        let mut watch = db.store.watch_work();
         let found = db.store.claim_next("w", LEASE, op("w", 1)).await.unwrap();
         assert!(found.is_none(), "round {round}: the queue is empty");
         // The commit's wake-up fires now, while nobody waits.
         db.submit(vec![task(&format!("late {round}"), &[])], 1)
             .await;
         let started = Instant::now();
-        db.store.wait_for_work(LONG).await;
+        db.store.wait_for_work(&mut watch, LONG).await;
         let took = started.elapsed();
         assert!(
             took < LONG / 2,
@@ -162,7 +168,33 @@ async fn work_made_ready_while_a_claim_looks_ends_the_next_wait_at_once(db: Test
     }
 }
 
+/// Each claimer has its own watch: a wake-up that came while two claimers of one handle were
+/// looking ends both their waits, not only the first one's.
+async fn a_wake_up_during_two_claimers_looks_ends_both_waits(db: TestDb) {
+    if db.backend == Backend::Postgres {
+        db.store
+            .wait_for_work(&mut db.store.watch_work(), Duration::from_secs(5))
+            .await;
+    }
+    let (mut first, mut second) = (db.store.watch_work(), db.store.watch_work());
+    for name in ["first", "second"] {
+        let found = db.store.claim_next(name, LEASE, op(name, 1)).await.unwrap();
+        assert!(found.is_none(), "{name}: the queue is empty");
+    }
+    db.submit(vec![task("late", &[])], 1).await;
+    for (name, watch) in [("first", &mut first), ("second", &mut second)] {
+        let started = Instant::now();
+        db.store.wait_for_work(watch, LONG).await;
+        let took = started.elapsed();
+        assert!(
+            took < LONG / 2,
+            "{name}: the wait returned at once ({took:?})"
+        );
+    }
+}
+
 store_tests!(
+    a_wake_up_during_two_claimers_looks_ends_both_waits,
     a_commit_that_queues_a_task_wakes_a_waiting_claimer,
     a_lease_has_one_holder_until_it_expires,
     work_made_ready_while_a_claim_looks_ends_the_next_wait_at_once,
@@ -176,7 +208,9 @@ async fn a_submission_through_another_server_wakes_a_waiting_claimer_on_postgres
         return;
     };
     let other = db.reopen().await;
-    db.store.wait_for_work(Duration::from_secs(5)).await;
+    db.store
+        .wait_for_work(&mut db.store.watch_work(), Duration::from_secs(5))
+        .await;
     for round in 0..3 {
         let took = woken_by(&db.store, async {
             other
@@ -207,7 +241,9 @@ async fn a_store_whose_connections_are_killed_reconnects_and_still_wakes_claimer
     };
     let database = db.pg.as_ref().expect("a PostgreSQL test database");
     db.submit(vec![task("before", &[])], 0).await;
-    db.store.wait_for_work(Duration::from_secs(5)).await;
+    db.store
+        .wait_for_work(&mut db.store.watch_work(), Duration::from_secs(5))
+        .await;
     let killer = database.connect().await;
     // The listener connects in the background: wait until the pool's and the listener's
     // connections are both there before killing them.
@@ -245,8 +281,11 @@ async fn a_store_whose_connections_are_killed_reconnects_and_still_wakes_claimer
     // through another handle wakes a waiter again.
     let other = db.reopen().await;
     let deadline = Instant::now() + LONG;
+    let mut watch = db.store.watch_work();
     loop {
-        db.store.wait_for_work(Duration::from_millis(200)).await;
+        db.store
+            .wait_for_work(&mut watch, Duration::from_millis(200))
+            .await;
         let listening = killer
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity \

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orch_core::{FencingToken, Outcome, ProjectId, RunId, Status};
-use orch_store::{Claim, Op, Store, StoreError};
+use orch_store::{Claim, Op, Store, StoreError, WorkWatch};
 
 pub use http::HttpCoordinator;
 pub use stream::{BundleStream, STREAM_EVERY};
@@ -116,11 +116,21 @@ impl Coordinator {
         }
     }
 
-    /// Wait at most `timeout` for work to become ready: embedded, the store wakes it early
-    /// (PostgreSQL: any process's NOTIFY); remote claims long-poll instead, so this only sleeps.
-    pub async fn wait_for_work(&self, timeout: Duration) {
+    /// A claimer's watch on work becoming ready, for [`Coordinator::wait_for_work`]; taken
+    /// before its first claim.
+    pub fn watch_work(&self) -> WorkWatch {
         match self {
-            Coordinator::Local(store) => store.wait_for_work(timeout).await,
+            Coordinator::Local(store) => store.watch_work(),
+            Coordinator::Http(_) => WorkWatch::default(),
+        }
+    }
+
+    /// Wait at most `timeout` for work to become ready: embedded, the store wakes it early
+    /// (PostgreSQL: any process's NOTIFY), and at once if that happened since `watch` last
+    /// started to look; remote claims long-poll instead, so this only sleeps.
+    pub async fn wait_for_work(&self, watch: &mut WorkWatch, timeout: Duration) {
+        match self {
+            Coordinator::Local(store) => store.wait_for_work(watch, timeout).await,
             Coordinator::Http(_) => tokio::time::sleep(timeout).await,
         }
     }

@@ -67,6 +67,7 @@ async fn worker_loop(
     grace: Duration,
 ) -> Option<CoordinatorError> {
     let mut failures = 0u32;
+    let mut watch = coordinator.watch_work();
     while !shutdown.is_cancelled() {
         // A claim over HTTP waits on the daemon for a few seconds; shutdown does not wait for it.
         // (If the daemon had already claimed a run for it, that run is recovered when its lease
@@ -100,7 +101,7 @@ async fn worker_loop(
         let Some(claim) = claim else {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = coordinator.wait_for_work(IDLE_POLL) => continue,
+                () = coordinator.wait_for_work(&mut watch, IDLE_POLL) => continue,
             }
         };
         let task = claim.task.id;

@@ -75,9 +75,6 @@ pub(super) async fn submit_issue(
         .app
         .submit_issue(project, issue, deliveries, task, "webhook")
         .await?;
-    if submitted.created {
-        state.work_ready.notify_waiters();
-    }
     let task = submitted
         .tasks
         .into_iter()

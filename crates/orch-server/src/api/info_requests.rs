@@ -69,7 +69,6 @@ pub async fn answer(
         })
         .collect();
     let status = state.app.answer_input(id, values, ACTOR).await?;
-    state.work_ready.notify_waiters();
     Ok(Json(StatusChange {
         id: id.0,
         status: status.as_str().to_owned(),

@@ -116,7 +116,6 @@ pub async fn run(
         .app
         .run_job(&name, orch_store::calendar_clock(), ACTOR)
         .await?;
-    state.work_ready.notify_waiters();
     let Some(firing) = firing else {
         return Err(orch_store::StoreError::Invalid {
             field: "job".into(),

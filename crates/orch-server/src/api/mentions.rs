@@ -65,10 +65,7 @@ pub(super) async fn follow_up(
         Ok(None) => Ok(None),
         Ok(Some(mentioned)) => {
             let (status, outcome) = match mentioned.status {
-                Some(_) => {
-                    state.work_ready.notify_waiters();
-                    (StatusCode::CREATED, "replied")
-                }
+                Some(_) => (StatusCode::CREATED, "replied"),
                 None => (StatusCode::OK, "duplicate"),
             };
             Ok(Some((

@@ -72,9 +72,6 @@ pub struct ApiState {
     /// Serializes writes to run bundles from remote workers and holds the runs whose bundles
     /// were uploaded lately (see `bundles.rs`).
     pub bundle_lock: Arc<std::sync::Mutex<bundles::Uploaded>>,
-    /// Signalled when work may have become ready (a submit, retry, approval, completion,
-    /// requeue, or the scheduler queueing tasks), to wake waiting claims at once.
-    pub work_ready: Arc<tokio::sync::Notify>,
     /// The web dashboard's settings (`crate::dashboard`).
     pub dashboard: Arc<crate::dashboard::Settings>,
     /// Remote worker slots heard from and the embedded workers' agent pauses, for the
@@ -169,7 +166,6 @@ pub(crate) async fn start(
     options: &ServeOptions,
     addr: SocketAddr,
     metrics: Arc<ops::Metrics>,
-    work_ready: Arc<tokio::sync::Notify>,
     fleet: Arc<crate::dashboard::fleet::Fleet>,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, ServeError> {
@@ -230,7 +226,6 @@ pub(crate) async fn start(
         }),
         max_bundle_bytes: options.max_bundle_bytes,
         bundle_lock: Arc::default(),
-        work_ready,
         dashboard: Arc::new(crate::dashboard::Settings::new(options.tls.is_some())),
         fleet,
     };

@@ -92,7 +92,6 @@ pub async fn create(
     let project = ProjectDir::resolve(&request.project, "project")?;
     let task = new_task(request)?;
     let submitted = state.app.submit(&project, vec![task], ACTOR).await?;
-    state.work_ready.notify_waiters();
     let task = submitted
         .tasks
         .first()
@@ -224,7 +223,6 @@ pub async fn retry(
 ) -> Result<Json<StatusChange>, ApiError> {
     let delay = RetryDelay::parse(request.delay_ms.map(Duration::from_millis))?;
     let status = state.app.retry(id, delay, ACTOR).await?;
-    state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
 
@@ -255,7 +253,6 @@ pub async fn unblock(
     TaskIdPath(id): TaskIdPath,
 ) -> Result<Json<StatusChange>, ApiError> {
     let status = state.app.unblock(id, ACTOR).await?;
-    state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
 
@@ -280,7 +277,6 @@ pub async fn approve(
             &actor,
         )
         .await?;
-    state.work_ready.notify_waiters();
     Ok(status_change(id, status))
 }
 
@@ -331,7 +327,6 @@ pub async fn submit_workflow(
         text: &request.yaml,
     };
     let submitted = state.app.submit_workflow(&project, workflow, ACTOR).await?;
-    state.work_ready.notify_waiters();
     let tasks = submitted.tasks;
     Ok((
         StatusCode::CREATED,

@@ -382,9 +382,6 @@ async fn submit_once(
         .app
         .submit_once(project, deliveries, task, ACTOR)
         .await?;
-    if submitted.created {
-        state.work_ready.notify_waiters();
-    }
     let task = submitted
         .tasks
         .into_iter()

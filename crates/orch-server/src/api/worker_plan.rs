@@ -88,7 +88,6 @@ pub async fn plan(
         )
         .await?;
     let children = if submitted.created {
-        state.work_ready.notify_waiters();
         submitted.tasks.iter().map(|id| id.0).collect()
     } else {
         // A repeat: the children an earlier request made (the delivery names only the first).

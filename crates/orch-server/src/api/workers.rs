@@ -31,10 +31,9 @@ pub use orch_api::{
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// How often a waiting claim looks at the queue again when nothing wakes it. Work made ready
-/// through this daemon's API and scheduler wakes waiting claims at once (`ApiState::work_ready`),
-/// and so does the store (`Store::wait_for_work`: on PostgreSQL any process's commit, on SQLite
-/// this daemon's); tasks submitted by other processes on an SQLite home are only seen by
-/// looking, so the claim still looks this often.
+/// wakes waiting claims at once through the store (`Store::wait_for_work`: on PostgreSQL any
+/// process's commit, on SQLite this daemon's); tasks submitted by other processes on an SQLite
+/// home are only seen by looking, so the claim still looks this often.
 const POLL: Duration = Duration::from_millis(50);
 
 /// Leases shorter than this would expire between two heartbeats over a network.
@@ -104,12 +103,10 @@ pub async fn claim(
     let lease = lease(request.lease_ms)?;
     state.fleet.saw(worker, None);
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
+    // Taken before the first look, so work made ready between a look and the wait after it
+    // still wakes this claim.
+    let mut watch = state.store.watch_work();
     loop {
-        // Registered before looking, so work made ready between the look and the wait still
-        // wakes this claim.
-        let woken = state.work_ready.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
         if let Some(claim) = state
             .store
             .claim_next(worker, lease, Op::now(worker))
@@ -123,12 +120,12 @@ pub async fn claim(
         if now >= deadline {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        tokio::select! {
-            () = &mut woken => {}
-            // The store's wake-up: on PostgreSQL any server's NOTIFY, so a task submitted
-            // through another server is claimed in milliseconds.
-            () = state.store.wait_for_work(POLL.min(deadline - now)) => {}
-        }
+        // On PostgreSQL any server's NOTIFY wakes it, so a task submitted through another
+        // server is claimed in milliseconds.
+        state
+            .store
+            .wait_for_work(&mut watch, POLL.min(deadline - now))
+            .await;
     }
 }
 
@@ -274,8 +271,6 @@ pub async fn complete(
         .await
     {
         Ok(status) => {
-            // Dependents of the task may be ready now.
-            state.work_ready.notify_waiters();
             super::bundles::scan_stored_run(&state, run).await;
             Ok(Json(RunStatusResponse {
                 status: status.to_string(),
@@ -346,7 +341,6 @@ pub async fn requeue(
         )
         .await
         .map_err(|e| lease_error(&state, e))?;
-    state.work_ready.notify_waiters();
     Ok(Json(RunStatusResponse {
         status: status.to_string(),
     }))

@@ -112,9 +112,6 @@ async fn retry(
         Err(e) => return e.into_response(),
     };
     let result = state.app.retry(id, None, &session.actor).await;
-    if result.is_ok() {
-        state.work_ready.notify_waiters();
-    }
     answer(&form, id, "retried", result)
 }
 
@@ -128,9 +125,6 @@ async fn unblock(
         Err(e) => return e.into_response(),
     };
     let result = state.app.unblock(id, &session.actor).await;
-    if result.is_ok() {
-        state.work_ready.notify_waiters();
-    }
     answer(&form, id, "unblocked", result)
 }
 
@@ -159,9 +153,6 @@ async fn approve(
             &session.actor,
         )
         .await;
-    if result.is_ok() {
-        state.work_ready.notify_waiters();
-    }
     answer(&form, id, "approved", result)
 }
 
@@ -179,9 +170,6 @@ async fn reply(
         Err(e) => return refused(&form, format!("Not done: {e}")),
     };
     let result = state.app.reply(id, &message, &session.actor).await;
-    if result.is_ok() {
-        state.work_ready.notify_waiters();
-    }
     answer(&form, id, "got your reply", result)
 }
 
@@ -459,7 +447,6 @@ async fn add_task(
     };
     match state.app.submit(&project, vec![task], &session.actor).await {
         Ok(submitted) => {
-            state.work_ready.notify_waiters();
             let ids: Vec<String> = submitted.tasks.iter().map(|t| t.id.to_string()).collect();
             let mut message = format!("Added task {}.", ids.join(", "));
             for warning in &submitted.warnings {
@@ -507,7 +494,6 @@ async fn add_workflow(
         .await
     {
         Ok(submitted) => {
-            state.work_ready.notify_waiters();
             let ids: Vec<String> = submitted.tasks.iter().map(|t| t.id.to_string()).collect();
             let workflow = submitted.tasks.first().and_then(|t| t.workflow);
             let mut message = format!(

@@ -94,7 +94,6 @@ async fn answer(
     let task = orch_core::TaskId(id);
     match state.app.answer_input(task, values, &session.actor).await {
         Ok(status) => {
-            state.work_ready.notify_waiters();
             let message = format!("Task {task} answered; it is {status} now.");
             redirect_with_flash(&back, Flash { ok: true, message })
         }
@@ -206,9 +205,6 @@ async fn run_now(
 ) -> Response {
     let now = orch_store::calendar_clock();
     let result = state.app.run_job(&name, now, &session.actor).await;
-    if result.is_ok() {
-        state.work_ready.notify_waiters();
-    }
     job_done(result.map(|firing| match firing {
         Some(firing) => match (firing.task, firing.error) {
             (Some(task), _) => format!("Job {name} fired: task {task}."),

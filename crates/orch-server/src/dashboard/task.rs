@@ -563,19 +563,16 @@ async fn send_comments(
         .comment_on_diff(TaskId(id), &comments, extra, &form.session.actor)
         .await
     {
-        Ok(status) => {
-            state.work_ready.notify_waiters();
-            redirect_with_flash(
-                &back,
-                Flash {
-                    ok: true,
-                    message: format!(
-                        "Sent {} comment(s) to the agent; task {id} is {status} for its follow-up run.",
-                        comments.len()
-                    ),
-                },
-            )
-        }
+        Ok(status) => redirect_with_flash(
+            &back,
+            Flash {
+                ok: true,
+                message: format!(
+                    "Sent {} comment(s) to the agent; task {id} is {status} for its follow-up run.",
+                    comments.len()
+                ),
+            },
+        ),
         Err(e) if e.is_refusal() => redirect_with_flash(
             &back,
             Flash {

@@ -186,12 +186,15 @@ async fn pickup(admin_url: &str, samples: usize) -> (Percentiles, Percentiles) {
         .expect("project")
         .id;
     // Start the claimer's LISTEN connection.
-    claimer.wait_for_work(Duration::from_secs(2)).await;
+    claimer
+        .wait_for_work(&mut claimer.watch_work(), Duration::from_secs(2))
+        .await;
     let (claimed_tx, mut claimed_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let claiming = {
         let claimer = claimer.clone();
         tokio::spawn(async move {
             let mut got = 0;
+            let mut watch = claimer.watch_work();
             while got < samples {
                 match claimer
                     .claim_next("idle", Duration::from_secs(60), op("idle"))
@@ -216,7 +219,11 @@ async fn pickup(admin_url: &str, samples: usize) -> (Percentiles, Percentiles) {
                         }
                     }
                     // The worker's idle wait: early on a NOTIFY, else after its poll interval.
-                    None => claimer.wait_for_work(Duration::from_millis(20)).await,
+                    None => {
+                        claimer
+                            .wait_for_work(&mut watch, Duration::from_millis(20))
+                            .await;
+                    }
                 }
             }
         })

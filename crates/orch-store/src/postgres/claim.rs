@@ -24,7 +24,6 @@ impl PgStore {
         lease: Duration,
         op: Op<'_>,
     ) -> crate::Result<Option<Claim>> {
-        self.work.looking();
         let claimed = match self.limits.get() {
             // One statement that commits on its own. Its answer lost with the connection is
             // retried like a read: the first claim, if it landed, is a run nobody holds, given

@@ -29,6 +29,7 @@ impl PgStore {
             };
             let plan = decide::complete(&facts, run, outcome, reason, op.now, op.jitter_unit)?;
             carry_out_knowing(&tx, &plan, &op, Some(after)).await?;
+            self.freed_a_slot(&tx);
             Ok(Ok(plan.status))
         })
     }
@@ -49,7 +50,17 @@ impl PgStore {
             };
             let plan = decide::requeue(&facts, run, delay, reason, op.now)?;
             carry_out_knowing(&tx, &plan, &op, Some(after)).await?;
+            self.freed_a_slot(&tx);
             Ok(Ok(plan.status))
         })
+    }
+
+    /// Under limits, a run's end may let a queued task through its gate without changing its
+    /// status, so the commit wakes the claimers too (without limits, only a task becoming
+    /// `queued` does: a NOTIFY per completion would cost every commit a global lock).
+    pub(super) fn freed_a_slot(&self, tx: &super::Tx<'_>) {
+        if self.limits.get().is_some() {
+            tx.wake();
+        }
     }
 }

@@ -63,6 +63,7 @@ impl PgStore {
                 .await?
                 .try_get(0)?;
             carry_out_knowing(&tx, &plan, &op, Some(after)).await?;
+            self.freed_a_slot(&tx);
             Ok(Ok(id))
         })
     }

@@ -34,13 +34,18 @@ impl WorkSignal {
         self.wakes.wake();
     }
 
-    /// A claim is about to look for work.
-    pub(super) fn looking(&self) {
-        self.wakes.looking();
+    pub(super) fn watch(&self) -> crate::WorkWatch {
+        self.wakes.watch()
     }
 
-    pub(super) async fn wait(self: &std::sync::Arc<Self>, timeout: Duration) {
-        self.wakes.wait(timeout, || self.ensure_listener()).await;
+    pub(super) async fn wait(
+        self: &std::sync::Arc<Self>,
+        watch: &mut crate::WorkWatch,
+        timeout: Duration,
+    ) {
+        self.wakes
+            .wait(watch, timeout, || self.ensure_listener())
+            .await;
     }
 
     fn ensure_listener(self: &std::sync::Arc<Self>) {

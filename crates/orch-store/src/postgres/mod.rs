@@ -304,9 +304,13 @@ impl PgStore {
         self.pool.close();
     }
 
+    pub(crate) fn watch_work(&self) -> crate::WorkWatch {
+        self.work.watch()
+    }
+
     /// Wait until work may be ready (a NOTIFY or a local commit), at most `timeout`.
-    pub(crate) async fn wait_for_work(&self, timeout: Duration) {
-        self.work.wait(timeout).await;
+    pub(crate) async fn wait_for_work(&self, watch: &mut crate::WorkWatch, timeout: Duration) {
+        self.work.wait(watch, timeout).await;
     }
 
     /// Add literal secrets to redact from every spec submitted from now on.

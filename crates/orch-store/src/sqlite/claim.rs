@@ -19,7 +19,6 @@ impl SqliteStore {
         lease: Duration,
         op: Op<'_>,
     ) -> crate::Result<Option<Claim>> {
-        self.work.looking();
         let owner = owner.to_owned();
         let op = OwnedOp::from(op);
         let limits = self.limits.get();

@@ -307,9 +307,13 @@ impl SqliteStore {
         let _ = self.conn.clone().close().await;
     }
 
+    pub(crate) fn watch_work(&self) -> crate::WorkWatch {
+        self.work.watch()
+    }
+
     /// Wait until a commit through this handle may have made work ready, at most `timeout`.
-    pub(crate) async fn wait_for_work(&self, timeout: Duration) {
-        self.work.wait(timeout, || {}).await;
+    pub(crate) async fn wait_for_work(&self, watch: &mut crate::WorkWatch, timeout: Duration) {
+        self.work.wait(watch, timeout, || {}).await;
     }
 
     /// A commit may have made work ready: wake the waiters.
