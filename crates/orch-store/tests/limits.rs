@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use orch_core::limits::{ClaimLimits, ConcurrencyLimits, DailyBudgets, DailyLimit};
 use orch_core::{Outcome, Status, Step, StepAction, TaskId};
 use orch_store::{Store, UsageRecord};
@@ -256,7 +258,57 @@ async fn a_daily_run_quota_and_cost_limit_keep_tasks_queued_with_the_reason(db: 
     assert_eq!(today.time_zone, "UTC");
 }
 
+/// A run's end frees a slot without making any task `queued`: under limits it still wakes a
+/// claimer that found the queue's tasks held back (on PostgreSQL the commit also notifies the
+/// other processes), instead of leaving it asleep until its poll.
+async fn a_run_ending_under_a_full_limit_wakes_a_waiting_claimer(db: TestDb) {
+    const LONG: Duration = Duration::from_secs(20);
+    db.store
+        .set_claim_limits(concurrency(&[("claude", 1)], &[]));
+    if db.backend == Backend::Postgres {
+        // A first wait starts the LISTEN connection and returns once it listens.
+        db.store
+            .wait_for_work(&mut db.store.watch_work(), Duration::from_secs(5))
+            .await;
+    }
+    let ids = db
+        .submit(
+            vec![
+                agent_task("a", "claude", &[]),
+                agent_task("b", "claude", &[]),
+            ],
+            0,
+        )
+        .await;
+    let first = claimed(&db.store, "w", 1).await.unwrap();
+    let mut watch = db.store.watch_work();
+    assert!(
+        claimed(&db.store, "v", 2).await.is_none(),
+        "b waits for claude"
+    );
+    let started = Instant::now();
+    let ((), ()) = tokio::join!(db.store.wait_for_work(&mut watch, LONG), async {
+        db.store
+            .complete(
+                first.run.id,
+                first.token,
+                Outcome::Succeeded,
+                None,
+                op("w", 3),
+            )
+            .await
+            .unwrap();
+    });
+    let took = started.elapsed();
+    assert!(
+        took < LONG / 2,
+        "the completion woke the claimer ({took:?})"
+    );
+    assert_eq!(claimed(&db.store, "v", 4).await.unwrap().task.id, ids[1]);
+}
+
 store_tests!(
+    a_run_ending_under_a_full_limit_wakes_a_waiting_claimer,
     a_full_agent_limit_passes_over_its_task_and_claims_the_next_eligible_one,
     limits_on_labels_and_projects_hold_and_raising_them_frees_the_task,
     racing_claimers_on_two_handles_never_pass_a_limit,
