@@ -8,6 +8,7 @@
 //! event with every status change.
 
 pub mod archive;
+mod claim;
 mod doctor;
 mod error;
 mod fencing;
@@ -20,12 +21,14 @@ mod rows;
 pub mod secret_box;
 mod secrets;
 mod sqlite;
+mod usage;
 mod wakes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use claim::{Claim, DependencyRef, PendingReply, ReviewRecord, ReviewVerdict};
 pub use error::StoreError;
 pub use fencing::REFUSAL_WINDOW_MS;
 pub use info_requests::{AnswerValue, AnsweredKey, InfoRequest, InputValue, NewInfoRequest};
@@ -35,6 +38,7 @@ use orch_core::{
     WorkflowId,
 };
 pub use sqlite::{SqliteOptions, Synchronous, WAL_AUTOCHECKPOINT_PAGES};
+pub use usage::{AgentUsage, UsageRecord, UsageSummary, UsageTotal};
 pub use wakes::WorkWatch;
 
 /// Result of store operations.
@@ -106,170 +110,6 @@ pub struct Project {
     pub path: String,
     /// When it was registered.
     pub created_at: Timestamp,
-}
-
-/// A successful claim: the task (now `running`) and its new run with the lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// The task.
-    pub task: Task,
-    /// The run.
-    pub run: Run,
-    /// The run's fencing token, a secret: every later request about the run must carry it and
-    /// come from `run.lease.owner`. The store keeps only its hash, so this is the only copy.
-    pub token: FencingToken,
-    /// A follow-up (`orch task reply`) this run must answer by resuming the agent's session
-    /// instead of running the task's steps.
-    pub reply: Option<PendingReply>,
-    /// The review verdicts recorded for earlier runs of the task, oldest first (for the review
-    /// round count and the feedback).
-    pub reviews: Vec<ReviewRecord>,
-    /// The tasks this one needs, in `needs` order: what its worktree starts from.
-    pub dependencies: Vec<DependencyRef>,
-}
-
-/// A dependency of a claimed task, as much as a worker needs to find its result: a task's
-/// branch is recorded in the repository under its id and creation time, which together name
-/// one task of one orch database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DependencyRef {
-    /// The dependency's id.
-    pub id: TaskId,
-    /// Its project (a dependency in another project has no branch in this one).
-    pub project: ProjectId,
-    /// When it was created (milliseconds since the Unix epoch).
-    pub created_at: Timestamp,
-    /// Its status now (only a `done` dependency's result is built on).
-    pub status: Status,
-}
-
-/// A reviewer's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReviewVerdict {
-    /// The work is accepted.
-    Approve,
-    /// The work must be redone.
-    Reject,
-}
-
-impl ReviewVerdict {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReviewVerdict::Approve => "approve",
-            ReviewVerdict::Reject => "reject",
-        }
-    }
-}
-
-impl std::str::FromStr for ReviewVerdict {
-    type Err = String;
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
-        match text {
-            "approve" => Ok(ReviewVerdict::Approve),
-            "reject" => Ok(ReviewVerdict::Reject),
-            other => Err(format!("unknown verdict `{other}`")),
-        }
-    }
-}
-
-/// A run's review with a valid verdict, as the worker records it and later claims receive it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ReviewRecord {
-    /// Its round.
-    pub round: u32,
-    /// The verdict.
-    pub verdict: ReviewVerdict,
-    /// The reviewer's reasons.
-    #[serde(default)]
-    pub reasons: Vec<String>,
-    /// Whether this rejection sent the task to `needs_review`.
-    #[serde(default)]
-    pub escalated: bool,
-}
-
-/// A follow-up message waiting for a run.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PendingReply {
-    /// Its number.
-    pub id: i64,
-    /// What the user said.
-    pub message: String,
-    /// The agent whose session it resumes.
-    pub agent: String,
-    /// The step that session belongs to.
-    pub step: String,
-    /// The session to resume.
-    pub session_id: String,
-}
-
-/// One agent session's usage, as a worker reports it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct UsageRecord {
-    /// The step.
-    pub step: String,
-    /// The agent.
-    pub agent: String,
-    /// The model, when known.
-    pub model: Option<String>,
-    /// The session id, when known (what `orch task reply` resumes).
-    pub session_id: Option<String>,
-    /// Input tokens.
-    pub input_tokens: u64,
-    /// Output tokens.
-    pub output_tokens: u64,
-    /// Cost in US dollars.
-    pub cost_usd: f64,
-}
-
-/// A stored usage row of one task.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AgentUsage {
-    /// The run.
-    pub run: RunId,
-    /// The step.
-    pub step: String,
-    /// The agent.
-    pub agent: String,
-    /// The model, when known.
-    pub model: Option<String>,
-    /// The session id.
-    pub session_id: Option<String>,
-    /// Input tokens.
-    pub input_tokens: u64,
-    /// Output tokens.
-    pub output_tokens: u64,
-    /// Cost in US dollars.
-    pub cost_usd: f64,
-    /// UTC day it was recorded.
-    pub day: String,
-}
-
-/// Usage summed over a key (an agent, or a day).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct UsageTotal {
-    /// The agent name or the day (`YYYY-MM-DD`).
-    pub key: String,
-    /// Agent sessions counted.
-    pub sessions: u64,
-    /// Input tokens.
-    pub input_tokens: u64,
-    /// Output tokens.
-    pub output_tokens: u64,
-    /// Cost in US dollars.
-    pub cost_usd: f64,
-}
-
-/// Usage per agent and per day.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct UsageSummary {
-    /// Per agent.
-    pub by_agent: Vec<UsageTotal>,
-    /// Per day, newest first.
-    pub by_day: Vec<UsageTotal>,
-    /// Per project (its name), all time.
-    pub by_project: Vec<UsageTotal>,
 }
 
 /// Which tasks to list.

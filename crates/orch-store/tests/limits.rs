@@ -80,16 +80,7 @@ async fn a_full_agent_limit_passes_over_its_task_and_claims_the_next_eligible_on
         )
     );
     assert!(claimed(&db.store, "w", 3).await.is_none());
-    db.store
-        .complete(
-            first.run.id,
-            first.token,
-            Outcome::Succeeded,
-            None,
-            op("w", 4),
-        )
-        .await
-        .unwrap();
+    succeed(&db.store, &first, "w", 4).await;
     let second = claimed(&db.store, "w", 5).await.unwrap();
     assert_eq!(second.task.id, ids[1]);
     assert_eq!(second.task.status_reason, None);
@@ -287,18 +278,10 @@ async fn a_run_ending_under_a_full_limit_wakes_a_waiting_claimer(db: TestDb) {
         "b waits for claude"
     );
     let started = Instant::now();
-    let ((), ()) = tokio::join!(db.store.wait_for_work(&mut watch, LONG), async {
-        db.store
-            .complete(
-                first.run.id,
-                first.token,
-                Outcome::Succeeded,
-                None,
-                op("w", 3),
-            )
-            .await
-            .unwrap();
-    });
+    let ((), _) = tokio::join!(
+        db.store.wait_for_work(&mut watch, LONG),
+        succeed(&db.store, &first, "w", 3),
+    );
     let took = started.elapsed();
     assert!(
         took < LONG / 2,

@@ -73,16 +73,7 @@ async fn a_diamond_becomes_claimable_in_dependency_order(db: TestDb) {
             .is_none(),
         "B and C wait for A"
     );
-    db.store
-        .complete(
-            claim_a.run.id,
-            claim_a.token,
-            Outcome::Succeeded,
-            None,
-            op("w", 2),
-        )
-        .await
-        .unwrap();
+    succeed(&db.store, &claim_a, "w", 2).await;
     let first = db
         .store
         .claim_next("w", LEASE, op("w", 3))
@@ -106,27 +97,9 @@ async fn a_diamond_becomes_claimable_in_dependency_order(db: TestDb) {
             .is_none(),
         "D waits for both"
     );
-    db.store
-        .complete(
-            first.run.id,
-            first.token,
-            Outcome::Succeeded,
-            None,
-            op("w", 4),
-        )
-        .await
-        .unwrap();
+    succeed(&db.store, &first, "w", 4).await;
     assert_eq!(status(&db, d).await, Status::Waiting);
-    db.store
-        .complete(
-            second.run.id,
-            second.token,
-            Outcome::Succeeded,
-            None,
-            op("w", 5),
-        )
-        .await
-        .unwrap();
+    succeed(&db.store, &second, "w", 5).await;
     assert_eq!(status(&db, d).await, Status::Queued);
     let claim_d = db
         .store

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use orch_core::{NewTask, RetryPolicy, TaskId, TaskSpec, TaskTitle, Timestamp};
+use orch_core::{NewTask, Outcome, RetryPolicy, Status, TaskId, TaskSpec, TaskTitle, Timestamp};
 use orch_store::{DatabaseConfig, Op, SqliteOptions, Store, Submission};
 
 /// The backends every store test runs on (see [`store_tests`]); a test that is specific to one
@@ -255,6 +255,20 @@ impl TestDb {
             .await
             .expect("submit")
     }
+}
+
+/// Complete `claim` as succeeded, by its holder `actor` at `now`; the task's status after.
+pub async fn succeed(store: &Store, claim: &orch_store::Claim, actor: &str, now: i64) -> Status {
+    store
+        .complete(
+            claim.run.id,
+            claim.token,
+            Outcome::Succeeded,
+            None,
+            op(actor, now),
+        )
+        .await
+        .expect("complete")
 }
 
 pub fn op(actor: &str, now: i64) -> Op<'_> {
